@@ -1,0 +1,374 @@
+//===- cpu_driver.cpp - Kiln runtime driver for the host CPU --------------===//
+//
+// Executables are shared objects produced by the compiler; they are loaded
+// from memory (memfd + dlopen) so no compiler or writable install dir is
+// needed. Kernel ABI:
+//   void entry(void *const *bindings, int64_t wg_x, int64_t wg_y, int64_t wg_z)
+// with bindings[i] = buffer base + byte offset. A dispatch runs the whole
+// workgroup grid on a persistent thread pool and returns when it is done.
+//
+//===----------------------------------------------------------------------===//
+#include "kiln/driver.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <elf.h>
+#include <mutex>
+#include <string>
+#include <sys/mman.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+using KernelFn = void (*)(void *const *, int64_t, int64_t, int64_t);
+
+#if defined(__x86_64__)
+constexpr const char *kNativeFormat = "elf-x86_64-so";
+constexpr uint16_t kNativeMachine = EM_X86_64;
+#elif defined(__aarch64__)
+constexpr const char *kNativeFormat = "elf-aarch64-so";
+constexpr uint16_t kNativeMachine = EM_AARCH64;
+#else
+constexpr const char *kNativeFormat = "";
+constexpr uint16_t kNativeMachine = 0;
+#endif
+
+/// Runs grids of workgroups. Workers sleep between dispatches; the caller
+/// participates, and workgroups are claimed one at a time from an atomic
+/// counter so uneven workgroups balance themselves.
+class ThreadPool {
+public:
+  explicit ThreadPool(unsigned threads) {
+    for (unsigned i = 1; i < threads; ++i)
+      workers.emplace_back([this] { workerLoop(); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    for (std::thread &t : workers)
+      t.join();
+  }
+
+  void run(KernelFn fn, void *const *bindings, int64_t x, int64_t y,
+           int64_t total) {
+    if (total <= 0)
+      return;
+    job = {fn, bindings, x, y, total};
+    next.store(0, std::memory_order_relaxed);
+    if (workers.empty() || total == 1) {
+      work();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      busy = workers.size();
+      ++generation;
+    }
+    wake.notify_all();
+    work();
+    std::unique_lock<std::mutex> lock(mutex);
+    done.wait(lock, [this] { return busy == 0; });
+  }
+
+private:
+  struct Job {
+    KernelFn fn;
+    void *const *bindings;
+    int64_t x, y, total;
+  };
+
+  void work() {
+    const Job j = job;
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < j.total;) {
+      int64_t plane = j.x * j.y;
+      int64_t z = i / plane, rest = i % plane;
+      j.fn(j.bindings, rest % j.x, rest / j.x, z);
+    }
+  }
+
+  void workerLoop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        wake.wait(lock, [&] { return stopping || generation != seen; });
+        if (stopping)
+          return;
+        seen = generation;
+      }
+      work();
+      std::lock_guard<std::mutex> lock(mutex);
+      if (--busy == 0)
+        done.notify_one();
+    }
+  }
+
+  std::vector<std::thread> workers;
+  std::mutex mutex;
+  std::condition_variable wake, done;
+  uint64_t generation = 0;
+  size_t busy = 0;
+  bool stopping = false;
+  Job job{};
+  std::atomic<int64_t> next{0};
+};
+
+struct Device {
+  ThreadPool pool;
+  std::vector<void *> pointers; // Scratch for dispatch bindings.
+  explicit Device(unsigned threads) : pool(threads) {}
+};
+
+struct Executable {
+  void *handle = nullptr;
+  int fd = -1; // Kept open: while loaded, "/proc/self/fd/N" must stay unique.
+  std::vector<KernelFn> entries;
+};
+
+uint32_t deviceCount() { return 1; }
+
+kiln_status deviceDescribe(uint32_t index, kiln_driver_device_desc *desc) {
+  if (index != 0)
+    return kiln_driver_error(KILN_ERROR_NOT_FOUND, "cpu has one device");
+  static const std::string text =
+      "host CPU, " + std::to_string(std::thread::hardware_concurrency()) +
+      " hardware threads";
+  desc->description = text.c_str();
+  desc->available = 1;
+  return KILN_OK;
+}
+
+kiln_status deviceOpen(uint32_t index, const kiln_driver_device_options *opts,
+                       void **device) {
+  if (index != 0)
+    return kiln_driver_error(KILN_ERROR_NOT_FOUND, "no cpu device %u", index);
+  unsigned threads = opts && opts->num_threads ? opts->num_threads
+                                               : std::thread::hardware_concurrency();
+  try {
+    *device = new Device(threads ? threads : 1);
+  } catch (const std::exception &e) {
+    return kiln_driver_error(KILN_ERROR_INTERNAL,
+                             "cannot start %u threads: %s", threads, e.what());
+  }
+  return KILN_OK;
+}
+
+void deviceClose(void *device) { delete static_cast<Device *>(device); }
+
+kiln_status bufferAlloc(void *, uint64_t size, void **buffer) {
+  // Round up: aligned_alloc wants a multiple of the alignment, and a
+  // zero-size buffer still needs a distinct address.
+  uint64_t rounded = (size + 63) / 64 * 64;
+  if (rounded == 0)
+    rounded = 64;
+  void *p = rounded < size ? nullptr : std::aligned_alloc(64, rounded);
+  if (!p)
+    return kiln_driver_error(KILN_ERROR_INTERNAL,
+                             "out of memory allocating %llu bytes",
+                             static_cast<unsigned long long>(size));
+  std::memset(p, 0, rounded);
+  *buffer = p;
+  return KILN_OK;
+}
+
+void bufferFree(void *, void *buffer) { std::free(buffer); }
+
+kiln_status bufferWrite(void *, void *buffer, uint64_t offset, const void *src,
+                        uint64_t size) {
+  std::memcpy(static_cast<char *>(buffer) + offset, src, size);
+  return KILN_OK;
+}
+
+kiln_status bufferRead(void *, void *buffer, uint64_t offset, void *dst,
+                       uint64_t size) {
+  std::memcpy(dst, static_cast<const char *>(buffer) + offset, size);
+  return KILN_OK;
+}
+
+bool writeAll(int fd, const void *data, uint64_t size) {
+  auto *p = static_cast<const char *>(data);
+  while (size) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    p += n;
+    size -= static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+/// dlopen() matches already-loaded libraries by path, so a reused path would
+/// silently return an old image; reject that instead.
+bool alreadyLoaded(const std::string &path) {
+  if (void *h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD)) {
+    ::dlclose(h);
+    return true;
+  }
+  return false;
+}
+
+/// Loads `image` as a shared object: memfd first, else an unlinked temp file.
+kiln_status loadImage(const void *image, uint64_t size, Executable &exe) {
+  std::string memfdError = "memfd_create unavailable";
+#ifdef MFD_CLOEXEC
+  int fd = ::memfd_create("kiln-executable", MFD_CLOEXEC);
+  if (fd >= 0) {
+    std::string path = "/proc/self/fd/" + std::to_string(fd);
+    if (writeAll(fd, image, size) && !alreadyLoaded(path)) {
+      ::dlerror();
+      if ((exe.handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL))) {
+        exe.fd = fd;
+        return KILN_OK;
+      }
+      const char *err = ::dlerror();
+      memfdError = err ? err : "dlopen failed";
+    } else {
+      memfdError = "cannot write memfd";
+    }
+    ::close(fd);
+  } else {
+    memfdError = std::string("memfd_create: ") + std::strerror(errno);
+  }
+#endif
+  // No memfd (old kernel, sandbox, /proc missing): go through the file system.
+  const char *dir = std::getenv("TMPDIR");
+  std::string path;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/kiln-exec-XXXXXX";
+    std::vector<char> name(tmpl.begin(), tmpl.end());
+    name.push_back('\0');
+    int tfd = ::mkstemp(name.data());
+    if (tfd < 0)
+      return kiln_driver_error(KILN_ERROR_IO,
+                               "cannot load executable: %s; and mkstemp(%s): %s",
+                               memfdError.c_str(), tmpl.c_str(),
+                               std::strerror(errno));
+    path = name.data();
+    bool ok = writeAll(tfd, image, size);
+    ::close(tfd);
+    if (!ok) {
+      ::unlink(path.c_str());
+      return kiln_driver_error(KILN_ERROR_IO, "cannot write %s", path.c_str());
+    }
+    if (!alreadyLoaded(path))
+      break;
+    ::unlink(path.c_str());
+    path.clear();
+  }
+  if (path.empty())
+    return kiln_driver_error(KILN_ERROR_INTERNAL, "no unique temp file name");
+  ::dlerror();
+  exe.handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // The mapping survives the unlink; nothing is left on disk either way.
+  ::unlink(path.c_str());
+  if (!exe.handle) {
+    const char *err = ::dlerror();
+    return kiln_driver_error(KILN_ERROR_INTERNAL, "dlopen failed: %s (memfd: %s)",
+                             err ? err : "unknown error", memfdError.c_str());
+  }
+  return KILN_OK;
+}
+
+void executableUnload(void *, void *executable) {
+  auto *exe = static_cast<Executable *>(executable);
+  if (exe->handle)
+    ::dlclose(exe->handle);
+  if (exe->fd >= 0)
+    ::close(exe->fd);
+  delete exe;
+}
+
+kiln_status executableLoad(void *, const char *format, const void *image,
+                           uint64_t size, const char *const *entries,
+                           uint32_t entryCount, void **executable) {
+  if (!*kNativeFormat || std::strcmp(format, kNativeFormat) != 0)
+    return kiln_driver_error(KILN_ERROR_UNAVAILABLE,
+                             "cpu driver cannot load format '%s' on this host "
+                             "(it loads '%s')",
+                             format, kNativeFormat);
+  // Check the ELF header ourselves: dlopen's message for garbage is cryptic.
+  const auto *eh = static_cast<const unsigned char *>(image);
+  if (size < sizeof(Elf64_Ehdr) || std::memcmp(eh, ELFMAG, SELFMAG) != 0 ||
+      eh[EI_CLASS] != ELFCLASS64)
+    return kiln_driver_error(KILN_ERROR_CORRUPT,
+                             "image (%llu bytes) is not a 64-bit ELF file",
+                             static_cast<unsigned long long>(size));
+  Elf64_Ehdr hdr;
+  std::memcpy(&hdr, image, sizeof(hdr));
+  if (hdr.e_type != ET_DYN || hdr.e_machine != kNativeMachine)
+    return kiln_driver_error(KILN_ERROR_CORRUPT,
+                             "image is not a shared object for this machine "
+                             "(e_type %u, e_machine %u)",
+                             hdr.e_type, hdr.e_machine);
+  auto *exe = new Executable();
+  if (kiln_status s = loadImage(image, size, *exe); s != KILN_OK) {
+    delete exe;
+    return s;
+  }
+  for (uint32_t i = 0; i < entryCount; ++i) {
+    void *sym = ::dlsym(exe->handle, entries[i]);
+    if (!sym) {
+      executableUnload(nullptr, exe);
+      return kiln_driver_error(KILN_ERROR_NOT_FOUND,
+                               "executable has no entry point '%s'", entries[i]);
+    }
+    exe->entries.push_back(reinterpret_cast<KernelFn>(sym));
+  }
+  *executable = exe;
+  return KILN_OK;
+}
+
+kiln_status dispatch(void *device, void *executable, uint32_t entry,
+                     const uint32_t workgroups[3],
+                     const kiln_driver_binding *bindings, uint32_t count) {
+  auto *dev = static_cast<Device *>(device);
+  auto *exe = static_cast<Executable *>(executable);
+  if (entry >= exe->entries.size())
+    return kiln_driver_error(KILN_ERROR_INVALID_ARGUMENT,
+                             "entry %u out of range", entry);
+  dev->pointers.resize(count);
+  for (uint32_t i = 0; i < count; ++i)
+    dev->pointers[i] = static_cast<char *>(bindings[i].buffer) + bindings[i].offset;
+  int64_t x = workgroups[0], y = workgroups[1], z = workgroups[2];
+  if (x && y && z && (x * y > INT64_MAX / z))
+    return kiln_driver_error(KILN_ERROR_INVALID_ARGUMENT,
+                             "workgroup grid %u x %u x %u is too large",
+                             workgroups[0], workgroups[1], workgroups[2]);
+  dev->pool.run(exe->entries[entry], dev->pointers.data(), x, y, x * y * z);
+  return KILN_OK;
+}
+
+kiln_status synchronize(void *) { return KILN_OK; } // Dispatch is synchronous.
+
+const kiln_driver cpuDriver = {
+    KILN_DRIVER_ABI_VERSION,
+    "cpu",
+    deviceCount,
+    deviceDescribe,
+    deviceOpen,
+    deviceClose,
+    bufferAlloc,
+    bufferFree,
+    bufferWrite,
+    bufferRead,
+    executableLoad,
+    executableUnload,
+    dispatch,
+    synchronize,
+};
+
+} // namespace
+
+extern "C" const kiln_driver *kiln_driver_cpu_entry(void) { return &cpuDriver; }

@@ -1,0 +1,81 @@
+//===- ArtifactWriter.h - Serialize a compiled module to a .kiln file -----===//
+//
+// The compiler describes what it produced with these plain structs; the writer
+// lays them out in the format of docs/artifact-format.md. Deliberately free of
+// LLVM/MLIR types so the runtime's unit tests can build artifacts too.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_ARTIFACT_ARTIFACTWRITER_H
+#define KILN_ARTIFACT_ARTIFACTWRITER_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::artifact {
+
+/// Element types use ONNX TensorProto.DataType numbering so the file is
+/// self-describing to anyone who knows ONNX.
+enum class DType : uint8_t {
+  F32 = 1, U8 = 2, I8 = 3, U16 = 4, I16 = 5, I32 = 6, I64 = 7, Bool = 9,
+  F16 = 10, F64 = 11, U32 = 12, U64 = 13, BF16 = 16,
+};
+
+enum class BufferKind : uint8_t { Input = 0, Output = 1, Constant = 2, Transient = 3 };
+
+struct BufferDesc {
+  BufferKind kind = BufferKind::Transient;
+  uint64_t sizeBytes = 0;
+  /// Constants only: not owned, must stay valid until writeArtifact returns.
+  const uint8_t *constData = nullptr;
+};
+
+/// A tensor of the public signature, viewing a buffer from byte 0.
+struct TensorDesc {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  uint32_t buffer = 0;
+};
+
+/// One target's code: e.g. target "cpu", format "elf-x86_64-so".
+struct Executable {
+  std::string target;
+  std::string format;
+  std::vector<uint8_t> image;
+  std::vector<std::string> entries;
+};
+
+struct Binding {
+  uint32_t buffer = 0;
+  uint64_t offset = 0;
+};
+
+/// One kernel launch: entries[entry] of executables[executable] over a
+/// workgroups[0] x [1] x [2] grid.
+struct Dispatch {
+  uint32_t executable = 0;
+  uint32_t entry = 0;
+  uint32_t workgroups[3] = {1, 1, 1};
+  std::vector<Binding> bindings;
+};
+
+struct Module {
+  std::string producer;
+  std::string name;
+  std::vector<TensorDesc> inputs;
+  std::vector<TensorDesc> outputs;
+  std::vector<BufferDesc> buffers;
+  std::vector<Executable> executables;
+  /// Run in order; each may read buffers written by earlier ones.
+  std::vector<Dispatch> dispatches;
+};
+
+/// Writes `module` to `path` atomically (temporary file in the same directory,
+/// then rename), so a failure never leaves a partial file or clobbers an
+/// existing one. Returns an empty string on success, else the error message.
+std::string writeArtifact(const Module &module, const std::string &path);
+
+} // namespace kiln::artifact
+
+#endif // KILN_ARTIFACT_ARTIFACTWRITER_H

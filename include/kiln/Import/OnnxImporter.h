@@ -1,0 +1,42 @@
+//===- OnnxImporter.h - ONNX protobuf to MLIR -------------------*- C++ -*-===//
+//
+// Reads an .onnx file (and external-data files beside it) and builds a module
+// with one `func.func @main` on tensors in upstream dialects (linalg, tensor,
+// arith, math). Shapes are inferred while importing and must be static: a
+// symbolic input dimension has to be pinned with ImportOptions::inputShapes.
+// Subgraphs that only compute on constants (Shape -> Gather -> Concat ...)
+// are folded to constants.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_IMPORT_ONNXIMPORTER_H
+#define KILN_IMPORT_ONNXIMPORTER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/Error.h"
+
+namespace kiln {
+
+struct ImportOptions {
+  /// Input name -> full static shape, overriding the model's (symbolic) one.
+  llvm::StringMap<llvm::SmallVector<int64_t>> inputShapes;
+};
+
+/// Parses "name=1x3x224x224" into `options`; returns an error naming the
+/// malformed text.
+llvm::Error parseInputShape(llvm::StringRef spec, ImportOptions &options);
+
+/// Imports the model at `path`. Errors name the file, and for node-level
+/// problems the node, its op type and the opset in use.
+llvm::Expected<mlir::OwningOpRef<mlir::ModuleOp>>
+importOnnxFile(mlir::MLIRContext &context, llvm::StringRef path,
+               const ImportOptions &options);
+
+/// Dialects the imported IR uses; load them before importing.
+void registerImportDialects(mlir::DialectRegistry &registry);
+
+} // namespace kiln
+
+#endif // KILN_IMPORT_ONNXIMPORTER_H

@@ -1,0 +1,73 @@
+//===- Passes.td - Kiln's target-independent passes --------*- tablegen -*-===//
+#ifndef KILN_TRANSFORMS_PASSES
+#define KILN_TRANSFORMS_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def FormDispatches : Pass<"kiln-form-dispatches", "mlir::ModuleOp"> {
+  let summary = "Group linalg ops into dispatches and outline them as kernels";
+  let description = [{
+    Every linalg op of the host function becomes the root of one dispatch.
+    A dispatch also takes the elementwise ops that initialise the root's
+    outputs (fills, bias broadcasts) and the chain of elementwise consumers
+    that read only the root's result, so they run in the same kernel. Each
+    dispatch is outlined into a `func.func` of a nested `builtin.module`
+    marked `kiln.executable` and replaced by `kiln.dispatch`. Reshapes and
+    constants stay on the host: they cost no kernel. Outputs that would alias
+    an input, a constant or another output get a copy kernel, so every output
+    owns its buffer.
+
+    ```mlir
+    %0 = kiln.dispatch @kernels::@main_dispatch_0(%x, %w)
+        : (tensor<4x8xf32>, tensor<8x16xf32>) -> tensor<4x16xf32>
+    ```
+  }];
+  let dependentDialects = ["kiln::KilnDialect", "mlir::func::FuncDialect",
+                           "mlir::linalg::LinalgDialect"];
+}
+
+def TileWorkgroups : Pass<"kiln-tile-workgroups", "mlir::ModuleOp"> {
+  let summary = "Tile each kernel into an scf.forall over workgroups";
+  let description = [{
+    Runs on an executable module. Tiles the last op of each kernel along its
+    outer parallel loops (at most three) with `scf.forall`, fusing the
+    kernel's other ops into the loop body, and records the grid on the kernel
+    as `kiln.workgroups = [x, y, z]`. Tile sizes aim at `max-workgroups`
+    workgroups with at least `min-tile-elements` outputs each, so small ops do
+    not drown in scheduling overhead.
+  }];
+  let options = [
+    Option<"maxWorkgroups", "max-workgroups", "int64_t", "64",
+           "Upper bound on the number of workgroups of one dispatch">,
+    Option<"minTileElements", "min-tile-elements", "int64_t", "4096",
+           "Smallest number of output elements one workgroup should compute">,
+  ];
+  let dependentDialects = ["mlir::scf::SCFDialect", "mlir::tensor::TensorDialect",
+                           "mlir::affine::AffineDialect"];
+}
+
+def BufferizeKernels : Pass<"kiln-bufferize-kernels", "mlir::ModuleOp"> {
+  let summary = "Give kernels buffer arguments and bufferize their bodies";
+  let description = [{
+    Runs on an executable module. Rewrites each kernel from
+    `(tensor inputs) -> tensor results` to `(memref inputs, memref outputs)`
+    with no results, then bufferizes in place so each workgroup writes its
+    tile straight into the output buffer (empty tensors are replaced by the
+    output, no temporaries or copies for the usual cases).
+  }];
+  let dependentDialects = ["mlir::bufferization::BufferizationDialect",
+                           "mlir::memref::MemRefDialect"];
+}
+
+def MapWorkgroups : Pass<"kiln-map-workgroups", "mlir::func::FuncOp"> {
+  let summary = "Replace the workgroup scf.forall by gpu.block_id";
+  let description = [{
+    After bufferization, the kernel body's single top-level `scf.forall` is
+    inlined: induction variable i becomes `lb_i + gpu.block_id(i) * step_i`.
+    Every target then maps `gpu.block_id` to its own notion of workgroup
+    (a thread-pool task on cpu, a block on GPUs).
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::arith::ArithDialect"];
+}
+
+#endif // KILN_TRANSFORMS_PASSES

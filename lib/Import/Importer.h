@@ -1,0 +1,136 @@
+//===- Importer.h - ONNX importer internals ---------------------*- C++ -*-===//
+//
+// Shared by the graph walker (OnnxImporter.cpp), the op handlers (OnnxOps.cpp)
+// and the compile-time folder (OnnxFolding.cpp).
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_LIB_IMPORT_IMPORTER_H
+#define KILN_LIB_IMPORT_IMPORTER_H
+
+#include "kiln/Import/OnnxImporter.h"
+#include "onnx.pb.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <optional>
+#include <string>
+
+namespace kiln::detail {
+using namespace mlir;
+
+/// Compile-time contents of a small tensor, for folding shape computations.
+struct HostTensor {
+  SmallVector<int64_t> shape;
+  Type elemType;
+  std::vector<int64_t> ints;  // integer and bool elements
+  std::vector<double> floats; // floating-point elements
+
+  bool isFloat() const { return isa<FloatType>(elemType); }
+  int64_t numel() const;
+  double get(size_t i) const { return isFloat() ? floats[i] : (double)ints[i]; }
+  void push(double v) {
+    if (isFloat())
+      floats.push_back(v);
+    else
+      ints.push_back((int64_t)v);
+  }
+  static std::optional<HostTensor> fromAttr(DenseElementsAttr attr);
+  DenseElementsAttr toAttr() const;
+};
+
+using BodyFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
+
+class Importer {
+public:
+  Importer(MLIRContext &context, StringRef path, const ImportOptions &options);
+  llvm::Expected<OwningOpRef<ModuleOp>> run();
+
+  // --- used by op handlers -------------------------------------------------
+  MLIRContext &ctx;
+  OpBuilder b;
+  Location loc;
+  const onnx::NodeProto *node = nullptr;
+  int64_t opset = 0;
+
+  LogicalResult fail(const Twine &message);
+
+  // Attributes.
+  const onnx::AttributeProto *attr(StringRef name) const;
+  int64_t attrInt(StringRef name, int64_t dflt) const;
+  float attrFloat(StringRef name, float dflt) const;
+  std::string attrString(StringRef name, StringRef dflt) const;
+  std::optional<SmallVector<int64_t>> attrInts(StringRef name) const;
+
+  // Inputs and outputs of the current node.
+  bool hasInput(unsigned i) const;
+  Value input(unsigned i);
+  RankedTensorType inputType(unsigned i);
+  std::optional<DenseElementsAttr> constInput(unsigned i) const;
+  /// The integer contents of constant input `i`, or an error naming it.
+  FailureOr<SmallVector<int64_t>> constInts(unsigned i, StringRef what);
+  unsigned numOutputs() const { return node->output_size(); }
+  bool wantsOutput(unsigned i) const {
+    return (int)i < node->output_size() && !node->output(i).empty();
+  }
+  void setOutput(unsigned i, Value v);
+  void setConstOutput(unsigned i, DenseElementsAttr attr);
+  FailureOr<DenseElementsAttr> tensorToAttr(const onnx::TensorProto &t);
+
+  // Builders shared by the handlers.
+  Type elementType(Value v) { return cast<RankedTensorType>(v.getType()).getElementType(); }
+  ArrayRef<int64_t> shapeOf(Value v) { return cast<RankedTensorType>(v.getType()).getShape(); }
+  FailureOr<SmallVector<int64_t>> broadcastShapes(ArrayRef<SmallVector<int64_t>> shapes);
+  /// Elementwise linalg.generic with ONNX (numpy) broadcasting; the output
+  /// shape is the broadcast of the inputs' (and `extraShape`, if given).
+  FailureOr<Value> elementwise(ValueRange inputs, Type resultElem, BodyFn body,
+                               std::optional<ArrayRef<int64_t>> extraShape = {});
+  /// Reduces `axes` (normalized, any order) of `in`; `combine(acc, x)`.
+  Value reduce(Value in, ArrayRef<int64_t> axes, bool keepDims, TypedAttr init,
+               function_ref<Value(OpBuilder &, Location, Value, Value)> combine);
+  Value reshape(Value v, ArrayRef<int64_t> shape);
+  Value transpose(Value v, ArrayRef<int64_t> perm);
+  Value fill(ArrayRef<int64_t> shape, TypedAttr value);
+  Value constantScalar(OpBuilder &ob, Location l, Type type, double value);
+  /// Pads with `padValue`: lo/hi per dimension.
+  Value pad(Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi, double padValue);
+  FailureOr<int64_t> normalizeAxis(int64_t axis, int64_t rank, StringRef what = "axis");
+
+private:
+  std::string path, modelDir;
+  const ImportOptions &options;
+  onnx::ModelProto model;
+  ModuleOp module;
+  llvm::StringMap<Value> values;
+  llvm::StringMap<DenseElementsAttr> consts;
+  std::string errorText;
+
+  LogicalResult importGraph();
+  FailureOr<Type> valueInfoType(const onnx::ValueInfoProto &info, bool isInput);
+  LogicalResult importNode(const onnx::NodeProto &n);
+  /// Evaluates the node at compile time when all its inputs are constants.
+  /// Returns true if it did.
+  FailureOr<bool> tryFold();
+  Value materialize(StringRef name);
+};
+
+/// Element type for an ONNX TensorProto.DataType, or null if unsupported.
+Type onnxElementType(MLIRContext &ctx, int dataType);
+std::string onnxTypeName(int dataType);
+
+/// Op handlers: "Add" -> handler. Each builds the node's outputs.
+using Handler = LogicalResult (*)(Importer &);
+const llvm::StringMap<Handler> &opHandlers();
+
+/// Compile-time evaluation for the ops shape subgraphs use.
+FailureOr<bool> foldNode(Importer &im, SmallVectorImpl<DenseElementsAttr> &results);
+
+} // namespace kiln::detail
+
+#endif // KILN_LIB_IMPORT_IMPORTER_H

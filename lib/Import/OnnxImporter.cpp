@@ -1,0 +1,567 @@
+//===- OnnxImporter.cpp - ONNX graph to MLIR ------------------------------===//
+//
+// Walks the graph in order, keeping for every ONNX value name either an SSA
+// tensor or, for values known at compile time, a DenseElementsAttr that is
+// only materialized as arith.constant when a runtime op reads it.
+//
+//===----------------------------------------------------------------------===//
+#include "Importer.h"
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/IR/Diagnostics.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include <cstring>
+
+using namespace mlir;
+using namespace kiln;
+using namespace kiln::detail;
+
+//===----------------------------------------------------------------------===//
+// Types
+//===----------------------------------------------------------------------===//
+
+Type detail::onnxElementType(MLIRContext &ctx, int dataType) {
+  Builder b(&ctx);
+  switch (dataType) {
+  case onnx::TensorProto::FLOAT: return b.getF32Type();
+  case onnx::TensorProto::DOUBLE: return b.getF64Type();
+  case onnx::TensorProto::FLOAT16: return b.getF16Type();
+  case onnx::TensorProto::BFLOAT16: return b.getBF16Type();
+  case onnx::TensorProto::INT8: return b.getIntegerType(8);
+  case onnx::TensorProto::INT16: return b.getIntegerType(16);
+  case onnx::TensorProto::INT32: return b.getI32Type();
+  case onnx::TensorProto::INT64: return b.getI64Type();
+  case onnx::TensorProto::BOOL: return b.getI1Type();
+  default: return {};
+  }
+}
+
+std::string detail::onnxTypeName(int dataType) {
+  static const char *names[] = {"undefined", "float",  "uint8",     "int8",      "uint16",
+                                "int16",     "int32",  "int64",     "string",    "bool",
+                                "float16",   "double", "uint32",    "uint64",    "complex64",
+                                "complex128", "bfloat16"};
+  if (dataType >= 0 && dataType < (int)std::size(names))
+    return names[dataType];
+  return "data type " + std::to_string(dataType);
+}
+
+int64_t HostTensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+std::optional<HostTensor> HostTensor::fromAttr(DenseElementsAttr attr) {
+  HostTensor t;
+  auto type = cast<RankedTensorType>(attr.getType());
+  t.shape.assign(type.getShape().begin(), type.getShape().end());
+  t.elemType = type.getElementType();
+  if (isa<FloatType>(t.elemType)) {
+    for (APFloat v : attr.getValues<APFloat>())
+      t.floats.push_back(v.convertToDouble());
+  } else if (t.elemType.isInteger(1)) {
+    for (bool v : attr.getValues<bool>())
+      t.ints.push_back(v);
+  } else if (isa<IntegerType>(t.elemType)) {
+    for (APInt v : attr.getValues<APInt>())
+      t.ints.push_back(v.getSExtValue());
+  } else {
+    return std::nullopt;
+  }
+  return t;
+}
+
+DenseElementsAttr HostTensor::toAttr() const {
+  auto type = RankedTensorType::get(shape, elemType);
+  if (auto ft = dyn_cast<FloatType>(elemType)) {
+    SmallVector<APFloat> vals;
+    for (double v : floats) {
+      APFloat f(v);
+      bool lost;
+      f.convert(ft.getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+      vals.push_back(f);
+    }
+    return DenseElementsAttr::get(type, vals);
+  }
+  if (elemType.isInteger(1)) {
+    SmallVector<bool> vals(ints.begin(), ints.end());
+    return DenseElementsAttr::get(type, vals);
+  }
+  unsigned width = elemType.getIntOrFloatBitWidth();
+  SmallVector<APInt> vals;
+  for (int64_t v : ints)
+    vals.push_back(APInt(width, (uint64_t)v, /*isSigned=*/true, /*implicitTrunc=*/true));
+  return DenseElementsAttr::get(type, vals);
+}
+
+//===----------------------------------------------------------------------===//
+// Importer
+//===----------------------------------------------------------------------===//
+
+Importer::Importer(MLIRContext &context, StringRef path,
+                   const ImportOptions &options)
+    : ctx(context), b(&context), loc(UnknownLoc::get(&context)), path(path.str()),
+      modelDir(llvm::sys::path::parent_path(path).str()), options(options) {}
+
+LogicalResult Importer::fail(const Twine &message) {
+  std::string where = path + ": ";
+  if (node) {
+    std::string name = node->name().empty()
+                           ? "(unnamed, output '" +
+                                 (node->output_size() ? node->output(0) : "") + "')"
+                           : "'" + node->name() + "'";
+    std::string domain = node->domain().empty() ? "" : node->domain() + ".";
+    where += llvm::formatv("node {0} ({1}{2}, opset {3}): ", name, domain,
+                           node->op_type(), opset)
+                 .str();
+  }
+  if (errorText.empty())
+    errorText = where + message.str();
+  return failure();
+}
+
+const onnx::AttributeProto *Importer::attr(StringRef name) const {
+  for (const auto &a : node->attribute())
+    if (a.name() == name)
+      return &a;
+  return nullptr;
+}
+
+int64_t Importer::attrInt(StringRef name, int64_t dflt) const {
+  const auto *a = attr(name);
+  return a ? a->i() : dflt;
+}
+
+float Importer::attrFloat(StringRef name, float dflt) const {
+  const auto *a = attr(name);
+  return a ? a->f() : dflt;
+}
+
+std::string Importer::attrString(StringRef name, StringRef dflt) const {
+  const auto *a = attr(name);
+  return a ? a->s() : dflt.str();
+}
+
+std::optional<SmallVector<int64_t>> Importer::attrInts(StringRef name) const {
+  const auto *a = attr(name);
+  if (!a)
+    return std::nullopt;
+  return SmallVector<int64_t>(a->ints().begin(), a->ints().end());
+}
+
+bool Importer::hasInput(unsigned i) const {
+  return (int)i < node->input_size() && !node->input(i).empty();
+}
+
+Value Importer::materialize(StringRef name) {
+  auto it = values.find(name);
+  if (it != values.end())
+    return it->second;
+  auto c = consts.find(name);
+  if (c == consts.end())
+    return {};
+  // Constants live at the top of the function so every later use is
+  // dominated, whichever node first asks for them.
+  OpBuilder::InsertionGuard guard(b);
+  auto func = cast<func::FuncOp>(module.getBody()->front());
+  b.setInsertionPointToStart(&func.getBody().front());
+  Value v = arith::ConstantOp::create(b, NameLoc::get(b.getStringAttr(name)),
+                                      c->second);
+  values[name] = v;
+  return v;
+}
+
+Value Importer::input(unsigned i) {
+  return hasInput(i) ? materialize(node->input(i)) : Value();
+}
+
+RankedTensorType Importer::inputType(unsigned i) {
+  if (auto c = constInput(i))
+    return cast<RankedTensorType>(c->getType());
+  return cast<RankedTensorType>(input(i).getType());
+}
+
+std::optional<DenseElementsAttr> Importer::constInput(unsigned i) const {
+  if (!hasInput(i))
+    return std::nullopt;
+  auto it = consts.find(node->input(i));
+  if (it == consts.end())
+    return std::nullopt;
+  return it->second;
+}
+
+FailureOr<SmallVector<int64_t>> Importer::constInts(unsigned i, StringRef what) {
+  auto c = constInput(i);
+  if (!c)
+    return fail("input '" + what + "' ('" + node->input(i) +
+                "') must be known at compile time (a constant or computed from "
+                "shapes); data-dependent shapes are not supported");
+  auto host = HostTensor::fromAttr(*c);
+  if (!host || host->isFloat())
+    return fail("input '" + what + "' must be an integer tensor");
+  return SmallVector<int64_t>(host->ints.begin(), host->ints.end());
+}
+
+void Importer::setOutput(unsigned i, Value v) {
+  if (wantsOutput(i))
+    values[node->output(i)] = v;
+}
+
+void Importer::setConstOutput(unsigned i, DenseElementsAttr attr) {
+  if (wantsOutput(i))
+    consts[node->output(i)] = attr;
+}
+
+FailureOr<int64_t> Importer::normalizeAxis(int64_t axis, int64_t rank,
+                                           StringRef what) {
+  if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
+    return fail(llvm::formatv("{0} {1} is out of range for rank {2}", what, axis, rank)
+                    .str());
+  return axis < 0 ? axis + rank : axis;
+}
+
+//===----------------------------------------------------------------------===//
+// Tensors and value infos
+//===----------------------------------------------------------------------===//
+
+FailureOr<DenseElementsAttr> Importer::tensorToAttr(const onnx::TensorProto &t) {
+  Type elem = onnxElementType(ctx, t.data_type());
+  if (!elem)
+    return fail("initializer '" + t.name() + "' has unsupported element type " +
+                onnxTypeName(t.data_type()));
+  SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
+  auto type = RankedTensorType::get(shape, elem);
+  int64_t n = type.getNumElements();
+  size_t elemBytes = elem.isInteger(1) ? 1 : elem.getIntOrFloatBitWidth() / 8;
+
+  std::string external;
+  const std::string *raw = t.has_raw_data() ? &t.raw_data() : nullptr;
+  if (t.data_location() == onnx::TensorProto::EXTERNAL) {
+    std::string location;
+    uint64_t offset = 0, length = UINT64_MAX;
+    for (const auto &kv : t.external_data()) {
+      if (kv.key() == "location")
+        location = kv.value();
+      else if (kv.key() == "offset")
+        offset = std::stoull(kv.value());
+      else if (kv.key() == "length")
+        length = std::stoull(kv.value());
+    }
+    SmallString<256> file(modelDir);
+    llvm::sys::path::append(file, location);
+    auto buf = llvm::MemoryBuffer::getFile(file, /*IsText=*/false,
+                                           /*RequiresNullTerminator=*/false);
+    if (!buf)
+      return fail("initializer '" + t.name() + "': cannot read external data file '" +
+                  file + "': " + buf.getError().message());
+    uint64_t want = length == UINT64_MAX ? n * elemBytes : length;
+    if (offset + want > (*buf)->getBufferSize())
+      return fail(llvm::formatv("initializer '{0}': external data file '{1}' has {2} "
+                                "bytes, needs {3} at offset {4}",
+                                t.name(), file, (*buf)->getBufferSize(), want, offset)
+                      .str());
+    external.assign((*buf)->getBufferStart() + offset, want);
+    raw = &external;
+  }
+
+  if (raw) {
+    if (raw->size() != (size_t)n * elemBytes)
+      return fail(llvm::formatv("initializer '{0}': {1} bytes of data for {2} elements "
+                                "of {3} bytes",
+                                t.name(), raw->size(), n, elemBytes)
+                      .str());
+    if (elem.isInteger(1)) {
+      SmallVector<bool> vals;
+      for (char c : *raw)
+        vals.push_back(c != 0);
+      return DenseElementsAttr::get(type, vals);
+    }
+    bool detectedSplat = false;
+    if (!DenseElementsAttr::isValidRawBuffer(type, ArrayRef<char>(raw->data(), raw->size()),
+                                             detectedSplat))
+      return fail("initializer '" + t.name() + "' has malformed raw data");
+    return DenseElementsAttr::getFromRawBuffer(type,
+                                               ArrayRef<char>(raw->data(), raw->size()));
+  }
+
+  // Typed fields (ONNX stores 8/16-bit ints, bool and f16 in int32_data).
+  HostTensor h;
+  h.shape = shape;
+  h.elemType = elem;
+  int64_t have = 0;
+  switch (t.data_type()) {
+  case onnx::TensorProto::FLOAT:
+    h.floats.assign(t.float_data().begin(), t.float_data().end());
+    have = t.float_data_size();
+    break;
+  case onnx::TensorProto::DOUBLE:
+    h.floats.assign(t.double_data().begin(), t.double_data().end());
+    have = t.double_data_size();
+    break;
+  case onnx::TensorProto::INT64:
+    h.ints.assign(t.int64_data().begin(), t.int64_data().end());
+    have = t.int64_data_size();
+    break;
+  case onnx::TensorProto::FLOAT16:
+  case onnx::TensorProto::BFLOAT16: {
+    const llvm::fltSemantics &sem = elem.isF16() ? APFloat::IEEEhalf() : APFloat::BFloat();
+    for (int32_t bits : t.int32_data())
+      h.floats.push_back(APFloat(sem, APInt(16, (uint64_t)bits)).convertToFloat());
+    have = t.int32_data_size();
+    break;
+  }
+  default:
+    h.ints.assign(t.int32_data().begin(), t.int32_data().end());
+    have = t.int32_data_size();
+    break;
+  }
+  if (have != n)
+    return fail(llvm::formatv("initializer '{0}': {1} values for shape with {2} elements",
+                              t.name(), have, n)
+                    .str());
+  return h.toAttr();
+}
+
+FailureOr<Type> Importer::valueInfoType(const onnx::ValueInfoProto &info,
+                                        bool isInput) {
+  if (!info.type().has_tensor_type())
+    return fail("graph " + std::string(isInput ? "input" : "output") + " '" +
+                info.name() + "' is not a tensor (sequences, maps and optionals "
+                              "are not supported)");
+  const auto &tt = info.type().tensor_type();
+  Type elem = onnxElementType(ctx, tt.elem_type());
+  if (!elem)
+    return fail("graph input '" + info.name() + "' has unsupported element type " +
+                onnxTypeName(tt.elem_type()));
+  SmallVector<int64_t> shape;
+  auto pinned = options.inputShapes.find(info.name());
+  if (isInput && pinned != options.inputShapes.end()) {
+    shape = pinned->second;
+    if (tt.has_shape() && tt.shape().dim_size() != (int)shape.size())
+      return fail(llvm::formatv("--input-shape for '{0}' has rank {1}, the model "
+                                "says rank {2}",
+                                info.name(), shape.size(), tt.shape().dim_size())
+                      .str());
+  } else {
+    if (!tt.has_shape())
+      return fail("graph input '" + info.name() +
+                  "' has no shape; give one with --input-shape " + info.name() +
+                  "=DxDx...");
+    for (int i = 0; i < tt.shape().dim_size(); ++i) {
+      const auto &d = tt.shape().dim(i);
+      if (!d.has_dim_value() || d.dim_value() < 0)
+        return fail(llvm::formatv("graph input '{0}' has symbolic dimension {1} ('{2}'); "
+                                  "pin it with --input-shape {0}=DxDx...",
+                                  info.name(), i,
+                                  d.has_dim_param() ? d.dim_param() : "?")
+                        .str());
+      shape.push_back(d.dim_value());
+    }
+  }
+  return Type(RankedTensorType::get(shape, elem));
+}
+
+//===----------------------------------------------------------------------===//
+// Graph
+//===----------------------------------------------------------------------===//
+
+LogicalResult Importer::importGraph() {
+  const onnx::GraphProto &g = model.graph();
+  for (const auto &kv : options.inputShapes) {
+    bool found = false;
+    for (const auto &in : g.input())
+      found |= in.name() == kv.first();
+    if (!found)
+      return fail("--input-shape names '" + kv.first() +
+                  "', which is not an input of the graph");
+  }
+
+  for (const auto &init : g.initializer()) {
+    auto attr = tensorToAttr(init);
+    if (failed(attr))
+      return failure();
+    consts[init.name()] = *attr;
+  }
+
+  // Inputs that are also initializers (IR < 4 style) are constants here.
+  SmallVector<Type> argTypes;
+  SmallVector<std::string> argNames;
+  for (const auto &in : g.input()) {
+    if (consts.count(in.name()))
+      continue;
+    auto type = valueInfoType(in, /*isInput=*/true);
+    if (failed(type))
+      return failure();
+    argTypes.push_back(*type);
+    argNames.push_back(in.name());
+  }
+
+  b.setInsertionPointToEnd(module.getBody());
+  auto fileLoc = FileLineColLoc::get(&ctx, path, 0, 0);
+  auto func = func::FuncOp::create(b, fileLoc, "main", b.getFunctionType(argTypes, {}));
+  Block *entry = func.addEntryBlock();
+  for (auto [i, name] : llvm::enumerate(argNames)) {
+    values[name] = entry->getArgument(i);
+    func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
+  }
+  b.setInsertionPointToEnd(entry);
+
+  const auto &handlers = opHandlers();
+  for (const auto &n : g.node()) {
+    node = &n;
+    std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
+                                           : n.name();
+    loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
+    if (!n.domain().empty() && n.domain() != "ai.onnx")
+      return fail("operator domain '" + n.domain() + "' is not supported");
+    for (int i = 0; i < n.input_size(); ++i)
+      if (!n.input(i).empty() && !values.count(n.input(i)) && !consts.count(n.input(i)))
+        return fail("input '" + n.input(i) +
+                    "' is not produced by any earlier node, initializer or graph "
+                    "input (the graph must be topologically sorted)");
+    auto folded = tryFold();
+    if (failed(folded))
+      return failure();
+    if (*folded)
+      continue;
+    auto it = handlers.find(n.op_type());
+    if (it == handlers.end())
+      return fail("unsupported operator '" + n.op_type() + "'");
+    if (failed(it->second(*this)))
+      return fail("could not import this node");
+    // Views of constants stay constants, so shape subgraphs keep folding.
+    static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
+                                            "Unsqueeze", "Flatten", "Dropout"};
+    if (views.contains(n.op_type()) && n.output_size() > 0) {
+      if (auto c = constInput(0); c && values.count(n.output(0))) {
+        Value v = values[n.output(0)];
+        consts[n.output(0)] = c->reshape(cast<ShapedType>(v.getType()));
+        values.erase(n.output(0));
+      }
+    }
+    for (int i = 0; i < n.output_size(); ++i)
+      if (!n.output(i).empty() && !values.count(n.output(i)) && !consts.count(n.output(i)))
+        return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
+                    n.op_type() + " importer");
+  }
+  node = nullptr;
+
+  SmallVector<Value> results;
+  for (const auto &out : g.output()) {
+    Value v = materialize(out.name());
+    if (!v)
+      return fail("graph output '" + out.name() + "' is never produced");
+    if (out.type().has_tensor_type()) {
+      int dt = out.type().tensor_type().elem_type();
+      Type declared = onnxElementType(ctx, dt);
+      if (dt != 0 && declared != elementType(v))
+        return fail("graph output '" + out.name() + "' is declared as " +
+                    onnxTypeName(dt) + " but computes another element type");
+    }
+    results.push_back(v);
+  }
+  func::ReturnOp::create(b, loc, results);
+  func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
+  for (auto [i, out] : llvm::enumerate(g.output()))
+    func.setResultAttr(i, "kiln.name", b.getStringAttr(out.name()));
+  return success();
+}
+
+FailureOr<bool> Importer::tryFold() {
+  SmallVector<DenseElementsAttr> results;
+  auto folded = foldNode(*this, results);
+  if (failed(folded) || !*folded)
+    return folded;
+  for (auto [i, attr] : llvm::enumerate(results))
+    setConstOutput(i, attr);
+  return true;
+}
+
+llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
+  auto fail = [&](const Twine &msg) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+  };
+  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                         /*RequiresNullTerminator=*/false);
+  if (!buf)
+    return fail(path + ": cannot read file: " + buf.getError().message());
+  google::protobuf::io::ArrayInputStream raw((*buf)->getBufferStart(),
+                                             (int)(*buf)->getBufferSize());
+  google::protobuf::io::CodedInputStream coded(&raw);
+  coded.SetTotalBytesLimit(INT_MAX);
+  if (!model.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage())
+    return fail(path + ": not a valid ONNX model (protobuf parse failed; the file "
+                       "may be truncated or not ONNX)");
+  if (!model.has_graph() || model.ir_version() <= 0)
+    return fail(path + ": not a valid ONNX model (no graph or IR version)");
+  for (const auto &op : model.opset_import())
+    if (op.domain().empty() || op.domain() == "ai.onnx")
+      opset = op.version();
+  if (opset == 0)
+    opset = 1;
+  if (opset > 23)
+    return fail(path + ": opset " + Twine(opset) + " is newer than Kiln supports (23)");
+
+  OwningOpRef<ModuleOp> owned = ModuleOp::create(FileLineColLoc::get(&ctx, path, 0, 0));
+  module = *owned;
+  std::string name = model.graph().name();
+  if (!name.empty())
+    module->setAttr("kiln.model_name", b.getStringAttr(name));
+  module->setAttr("kiln.opset", b.getI64IntegerAttr(opset));
+  if (failed(importGraph()))
+    return fail(errorText.empty() ? path + ": import failed" : errorText);
+  return std::move(owned);
+}
+
+//===----------------------------------------------------------------------===//
+// Public API
+//===----------------------------------------------------------------------===//
+
+llvm::Error kiln::parseInputShape(StringRef spec, ImportOptions &options) {
+  auto [name, dims] = spec.rsplit('=');
+  if (name.empty() || dims.empty() || !spec.contains('='))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "--input-shape expects NAME=DxDx... (e.g. "
+                                   "x=1x3x224x224), got '" + spec + "'");
+  SmallVector<int64_t> shape;
+  if (dims != "scalar") {
+    SmallVector<StringRef> parts;
+    dims.split(parts, 'x');
+    for (StringRef p : parts) {
+      int64_t d;
+      if (p.getAsInteger(10, d) || d < 0)
+        return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                       "--input-shape '" + spec + "': '" + p +
+                                           "' is not a dimension");
+      shape.push_back(d);
+    }
+  }
+  options.inputShapes[name] = shape;
+  return llvm::Error::success();
+}
+
+void kiln::registerImportDialects(DialectRegistry &registry) {
+  registry.insert<arith::ArithDialect, func::FuncDialect, linalg::LinalgDialect,
+                  math::MathDialect, tensor::TensorDialect>();
+}
+
+llvm::Expected<OwningOpRef<ModuleOp>>
+kiln::importOnnxFile(MLIRContext &context, StringRef path,
+                     const ImportOptions &options) {
+  DialectRegistry registry;
+  registerImportDialects(registry);
+  context.appendDialectRegistry(registry);
+  context.loadAllAvailableDialects();
+  Importer importer(context, path, options);
+  return importer.run();
+}

@@ -1,0 +1,1725 @@
+//===- OnnxOps.cpp - ONNX operator handlers -------------------------------===//
+//
+// One handler per ONNX op type; opset-dependent semantics live inside the
+// handler (e.g. Softmax before/after 13). Everything lowers to linalg.generic
+// (or fill) on tensors plus tensor reshapes: the compiler forms kernels from
+// these, there is no per-op runtime library.
+//
+//===----------------------------------------------------------------------===//
+#include "Importer.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+#include <numeric>
+
+using namespace mlir;
+using namespace kiln::detail;
+
+using utils::IteratorType;
+
+static std::string shapeStr(ArrayRef<int64_t> s) {
+  std::string r = "[";
+  for (auto [i, d] : llvm::enumerate(s))
+    r += (i ? "," : "") + std::to_string(d);
+  return r + "]";
+}
+
+static bool isFloat(Type t) { return isa<FloatType>(t); }
+
+//===----------------------------------------------------------------------===//
+// Shared builders
+//===----------------------------------------------------------------------===//
+
+FailureOr<SmallVector<int64_t>>
+Importer::broadcastShapes(ArrayRef<SmallVector<int64_t>> shapes) {
+  size_t rank = 0;
+  for (const auto &s : shapes)
+    rank = std::max(rank, s.size());
+  SmallVector<int64_t> out(rank, 1);
+  for (const auto &s : shapes)
+    for (size_t i = 0; i < s.size(); ++i) {
+      int64_t &o = out[rank - s.size() + i];
+      if (s[i] == 1 || s[i] == o)
+        continue;
+      if (o != 1) {
+        std::string all;
+        for (const auto &t : shapes)
+          all += (all.empty() ? "" : " and ") + shapeStr(t);
+        return fail("shapes " + all + " cannot be broadcast together");
+      }
+      o = s[i];
+    }
+  return out;
+}
+
+FailureOr<Value> Importer::elementwise(ValueRange inputs, Type resultElem,
+                                       BodyFn body,
+                                       std::optional<ArrayRef<int64_t>> extraShape) {
+  SmallVector<SmallVector<int64_t>> shapes;
+  for (Value v : inputs)
+    shapes.push_back(llvm::to_vector(shapeOf(v)));
+  if (extraShape)
+    shapes.push_back(llvm::to_vector(*extraShape));
+  auto out = broadcastShapes(shapes);
+  if (failed(out))
+    return failure();
+  int64_t rank = out->size();
+  SmallVector<AffineMap> maps;
+  for (Value v : inputs) {
+    ArrayRef<int64_t> s = shapeOf(v);
+    SmallVector<AffineExpr> exprs;
+    for (int64_t i = 0, r = s.size(); i < r; ++i) {
+      int64_t od = rank - r + i;
+      exprs.push_back(s[i] == 1 && (*out)[od] != 1 ? getAffineConstantExpr(0, &ctx)
+                                                   : getAffineDimExpr(od, &ctx));
+    }
+    maps.push_back(AffineMap::get(rank, 0, exprs, &ctx));
+  }
+  maps.push_back(AffineMap::getMultiDimIdentityMap(rank, &ctx));
+  Value init = tensor::EmptyOp::create(b, loc, *out, resultElem);
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  auto op = linalg::GenericOp::create(
+      b, loc, TypeRange{init.getType()}, inputs, ValueRange{init}, maps, iters,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        linalg::YieldOp::create(nb, l, body(nb, l, args.drop_back()));
+      });
+  return op.getResult(0);
+}
+
+Value Importer::constantScalar(OpBuilder &ob, Location l, Type type, double value) {
+  if (auto ft = dyn_cast<FloatType>(type))
+    return arith::ConstantOp::create(ob, l, FloatAttr::get(ft, value));
+  return arith::ConstantOp::create(ob, l, IntegerAttr::get(type, (int64_t)value));
+}
+
+Value Importer::fill(ArrayRef<int64_t> shape, TypedAttr value) {
+  Value init = tensor::EmptyOp::create(b, loc, shape, value.getType());
+  Value c = arith::ConstantOp::create(b, loc, value);
+  return linalg::FillOp::create(b, loc, ValueRange{c}, ValueRange{init}).getResult(0);
+}
+
+Value Importer::reduce(Value in, ArrayRef<int64_t> axes, bool keepDims,
+                       TypedAttr init,
+                       function_ref<Value(OpBuilder &, Location, Value, Value)> combine) {
+  ArrayRef<int64_t> shape = shapeOf(in);
+  int64_t rank = shape.size();
+  SmallVector<bool> reduced(rank, false);
+  for (int64_t a : axes)
+    reduced[a] = true;
+  SmallVector<int64_t> outShape, keptShape;
+  SmallVector<AffineExpr> outExprs;
+  SmallVector<IteratorType> iters;
+  for (int64_t i = 0; i < rank; ++i) {
+    keptShape.push_back(reduced[i] ? 1 : shape[i]);
+    if (reduced[i]) {
+      iters.push_back(IteratorType::reduction);
+      continue;
+    }
+    outShape.push_back(shape[i]);
+    outExprs.push_back(getAffineDimExpr(i, &ctx));
+    iters.push_back(IteratorType::parallel);
+  }
+  Value acc = fill(outShape, init);
+  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &ctx),
+                                 AffineMap::get(rank, 0, outExprs, &ctx)};
+  auto op = linalg::GenericOp::create(
+      b, loc, TypeRange{acc.getType()}, ValueRange{in}, ValueRange{acc}, maps, iters,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        linalg::YieldOp::create(nb, l, combine(nb, l, args[1], args[0]));
+      });
+  Value r = op.getResult(0);
+  return keepDims ? reshape(r, keptShape) : r;
+}
+
+Value Importer::reshape(Value v, ArrayRef<int64_t> shape) {
+  auto type = cast<RankedTensorType>(v.getType());
+  if (type.getShape() == shape)
+    return v;
+  auto seq = [](int64_t n) {
+    ReassociationIndices r;
+    for (int64_t i = 0; i < n; ++i)
+      r.push_back(i);
+    return SmallVector<ReassociationIndices>{r};
+  };
+  Type elem = type.getElementType();
+  // Through a flat 1-D tensor: both steps are views, no data moves.
+  Value flat = v;
+  auto flatType = RankedTensorType::get({type.getNumElements()}, elem);
+  if (type.getRank() == 0)
+    flat = tensor::ExpandShapeOp::create(b, loc, flatType, v, ArrayRef<ReassociationIndices>{});
+  else if (type.getRank() != 1)
+    flat = tensor::CollapseShapeOp::create(b, loc, flatType, v, seq(type.getRank()));
+  auto target = RankedTensorType::get(shape, elem);
+  if (shape.empty())
+    return tensor::CollapseShapeOp::create(b, loc, target, flat,
+                                           ArrayRef<ReassociationIndices>{});
+  if (shape.size() == 1)
+    return flat;
+  return tensor::ExpandShapeOp::create(b, loc, target, flat, seq(shape.size()));
+}
+
+Value Importer::transpose(Value v, ArrayRef<int64_t> perm) {
+  ArrayRef<int64_t> shape = shapeOf(v);
+  int64_t rank = shape.size();
+  SmallVector<int64_t> outShape;
+  SmallVector<AffineExpr> inExprs(rank);
+  for (int64_t i = 0; i < rank; ++i) {
+    outShape.push_back(shape[perm[i]]);
+    inExprs[perm[i]] = getAffineDimExpr(i, &ctx);
+  }
+  Value init = tensor::EmptyOp::create(b, loc, outShape, elementType(v));
+  SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, inExprs, &ctx),
+                                 AffineMap::getMultiDimIdentityMap(rank, &ctx)};
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  return linalg::GenericOp::create(b, loc, TypeRange{init.getType()}, ValueRange{v},
+                                   ValueRange{init}, maps, iters,
+                                   [&](OpBuilder &nb, Location l, ValueRange args) {
+                                     linalg::YieldOp::create(nb, l, args[0]);
+                                   })
+      .getResult(0);
+}
+
+/// A generic that computes each output element from its indices alone:
+/// `body(indices)` may read any captured tensor with tensor.extract. Used
+/// where the input element is not an affine function of the output index
+/// (padding, concatenation, gathers).
+static Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+                            function_ref<Value(OpBuilder &, Location, ValueRange)> body,
+                            ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {}) {
+  MLIRContext *ctx = im.b.getContext();
+  int64_t rank = outShape.size();
+  Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, elem);
+  SmallVector<AffineMap> maps(inMaps.begin(), inMaps.end());
+  maps.push_back(AffineMap::getMultiDimIdentityMap(rank, ctx));
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  return linalg::GenericOp::create(
+             im.b, im.loc, TypeRange{init.getType()}, ins, ValueRange{init}, maps, iters,
+             [&](OpBuilder &nb, Location l, ValueRange args) {
+               SmallVector<Value> idx;
+               for (int64_t i = 0; i < rank; ++i)
+                 idx.push_back(linalg::IndexOp::create(nb, l, i));
+               SmallVector<Value> all(idx);
+               all.append(args.begin(), args.end() - 1);
+               linalg::YieldOp::create(nb, l, body(nb, l, all));
+             })
+      .getResult(0);
+}
+
+static Value idxConst(OpBuilder &ob, Location l, int64_t v) {
+  return arith::ConstantIndexOp::create(ob, l, v);
+}
+
+static Value clampIndex(OpBuilder &ob, Location l, Value i, int64_t lo, int64_t hi) {
+  Value r = arith::MaxSIOp::create(ob, l, i, idxConst(ob, l, lo));
+  return arith::MinSIOp::create(ob, l, r, idxConst(ob, l, hi));
+}
+
+Value Importer::pad(Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi, double padValue) {
+  ArrayRef<int64_t> shape = shapeOf(v);
+  bool any = false;
+  SmallVector<int64_t> outShape;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    outShape.push_back(shape[i] + lo[i] + hi[i]);
+    any |= lo[i] != 0 || hi[i] != 0;
+  }
+  if (!any)
+    return v;
+  Type elem = elementType(v);
+  SmallVector<int64_t> dims(shape.begin(), shape.end());
+  SmallVector<int64_t> lows(lo.begin(), lo.end());
+  return indexedGeneric(*this, outShape, elem, [&](OpBuilder &ob, Location l, ValueRange idx) {
+    Value inBounds;
+    SmallVector<Value> src;
+    for (size_t i = 0; i < dims.size(); ++i) {
+      Value s = arith::SubIOp::create(ob, l, idx[i], idxConst(ob, l, lows[i]));
+      Value ge = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sge, s, idxConst(ob, l, 0));
+      Value lt = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, s,
+                                       idxConst(ob, l, dims[i]));
+      Value ok = arith::AndIOp::create(ob, l, ge, lt);
+      inBounds = inBounds ? arith::AndIOp::create(ob, l, inBounds, ok).getResult() : ok;
+      src.push_back(clampIndex(ob, l, s, 0, std::max<int64_t>(dims[i] - 1, 0)));
+    }
+    Value x = tensor::ExtractOp::create(ob, l, v, src);
+    return arith::SelectOp::create(ob, l, inBounds, x, constantScalar(ob, l, elem, padValue))
+        .getResult();
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise
+//===----------------------------------------------------------------------===//
+
+static Value zeroOf(OpBuilder &ob, Location l, Type t) {
+  return arith::ConstantOp::create(ob, l, ob.getZeroAttr(t));
+}
+
+using BinFn = Value (*)(OpBuilder &, Location, Value, Value);
+
+static LogicalResult binary(Importer &im, BinFn fn, bool compare = false) {
+  Value a = im.input(0), c = im.input(1);
+  Type ea = im.elementType(a), ec = im.elementType(c);
+  if (ea != ec)
+    return im.fail(llvm::formatv("inputs have different element types ({0} vs {1})",
+                                 ea, ec)
+                       .str());
+  Type resultElem = compare ? im.b.getI1Type() : ea;
+  auto r = im.elementwise({a, c}, resultElem,
+                          [&](OpBuilder &ob, Location l, ValueRange v) {
+                            return fn(ob, l, v[0], v[1]);
+                          });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+#define ARITH_BINARY(NAME, FOP, IOP)                                              \
+  static Value NAME(OpBuilder &ob, Location l, Value a, Value b) {                \
+    if (isFloat(a.getType()))                                                     \
+      return FOP::create(ob, l, a, b);                                            \
+    return IOP::create(ob, l, a, b);                                              \
+  }
+ARITH_BINARY(addOp, arith::AddFOp, arith::AddIOp)
+ARITH_BINARY(subOp, arith::SubFOp, arith::SubIOp)
+ARITH_BINARY(mulOp, arith::MulFOp, arith::MulIOp)
+ARITH_BINARY(divOp, arith::DivFOp, arith::DivSIOp)
+ARITH_BINARY(maxOp, arith::MaximumFOp, arith::MaxSIOp)
+ARITH_BINARY(minOp, arith::MinimumFOp, arith::MinSIOp)
+#undef ARITH_BINARY
+
+#define ARITH_COMPARE(NAME, FPRED, IPRED)                                         \
+  static Value NAME(OpBuilder &ob, Location l, Value a, Value b) {                \
+    if (isFloat(a.getType()))                                                     \
+      return arith::CmpFOp::create(ob, l, arith::CmpFPredicate::FPRED, a, b);     \
+    return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::IPRED, a, b);       \
+  }
+ARITH_COMPARE(eqOp, OEQ, eq)
+ARITH_COMPARE(ltOp, OLT, slt)
+ARITH_COMPARE(gtOp, OGT, sgt)
+ARITH_COMPARE(leOp, OLE, sle)
+ARITH_COMPARE(geOp, OGE, sge)
+#undef ARITH_COMPARE
+
+static Value andOp(OpBuilder &ob, Location l, Value a, Value b) {
+  return arith::AndIOp::create(ob, l, a, b);
+}
+static Value orOp(OpBuilder &ob, Location l, Value a, Value b) {
+  return arith::OrIOp::create(ob, l, a, b);
+}
+static Value xorOp(OpBuilder &ob, Location l, Value a, Value b) {
+  return arith::XOrIOp::create(ob, l, a, b);
+}
+
+static LogicalResult handlePow(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("Pow is supported for floating-point bases only");
+  // Exact fast paths for the exponents models use most.
+  if (auto c = im.constInput(1); c && c->isSplat()) {
+    auto h = HostTensor::fromAttr(*c);
+    double e = h ? h->get(0) : NAN;
+    auto unary = [&](BodyFn fn) {
+      auto r = im.elementwise({x}, et, fn, llvm::to_vector(c->getType().getShape()));
+      if (succeeded(r))
+        im.setOutput(0, *r);
+      return success(succeeded(r));
+    };
+    if (e == 2.0)
+      return unary([](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        return arith::MulFOp::create(ob, l, v[0], v[0]);
+      });
+    if (e == 1.0)
+      return unary([](OpBuilder &, Location, ValueRange v) -> Value { return v[0]; });
+    if (e == 0.5)
+      return unary([](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        return math::SqrtOp::create(ob, l, v[0]);
+      });
+  }
+  Value y = im.input(1);
+  auto r = im.elementwise({x, y}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value e = v[1];
+    if (e.getType() != et)
+      e = isFloat(e.getType()) ? (Value)arith::TruncFOp::create(ob, l, et, e)
+                               : (Value)arith::SIToFPOp::create(ob, l, et, e);
+    return math::PowFOp::create(ob, l, v[0], e);
+  });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+/// Folds a variadic op (Sum, Max, Min, Mean) pairwise.
+static LogicalResult variadic(Importer &im, BinFn fn, bool mean = false) {
+  Value acc = im.input(0);
+  for (int i = 1; i < im.node->input_size(); ++i) {
+    Value next = im.input(i);
+    auto r = im.elementwise({acc, next}, im.elementType(acc),
+                            [&](OpBuilder &ob, Location l, ValueRange v) {
+                              return fn(ob, l, v[0], v[1]);
+                            });
+    if (failed(r))
+      return failure();
+    acc = *r;
+  }
+  if (mean) {
+    double n = im.node->input_size();
+    auto r = im.elementwise({acc}, im.elementType(acc),
+                            [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                              return arith::DivFOp::create(
+                                  ob, l, v[0], im.constantScalar(ob, l, v[0].getType(), n));
+                            });
+    if (failed(r))
+      return failure();
+    acc = *r;
+  }
+  im.setOutput(0, acc);
+  return success();
+}
+
+static LogicalResult unary(Importer &im, BodyFn fn, bool floatOnly = true) {
+  Value x = im.input(0);
+  if (floatOnly && !isFloat(im.elementType(x)))
+    return im.fail("supported for floating-point inputs only");
+  auto r = im.elementwise({x}, im.elementType(x), fn);
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+template <typename MathOp>
+static LogicalResult mathUnary(Importer &im) {
+  return unary(im, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return MathOp::create(ob, l, v[0]);
+  });
+}
+
+static Value cst(Importer &im, OpBuilder &ob, Location l, Value like, double v) {
+  return im.constantScalar(ob, l, like.getType(), v);
+}
+
+static Value sigmoid(Importer &im, OpBuilder &ob, Location l, Value x) {
+  Value neg = arith::NegFOp::create(ob, l, x);
+  Value e = math::ExpOp::create(ob, l, neg);
+  Value d = arith::AddFOp::create(ob, l, cst(im, ob, l, x, 1.0), e);
+  return arith::DivFOp::create(ob, l, cst(im, ob, l, x, 1.0), d);
+}
+
+static Value geluErf(Importer &im, OpBuilder &ob, Location l, Value x) {
+  Value s = arith::MulFOp::create(ob, l, x, cst(im, ob, l, x, M_SQRT1_2));
+  Value e = math::ErfOp::create(ob, l, s);
+  Value one = arith::AddFOp::create(ob, l, e, cst(im, ob, l, x, 1.0));
+  Value hx = arith::MulFOp::create(ob, l, x, cst(im, ob, l, x, 0.5));
+  return arith::MulFOp::create(ob, l, hx, one);
+}
+
+static Value geluTanh(Importer &im, OpBuilder &ob, Location l, Value x) {
+  Value x3 = arith::MulFOp::create(ob, l, x, arith::MulFOp::create(ob, l, x, x));
+  Value inner = arith::AddFOp::create(
+      ob, l, x, arith::MulFOp::create(ob, l, x3, cst(im, ob, l, x, 0.044715)));
+  Value t = math::TanhOp::create(
+      ob, l, arith::MulFOp::create(ob, l, inner, cst(im, ob, l, x, std::sqrt(2.0 / M_PI))));
+  Value one = arith::AddFOp::create(ob, l, t, cst(im, ob, l, x, 1.0));
+  Value hx = arith::MulFOp::create(ob, l, x, cst(im, ob, l, x, 0.5));
+  return arith::MulFOp::create(ob, l, hx, one);
+}
+
+static LogicalResult handleClip(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  SmallVector<Value> ins = {x};
+  bool hasMin = false, hasMax = false;
+  double minAttr = -INFINITY, maxAttr = INFINITY;
+  if (im.opset < 11) {
+    minAttr = im.attrFloat("min", -std::numeric_limits<float>::max());
+    maxAttr = im.attrFloat("max", std::numeric_limits<float>::max());
+  } else {
+    if ((hasMin = im.hasInput(1)))
+      ins.push_back(im.input(1));
+    if ((hasMax = im.hasInput(2)))
+      ins.push_back(im.input(2));
+  }
+  for (Value v : ArrayRef<Value>(ins).drop_front())
+    if (im.shapeOf(v).size() != 0 && cast<RankedTensorType>(v.getType()).getNumElements() != 1)
+      return im.fail("Clip min/max must be scalars");
+  auto r = im.elementwise(ins, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value y = v[0];
+    unsigned next = 1;
+    Value lo = hasMin ? v[next++] : Value();
+    Value hi = hasMax ? v[next++] : Value();
+    if (!lo && im.opset < 11)
+      lo = im.constantScalar(ob, l, et, minAttr);
+    if (!hi && im.opset < 11)
+      hi = im.constantScalar(ob, l, et, maxAttr);
+    if (lo)
+      y = maxOp(ob, l, y, lo);
+    if (hi)
+      y = minOp(ob, l, y, hi);
+    return y;
+  });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+static LogicalResult handleWhere(Importer &im) {
+  Value c = im.input(0), x = im.input(1), y = im.input(2);
+  auto r = im.elementwise({c, x, y}, im.elementType(x),
+                          [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            return arith::SelectOp::create(ob, l, v[0], v[1], v[2]);
+                          });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+static Value castScalar(OpBuilder &ob, Location l, Value v, Type to) {
+  Type from = v.getType();
+  if (from == to)
+    return v;
+  bool ff = isFloat(from), tf = isFloat(to);
+  if (to.isInteger(1)) {
+    if (ff)
+      return arith::CmpFOp::create(ob, l, arith::CmpFPredicate::UNE, v, zeroOf(ob, l, from));
+    return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ne, v, zeroOf(ob, l, from));
+  }
+  if (ff && tf)
+    return from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth()
+               ? (Value)arith::ExtFOp::create(ob, l, to, v)
+               : (Value)arith::TruncFOp::create(ob, l, to, v);
+  if (ff)
+    return arith::FPToSIOp::create(ob, l, to, v);
+  if (tf)
+    return from.isInteger(1) ? (Value)arith::UIToFPOp::create(ob, l, to, v)
+                             : (Value)arith::SIToFPOp::create(ob, l, to, v);
+  if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
+    return from.isInteger(1) ? (Value)arith::ExtUIOp::create(ob, l, to, v)
+                             : (Value)arith::ExtSIOp::create(ob, l, to, v);
+  return arith::TruncIOp::create(ob, l, to, v);
+}
+
+static LogicalResult handleCast(Importer &im) {
+  int to = im.attrInt("to", 0);
+  Type t = onnxElementType(im.ctx, to);
+  if (!t)
+    return im.fail("cast to " + onnxTypeName(to) + " is not supported");
+  Value x = im.input(0);
+  auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
+    return castScalar(ob, l, v[0], t);
+  });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions and normalizations
+//===----------------------------------------------------------------------===//
+
+/// Axes of a Reduce* node: an attribute before `inputSince`, input 1 after.
+static FailureOr<SmallVector<int64_t>> reduceAxes(Importer &im, int64_t rank,
+                                                  int64_t inputSince) {
+  SmallVector<int64_t> axes;
+  if (im.opset >= inputSince) {
+    if (im.hasInput(1)) {
+      auto c = im.constInts(1, "axes");
+      if (failed(c))
+        return failure();
+      axes = *c;
+    }
+  } else if (auto a = im.attrInts("axes")) {
+    axes = *a;
+  }
+  if (axes.empty()) {
+    if (im.opset >= inputSince && im.attrInt("noop_with_empty_axes", 0))
+      return axes;
+    for (int64_t i = 0; i < rank; ++i)
+      axes.push_back(i);
+    return axes;
+  }
+  for (int64_t &a : axes) {
+    auto n = im.normalizeAxis(a, rank);
+    if (failed(n))
+      return failure();
+    a = *n;
+  }
+  return axes;
+}
+
+enum class ReduceKind { Sum, Mean, Max, Min, Prod, SumSquare, L1, L2 };
+
+static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSince) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  int64_t rank = im.shapeOf(x).size();
+  auto axes = reduceAxes(im, rank, inputSince);
+  if (failed(axes))
+    return failure();
+  bool keep = im.attrInt("keepdims", 1);
+  if (axes->empty()) { // noop_with_empty_axes
+    im.setOutput(0, x);
+    return success();
+  }
+  if ((kind == ReduceKind::Mean || kind == ReduceKind::L2) && !isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  TypedAttr init;
+  Builder &bb = im.b;
+  auto floatOrInt = [&](double f) -> TypedAttr {
+    if (auto ft = dyn_cast<FloatType>(et))
+      return FloatAttr::get(ft, f);
+    if (std::isinf(f))
+      return IntegerAttr::get(et, f > 0 ? APInt::getSignedMaxValue(et.getIntOrFloatBitWidth())
+                                        : APInt::getSignedMinValue(et.getIntOrFloatBitWidth()));
+    return IntegerAttr::get(et, (int64_t)f);
+  };
+  BinFn combine = addOp;
+  switch (kind) {
+  case ReduceKind::Max: init = floatOrInt(-INFINITY); combine = maxOp; break;
+  case ReduceKind::Min: init = floatOrInt(INFINITY); combine = minOp; break;
+  case ReduceKind::Prod: init = floatOrInt(1); combine = mulOp; break;
+  default: init = floatOrInt(0); break;
+  }
+  (void)bb;
+  Value in = x;
+  if (kind == ReduceKind::SumSquare || kind == ReduceKind::L2 || kind == ReduceKind::L1) {
+    auto pre = im.elementwise({x}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      if (kind == ReduceKind::L1)
+        return isFloat(et) ? (Value)math::AbsFOp::create(ob, l, v[0])
+                           : (Value)math::AbsIOp::create(ob, l, v[0]);
+      return mulOp(ob, l, v[0], v[0]);
+    });
+    if (failed(pre))
+      return failure();
+    in = *pre;
+  }
+  Value r = im.reduce(in, *axes, keep, init,
+                      [&](OpBuilder &ob, Location l, Value acc, Value v) {
+                        return combine(ob, l, acc, v);
+                      });
+  if (kind == ReduceKind::Mean || kind == ReduceKind::L2) {
+    int64_t n = 1;
+    for (int64_t a : *axes)
+      n *= im.shapeOf(x)[a];
+    auto post = im.elementwise({r}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      if (kind == ReduceKind::L2)
+        return math::SqrtOp::create(ob, l, v[0]);
+      return arith::DivFOp::create(ob, l, v[0], im.constantScalar(ob, l, et, (double)n));
+    });
+    if (failed(post))
+      return failure();
+    r = *post;
+  }
+  im.setOutput(0, r);
+  return success();
+}
+
+static LogicalResult handleSoftmax(Importer &im, bool log) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  int64_t rank = im.shapeOf(x).size();
+  bool legacy = im.opset < 13;
+  auto axis = im.normalizeAxis(im.attrInt("axis", legacy ? 1 : -1), rank);
+  if (failed(axis))
+    return failure();
+  // Before opset 13 the input is coerced to 2-D at `axis`: reduce all
+  // trailing dimensions together.
+  SmallVector<int64_t> axes = {*axis};
+  if (legacy)
+    for (int64_t i = *axis + 1; i < rank; ++i)
+      axes.push_back(i);
+  auto negInf = FloatAttr::get(et, -INFINITY);
+  Value m = im.reduce(x, axes, true, negInf, [](OpBuilder &ob, Location l, Value a, Value v) {
+    return maxOp(ob, l, a, v);
+  });
+  auto shifted = im.elementwise({x, m}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::SubFOp::create(ob, l, v[0], v[1]);
+  });
+  if (failed(shifted))
+    return failure();
+  auto e = im.elementwise({*shifted}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return math::ExpOp::create(ob, l, v[0]);
+  });
+  if (failed(e))
+    return failure();
+  Value s = im.reduce(*e, axes, true, FloatAttr::get(et, 0.0),
+                      [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); });
+  FailureOr<Value> r;
+  if (log)
+    r = im.elementwise({*shifted, s}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      return arith::SubFOp::create(ob, l, v[0], math::LogOp::create(ob, l, v[1]));
+    });
+  else
+    r = im.elementwise({*e, s}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      return arith::DivFOp::create(ob, l, v[0], v[1]);
+    });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+/// (x - mean) * rsqrt(var + eps) over `axes`; also returns mean and 1/stddev.
+static FailureOr<std::array<Value, 3>> normalize(Importer &im, Value x,
+                                                 ArrayRef<int64_t> axes, double eps) {
+  Type et = im.elementType(x);
+  int64_t n = 1;
+  for (int64_t a : axes)
+    n *= im.shapeOf(x)[a];
+  auto zero = FloatAttr::get(et, 0.0);
+  auto sum = [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); };
+  Value s = im.reduce(x, axes, true, zero, sum);
+  auto mean = im.elementwise({s}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::DivFOp::create(ob, l, v[0], im.constantScalar(ob, l, et, (double)n));
+  });
+  if (failed(mean))
+    return failure();
+  auto centered = im.elementwise({x, *mean}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::SubFOp::create(ob, l, v[0], v[1]);
+  });
+  if (failed(centered))
+    return failure();
+  auto sq = im.elementwise({*centered}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::MulFOp::create(ob, l, v[0], v[0]);
+  });
+  if (failed(sq))
+    return failure();
+  Value ss = im.reduce(*sq, axes, true, zero, sum);
+  auto inv = im.elementwise({ss}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value var = arith::DivFOp::create(ob, l, v[0], im.constantScalar(ob, l, et, (double)n));
+    Value ve = arith::AddFOp::create(ob, l, var, im.constantScalar(ob, l, et, eps));
+    return math::RsqrtOp::create(ob, l, ve);
+  });
+  if (failed(inv))
+    return failure();
+  auto y = im.elementwise({*centered, *inv}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::MulFOp::create(ob, l, v[0], v[1]);
+  });
+  if (failed(y))
+    return failure();
+  return std::array<Value, 3>{*y, *mean, *inv};
+}
+
+static LogicalResult handleLayerNorm(Importer &im) {
+  Value x = im.input(0);
+  if (!isFloat(im.elementType(x)))
+    return im.fail("supported for floating-point inputs only");
+  int64_t rank = im.shapeOf(x).size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  SmallVector<int64_t> axes;
+  for (int64_t i = *axis; i < rank; ++i)
+    axes.push_back(i);
+  auto norm = normalize(im, x, axes, im.attrFloat("epsilon", 1e-5f));
+  if (failed(norm))
+    return failure();
+  Value y = (*norm)[0];
+  SmallVector<Value> ins = {y, im.input(1)};
+  if (im.hasInput(2))
+    ins.push_back(im.input(2));
+  auto r = im.elementwise(ins, im.elementType(x), [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value s = arith::MulFOp::create(ob, l, v[0], v[1]);
+    return v.size() > 2 ? (Value)arith::AddFOp::create(ob, l, s, v[2]) : s;
+  });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  im.setOutput(1, (*norm)[1]);
+  im.setOutput(2, (*norm)[2]);
+  return success();
+}
+
+/// Reshapes a per-channel vector [C] to [C, 1, ...] so it broadcasts against
+/// an N x C x spatial tensor.
+static Value channelVector(Importer &im, Value v, int64_t rank) {
+  SmallVector<int64_t> shape = {im.shapeOf(v)[0]};
+  for (int64_t i = 2; i < rank; ++i)
+    shape.push_back(1);
+  return im.reshape(v, shape);
+}
+
+static LogicalResult handleBatchNorm(Importer &im) {
+  if (im.attrInt("training_mode", 0))
+    return im.fail("training_mode=1 is not supported (inference only)");
+  Value x = im.input(0);
+  int64_t rank = im.shapeOf(x).size();
+  if (rank < 2)
+    return im.fail("input must have rank >= 2");
+  double eps = im.attrFloat("epsilon", 1e-5f);
+  SmallVector<Value> ins = {x};
+  for (unsigned i = 1; i < 5; ++i)
+    ins.push_back(channelVector(im, im.input(i), rank));
+  auto r = im.elementwise(ins, im.elementType(x), [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value ve = arith::AddFOp::create(ob, l, v[4], im.constantScalar(ob, l, v[0].getType(), eps));
+    Value inv = math::RsqrtOp::create(ob, l, ve);
+    Value c = arith::SubFOp::create(ob, l, v[0], v[3]);
+    Value n = arith::MulFOp::create(ob, l, c, arith::MulFOp::create(ob, l, inv, v[1]));
+    return arith::AddFOp::create(ob, l, n, v[2]);
+  });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+static LogicalResult handleInstanceNorm(Importer &im) {
+  Value x = im.input(0);
+  int64_t rank = im.shapeOf(x).size();
+  SmallVector<int64_t> axes;
+  for (int64_t i = 2; i < rank; ++i)
+    axes.push_back(i);
+  auto norm = normalize(im, x, axes, im.attrFloat("epsilon", 1e-5f));
+  if (failed(norm))
+    return failure();
+  Value s = channelVector(im, im.input(1), rank), bb = channelVector(im, im.input(2), rank);
+  auto r = im.elementwise({(*norm)[0], s, bb}, im.elementType(x),
+                          [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            return arith::AddFOp::create(
+                                ob, l, arith::MulFOp::create(ob, l, v[0], v[1]), v[2]);
+                          });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Contractions
+//===----------------------------------------------------------------------===//
+
+/// out[b.., m, n] = init + alpha * sum_k A[b.., m, k] * B[b.., k, n], with
+/// numpy batch broadcasting. Loops are ordered (batch, m, k, n) so the
+/// innermost loop walks contiguous rows of B and the output.
+static FailureOr<Value> contraction(Importer &im, Value a, Value bm, bool transA,
+                                    bool transB, Value init, double alpha) {
+  ArrayRef<int64_t> sa = im.shapeOf(a), sb = im.shapeOf(bm);
+  int64_t ra = sa.size(), rb = sb.size();
+  int64_t m = transA ? sa[ra - 1] : sa[ra - 2], ka = transA ? sa[ra - 2] : sa[ra - 1];
+  int64_t kb = transB ? sb[rb - 1] : sb[rb - 2], n = transB ? sb[rb - 2] : sb[rb - 1];
+  if (ka != kb)
+    return im.fail(llvm::formatv("inner dimensions do not match: A is {0}, B is {1}",
+                                 shapeStr(sa), shapeStr(sb))
+                       .str());
+  auto batch = im.broadcastShapes({SmallVector<int64_t>(sa.drop_back(2)),
+                                   SmallVector<int64_t>(sb.drop_back(2))});
+  if (failed(batch))
+    return failure();
+  int64_t nb = batch->size(), dims = nb + 3;
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  AffineExpr dm = d(nb), dk = d(nb + 1), dn = d(nb + 2);
+  auto batchExprs = [&](ArrayRef<int64_t> s) {
+    SmallVector<AffineExpr> e;
+    int64_t r = s.size() - 2;
+    for (int64_t i = 0; i < r; ++i) {
+      int64_t od = nb - r + i;
+      e.push_back(s[i] == 1 && (*batch)[od] != 1 ? getAffineConstantExpr(0, ctx) : d(od));
+    }
+    return e;
+  };
+  SmallVector<AffineExpr> ea = batchExprs(sa), eb = batchExprs(sb), eo;
+  ea.append(transA ? SmallVector<AffineExpr>{dk, dm} : SmallVector<AffineExpr>{dm, dk});
+  eb.append(transB ? SmallVector<AffineExpr>{dn, dk} : SmallVector<AffineExpr>{dk, dn});
+  for (int64_t i = 0; i < nb; ++i)
+    eo.push_back(d(i));
+  eo.append({dm, dn});
+  SmallVector<int64_t> outShape(*batch);
+  outShape.append({m, n});
+  Type et = im.elementType(a);
+  if (!init)
+    init = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ea, ctx),
+                                 AffineMap::get(dims, 0, eb, ctx),
+                                 AffineMap::get(dims, 0, eo, ctx)};
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  iters[nb + 1] = IteratorType::reduction;
+  return linalg::GenericOp::create(
+             im.b, im.loc, TypeRange{init.getType()}, ValueRange{a, bm}, ValueRange{init},
+             maps, iters,
+             [&](OpBuilder &ob, Location l, ValueRange v) {
+               Value p = mulOp(ob, l, v[0], v[1]);
+               if (alpha != 1.0)
+                 p = mulOp(ob, l, p, im.constantScalar(ob, l, et, alpha));
+               linalg::YieldOp::create(ob, l, addOp(ob, l, v[2], p));
+             })
+      .getResult(0);
+}
+
+static LogicalResult handleMatMul(Importer &im) {
+  Value a = im.input(0), bm = im.input(1);
+  SmallVector<int64_t> sa(im.shapeOf(a)), sb(im.shapeOf(bm));
+  if (sa.empty() || sb.empty())
+    return im.fail("MatMul inputs must have rank >= 1");
+  bool vecA = sa.size() == 1, vecB = sb.size() == 1;
+  if (vecA)
+    a = im.reshape(a, {1, sa[0]});
+  if (vecB)
+    bm = im.reshape(bm, {sb[0], 1});
+  auto r = contraction(im, a, bm, false, false, Value(), 1.0);
+  if (failed(r))
+    return failure();
+  SmallVector<int64_t> shape(im.shapeOf(*r));
+  if (vecB)
+    shape.erase(shape.end() - 1);
+  if (vecA)
+    shape.erase(shape.end() - (vecB ? 1 : 2));
+  im.setOutput(0, im.reshape(*r, shape));
+  return success();
+}
+
+static LogicalResult handleGemm(Importer &im) {
+  Value a = im.input(0), bm = im.input(1);
+  if (im.shapeOf(a).size() != 2 || im.shapeOf(bm).size() != 2)
+    return im.fail("Gemm inputs A and B must be 2-D");
+  bool ta = im.attrInt("transA", 0), tb = im.attrInt("transB", 0);
+  double alpha = im.attrFloat("alpha", 1.0f), beta = im.attrFloat("beta", 1.0f);
+  int64_t m = im.shapeOf(a)[ta ? 1 : 0], n = im.shapeOf(bm)[tb ? 0 : 1];
+  Value init;
+  if (im.hasInput(2) && beta != 0.0) {
+    Type et = im.elementType(a);
+    SmallVector<int64_t> mn = {m, n};
+    // The bias initialises the accumulator, so it lands in the same kernel.
+    auto c = im.elementwise({im.input(2)}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      return beta == 1.0 ? v[0] : mulOp(ob, l, v[0], im.constantScalar(ob, l, et, beta));
+    }, ArrayRef<int64_t>(mn));
+    if (failed(c))
+      return failure();
+    if (im.shapeOf(*c) != ArrayRef<int64_t>(mn))
+      return im.fail("C of shape " + shapeStr(im.shapeOf(im.input(2))) +
+                     " does not broadcast to " + shapeStr(mn));
+    init = *c;
+  }
+  auto r = contraction(im, a, bm, ta, tb, init, alpha);
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Convolution and pooling
+//===----------------------------------------------------------------------===//
+
+struct WindowGeometry {
+  SmallVector<int64_t> kernel, strides, dilations, padLo, padHi, out;
+};
+
+/// Resolves kernel/strides/dilations/pads/auto_pad for `in` spatial sizes.
+static FailureOr<WindowGeometry> windowGeometry(Importer &im, ArrayRef<int64_t> in,
+                                                ArrayRef<int64_t> kernel, bool ceilMode) {
+  size_t s = in.size();
+  WindowGeometry g;
+  g.kernel.assign(kernel.begin(), kernel.end());
+  g.strides = im.attrInts("strides").value_or(SmallVector<int64_t>(s, 1));
+  g.dilations = im.attrInts("dilations").value_or(SmallVector<int64_t>(s, 1));
+  SmallVector<int64_t> pads = im.attrInts("pads").value_or(SmallVector<int64_t>(2 * s, 0));
+  if (g.strides.size() != s || g.dilations.size() != s || pads.size() != 2 * s)
+    return im.fail(llvm::formatv("strides/dilations/pads do not match {0} spatial dims", s)
+                       .str());
+  std::string autoPad = im.attrString("auto_pad", "NOTSET");
+  for (size_t i = 0; i < s; ++i) {
+    int64_t k = g.kernel[i], st = g.strides[i], dl = g.dilations[i];
+    int64_t ek = dl * (k - 1) + 1;
+    int64_t lo = pads[i], hi = pads[i + s], o;
+    if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
+      o = (in[i] + st - 1) / st;
+      int64_t total = std::max<int64_t>(0, (o - 1) * st + ek - in[i]);
+      lo = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      hi = total - lo;
+    } else if (autoPad == "VALID") {
+      lo = hi = 0;
+      o = (in[i] - ek) / st + 1;
+    } else if (autoPad == "NOTSET") {
+      int64_t span = in[i] + lo + hi - ek;
+      o = (ceilMode ? (span + st - 1) / st : span / st) + 1;
+      // A window that starts in the right padding is dropped (ONNX/PyTorch).
+      if (ceilMode && (o - 1) * st >= in[i] + lo)
+        --o;
+      // Extra right padding so the last (ceil-mode) window is in range.
+      hi = std::max(hi, (o - 1) * st + ek - in[i] - lo);
+    } else {
+      return im.fail("unknown auto_pad '" + autoPad + "'");
+    }
+    if (o <= 0)
+      return im.fail(llvm::formatv("output spatial size would be {0} (input {1}, kernel "
+                                   "{2})",
+                                   o, shapeStr(in), shapeStr(kernel))
+                         .str());
+    g.padLo.push_back(lo);
+    g.padHi.push_back(hi);
+    g.out.push_back(o);
+  }
+  return g;
+}
+
+static LogicalResult handleConv(Importer &im) {
+  Value x = im.input(0), w = im.input(1);
+  ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w);
+  if (xs.size() < 3 || ws.size() != xs.size())
+    return im.fail("X and W must have the same rank >= 3, got " + shapeStr(xs) + " and " +
+                   shapeStr(ws));
+  int64_t s = xs.size() - 2, nBatch = xs[0], c = xs[1], f = ws[0];
+  int64_t groups = im.attrInt("group", 1);
+  if (groups <= 0 || c % groups || f % groups || ws[1] != c / groups)
+    return im.fail(llvm::formatv("group={0} does not fit X channels {1} and W {2}", groups, c,
+                                 shapeStr(ws))
+                       .str());
+  SmallVector<int64_t> kernel(ws.drop_front(2));
+  if (auto ks = im.attrInts("kernel_shape"); ks && ArrayRef<int64_t>(*ks) != ArrayRef<int64_t>(kernel))
+    return im.fail("kernel_shape " + shapeStr(*ks) + " does not match W " + shapeStr(ws));
+  auto g = windowGeometry(im, xs.drop_front(2), kernel, false);
+  if (failed(g))
+    return failure();
+  SmallVector<int64_t> lo = {0, 0}, hi = {0, 0};
+  lo.append(g->padLo);
+  hi.append(g->padHi);
+  Value xp = im.pad(x, lo, hi, 0.0);
+  ArrayRef<int64_t> ps = im.shapeOf(xp);
+  int64_t cg = c / groups, fg = f / groups;
+  // Split channels into (group, channel-in-group) so every loop indexes a
+  // dimension directly; these reshapes are views.
+  SmallVector<int64_t> xg = {nBatch, groups, cg}, wg = {groups, fg, cg}, og = {nBatch, groups, fg};
+  xg.append(ps.begin() + 2, ps.end());
+  wg.append(kernel);
+  og.append(g->out);
+  Value xv = im.reshape(xp, xg), wv = im.reshape(w, wg);
+  Type et = im.elementType(x);
+
+  // Loops: n, g, f, c, k_0.., o_0.. (output walked contiguously innermost).
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = 4 + 2 * s;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  SmallVector<AffineExpr> ex = {d(0), d(1), d(3)}, ew = {d(1), d(2), d(3)}, eo = {d(0), d(1), d(2)};
+  for (int64_t i = 0; i < s; ++i) {
+    AffineExpr k = d(4 + i), o = d(4 + s + i);
+    ex.push_back(o * g->strides[i] + k * g->dilations[i]);
+    ew.push_back(k);
+    eo.push_back(o);
+  }
+  Value init;
+  if (im.hasInput(2)) {
+    Value bias = im.reshape(im.input(2), {groups, fg});
+    SmallVector<int64_t> bshape = {groups, fg};
+    for (int64_t i = 0; i < s; ++i)
+      bshape.push_back(1);
+    bias = im.reshape(bias, bshape);
+    auto bi = im.elementwise({bias}, et, [](OpBuilder &, Location, ValueRange v) { return v[0]; },
+                             ArrayRef<int64_t>(og));
+    if (failed(bi))
+      return failure();
+    init = *bi;
+  } else {
+    init = im.fill(og, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  }
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  for (int64_t i = 3; i < 4 + s; ++i)
+    iters[i] = IteratorType::reduction;
+  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, ew, ctx),
+                                 AffineMap::get(dims, 0, eo, ctx)};
+  Value y = linalg::GenericOp::create(
+                im.b, im.loc, TypeRange{init.getType()}, ValueRange{xv, wv}, ValueRange{init},
+                maps, iters,
+                [&](OpBuilder &ob, Location l, ValueRange v) {
+                  linalg::YieldOp::create(ob, l, addOp(ob, l, v[2], mulOp(ob, l, v[0], v[1])));
+                })
+                .getResult(0);
+  SmallVector<int64_t> outShape = {nBatch, f};
+  outShape.append(g->out);
+  im.setOutput(0, im.reshape(y, outShape));
+  return success();
+}
+
+static LogicalResult handlePool(Importer &im, bool isMax) {
+  Value x = im.input(0);
+  ArrayRef<int64_t> xs = im.shapeOf(x);
+  if (xs.size() < 3)
+    return im.fail("input must be N x C x spatial");
+  if (isMax && im.wantsOutput(1))
+    return im.fail("the Indices output of MaxPool is not supported");
+  if (isMax && im.attrInt("storage_order", 0))
+    return im.fail("storage_order=1 is not supported");
+  auto kernel = im.attrInts("kernel_shape");
+  int64_t s = xs.size() - 2;
+  if (!kernel || (int64_t)kernel->size() != s)
+    return im.fail("kernel_shape must list one size per spatial dimension");
+  auto g = windowGeometry(im, xs.drop_front(2), *kernel, im.attrInt("ceil_mode", 0));
+  if (failed(g))
+    return failure();
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  SmallVector<int64_t> lo = {0, 0}, hi = {0, 0};
+  lo.append(g->padLo);
+  hi.append(g->padHi);
+  Value xp = im.pad(x, lo, hi, isMax ? -INFINITY : 0.0);
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = 2 + 2 * s;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  SmallVector<AffineExpr> ex = {d(0), d(1)}, eo = {d(0), d(1)};
+  for (int64_t i = 0; i < s; ++i) {
+    ex.push_back(d(2 + s + i) * g->strides[i] + d(2 + i) * g->dilations[i]);
+    eo.push_back(d(2 + s + i));
+  }
+  SmallVector<int64_t> outShape = {xs[0], xs[1]};
+  outShape.append(g->out);
+  Value init = im.fill(outShape, FloatAttr::get(et, isMax ? -INFINITY : 0.0));
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  for (int64_t i = 2; i < 2 + s; ++i)
+    iters[i] = IteratorType::reduction;
+  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, eo, ctx)};
+  Value y = linalg::GenericOp::create(
+                im.b, im.loc, TypeRange{init.getType()}, ValueRange{xp}, ValueRange{init}, maps,
+                iters,
+                [&](OpBuilder &ob, Location l, ValueRange v) {
+                  linalg::YieldOp::create(ob, l, isMax ? maxOp(ob, l, v[1], v[0])
+                                                       : addOp(ob, l, v[1], v[0]));
+                })
+                .getResult(0);
+  if (!isMax) {
+    // Divide by the number of window positions that count: inside the input
+    // (count_include_pad=0) or inside input plus explicit pads.
+    bool includePad = im.attrInt("count_include_pad", 0);
+    SmallVector<int64_t> in(xs.drop_front(2));
+    WindowGeometry geo = *g;
+    y = indexedGeneric(im, outShape, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      Value count = idxConst(ob, l, 1);
+      for (int64_t i = 0; i < s; ++i) {
+        int64_t lower = includePad ? -geo.padLo[i] : 0;
+        int64_t upper = includePad ? in[i] + geo.padHi[i] : in[i];
+        if (includePad && im.attrInts("pads")) {
+          SmallVector<int64_t> p = *im.attrInts("pads");
+          upper = in[i] + p[i + s];
+        }
+        // #{j < k : lower <= start + j*dil < upper}, start = o*stride - padLo
+        Value start = arith::SubIOp::create(
+            ob, l, arith::MulIOp::create(ob, l, a[2 + i], idxConst(ob, l, geo.strides[i])),
+            idxConst(ob, l, geo.padLo[i]));
+        Value dl = idxConst(ob, l, geo.dilations[i]);
+        Value jmin = arith::CeilDivSIOp::create(
+            ob, l, arith::SubIOp::create(ob, l, idxConst(ob, l, lower), start), dl);
+        jmin = arith::MaxSIOp::create(ob, l, jmin, idxConst(ob, l, 0));
+        Value jmax = arith::FloorDivSIOp::create(
+            ob, l, arith::SubIOp::create(ob, l, idxConst(ob, l, upper - 1), start), dl);
+        jmax = arith::MinSIOp::create(ob, l, jmax, idxConst(ob, l, geo.kernel[i] - 1));
+        Value c = arith::AddIOp::create(ob, l, arith::SubIOp::create(ob, l, jmax, jmin),
+                                        idxConst(ob, l, 1));
+        c = arith::MaxSIOp::create(ob, l, c, idxConst(ob, l, 1));
+        count = arith::MulIOp::create(ob, l, count, c);
+      }
+      Value cf = arith::SIToFPOp::create(
+          ob, l, et, arith::IndexCastOp::create(ob, l, ob.getI64Type(), count));
+      return arith::DivFOp::create(ob, l, a[s + 2], cf);
+    }, ValueRange{y}, {AffineMap::getMultiDimIdentityMap(outShape.size(), ctx)});
+  }
+  im.setOutput(0, y);
+  return success();
+}
+
+static LogicalResult handleGlobalPool(Importer &im, bool isMax) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  int64_t rank = im.shapeOf(x).size();
+  SmallVector<int64_t> axes;
+  int64_t n = 1;
+  for (int64_t i = 2; i < rank; ++i) {
+    axes.push_back(i);
+    n *= im.shapeOf(x)[i];
+  }
+  Value r = im.reduce(x, axes, true, FloatAttr::get(et, isMax ? -INFINITY : 0.0),
+                      [&](OpBuilder &ob, Location l, Value a, Value v) {
+                        return isMax ? maxOp(ob, l, a, v) : addOp(ob, l, a, v);
+                      });
+  if (!isMax) {
+    auto m = im.elementwise({r}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      return arith::DivFOp::create(ob, l, v[0], im.constantScalar(ob, l, et, (double)n));
+    });
+    if (failed(m))
+      return failure();
+    r = *m;
+  }
+  im.setOutput(0, r);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Data movement
+//===----------------------------------------------------------------------===//
+
+static LogicalResult handleReshape(Importer &im) {
+  Value x = im.input(0);
+  auto shape = im.constInts(1, "shape");
+  if (failed(shape))
+    return failure();
+  ArrayRef<int64_t> in = im.shapeOf(x);
+  bool allowZero = im.attrInt("allowzero", 0);
+  SmallVector<int64_t> out;
+  int64_t known = 1, inferAt = -1, total = cast<RankedTensorType>(x.getType()).getNumElements();
+  for (auto [i, d] : llvm::enumerate(*shape)) {
+    if (d == 0 && !allowZero) {
+      if (i >= in.size())
+        return im.fail("shape " + shapeStr(*shape) + " copies dimension " + std::to_string(i) +
+                       " which input " + shapeStr(in) + " lacks");
+      d = in[i];
+    }
+    if (d == -1) {
+      if (inferAt >= 0)
+        return im.fail("shape " + shapeStr(*shape) + " has more than one -1");
+      inferAt = i;
+      out.push_back(1);
+      continue;
+    }
+    if (d < -1)
+      return im.fail("shape " + shapeStr(*shape) + " has a negative dimension");
+    known *= d;
+    out.push_back(d);
+  }
+  if (inferAt >= 0) {
+    if (known == 0 || total % known)
+      return im.fail("cannot reshape " + shapeStr(in) + " to " + shapeStr(*shape));
+    out[inferAt] = total / known;
+    known *= out[inferAt];
+  }
+  if (known != total)
+    return im.fail("cannot reshape " + shapeStr(in) + " (" + std::to_string(total) +
+                   " elements) to " + shapeStr(out));
+  im.setOutput(0, im.reshape(x, out));
+  return success();
+}
+
+static LogicalResult handleFlatten(Importer &im) {
+  Value x = im.input(0);
+  ArrayRef<int64_t> in = im.shapeOf(x);
+  int64_t rank = in.size();
+  int64_t axis = im.attrInt("axis", 1);
+  if (axis < 0)
+    axis += rank;
+  if (axis < 0 || axis > rank)
+    return im.fail("axis out of range");
+  int64_t a = 1, c = 1;
+  for (int64_t i = 0; i < rank; ++i)
+    (i < axis ? a : c) *= in[i];
+  im.setOutput(0, im.reshape(x, {a, c}));
+  return success();
+}
+
+static FailureOr<SmallVector<int64_t>> squeezeAxes(Importer &im, int64_t rank) {
+  SmallVector<int64_t> axes;
+  if (im.opset >= 13) {
+    if (im.hasInput(1)) {
+      auto c = im.constInts(1, "axes");
+      if (failed(c))
+        return failure();
+      axes = *c;
+    }
+  } else if (auto a = im.attrInts("axes")) {
+    axes = *a;
+  }
+  for (int64_t &a : axes) {
+    auto n = im.normalizeAxis(a, rank);
+    if (failed(n))
+      return failure();
+    a = *n;
+  }
+  return axes;
+}
+
+static LogicalResult handleSqueeze(Importer &im) {
+  Value x = im.input(0);
+  ArrayRef<int64_t> in = im.shapeOf(x);
+  auto axes = squeezeAxes(im, in.size());
+  if (failed(axes))
+    return failure();
+  SmallVector<int64_t> out;
+  for (int64_t i = 0; i < (int64_t)in.size(); ++i) {
+    bool listed = llvm::is_contained(*axes, i);
+    if (listed && in[i] != 1)
+      return im.fail("cannot squeeze dimension " + std::to_string(i) + " of size " +
+                     std::to_string(in[i]));
+    if (listed || (axes->empty() && in[i] == 1))
+      continue;
+    out.push_back(in[i]);
+  }
+  im.setOutput(0, im.reshape(x, out));
+  return success();
+}
+
+static LogicalResult handleUnsqueeze(Importer &im) {
+  Value x = im.input(0);
+  ArrayRef<int64_t> in = im.shapeOf(x);
+  SmallVector<int64_t> axes;
+  if (im.opset >= 13) {
+    auto c = im.constInts(1, "axes");
+    if (failed(c))
+      return failure();
+    axes = *c;
+  } else {
+    axes = im.attrInts("axes").value_or(SmallVector<int64_t>{});
+  }
+  int64_t outRank = in.size() + axes.size();
+  SmallVector<bool> isNew(outRank, false);
+  for (int64_t a : axes) {
+    auto n = im.normalizeAxis(a, outRank);
+    if (failed(n))
+      return failure();
+    isNew[*n] = true;
+  }
+  SmallVector<int64_t> out;
+  size_t next = 0;
+  for (int64_t i = 0; i < outRank; ++i)
+    out.push_back(isNew[i] ? 1 : in[next++]);
+  im.setOutput(0, im.reshape(x, out));
+  return success();
+}
+
+static LogicalResult handleTranspose(Importer &im) {
+  Value x = im.input(0);
+  int64_t rank = im.shapeOf(x).size();
+  SmallVector<int64_t> perm;
+  if (auto p = im.attrInts("perm")) {
+    perm = *p;
+  } else {
+    for (int64_t i = rank - 1; i >= 0; --i)
+      perm.push_back(i);
+  }
+  SmallVector<int64_t> sorted(perm);
+  llvm::sort(sorted);
+  for (int64_t i = 0; i < rank; ++i)
+    if ((int64_t)sorted.size() != rank || sorted[i] != i)
+      return im.fail("perm " + shapeStr(perm) + " is not a permutation of rank " +
+                     std::to_string(rank));
+  im.setOutput(0, im.transpose(x, perm));
+  return success();
+}
+
+static LogicalResult handleConcat(Importer &im) {
+  SmallVector<Value> ins;
+  for (int i = 0; i < im.node->input_size(); ++i)
+    if (im.hasInput(i) && cast<RankedTensorType>(im.input(i).getType()).getNumElements() > 0)
+      ins.push_back(im.input(i));
+  if (ins.empty())
+    ins.push_back(im.input(0));
+  ArrayRef<int64_t> first = im.shapeOf(ins[0]);
+  int64_t rank = first.size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", 0), rank);
+  if (failed(axis))
+    return failure();
+  SmallVector<int64_t> offsets, out(first);
+  out[*axis] = 0;
+  for (Value v : ins) {
+    ArrayRef<int64_t> s = im.shapeOf(v);
+    for (int64_t i = 0; i < rank; ++i)
+      if ((int64_t)s.size() != rank || (i != *axis && s[i] != first[i]))
+        return im.fail("inputs " + shapeStr(first) + " and " + shapeStr(s) +
+                       " differ outside axis " + std::to_string(*axis));
+    offsets.push_back(out[*axis]);
+    out[*axis] += s[*axis];
+  }
+  if (ins.size() == 1) {
+    im.setOutput(0, ins[0]);
+    return success();
+  }
+  Type et = im.elementType(ins[0]);
+  int64_t ax = *axis;
+  Value r = indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange idx) {
+    Value result;
+    for (int64_t j = ins.size() - 1; j >= 0; --j) {
+      SmallVector<Value> at(idx.begin(), idx.end());
+      int64_t size = im.shapeOf(ins[j])[ax];
+      at[ax] = clampIndex(ob, l, arith::SubIOp::create(ob, l, idx[ax], idxConst(ob, l, offsets[j])),
+                          0, size - 1);
+      Value v = tensor::ExtractOp::create(ob, l, ins[j], at);
+      if (!result) {
+        result = v;
+        continue;
+      }
+      Value inThis = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, idx[ax],
+                                           idxConst(ob, l, offsets[j] + size));
+      result = arith::SelectOp::create(ob, l, inThis, v, result);
+    }
+    return result;
+  });
+  im.setOutput(0, r);
+  return success();
+}
+
+/// out = x[starts + i*steps] along `axes`, other dims whole. Affine access, so
+/// it is an ordinary (fusable) elementwise generic.
+static Value strided(Importer &im, Value x, ArrayRef<int64_t> starts, ArrayRef<int64_t> steps,
+                     ArrayRef<int64_t> outShape) {
+  MLIRContext *ctx = &im.ctx;
+  int64_t rank = outShape.size();
+  SmallVector<AffineExpr> ex;
+  for (int64_t i = 0; i < rank; ++i)
+    ex.push_back(getAffineDimExpr(i, ctx) * steps[i] + starts[i]);
+  Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, im.elementType(x));
+  SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, ex, ctx),
+                                 AffineMap::getMultiDimIdentityMap(rank, ctx)};
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  return linalg::GenericOp::create(im.b, im.loc, TypeRange{init.getType()}, ValueRange{x},
+                                   ValueRange{init}, maps, iters,
+                                   [](OpBuilder &ob, Location l, ValueRange v) {
+                                     linalg::YieldOp::create(ob, l, v[0]);
+                                   })
+      .getResult(0);
+}
+
+static LogicalResult handleSlice(Importer &im) {
+  Value x = im.input(0);
+  ArrayRef<int64_t> in = im.shapeOf(x);
+  int64_t rank = in.size();
+  SmallVector<int64_t> starts, ends, axes, steps;
+  if (im.opset < 10) {
+    starts = im.attrInts("starts").value_or(SmallVector<int64_t>{});
+    ends = im.attrInts("ends").value_or(SmallVector<int64_t>{});
+    axes = im.attrInts("axes").value_or(SmallVector<int64_t>{});
+  } else {
+    auto s = im.constInts(1, "starts"), e = im.constInts(2, "ends");
+    if (failed(s) || failed(e))
+      return failure();
+    starts = *s;
+    ends = *e;
+    if (im.hasInput(3)) {
+      auto a = im.constInts(3, "axes");
+      if (failed(a))
+        return failure();
+      axes = *a;
+    }
+    if (im.hasInput(4)) {
+      auto st = im.constInts(4, "steps");
+      if (failed(st))
+        return failure();
+      steps = *st;
+    }
+  }
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i)
+      axes.push_back(i);
+  if (steps.empty())
+    steps.assign(starts.size(), 1);
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+    return im.fail("starts, ends, axes and steps must have the same length");
+  SmallVector<int64_t> outStart(rank, 0), outStep(rank, 1), out(in);
+  for (size_t j = 0; j < axes.size(); ++j) {
+    auto a = im.normalizeAxis(axes[j], rank);
+    if (failed(a))
+      return failure();
+    int64_t dim = in[*a], step = steps[j];
+    if (step == 0)
+      return im.fail("slice step cannot be 0");
+    int64_t st = starts[j], en = ends[j];
+    if (st < 0)
+      st += dim;
+    if (en < 0)
+      en += dim;
+    if (step > 0) {
+      st = std::clamp<int64_t>(st, 0, dim);
+      en = std::clamp<int64_t>(en, 0, dim);
+      out[*a] = std::max<int64_t>(0, (en - st + step - 1) / step);
+    } else {
+      st = std::clamp<int64_t>(st, 0, dim - 1);
+      en = std::clamp<int64_t>(en, -1, dim - 1);
+      out[*a] = std::max<int64_t>(0, (st - en - step - 1) / -step);
+    }
+    outStart[*a] = st;
+    outStep[*a] = step;
+  }
+  im.setOutput(0, strided(im, x, outStart, outStep, out));
+  return success();
+}
+
+static LogicalResult handleSplit(Importer &im) {
+  Value x = im.input(0);
+  ArrayRef<int64_t> in = im.shapeOf(x);
+  auto axis = im.normalizeAxis(im.attrInt("axis", 0), in.size());
+  if (failed(axis))
+    return failure();
+  SmallVector<int64_t> sizes;
+  if (im.opset >= 13 && im.hasInput(1)) {
+    auto c = im.constInts(1, "split");
+    if (failed(c))
+      return failure();
+    sizes = *c;
+  } else if (auto s = im.attrInts("split")) {
+    sizes = *s;
+  } else {
+    int64_t n = im.opset >= 18 && im.attr("num_outputs") ? im.attrInt("num_outputs", 1)
+                                                         : (int64_t)im.numOutputs();
+    int64_t chunk = (in[*axis] + n - 1) / n;
+    for (int64_t i = 0, left = in[*axis]; i < n; ++i, left -= chunk)
+      sizes.push_back(std::min(chunk, left));
+  }
+  int64_t sum = 0;
+  for (int64_t s : sizes)
+    sum += s;
+  if (sum != in[*axis] || sizes.size() != im.numOutputs())
+    return im.fail("split sizes " + shapeStr(sizes) + " do not partition dimension of size " +
+                   std::to_string(in[*axis]) + " into " + std::to_string(im.numOutputs()) +
+                   " outputs");
+  int64_t offset = 0;
+  for (auto [i, size] : llvm::enumerate(sizes)) {
+    SmallVector<int64_t> starts(in.size(), 0), steps(in.size(), 1), out(in);
+    starts[*axis] = offset;
+    out[*axis] = size;
+    offset += size;
+    if (im.wantsOutput(i))
+      im.setOutput(i, strided(im, x, starts, steps, out));
+  }
+  return success();
+}
+
+static LogicalResult handleGather(Importer &im) {
+  Value data = im.input(0), indices = im.input(1);
+  ArrayRef<int64_t> ds = im.shapeOf(data), is = im.shapeOf(indices);
+  auto axis = im.normalizeAxis(im.attrInt("axis", 0), ds.size());
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis, ir = is.size(), dim = ds[ax];
+  SmallVector<int64_t> out(ds.begin(), ds.begin() + ax);
+  out.append(is.begin(), is.end());
+  out.append(ds.begin() + ax + 1, ds.end());
+  MLIRContext *ctx = &im.ctx;
+  SmallVector<AffineExpr> ie;
+  for (int64_t i = 0; i < ir; ++i)
+    ie.push_back(getAffineDimExpr(ax + i, ctx));
+  AffineMap imap = AffineMap::get(out.size(), 0, ie, ctx);
+  Value r = indexedGeneric(im, out, im.elementType(data), [&](OpBuilder &ob, Location l, ValueRange a) {
+    // a = output indices..., then the index element.
+    Value raw = a.back();
+    Value i = arith::IndexCastOp::create(ob, l, ob.getIndexType(), raw);
+    Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, i, idxConst(ob, l, 0));
+    i = arith::SelectOp::create(ob, l, neg, arith::AddIOp::create(ob, l, i, idxConst(ob, l, dim)), i);
+    // Out-of-range indices are undefined in ONNX; clamp rather than fault.
+    i = clampIndex(ob, l, i, 0, dim - 1);
+    SmallVector<Value> at(a.begin(), a.begin() + ax);
+    at.push_back(i);
+    for (int64_t k = ax + ir; k < (int64_t)out.size(); ++k)
+      at.push_back(a[k]);
+    return tensor::ExtractOp::create(ob, l, data, at).getResult();
+  }, ValueRange{indices}, {imap});
+  im.setOutput(0, r);
+  return success();
+}
+
+static LogicalResult handleExpand(Importer &im) {
+  Value x = im.input(0);
+  auto shape = im.constInts(1, "shape");
+  if (failed(shape))
+    return failure();
+  auto r = im.elementwise({x}, im.elementType(x),
+                          [](OpBuilder &, Location, ValueRange v) { return v[0]; },
+                          ArrayRef<int64_t>(*shape));
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+static LogicalResult handlePad(Importer &im) {
+  Value x = im.input(0);
+  int64_t rank = im.shapeOf(x).size();
+  std::string mode = im.attrString("mode", "constant");
+  if (mode != "constant")
+    return im.fail("pad mode '" + mode + "' is not supported (only constant)");
+  SmallVector<int64_t> pads;
+  double value = 0.0;
+  if (im.opset < 11) {
+    pads = im.attrInts("pads").value_or(SmallVector<int64_t>{});
+    value = im.attrFloat("value", 0.0f);
+  } else {
+    auto p = im.constInts(1, "pads");
+    if (failed(p))
+      return failure();
+    pads = *p;
+    if (im.hasInput(2)) {
+      auto c = im.constInput(2);
+      auto h = c ? HostTensor::fromAttr(*c) : std::nullopt;
+      if (!h)
+        return im.fail("constant_value must be known at compile time");
+      value = h->get(0);
+    }
+  }
+  SmallVector<int64_t> lo(rank, 0), hi(rank, 0);
+  if (im.opset >= 18 && im.hasInput(3)) {
+    auto axes = im.constInts(3, "axes");
+    if (failed(axes))
+      return failure();
+    if (pads.size() != 2 * axes->size())
+      return im.fail("pads must have two entries per axis");
+    for (auto [j, a] : llvm::enumerate(*axes)) {
+      auto n = im.normalizeAxis(a, rank);
+      if (failed(n))
+        return failure();
+      lo[*n] = pads[j];
+      hi[*n] = pads[j + axes->size()];
+    }
+  } else {
+    if ((int64_t)pads.size() != 2 * rank)
+      return im.fail("pads must have 2 * rank entries");
+    for (int64_t i = 0; i < rank; ++i) {
+      lo[i] = pads[i];
+      hi[i] = pads[i + rank];
+    }
+  }
+  for (int64_t i = 0; i < rank; ++i)
+    if (lo[i] < 0 || hi[i] < 0)
+      return im.fail("negative pads are not supported");
+  im.setOutput(0, im.pad(x, lo, hi, value));
+  return success();
+}
+
+static LogicalResult handleIdentity(Importer &im) {
+  im.setOutput(0, im.input(0));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Registry
+//===----------------------------------------------------------------------===//
+
+#define UNARY(FN) [](Importer &im) { return unary(im, FN); }
+#define F_BODY(EXPR)                                                              \
+  [](OpBuilder & ob, Location l, ValueRange v) -> Value { return EXPR; }
+
+const llvm::StringMap<Handler> &detail::opHandlers() {
+  static const llvm::StringMap<Handler> table = [] {
+    llvm::StringMap<Handler> t;
+    t["Add"] = [](Importer &im) { return binary(im, addOp); };
+    t["Sub"] = [](Importer &im) { return binary(im, subOp); };
+    t["Mul"] = [](Importer &im) { return binary(im, mulOp); };
+    t["Div"] = [](Importer &im) { return binary(im, divOp); };
+    t["Equal"] = [](Importer &im) { return binary(im, eqOp, true); };
+    t["Less"] = [](Importer &im) { return binary(im, ltOp, true); };
+    t["Greater"] = [](Importer &im) { return binary(im, gtOp, true); };
+    t["LessOrEqual"] = [](Importer &im) { return binary(im, leOp, true); };
+    t["GreaterOrEqual"] = [](Importer &im) { return binary(im, geOp, true); };
+    t["And"] = [](Importer &im) { return binary(im, andOp); };
+    t["Or"] = [](Importer &im) { return binary(im, orOp); };
+    t["Xor"] = [](Importer &im) { return binary(im, xorOp); };
+    t["Max"] = [](Importer &im) { return variadic(im, maxOp); };
+    t["Min"] = [](Importer &im) { return variadic(im, minOp); };
+    t["Sum"] = [](Importer &im) { return variadic(im, addOp); };
+    t["Mean"] = [](Importer &im) { return variadic(im, addOp, true); };
+    t["Pow"] = handlePow;
+    t["Sqrt"] = [](Importer &im) { return mathUnary<math::SqrtOp>(im); };
+    t["Exp"] = [](Importer &im) { return mathUnary<math::ExpOp>(im); };
+    t["Log"] = [](Importer &im) { return mathUnary<math::LogOp>(im); };
+    t["Tanh"] = [](Importer &im) { return mathUnary<math::TanhOp>(im); };
+    t["Erf"] = [](Importer &im) { return mathUnary<math::ErfOp>(im); };
+    t["Floor"] = [](Importer &im) { return mathUnary<math::FloorOp>(im); };
+    t["Ceil"] = [](Importer &im) { return mathUnary<math::CeilOp>(im); };
+    t["Sin"] = [](Importer &im) { return mathUnary<math::SinOp>(im); };
+    t["Cos"] = [](Importer &im) { return mathUnary<math::CosOp>(im); };
+    t["Neg"] = [](Importer &im) {
+      return unary(im, F_BODY(isFloat(v[0].getType()) ? (Value)arith::NegFOp::create(ob, l, v[0])
+                                                      : subOp(ob, l, zeroOf(ob, l, v[0].getType()), v[0])),
+                   false);
+    };
+    t["Abs"] = [](Importer &im) {
+      return unary(im, F_BODY(isFloat(v[0].getType()) ? (Value)math::AbsFOp::create(ob, l, v[0])
+                                                      : (Value)math::AbsIOp::create(ob, l, v[0])),
+                   false);
+    };
+    t["Not"] = [](Importer &im) {
+      return unary(im, F_BODY(arith::XOrIOp::create(ob, l, v[0],
+                                                    arith::ConstantOp::create(ob, l, ob.getBoolAttr(true)))),
+                   false);
+    };
+    t["Reciprocal"] = [](Importer &im) {
+      return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        return arith::DivFOp::create(ob, l, cst(im, ob, l, v[0], 1.0), v[0]);
+      });
+    };
+    t["Relu"] = [](Importer &im) {
+      return unary(im, F_BODY(maxOp(ob, l, v[0], zeroOf(ob, l, v[0].getType()))), false);
+    };
+    t["LeakyRelu"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 0.01f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value neg = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, v[0],
+                                          zeroOf(ob, l, v[0].getType()));
+        Value scaled = arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha));
+        return arith::SelectOp::create(ob, l, neg, scaled, v[0]);
+      });
+    };
+    t["Elu"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 1.0f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value neg = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, v[0],
+                                          zeroOf(ob, l, v[0].getType()));
+        Value e = math::ExpM1Op::create(ob, l, v[0]);
+        Value scaled = arith::MulFOp::create(ob, l, e, cst(im, ob, l, v[0], alpha));
+        return arith::SelectOp::create(ob, l, neg, scaled, v[0]);
+      });
+    };
+    t["Sigmoid"] = [](Importer &im) {
+      return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) { return sigmoid(im, ob, l, v[0]); });
+    };
+    t["HardSigmoid"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 0.2f), beta = im.attrFloat("beta", 0.5f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value y = arith::AddFOp::create(
+            ob, l, arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha)),
+            cst(im, ob, l, v[0], beta));
+        y = arith::MaximumFOp::create(ob, l, y, cst(im, ob, l, v[0], 0.0));
+        return arith::MinimumFOp::create(ob, l, y, cst(im, ob, l, v[0], 1.0));
+      });
+    };
+    t["Softplus"] = [](Importer &im) {
+      return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        return math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, v[0]));
+      });
+    };
+    t["Gelu"] = [](Importer &im) {
+      bool tanhApprox = im.attrString("approximate", "none") == "tanh";
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) {
+        return tanhApprox ? geluTanh(im, ob, l, v[0]) : geluErf(im, ob, l, v[0]);
+      });
+    };
+    t["Clip"] = handleClip;
+    t["Where"] = handleWhere;
+    t["Cast"] = handleCast;
+    t["Identity"] = handleIdentity;
+    t["Dropout"] = handleIdentity; // inference: the mask output is rejected
+    t["ReduceSum"] = [](Importer &im) { return handleReduce(im, ReduceKind::Sum, 13); };
+    t["ReduceMean"] = [](Importer &im) { return handleReduce(im, ReduceKind::Mean, 18); };
+    t["ReduceMax"] = [](Importer &im) { return handleReduce(im, ReduceKind::Max, 18); };
+    t["ReduceMin"] = [](Importer &im) { return handleReduce(im, ReduceKind::Min, 18); };
+    t["ReduceProd"] = [](Importer &im) { return handleReduce(im, ReduceKind::Prod, 18); };
+    t["ReduceSumSquare"] = [](Importer &im) { return handleReduce(im, ReduceKind::SumSquare, 18); };
+    t["ReduceL1"] = [](Importer &im) { return handleReduce(im, ReduceKind::L1, 18); };
+    t["ReduceL2"] = [](Importer &im) { return handleReduce(im, ReduceKind::L2, 18); };
+    t["Softmax"] = [](Importer &im) { return handleSoftmax(im, false); };
+    t["LogSoftmax"] = [](Importer &im) { return handleSoftmax(im, true); };
+    t["LayerNormalization"] = handleLayerNorm;
+    t["BatchNormalization"] = handleBatchNorm;
+    t["InstanceNormalization"] = handleInstanceNorm;
+    t["MatMul"] = handleMatMul;
+    t["Gemm"] = handleGemm;
+    t["Conv"] = handleConv;
+    t["MaxPool"] = [](Importer &im) { return handlePool(im, true); };
+    t["AveragePool"] = [](Importer &im) { return handlePool(im, false); };
+    t["GlobalAveragePool"] = [](Importer &im) { return handleGlobalPool(im, false); };
+    t["GlobalMaxPool"] = [](Importer &im) { return handleGlobalPool(im, true); };
+    t["Reshape"] = handleReshape;
+    t["Flatten"] = handleFlatten;
+    t["Squeeze"] = handleSqueeze;
+    t["Unsqueeze"] = handleUnsqueeze;
+    t["Transpose"] = handleTranspose;
+    t["Concat"] = handleConcat;
+    t["Slice"] = handleSlice;
+    t["Split"] = handleSplit;
+    t["Gather"] = handleGather;
+    t["Expand"] = handleExpand;
+    t["Pad"] = handlePad;
+    return t;
+  }();
+  return table;
+}

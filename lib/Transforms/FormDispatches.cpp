@@ -1,0 +1,224 @@
+//===- FormDispatches.cpp - group linalg ops into kernels -----------------===//
+#include "kiln/Transforms/Passes.h"
+
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Transforms/RegionUtils.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_FORMDISPATCHES
+#include "kiln/Transforms/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+
+namespace {
+
+bool isAllParallel(linalg::LinalgOp op) {
+  return op.getNumLoops() == op.getNumParallelLoops();
+}
+
+bool isHostView(Operation *op) {
+  return isa<tensor::CollapseShapeOp, tensor::ExpandShapeOp>(op);
+}
+
+/// Walks reshapes back to the value that owns the storage.
+Value storageRoot(Value v) {
+  while (Operation *def = v.getDefiningOp()) {
+    if (!isHostView(def))
+      break;
+    v = def->getOperand(0);
+  }
+  return v;
+}
+
+/// A value the kernel can rebuild itself instead of binding a buffer.
+bool isCloneable(Value v) {
+  Operation *def = v.getDefiningOp();
+  if (!def)
+    return false;
+  if (isa<tensor::EmptyOp>(def))
+    return true;
+  if (auto c = dyn_cast<arith::ConstantOp>(def)) {
+    auto dense = dyn_cast<DenseElementsAttr>(c.getValue());
+    return !isa<RankedTensorType>(c.getType()) || (dense && dense.isSplat());
+  }
+  return false;
+}
+
+/// Every output gets a buffer of its own written by a kernel: copy outputs
+/// that are graph inputs, constants, or another output's storage.
+void materializeOutputs(func::FuncOp func) {
+  auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+  OpBuilder b(ret);
+  DenseSet<Value> seen;
+  for (OpOperand &operand : ret->getOpOperands()) {
+    Value root = storageRoot(operand.get());
+    bool produced = root.getDefiningOp() && isa<linalg::LinalgOp>(root.getDefiningOp());
+    if (produced && seen.insert(root).second)
+      continue;
+    auto type = cast<RankedTensorType>(operand.get().getType());
+    Value init = tensor::EmptyOp::create(b, ret.getLoc(), type.getShape(),
+                                         type.getElementType());
+    SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(type.getRank()));
+    SmallVector<utils::IteratorType> iters(type.getRank(), utils::IteratorType::parallel);
+    auto copy = linalg::GenericOp::create(
+        b, ret.getLoc(), TypeRange{type}, ValueRange{operand.get()}, ValueRange{init}, maps,
+        iters, [](OpBuilder &nb, Location l, ValueRange args) {
+          linalg::YieldOp::create(nb, l, args[0]);
+        });
+    operand.set(copy.getResult(0));
+    seen.insert(copy.getResult(0));
+  }
+}
+
+/// Producers of `op`'s init operands that are elementwise and used only
+/// there (fills, bias broadcasts): computing them in the same kernel saves a
+/// pass over memory.
+void collectInitProducers(linalg::LinalgOp op, SetVector<Operation *> &group,
+                          const DenseSet<Operation *> &taken) {
+  for (OpOperand &init : op.getDpsInitsMutable()) {
+    auto producer = init.get().getDefiningOp<linalg::LinalgOp>();
+    if (!producer || taken.contains(producer) || !isAllParallel(producer) ||
+        !init.get().hasOneUse() || producer->getNumResults() != 1)
+      continue;
+    collectInitProducers(producer, group, taken);
+    group.insert(producer);
+  }
+}
+
+/// The single elementwise consumer that reads all of `op`'s result tile
+/// by tile in the same order, if any.
+linalg::LinalgOp fusableConsumer(Operation *op, const DenseSet<Operation *> &taken) {
+  if (op->getNumResults() != 1 || !op->getResult(0).hasOneUse())
+    return {};
+  OpOperand &use = *op->getResult(0).getUses().begin();
+  auto consumer = dyn_cast<linalg::LinalgOp>(use.getOwner());
+  if (!consumer || taken.contains(consumer) || !isAllParallel(consumer) ||
+      consumer->getNumResults() != 1 || consumer.isDpsInit(&use) ||
+      consumer->getBlock() != op->getBlock())
+    return {};
+  if (!consumer.getMatchingIndexingMap(&use).isIdentity() ||
+      !consumer.getIndexingMapMatchingResult(consumer->getResult(0)).isIdentity() ||
+      use.get().getType() != consumer->getResult(0).getType())
+    return {};
+  for (OpOperand &init : consumer.getDpsInitsMutable())
+    if (!init.get().getDefiningOp<tensor::EmptyOp>())
+      return {};
+  return consumer;
+}
+
+struct FormDispatchesPass : kiln::impl::FormDispatchesBase<FormDispatchesPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    MLIRContext *ctx = module.getContext();
+    SmallVector<func::FuncOp> hosts;
+    for (auto func : module.getOps<func::FuncOp>())
+      if (!func.isExternal())
+        hosts.push_back(func);
+    if (hosts.empty())
+      return;
+
+    OpBuilder b(ctx);
+    b.setInsertionPointToEnd(module.getBody());
+    auto executable = ModuleOp::create(b, module.getLoc(), StringRef("kernels"));
+    executable->setAttr(kiln::kExecutableAttr, b.getUnitAttr());
+    SymbolTable kernels(executable);
+
+    for (func::FuncOp host : hosts) {
+      materializeOutputs(host);
+      if (failed(outlineDispatches(host, executable, kernels)))
+        return signalPassFailure();
+    }
+  }
+
+  LogicalResult outlineDispatches(func::FuncOp host, ModuleOp executable,
+                                  SymbolTable &kernels) {
+    // Form groups first (consumers first would also work; program order keeps
+    // dispatch numbering readable), then outline each.
+    DenseSet<Operation *> taken;
+    SmallVector<SetVector<Operation *>> groups;
+    Block &body = host.getBody().front();
+    for (Operation &op : body) {
+      auto root = dyn_cast<linalg::LinalgOp>(&op);
+      if (!root || taken.contains(&op))
+        continue;
+      SetVector<Operation *> group;
+      collectInitProducers(root, group, taken);
+      group.insert(root);
+      Operation *last = root;
+      while (auto next = fusableConsumer(last, taken)) {
+        group.insert(next);
+        last = next;
+      }
+      taken.insert(group.begin(), group.end());
+      groups.push_back(std::move(group));
+    }
+    // Init producers precede their roots in program order, so a group is
+    // already sorted if we order it by position.
+    for (auto [index, group] : llvm::enumerate(groups)) {
+      SmallVector<Operation *> ops(group.begin(), group.end());
+      llvm::sort(ops, [](Operation *a, Operation *b) { return a->isBeforeInBlock(b); });
+      std::string name = (host.getSymName() + "_dispatch_" + Twine(index)).str();
+      outline(ops, name, executable, kernels);
+    }
+    return success();
+  }
+
+  void outline(ArrayRef<Operation *> ops, StringRef name, ModuleOp executable,
+               SymbolTable &kernels) {
+    DenseSet<Operation *> inGroup(ops.begin(), ops.end());
+    Operation *last = ops.back();
+    SetVector<Value> inputs, cloned;
+    auto consider = [&](Value v) {
+      Operation *def = v.getDefiningOp();
+      if (def && inGroup.contains(def))
+        return;
+      if (isCloneable(v))
+        cloned.insert(v);
+      else
+        inputs.insert(v);
+    };
+    for (Operation *op : ops) {
+      for (Value v : op->getOperands())
+        consider(v);
+      for (Region &r : op->getRegions()) {
+        SetVector<Value> above;
+        getUsedValuesDefinedAbove(r, above);
+        for (Value v : above)
+          consider(v);
+      }
+    }
+
+    OpBuilder b(executable.getContext());
+    b.setInsertionPointToEnd(executable.getBody());
+    auto type = b.getFunctionType(ValueRange(inputs.getArrayRef()).getTypes(),
+                                  last->getResultTypes());
+    auto kernel = func::FuncOp::create(b, last->getLoc(), name, type);
+    kernels.insert(kernel);
+    Block *entry = kernel.addEntryBlock();
+    b.setInsertionPointToStart(entry);
+    IRMapping map;
+    for (auto [v, arg] : llvm::zip(inputs, entry->getArguments()))
+      map.map(v, arg);
+    for (Value v : cloned)
+      map.map(v, b.clone(*v.getDefiningOp())->getResult(0));
+    for (Operation *op : ops)
+      b.clone(*op, map);
+    SmallVector<Value> results;
+    for (Value r : last->getResults())
+      results.push_back(map.lookup(r));
+    func::ReturnOp::create(b, last->getLoc(), results);
+
+    b.setInsertionPoint(last);
+    auto symbol = SymbolRefAttr::get(executable.getSymNameAttr(),
+                                     {FlatSymbolRefAttr::get(kernel.getSymNameAttr())});
+    auto dispatch = kiln::DispatchOp::create(b, last->getLoc(), last->getResultTypes(), symbol,
+                                             inputs.getArrayRef());
+    last->replaceAllUsesWith(dispatch->getResults());
+    for (Operation *op : llvm::reverse(ops))
+      op->erase();
+  }
+};
+
+} // namespace

@@ -1,0 +1,109 @@
+//===- TileWorkgroups.cpp - distribute a kernel over workgroups -----------===//
+#include "kiln/Transforms/Passes.h"
+
+#include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Interfaces/TilingInterface.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_TILEWORKGROUPS
+#include "kiln/Transforms/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+
+namespace {
+
+/// Picks per-loop tile sizes (0 = untiled) for up to three parallel loops,
+/// outermost first, so the grid has about `target` workgroups. Returns the
+/// grid, one count per tiled loop.
+SmallVector<int64_t> chooseTiles(ArrayRef<int64_t> ranges,
+                                 ArrayRef<utils::IteratorType> iters, int64_t target,
+                                 SmallVectorImpl<int64_t> &tiles) {
+  tiles.assign(ranges.size(), 0);
+  SmallVector<int64_t> grid;
+  int64_t want = target;
+  for (size_t i = 0; i < ranges.size() && grid.size() < 3 && want > 1; ++i) {
+    if (iters[i] != utils::IteratorType::parallel || ranges[i] <= 1)
+      continue;
+    int64_t count = std::min(ranges[i], want);
+    int64_t tile = (ranges[i] + count - 1) / count;
+    count = (ranges[i] + tile - 1) / tile;
+    tiles[i] = tile;
+    grid.push_back(count);
+    want = (want + count - 1) / count;
+  }
+  return grid;
+}
+
+struct TileWorkgroupsPass : kiln::impl::TileWorkgroupsBase<TileWorkgroupsPass> {
+  using TileWorkgroupsBase::TileWorkgroupsBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    if (!module->hasAttr(kiln::kExecutableAttr))
+      return;
+    for (auto kernel : module.getOps<func::FuncOp>())
+      if (failed(tileKernel(kernel)))
+        return signalPassFailure();
+  }
+
+  LogicalResult tileKernel(func::FuncOp kernel) {
+    auto ret = cast<func::ReturnOp>(kernel.getBody().front().getTerminator());
+    Builder b(kernel.getContext());
+    auto setGrid = [&](ArrayRef<int64_t> grid) {
+      SmallVector<int64_t> xyz(grid);
+      xyz.resize(3, 1);
+      kernel->setAttr(kiln::kWorkgroupsAttr, b.getDenseI64ArrayAttr(xyz));
+    };
+    if (ret.getNumOperands() == 0) {
+      setGrid({});
+      return success();
+    }
+    auto root = ret.getOperand(0).getDefiningOp<linalg::LinalgOp>();
+    if (!root)
+      return kernel.emitError("kernel result is not computed by a linalg op");
+
+    SmallVector<int64_t> ranges = root.getStaticLoopRanges();
+    if (llvm::any_of(ranges, ShapedType::isDynamic))
+      return root.emitError("dynamic loop ranges are not supported");
+    int64_t parallelWork = 1;
+    for (auto [r, it] : llvm::zip(ranges, root.getIteratorTypesArray()))
+      if (it == utils::IteratorType::parallel)
+        parallelWork *= r;
+    int64_t target = std::clamp<int64_t>(parallelWork / std::max<int64_t>(minTileElements, 1), 1,
+                                         maxWorkgroups);
+    SmallVector<int64_t> tiles;
+    SmallVector<int64_t> grid =
+        chooseTiles(ranges, root.getIteratorTypesArray(), target, tiles);
+    if (grid.empty()) {
+      setGrid({});
+      return success();
+    }
+
+    IRRewriter rewriter(kernel.getContext());
+    rewriter.setInsertionPoint(root);
+    scf::SCFTilingOptions tiling;
+    tiling.setTileSizes(getAsIndexOpFoldResult(kernel.getContext(), tiles));
+    tiling.setLoopType(scf::SCFTilingOptions::LoopType::ForallOp);
+    scf::SCFTileAndFuseOptions options;
+    options.setTilingOptions(tiling);
+    auto result = scf::tileConsumerAndFuseProducersUsingSCF(
+        rewriter, cast<TilingInterface>(root.getOperation()), options);
+    if (failed(result))
+      return root.emitError("failed to tile onto workgroups");
+    for (auto [orig, repl] : result->replacements)
+      rewriter.replaceAllUsesWith(orig, repl);
+    // The untiled ops are now dead; erase them bottom-up.
+    SmallVector<Operation *> dead;
+    for (Operation &op : kernel.getBody().front())
+      if (isa<linalg::LinalgOp>(op) && op.use_empty())
+        dead.push_back(&op);
+    for (Operation *op : llvm::reverse(dead))
+      rewriter.eraseOp(op);
+    setGrid(grid);
+    return success();
+  }
+};
+
+} // namespace

@@ -1,0 +1,170 @@
+/*===- runtime.h - Kiln runtime C API -----------------------------*- C -*-===*
+ *
+ * Loads a .kiln artifact and runs it on a device. Plain C so any language
+ * can bind it; links neither LLVM nor MLIR.
+ *
+ * Conventions:
+ *  - Functions returning kiln_status set a thread-local message on failure,
+ *    readable with kiln_last_error() until the next failing call on the same
+ *    thread.
+ *  - Strings and arrays returned through info structs are owned by the object
+ *    they were read from and stay valid until it is released.
+ *  - An artifact may be shared by several sessions; a session is used by one
+ *    thread at a time, distinct sessions may run concurrently.
+ *
+ *===----------------------------------------------------------------------===*/
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KILN_API __attribute__((visibility("default")))
+#else
+#define KILN_API
+#endif
+
+typedef enum kiln_status {
+  KILN_OK = 0,
+  KILN_ERROR_INVALID_ARGUMENT, /* Bad argument: wrong name, shape, dtype... */
+  KILN_ERROR_NOT_FOUND,        /* No such device, input, entry point. */
+  KILN_ERROR_UNAVAILABLE,      /* Device exists but cannot be used here. */
+  KILN_ERROR_CORRUPT,          /* Artifact fails validation. */
+  KILN_ERROR_VERSION,          /* Artifact has an unsupported major version. */
+  KILN_ERROR_IO,               /* open/read/mmap failed. */
+  KILN_ERROR_INTERNAL          /* Driver or runtime failure. */
+} kiln_status;
+
+/* Element types, numbered as ONNX TensorProto.DataType (as in the file). */
+typedef enum kiln_dtype {
+  KILN_DTYPE_F32 = 1,
+  KILN_DTYPE_U8 = 2,
+  KILN_DTYPE_I8 = 3,
+  KILN_DTYPE_U16 = 4,
+  KILN_DTYPE_I16 = 5,
+  KILN_DTYPE_I32 = 6,
+  KILN_DTYPE_I64 = 7,
+  KILN_DTYPE_BOOL = 9, /* One byte per element, 0 or 1; named "i1". */
+  KILN_DTYPE_F16 = 10,
+  KILN_DTYPE_F64 = 11,
+  KILN_DTYPE_U32 = 12,
+  KILN_DTYPE_U64 = 13,
+  KILN_DTYPE_BF16 = 16
+} kiln_dtype;
+
+typedef struct kiln_artifact kiln_artifact;
+typedef struct kiln_session kiln_session;
+
+/* Describes an input or output. `name` and `dims` are owned by the artifact. */
+typedef struct kiln_tensor_info {
+  const char *name;
+  kiln_dtype dtype;
+  uint32_t rank;
+  const int64_t *dims; /* `rank` entries; NULL when rank is 0. */
+} kiln_tensor_info;
+
+/* Strings are owned by the runtime and live until the process exits. */
+typedef struct kiln_device_info {
+  const char *name;        /* "<driver>:<index>", e.g. "cpu:0". */
+  const char *driver;      /* Matches the target of executables it runs. */
+  const char *description; /* Human-readable; says why when unavailable. */
+  int available;           /* Nonzero when a session can be created on it. */
+} kiln_device_info;
+
+typedef struct kiln_session_options {
+  uint32_t num_threads; /* 0: driver default (CPU: hardware concurrency). */
+} kiln_session_options;
+
+/*--- Errors and dtypes ----------------------------------------------------*/
+
+/* Message of the last failure on this thread ("" if none). Owned by the
+ * runtime; valid until the next failing call on this thread. */
+KILN_API const char *kiln_last_error(void);
+/* Static string such as "KILN_ERROR_CORRUPT". */
+KILN_API const char *kiln_status_name(kiln_status status);
+/* Static short name ("f32", "i1", "bf16", ...), or NULL if unknown. */
+KILN_API const char *kiln_dtype_name(kiln_dtype dtype);
+/* Parses a short name; "bool" is accepted for i1. */
+KILN_API kiln_status kiln_dtype_from_name(const char *name, kiln_dtype *dtype);
+/* Bytes per element, or 0 if unknown. */
+KILN_API size_t kiln_dtype_size(kiln_dtype dtype);
+
+/*--- Artifacts --------------------------------------------------------------*/
+
+/* Maps and validates `path` (header, version, size, checksum, every section
+ * and record). On success *artifact is a new reference the caller must give
+ * back with kiln_artifact_release. Error messages name the file. */
+KILN_API kiln_status kiln_artifact_open(const char *path,
+                                        kiln_artifact **artifact);
+/* Drops the caller's reference; the mapping lives on while sessions created
+ * from it exist. NULL is ignored. */
+KILN_API void kiln_artifact_release(kiln_artifact *artifact);
+/* Module name and producer recorded by the compiler; owned by the artifact. */
+KILN_API const char *kiln_artifact_name(const kiln_artifact *artifact);
+KILN_API const char *kiln_artifact_producer(const kiln_artifact *artifact);
+KILN_API size_t kiln_artifact_input_count(const kiln_artifact *artifact);
+KILN_API size_t kiln_artifact_output_count(const kiln_artifact *artifact);
+/* Fills *info with pointers owned by the artifact. */
+KILN_API kiln_status kiln_artifact_input_info(const kiln_artifact *artifact,
+                                              size_t index,
+                                              kiln_tensor_info *info);
+KILN_API kiln_status kiln_artifact_output_info(const kiln_artifact *artifact,
+                                               size_t index,
+                                               kiln_tensor_info *info);
+
+/*--- Devices ----------------------------------------------------------------*/
+
+/* Devices of every driver built into the runtime, available or not. */
+KILN_API size_t kiln_device_count(void);
+KILN_API kiln_status kiln_device_info_get(size_t index, kiln_device_info *info);
+
+/*--- Sessions ---------------------------------------------------------------*/
+
+/* Opens a device, allocates every buffer, uploads constants and loads the
+ * executables. `device` is a device name ("cpu:0"), a driver name ("cpu":
+ * its first available device), or NULL: the first available device whose
+ * driver matches the target of one of the artifact's executables. `options`
+ * may be NULL. The session keeps its own reference to `artifact`. On success
+ * the caller owns *session and frees it with kiln_session_release. */
+KILN_API kiln_status kiln_session_create(kiln_artifact *artifact,
+                                         const char *device,
+                                         const kiln_session_options *options,
+                                         kiln_session **session);
+/* Frees the session and its device memory. NULL is ignored. */
+KILN_API void kiln_session_release(kiln_session *session);
+/* Name of the device the session runs on; owned by the runtime. */
+KILN_API const char *kiln_session_device(const kiln_session *session);
+
+/* Copies `bytes` bytes from `data` (caller-owned, only read during the call)
+ * into input `name`. dtype, rank and dims must match the input exactly and
+ * `bytes` must equal the tensor size. Inputs keep their value across runs. */
+KILN_API kiln_status kiln_session_set_input(kiln_session *session,
+                                            const char *name, kiln_dtype dtype,
+                                            uint32_t rank, const int64_t *dims,
+                                            const void *data, size_t bytes);
+/* Runs every dispatch and waits for completion. Fails if an input was never
+ * set. */
+KILN_API kiln_status kiln_session_run(kiln_session *session);
+KILN_API size_t kiln_session_output_count(const kiln_session *session);
+/* Same as kiln_artifact_output_info of the session's artifact. */
+KILN_API kiln_status kiln_session_output_info(const kiln_session *session,
+                                              size_t index,
+                                              kiln_tensor_info *info);
+/* Copies output `index` of the last successful run into caller-owned `data`;
+ * `bytes` must equal the tensor size (element size times element count).
+ * Fails if no run succeeded since an input was last set, so stale results
+ * are never mistaken for fresh ones. */
+KILN_API kiln_status kiln_session_output_read(kiln_session *session,
+                                              size_t index, void *data,
+                                              size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_RUNTIME_H */

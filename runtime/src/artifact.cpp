@@ -1,0 +1,393 @@
+//===- artifact.cpp - Map and validate .kiln artifacts --------------------===//
+//
+// Everything read from the file is bounds-checked here, once, so the session
+// code can trust indices and sizes. See docs/artifact-format.md.
+//
+//===----------------------------------------------------------------------===//
+#include "internal.h"
+#include "kiln/artifact_format.h"
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace kiln::rt;
+
+kiln_artifact::~kiln_artifact() {
+  if (map)
+    ::munmap(map, mapSize);
+}
+
+namespace {
+
+/// Bounds-checked little-endian reader over the meta section; the first
+/// failure sticks and later reads return zeros.
+class MetaReader {
+public:
+  MetaReader(const uint8_t *data, uint64_t size) : data(data), size(size) {}
+
+  uint32_t u32(const char *what) { return read<uint32_t>(what); }
+  uint64_t u64(const char *what) { return read<uint64_t>(what); }
+  int64_t i64(const char *what) { return read<int64_t>(what); }
+  std::string str(const char *what) {
+    uint32_t len = u32(what);
+    if (!need(len, what))
+      return "";
+    std::string s(reinterpret_cast<const char *>(data + pos), len);
+    pos += len;
+    return s;
+  }
+  /// Reads a record count and rejects counts the remaining bytes cannot hold,
+  /// so a corrupt count cannot trigger a huge allocation.
+  uint32_t count(const char *what, uint64_t minRecordSize) {
+    uint32_t n = u32(what);
+    if (!error.empty())
+      return 0;
+    if (n > (size - pos) / minRecordSize) {
+      fail(std::string(what) + " count " + std::to_string(n) +
+           " exceeds the meta section");
+      return 0;
+    }
+    return n;
+  }
+  void fail(std::string msg) {
+    if (error.empty())
+      error = std::move(msg);
+  }
+  bool ok() const { return error.empty(); }
+  std::string error;
+
+private:
+  bool need(uint64_t n, const char *what) {
+    if (!error.empty())
+      return false;
+    if (n > size - pos) {
+      fail(std::string("meta section truncated reading ") + what +
+           " at offset " + std::to_string(pos));
+      return false;
+    }
+    return true;
+  }
+  template <typename T> T read(const char *what) {
+    T v{};
+    if (need(sizeof(T), what)) {
+      std::memcpy(&v, data + pos, sizeof(T));
+      pos += sizeof(T);
+    }
+    return v;
+  }
+  const uint8_t *data;
+  uint64_t size;
+  uint64_t pos = 0;
+};
+
+struct SectionView {
+  const uint8_t *data;
+  uint64_t size;
+};
+
+void readTensors(MetaReader &r, const std::vector<Buffer> &buffers,
+                 std::vector<Tensor> &out, const char *what) {
+  uint32_t n = r.count(what, 16);
+  for (uint32_t i = 0; i < n && r.ok(); ++i) {
+    Tensor t;
+    t.name = r.str("tensor name");
+    t.dtype = static_cast<kiln_dtype>(r.u32("tensor dtype"));
+    t.buffer = r.u32("tensor buffer");
+    uint32_t rank = r.count("tensor rank", 8);
+    for (uint32_t d = 0; d < rank; ++d)
+      t.dims.push_back(r.i64("tensor dim"));
+    if (!r.ok())
+      return;
+    std::string where = std::string(what) + " '" + t.name + "'";
+    size_t elem = kiln_dtype_size(t.dtype);
+    if (!elem)
+      return r.fail(where + " has unknown dtype " +
+                    std::to_string(static_cast<uint32_t>(t.dtype)));
+    if (t.buffer >= buffers.size())
+      return r.fail(where + " uses buffer " + std::to_string(t.buffer) +
+                    " but there are " + std::to_string(buffers.size()));
+    uint64_t bytes = elem;
+    for (int64_t d : t.dims) {
+      if (d < 0)
+        return r.fail(where + " has negative dim " + std::to_string(d));
+      if (d && bytes > UINT64_MAX / static_cast<uint64_t>(d))
+        return r.fail(where + " is too large");
+      bytes *= static_cast<uint64_t>(d);
+    }
+    if (bytes > buffers[t.buffer].size)
+      return r.fail(where + " needs " + std::to_string(bytes) +
+                    " bytes but its buffer has " +
+                    std::to_string(buffers[t.buffer].size));
+    t.bytes = bytes;
+    for (const Tensor &o : out)
+      if (o.name == t.name)
+        return r.fail("duplicate " + where);
+    out.push_back(std::move(t));
+  }
+}
+
+std::string parseMeta(kiln_artifact &a, SectionView meta,
+                      const std::map<std::string, SectionView> &sections) {
+  MetaReader r(meta.data, meta.size);
+  a.producer = r.str("producer");
+  a.name = r.str("module name");
+
+  SectionView constants{nullptr, 0};
+  if (auto it = sections.find(KILN_ART_SECTION_CONSTANTS); it != sections.end())
+    constants = it->second;
+  uint32_t nBuffers = r.count("buffer", 24);
+  for (uint32_t i = 0; i < nBuffers && r.ok(); ++i) {
+    Buffer b;
+    b.kind = r.u32("buffer kind");
+    r.u32("buffer reserved");
+    b.size = r.u64("buffer size");
+    uint64_t offset = r.u64("buffer constant offset");
+    b.constData = nullptr;
+    if (!r.ok())
+      break;
+    std::string where = "buffer " + std::to_string(i);
+    if (b.kind > KILN_ART_BUFFER_TRANSIENT)
+      return where + " has unknown kind " + std::to_string(b.kind);
+    if (b.kind == KILN_ART_BUFFER_CONSTANT) {
+      if (offset % KILN_ART_ALIGN)
+        return where + ": constant offset " + std::to_string(offset) +
+               " is not 64-byte aligned";
+      if (offset > constants.size || b.size > constants.size - offset)
+        return where + ": constant [" + std::to_string(offset) + ", +" +
+               std::to_string(b.size) + ") exceeds the constants section (" +
+               std::to_string(constants.size) + " bytes)";
+      b.constData = constants.data + offset;
+    }
+    a.buffers.push_back(b);
+  }
+  readTensors(r, a.buffers, a.inputs, "input");
+  readTensors(r, a.buffers, a.outputs, "output");
+
+  uint32_t nExecs = r.count("executable", 16);
+  for (uint32_t i = 0; i < nExecs && r.ok(); ++i) {
+    Executable e;
+    e.target = r.str("executable target");
+    e.format = r.str("executable format");
+    e.section = r.str("executable section");
+    uint32_t nEntries = r.count("entry", 4);
+    for (uint32_t j = 0; j < nEntries && r.ok(); ++j)
+      e.entries.push_back(r.str("entry name"));
+    if (!r.ok())
+      break;
+    auto it = sections.find(e.section);
+    if (it == sections.end())
+      return "executable " + std::to_string(i) + " (target '" + e.target +
+             "') refers to missing section '" + e.section + "'";
+    e.image = it->second.data;
+    e.imageSize = it->second.size;
+    a.executables.push_back(std::move(e));
+  }
+  // Pointers into `entries` are taken only once the vector stops moving.
+  for (Executable &e : a.executables)
+    for (const std::string &s : e.entries)
+      e.entryNames.push_back(s.c_str());
+
+  uint32_t nDispatches = r.count("dispatch", 24);
+  for (uint32_t i = 0; i < nDispatches && r.ok(); ++i) {
+    Dispatch d;
+    d.executable = r.u32("dispatch executable");
+    d.entry = r.u32("dispatch entry");
+    for (uint32_t &wg : d.workgroups)
+      wg = r.u32("dispatch workgroups");
+    uint32_t nBindings = r.count("binding", 16);
+    for (uint32_t j = 0; j < nBindings && r.ok(); ++j) {
+      d.bindingBuffers.push_back(r.u32("binding buffer"));
+      r.u32("binding reserved");
+      d.bindingOffsets.push_back(r.u64("binding offset"));
+    }
+    if (!r.ok())
+      break;
+    std::string where = "dispatch " + std::to_string(i);
+    if (d.executable >= a.executables.size())
+      return where + " uses executable " + std::to_string(d.executable) +
+             " but there are " + std::to_string(a.executables.size());
+    if (d.entry >= a.executables[d.executable].entries.size())
+      return where + " uses entry " + std::to_string(d.entry) +
+             " but its executable has " +
+             std::to_string(a.executables[d.executable].entries.size());
+    for (size_t j = 0; j < d.bindingBuffers.size(); ++j) {
+      uint32_t b = d.bindingBuffers[j];
+      if (b >= a.buffers.size())
+        return where + " binds buffer " + std::to_string(b) +
+               " but there are " + std::to_string(a.buffers.size());
+      if (d.bindingOffsets[j] > a.buffers[b].size)
+        return where + " binds buffer " + std::to_string(b) + " at offset " +
+               std::to_string(d.bindingOffsets[j]) + " past its " +
+               std::to_string(a.buffers[b].size) + " bytes";
+    }
+    a.dispatches.push_back(std::move(d));
+  }
+  // Bytes after the last record belong to newer minor versions: ignored.
+  return r.error;
+}
+
+kiln_status openArtifact(const char *path, kiln_artifact &a) {
+  auto fail = [&](kiln_status s, const std::string &msg) {
+    return setError(s, a.path + ": " + msg);
+  };
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fail(KILN_ERROR_IO, std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return fail(KILN_ERROR_IO, std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail(KILN_ERROR_IO, "not a regular file");
+  }
+  uint64_t actual = static_cast<uint64_t>(st.st_size);
+  if (actual < sizeof(kiln_art_header)) {
+    ::close(fd);
+    return fail(KILN_ERROR_CORRUPT,
+                "not a Kiln artifact: file has " + std::to_string(actual) +
+                    " bytes, less than the 64-byte header");
+  }
+  void *map = ::mmap(nullptr, actual, PROT_READ, MAP_PRIVATE, fd, 0);
+  int mmapErr = errno;
+  ::close(fd);
+  if (map == MAP_FAILED)
+    return fail(KILN_ERROR_IO, std::string("mmap: ") + std::strerror(mmapErr));
+  a.map = map;
+  a.mapSize = actual;
+  auto *base = static_cast<const uint8_t *>(map);
+
+  kiln_art_header h;
+  std::memcpy(&h, base, sizeof(h));
+  if (std::memcmp(h.magic, KILN_ART_MAGIC, KILN_ART_MAGIC_SIZE) != 0)
+    return fail(KILN_ERROR_CORRUPT, "not a Kiln artifact (bad magic)");
+  if (h.version_major != KILN_ART_VERSION_MAJOR)
+    return fail(KILN_ERROR_VERSION,
+                "format version " + std::to_string(h.version_major) + "." +
+                    std::to_string(h.version_minor) +
+                    " is not supported (this runtime reads " +
+                    std::to_string(KILN_ART_VERSION_MAJOR) + ".x)");
+  if (h.file_size != actual)
+    return fail(KILN_ERROR_CORRUPT,
+                std::string(h.file_size > actual ? "truncated" : "trailing data") +
+                    ": header says " + std::to_string(h.file_size) +
+                    " bytes, file has " + std::to_string(actual));
+  uint64_t sum = kiln_art_fnv1a(KILN_ART_FNV_OFFSET_BASIS,
+                                base + sizeof(h), actual - sizeof(h));
+  if (sum != h.checksum) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf),
+                  "checksum mismatch (header 0x%016" PRIx64
+                  ", contents 0x%016" PRIx64 ")",
+                  h.checksum, sum);
+    return fail(KILN_ERROR_CORRUPT, buf);
+  }
+
+  uint64_t tableOff = h.section_table_offset;
+  if (tableOff < sizeof(h) || tableOff > actual ||
+      h.section_count > (actual - tableOff) / sizeof(kiln_art_section))
+    return fail(KILN_ERROR_CORRUPT, "section table (offset " +
+                                        std::to_string(tableOff) + ", " +
+                                        std::to_string(h.section_count) +
+                                        " entries) exceeds the file");
+  std::map<std::string, SectionView> sections;
+  for (uint32_t i = 0; i < h.section_count; ++i) {
+    kiln_art_section s;
+    std::memcpy(&s, base + tableOff + i * sizeof(s), sizeof(s));
+    if (!std::memchr(s.name, '\0', sizeof(s.name)))
+      return fail(KILN_ERROR_CORRUPT,
+                  "section " + std::to_string(i) + " name is not terminated");
+    std::string name(s.name);
+    if (s.offset % KILN_ART_ALIGN || s.offset > actual ||
+        s.size > actual - s.offset)
+      return fail(KILN_ERROR_CORRUPT,
+                  "section '" + name + "' [" + std::to_string(s.offset) +
+                      ", +" + std::to_string(s.size) +
+                      ") is misaligned or exceeds the file");
+    if (!sections.emplace(name, SectionView{base + s.offset, s.size}).second)
+      return fail(KILN_ERROR_CORRUPT, "duplicate section '" + name + "'");
+  }
+  auto meta = sections.find(KILN_ART_SECTION_META);
+  if (meta == sections.end())
+    return fail(KILN_ERROR_CORRUPT, "no 'meta' section");
+  if (std::string err = parseMeta(a, meta->second, sections); !err.empty())
+    return fail(KILN_ERROR_CORRUPT, "bad meta section: " + err);
+  return KILN_OK;
+}
+
+kiln_status tensorInfo(const std::vector<Tensor> &ts, size_t index,
+                       kiln_tensor_info *info, const char *what) {
+  if (!info)
+    return setError(KILN_ERROR_INVALID_ARGUMENT, "info is NULL");
+  if (index >= ts.size())
+    return setError(KILN_ERROR_INVALID_ARGUMENT,
+                    std::string(what) + " index " + std::to_string(index) +
+                        " out of range (" + std::to_string(ts.size()) + " " +
+                        what + "s)");
+  const Tensor &t = ts[index];
+  info->name = t.name.c_str();
+  info->dtype = t.dtype;
+  info->rank = static_cast<uint32_t>(t.dims.size());
+  info->dims = t.dims.empty() ? nullptr : t.dims.data();
+  return KILN_OK;
+}
+
+} // namespace
+
+extern "C" {
+
+kiln_status kiln_artifact_open(const char *path, kiln_artifact **artifact) {
+  if (!path || !artifact)
+    return setError(KILN_ERROR_INVALID_ARGUMENT, "path or artifact is NULL");
+  *artifact = nullptr;
+  auto *a = new kiln_artifact();
+  a->path = path;
+  if (kiln_status s = openArtifact(path, *a); s != KILN_OK) {
+    delete a;
+    return s;
+  }
+  *artifact = a;
+  return KILN_OK;
+}
+
+void kiln_artifact_release(kiln_artifact *artifact) {
+  if (artifact && artifact->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+    delete artifact;
+}
+
+const char *kiln_artifact_name(const kiln_artifact *a) {
+  return a ? a->name.c_str() : "";
+}
+const char *kiln_artifact_producer(const kiln_artifact *a) {
+  return a ? a->producer.c_str() : "";
+}
+size_t kiln_artifact_input_count(const kiln_artifact *a) {
+  return a ? a->inputs.size() : 0;
+}
+size_t kiln_artifact_output_count(const kiln_artifact *a) {
+  return a ? a->outputs.size() : 0;
+}
+
+kiln_status kiln_artifact_input_info(const kiln_artifact *a, size_t index,
+                                     kiln_tensor_info *info) {
+  if (!a)
+    return setError(KILN_ERROR_INVALID_ARGUMENT, "artifact is NULL");
+  return tensorInfo(a->inputs, index, info, "input");
+}
+
+kiln_status kiln_artifact_output_info(const kiln_artifact *a, size_t index,
+                                      kiln_tensor_info *info) {
+  if (!a)
+    return setError(KILN_ERROR_INVALID_ARGUMENT, "artifact is NULL");
+  return tensorInfo(a->outputs, index, info, "output");
+}
+
+} // extern "C"

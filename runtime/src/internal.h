@@ -1,0 +1,67 @@
+//===- internal.h - Shared between the runtime's source files ---*- C++ -*-===//
+#ifndef KILN_RUNTIME_INTERNAL_H
+#define KILN_RUNTIME_INTERNAL_H
+
+#include "kiln/driver.h"
+#include "kiln/runtime.h"
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::rt {
+
+/// Sets this thread's kiln_last_error() and returns `status`.
+kiln_status setError(kiln_status status, std::string message);
+
+/// "f32[1,3,224]" - the spelling every shape error uses.
+std::string formatType(kiln_dtype dtype, const int64_t *dims, size_t rank);
+
+struct Buffer {
+  uint32_t kind;
+  uint64_t size;
+  const uint8_t *constData; // Into the mapping; constants only.
+};
+
+struct Tensor {
+  std::string name;
+  kiln_dtype dtype;
+  std::vector<int64_t> dims;
+  uint32_t buffer;
+  uint64_t bytes;
+};
+
+struct Executable {
+  std::string target, format, section;
+  const uint8_t *image;
+  uint64_t imageSize;
+  std::vector<std::string> entries;
+  std::vector<const char *> entryNames; // Views of `entries` for drivers.
+};
+
+struct Dispatch {
+  uint32_t executable, entry;
+  uint32_t workgroups[3];
+  std::vector<uint32_t> bindingBuffers;
+  std::vector<uint64_t> bindingOffsets;
+};
+
+} // namespace kiln::rt
+
+/// A validated, memory-mapped artifact. Reference counted because sessions
+/// keep reading constants and images from the mapping.
+struct kiln_artifact {
+  std::atomic<int> refs{1};
+  std::string path;
+  void *map = nullptr;
+  size_t mapSize = 0;
+  std::string name, producer;
+  std::vector<kiln::rt::Buffer> buffers;
+  std::vector<kiln::rt::Tensor> inputs, outputs;
+  std::vector<kiln::rt::Executable> executables;
+  std::vector<kiln::rt::Dispatch> dispatches;
+  ~kiln_artifact();
+};
+
+#endif // KILN_RUNTIME_INTERNAL_H

@@ -1,0 +1,225 @@
+//===- ArtifactTest.cpp - Writer/reader round trip and corruption ---------===//
+#include "TestUtil.h"
+
+#include "kiln/artifact_format.h"
+#include "kiln/runtime.h"
+
+using namespace kiln;
+using namespace kiln::test;
+using ::testing::HasSubstr;
+
+namespace {
+
+std::string writeVadd(int64_t n = 100) {
+  VaddModule m(n);
+  std::string path = tempPath(".kiln");
+  std::string err = artifact::writeArtifact(m.module, path);
+  EXPECT_EQ(err, "");
+  return path;
+}
+
+/// Opens `path`, expecting `status` and a message containing `text`.
+void expectOpenError(const std::string &path, kiln_status status,
+                     const std::string &text) {
+  kiln_artifact *a = nullptr;
+  EXPECT_EQ(kiln_artifact_open(path.c_str(), &a), status)
+      << kiln_last_error();
+  EXPECT_EQ(a, nullptr);
+  std::string msg = kiln_last_error();
+  EXPECT_THAT(msg, HasSubstr(path + ": "));
+  EXPECT_THAT(msg, HasSubstr(text));
+}
+
+kiln_art_header header(const std::vector<uint8_t> &bytes) {
+  kiln_art_header h;
+  std::memcpy(&h, bytes.data(), sizeof(h));
+  return h;
+}
+
+void setHeader(std::vector<uint8_t> &bytes, const kiln_art_header &h) {
+  std::memcpy(bytes.data(), &h, sizeof(h));
+}
+
+void rechecksum(std::vector<uint8_t> &bytes) {
+  kiln_art_header h = header(bytes);
+  h.checksum = kiln_art_fnv1a(KILN_ART_FNV_OFFSET_BASIS, bytes.data() + 64,
+                              bytes.size() - 64);
+  setHeader(bytes, h);
+}
+
+TEST(Artifact, RoundTripMeta) {
+  std::string path = writeVadd(100);
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  EXPECT_STREQ(kiln_artifact_name(a), "vadd_mul");
+  EXPECT_STREQ(kiln_artifact_producer(a), "kiln-tests");
+  ASSERT_EQ(kiln_artifact_input_count(a), 2u);
+  ASSERT_EQ(kiln_artifact_output_count(a), 1u);
+  kiln_tensor_info info;
+  ASSERT_EQ(kiln_artifact_input_info(a, 1, &info), KILN_OK);
+  EXPECT_STREQ(info.name, "b");
+  EXPECT_EQ(info.dtype, KILN_DTYPE_F32);
+  ASSERT_EQ(info.rank, 1u);
+  EXPECT_EQ(info.dims[0], 100);
+  ASSERT_EQ(kiln_artifact_output_info(a, 0, &info), KILN_OK);
+  EXPECT_STREQ(info.name, "y");
+  EXPECT_EQ(kiln_artifact_output_info(a, 1, &info), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("out of range"));
+  kiln_artifact_release(a);
+}
+
+TEST(Artifact, LayoutFollowsSpec) {
+  VaddModule m(100);
+  std::string path = tempPath(".kiln");
+  ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_header h = header(bytes);
+  EXPECT_EQ(std::memcmp(h.magic, "KILNART\0", 8), 0);
+  EXPECT_EQ(h.version_major, 1u);
+  EXPECT_EQ(h.version_minor, 0u);
+  EXPECT_EQ(h.file_size, bytes.size());
+  EXPECT_EQ(h.section_table_offset, 64u);
+  ASSERT_EQ(h.section_count, 3u);
+  std::vector<std::string> names;
+  for (uint32_t i = 0; i < h.section_count; ++i) {
+    kiln_art_section s;
+    std::memcpy(&s, bytes.data() + 64 + i * sizeof(s), sizeof(s));
+    names.push_back(s.name);
+    EXPECT_EQ(s.offset % 64, 0u) << s.name;
+    EXPECT_LE(s.offset + s.size, bytes.size());
+    if (names.back() == "constants") {
+      // c (400 bytes) at 0, then {junk, n} at the next 64-byte boundary.
+      ASSERT_EQ(s.size, 448u + 16u);
+      EXPECT_EQ(std::memcmp(bytes.data() + s.offset, m.c.data(), 400), 0);
+      EXPECT_EQ(std::memcmp(bytes.data() + s.offset + 448, m.count.data(), 16), 0);
+    }
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"meta", "constants", "exec.cpu"}));
+}
+
+TEST(Artifact, RepeatedTargetsGetDistinctSections) {
+  VaddModule m(16);
+  m.module.executables.push_back(m.module.executables[0]);
+  std::string path = tempPath(".kiln");
+  ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_artifact_release(a);
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_section s;
+  std::memcpy(&s, bytes.data() + 64 + 3 * sizeof(s), sizeof(s));
+  EXPECT_STREQ(s.name, "exec.cpu.1");
+}
+
+TEST(Artifact, Truncated) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  size_t full = bytes.size();
+  bytes.resize(full - 100);
+  writeFile(path, bytes);
+  expectOpenError(path, KILN_ERROR_CORRUPT,
+                  "truncated: header says " + std::to_string(full) +
+                      " bytes, file has " + std::to_string(full - 100));
+}
+
+TEST(Artifact, SmallerThanHeader) {
+  std::string path = tempPath(".kiln");
+  writeFile(path, {'K', 'I', 'L', 'N'});
+  expectOpenError(path, KILN_ERROR_CORRUPT, "less than the 64-byte header");
+}
+
+TEST(Artifact, FlippedByteFailsChecksum) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  bytes[bytes.size() / 2] ^= 0x10;
+  writeFile(path, bytes);
+  expectOpenError(path, KILN_ERROR_CORRUPT, "checksum mismatch");
+}
+
+TEST(Artifact, WrongMagic) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  bytes[0] = 'X';
+  writeFile(path, bytes);
+  expectOpenError(path, KILN_ERROR_CORRUPT, "not a Kiln artifact (bad magic)");
+}
+
+TEST(Artifact, MajorVersionMismatch) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_header h = header(bytes);
+  h.version_major = 2;
+  setHeader(bytes, h);
+  writeFile(path, bytes);
+  expectOpenError(path, KILN_ERROR_VERSION,
+                  "format version 2.0 is not supported (this runtime reads 1.x)");
+}
+
+TEST(Artifact, NewerMinorVersionAndExtraSectionAccepted) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_header h = header(bytes);
+  h.version_minor = 7;
+  setHeader(bytes, h);
+  writeFile(path, bytes);
+  kiln_artifact *a = nullptr;
+  EXPECT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_artifact_release(a);
+}
+
+TEST(Artifact, CorruptMetaIsBoundsChecked) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_section meta;
+  std::memcpy(&meta, bytes.data() + 64, sizeof(meta));
+  ASSERT_STREQ(meta.name, "meta");
+  uint32_t huge = 0xfffffff0u; // Length of the producer string.
+  std::memcpy(bytes.data() + meta.offset, &huge, 4);
+  rechecksum(bytes);
+  writeFile(path, bytes);
+  expectOpenError(path, KILN_ERROR_CORRUPT,
+                  "bad meta section: meta section truncated reading producer");
+}
+
+TEST(Artifact, SectionOutOfBounds) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_section s;
+  std::memcpy(&s, bytes.data() + 64 + sizeof(s), sizeof(s));
+  s.size = bytes.size();
+  std::memcpy(bytes.data() + 64 + sizeof(s), &s, sizeof(s));
+  rechecksum(bytes);
+  writeFile(path, bytes);
+  expectOpenError(path, KILN_ERROR_CORRUPT, "section 'constants'");
+}
+
+TEST(Artifact, MissingFile) {
+  std::string path = tempPath(".does-not-exist");
+  expectOpenError(path, KILN_ERROR_IO, "No such file");
+}
+
+TEST(Artifact, WriterRejectsInconsistentModule) {
+  VaddModule m(16);
+  m.module.dispatches[1].executable = 3;
+  std::string path = tempPath(".kiln");
+  std::string err = artifact::writeArtifact(m.module, path);
+  EXPECT_THAT(err, HasSubstr("dispatch 1 uses executable 3 of 1"));
+  EXPECT_TRUE(readFile(path).empty()); // Nothing written.
+}
+
+TEST(Artifact, WriterReplacesAtomically) {
+  std::string path = writeVadd(16);
+  VaddModule m(32);
+  ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_tensor_info info;
+  ASSERT_EQ(kiln_artifact_input_info(a, 0, &info), KILN_OK);
+  EXPECT_EQ(info.dims[0], 32);
+  kiln_artifact_release(a);
+  // Unwritable destination: error, not a crash or a stray temp file.
+  EXPECT_THAT(artifact::writeArtifact(m.module, "/nonexistent-dir/x.kiln"),
+              HasSubstr("/nonexistent-dir/x.kiln: cannot create temporary file"));
+}
+
+} // namespace

@@ -1,0 +1,220 @@
+//===- RuntimeTest.cpp - Sessions on the CPU driver through the C API -----===//
+#include "TestUtil.h"
+
+#include "kiln/runtime.h"
+
+#include <thread>
+
+using namespace kiln;
+using namespace kiln::test;
+using ::testing::HasSubstr;
+
+namespace {
+
+/// Writes `module`, opens it and creates a session with `threads` threads.
+struct Fixture {
+  kiln_artifact *artifact = nullptr;
+  kiln_session *session = nullptr;
+  Fixture(const artifact::Module &module, uint32_t threads = 4) {
+    std::string path = tempPath(".kiln");
+    EXPECT_EQ(artifact::writeArtifact(module, path), "");
+    EXPECT_EQ(kiln_artifact_open(path.c_str(), &artifact), KILN_OK)
+        << kiln_last_error();
+    kiln_session_options opts{threads};
+    EXPECT_EQ(kiln_session_create(artifact, nullptr, &opts, &session), KILN_OK)
+        << kiln_last_error();
+  }
+  ~Fixture() {
+    kiln_session_release(session);
+    kiln_artifact_release(artifact);
+  }
+};
+
+kiln_status setF32(kiln_session *s, const char *name,
+                   const std::vector<float> &v) {
+  int64_t dims[] = {static_cast<int64_t>(v.size())};
+  return kiln_session_set_input(s, name, KILN_DTYPE_F32, 1, dims, v.data(),
+                                v.size() * 4);
+}
+
+void runAndCheck(kiln_session *s, const VaddModule &m, float seed) {
+  std::vector<float> a(m.n), b(m.n), y(m.n);
+  for (int64_t i = 0; i < m.n; ++i) {
+    a[i] = seed * static_cast<float>(i);
+    b[i] = 1.0f - static_cast<float>(i % 3);
+  }
+  ASSERT_EQ(setF32(s, "a", a), KILN_OK) << kiln_last_error();
+  ASSERT_EQ(setF32(s, "b", b), KILN_OK) << kiln_last_error();
+  ASSERT_EQ(kiln_session_run(s), KILN_OK) << kiln_last_error();
+  ASSERT_EQ(kiln_session_output_read(s, 0, y.data(), y.size() * 4), KILN_OK)
+      << kiln_last_error();
+  for (int64_t i = 0; i < m.n; ++i)
+    ASSERT_EQ(y[i], (a[i] + b[i]) * m.c[i]) << "at " << i;
+}
+
+TEST(Runtime, ListsCpuDevice) {
+  ASSERT_GE(kiln_device_count(), 1u);
+  kiln_device_info info;
+  ASSERT_EQ(kiln_device_info_get(0, &info), KILN_OK);
+  EXPECT_STREQ(info.name, "cpu:0");
+  EXPECT_STREQ(info.driver, "cpu");
+  EXPECT_TRUE(info.available);
+  EXPECT_THAT(info.description, HasSubstr("host CPU"));
+  EXPECT_EQ(kiln_device_info_get(99, &info), KILN_ERROR_NOT_FOUND);
+}
+
+TEST(Runtime, DtypeHelpers) {
+  kiln_dtype t;
+  ASSERT_EQ(kiln_dtype_from_name("bf16", &t), KILN_OK);
+  EXPECT_EQ(t, KILN_DTYPE_BF16);
+  ASSERT_EQ(kiln_dtype_from_name("bool", &t), KILN_OK);
+  EXPECT_STREQ(kiln_dtype_name(t), "i1");
+  EXPECT_EQ(kiln_dtype_size(KILN_DTYPE_I64), 8u);
+  EXPECT_EQ(kiln_dtype_size(static_cast<kiln_dtype>(99)), 0u);
+  EXPECT_EQ(kiln_dtype_from_name("f128", &t), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("unknown dtype 'f128'"));
+}
+
+TEST(Runtime, RunsChainedDispatchesOnThreads) {
+  VaddModule m(1000); // 63 workgroups, last one partial.
+  Fixture f(m.module, 4);
+  ASSERT_NE(f.session, nullptr);
+  EXPECT_STREQ(kiln_session_device(f.session), "cpu:0");
+  runAndCheck(f.session, m, 0.25f);
+  runAndCheck(f.session, m, -3.0f); // Inputs replaced, constants intact.
+}
+
+TEST(Runtime, SingleThreadAndArtifactReleasedEarly) {
+  VaddModule m(37);
+  Fixture f(m.module, 1);
+  ASSERT_NE(f.session, nullptr);
+  // The session holds its own reference to the mapping.
+  kiln_artifact_release(f.artifact);
+  f.artifact = nullptr;
+  runAndCheck(f.session, m, 2.0f);
+}
+
+TEST(Runtime, ConcurrentSessions) {
+  VaddModule m(5000);
+  Fixture f1(m.module, 2), f2(m.module, 3);
+  std::thread t([&] { runAndCheck(f1.session, m, 1.5f); });
+  runAndCheck(f2.session, m, 0.5f);
+  t.join();
+}
+
+TEST(Runtime, GridCoversEveryWorkgroupOnce) {
+  using namespace artifact;
+  Module m;
+  m.name = "grid";
+  m.buffers = {{BufferKind::Output, 30 * 4, nullptr}};
+  m.outputs = {{"hits", DType::I32, {2, 3, 5}, 0}};
+  m.executables = {{"cpu", "elf-x86_64-so", readFile(KILN_TEST_KERNELS), {"mark"}}};
+  Dispatch d;
+  d.workgroups[0] = 5;
+  d.workgroups[1] = 3;
+  d.workgroups[2] = 2;
+  d.bindings = {{0, 0}};
+  m.dispatches = {d};
+  Fixture f(m, 3);
+  ASSERT_NE(f.session, nullptr);
+  ASSERT_EQ(kiln_session_run(f.session), KILN_OK) << kiln_last_error();
+  std::vector<int32_t> hits(30);
+  ASSERT_EQ(kiln_session_output_read(f.session, 0, hits.data(), 120), KILN_OK);
+  EXPECT_EQ(hits, std::vector<int32_t>(30, 1));
+}
+
+TEST(Runtime, InputValidation) {
+  VaddModule m(8);
+  Fixture f(m.module);
+  kiln_session *s = f.session;
+  ASSERT_NE(s, nullptr);
+  std::vector<float> v(8, 1.0f);
+
+  EXPECT_EQ(setF32(s, "z", v), KILN_ERROR_NOT_FOUND);
+  EXPECT_STREQ(kiln_last_error(), "no input named 'z' (inputs: a, b)");
+
+  EXPECT_EQ(setF32(s, "a", std::vector<float>(7)), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(), "input 'a': expected f32[8], got f32[7]");
+
+  int64_t dims2[] = {2, 4};
+  EXPECT_EQ(kiln_session_set_input(s, "a", KILN_DTYPE_F32, 2, dims2, v.data(), 32),
+            KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(), "input 'a': expected f32[8], got f32[2,4]");
+
+  int64_t dims[] = {8};
+  std::vector<double> d(8);
+  EXPECT_EQ(kiln_session_set_input(s, "a", KILN_DTYPE_F64, 1, dims, d.data(), 64),
+            KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(), "input 'a': expected f32[8], got f64[8]");
+
+  EXPECT_EQ(kiln_session_set_input(s, "a", KILN_DTYPE_F32, 1, dims, v.data(), 16),
+            KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(), "input 'a': expected 32 bytes of data, got 16");
+
+  ASSERT_EQ(setF32(s, "a", v), KILN_OK);
+  EXPECT_EQ(kiln_session_run(s), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(), "input 'b' was never set");
+
+  float out[8];
+  EXPECT_EQ(kiln_session_output_read(s, 0, out, sizeof(out)),
+            KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("no successful run"));
+  ASSERT_EQ(setF32(s, "b", v), KILN_OK);
+  ASSERT_EQ(kiln_session_run(s), KILN_OK);
+  EXPECT_EQ(kiln_session_output_read(s, 0, out, 4), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("expected a 32-byte destination"));
+  EXPECT_EQ(kiln_session_output_read(s, 0, out, sizeof(out)), KILN_OK);
+}
+
+/// Creates a session for `module` on `device`, expecting failure.
+void expectCreateError(const artifact::Module &module, const char *device,
+                       kiln_status status, const std::string &text) {
+  std::string path = tempPath(".kiln");
+  ASSERT_EQ(artifact::writeArtifact(module, path), "");
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_session *s = nullptr;
+  EXPECT_EQ(kiln_session_create(a, device, nullptr, &s), status)
+      << kiln_last_error();
+  EXPECT_EQ(s, nullptr);
+  EXPECT_THAT(kiln_last_error(), HasSubstr(text));
+  kiln_artifact_release(a);
+}
+
+TEST(Runtime, DeviceSelectionErrors) {
+  VaddModule m(8);
+  expectCreateError(m.module, "tpu:3", KILN_ERROR_NOT_FOUND,
+                    "no device named 'tpu:3' (devices: cpu:0");
+  m.module.executables[0].target = "gpu";
+  expectCreateError(m.module, nullptr, KILN_ERROR_NOT_FOUND,
+                    "no available device for the artifact's targets (gpu;");
+  expectCreateError(m.module, "cpu", KILN_ERROR_INVALID_ARGUMENT,
+                    "dispatch 0 needs target 'gpu' but the session's device is 'cpu:0'");
+}
+
+TEST(Runtime, ExecutableLoadErrors) {
+  VaddModule garbage(8, std::vector<uint8_t>(256, 0xab));
+  expectCreateError(garbage.module, nullptr, KILN_ERROR_CORRUPT,
+                    "loading executable section 'exec.cpu' (elf-x86_64-so): "
+                    "image (256 bytes) is not a 64-bit ELF file");
+  VaddModule missing(8);
+  missing.module.executables[0].entries[1] = "vdiv";
+  expectCreateError(missing.module, nullptr, KILN_ERROR_NOT_FOUND,
+                    "executable has no entry point 'vdiv'");
+  VaddModule format(8);
+  format.module.executables[0].format = "spirv";
+  expectCreateError(format.module, nullptr, KILN_ERROR_UNAVAILABLE,
+                    "cpu driver cannot load format 'spirv'");
+}
+
+TEST(Runtime, ManyExecutablesLoadIndependently) {
+  // Each load must get its own image even as fds and names get reused.
+  VaddModule m(64);
+  for (int i = 0; i < 5; ++i) {
+    Fixture f(m.module, 2);
+    ASSERT_NE(f.session, nullptr);
+    runAndCheck(f.session, m, static_cast<float>(i));
+  }
+}
+
+} // namespace

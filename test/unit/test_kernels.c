@@ -1,0 +1,30 @@
+/* Test kernels in the CPU kernel ABI: bindings[i] = buffer base + offset.
+ * Workgroup x covers elements [16x, 16x+16); the element count is an int64
+ * read through bindings[3] so the tests exercise constants and offsets. */
+#include <stdint.h>
+
+#define TILE 16
+
+void vadd(void *const *b, int64_t x, int64_t y, int64_t z) {
+  (void)y; (void)z;
+  const float *lhs = (const float *)b[0], *rhs = (const float *)b[1];
+  float *out = (float *)b[2];
+  int64_t n = *(const int64_t *)b[3];
+  for (int64_t i = x * TILE; i < n && i < (x + 1) * TILE; ++i)
+    out[i] = lhs[i] + rhs[i];
+}
+
+void vmul(void *const *b, int64_t x, int64_t y, int64_t z) {
+  (void)y; (void)z;
+  const float *lhs = (const float *)b[0], *rhs = (const float *)b[1];
+  float *out = (float *)b[2];
+  int64_t n = *(const int64_t *)b[3];
+  for (int64_t i = x * TILE; i < n && i < (x + 1) * TILE; ++i)
+    out[i] = lhs[i] * rhs[i];
+}
+
+/* Records which (x, y, z) ran, to check the grid decomposition. */
+void mark(void *const *b, int64_t x, int64_t y, int64_t z) {
+  int32_t *hits = (int32_t *)b[0];
+  hits[(z * 3 + y) * 5 + x] += 1;
+}
