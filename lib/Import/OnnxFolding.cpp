@@ -14,6 +14,7 @@
 
 using namespace mlir;
 using namespace kiln::detail;
+namespace onnx = kiln::onnx;
 
 static constexpr int64_t kFoldLimit = 1 << 16;
 

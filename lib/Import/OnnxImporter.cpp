@@ -23,12 +23,13 @@
 using namespace mlir;
 using namespace kiln;
 using namespace kiln::detail;
+namespace onnx = kiln::onnx;
 
 //===----------------------------------------------------------------------===//
 // Types
 //===----------------------------------------------------------------------===//
 
-Type detail::onnxElementType(MLIRContext &ctx, int dataType) {
+Type kiln::detail::onnxElementType(MLIRContext &ctx, int dataType) {
   Builder b(&ctx);
   switch (dataType) {
   case onnx::TensorProto::FLOAT: return b.getF32Type();
@@ -44,7 +45,7 @@ Type detail::onnxElementType(MLIRContext &ctx, int dataType) {
   }
 }
 
-std::string detail::onnxTypeName(int dataType) {
+std::string kiln::detail::onnxTypeName(int dataType) {
   static const char *names[] = {"undefined", "float",  "uint8",     "int8",      "uint16",
                                 "int16",     "int32",  "int64",     "string",    "bool",
                                 "float16",   "double", "uint32",    "uint64",    "complex64",

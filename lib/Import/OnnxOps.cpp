@@ -15,6 +15,7 @@
 
 using namespace mlir;
 using namespace kiln::detail;
+namespace onnx = kiln::onnx;
 
 using utils::IteratorType;
 
@@ -200,7 +201,8 @@ static Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
                for (int64_t i = 0; i < rank; ++i)
                  idx.push_back(linalg::IndexOp::create(nb, l, i));
                SmallVector<Value> all(idx);
-               all.append(args.begin(), args.end() - 1);
+               for (Value v : args.drop_back())
+                 all.push_back(v);
                linalg::YieldOp::create(nb, l, body(nb, l, all));
              })
       .getResult(0);
@@ -1074,13 +1076,20 @@ static LogicalResult handlePool(Importer &im, bool isMax) {
   SmallVector<IteratorType> iters(dims, IteratorType::parallel);
   for (int64_t i = 2; i < 2 + s; ++i)
     iters[i] = IteratorType::reduction;
-  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, eo, ctx)};
+  // Like linalg's pooling ops, a kernel-shaped operand whose values are
+  // unused makes the window loops' ranges explicit.
+  SmallVector<AffineExpr> ek;
+  for (int64_t i = 0; i < s; ++i)
+    ek.push_back(d(2 + i));
+  Value window = tensor::EmptyOp::create(im.b, im.loc, g->kernel, et);
+  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, ek, ctx),
+                                 AffineMap::get(dims, 0, eo, ctx)};
   Value y = linalg::GenericOp::create(
-                im.b, im.loc, TypeRange{init.getType()}, ValueRange{xp}, ValueRange{init}, maps,
-                iters,
+                im.b, im.loc, TypeRange{init.getType()}, ValueRange{xp, window}, ValueRange{init},
+                maps, iters,
                 [&](OpBuilder &ob, Location l, ValueRange v) {
-                  linalg::YieldOp::create(ob, l, isMax ? maxOp(ob, l, v[1], v[0])
-                                                       : addOp(ob, l, v[1], v[0]));
+                  linalg::YieldOp::create(ob, l, isMax ? maxOp(ob, l, v[2], v[0])
+                                                       : addOp(ob, l, v[2], v[0]));
                 })
                 .getResult(0);
   if (!isMax) {
@@ -1588,7 +1597,7 @@ static LogicalResult handleIdentity(Importer &im) {
 #define F_BODY(EXPR)                                                              \
   [](OpBuilder & ob, Location l, ValueRange v) -> Value { return EXPR; }
 
-const llvm::StringMap<Handler> &detail::opHandlers() {
+const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
   static const llvm::StringMap<Handler> table = [] {
     llvm::StringMap<Handler> t;
     t["Add"] = [](Importer &im) { return binary(im, addOp); };

@@ -3,7 +3,9 @@
 
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/SymbolTable.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "mlir/Transforms/RegionUtils.h"
+#include "mlir/Dialect/Tensor/Transforms/Transforms.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_FORMDISPATCHES
@@ -134,24 +136,41 @@ struct FormDispatchesPass : kiln::impl::FormDispatchesBase<FormDispatchesPass> {
 
   LogicalResult outlineDispatches(func::FuncOp host, ModuleOp executable,
                                   SymbolTable &kernels) {
-    // Form groups first (consumers first would also work; program order keeps
-    // dispatch numbering readable), then outline each.
-    DenseSet<Operation *> taken;
-    SmallVector<SetVector<Operation *>> groups;
+    // Reshapes of empty tensors are just empty tensors; folding them lets
+    // kernels create their own outputs.
+    RewritePatternSet patterns(host.getContext());
+    tensor::populateFoldTensorEmptyPatterns(patterns);
+    if (failed(applyPatternsGreedily(host, std::move(patterns))))
+      return failure();
+
     Block &body = host.getBody().front();
+    // Claim init producers for their consumers first, so a fill is never
+    // mistaken for a dispatch of its own.
+    DenseSet<Operation *> taken;
+    DenseMap<Operation *, SetVector<Operation *>> initsOf;
+    for (Operation &op : llvm::reverse(body))
+      if (auto root = dyn_cast<linalg::LinalgOp>(&op); root && !taken.contains(&op)) {
+        SetVector<Operation *> inits;
+        collectInitProducers(root, inits, taken);
+        taken.insert(inits.begin(), inits.end());
+        initsOf[&op] = std::move(inits);
+      }
+    SmallVector<SetVector<Operation *>> groups;
+    DenseSet<Operation *> grouped;
     for (Operation &op : body) {
       auto root = dyn_cast<linalg::LinalgOp>(&op);
-      if (!root || taken.contains(&op))
+      if (!root || taken.contains(&op) || grouped.contains(&op))
         continue;
-      SetVector<Operation *> group;
-      collectInitProducers(root, group, taken);
+      SetVector<Operation *> group = initsOf[&op];
       group.insert(root);
       Operation *last = root;
-      while (auto next = fusableConsumer(last, taken)) {
+      DenseSet<Operation *> unavailable(taken);
+      unavailable.insert(grouped.begin(), grouped.end());
+      while (auto next = fusableConsumer(last, unavailable)) {
         group.insert(next);
         last = next;
       }
-      taken.insert(group.begin(), group.end());
+      grouped.insert(group.begin(), group.end());
       groups.push_back(std::move(group));
     }
     // Init producers precede their roots in program order, so a group is

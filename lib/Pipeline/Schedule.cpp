@@ -1,0 +1,176 @@
+//===- Schedule.cpp - host function -> artifact schedule ------------------===//
+//
+// After dispatch formation the host function is a straight line of
+// kiln.dispatch, constants and reshapes. Every SSA tensor maps to a buffer:
+// arguments are inputs, constants are constant buffers, dispatch results are
+// fresh buffers, and reshapes are views of their operand's buffer (all
+// buffers are dense and row-major, so a reshape moves no data).
+//
+//===----------------------------------------------------------------------===//
+#include "kiln/Pipeline/Pipeline.h"
+
+#include "kiln/Dialect/Kiln/IR/KilnDialect.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+using namespace mlir;
+using namespace kiln;
+
+static llvm::Error error(const Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+static std::optional<artifact::DType> dtypeOf(Type t) {
+  using artifact::DType;
+  if (t.isF32()) return DType::F32;
+  if (t.isF16()) return DType::F16;
+  if (t.isBF16()) return DType::BF16;
+  if (t.isF64()) return DType::F64;
+  if (t.isInteger(1)) return DType::Bool;
+  if (t.isInteger(8)) return DType::I8;
+  if (t.isInteger(16)) return DType::I16;
+  if (t.isInteger(32)) return DType::I32;
+  if (t.isInteger(64)) return DType::I64;
+  return std::nullopt;
+}
+
+static uint64_t byteSize(RankedTensorType t) {
+  Type e = t.getElementType();
+  uint64_t elem = e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8;
+  return elem * t.getNumElements();
+}
+
+static llvm::Expected<artifact::TensorDesc> describe(Value v, uint32_t buffer,
+                                                     StringRef name) {
+  auto type = cast<RankedTensorType>(v.getType());
+  auto dt = dtypeOf(type.getElementType());
+  if (!dt)
+    return error("'" + name + "' has an element type the artifact cannot describe");
+  artifact::TensorDesc d;
+  d.name = name.str();
+  d.dtype = *dt;
+  d.shape.assign(type.getShape().begin(), type.getShape().end());
+  d.buffer = buffer;
+  return d;
+}
+
+llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
+  func::FuncOp host = module.lookupSymbol<func::FuncOp>("main");
+  if (!host)
+    return error("no host function @main");
+  Schedule s;
+  artifact::Module &m = s.module;
+  m.producer = "kiln 0.1.0";
+  if (auto name = module->getAttrOfType<StringAttr>("kiln.model_name"))
+    m.name = name.str();
+
+  DenseMap<Value, uint32_t> bufferOf;
+  auto newBuffer = [&](artifact::BufferKind kind, uint64_t size) {
+    m.buffers.push_back({kind, size, nullptr});
+    return (uint32_t)m.buffers.size() - 1;
+  };
+
+  Block &body = host.getBody().front();
+  for (BlockArgument arg : body.getArguments()) {
+    auto type = cast<RankedTensorType>(arg.getType());
+    uint32_t id = newBuffer(artifact::BufferKind::Input, byteSize(type));
+    bufferOf[arg] = id;
+    auto name = host.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.name");
+    auto desc = describe(arg, id, name ? name.strref() : StringRef("input"));
+    if (!desc)
+      return desc.takeError();
+    m.inputs.push_back(std::move(*desc));
+  }
+
+  for (Operation &op : body) {
+    if (auto c = dyn_cast<arith::ConstantOp>(op)) {
+      auto dense = dyn_cast<DenseElementsAttr>(c.getValue());
+      if (!dense || c->use_empty())
+        continue;
+      auto type = cast<RankedTensorType>(dense.getType());
+      uint64_t size = byteSize(type);
+      uint32_t id = newBuffer(artifact::BufferKind::Constant, size);
+      bufferOf[c] = id;
+      // Raw storage is usable as is unless it is a splat or packed bits.
+      if (!dense.isSplat() && !type.getElementType().isInteger(1)) {
+        m.buffers[id].constData = reinterpret_cast<const uint8_t *>(dense.getRawData().data());
+        continue;
+      }
+      std::vector<uint8_t> &bytes = s.storage.emplace_back(size);
+      if (type.getElementType().isInteger(1)) {
+        size_t i = 0;
+        for (bool b : dense.getValues<bool>())
+          bytes[i++] = b;
+      } else {
+        ArrayRef<char> one = dense.getRawData();
+        for (uint64_t off = 0; off < size; off += one.size())
+          std::memcpy(bytes.data() + off, one.data(), one.size());
+      }
+      m.buffers[id].constData = bytes.data();
+      continue;
+    }
+    if (isa<tensor::CollapseShapeOp, tensor::ExpandShapeOp>(op)) {
+      bufferOf[op.getResult(0)] = bufferOf.lookup(op.getOperand(0));
+      continue;
+    }
+    if (auto d = dyn_cast<kiln::DispatchOp>(op)) {
+      artifact::Dispatch dispatch;
+      for (Value v : d.getInputs()) {
+        auto it = bufferOf.find(v);
+        if (it == bufferOf.end())
+          return error("dispatch operand has no buffer (unexpected host op?)");
+        dispatch.bindings.push_back({it->second, 0});
+      }
+      for (Value r : d.getResults()) {
+        uint32_t id = newBuffer(artifact::BufferKind::Transient,
+                                byteSize(cast<RankedTensorType>(r.getType())));
+        bufferOf[r] = id;
+        dispatch.bindings.push_back({id, 0});
+      }
+      SymbolRefAttr sym = d.getKernel();
+      auto kernel = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(d, sym);
+      if (!kernel)
+        return error("dispatch of unknown kernel");
+      auto wg = kernel->getAttrOfType<DenseI64ArrayAttr>(kiln::kWorkgroupsAttr);
+      if (!wg || wg.size() != 3)
+        return error("kernel " + kernel.getSymName() + " has no workgroup grid");
+      for (int i = 0; i < 3; ++i)
+        dispatch.workgroups[i] = wg[i];
+      m.dispatches.push_back(std::move(dispatch));
+      s.dispatchKernels.push_back(sym.getLeafReference().str());
+      continue;
+    }
+    if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+      for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+        uint32_t id = bufferOf.lookup(v);
+        m.buffers[id].kind = artifact::BufferKind::Output;
+        auto name = host.getResultAttrOfType<StringAttr>(i, "kiln.name");
+        auto desc = describe(v, id, name ? name.strref() : StringRef("output"));
+        if (!desc)
+          return desc.takeError();
+        m.outputs.push_back(std::move(*desc));
+      }
+      continue;
+    }
+    if (op.use_empty())
+      continue;
+    return error("unexpected op in the host function after dispatch formation: " +
+                 op.getName().getStringRef());
+  }
+  return s;
+}
+
+llvm::Error kiln::attachExecutable(Schedule &schedule, artifact::Executable executable) {
+  for (auto [dispatch, kernel] :
+       llvm::zip(schedule.module.dispatches, schedule.dispatchKernels)) {
+    auto it = std::find(executable.entries.begin(), executable.entries.end(), kernel);
+    if (it == executable.entries.end())
+      return error("kernel '" + kernel + "' is missing from the " + executable.target +
+                   " executable");
+    dispatch.executable = schedule.module.executables.size();
+    dispatch.entry = it - executable.entries.begin();
+  }
+  schedule.module.executables.push_back(std::move(executable));
+  return llvm::Error::success();
+}
