@@ -1,0 +1,244 @@
+"""ctypes binding of Kiln's C runtime (runtime/include/kiln/runtime.h)."""
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import _paths
+
+_builtin_RuntimeError = RuntimeError
+
+
+class RuntimeError(_builtin_RuntimeError):  # noqa: A001 - kiln.RuntimeError by design
+    """A failure reported by libkiln_runtime; the message is kiln_last_error()."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+# kiln_dtype values (ONNX TensorProto.DataType) <-> numpy dtypes.
+_DTYPES = {
+    1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8),
+    4: np.dtype(np.uint16), 5: np.dtype(np.int16), 6: np.dtype(np.int32),
+    7: np.dtype(np.int64), 9: np.dtype(np.bool_), 10: np.dtype(np.float16),
+    11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
+}
+_BF16 = 16
+
+
+class _TensorInfo(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int),
+                ("rank", ctypes.c_uint32), ("dims", ctypes.POINTER(ctypes.c_int64))]
+
+
+class _DeviceInfo(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("driver", ctypes.c_char_p),
+                ("description", ctypes.c_char_p), ("available", ctypes.c_int)]
+
+
+class _SessionOptions(ctypes.Structure):
+    _fields_ = [("num_threads", ctypes.c_uint32)]
+
+
+_lib = None
+
+
+def _load():
+    global _lib
+    if _lib is not None:
+        return _lib
+    path = _paths.build_dir() / "lib" / "libkiln_runtime.so"
+    if not path.exists():
+        raise RuntimeError(f"Kiln runtime library not found at {path} "
+                           "(build the project or set KILN_BUILD_DIR)")
+    lib = ctypes.CDLL(str(path))
+    vp, sz, st = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
+    sigs = {
+        "kiln_last_error": ([], ctypes.c_char_p),
+        "kiln_status_name": ([st], ctypes.c_char_p),
+        "kiln_dtype_name": ([st], ctypes.c_char_p),
+        "kiln_artifact_open": ([ctypes.c_char_p, ctypes.POINTER(vp)], st),
+        "kiln_artifact_release": ([vp], None),
+        "kiln_artifact_name": ([vp], ctypes.c_char_p),
+        "kiln_artifact_producer": ([vp], ctypes.c_char_p),
+        "kiln_artifact_input_count": ([vp], sz),
+        "kiln_artifact_output_count": ([vp], sz),
+        "kiln_artifact_input_info": ([vp, sz, ctypes.POINTER(_TensorInfo)], st),
+        "kiln_artifact_output_info": ([vp, sz, ctypes.POINTER(_TensorInfo)], st),
+        "kiln_device_count": ([], sz),
+        "kiln_device_info_get": ([sz, ctypes.POINTER(_DeviceInfo)], st),
+        "kiln_session_create": ([vp, ctypes.c_char_p, ctypes.POINTER(_SessionOptions),
+                                 ctypes.POINTER(vp)], st),
+        "kiln_session_release": ([vp], None),
+        "kiln_session_device": ([vp], ctypes.c_char_p),
+        "kiln_session_set_input": ([vp, ctypes.c_char_p, st, ctypes.c_uint32,
+                                    ctypes.POINTER(ctypes.c_int64), vp, sz], st),
+        "kiln_session_run": ([vp], st),
+        "kiln_session_output_read": ([vp, sz, vp, sz], st),
+    }
+    for name, (args, res) in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes = args
+        fn.restype = res
+    _lib = lib
+    return lib
+
+
+def _check(status):
+    if status != 0:
+        lib = _load()
+        msg = (lib.kiln_last_error() or b"").decode("utf-8", "replace")
+        name = (lib.kiln_status_name(status) or b"?").decode()
+        raise RuntimeError(msg or name, status=name)
+
+
+class TensorInfo:
+    """Name, numpy dtype and shape of an artifact input or output."""
+
+    def __init__(self, raw):
+        self.name = raw.name.decode("utf-8")
+        self.kiln_dtype = raw.dtype
+        self.shape = tuple(raw.dims[i] for i in range(raw.rank))
+        self.dtype = _DTYPES.get(raw.dtype)
+
+    @property
+    def dtype_name(self):
+        n = _load().kiln_dtype_name(self.kiln_dtype)
+        return n.decode() if n else f"dtype#{self.kiln_dtype}"
+
+    def __repr__(self):
+        return f"TensorInfo({self.name!r}, {self.dtype_name}, {list(self.shape)})"
+
+
+def devices():
+    """[(name, driver, description, available)] of every built-in device."""
+    lib = _load()
+    out = []
+    for i in range(lib.kiln_device_count()):
+        d = _DeviceInfo()
+        _check(lib.kiln_device_info_get(i, ctypes.byref(d)))
+        out.append((d.name.decode(), d.driver.decode(), d.description.decode(),
+                    bool(d.available)))
+    return out
+
+
+class Artifact:
+    """An opened, validated .kiln file."""
+
+    def __init__(self, path):
+        lib = _load()
+        self._lib = lib
+        self._handle = None
+        self.path = os.fspath(path)
+        h = ctypes.c_void_p()
+        _check(lib.kiln_artifact_open(self.path.encode(), ctypes.byref(h)))
+        self._handle = h
+        self.inputs = self._infos(lib.kiln_artifact_input_count, lib.kiln_artifact_input_info)
+        self.outputs = self._infos(lib.kiln_artifact_output_count, lib.kiln_artifact_output_info)
+
+    def _infos(self, count_fn, info_fn):
+        infos = []
+        for i in range(count_fn(self._handle)):
+            raw = _TensorInfo()
+            _check(info_fn(self._handle, i, ctypes.byref(raw)))
+            infos.append(TensorInfo(raw))
+        return infos
+
+    @property
+    def name(self):
+        return (self._lib.kiln_artifact_name(self._handle) or b"").decode()
+
+    @property
+    def producer(self):
+        return (self._lib.kiln_artifact_producer(self._handle) or b"").decode()
+
+    def close(self):
+        if self._handle is not None:
+            self._lib.kiln_artifact_release(self._handle)
+            self._handle = None
+
+    def __del__(self):
+        self.close()
+
+
+class Session:
+    """Runs a compiled .kiln artifact.
+
+    >>> s = Session("model.kiln", threads=2)
+    >>> (y,) = s.run({"x": x})
+    """
+
+    def __init__(self, artifact_path, device=None, threads=0):
+        self._lib = _load()
+        self._handle = None
+        self.artifact = Artifact(artifact_path)
+        opts = _SessionOptions(int(threads))
+        h = ctypes.c_void_p()
+        _check(self._lib.kiln_session_create(
+            self.artifact._handle, device.encode() if device else None,
+            ctypes.byref(opts), ctypes.byref(h)))
+        self._handle = h
+
+    @property
+    def inputs(self):
+        return self.artifact.inputs
+
+    @property
+    def outputs(self):
+        return self.artifact.outputs
+
+    @property
+    def device(self):
+        return self._lib.kiln_session_device(self._handle).decode()
+
+    def set_input(self, name, value):
+        """Binds one input. Arrays are passed as given (dtype and shape must
+        match the artifact; the runtime reports mismatches)."""
+        arr = np.ascontiguousarray(value)
+        kdt = _kiln_dtype_of(arr.dtype)
+        dims = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
+        _check(self._lib.kiln_session_set_input(
+            self._handle, name.encode(), kdt, arr.ndim, dims,
+            arr.ctypes.data_as(ctypes.c_void_p), arr.nbytes))
+
+    def run(self, inputs=None):
+        """Binds `inputs` (name -> array), runs, returns the outputs in
+        graph-output order as fresh numpy arrays."""
+        for name, value in (inputs or {}).items():
+            self.set_input(name, value)
+        _check(self._lib.kiln_session_run(self._handle))
+        results = []
+        for i, info in enumerate(self.outputs):
+            if info.dtype is None:
+                raise RuntimeError(f"output '{info.name}' has dtype {info.dtype_name}, "
+                                   "which numpy cannot represent")
+            out = np.empty(info.shape, dtype=info.dtype)
+            _check(self._lib.kiln_session_output_read(
+                self._handle, i, out.ctypes.data_as(ctypes.c_void_p), out.nbytes))
+            results.append(out)
+        return results
+
+    def close(self):
+        if self._handle is not None:
+            self._lib.kiln_session_release(self._handle)
+            self._handle = None
+        if getattr(self, "artifact", None) is not None:
+            self.artifact.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+def _kiln_dtype_of(dt):
+    for code, npdt in _DTYPES.items():
+        if npdt == dt:
+            return code
+    raise RuntimeError(f"numpy dtype {dt} has no Kiln equivalent")

@@ -1,0 +1,18 @@
+# lit configuration for Kiln's compiler tests: importer (.onnxtxt, ONNX's
+# textual syntax turned into a model by onnx_text.py), passes and pipeline
+# (.mlir through kiln-opt / kiln-compile).
+import os
+import lit.formats
+
+config.name = "Kiln"
+config.test_format = lit.formats.ShTest(execute_external=True)
+config.suffixes = [".mlir", ".onnxtxt"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
+config.excludes = ["Inputs", "e2e", "unit", "conformance", "lit.cfg.py", "onnx_text.py"]
+
+config.environment["PATH"] = os.pathsep.join(
+    [config.kiln_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])
+config.substitutions.append(("%python", config.python_executable))
+config.substitutions.append(
+    ("%onnx", config.python_executable + " " + os.path.join(config.test_source_root, "onnx_text.py")))
