@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (idempotent), builds, and runs every test suite:
+# lit (importer, passes, pipeline), GoogleTest (runtime) and pytest (end to
+# end against onnxruntime), all through ctest. Exits non-zero on any failure.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bash "$root/scripts/setup.sh"
+cd "$root"
+ctest --test-dir build --output-on-failure -j2 "$@"
