@@ -353,6 +353,15 @@ FailureOr<Type> Importer::valueInfoType(const onnx::ValueInfoProto &info,
                                 "says rank {2}",
                                 info.name(), shape.size(), tt.shape().dim_size())
                       .str());
+    // Pinning may only fill in symbolic dimensions, never contradict fixed ones.
+    for (int i = 0; tt.has_shape() && i < tt.shape().dim_size(); ++i) {
+      const auto &d = tt.shape().dim(i);
+      if (d.has_dim_value() && d.dim_value() >= 0 && d.dim_value() != shape[i])
+        return fail(llvm::formatv("--input-shape for '{0}' gives dimension {1} as {2}, "
+                                  "the model fixes it to {3}",
+                                  info.name(), i, shape[i], d.dim_value())
+                        .str());
+    }
   } else {
     if (!tt.has_shape())
       return fail("graph input '" + info.name() +

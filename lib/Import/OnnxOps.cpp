@@ -1365,6 +1365,29 @@ static Value strided(Importer &im, Value x, ArrayRef<int64_t> starts, ArrayRef<i
                      ArrayRef<int64_t> outShape) {
   MLIRContext *ctx = &im.ctx;
   int64_t rank = outShape.size();
+  ArrayRef<int64_t> inShape = im.shapeOf(x);
+  // A dimension read as plain `d_i` (start 0, step 1) makes linalg infer that
+  // loop's range from the input, which must then equal the output's (e.g. a
+  // Split's first chunk, x[:, :3]). Read such slices with tensor.extract.
+  bool prefix = false;
+  for (int64_t i = 0; i < rank; ++i)
+    prefix |= starts[i] == 0 && steps[i] == 1 && outShape[i] != inShape[i];
+  if (prefix) {
+    SmallVector<int64_t> st(starts), sp(steps);
+    return indexedGeneric(im, outShape, im.elementType(x),
+                          [&](OpBuilder &ob, Location l, ValueRange idx) -> Value {
+                            SmallVector<Value> at;
+                            for (int64_t i = 0; i < rank; ++i) {
+                              Value v = idx[i];
+                              if (sp[i] != 1)
+                                v = arith::MulIOp::create(ob, l, v, idxConst(ob, l, sp[i]));
+                              if (st[i] != 0)
+                                v = arith::AddIOp::create(ob, l, v, idxConst(ob, l, st[i]));
+                              at.push_back(v);
+                            }
+                            return tensor::ExtractOp::create(ob, l, x, at);
+                          });
+  }
   SmallVector<AffineExpr> ex;
   for (int64_t i = 0; i < rank; ++i)
     ex.push_back(getAffineDimExpr(i, ctx) * steps[i] + starts[i]);

@@ -1,7 +1,6 @@
 """ctypes binding of Kiln's C runtime (runtime/include/kiln/runtime.h)."""
 import ctypes
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -196,7 +195,7 @@ class Session:
     def set_input(self, name, value):
         """Binds one input. Arrays are passed as given (dtype and shape must
         match the artifact; the runtime reports mismatches)."""
-        arr = np.ascontiguousarray(value)
+        arr = np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
         kdt = _kiln_dtype_of(arr.dtype)
         dims = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
         _check(self._lib.kiln_session_set_input(

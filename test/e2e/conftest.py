@@ -41,7 +41,7 @@ def _require_build():
 def run_tool(name, *args, timeout=120):
     """Runs build/bin/<name>; returns the CompletedProcess (text)."""
     return subprocess.run([str(tool(name)), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, errors="replace", timeout=timeout)
 
 
 def ort_run(model, feeds, threads=1):

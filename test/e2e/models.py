@@ -113,11 +113,50 @@ def transformer(rng, seq=16, dim=32, heads=4):
     return _model(nodes, [f32("x", [1, seq, dim])], [f32("y", [1, seq, dim])], inits, "transformer")
 
 
+def mlp_large(rng, batch=64, dims=(512, 1024, 1024, 10)):
+    """Batch 64, 512 -> 1024 -> 1024 -> 10 with ReLU; for benchmarks."""
+    nodes, inits, cur = [], [], "x"
+    for i, (k, n) in enumerate(zip(dims[:-1], dims[1:])):
+        inits += [_init(f"w{i}", (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)),
+                  _init(f"b{i}", (rng.standard_normal(n) * 0.1).astype(np.float32))]
+        nodes.append(helper.make_node("Gemm", [cur, f"w{i}", f"b{i}"], [f"g{i}"]))
+        cur = f"g{i}"
+        if i < len(dims) - 2:
+            nodes.append(helper.make_node("Relu", [cur], [f"r{i}"]))
+            cur = f"r{i}"
+    nodes.append(helper.make_node("Softmax", [cur], ["y"], axis=-1))
+    return _model(nodes, [f32("x", [batch, dims[0]])], [f32("y", [batch, dims[-1]])], inits,
+                  "mlp_large")
+
+
+def convnet_large(rng, size=64):
+    """1x3x64x64 through three 3x3 convs (16, 32, 64 channels) with ReLU and
+    2x2 max pooling, global average pooling and a 64->10 classifier."""
+    nodes, inits, cur, cin = [], [], "x", 3
+    for i, cout in enumerate((16, 32, 64)):
+        w = rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))
+        inits += [_init(f"c{i}", w.astype(np.float32)),
+                  _init(f"cb{i}", (rng.standard_normal(cout) * 0.1).astype(np.float32))]
+        nodes += [helper.make_node("Conv", [cur, f"c{i}", f"cb{i}"], [f"a{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"a{i}"], [f"r{i}"]),
+                  helper.make_node("MaxPool", [f"r{i}"], [f"p{i}"], kernel_shape=[2, 2],
+                                   strides=[2, 2])]
+        cur, cin = f"p{i}", cout
+    inits += [_init("fc", (rng.standard_normal((64, 10)) * 0.1).astype(np.float32))]
+    nodes += [helper.make_node("GlobalAveragePool", [cur], ["g"]),
+              helper.make_node("Flatten", ["g"], ["f"]),
+              helper.make_node("MatMul", ["f", "fc"], ["y"])]
+    return _model(nodes, [f32("x", [1, 3, size, size])], [f32("y", [1, 10])], inits, "convnet_large")
+
+
 MODELS = {"mlp": mlp, "convnet": convnet, "transformer": transformer}
+# Larger variants, used by benchmarks/bench.py and one e2e test each.
+LARGE_MODELS = {"mlp_large": mlp_large, "convnet_large": convnet_large}
 
 
 def build(name, seed=0):
-    return MODELS[name](np.random.default_rng(seed))
+    fn = MODELS.get(name) or LARGE_MODELS[name]
+    return fn(np.random.default_rng(seed))
 
 
 if __name__ == "__main__":

@@ -85,3 +85,16 @@ def test_compile_from_path_default_output(tmp_path):
     with kiln.Session(out) as s:
         assert s.device.startswith("cpu")
         assert s.outputs[0].shape == (8, 10)
+
+
+@pytest.mark.parametrize("name", list(models.LARGE_MODELS))
+def test_large_model(tmp_path, name):
+    """The benchmark models: large enough for many workgroups per dispatch."""
+    model = models.build(name)
+    path = kiln.compile(model, tmp_path / f"{name}.kiln")
+    x = {"x": np.random.default_rng(3).standard_normal(
+        [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]).astype(np.float32)}
+    want = ort_run(model, x)
+    for threads in (1, 2):
+        with kiln.Session(path, threads=threads) as s:
+            assert_outputs_close(s.run(x), want)

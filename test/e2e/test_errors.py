@@ -1,0 +1,366 @@
+"""Bad input gives a clear `tool: error: ...` message and exit status 1, never
+a crash, at compile time and at run time."""
+import os
+import struct
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import kiln
+import models
+from conftest import run_tool
+
+
+def assert_error(r, tool, *needles):
+    """Exit status 1 (not a signal), one-line `tool: error:` message containing
+    every needle."""
+    assert r.returncode == 1, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    err = r.stderr.strip()
+    assert err.startswith(f"{tool}: error: "), err
+    for n in needles:
+        assert n in err, f"{n!r} not in {err!r}"
+    return err
+
+
+def _save(model, path):
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mlp_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mlp")
+    onnx_path = _save(models.build("mlp"), d / "mlp.onnx")
+    kiln_path = d / "mlp.kiln"
+    r = run_tool("kiln-compile", onnx_path, "--target=cpu", "-o", kiln_path)
+    assert r.returncode == 0, r.stderr
+    return onnx_path, kiln_path
+
+
+def _relu_model(dims, name="x"):
+    g = helper.make_graph([helper.make_node("Relu", [name], ["y"])], "g",
+                          [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, dims)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+# --- kiln-compile ---------------------------------------------------------------
+
+def test_not_onnx(tmp_path):
+    p = tmp_path / "junk.onnx"
+    p.write_text("this is not a protobuf\n")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile",
+                 "junk.onnx", "not a valid ONNX model")
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.onnx"
+    p.write_bytes(b"")
+    r = run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln")
+    assert_error(r, "kiln-compile", "empty.onnx")
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
+def test_truncated_model(mlp_files, tmp_path, keep):
+    data = mlp_files[0].read_bytes()
+    p = tmp_path / "trunc.onnx"
+    p.write_bytes(data[: int(len(data) * keep)])
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile",
+                 "trunc.onnx", "truncated")
+    assert not (tmp_path / "o.kiln").exists()
+
+
+def test_missing_model(tmp_path):
+    assert_error(run_tool("kiln-compile", tmp_path / "nope.onnx", "-o", tmp_path / "o.kiln"),
+                 "kiln-compile", "nope.onnx", "No such file")
+
+
+def test_unsupported_op_names_node_op_and_opset(tmp_path):
+    n = helper.make_node("TopK", ["x", "k"], ["v", "i"], name="my_topk", axis=-1)
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info("x", 1, [2, 5])],
+                          [helper.make_tensor_value_info("v", 1, [2, 2]),
+                           helper.make_tensor_value_info("i", 7, [2, 2])],
+                          [numpy_helper.from_array(np.array([2], np.int64), "k")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 15)])
+    m.ir_version = 8
+    p = _save(m, tmp_path / "topk.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile",
+                 "my_topk", "TopK", "opset 15")
+    with pytest.raises(kiln.CompileError, match="TopK"):
+        kiln.compile(m, tmp_path / "o2.kiln")
+
+
+def test_unknown_target_lists_available(mlp_files, tmp_path):
+    r = run_tool("kiln-compile", mlp_files[0], "--target=tpu7", "-o", tmp_path / "o.kiln")
+    assert_error(r, "kiln-compile", "unknown target 'tpu7'", "available: ", "cpu")
+    with pytest.raises(kiln.CompileError, match="tpu7"):
+        kiln.compile(mlp_files[0], tmp_path / "o.kiln", target="tpu7")
+
+
+def test_symbolic_dim_needs_input_shape(tmp_path):
+    p = _save(_relu_model(["batch", 5]), tmp_path / "sym.onnx")
+    out = tmp_path / "sym.kiln"
+    assert_error(run_tool("kiln-compile", p, "-o", out), "kiln-compile",
+                 "'x'", "symbolic dimension 0", "batch", "--input-shape")
+    assert not out.exists()
+    # Pinned, it compiles and runs with that shape.
+    kiln.compile(p, out, input_shapes={"x": (3, 5)})
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    with kiln.Session(out) as s:
+        assert s.inputs[0].shape == (3, 5)
+        (y,) = s.run({"x": x})
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("spec,needles", [
+    ("x=3x5x2", ["rank 3", "rank 2"]),
+    ("x=3x6", ["dimension 1", "6", "5"]),        # contradicts the fixed dim
+    ("batch=3x5", ["'batch'", "not an input"]),  # a dim name is not an input name
+    ("x=3xq", ["--input-shape"]),
+])
+def test_bad_input_shape(tmp_path, spec, needles):
+    p = _save(_relu_model(["batch", 5]), tmp_path / "sym.onnx")
+    r = run_tool("kiln-compile", p, f"--input-shape={spec}", "-o", tmp_path / "o.kiln")
+    assert r.returncode in (1, 2), r  # 2: command-line misuse
+    assert r.stderr.startswith("kiln-compile:") and "error" in r.stderr, r.stderr
+    for n in needles:
+        assert n in r.stderr, r.stderr
+    assert not (tmp_path / "o.kiln").exists()
+
+
+@pytest.mark.parametrize("failure", ["unsupported-op", "bad-target", "symbolic-dim"])
+def test_failed_compile_keeps_existing_output(mlp_files, tmp_path, failure):
+    """Artifacts are written atomically: a failed compile leaves the previous
+    file untouched and no temporary files behind."""
+    out = tmp_path / "model.kiln"
+    out.write_bytes(mlp_files[1].read_bytes())
+    before = out.read_bytes()
+    if failure == "unsupported-op":
+        m = _relu_model([2, 3])
+        m.graph.node[0].op_type = "NoSuchOp"
+        args = [_save(m, tmp_path / "bad.onnx")]
+    elif failure == "bad-target":
+        args = [mlp_files[0], "--target=nope"]
+    else:
+        args = [_save(_relu_model(["n", 3]), tmp_path / "sym.onnx")]
+    listing = sorted(os.listdir(tmp_path))
+    r = run_tool("kiln-compile", *args, "-o", out)
+    assert_error(r, "kiln-compile")
+    assert out.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == listing
+    with kiln.Session(out) as s:  # still a valid artifact
+        s.run({"x": np.zeros((8, 64), np.float32)})
+
+
+def test_successful_compile_replaces_output(mlp_files, tmp_path):
+    out = tmp_path / "model.kiln"
+    out.write_bytes(b"old contents")
+    p = _save(_relu_model([2, 3]), tmp_path / "relu.onnx")
+    r = run_tool("kiln-compile", p, "-o", out)
+    assert r.returncode == 0, r.stderr
+    with kiln.Session(out) as s:
+        assert s.inputs[0].shape == (2, 3)
+    assert sorted(os.listdir(tmp_path)) == ["model.kiln", "relu.onnx"]
+
+
+def test_unwritable_output(mlp_files, tmp_path):
+    assert_error(run_tool("kiln-compile", mlp_files[0], "-o", tmp_path / "no" / "dir" / "o.kiln"),
+                 "kiln-compile", "o.kiln")
+
+
+# --- kiln-run: inputs -----------------------------------------------------------
+
+def _npy(tmp_path, name, arr):
+    p = tmp_path / name
+    np.save(p, arr)
+    return p
+
+
+def test_wrong_input_name(mlp_files, tmp_path):
+    x = _npy(tmp_path, "x.npy", np.zeros((8, 64), np.float32))
+    assert_error(run_tool("kiln-run", mlp_files[1], f"--input=z=@{x}"), "kiln-run",
+                 "'z'", "inputs: x")
+
+
+def test_wrong_input_shape(mlp_files, tmp_path):
+    x = _npy(tmp_path, "x.npy", np.zeros((8, 65), np.float32))
+    assert_error(run_tool("kiln-run", mlp_files[1], f"--input=x=@{x}"), "kiln-run",
+                 "'x'", "expected f32[8,64]", "got f32[8,65]")
+
+
+def test_wrong_input_rank(mlp_files, tmp_path):
+    x = _npy(tmp_path, "x.npy", np.zeros((8, 64, 1), np.float32))
+    assert_error(run_tool("kiln-run", mlp_files[1], f"--input=x=@{x}"), "kiln-run",
+                 "expected f32[8,64]", "got f32[8,64,1]")
+
+
+def test_wrong_input_dtype(mlp_files, tmp_path):
+    x = _npy(tmp_path, "x.npy", np.zeros((8, 64), np.int64))
+    assert_error(run_tool("kiln-run", mlp_files[1], f"--input=x=@{x}"), "kiln-run",
+                 "expected f32[8,64]", "got i64[8,64]")
+
+
+def test_literal_input_count_mismatch(mlp_files):
+    assert_error(run_tool("kiln-run", mlp_files[1], "--input=x=2x3xf32=1,2,3"), "kiln-run",
+                 "needs 6 values, got 3")
+
+
+def test_missing_npy(mlp_files, tmp_path):
+    assert_error(run_tool("kiln-run", mlp_files[1], f"--input=x=@{tmp_path / 'none.npy'}"),
+                 "kiln-run", "none.npy")
+
+
+def test_corrupt_npy(mlp_files, tmp_path):
+    p = tmp_path / "bad.npy"
+    p.write_bytes(b"\x93NUMPY\x01\x00garbage")
+    assert_error(run_tool("kiln-run", mlp_files[1], f"--input=x=@{p}"), "kiln-run", "bad.npy")
+
+
+def test_unknown_device(mlp_files):
+    assert_error(run_tool("kiln-run", mlp_files[1], "--device=gpu:3"), "kiln-run", "gpu:3", "cpu:0")
+
+
+# --- kiln-run and the C API: bad artifacts -------------------------------------
+
+def _fnv1a(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _reseal(data):
+    """Recomputes the header checksum (FNV-1a 64 of bytes [64, end))."""
+    data = bytearray(data)
+    struct.pack_into("<Q", data, 40, _fnv1a(data[64:]))
+    return bytes(data)
+
+
+def _bad_artifact(mlp_files, tmp_path, how):
+    data = bytearray(mlp_files[1].read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "trailing":
+        data += b"\0" * 64
+    elif how == "flipped-byte":
+        data[len(data) // 2] ^= 0x40
+    elif how == "bad-magic":
+        data[0:4] = b"ELF\x7f"
+    elif how == "future-version":
+        struct.pack_into("<I", data, 8, 7)
+    elif how == "empty":
+        data = b""
+    elif how == "onnx-file":
+        data = mlp_files[0].read_bytes()
+    p = tmp_path / f"{how}.kiln"
+    p.write_bytes(bytes(data))
+    return p
+
+
+BAD_ARTIFACTS = {
+    "truncated": "truncated", "trailing": "trailing data", "flipped-byte": "checksum mismatch",
+    "bad-magic": "not a Kiln artifact", "future-version": "version 7.", "empty": "not a Kiln artifact",
+    "onnx-file": "not a Kiln artifact",
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_ARTIFACTS))
+def test_bad_artifact(mlp_files, tmp_path, how):
+    p = _bad_artifact(mlp_files, tmp_path, how)
+    assert_error(run_tool("kiln-run", p), "kiln-run", p.name, BAD_ARTIFACTS[how])
+    with pytest.raises(kiln.RuntimeError, match=BAD_ARTIFACTS[how]) as e:
+        kiln.Session(p)
+    assert p.name in str(e.value)
+
+
+def test_missing_artifact(tmp_path):
+    assert_error(run_tool("kiln-run", tmp_path / "none.kiln"), "kiln-run", "none.kiln",
+                 "No such file")
+    with pytest.raises(kiln.RuntimeError, match="none.kiln"):
+        kiln.Session(tmp_path / "none.kiln")
+
+
+def _structural_offsets(data):
+    """File offsets of the section table and of the meta-section fields whose
+    corruption the runtime can detect: everything before the dispatch list
+    except buffer sizes and kernel entry names (changing those yields a
+    well-formed but different program, which only the checksum protects)."""
+    table, count = struct.unpack_from("<QI", data, 24)
+    offsets = list(range(table, table + 48 * count))
+    sections = {}
+    for i in range(count):
+        e = table + 48 * i
+        sections[data[e:e + 32].rstrip(b"\0").decode()] = struct.unpack_from("<QQ", data, e + 32)
+    pos = sections["meta"][0]
+
+    def take(n, keep=True):
+        nonlocal pos
+        if keep:
+            offsets.extend(range(pos, pos + n))
+        pos += n
+
+    def u32(keep=True):
+        v = struct.unpack_from("<I", data, pos)[0]
+        take(4, keep)
+        return v
+
+    def string(keep=True):
+        take(u32(keep), keep)
+
+    string(), string()
+    for _ in range(u32()):  # buffers: kind, reserved, size, constant offset
+        take(8), take(8, keep=False), take(8)
+    for _ in range(2):  # inputs, outputs
+        for _ in range(u32()):
+            string(), take(8)
+            take(8 * u32())
+    for _ in range(u32()):  # executables
+        string(), string(), string()
+        for _ in range(u32()):
+            string(keep=False)
+    offsets.extend(range(pos, pos + 4))  # dispatch count
+    return offsets
+
+
+def test_corrupt_metadata_with_valid_checksum(mlp_files, tmp_path):
+    """Structural corruption that the checksum does not catch (it is resealed)
+    is reported by validation, or harmless: never a crash or a hang."""
+    data = mlp_files[1].read_bytes()
+    offsets = _structural_offsets(data)
+    assert len(offsets) > 300
+    p = tmp_path / "c.kiln"
+    codes = {0: 0, 1: 0}
+    for off in offsets:
+        for new in (data[off] ^ 0xFF, (data[off] + 1) & 0xFF):
+            d = bytearray(data)
+            d[off] = new
+            p.write_bytes(_reseal(d))
+            r = run_tool("kiln-run", p, "--threads=1", timeout=30)
+            assert r.returncode in (0, 1), (off, new, r.returncode, r.stderr)
+            if r.returncode == 1:
+                assert r.stderr.startswith("kiln-run: error: "), (off, new, r.stderr)
+            codes[r.returncode] += 1
+    assert codes[1] > len(offsets) // 2, codes  # most of these must be rejected
+
+
+# --- Python binding ---------------------------------------------------------------
+
+def test_python_errors(mlp_files):
+    with kiln.Session(mlp_files[1], threads=1) as s:
+        with pytest.raises(kiln.RuntimeError, match="never set|not set|x"):
+            s.run()
+        with pytest.raises(kiln.RuntimeError, match=r"expected f32\[8,64\], got f32\[8,65\]"):
+            s.run({"x": np.zeros((8, 65), np.float32)})
+        with pytest.raises(kiln.RuntimeError, match=r"expected f32\[8,64\], got f64\[8,64\]"):
+            s.run({"x": np.zeros((8, 64), np.float64)})
+        with pytest.raises(kiln.RuntimeError, match="'z'"):
+            s.run({"z": np.zeros((8, 64), np.float32)})
+        # After errors the session still works.
+        (y,) = s.run({"x": np.zeros((8, 64), np.float32)})
+        assert y.shape == (8, 10)
+    with pytest.raises(kiln.RuntimeError, match="gpu:9"):
+        kiln.Session(mlp_files[1], device="gpu:9")
