@@ -45,6 +45,10 @@ def bench(name, workdir, threads, iters, warmup):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # The two runtimes alternate in one process: onnxruntime's workers would
+    # otherwise spin after each run and take the cores from kiln's pool (kiln's
+    # workers block instead).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     ref = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     sess = kiln.Session(artifact, threads=threads)
 
