@@ -124,6 +124,13 @@ private:
 Type onnxElementType(MLIRContext &ctx, int dataType);
 std::string onnxTypeName(int dataType);
 
+/// ONNX Slice semantics on one axis of size `dim` (negative indices count
+/// from the end, then clamp): the first index read and the output size.
+struct SliceRange {
+  int64_t start, size;
+};
+SliceRange resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step);
+
 /// Op handlers: "Add" -> handler. Each builds the node's outputs.
 using Handler = LogicalResult (*)(Importer &);
 const llvm::StringMap<Handler> &opHandlers();

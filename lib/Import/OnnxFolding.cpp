@@ -380,20 +380,9 @@ FailureOr<bool> kiln::detail::foldNode(Importer &im,
       int64_t dim = data.shape[*a], step = steps[j], s = starts[j], e = ends[j];
       if (step == 0)
         return im.fail("slice step cannot be 0");
-      if (s < 0)
-        s += dim;
-      if (e < 0)
-        e += dim;
-      if (step > 0) {
-        s = std::clamp<int64_t>(s, 0, dim);
-        e = std::clamp<int64_t>(e, 0, dim);
-        out[*a] = std::max<int64_t>(0, (e - s + step - 1) / step);
-      } else {
-        s = std::clamp<int64_t>(s, 0, dim - 1);
-        e = std::clamp<int64_t>(e, -1, dim - 1);
-        out[*a] = std::max<int64_t>(0, (s - e - step - 1) / -step);
-      }
-      st[*a] = s;
+      SliceRange range = resolveSlice(dim, s, e, step);
+      out[*a] = range.size;
+      st[*a] = range.start;
       sp[*a] = step;
     }
     r = gatherElements(data, out, [&](ArrayRef<int64_t> idx) {

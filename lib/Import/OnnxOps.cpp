@@ -248,6 +248,21 @@ Value Importer::pad(Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi, double 
   });
 }
 
+SliceRange kiln::detail::resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step) {
+  if (start < 0)
+    start += dim;
+  if (end < 0)
+    end += dim;
+  if (step > 0) {
+    start = std::clamp<int64_t>(start, 0, dim);
+    end = std::clamp<int64_t>(end, 0, dim);
+    return {start, std::max<int64_t>(0, (end - start + step - 1) / step)};
+  }
+  start = std::clamp<int64_t>(start, 0, dim - 1);
+  end = std::clamp<int64_t>(end, -1, dim - 1);
+  return {start, std::max<int64_t>(0, (start - end - step - 1) / -step)};
+}
+
 //===----------------------------------------------------------------------===//
 // Elementwise
 //===----------------------------------------------------------------------===//
@@ -1446,21 +1461,9 @@ static LogicalResult handleSlice(Importer &im) {
     int64_t dim = in[*a], step = steps[j];
     if (step == 0)
       return im.fail("slice step cannot be 0");
-    int64_t st = starts[j], en = ends[j];
-    if (st < 0)
-      st += dim;
-    if (en < 0)
-      en += dim;
-    if (step > 0) {
-      st = std::clamp<int64_t>(st, 0, dim);
-      en = std::clamp<int64_t>(en, 0, dim);
-      out[*a] = std::max<int64_t>(0, (en - st + step - 1) / step);
-    } else {
-      st = std::clamp<int64_t>(st, 0, dim - 1);
-      en = std::clamp<int64_t>(en, -1, dim - 1);
-      out[*a] = std::max<int64_t>(0, (st - en - step - 1) / -step);
-    }
-    outStart[*a] = st;
+    SliceRange range = resolveSlice(dim, starts[j], ends[j], step);
+    out[*a] = range.size;
+    outStart[*a] = range.start;
     outStep[*a] = step;
   }
   im.setOutput(0, strided(im, x, outStart, outStep, out));
