@@ -586,7 +586,6 @@ static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSi
   if ((kind == ReduceKind::Mean || kind == ReduceKind::L2) && !isFloat(et))
     return im.fail("supported for floating-point inputs only");
   TypedAttr init;
-  Builder &bb = im.b;
   auto floatOrInt = [&](double f) -> TypedAttr {
     if (auto ft = dyn_cast<FloatType>(et))
       return FloatAttr::get(ft, f);
@@ -602,7 +601,6 @@ static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSi
   case ReduceKind::Prod: init = floatOrInt(1); combine = mulOp; break;
   default: init = floatOrInt(0); break;
   }
-  (void)bb;
   Value in = x;
   if (kind == ReduceKind::SumSquare || kind == ReduceKind::L2 || kind == ReduceKind::L1) {
     auto pre = im.elementwise({x}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -1113,15 +1111,16 @@ static LogicalResult handlePool(Importer &im, bool isMax) {
     bool includePad = im.attrInt("count_include_pad", 0);
     SmallVector<int64_t> in(xs.drop_front(2));
     WindowGeometry geo = *g;
+    SmallVector<int64_t> explicitHi(geo.padHi);
+    if (auto pads = im.attrInts("pads"); pads && im.attrString("auto_pad", "NOTSET") == "NOTSET")
+      for (int64_t i = 0; i < s; ++i)
+        explicitHi[i] = (*pads)[i + s];
     y = indexedGeneric(im, outShape, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
       Value count = idxConst(ob, l, 1);
       for (int64_t i = 0; i < s; ++i) {
+        // Extra right padding added for ceil_mode never counts.
         int64_t lower = includePad ? -geo.padLo[i] : 0;
-        int64_t upper = includePad ? in[i] + geo.padHi[i] : in[i];
-        if (includePad && im.attrInts("pads")) {
-          SmallVector<int64_t> p = *im.attrInts("pads");
-          upper = in[i] + p[i + s];
-        }
+        int64_t upper = includePad ? in[i] + explicitHi[i] : in[i];
         // #{j < k : lower <= start + j*dil < upper}, start = o*stride - padLo
         Value start = arith::SubIOp::create(
             ob, l, arith::MulIOp::create(ob, l, a[2 + i], idxConst(ob, l, geo.strides[i])),
