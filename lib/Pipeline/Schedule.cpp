@@ -143,7 +143,10 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
     }
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
       for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
-        uint32_t id = bufferOf.lookup(v);
+        auto it = bufferOf.find(v);
+        if (it == bufferOf.end())
+          return error("output " + Twine(i) + " has no buffer");
+        uint32_t id = it->second;
         m.buffers[id].kind = artifact::BufferKind::Output;
         auto name = host.getResultAttrOfType<StringAttr>(i, "kiln.name");
         auto desc = describe(v, id, name ? name.strref() : StringRef("output"));

@@ -177,6 +177,27 @@ toOptimizedLLVM(ModuleOp executable, llvm::LLVMContext &llctx, llvm::TargetMachi
   return mod;
 }
 
+/// The kernels as optimized LLVM IR, with the target machine that made it.
+struct Lowered {
+  std::unique_ptr<llvm::TargetMachine> tm;
+  std::unique_ptr<llvm::LLVMContext> ctx;
+  std::unique_ptr<llvm::Module> mod;
+};
+
+llvm::Expected<Lowered> lowerToLLVM(ModuleOp executable, const kiln::TargetOptions &options) {
+  Lowered l;
+  auto tm = makeTargetMachine(options);
+  if (!tm)
+    return tm.takeError();
+  l.tm = std::move(*tm);
+  l.ctx = std::make_unique<llvm::LLVMContext>();
+  auto mod = toOptimizedLLVM(executable, *l.ctx, *l.tm);
+  if (!mod)
+    return mod.takeError();
+  l.mod = std::move(*mod);
+  return l;
+}
+
 llvm::Expected<std::string> emitMachineCode(llvm::Module &mod, llvm::TargetMachine &tm,
                                             llvm::CodeGenFileType type) {
   llvm::SmallVector<char, 0> buf;
@@ -255,32 +276,26 @@ public:
 
   llvm::Expected<std::string> emitText(ModuleOp executable, llvm::StringRef stage,
                                        const kiln::TargetOptions &options) const override {
-    auto tm = makeTargetMachine(options);
-    if (!tm)
-      return tm.takeError();
-    llvm::LLVMContext llctx;
-    auto mod = toOptimizedLLVM(executable, llctx, **tm);
-    if (!mod)
-      return mod.takeError();
+    auto lowered = lowerToLLVM(executable, options);
+    if (!lowered)
+      return lowered.takeError();
     if (stage == "llvm") {
       std::string s;
       llvm::raw_string_ostream os(s);
-      (*mod)->print(os, nullptr);
+      lowered->mod->print(os, nullptr);
       return s;
     }
-    return emitMachineCode(**mod, **tm, llvm::CodeGenFileType::AssemblyFile);
+    return emitMachineCode(*lowered->mod, *lowered->tm, llvm::CodeGenFileType::AssemblyFile);
   }
 
   llvm::Expected<kiln::artifact::Executable>
   serialize(ModuleOp executable, const kiln::TargetOptions &options) const override {
-    auto tm = makeTargetMachine(options);
-    if (!tm)
-      return tm.takeError();
-    llvm::LLVMContext llctx;
-    auto mod = toOptimizedLLVM(executable, llctx, **tm);
-    if (!mod)
-      return mod.takeError();
-    auto obj = emitMachineCode(**mod, **tm, llvm::CodeGenFileType::ObjectFile);
+    auto lowered = lowerToLLVM(executable, options);
+    if (!lowered)
+      return lowered.takeError();
+    auto &tm = lowered->tm;
+    auto &mod = lowered->mod;
+    auto obj = emitMachineCode(*mod, *tm, llvm::CodeGenFileType::ObjectFile);
     if (!obj)
       return obj.takeError();
     auto so = linkSharedObject(*obj);
@@ -288,7 +303,7 @@ public:
       return so.takeError();
     kiln::artifact::Executable exe;
     exe.target = "cpu";
-    llvm::Triple triple = (*tm)->getTargetTriple();
+    llvm::Triple triple = tm->getTargetTriple();
     exe.format = "elf-" + std::string(triple.getArchName()) + "-so";
     exe.image = std::move(*so);
     for (auto kernel : executable.getOps<LLVM::LLVMFuncOp>())
