@@ -81,21 +81,29 @@ std::string validate(const Module &m) {
       return "constant buffer " + std::to_string(i) + " has no data";
   for (size_t i = 0; i < m.executables.size(); ++i) {
     const Executable &e = m.executables[i];
+    std::string what = "executable " + std::to_string(i);
     if (e.target.empty() || e.format.empty())
-      return "executable " + std::to_string(i) + " has no target or format";
+      return what + " has no target or format";
     // "exec." + target (+ ".N") must fit the 31-char section name.
     if (e.target.size() > 20)
       return "executable target '" + e.target + "' is longer than 20 chars";
+    // Dispatches name kernels by index, so every target lists the same ones.
+    const Executable &first = m.executables.front();
+    if (e.entries.size() != first.entries.size())
+      return what + " (" + e.target + ") has " + std::to_string(e.entries.size()) +
+             " entries but executable 0 has " + std::to_string(first.entries.size());
+    for (size_t j = 0; j < e.entries.size(); ++j)
+      if (e.entries[j].name != first.entries[j].name)
+        return what + " (" + e.target + ") entry " + std::to_string(j) + " is '" +
+               e.entries[j].name + "' but executable 0 has '" + first.entries[j].name + "'";
   }
+  size_t kernels = m.executables.empty() ? 0 : m.executables.front().entries.size();
   for (size_t i = 0; i < m.dispatches.size(); ++i) {
     const Dispatch &d = m.dispatches[i];
     std::string where = "dispatch " + std::to_string(i);
-    if (d.executable >= m.executables.size())
-      return where + " uses executable " + std::to_string(d.executable) +
-             " of " + std::to_string(m.executables.size());
-    if (d.entry >= m.executables[d.executable].entries.size())
-      return where + " uses entry " + std::to_string(d.entry) + " of " +
-             std::to_string(m.executables[d.executable].entries.size());
+    if (d.kernel >= kernels)
+      return where + " uses kernel " + std::to_string(d.kernel) + " of " +
+             std::to_string(kernels);
     for (const Binding &b : d.bindings) {
       if (b.buffer >= m.buffers.size())
         return where + " binds buffer " + std::to_string(b.buffer) + " of " +
@@ -187,15 +195,17 @@ std::string writeArtifact(const Module &module, const std::string &path) {
     meta.str(e.format);
     meta.str(execSections[i]);
     meta.u32(static_cast<uint32_t>(e.entries.size()));
-    for (const std::string &entry : e.entries)
-      meta.str(entry);
+    for (const Entry &entry : e.entries) {
+      meta.str(entry.name);
+      for (uint32_t n : entry.workgroupCount)
+        meta.u32(n);
+      for (uint32_t n : entry.workgroupSize)
+        meta.u32(n);
+    }
   }
   meta.u32(static_cast<uint32_t>(module.dispatches.size()));
   for (const Dispatch &d : module.dispatches) {
-    meta.u32(d.executable);
-    meta.u32(d.entry);
-    for (uint32_t wg : d.workgroups)
-      meta.u32(wg);
+    meta.u32(d.kernel);
     meta.u32(static_cast<uint32_t>(d.bindings.size()));
     for (const Binding &b : d.bindings) {
       meta.u32(b.buffer);

@@ -34,18 +34,28 @@ void kiln::buildLinalgPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
 }
 
-void kiln::buildDispatchPipeline(OpPassManager &pm, const CompileOptions &options) {
-  pm.addPass(kiln::createFormDispatches());
-  OpPassManager &exe = pm.nest<ModuleOp>();
+void kiln::buildDispatchPipeline(OpPassManager &pm) { pm.addPass(kiln::createFormDispatches()); }
+
+void kiln::buildKernelPipeline(OpPassManager &pm, const KernelOptions &options) {
   kiln::TileWorkgroupsOptions tile;
   tile.maxWorkgroups = options.maxWorkgroups;
   tile.minTileElements = options.minTileElements;
-  exe.addPass(kiln::createTileWorkgroups(tile));
-  exe.addPass(createCanonicalizerPass());
-  exe.addPass(kiln::createBufferizeKernels());
-  exe.addNestedPass<func::FuncOp>(kiln::createMapWorkgroups());
-  exe.addPass(createCanonicalizerPass());
-  exe.addPass(createCSEPass());
+  tile.innermostFirst = options.innermostFirst;
+  pm.addPass(kiln::createTileWorkgroups(tile));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(kiln::createBufferizeKernels());
+  pm.addNestedPass<func::FuncOp>(kiln::createMapWorkgroups());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+kiln::KernelGrids kiln::collectKernelGrids(ModuleOp executable) {
+  KernelGrids grids;
+  for (auto kernel : executable.getOps<func::FuncOp>())
+    if (auto wg = kernel->getAttrOfType<DenseI64ArrayAttr>(kiln::kWorkgroupsAttr);
+        wg && wg.size() == 3)
+      grids[kernel.getSymName().str()] = {wg[0], wg[1], wg[2]};
+  return grids;
 }
 
 void kiln::buildCodegenPipeline(OpPassManager &pm, const TargetBackend &backend,

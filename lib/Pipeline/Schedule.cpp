@@ -128,17 +128,12 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
         bufferOf[r] = id;
         dispatch.bindings.push_back({id, 0});
       }
-      SymbolRefAttr sym = d.getKernel();
-      auto kernel = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(d, sym);
-      if (!kernel)
-        return error("dispatch of unknown kernel");
-      auto wg = kernel->getAttrOfType<DenseI64ArrayAttr>(kiln::kWorkgroupsAttr);
-      if (!wg || wg.size() != 3)
-        return error("kernel " + kernel.getSymName() + " has no workgroup grid");
-      for (int i = 0; i < 3; ++i)
-        dispatch.workgroups[i] = wg[i];
+      std::string kernel = d.getKernel().getLeafReference().str();
+      auto known = llvm::find(s.kernels, kernel);
+      dispatch.kernel = known - s.kernels.begin();
+      if (known == s.kernels.end())
+        s.kernels.push_back(kernel);
       m.dispatches.push_back(std::move(dispatch));
-      s.dispatchKernels.push_back(sym.getLeafReference().str());
       continue;
     }
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
@@ -165,15 +160,16 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
 }
 
 llvm::Error kiln::attachExecutable(Schedule &schedule, artifact::Executable executable) {
-  for (auto [dispatch, kernel] :
-       llvm::zip(schedule.module.dispatches, schedule.dispatchKernels)) {
-    auto it = std::find(executable.entries.begin(), executable.entries.end(), kernel);
+  std::vector<artifact::Entry> ordered;
+  for (const std::string &kernel : schedule.kernels) {
+    auto it = llvm::find_if(executable.entries,
+                            [&](const artifact::Entry &e) { return e.name == kernel; });
     if (it == executable.entries.end())
-      return error("kernel '" + kernel + "' is missing from the " + executable.target +
-                   " executable");
-    dispatch.executable = schedule.module.executables.size();
-    dispatch.entry = it - executable.entries.begin();
+      return error("kernel '" + kernel + "' is missing from the " + executable.target + " (" +
+                   executable.format + ") executable");
+    ordered.push_back(*it);
   }
+  executable.entries = std::move(ordered);
   schedule.module.executables.push_back(std::move(executable));
   return llvm::Error::success();
 }

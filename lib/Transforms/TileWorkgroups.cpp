@@ -14,25 +14,32 @@ using namespace mlir;
 
 namespace {
 
-/// Picks per-loop tile sizes (0 = untiled) for up to three parallel loops,
-/// outermost first, so the grid has about `target` workgroups. Returns the
-/// grid, one count per tiled loop.
+/// Picks per-loop tile sizes (0 = untiled) for up to three parallel loops so
+/// the grid has about `target` workgroups, outermost loops first unless
+/// `innermostFirst`. Returns the grid in loop order, one count per tiled loop.
 SmallVector<int64_t> chooseTiles(ArrayRef<int64_t> ranges,
                                  ArrayRef<utils::IteratorType> iters, int64_t target,
-                                 SmallVectorImpl<int64_t> &tiles) {
+                                 bool innermostFirst, SmallVectorImpl<int64_t> &tiles) {
   tiles.assign(ranges.size(), 0);
-  SmallVector<int64_t> grid;
+  SmallVector<int64_t> counts(ranges.size(), 0);
   int64_t want = target;
-  for (size_t i = 0; i < ranges.size() && grid.size() < 3 && want > 1; ++i) {
+  int tiled = 0;
+  for (size_t k = 0; k < ranges.size() && tiled < 3 && want > 1; ++k) {
+    size_t i = innermostFirst ? ranges.size() - 1 - k : k;
     if (iters[i] != utils::IteratorType::parallel || ranges[i] <= 1)
       continue;
     int64_t count = std::min(ranges[i], want);
     int64_t tile = (ranges[i] + count - 1) / count;
     count = (ranges[i] + tile - 1) / tile;
     tiles[i] = tile;
-    grid.push_back(count);
+    counts[i] = count;
+    ++tiled;
     want = (want + count - 1) / count;
   }
+  SmallVector<int64_t> grid;
+  for (int64_t c : counts)
+    if (c)
+      grid.push_back(c);
   return grid;
 }
 
@@ -75,7 +82,7 @@ struct TileWorkgroupsPass : kiln::impl::TileWorkgroupsBase<TileWorkgroupsPass> {
                                          maxWorkgroups);
     SmallVector<int64_t> tiles;
     SmallVector<int64_t> grid =
-        chooseTiles(ranges, root.getIteratorTypesArray(), target, tiles);
+        chooseTiles(ranges, root.getIteratorTypesArray(), target, innermostFirst, tiles);
     if (grid.empty()) {
       setGrid({});
       return success();

@@ -175,11 +175,26 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
     e.target = r.str("executable target");
     e.format = r.str("executable format");
     e.section = r.str("executable section");
-    uint32_t nEntries = r.count("entry", 4);
-    for (uint32_t j = 0; j < nEntries && r.ok(); ++j)
-      e.entries.push_back(r.str("entry name"));
+    uint32_t nEntries = r.count("entry", 28);
+    for (uint32_t j = 0; j < nEntries && r.ok(); ++j) {
+      Entry entry;
+      entry.name = r.str("entry name");
+      for (uint32_t &n : entry.workgroupCount)
+        n = r.u32("entry workgroup count");
+      for (uint32_t &n : entry.workgroupSize)
+        n = r.u32("entry workgroup size");
+      e.entries.push_back(std::move(entry));
+    }
     if (!r.ok())
       break;
+    std::string what = "executable " + std::to_string(i) + " (target '" + e.target + "')";
+    if (!a.executables.empty() && e.entries.size() != a.executables[0].entries.size())
+      return what + " has " + std::to_string(e.entries.size()) +
+             " entries but executable 0 has " +
+             std::to_string(a.executables[0].entries.size());
+    for (const Entry &entry : e.entries)
+      if (!entry.workgroupSize[0] || !entry.workgroupSize[1] || !entry.workgroupSize[2])
+        return what + " entry '" + entry.name + "' has a zero workgroup size";
     auto it = sections.find(e.section);
     if (it == sections.end())
       return "executable " + std::to_string(i) + " (target '" + e.target +
@@ -190,16 +205,18 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
   }
   // Pointers into `entries` are taken only once the vector stops moving.
   for (Executable &e : a.executables)
-    for (const std::string &s : e.entries)
-      e.entryNames.push_back(s.c_str());
+    for (const Entry &entry : e.entries) {
+      kiln_driver_entry d;
+      d.name = entry.name.c_str();
+      std::copy(entry.workgroupSize, entry.workgroupSize + 3, d.workgroup_size);
+      e.driverEntries.push_back(d);
+    }
+  size_t kernels = a.executables.empty() ? 0 : a.executables[0].entries.size();
 
-  uint32_t nDispatches = r.count("dispatch", 24);
+  uint32_t nDispatches = r.count("dispatch", 8);
   for (uint32_t i = 0; i < nDispatches && r.ok(); ++i) {
     Dispatch d;
-    d.executable = r.u32("dispatch executable");
-    d.entry = r.u32("dispatch entry");
-    for (uint32_t &wg : d.workgroups)
-      wg = r.u32("dispatch workgroups");
+    d.kernel = r.u32("dispatch kernel");
     uint32_t nBindings = r.count("binding", 16);
     for (uint32_t j = 0; j < nBindings && r.ok(); ++j) {
       d.bindingBuffers.push_back(r.u32("binding buffer"));
@@ -209,13 +226,9 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
     if (!r.ok())
       break;
     std::string where = "dispatch " + std::to_string(i);
-    if (d.executable >= a.executables.size())
-      return where + " uses executable " + std::to_string(d.executable) +
-             " but there are " + std::to_string(a.executables.size());
-    if (d.entry >= a.executables[d.executable].entries.size())
-      return where + " uses entry " + std::to_string(d.entry) +
-             " but its executable has " +
-             std::to_string(a.executables[d.executable].entries.size());
+    if (d.kernel >= kernels)
+      return where + " uses kernel " + std::to_string(d.kernel) +
+             " but the executables have " + std::to_string(kernels);
     for (size_t j = 0; j < d.bindingBuffers.size(); ++j) {
       uint32_t b = d.bindingBuffers[j];
       if (b >= a.buffers.size())

@@ -32,17 +32,22 @@ struct Tensor {
   uint64_t bytes;
 };
 
+struct Entry {
+  std::string name;
+  uint32_t workgroupCount[3];
+  uint32_t workgroupSize[3];
+};
+
 struct Executable {
   std::string target, format, section;
   const uint8_t *image;
   uint64_t imageSize;
-  std::vector<std::string> entries;
-  std::vector<const char *> entryNames; // Views of `entries` for drivers.
+  std::vector<Entry> entries;
+  std::vector<kiln_driver_entry> driverEntries; // Views of `entries`.
 };
 
 struct Dispatch {
-  uint32_t executable, entry;
-  uint32_t workgroups[3];
+  uint32_t kernel;
   std::vector<uint32_t> bindingBuffers;
   std::vector<uint64_t> bindingOffsets;
 };

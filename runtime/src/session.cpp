@@ -145,7 +145,8 @@ struct kiln_session {
   const Device *device = nullptr;
   void *handle = nullptr; // Driver's device.
   std::vector<void *> buffers;
-  std::vector<void *> executables; // Null for those never dispatched.
+  void *executable = nullptr;           // The driver's handle of `exe`.
+  const kiln::rt::Executable *exe = nullptr; // The one loaded for this device.
   std::vector<bool> inputSet;
   bool haveOutputs = false;
   std::vector<kiln_driver_binding> scratch;
@@ -153,9 +154,8 @@ struct kiln_session {
   ~kiln_session() {
     if (handle) {
       const kiln_driver *d = device->driver;
-      for (void *e : executables)
-        if (e)
-          d->executable_unload(handle, e);
+      if (executable)
+        d->executable_unload(handle, executable);
       for (void *b : buffers)
         if (b)
           d->buffer_free(handle, b);
@@ -252,14 +252,6 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
   if (kiln_status s = chooseDevice(*artifact, device, dev); s != KILN_OK)
     return s;
   const kiln_artifact &a = *artifact;
-  for (size_t i = 0; i < a.dispatches.size(); ++i) {
-    const Executable &e = a.executables[a.dispatches[i].executable];
-    if (e.target != dev->driver->name)
-      return setError(KILN_ERROR_INVALID_ARGUMENT,
-                      a.path + ": dispatch " + std::to_string(i) +
-                          " needs target '" + e.target +
-                          "' but the session's device is '" + dev->name + "'");
-  }
 
   auto *s = new kiln_session();
   artifact->refs.fetch_add(1, std::memory_order_relaxed);
@@ -292,19 +284,32 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
           st != KILN_OK)
         return fail(st, "uploading constant buffer " + std::to_string(i));
   }
-  s->executables.assign(a.executables.size(), nullptr);
-  for (const Dispatch &disp : a.dispatches) {
-    if (s->executables[disp.executable])
+  // A target may ship several executables (one per GPU arch, then portable
+  // code); the first the driver accepts on this device wins.
+  std::string tried;
+  for (const Executable &e : a.executables) {
+    if (e.target != d->name || s->executable)
       continue;
-    const Executable &e = a.executables[disp.executable];
     void *h = nullptr;
-    if (kiln_status st = d->executable_load(
-            s->handle, e.format.c_str(), e.image, e.imageSize,
-            e.entryNames.data(), static_cast<uint32_t>(e.entryNames.size()), &h);
-        st != KILN_OK)
-      return fail(st, a.path + ": loading executable section '" + e.section +
-                          "' (" + e.format + ")");
-    s->executables[disp.executable] = h;
+    kiln_status st = d->executable_load(s->handle, e.format.c_str(), e.image, e.imageSize,
+                                        e.driverEntries.data(),
+                                        static_cast<uint32_t>(e.driverEntries.size()), &h);
+    if (st == KILN_OK) {
+      s->executable = h;
+      s->exe = &e;
+    } else if (st == KILN_ERROR_UNAVAILABLE) {
+      tried += (tried.empty() ? "" : "; ") + e.format + ": " + lastError;
+    } else {
+      return fail(st, a.path + ": loading executable section '" + e.section + "' (" +
+                          e.format + ")");
+    }
+  }
+  if (!s->executable && !a.dispatches.empty()) {
+    std::string msg = a.path + ": no executable for target '" + std::string(d->name) +
+                      "' loads on device '" + dev->name + "'" +
+                      (tried.empty() ? std::string(" (the artifact has none)") : " (" + tried + ")");
+    delete s;
+    return setError(KILN_ERROR_UNAVAILABLE, msg);
   }
   s->inputSet.assign(a.inputs.size(), false);
   *session = s;
@@ -379,13 +384,12 @@ kiln_status kiln_session_run(kiln_session *session) {
     for (size_t j = 0; j < disp.bindingBuffers.size(); ++j)
       session->scratch[j] = {session->buffers[disp.bindingBuffers[j]],
                              disp.bindingOffsets[j]};
-    if (kiln_status st = d->dispatch(
-            session->handle, session->executables[disp.executable], disp.entry,
-            disp.workgroups, session->scratch.data(),
-            static_cast<uint32_t>(session->scratch.size()));
+    const Entry &entry = session->exe->entries[disp.kernel];
+    if (kiln_status st = d->dispatch(session->handle, session->executable, disp.kernel,
+                                     entry.workgroupCount, session->scratch.data(),
+                                     static_cast<uint32_t>(session->scratch.size()));
         st != KILN_OK)
-      return setError(st, "dispatch " + std::to_string(i) + " ('" +
-                              a.executables[disp.executable].entries[disp.entry] +
+      return setError(st, "dispatch " + std::to_string(i) + " ('" + entry.name +
                               "'): " + lastError);
   }
   if (kiln_status st = d->synchronize(session->handle); st != KILN_OK)

@@ -320,8 +320,8 @@ def _structural_offsets(data):
             take(8 * u32())
     for _ in range(u32()):  # executables
         string(), string(), string()
-        for _ in range(u32()):
-            string(keep=False)
+        for _ in range(u32()):  # entries: name, workgroup count and size
+            string(keep=False), take(24, keep=False)
     offsets.extend(range(pos, pos + 4))  # dispatch count
     return offsets
 

@@ -75,7 +75,7 @@ TEST(Artifact, LayoutFollowsSpec) {
   std::vector<uint8_t> bytes = readFile(path);
   kiln_art_header h = header(bytes);
   EXPECT_EQ(std::memcmp(h.magic, "KILNART\0", 8), 0);
-  EXPECT_EQ(h.version_major, 1u);
+  EXPECT_EQ(h.version_major, 2u);
   EXPECT_EQ(h.version_minor, 0u);
   EXPECT_EQ(h.file_size, bytes.size());
   EXPECT_EQ(h.section_table_offset, 64u);
@@ -148,11 +148,11 @@ TEST(Artifact, MajorVersionMismatch) {
   std::string path = writeVadd();
   std::vector<uint8_t> bytes = readFile(path);
   kiln_art_header h = header(bytes);
-  h.version_major = 2;
+  h.version_major = 1;
   setHeader(bytes, h);
   writeFile(path, bytes);
   expectOpenError(path, KILN_ERROR_VERSION,
-                  "format version 2.0 is not supported (this runtime reads 1.x)");
+                  "format version 1.0 is not supported (this runtime reads 2.x)");
 }
 
 TEST(Artifact, NewerMinorVersionAndExtraSectionAccepted) {
@@ -200,10 +200,16 @@ TEST(Artifact, MissingFile) {
 
 TEST(Artifact, WriterRejectsInconsistentModule) {
   VaddModule m(16);
-  m.module.dispatches[1].executable = 3;
+  m.module.dispatches[1].kernel = 3;
   std::string path = tempPath(".kiln");
   std::string err = artifact::writeArtifact(m.module, path);
-  EXPECT_THAT(err, HasSubstr("dispatch 1 uses executable 3 of 1"));
+  EXPECT_THAT(err, HasSubstr("dispatch 1 uses kernel 3 of 2"));
+  EXPECT_TRUE(readFile(path).empty());
+  VaddModule other(16);
+  other.module.executables.push_back(other.module.executables[0]);
+  other.module.executables[1].entries.pop_back();
+  err = artifact::writeArtifact(other.module, path);
+  EXPECT_THAT(err, HasSubstr("executable 1 (cpu) has 1 entries but executable 0 has 2"));
   EXPECT_TRUE(readFile(path).empty()); // Nothing written.
 }
 

@@ -108,11 +108,9 @@ TEST(Runtime, GridCoversEveryWorkgroupOnce) {
   m.name = "grid";
   m.buffers = {{BufferKind::Output, 30 * 4, nullptr}};
   m.outputs = {{"hits", DType::I32, {2, 3, 5}, 0}};
-  m.executables = {{"cpu", "elf-x86_64-so", readFile(KILN_TEST_KERNELS), {"mark"}}};
+  m.executables = {
+      {"cpu", "elf-x86_64-so", readFile(KILN_TEST_KERNELS), {{"mark", {5, 3, 2}, {1, 1, 1}}}}};
   Dispatch d;
-  d.workgroups[0] = 5;
-  d.workgroups[1] = 3;
-  d.workgroups[2] = 2;
   d.bindings = {{0, 0}};
   m.dispatches = {d};
   Fixture f(m, 3);
@@ -188,8 +186,9 @@ TEST(Runtime, DeviceSelectionErrors) {
   m.module.executables[0].target = "gpu";
   expectCreateError(m.module, nullptr, KILN_ERROR_NOT_FOUND,
                     "no available device for the artifact's targets (gpu;");
-  expectCreateError(m.module, "cpu", KILN_ERROR_INVALID_ARGUMENT,
-                    "dispatch 0 needs target 'gpu' but the session's device is 'cpu:0'");
+  expectCreateError(m.module, "cpu", KILN_ERROR_UNAVAILABLE,
+                    "no executable for target 'cpu' loads on device 'cpu:0' (the artifact "
+                    "has none)");
 }
 
 TEST(Runtime, ExecutableLoadErrors) {
@@ -198,13 +197,14 @@ TEST(Runtime, ExecutableLoadErrors) {
                     "loading executable section 'exec.cpu' (elf-x86_64-so): "
                     "image (256 bytes) is not a 64-bit ELF file");
   VaddModule missing(8);
-  missing.module.executables[0].entries[1] = "vdiv";
+  missing.module.executables[0].entries[1].name = "vdiv";
   expectCreateError(missing.module, nullptr, KILN_ERROR_NOT_FOUND,
                     "executable has no entry point 'vdiv'");
   VaddModule format(8);
   format.module.executables[0].format = "spirv";
   expectCreateError(format.module, nullptr, KILN_ERROR_UNAVAILABLE,
-                    "cpu driver cannot load format 'spirv'");
+                    "no executable for target 'cpu' loads on device 'cpu:0' (spirv: cpu "
+                    "driver cannot load format 'spirv'");
 }
 
 TEST(Runtime, ManyExecutablesLoadIndependently) {

@@ -60,16 +60,15 @@ struct VaddModule {
                  {BufferKind::Transient, bytes, nullptr}};
     m.inputs = {{"a", DType::F32, {n}, 0}, {"b", DType::F32, {n}, 1}};
     m.outputs = {{"y", DType::F32, {n}, 2}};
-    m.executables = {{"cpu", "elf-x86_64-so", std::move(image),
-                      {"vadd", "vmul"}}};
     uint32_t groups = static_cast<uint32_t>((n + 15) / 16);
+    Entry vadd{"vadd", {groups, 1, 1}, {1, 1, 1}};
+    Entry vmul{"vmul", {groups, 1, 1}, {1, 1, 1}};
+    m.executables = {{"cpu", "elf-x86_64-so", std::move(image), {vadd, vmul}}};
     Dispatch add;
-    add.entry = 0;
-    add.workgroups[0] = groups;
+    add.kernel = 0;
     add.bindings = {{0, 0}, {1, 0}, {5, 0}, {4, 8}};
     Dispatch mul;
-    mul.entry = 1;
-    mul.workgroups[0] = groups;
+    mul.kernel = 1;
     mul.bindings = {{5, 0}, {3, 0}, {2, 0}, {4, 8}};
     m.dispatches = {add, mul};
   }

@@ -22,11 +22,14 @@ static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<model.onnx>"), 
 static cl::opt<std::string> outputPath("o", cl::desc("Output file (default: <model>.kiln; "
                                                      "'-' for stdout with --emit of a text stage)"),
                                        cl::value_desc("path"), cl::cat(category));
-static cl::opt<std::string> target("target", cl::desc("Target to compile for (see --list-targets)"),
-                                   cl::init("cpu"), cl::cat(category));
+static cl::list<std::string> targets("target",
+                                     cl::desc("Targets to compile for, comma-separated; one "
+                                              "artifact holds them all (see --list-targets)"),
+                                     cl::CommaSeparated, cl::value_desc("t1,t2,..."),
+                                     cl::cat(category));
 static cl::opt<bool> listTargets("list-targets", cl::desc("List the compiled-in targets and exit"),
                                  cl::cat(category));
-enum class Emit { OnnxMlir, Linalg, Dispatch, Codegen, Llvm, Asm, Artifact };
+enum class Emit { OnnxMlir, Linalg, Dispatch, Codegen, Llvm, Asm, Ptx, Cubin, Hsaco, Spirv, Artifact };
 static cl::opt<Emit> emit(
     "emit", cl::desc("Stage to stop at and print"), cl::init(Emit::Artifact),
     cl::values(clEnumValN(Emit::OnnxMlir, "onnx-mlir", "MLIR straight from the importer"),
@@ -36,6 +39,11 @@ static cl::opt<Emit> emit(
                clEnumValN(Emit::Codegen, "codegen", "kernels in the target's final dialects"),
                clEnumValN(Emit::Llvm, "llvm", "optimized LLVM IR of the kernels"),
                clEnumValN(Emit::Asm, "asm", "target assembly of the kernels"),
+               clEnumValN(Emit::Ptx, "ptx", "write each cuda arch's PTX into the -o folder"),
+               clEnumValN(Emit::Cubin, "cubin", "write each cuda arch's cubin into the -o folder"),
+               clEnumValN(Emit::Hsaco, "hsaco",
+                          "write each hip arch's code object into the -o folder"),
+               clEnumValN(Emit::Spirv, "spirv", "write the levelzero SPIR-V into the -o folder"),
                clEnumValN(Emit::Artifact, "artifact", "the .kiln file (default)")),
     cl::cat(category));
 static cl::list<std::string> inputShapes(
@@ -48,9 +56,20 @@ static cl::opt<std::string> triple("target-triple",
                                    cl::desc("LLVM triple to cross-compile for, e.g. "
                                             "aarch64-linux-gnu (default: host)"),
                                    cl::cat(category));
-static cl::opt<int64_t> maxWorkgroups("max-workgroups",
-                                      cl::desc("Upper bound on workgroups per dispatch"),
-                                      cl::init(64), cl::cat(category));
+static cl::list<std::string> cudaArchs(
+    "cuda-arch",
+    cl::desc("cuda: GPU archs to build cubins for; PTX of the lowest is kept for newer GPUs "
+             "(default: sm_80,sm_90)"),
+    cl::CommaSeparated, cl::value_desc("sm_XY,..."), cl::cat(category));
+static cl::list<std::string> hipArchs("hip-arch",
+                                      cl::desc("hip: AMDGPU archs to build code objects for "
+                                               "(default: gfx90a,gfx942,gfx1100)"),
+                                      cl::CommaSeparated, cl::value_desc("gfxN,..."),
+                                      cl::cat(category));
+static cl::opt<int64_t> maxWorkgroups(
+    "max-workgroups",
+    cl::desc("Upper bound on workgroups per dispatch (default: the target's; cpu 64)"),
+    cl::init(0), cl::cat(category));
 static cl::opt<bool> verbose("v", cl::desc("Print each stage as it runs, with timings"),
                              cl::cat(category));
 
@@ -81,22 +100,40 @@ int main(int argc, char **argv) {
 
   mlir::DialectRegistry registry;
   kiln::registerKilnCompiler(registry);
-  const kiln::TargetBackend *backend = kiln::lookupTargetBackend(target);
-  if (!backend) {
-    std::string names;
-    for (const auto &t : kiln::registeredTargetNames())
-      names += (names.empty() ? "" : ", ") + t;
-    return fail("unknown target '" + target + "' (available: " + names + ")");
+  if (targets.empty())
+    targets.push_back("cpu");
+  std::vector<const kiln::TargetBackend *> backends;
+  for (const std::string &t : targets) {
+    const kiln::TargetBackend *backend = kiln::lookupTargetBackend(t);
+    if (!backend) {
+      std::string names;
+      for (const auto &n : kiln::registeredTargetNames())
+        names += (names.empty() ? "" : ", ") + n;
+      return fail("unknown target '" + t + "' (available: " + names + ")");
+    }
+    if (llvm::is_contained(backends, backend))
+      return fail("target '" + t + "' is given twice");
+    backends.push_back(backend);
   }
+  bool perTargetText = emit == Emit::Dispatch || emit == Emit::Codegen || emit == Emit::Llvm ||
+                       emit == Emit::Asm;
+  if (perTargetText && backends.size() != 1)
+    return fail("--emit of a per-target stage needs exactly one --target");
   kiln::ImportOptions importOptions;
   for (const auto &spec : inputShapes)
     if (Error e = kiln::parseInputShape(spec, importOptions))
       return fail(toString(std::move(e)));
-  kiln::TargetOptions targetOptions;
-  targetOptions.cpu = cpu;
-  targetOptions.triple = triple;
-  kiln::CompileOptions options;
-  options.maxWorkgroups = maxWorkgroups;
+  auto optionsFor = [&](const kiln::TargetBackend &backend) {
+    kiln::TargetOptions o;
+    o.cpu = cpu;
+    o.triple = triple;
+    o.maxWorkgroups = maxWorkgroups;
+    if (backend.name() == "cuda")
+      o.archs.assign(cudaArchs.begin(), cudaArchs.end());
+    if (backend.name() == "hip")
+      o.archs.assign(hipArchs.begin(), hipArchs.end());
+    return o;
+  };
 
   auto start = std::chrono::steady_clock::now();
   auto step = [&](StringRef what) {
@@ -116,8 +153,12 @@ int main(int argc, char **argv) {
   if (failed(mlir::verify(module)))
     return fail("internal error: imported IR does not verify");
 
-  bool textStage = emit != Emit::Artifact;
+  bool binaries = emit == Emit::Ptx || emit == Emit::Cubin || emit == Emit::Hsaco ||
+                  emit == Emit::Spirv;
+  bool textStage = emit != Emit::Artifact && !binaries;
   std::string outPath = outputPath;
+  if (binaries && outPath.empty())
+    return fail("--emit of GPU binaries needs -o <folder>");
   if (outPath.empty())
     outPath = textStage ? "-" : (sys::path::parent_path(inputPath) +
                                  (sys::path::parent_path(inputPath).empty() ? "" : "/") +
@@ -135,24 +176,23 @@ int main(int argc, char **argv) {
   if (emit == Emit::OnnxMlir)
     return printModule(module);
 
-  auto runStage = [&](StringRef name, function_ref<void(mlir::PassManager &)> build) {
+  auto runStage = [&](mlir::Operation *op, StringRef name,
+                      function_ref<void(mlir::OpPassManager &)> build) {
     step(name);
-    mlir::PassManager pm(&context);
+    mlir::PassManager pm(&context, op->getName().getStringRef());
     if (failed(mlir::applyPassManagerCLOptions(pm)))
       return false;
     build(pm);
-    return succeeded(pm.run(module));
+    return succeeded(pm.run(op));
   };
-  if (!runStage("linalg: canonicalize and fuse elementwise ops",
-                [](mlir::PassManager &pm) { kiln::buildLinalgPipeline(pm); }))
+  if (!runStage(module, "linalg: canonicalize and fuse elementwise ops",
+                [](mlir::OpPassManager &pm) { kiln::buildLinalgPipeline(pm); }))
     return fail("the linalg stage failed (see the diagnostics above)");
   if (emit == Emit::Linalg)
     return printModule(module);
-  if (!runStage("dispatch: form dispatches, tile onto workgroups, bufferize",
-                [&](mlir::PassManager &pm) { kiln::buildDispatchPipeline(pm, options); }))
+  if (!runStage(module, "dispatch: form dispatches",
+                [&](mlir::OpPassManager &pm) { kiln::buildDispatchPipeline(pm); }))
     return fail("the dispatch stage failed (see the diagnostics above)");
-  if (emit == Emit::Dispatch)
-    return printModule(module);
 
   auto schedule = kiln::buildSchedule(module);
   if (!schedule)
@@ -161,33 +201,83 @@ int main(int argc, char **argv) {
         Twine(schedule->module.buffers.size()) + " buffers")
            .str());
 
-  if (!runStage("codegen: lower kernels for " + target, [&](mlir::PassManager &pm) {
-        kiln::buildCodegenPipeline(pm, *backend, targetOptions);
-      }))
-    return fail("code generation for '" + target + "' failed (see the diagnostics above)");
-  mlir::ModuleOp executable = kiln::getExecutableModule(module);
-  if (emit == Emit::Codegen)
-    return printModule(executable);
-  if (emit == Emit::Llvm || emit == Emit::Asm) {
-    step(emit == Emit::Llvm ? "llvm: translate and optimize" : "asm: emit assembly");
-    auto text = backend->emitText(executable, emit == Emit::Llvm ? "llvm" : "asm", targetOptions);
-    if (!text)
-      return fail(toString(text.takeError()));
-    std::error_code ec;
-    ToolOutputFile out(outPath, ec, sys::fs::OF_Text);
-    if (ec)
-      return fail("cannot write '" + outPath + "': " + ec.message());
-    out.os() << *text;
-    out.keep();
-    return 0;
-  }
+  if (binaries && sys::fs::create_directories(outPath))
+    return fail("cannot create the folder '" + outPath + "'");
+  for (const kiln::TargetBackend *backend : backends) {
+    std::string target = backend->name().str();
+    kiln::TargetOptions targetOptions = optionsFor(*backend);
+    // Each target tiles its own copy of the kernels.
+    mlir::OwningOpRef<mlir::ModuleOp> copy = module.clone();
+    mlir::ModuleOp executable = kiln::getExecutableModule(*copy);
+    if (executable) {
+      kiln::KernelOptions kernelOptions = backend->kernelOptions(targetOptions);
+      if (!runStage(executable, "kernels: tile onto " + target + " workgroups, bufferize",
+                    [&](mlir::OpPassManager &pm) { kiln::buildKernelPipeline(pm, kernelOptions); }))
+        return fail("the kernel stage for '" + target + "' failed (see the diagnostics above)");
+    }
+    if (emit == Emit::Dispatch)
+      return printModule(*copy);
+    kiln::KernelGrids grids = executable ? kiln::collectKernelGrids(executable)
+                                         : kiln::KernelGrids();
+    if (executable &&
+        !runStage(executable, "codegen: lower kernels for " + target,
+                  [&](mlir::OpPassManager &pm) {
+                    backend->buildCodegenPipeline(pm, targetOptions);
+                  }))
+      return fail("code generation for '" + target + "' failed (see the diagnostics above)");
+    if (!executable) {
+      // Nothing to compute on a device (outputs are inputs or constants).
+      if (textStage)
+        return fail("the model has no kernels");
+      continue;
+    }
+    if (emit == Emit::Codegen)
+      return printModule(executable);
+    if (emit == Emit::Llvm || emit == Emit::Asm) {
+      step(emit == Emit::Llvm ? "llvm: translate and optimize" : "asm: emit assembly");
+      auto text = backend->emitText(executable, emit == Emit::Llvm ? "llvm" : "asm", targetOptions);
+      if (!text)
+        return fail(toString(text.takeError()));
+      std::error_code ec;
+      ToolOutputFile out(outPath, ec, sys::fs::OF_Text);
+      if (ec)
+        return fail("cannot write '" + outPath + "': " + ec.message());
+      out.os() << *text;
+      out.keep();
+      return 0;
+    }
 
-  step("serialize: build the " + target.getValue() + " executable");
-  auto exe = backend->serialize(executable, targetOptions);
-  if (!exe)
-    return fail(toString(exe.takeError()));
-  if (Error e = kiln::attachExecutable(*schedule, std::move(*exe)))
-    return fail(toString(std::move(e)));
+    step("serialize: build the " + target + " executables");
+    auto exes = backend->serialize(executable, targetOptions, grids);
+    if (!exes)
+      return fail(toString(exes.takeError()));
+    for (kiln::artifact::Executable &exe : *exes) {
+      step("  " + target + ": " + exe.format + ", " + std::to_string(exe.image.size()) +
+           " bytes");
+      if (binaries) {
+        StringRef kind = emit == Emit::Ptx     ? "ptx"
+                         : emit == Emit::Cubin ? "cubin"
+                         : emit == Emit::Hsaco ? "hsaco"
+                                               : "spirv";
+        if (!StringRef(exe.format).starts_with(kind))
+          continue;
+        std::string ext = kind == "spirv" ? "spv" : kind.str();
+        std::string file = (outPath + "/" + sys::path::stem(inputPath) + "." + exe.format + "." + ext).str();
+        std::error_code ec;
+        ToolOutputFile out(file, ec, sys::fs::OF_None);
+        if (ec)
+          return fail("cannot write '" + file + "': " + ec.message());
+        out.os().write(reinterpret_cast<const char *>(exe.image.data()), exe.image.size());
+        out.keep();
+        outs() << file << "\n";
+        continue;
+      }
+      if (Error e = kiln::attachExecutable(*schedule, std::move(exe)))
+        return fail(toString(std::move(e)));
+    }
+  }
+  if (binaries)
+    return 0;
   step("write " + outPath);
   std::string err = kiln::artifact::writeArtifact(schedule->module, outPath);
   if (!err.empty())

@@ -253,6 +253,13 @@ public:
     return "host CPU through LLVM (x86-64, aarch64); workgroups on a thread pool";
   }
 
+  kiln::KernelOptions kernelOptions(const kiln::TargetOptions &options) const override {
+    kiln::KernelOptions k;
+    if (options.maxWorkgroups > 0)
+      k.maxWorkgroups = options.maxWorkgroups;
+    return k;
+  }
+
   void buildCodegenPipeline(OpPassManager &pm, const kiln::TargetOptions &) const override {
     // Written as text so the stage list reads top to bottom.
     static const char *pipeline =
@@ -288,8 +295,9 @@ public:
     return emitMachineCode(*lowered->mod, *lowered->tm, llvm::CodeGenFileType::AssemblyFile);
   }
 
-  llvm::Expected<kiln::artifact::Executable>
-  serialize(ModuleOp executable, const kiln::TargetOptions &options) const override {
+  llvm::Expected<std::vector<kiln::artifact::Executable>>
+  serialize(ModuleOp executable, const kiln::TargetOptions &options,
+            const kiln::KernelGrids &grids) const override {
     auto lowered = lowerToLLVM(executable, options);
     if (!lowered)
       return lowered.takeError();
@@ -306,10 +314,20 @@ public:
     llvm::Triple triple = tm->getTargetTriple();
     exe.format = "elf-" + std::string(triple.getArchName()) + "-so";
     exe.image = std::move(*so);
-    for (auto kernel : executable.getOps<LLVM::LLVMFuncOp>())
-      if (!kernel.isExternal())
-        exe.entries.push_back(kernel.getSymName().str());
-    return exe;
+    for (auto kernel : executable.getOps<LLVM::LLVMFuncOp>()) {
+      if (kernel.isExternal())
+        continue;
+      kiln::artifact::Entry entry;
+      entry.name = kernel.getSymName().str();
+      // A cpu workgroup is one task: the tiled grid is the launch grid.
+      if (auto it = grids.find(entry.name); it != grids.end())
+        for (int i = 0; i < 3; ++i)
+          entry.workgroupCount[i] = it->second[i];
+      exe.entries.push_back(std::move(entry));
+    }
+    std::vector<kiln::artifact::Executable> exes;
+    exes.push_back(std::move(exe));
+    return exes;
   }
 };
 

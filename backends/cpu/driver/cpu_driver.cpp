@@ -291,7 +291,7 @@ void executableUnload(void *, void *executable) {
 }
 
 kiln_status executableLoad(void *, const char *format, const void *image,
-                           uint64_t size, const char *const *entries,
+                           uint64_t size, const kiln_driver_entry *entries,
                            uint32_t entryCount, void **executable) {
   if (!*kNativeFormat || std::strcmp(format, kNativeFormat) != 0)
     return kiln_driver_error(KILN_ERROR_UNAVAILABLE,
@@ -318,11 +318,11 @@ kiln_status executableLoad(void *, const char *format, const void *image,
     return s;
   }
   for (uint32_t i = 0; i < entryCount; ++i) {
-    void *sym = ::dlsym(exe->handle, entries[i]);
+    void *sym = ::dlsym(exe->handle, entries[i].name);
     if (!sym) {
       executableUnload(nullptr, exe);
       return kiln_driver_error(KILN_ERROR_NOT_FOUND,
-                               "executable has no entry point '%s'", entries[i]);
+                               "executable has no entry point '%s'", entries[i].name);
     }
     exe->entries.push_back(reinterpret_cast<KernelFn>(sym));
   }

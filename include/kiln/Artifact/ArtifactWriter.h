@@ -38,12 +38,23 @@ struct TensorDesc {
   uint32_t buffer = 0;
 };
 
-/// One target's code: e.g. target "cpu", format "elf-x86_64-so".
+/// One kernel of an executable. Each target tiles a kernel its own way, so
+/// the grid (workgroup count) and the threads per workgroup belong to the
+/// target's entry, not to the dispatch.
+struct Entry {
+  std::string name;
+  uint32_t workgroupCount[3] = {1, 1, 1};
+  uint32_t workgroupSize[3] = {1, 1, 1};
+};
+
+/// One target's code: e.g. target "cpu", format "elf-x86_64-so". Every
+/// executable of a module has the same kernels in the same order; a target
+/// may have several executables (one per GPU arch), tried in order.
 struct Executable {
   std::string target;
   std::string format;
   std::vector<uint8_t> image;
-  std::vector<std::string> entries;
+  std::vector<Entry> entries;
 };
 
 struct Binding {
@@ -51,12 +62,9 @@ struct Binding {
   uint64_t offset = 0;
 };
 
-/// One kernel launch: entries[entry] of executables[executable] over a
-/// workgroups[0] x [1] x [2] grid.
+/// One kernel launch: entries[kernel] of whichever executable runs.
 struct Dispatch {
-  uint32_t executable = 0;
-  uint32_t entry = 0;
-  uint32_t workgroups[3] = {1, 1, 1};
+  uint32_t kernel = 0;
   std::vector<Binding> bindings;
 };
 

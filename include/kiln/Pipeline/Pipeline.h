@@ -11,11 +11,6 @@
 
 namespace kiln {
 
-struct CompileOptions {
-  int64_t maxWorkgroups = 64;
-  int64_t minTileElements = 4096;
-};
-
 /// Registers every dialect, pass and interface the compiler uses, plus the
 /// backends (kiln-opt and kiln-compile share this).
 void registerKilnCompiler(mlir::DialectRegistry &registry);
@@ -23,8 +18,13 @@ void registerKilnCompiler(mlir::DialectRegistry &registry);
 /// Imported IR -> fused linalg on tensors.
 void buildLinalgPipeline(mlir::OpPassManager &pm);
 /// Fused linalg -> host function of kiln.dispatch + executable module of
-/// bufferized kernels over gpu.block_id workgroups.
-void buildDispatchPipeline(mlir::OpPassManager &pm, const CompileOptions &options);
+/// kernels on tensors. Target-independent: the schedule is built from this.
+void buildDispatchPipeline(mlir::OpPassManager &pm);
+/// On an executable module: tile kernels onto workgroups, bufferize, and map
+/// the workgroup loop to gpu.block_id. Each target runs it on its own copy.
+void buildKernelPipeline(mlir::OpPassManager &pm, const KernelOptions &options);
+/// The grids the kernel pipeline recorded on the kernels.
+KernelGrids collectKernelGrids(mlir::ModuleOp executable);
 /// Runs `backend`'s codegen pipeline on the executable module.
 void buildCodegenPipeline(mlir::OpPassManager &pm, const TargetBackend &backend,
                           const TargetOptions &options);
@@ -37,12 +37,12 @@ mlir::ModuleOp getExecutableModule(mlir::ModuleOp module);
 /// both must outlive the write.
 struct Schedule {
   artifact::Module module;
-  std::vector<std::string> dispatchKernels; // kernel symbol of each dispatch
+  std::vector<std::string> kernels; // dispatch.kernel indexes this
   std::deque<std::vector<uint8_t>> storage;
 };
 llvm::Expected<Schedule> buildSchedule(mlir::ModuleOp module);
 
-/// Adds the executable and resolves each dispatch's entry index.
+/// Adds the executable with its entries in the schedule's kernel order.
 llvm::Error attachExecutable(Schedule &schedule, artifact::Executable executable);
 
 } // namespace kiln

@@ -14,6 +14,8 @@
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/Error.h"
 
+#include <array>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,7 +27,25 @@ struct TargetOptions {
   std::string triple;
   /// CPU / chip name; empty means the backend's default (cpu: the host CPU).
   std::string cpu;
+  /// Chips to build for (GPU archs such as sm_90 or gfx942); empty means the
+  /// backend's documented default list.
+  std::vector<std::string> archs;
+  /// Upper bound on workgroups per dispatch; 0 means the backend's default.
+  int64_t maxWorkgroups = 0;
 };
+
+/// How the shared kernel pipeline tiles one target's kernels.
+struct KernelOptions {
+  int64_t maxWorkgroups = 64;
+  /// Smallest number of output elements a workgroup should compute.
+  int64_t minTileElements = 4096;
+  /// Tile the innermost parallel loops first (GPU threads want neighbouring
+  /// workgroups on neighbouring addresses); else the outermost first.
+  bool innermostFirst = false;
+};
+
+/// Each kernel's grid of workgroups after tiling, by kernel name.
+using KernelGrids = std::map<std::string, std::array<int64_t, 3>>;
 
 class TargetBackend {
 public:
@@ -33,6 +53,8 @@ public:
   /// The name users pass to --target and the runtime driver's name.
   virtual llvm::StringRef name() const = 0;
   virtual llvm::StringRef description() const = 0;
+  /// How this target wants kernels tiled onto workgroups.
+  virtual KernelOptions kernelOptions(const TargetOptions &options) const = 0;
   /// Passes from the shared kernel form to the backend's final dialects.
   virtual void buildCodegenPipeline(mlir::OpPassManager &pm,
                                     const TargetOptions &options) const = 0;
@@ -40,9 +62,12 @@ public:
   virtual llvm::Expected<std::string> emitText(mlir::ModuleOp executable,
                                                llvm::StringRef stage,
                                                const TargetOptions &options) const = 0;
-  /// The code object that goes into the artifact.
-  virtual llvm::Expected<artifact::Executable>
-  serialize(mlir::ModuleOp executable, const TargetOptions &options) const = 0;
+  /// The code objects that go into the artifact (several for several chips,
+  /// in the order the runtime should try them). `grids` gives each kernel's
+  /// workgroup grid as tiled; a backend maps it onto its launch grid.
+  virtual llvm::Expected<std::vector<artifact::Executable>>
+  serialize(mlir::ModuleOp executable, const TargetOptions &options,
+            const KernelGrids &grids) const = 0;
 };
 
 void registerTargetBackend(std::unique_ptr<TargetBackend> backend);

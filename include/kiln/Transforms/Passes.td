@@ -41,6 +41,8 @@ def TileWorkgroups : Pass<"kiln-tile-workgroups", "mlir::ModuleOp"> {
            "Upper bound on the number of workgroups of one dispatch">,
     Option<"minTileElements", "min-tile-elements", "int64_t", "4096",
            "Smallest number of output elements one workgroup should compute">,
+    Option<"innermostFirst", "innermost-first", "bool", "false",
+           "Tile the innermost parallel loops first (for GPU coalescing)">,
   ];
   let dependentDialects = ["mlir::scf::SCFDialect", "mlir::tensor::TensorDialect",
                            "mlir::affine::AffineDialect"];

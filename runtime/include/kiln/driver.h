@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define KILN_DRIVER_ABI_VERSION 1u
+#define KILN_DRIVER_ABI_VERSION 2u
 
 /* Strings are static (or live as long as the process). */
 typedef struct kiln_driver_device_desc {
@@ -37,6 +37,13 @@ typedef struct kiln_driver_device_desc {
 typedef struct kiln_driver_device_options {
   uint32_t num_threads; /* 0: driver default. */
 } kiln_driver_device_options;
+
+/* A kernel of an executable and the threads of one of its workgroups (GPU
+ * block size; 1x1x1 on targets that run a workgroup as one task). */
+typedef struct kiln_driver_entry {
+  const char *name;
+  uint32_t workgroup_size[3];
+} kiln_driver_entry;
 
 /* A buffer handle plus a byte offset into it. */
 typedef struct kiln_driver_binding {
@@ -71,7 +78,7 @@ typedef struct kiln_driver {
    * for a missing entry. */
   kiln_status (*executable_load)(void *device, const char *format,
                                  const void *image, uint64_t image_size,
-                                 const char *const *entries,
+                                 const kiln_driver_entry *entries,
                                  uint32_t entry_count, void **executable);
   void (*executable_unload)(void *device, void *executable);
 
