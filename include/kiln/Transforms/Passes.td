@@ -72,4 +72,26 @@ def MapWorkgroups : Pass<"kiln-map-workgroups", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::arith::ArithDialect"];
 }
 
+def GpuDistribute : Pass<"kiln-gpu-distribute", "mlir::ModuleOp"> {
+  let summary = "Map each kernel's workgroup grid onto GPU threads; outline into a gpu.module";
+  let description = [{
+    Runs on an executable module after the shared kernel pipeline (kernels
+    over `gpu.block_id`, tiled finely for GPUs). A GPU thread runs one Kiln
+    workgroup: the grid `kiln.workgroups = [x, y, z]` is linearized with z
+    fastest (innermost tiles on neighbouring threads, so loads coalesce),
+    packed into blocks of `kiln.block` threads, and the body is guarded for
+    the last, partial block. Per-workgroup temporaries move to private
+    memory. Kernels become `gpu.func` kernels of one `gpu.module
+    @kiln_kernels`; the executable module records each kernel's block size
+    and launch grid as `kiln.gpu_launches = {name = [block, launch]}`. Every GPU vendor shares this; only the lowering of
+    the gpu.module differs.
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", "128",
+           "Threads per block when the grid is large enough">,
+  ];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
+}
+
 #endif // KILN_TRANSFORMS_PASSES

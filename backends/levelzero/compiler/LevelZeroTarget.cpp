@@ -1,0 +1,138 @@
+//===- LevelZeroTarget.cpp - Intel GPUs: SPIR-V kernels for Level Zero ----===//
+//
+// Level Zero consumes SPIR-V in the OpenCL (Kernel) execution model: buffers
+// are CrossWorkgroup pointers passed as kernel arguments, 64-bit physical
+// addressing. MLIR's GPU -> SPIR-V conversion does the lowering and its
+// SPIR-V target serializes the module.
+//
+//===----------------------------------------------------------------------===//
+#include "kiln/Target/GpuTarget.h"
+
+#include "mlir/Conversion/MemRefToSPIRV/MemRefToSPIRV.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/SPIRV/IR/SPIRVAttributes.h"
+#include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
+#include "mlir/Dialect/SPIRV/IR/SPIRVOps.h"
+#include "mlir/Dialect/SPIRV/IR/TargetAndABI.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassRegistry.h"
+
+using namespace mlir;
+using kiln::gpu::makeError;
+
+namespace {
+
+/// Readies kernels for MLIR's SPIR-V lowering, which takes the workgroup
+/// size from an entry-point ABI attribute and whose OpenCL memory-space map
+/// knows no gpu.address_space: buffers become CrossWorkgroup, a thread's
+/// temporaries Function storage.
+struct PrepareSpirvPass
+    : PassWrapper<PrepareSpirvPass, OperationPass<mlir::gpu::GPUModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(PrepareSpirvPass)
+  StringRef getArgument() const final { return "kiln-spirv-prepare"; }
+  StringRef getDescription() const final {
+    return "Give GPU kernels entry-point ABIs, OpenCL storage classes and the target env";
+  }
+  void getDependentDialects(DialectRegistry &registry) const override {
+    registry.insert<spirv::SPIRVDialect>();
+  }
+  void runOnOperation() override {
+    mlir::gpu::GPUModuleOp module = getOperation();
+    // convert-math-to-spirv reads the environment from this attribute.
+    if (ArrayAttr targets = module.getTargetsAttr())
+      for (Attribute t : targets)
+        if (auto env = dyn_cast<spirv::TargetEnvAttr>(t))
+          module->setAttr(spirv::getTargetEnvAttrName(), env);
+    for (auto func : module.getOps<mlir::gpu::GPUFuncOp>()) {
+      if (!func.isKernel())
+        continue;
+      DenseI32ArrayAttr block = func.getKnownBlockSizeAttr();
+      SmallVector<int32_t> size = block ? SmallVector<int32_t>(block.asArrayRef())
+                                        : SmallVector<int32_t>{1, 1, 1};
+      func->setAttr(spirv::getEntryPointABIAttrName(),
+                    spirv::getEntryPointABIAttr(func.getContext(), size));
+    }
+    spirv::MemorySpaceToStorageClassConverter converter(
+        [](Attribute space) -> std::optional<spirv::StorageClass> {
+          if (!space)
+            return spirv::StorageClass::CrossWorkgroup;
+          auto gpuSpace = dyn_cast<mlir::gpu::AddressSpaceAttr>(space);
+          if (!gpuSpace)
+            return std::nullopt;
+          switch (gpuSpace.getValue()) {
+          case mlir::gpu::AddressSpace::Global:
+            return spirv::StorageClass::CrossWorkgroup;
+          case mlir::gpu::AddressSpace::Workgroup:
+            return spirv::StorageClass::Workgroup;
+          case mlir::gpu::AddressSpace::Private:
+            return spirv::StorageClass::Function;
+          }
+          return std::nullopt;
+        });
+    spirv::convertMemRefTypesAndAttrs(getOperation(), converter);
+  }
+};
+
+class LevelZeroTarget : public kiln::TargetBackend {
+public:
+  llvm::StringRef name() const override { return "levelzero"; }
+  llvm::StringRef description() const override {
+    return "Intel GPUs through Level Zero: SPIR-V (OpenCL kernels) through MLIR's SPIR-V "
+           "conversion";
+  }
+
+  kiln::KernelOptions kernelOptions(const kiln::TargetOptions &options) const override {
+    return kiln::gpu::kernelOptions(options);
+  }
+
+  void buildCodegenPipeline(OpPassManager &pm, const kiln::TargetOptions &) const override {
+    kiln::gpu::buildDistributionPipeline(pm);
+    // SPIR-V has no strided views: subviews fold into the indices of loads
+    // and stores first. Math ops are converted on their own because the GPU
+    // conversion leaves them out.
+    static const char *pipeline =
+        "spirv-attach-target{ver=v1.2 client_api=OpenCL "
+        "caps=Addresses,Kernel,Int64,Int16,Int8,Float16,Float64,Int64Atomics},"
+        "gpu.module(fold-memref-alias-ops, lower-affine, canonicalize, math-expand-ops{ops=rsqrt},"
+        "kiln-spirv-prepare, convert-math-to-spirv),"
+        "convert-gpu-to-spirv{use-64bit-index=true},"
+        "gpu.module(spirv.module(spirv-lower-abi-attrs, spirv-update-vce))";
+    if (failed(parsePassPipeline(pipeline, pm, llvm::errs())))
+      llvm::report_fatal_error("kiln: invalid levelzero codegen pipeline");
+  }
+
+  llvm::Expected<std::string> emitText(ModuleOp executable, llvm::StringRef stage,
+                                       const kiln::TargetOptions &) const override {
+    if (stage != "asm")
+      return makeError("--emit=llvm is not available for levelzero; use --emit=asm (the "
+                       "spirv.module) or --emit=spirv -o DIR");
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    executable.walk([&](spirv::ModuleOp m) { m.print(os); });
+    return text;
+  }
+
+  llvm::Expected<std::vector<kiln::artifact::Executable>>
+  serialize(ModuleOp executable, const kiln::TargetOptions &,
+            const kiln::KernelGrids &) const override {
+    auto objects = kiln::gpu::serializeGpuModule(executable, "bin", "");
+    if (!objects)
+      return objects.takeError();
+    kiln::artifact::Executable exe;
+    exe.target = "levelzero";
+    exe.format = "spirv";
+    exe.image.assign(objects->front().bytes.begin(), objects->front().bytes.end());
+    exe.entries = kiln::gpu::kernelEntries(executable);
+    std::vector<kiln::artifact::Executable> exes;
+    exes.push_back(std::move(exe));
+    return exes;
+  }
+};
+
+} // namespace
+
+void registerLevelZeroTarget() {
+  static PassRegistration<PrepareSpirvPass> abi;
+  kiln::registerTargetBackend(std::make_unique<LevelZeroTarget>());
+}
