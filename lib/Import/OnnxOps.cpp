@@ -520,6 +520,115 @@ static Value castScalar(OpBuilder &ob, Location l, Value v, Type to) {
   return arith::TruncIOp::create(ob, l, to, v);
 }
 
+/// Applies `fn` elementwise over all inputs of the node (broadcast), with a
+/// result of element type `resultElem`.
+static LogicalResult mapInputs(Importer &im, Type resultElem, BodyFn fn) {
+  SmallVector<Value> ins;
+  for (unsigned i = 0; i < (unsigned)im.node->input_size(); ++i)
+    ins.push_back(im.input(i));
+  auto r = im.elementwise(ins, resultElem, fn);
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+/// ONNX Mod: with fmod=0 the result takes the divisor's sign (Python's %),
+/// with fmod=1 the dividend's (C's fmod); floats require fmod=1.
+static LogicalResult handleMod(Importer &im) {
+  bool fmod = im.attrInt("fmod", 0) != 0;
+  Value a = im.input(0), c = im.input(1);
+  Type et = im.elementType(a);
+  if (et != im.elementType(c))
+    return im.fail("inputs have different element types");
+  if (isFloat(et) && !fmod)
+    return im.fail("fmod=0 is invalid for floating-point inputs");
+  return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    if (isFloat(et))
+      return arith::RemFOp::create(ob, l, v[0], v[1]);
+    Value r = arith::RemSIOp::create(ob, l, v[0], v[1]);
+    if (fmod)
+      return r;
+    Value zero = zeroOf(ob, l, et);
+    Value nonZero = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ne, r, zero);
+    Value rNeg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, r, zero);
+    Value bNeg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, v[1], zero);
+    Value differ = arith::XOrIOp::create(ob, l, rNeg, bNeg);
+    Value fix = arith::AndIOp::create(ob, l, nonZero, differ);
+    return arith::SelectOp::create(ob, l, fix, arith::AddIOp::create(ob, l, r, v[1]), r);
+  });
+}
+
+static LogicalResult handlePRelu(Importer &im) {
+  Type et = im.elementType(im.input(0));
+  if (et != im.elementType(im.input(1)))
+    return im.fail("inputs have different element types");
+  return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value zero = zeroOf(ob, l, et);
+    Value neg = isFloat(et)
+                    ? (Value)arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, v[0], zero)
+                    : (Value)arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, v[0], zero);
+    return arith::SelectOp::create(ob, l, neg, mulOp(ob, l, v[0], v[1]), v[0]);
+  });
+}
+
+static LogicalResult handleSign(Importer &im) {
+  Type et = im.elementType(im.input(0));
+  return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value zero = zeroOf(ob, l, et);
+    Value one = im.constantScalar(ob, l, et, 1.0);
+    Value minusOne = im.constantScalar(ob, l, et, -1.0);
+    Value pos = gtOp(ob, l, v[0], zero), neg = ltOp(ob, l, v[0], zero);
+    Value y = arith::SelectOp::create(ob, l, neg, minusOne, zero);
+    y = arith::SelectOp::create(ob, l, pos, one, y);
+    // NaN compares false both ways; numpy's sign keeps it NaN.
+    if (isFloat(et))
+      y = arith::SelectOp::create(
+          ob, l, arith::CmpFOp::create(ob, l, arith::CmpFPredicate::UNO, v[0], v[0]), v[0], y);
+    return y;
+  });
+}
+
+static LogicalResult handleIsInf(Importer &im) {
+  bool pos = im.attrInt("detect_positive", 1), neg = im.attrInt("detect_negative", 1);
+  Type et = im.elementType(im.input(0));
+  if (!isFloat(et))
+    return im.fail("IsInf needs a floating-point input");
+  return mapInputs(im, im.b.getI1Type(), [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value inf = im.constantScalar(ob, l, et, INFINITY);
+    Value ninf = im.constantScalar(ob, l, et, -INFINITY);
+    Value isPos = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, v[0], inf);
+    Value isNeg = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, v[0], ninf);
+    Value f = arith::ConstantOp::create(ob, l, ob.getBoolAttr(false));
+    return arith::OrIOp::create(ob, l, pos ? isPos : f, neg ? isNeg : f);
+  });
+}
+
+static LogicalResult handleShrink(Importer &im) {
+  double bias = im.attrFloat("bias", 0.0f), lambd = im.attrFloat("lambd", 0.5f);
+  Type et = im.elementType(im.input(0));
+  return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value x = v[0];
+    Value lo = im.constantScalar(ob, l, et, -lambd), hi = im.constantScalar(ob, l, et, lambd);
+    Value b = im.constantScalar(ob, l, et, bias);
+    Value y = arith::SelectOp::create(ob, l, gtOp(ob, l, x, hi), subOp(ob, l, x, b),
+                                      zeroOf(ob, l, et));
+    return arith::SelectOp::create(ob, l, ltOp(ob, l, x, lo), addOp(ob, l, x, b), y);
+  });
+}
+
+static LogicalResult handleCastLike(Importer &im) {
+  Type t = im.elementType(im.input(1));
+  Value x = im.input(0);
+  auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
+    return castScalar(ob, l, v[0], t);
+  });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
 static LogicalResult handleCast(Importer &im) {
   int to = im.attrInt("to", 0);
   Type t = onnxElementType(im.ctx, to);
@@ -569,7 +678,7 @@ static FailureOr<SmallVector<int64_t>> reduceAxes(Importer &im, int64_t rank,
   return axes;
 }
 
-enum class ReduceKind { Sum, Mean, Max, Min, Prod, SumSquare, L1, L2 };
+enum class ReduceKind { Sum, Mean, Max, Min, Prod, SumSquare, L1, L2, LogSum, LogSumExp };
 
 static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSince) {
   Value x = im.input(0);
@@ -583,7 +692,8 @@ static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSi
     im.setOutput(0, x);
     return success();
   }
-  if ((kind == ReduceKind::Mean || kind == ReduceKind::L2) && !isFloat(et))
+  bool logOut = kind == ReduceKind::LogSum || kind == ReduceKind::LogSumExp;
+  if ((kind == ReduceKind::Mean || kind == ReduceKind::L2 || logOut) && !isFloat(et))
     return im.fail("supported for floating-point inputs only");
   TypedAttr init;
   auto floatOrInt = [&](double f) -> TypedAttr {
@@ -602,8 +712,11 @@ static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSi
   default: init = floatOrInt(0); break;
   }
   Value in = x;
-  if (kind == ReduceKind::SumSquare || kind == ReduceKind::L2 || kind == ReduceKind::L1) {
+  if (kind == ReduceKind::SumSquare || kind == ReduceKind::L2 || kind == ReduceKind::L1 ||
+      kind == ReduceKind::LogSumExp) {
     auto pre = im.elementwise({x}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      if (kind == ReduceKind::LogSumExp)
+        return math::ExpOp::create(ob, l, v[0]);
       if (kind == ReduceKind::L1)
         return isFloat(et) ? (Value)math::AbsFOp::create(ob, l, v[0])
                            : (Value)math::AbsIOp::create(ob, l, v[0]);
@@ -617,13 +730,15 @@ static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSi
                       [&](OpBuilder &ob, Location l, Value acc, Value v) {
                         return combine(ob, l, acc, v);
                       });
-  if (kind == ReduceKind::Mean || kind == ReduceKind::L2) {
+  if (kind == ReduceKind::Mean || kind == ReduceKind::L2 || logOut) {
     int64_t n = 1;
     for (int64_t a : *axes)
       n *= im.shapeOf(x)[a];
     auto post = im.elementwise({r}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       if (kind == ReduceKind::L2)
         return math::SqrtOp::create(ob, l, v[0]);
+      if (logOut)
+        return math::LogOp::create(ob, l, v[0]);
       return arith::DivFOp::create(ob, l, v[0], im.constantScalar(ob, l, et, (double)n));
     });
     if (failed(post))
@@ -1509,6 +1624,30 @@ static LogicalResult handleSplit(Importer &im) {
   return success();
 }
 
+static LogicalResult handleGatherElements(Importer &im) {
+  Value data = im.input(0), indices = im.input(1);
+  ArrayRef<int64_t> ds = im.shapeOf(data), is = im.shapeOf(indices);
+  if (ds.size() != is.size())
+    return im.fail("data and indices must have the same rank");
+  auto axis = im.normalizeAxis(im.attrInt("axis", 0), ds.size());
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis, dim = ds[ax];
+  AffineMap id = AffineMap::getMultiDimIdentityMap(is.size(), &im.ctx);
+  Value r = indexedGeneric(im, is, im.elementType(data), [&](OpBuilder &ob, Location l, ValueRange a) {
+    Value i = arith::IndexCastOp::create(ob, l, ob.getIndexType(), a.back());
+    Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, i, idxConst(ob, l, 0));
+    i = arith::SelectOp::create(ob, l, neg, arith::AddIOp::create(ob, l, i, idxConst(ob, l, dim)), i);
+    // Out-of-range indices are an error in ONNX; clamp rather than fault.
+    i = clampIndex(ob, l, i, 0, dim - 1);
+    SmallVector<Value> at = llvm::to_vector(a.drop_back());
+    at[ax] = i;
+    return tensor::ExtractOp::create(ob, l, data, at).getResult();
+  }, ValueRange{indices}, {id});
+  im.setOutput(0, r);
+  return success();
+}
+
 static LogicalResult handleGather(Importer &im) {
   Value data = im.input(0), indices = im.input(1);
   ArrayRef<int64_t> ds = im.shapeOf(data), is = im.shapeOf(indices);
@@ -1717,6 +1856,58 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
         return tanhApprox ? geluTanh(im, ob, l, v[0]) : geluErf(im, ob, l, v[0]);
       });
     };
+    t["Acos"] = [](Importer &im) { return mathUnary<math::AcosOp>(im); };
+    t["Asin"] = [](Importer &im) { return mathUnary<math::AsinOp>(im); };
+    t["Atan"] = [](Importer &im) { return mathUnary<math::AtanOp>(im); };
+    t["Acosh"] = [](Importer &im) { return mathUnary<math::AcoshOp>(im); };
+    t["Asinh"] = [](Importer &im) { return mathUnary<math::AsinhOp>(im); };
+    t["Atanh"] = [](Importer &im) { return mathUnary<math::AtanhOp>(im); };
+    t["Sinh"] = [](Importer &im) { return mathUnary<math::SinhOp>(im); };
+    t["Cosh"] = [](Importer &im) { return mathUnary<math::CoshOp>(im); };
+    t["Tan"] = [](Importer &im) { return mathUnary<math::TanOp>(im); };
+    // ONNX rounds halves to even, like numpy.
+    t["Round"] = [](Importer &im) { return mathUnary<math::RoundEvenOp>(im); };
+    t["Softsign"] = [](Importer &im) {
+      return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value d = arith::AddFOp::create(ob, l, cst(im, ob, l, v[0], 1.0),
+                                        math::AbsFOp::create(ob, l, v[0]));
+        return arith::DivFOp::create(ob, l, v[0], d);
+      });
+    };
+    t["Selu"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 1.67326319217681884765625f);
+      double gamma = im.attrFloat("gamma", 1.05070102214813232421875f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value pos = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, v[0],
+                                          zeroOf(ob, l, v[0].getType()));
+        Value e = arith::SubFOp::create(
+            ob, l, arith::MulFOp::create(ob, l, math::ExpOp::create(ob, l, v[0]),
+                                         cst(im, ob, l, v[0], alpha)),
+            cst(im, ob, l, v[0], alpha));
+        Value y = arith::SelectOp::create(ob, l, pos, v[0], e);
+        return arith::MulFOp::create(ob, l, y, cst(im, ob, l, v[0], gamma));
+      });
+    };
+    t["ThresholdedRelu"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 1.0f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value gt = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, v[0],
+                                         cst(im, ob, l, v[0], alpha));
+        return arith::SelectOp::create(ob, l, gt, v[0], zeroOf(ob, l, v[0].getType()));
+      });
+    };
+    t["IsNaN"] = [](Importer &im) {
+      if (!isFloat(im.elementType(im.input(0))))
+        return im.fail("IsNaN needs a floating-point input");
+      return mapInputs(im, im.b.getI1Type(), F_BODY(arith::CmpFOp::create(
+                                                 ob, l, arith::CmpFPredicate::UNO, v[0], v[0])));
+    };
+    t["IsInf"] = handleIsInf;
+    t["Sign"] = handleSign;
+    t["Shrink"] = handleShrink;
+    t["PRelu"] = handlePRelu;
+    t["Mod"] = handleMod;
+    t["CastLike"] = handleCastLike;
     t["Clip"] = handleClip;
     t["Where"] = handleWhere;
     t["Cast"] = handleCast;
@@ -1730,6 +1921,11 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["ReduceSumSquare"] = [](Importer &im) { return handleReduce(im, ReduceKind::SumSquare, 18); };
     t["ReduceL1"] = [](Importer &im) { return handleReduce(im, ReduceKind::L1, 18); };
     t["ReduceL2"] = [](Importer &im) { return handleReduce(im, ReduceKind::L2, 18); };
+    t["ReduceLogSum"] = [](Importer &im) { return handleReduce(im, ReduceKind::LogSum, 18); };
+    t["ReduceLogSumExp"] = [](Importer &im) {
+      return handleReduce(im, ReduceKind::LogSumExp, 18);
+    };
+    t["GatherElements"] = handleGatherElements;
     t["Softmax"] = [](Importer &im) { return handleSoftmax(im, false); };
     t["LogSoftmax"] = [](Importer &im) { return handleSoftmax(im, true); };
     t["LayerNormalization"] = handleLayerNorm;

@@ -304,6 +304,14 @@ case("reducesum-int64", one("ReduceSum", [("x", I([[1, 2, 3], [4, 5, -6]])), ("a
 case("reducemax-18-input", one("ReduceMax", [("x", F(2, 3, 4)), ("a", I([1]))], {"keepdims": 0},
                                consts=["a"], opset=18))
 case("reducemax-18-all-keep", one("ReduceMax", [("x", F(2, 3, 4, lo=-5, hi=-1))], opset=18))
+# ONNX's own ReduceLogSum* tests pass axes as a graph input, which Kiln cannot
+# take at run time; these cover the constant-axes path.
+case("reducelogsum-18-const-axes", one("ReduceLogSum", [("x", F(2, 3, 4, lo=0.1, hi=2)),
+                                                        ("a", I([1]))], consts=["a"], opset=18))
+case("reducelogsumexp-18-const-axes", one("ReduceLogSumExp", [("x", F(2, 3, 4)), ("a", I([0, 2]))],
+                                          {"keepdims": 0}, consts=["a"], opset=18))
+case("reducelogsumexp-13-attr", one("ReduceLogSumExp", [("x", F(2, 3, 4))], {"axes": [-1]},
+                                    opset=13))
 
 # --- constants and shape ops --------------------------------------------------
 n = helper.make_node

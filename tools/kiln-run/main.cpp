@@ -1,12 +1,14 @@
 //===- kiln-run - Run a compiled .kiln artifact ---------------------------===//
 //
-// Binds inputs from .npy files, literals or seeded random data, runs, and
+// Binds inputs from .npy files, ONNX TensorProto (.pb) files, literals or
+// seeded random data, runs, and
 // summarizes or saves the outputs. Errors print one line and exit 1 (2 for
 // command-line misuse); nothing here should be able to crash.
 //
 //===----------------------------------------------------------------------===//
 #include "kiln/runtime.h"
 #include "npy.h"
+#include "tensor_proto.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -36,6 +38,10 @@ options:
   --input=SPEC       bind an input; repeat for several. SPEC is one of:
                        NAME=@file.npy        by name, from a .npy file
                        @file.npy             by position
+                       NAME=@file.pb         from a serialized ONNX
+                       @file.pb              TensorProto (as in ONNX's test
+                                             data); any file that is not
+                                             .npy is read as a TensorProto
                        DIMSxDTYPE=V1,V2,...  by position, literal values,
                                              e.g. 2x3xf32=1,2,3,4,5,6 or f32=3
                        NAME=DIMSxDTYPE=...   by name, literal values
@@ -44,7 +50,9 @@ options:
                      are random (floats uniform in [-1,1), integers in
                      [0,10), booleans 0/1), seeded by --seed.
   --output=@FILE.npy write the next output (in output order) to FILE.npy;
-                     repeat for several
+                     repeat for several. A FILE.pb is written as an ONNX
+                     TensorProto instead (named like the output; the only
+                     form for bf16, which .npy cannot hold)
   --seed=N           seed for random inputs (default 0)
   --repeat=N         run N times and print min/median latency
   --print-all        print every output value, not just the first 16
@@ -232,7 +240,7 @@ bool storeLiteral(kiln_dtype t, uint8_t *p, const std::string &tok) {
 struct InputSpec {
   std::string text;  // As given, for messages.
   std::string name;  // Empty: positional.
-  std::string npy;   // Set for @file.npy.
+  std::string npy;   // Set for @file.npy or @file.pb.
   kiln_dtype dtype = KILN_DTYPE_F32;
   std::vector<int64_t> dims;
   std::string values; // Literal form.
@@ -263,7 +271,7 @@ InputSpec parseInputSpec(const std::string &text) {
   spec.text = text;
   auto bad = [&]() {
     usageError("bad --input='" + text +
-               "': expected NAME=@file.npy, @file.npy, DIMSxDTYPE=VALUES or "
+               "': expected NAME=@FILE, @FILE (.npy or .pb), DIMSxDTYPE=VALUES or "
                "NAME=DIMSxDTYPE=VALUES");
   };
   if (text.empty())
@@ -299,11 +307,27 @@ InputSpec parseInputSpec(const std::string &text) {
   return spec;
 }
 
+/// .npy files announce themselves with a magic string; TensorProto files
+/// have none, so anything else (or a .pb name) is decoded as a TensorProto.
+std::string readTensorFile(const std::string &path, npy::Array &a) {
+  if (!kiln::tensor_proto::hasTensorProtoExtension(path)) {
+    FILE *f = std::fopen(path.c_str(), "rb");
+    if (!f)
+      return path + ": " + std::strerror(errno);
+    char magic[6] = {};
+    size_t n = std::fread(magic, 1, sizeof(magic), f);
+    std::fclose(f);
+    if (n == sizeof(magic) && std::memcmp(magic, "\x93NUMPY", 6) == 0)
+      return npy::read(path, a);
+  }
+  return kiln::tensor_proto::read(path, a);
+}
+
 /// Turns a spec into data for input `info`.
 npy::Array loadInput(const InputSpec &spec, const kiln_tensor_info &info) {
   npy::Array a;
   if (!spec.npy.empty()) {
-    if (std::string err = npy::read(spec.npy, a); !err.empty())
+    if (std::string err = readTensorFile(spec.npy, a); !err.empty())
       error(err);
     return a;
   }
@@ -467,7 +491,7 @@ Options parseArgs(int argc, char **argv) {
       o.inputs.push_back(parseInputSpec(*v));
     } else if (auto v = value("--output")) {
       if (v->size() < 2 || (*v)[0] != '@')
-        usageError("--output expects @FILE.npy, got '" + *v + "'");
+        usageError("--output expects @FILE.npy or @FILE.pb, got '" + *v + "'");
       o.outputs.push_back(v->substr(1));
     } else if (auto v = value("--seed")) {
       auto n = parseInt(*v, 0, INT64_MAX);
@@ -596,9 +620,14 @@ void run(const Options &o) {
     a.data.resize(bytes);
     check(kiln_session_output_read(h.session, i, a.data.data(), a.data.size()));
     printOutput(outs[i], a.data, o.printAll);
-    if (i < o.outputs.size())
-      if (std::string err = npy::write(o.outputs[i], a); !err.empty())
+    if (i < o.outputs.size()) {
+      const std::string &path = o.outputs[i];
+      std::string err = kiln::tensor_proto::hasTensorProtoExtension(path)
+                            ? kiln::tensor_proto::write(path, a, outs[i].name)
+                            : npy::write(path, a);
+      if (!err.empty())
         error(err);
+    }
   }
   if (o.repeat) {
     std::sort(times.begin(), times.end());

@@ -1,0 +1,632 @@
+#!/usr/bin/env python3
+"""Runs ONNX's own backend test suite through kiln-compile and kiln-run.
+
+For each test under <onnx>/backend/test/data/<suite>/<test>/ the model is
+compiled once per distinct set of input shapes (no rebuilds), run on every
+test_data_set_*, and its outputs compared with the expected ones at the
+suite's tolerance (rtol 1e-3, atol 1e-7; exact shape and dtype; NaN == NaN).
+
+Every test ends in one outcome: passed, unsupported op, compile error, wrong
+result, runtime error, crash (a signal or an LLVM fatal error) or timeout.
+Expected failures are listed per target in test/conformance/<target>.xfail,
+one `test_name  # outcome: reason` per line; the run fails when a test not in
+the list fails or a listed test passes.
+
+Standalone:
+  python test/conformance/run.py --target cpu [--suite node] [-j N]
+      [--filter REGEX] [--timeout S] [--xfail FILE] [--update-xfail]
+      [--ops-md docs/ops.md] [--build-dir build] [--json results.json]
+"""
+
+import argparse
+import collections
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+SUITES = ("node", "simple", "pytorch-converted", "pytorch-operator")
+RTOL, ATOL = 1e-3, 1e-7
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+PASSED = "passed"
+UNSUPPORTED = "unsupported op"
+COMPILE_ERROR = "compile error"
+WRONG = "wrong result"
+RUNTIME_ERROR = "runtime error"
+CRASH = "crash"
+TIMEOUT = "timeout"
+OUTCOMES = (PASSED, UNSUPPORTED, COMPILE_ERROR, WRONG, RUNTIME_ERROR, CRASH,
+            TIMEOUT)
+
+# Ops that only move shapes or constants around; for multi-node models the
+# "main op" is the first node that is not one of these.
+PLUMBING = {"Constant", "Identity", "Shape", "Gather", "Unsqueeze", "Squeeze",
+            "Concat", "Reshape", "Cast", "Slice", "ConstantOfShape", "Size",
+            "Transpose", "Flatten"}
+
+EXPANDED_RE = re.compile(r"_expanded(_ver\d+)?$")
+
+
+def data_root():
+    return os.path.join(os.path.dirname(onnx.__file__), "backend", "test",
+                        "data")
+
+
+def discover(suites, pattern):
+    root = data_root()
+    tests = []
+    for suite in suites:
+        d = os.path.join(root, suite)
+        for name in sorted(os.listdir(d)):
+            path = os.path.join(d, name)
+            if not os.path.isfile(os.path.join(path, "model.onnx")):
+                continue
+            if pattern and not pattern.search(name):
+                continue
+            tests.append((suite, name, path))
+    return tests
+
+
+def all_test_suites():
+    """Test name -> suite, for every suite (names are unique across them)."""
+    root = data_root()
+    return {name: suite for suite in SUITES
+            for name in os.listdir(os.path.join(root, suite))}
+
+
+#===--- One test (runs in a worker process) ------------------------------===#
+
+class Failed(Exception):
+    def __init__(self, outcome, reason):
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+def one_line(text, limit=160):
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def diagnose_compile(stderr, model_path):
+    """Turns kiln-compile's stderr into (outcome, reason)."""
+    msg = stderr.strip()
+    for line in msg.splitlines():
+        if "error:" in line:
+            msg = line.split("error:", 1)[1].strip()
+            break
+    msg = msg.replace(model_path + ": ", "")
+    m = re.search(r"node .*? \(([\w.]*?)(\w+), opset (\d+)\): unsupported "
+                  r"operator '(\w+)'", msg)
+    if m:
+        return UNSUPPORTED, "%s%s (opset %s)" % (m.group(1), m.group(2),
+                                                  m.group(3))
+    m = re.search(r"node .*? \(([\w.]*?)(\w+), opset (\d+)\): operator domain "
+                  r"'([\w.]+)' is not supported", msg)
+    if m:
+        return UNSUPPORTED, "%s%s (domain %s)" % (m.group(1), m.group(2),
+                                                  m.group(4))
+    # Node names in the test models are arbitrary; the op type says more.
+    msg = re.sub(r"^node (?:'[^']*'|\(unnamed, output '[^']*'\)) ", "", msg)
+    return COMPILE_ERROR, one_line(msg)
+
+
+def is_fatal(stderr):
+    return ("LLVM ERROR" in stderr or "Stack dump" in stderr or
+            "PLEASE submit a bug report" in stderr)
+
+
+def run_cmd(cmd, deadline, what, diagnose):
+    """Runs cmd in its own process group; raises Failed on any failure."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise Failed(TIMEOUT, "%s: per-test time limit reached" % what)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=remaining)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise Failed(TIMEOUT, "%s did not finish in time" % what)
+    err = err.decode("utf-8", "replace")
+    if proc.returncode < 0:
+        sig = signal.Signals(-proc.returncode).name
+        raise Failed(CRASH, "%s killed by %s" % (what, sig))
+    if proc.returncode != 0:
+        if is_fatal(err):
+            line = next((l for l in err.splitlines() if "LLVM ERROR" in l),
+                        err.strip().splitlines()[0] if err.strip() else "")
+            raise Failed(CRASH, "%s: %s" % (what, one_line(line)))
+        raise Failed(*diagnose(err))
+
+
+def tensor_dims(vi):
+    """Static dims of a graph input, or None if any is symbolic/unknown."""
+    t = vi.type
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for d in t.tensor_type.shape.dim:
+        if not d.HasField("dim_value") or d.dim_value < 0:
+            return None
+        dims.append(d.dim_value)
+    return dims
+
+
+def load_pb(path):
+    t = onnx.TensorProto()
+    with open(path, "rb") as f:
+        t.ParseFromString(f.read())
+    return t
+
+
+def dtype_name(elem_type):
+    try:
+        return onnx.helper.tensor_dtype_to_string(elem_type).replace(
+            "TensorProto.", "").lower()
+    except Exception:
+        return "type%d" % elem_type
+
+
+def value_type_name(vi):
+    t = vi.type
+    kind = t.WhichOneof("value")
+    if kind == "tensor_type":
+        return dtype_name(t.tensor_type.elem_type)
+    if kind == "sequence_type":
+        return "seq(%s)" % value_type_name(
+            onnx.ValueInfoProto(type=t.sequence_type.elem_type))
+    if kind == "optional_type":
+        return "optional(%s)" % value_type_name(
+            onnx.ValueInfoProto(type=t.optional_type.elem_type))
+    return kind or "?"
+
+
+def compare(name, expected, got):
+    """Returns None if equal at the suite's tolerance, else a reason."""
+    if expected.dtype != got.dtype:
+        return "output '%s': dtype %s, expected %s" % (name, got.dtype,
+                                                       expected.dtype)
+    if expected.shape != got.shape:
+        return "output '%s': shape %s, expected %s" % (name, got.shape,
+                                                       expected.shape)
+    if expected.size == 0:
+        return None
+    kind = expected.dtype.kind
+    if kind in "fcV" or expected.dtype.name.startswith(("bfloat", "float")):
+        e = expected.astype(np.float64)
+        g = got.astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = np.isclose(g, e, rtol=RTOL, atol=ATOL, equal_nan=True)
+    elif kind in "iub":
+        ok = expected == got
+    else:
+        ok = np.array(expected == got)
+    if ok.all():
+        return None
+    bad = np.argwhere(~ok)
+    idx = tuple(int(i) for i in bad[0])
+    return "output '%s': %d of %d elements differ, first at %s: got %s, " \
+           "expected %s" % (name, len(bad), ok.size, list(idx), got[idx],
+                            expected[idx])
+
+
+def main_ops(model):
+    ops = [(n.domain + "." if n.domain not in ("", "ai.onnx") else "") +
+           n.op_type for n in model.graph.node]
+    for op in ops:
+        if op not in PLUMBING:
+            return op, ops
+    return (ops[0] if ops else "(none)"), ops
+
+
+def run_test(task):
+    suite, name, path, cfg = task
+    start = time.monotonic()
+    deadline = start + cfg["timeout"]
+    info = {"suite": suite, "name": name, "op": None, "ops": [],
+            "opset": None, "dtypes": [], "outcome": PASSED, "reason": ""}
+    tmp = tempfile.mkdtemp(prefix="kiln-conf-", dir=cfg["tmp_root"])
+    try:
+        model_path = os.path.join(path, "model.onnx")
+        model = onnx.load(model_path, load_external_data=False)
+        info["op"], info["ops"] = main_ops(model)
+        info["opset"] = next((o.version for o in model.opset_import
+                              if o.domain in ("", "ai.onnx")), None)
+        inits = {i.name for i in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in inits]
+        outputs = list(model.graph.output)
+        info["dtypes"] = sorted({value_type_name(v) for v in inputs + outputs})
+
+        sets = sorted(d for d in os.listdir(path)
+                      if d.startswith("test_data_set_"))
+        if not sets:
+            raise Failed(COMPILE_ERROR, "test has no data sets")
+        # One artifact per distinct set of pinned shapes.
+        artifacts = {}
+        for ds in sets:
+            dsdir = os.path.join(path, ds)
+            in_files = [os.path.join(dsdir, "input_%d.pb" % i)
+                        for i in range(len(inputs))]
+            pins = []
+            for vi, f in zip(inputs, in_files):
+                if tensor_dims(vi) is not None or not os.path.exists(f):
+                    continue
+                if vi.type.WhichOneof("value") != "tensor_type":
+                    continue
+                dims = list(load_pb(f).dims)
+                pins.append("--input-shape=%s=%s" % (
+                    vi.name, "x".join(map(str, dims)) if dims else "scalar"))
+            key = tuple(pins)
+            if key not in artifacts:
+                art = os.path.join(tmp, "m%d.kiln" % len(artifacts))
+                run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
+                         "-o", art] + pins, deadline, "kiln-compile",
+                        lambda err: diagnose_compile(err, model_path))
+                artifacts[key] = art
+            art = artifacts[key]
+
+            for i, f in enumerate(in_files):
+                if not os.path.exists(f):
+                    raise Failed(RUNTIME_ERROR, "%s has no input_%d.pb for "
+                                 "input '%s'" % (ds, i, inputs[i].name))
+            out_files = [os.path.join(tmp, "%s_out_%d.pb" % (ds, i))
+                         for i in range(len(outputs))]
+            cmd = [cfg["run"], art, "--threads=1"]
+            cmd += ["--input=%s=@%s" % (vi.name, f)
+                    for vi, f in zip(inputs, in_files)]
+            cmd += ["--output=@" + f for f in out_files]
+            run_cmd(cmd, deadline, "kiln-run",
+                    lambda err: (RUNTIME_ERROR, one_line(
+                        err.strip().replace("kiln-run: error: ", "")
+                        .replace(tmp + "/", ""))))
+            for i, (vi, f) in enumerate(zip(outputs, out_files)):
+                exp_file = os.path.join(dsdir, "output_%d.pb" % i)
+                if vi.type.WhichOneof("value") != "tensor_type":
+                    raise Failed(WRONG, "output '%s' is not a tensor" % vi.name)
+                expected = numpy_helper.to_array(load_pb(exp_file))
+                got = numpy_helper.to_array(load_pb(f))
+                why = compare(vi.name, expected, got)
+                if why:
+                    raise Failed(WRONG, one_line("%s: %s" % (ds, why)))
+    except Failed as e:
+        info["outcome"], info["reason"] = e.outcome, e.reason
+    except Exception as e:  # A bug in the test data or this runner.
+        info["outcome"] = RUNTIME_ERROR
+        info["reason"] = one_line("runner: %s: %s" % (type(e).__name__, e))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    info["time"] = time.monotonic() - start
+    return info
+
+
+#===--- Reporting ---------------------------------------------------------===#
+
+def is_expanded(name):
+    return bool(EXPANDED_RE.search(name))
+
+
+def resolve_ops(results):
+    """Expanded tests report the op they expand, taken from their base test."""
+    by_name = {r["name"]: r for r in results}
+    for r in results:
+        if r["suite"] == "node" and is_expanded(r["name"]):
+            base = by_name.get(EXPANDED_RE.sub("", r["name"]))
+            if base is None:
+                # Not run in this invocation: read the base model directly.
+                base_dir = os.path.join(data_root(), "node",
+                                        EXPANDED_RE.sub("", r["name"]))
+                if os.path.isfile(os.path.join(base_dir, "model.onnx")):
+                    m = onnx.load(os.path.join(base_dir, "model.onnx"),
+                                  load_external_data=False)
+                    r["op"] = main_ops(m)[0]
+            else:
+                r["op"] = base["op"]
+
+
+def read_xfail(path):
+    entries = collections.OrderedDict()
+    if not path or not os.path.exists(path):
+        return entries
+    with open(path) as f:
+        for line in f:
+            body, _, comment = line.partition("#")
+            name = body.strip()
+            if name:
+                entries[name] = comment.strip()
+    return entries
+
+
+def write_xfail(path, target, entries, suite_of):
+    def order(name):
+        return (SUITES.index(suite_of.get(name, "node")), name)
+    lines = [
+        "# Expected failures of ONNX's backend tests on target '%s'." % target,
+        "# Generated by test/conformance/run.py --update-xfail from a real",
+        "# run; one test per line: name  # outcome: reason.",
+    ]
+    width = max([len(n) for n in entries] + [0])
+    for suite in SUITES:
+        names = sorted((n for n in entries if suite_of.get(n, "node") == suite),
+                       key=order)
+        if not names:
+            continue
+        lines.append("")
+        lines.append("# --- %s ---" % suite)
+        for n in names:
+            lines.append("%s  # %s" % (n.ljust(width), entries[n]))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def table(rows, header):
+    widths = [max(len(str(r[i])) for r in rows + [header])
+              for i in range(len(header))]
+    fmt = "  ".join("%%-%ds" % w if i == 0 else "%%%ds" % w
+                    for i, w in enumerate(widths))
+    out = [fmt % tuple(header), fmt % tuple("-" * w for w in widths)]
+    out += [fmt % tuple(r) for r in rows]
+    return "\n".join(out)
+
+
+SHORT = {PASSED: "pass", UNSUPPORTED: "unsup", COMPILE_ERROR: "compile",
+         WRONG: "wrong", RUNTIME_ERROR: "runtime", CRASH: "crash",
+         TIMEOUT: "timeout"}
+
+
+def report(results, suites):
+    lines = []
+    for suite in suites:
+        rs = [r for r in results if r["suite"] == suite]
+        if not rs:
+            continue
+        groups = [("all", rs)]
+        if suite == "node":
+            groups = [("non-expanded", [r for r in rs
+                                        if not is_expanded(r["name"])]),
+                      ("expanded", [r for r in rs if is_expanded(r["name"])]),
+                      ("total", rs)]
+        lines.append("")
+        lines.append("=== suite %s: outcomes ===" % suite)
+        header = ["outcome"] + [g for g, _ in groups]
+        rows = []
+        for o in OUTCOMES:
+            rows.append([o] + [sum(r["outcome"] == o for r in g)
+                               for _, g in groups])
+        rows.append(["total"] + [len(g) for _, g in groups])
+        rows.append(["pass rate"] + ["%.1f%%" % (100.0 * sum(
+            r["outcome"] == PASSED for r in g) / len(g)) if g else "-"
+            for _, g in groups])
+        lines.append(table(rows, header))
+
+        lines.append("")
+        lines.append("=== suite %s: by op type ===" % suite)
+        by_op = collections.defaultdict(list)
+        for r in rs:
+            by_op[r["op"] or "?"].append(r)
+        header = ["op", "tests", "pass"] + \
+            [SHORT[o] for o in OUTCOMES[1:]] + ["exp pass"]
+        rows = []
+        for op in sorted(by_op):
+            g = by_op[op]
+            plain = [r for r in g if not is_expanded(r["name"])]
+            exp = [r for r in g if is_expanded(r["name"])]
+            row = [op, len(plain), sum(r["outcome"] == PASSED for r in plain)]
+            row += [sum(r["outcome"] == o for r in plain) or ""
+                    for o in OUTCOMES[1:]]
+            row.append("%d/%d" % (sum(r["outcome"] == PASSED for r in exp),
+                                  len(exp)) if exp else "")
+            rows.append(row)
+        lines.append(table(rows, header))
+    return "\n".join(lines)
+
+
+def write_ops_md(path, results, target, xfail_dir):
+    """Per op: opsets and dtypes the node tests cover, pass counts per
+    target. The running target's counts come from this run; other targets'
+    from their xfail lists, which their own CI runs keep exact."""
+    node = [r for r in results if r["suite"] == "node"]
+    others = {}
+    for f in sorted(os.listdir(xfail_dir)):
+        t = f[:-len(".xfail")] if f.endswith(".xfail") else None
+        if t and t != target:
+            others[t] = read_xfail(os.path.join(xfail_dir, f))
+    targets = [target] + sorted(others)
+    by_op = collections.defaultdict(list)
+    for r in node:
+        by_op[r["op"] or "?"].append(r)
+
+    def passes(t, rs):
+        if t == target:
+            return sum(r["outcome"] == PASSED for r in rs)
+        return sum(r["name"] not in others[t] for r in rs)
+
+    lines = [
+        "# ONNX operator coverage",
+        "",
+        "Generated by `python test/conformance/run.py --target %s --suite node "
+        "--ops-md docs/ops.md` from ONNX %s's backend node tests; do not edit "
+        "by hand." % (target, onnx.__version__),
+        "",
+        "Each test exercises one op (expanded tests run the op's function "
+        "body and count under the op they expand). *Opsets* are the model "
+        "opsets of the tests, *dtypes* the element types of their inputs and "
+        "outputs. A cell is passed/total; *exp* counts the expanded tests.",
+        "",
+    ]
+    summary = []
+    for t in targets:
+        plain = [r for r in node if not is_expanded(r["name"])]
+        exp = [r for r in node if is_expanded(r["name"])]
+        summary.append("- **%s**: %d/%d node tests (%d/%d non-expanded, "
+                       "%d/%d expanded)%s" % (
+                           t, passes(t, node), len(node), passes(t, plain),
+                           len(plain), passes(t, exp), len(exp),
+                           "" if t == target else
+                           " — from `test/conformance/%s.xfail`" % t))
+    lines += summary + [""]
+    header = "| op | opsets | dtypes |"
+    sep = "|---|---|---|"
+    for t in targets:
+        header += " %s | %s exp |" % (t, t)
+        sep += "---|---|"
+    lines += [header, sep]
+    for op in sorted(by_op):
+        rs = by_op[op]
+        opsets = sorted({r["opset"] for r in rs if r["opset"]})
+        dtypes = sorted({d for r in rs for d in r["dtypes"]})
+        row = "| %s | %s | %s |" % (op, ", ".join(map(str, opsets)),
+                                    ", ".join(dtypes))
+        plain = [r for r in rs if not is_expanded(r["name"])]
+        exp = [r for r in rs if is_expanded(r["name"])]
+        for t in targets:
+            row += " %s | %s |" % (
+                "%d/%d" % (passes(t, plain), len(plain)) if plain else "",
+                "%d/%d" % (passes(t, exp), len(exp)) if exp else "")
+        lines.append(row)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+#===--- Driver ------------------------------------------------------------===#
+
+def default_jobs():
+    for var in ("KILN_CONFORMANCE_JOBS", "CTEST_PARALLEL_LEVEL"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return os.cpu_count() or 1
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--target", default="cpu")
+    p.add_argument("--suite", action="append", choices=SUITES + ("all",),
+                   help="suite to run (repeatable; default node)")
+    p.add_argument("-j", "--jobs", type=int, default=default_jobs())
+    p.add_argument("--filter", help="regex on test names")
+    p.add_argument("--timeout", type=float, default=60,
+                   help="seconds per test, compile and runs together")
+    p.add_argument("--xfail", help="expected-failure list "
+                   "(default test/conformance/<target>.xfail)")
+    p.add_argument("--no-xfail", action="store_true",
+                   help="report only; treat every failure as unexpected")
+    p.add_argument("--update-xfail", action="store_true",
+                   help="rewrite the xfail list from this run")
+    p.add_argument("--ops-md", help="write the op coverage table here")
+    p.add_argument("--build-dir", default=os.environ.get(
+        "KILN_BUILD_DIR", os.path.join(REPO, "build")))
+    p.add_argument("--json", help="write every test's result here")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print every test's outcome as it finishes")
+    args = p.parse_args(argv)
+
+    suites = args.suite or ["node"]
+    if "all" in suites:
+        suites = list(SUITES)
+    suites = [s for s in SUITES if s in suites]
+    if args.ops_md and "node" not in suites:
+        p.error("--ops-md needs the node suite")
+    compile_bin = os.path.join(args.build_dir, "bin", "kiln-compile")
+    run_bin = os.path.join(args.build_dir, "bin", "kiln-run")
+    for b in (compile_bin, run_bin):
+        if not os.access(b, os.X_OK):
+            p.error("%s not found; build first or pass --build-dir" % b)
+    xfail_path = args.xfail or os.path.join(HERE, args.target + ".xfail")
+    xfail = {} if args.no_xfail else read_xfail(xfail_path)
+
+    pattern = re.compile(args.filter) if args.filter else None
+    tests = discover(suites, pattern)
+    if not tests:
+        p.error("no tests match")
+    tmp_root = tempfile.mkdtemp(prefix="kiln-conformance-")
+    cfg = {"target": args.target, "compile": compile_bin, "run": run_bin,
+           "timeout": args.timeout, "tmp_root": tmp_root}
+    print("running %d tests (%s) on %s with %d jobs, %gs per test" % (
+        len(tests), ", ".join(suites), args.target, args.jobs, args.timeout),
+        flush=True)
+    start = time.monotonic()
+    results = []
+    # Fork so workers inherit the imported onnx/numpy instead of re-importing.
+    ctx = multiprocessing.get_context("fork")
+    try:
+        with concurrent.futures.ProcessPoolExecutor(args.jobs,
+                                                    mp_context=ctx) as pool:
+            futures = [pool.submit(run_test, (s, n, d, cfg))
+                       for s, n, d in tests]
+            for i, fut in enumerate(concurrent.futures.as_completed(futures)):
+                r = fut.result()
+                results.append(r)
+                if args.verbose:
+                    print("[%d/%d] %-60s %s%s" % (
+                        i + 1, len(tests), r["name"], r["outcome"],
+                        ": " + r["reason"] if r["reason"] else ""), flush=True)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    wall = time.monotonic() - start
+    results.sort(key=lambda r: (SUITES.index(r["suite"]), r["name"]))
+    resolve_ops(results)
+
+    print(report(results, suites))
+
+    ran = {r["name"] for r in results}
+    failed = [r for r in results if r["outcome"] != PASSED]
+    unexpected_fail = [r for r in failed if r["name"] not in xfail]
+    unexpected_pass = [r for r in results
+                       if r["outcome"] == PASSED and r["name"] in xfail]
+    slow = sorted(results, key=lambda r: -r["time"])[:5]
+    print("\nslowest: " + ", ".join("%s %.1fs" % (r["name"], r["time"])
+                                    for r in slow))
+    if unexpected_fail:
+        print("\nUNEXPECTED FAILURES (%d; not in %s):" % (
+            len(unexpected_fail), os.path.relpath(xfail_path)))
+        for r in unexpected_fail:
+            print("  %s  # %s: %s" % (r["name"], r["outcome"], r["reason"]))
+    if unexpected_pass:
+        print("\nUNEXPECTED PASSES (%d; listed in %s, remove them):" % (
+            len(unexpected_pass), os.path.relpath(xfail_path)))
+        for r in unexpected_pass:
+            print("  " + r["name"])
+
+    if args.update_xfail:
+        suite_of = all_test_suites()
+        entries = collections.OrderedDict(
+            (n, c) for n, c in read_xfail(xfail_path).items() if n not in ran)
+        for r in failed:
+            entries[r["name"]] = "%s: %s" % (r["outcome"], r["reason"])
+        write_xfail(xfail_path, args.target, entries, suite_of)
+        print("\nwrote %s (%d entries)" % (os.path.relpath(xfail_path),
+                                          len(entries)))
+    if args.ops_md:
+        write_ops_md(args.ops_md, results, args.target, HERE)
+        print("wrote %s" % args.ops_md)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+    print("\nwall time %.1fs" % wall)
+    print("%d passed, %d failed" % (len(results) - len(failed), len(failed)))
+    if args.update_xfail:
+        return 0
+    return 1 if unexpected_fail or unexpected_pass else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
