@@ -2,6 +2,7 @@
 #include "kiln/Transforms/Passes.h"
 
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "mlir/Transforms/RegionUtils.h"
@@ -62,6 +63,17 @@ void materializeOutputs(func::FuncOp func) {
     auto type = cast<RankedTensorType>(operand.get().getType());
     Value init = tensor::EmptyOp::create(b, ret.getLoc(), type.getShape(),
                                          type.getElementType());
+    // A splat is a fill: no constant buffer for the kernel to read (GPU
+    // targets would need a device global for it).
+    DenseElementsAttr splat;
+    if (matchPattern(operand.get(), m_Constant(&splat)) && splat.isSplat()) {
+      Value scalar = arith::ConstantOp::create(
+          b, ret.getLoc(), cast<TypedAttr>(splat.getSplatValue<Attribute>()));
+      auto fill = linalg::FillOp::create(b, ret.getLoc(), scalar, init);
+      operand.set(fill.getResult(0));
+      seen.insert(fill.getResult(0));
+      continue;
+    }
     SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(type.getRank()));
     SmallVector<utils::IteratorType> iters(type.getRank(), utils::IteratorType::parallel);
     auto copy = linalg::GenericOp::create(

@@ -73,6 +73,11 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
       outline(kernel, gpuModule);
     }
     module->setAttr("kiln.gpu_launches", b.getDictionaryAttr(launches));
+    // Constants the kernels read (bufferized to memref.global) must live
+    // beside them on the device.
+    OpBuilder inGpu = OpBuilder::atBlockBegin(gpuModule.getBody());
+    for (auto global : llvm::make_early_inc_range(module.getOps<memref::GlobalOp>()))
+      global->moveBefore(inGpu.getInsertionBlock(), inGpu.getInsertionPoint());
   }
 
   /// Replaces gpu.block_id (Kiln workgroups) by a guarded global thread id.
@@ -129,6 +134,10 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
       func->setAttr(attr.getName(), attr.getValue());
     func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
     func.setKnownBlockSizeAttr(kernel->getAttrOfType<DenseI32ArrayAttr>("kiln.block"));
+    // Bindings never overlap a buffer the kernel writes (outputs are fresh
+    // buffers), so loads may be cached and accumulators kept in registers.
+    for (unsigned i = 0; i < func.getNumArguments(); ++i)
+      func.setArgAttr(i, "llvm.noalias", b.getUnitAttr());
     func.getBody().takeBody(kernel.getBody());
     auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
     b.setInsertionPoint(ret);

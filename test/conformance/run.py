@@ -275,6 +275,16 @@ def run_test(task):
                 pins.append("--input-shape=%s=%s" % (
                     vi.name, "x".join(map(str, dims)) if dims else "scalar"))
             key = tuple(pins)
+            if cfg["compile_only"]:
+                if key not in artifacts:
+                    out = os.path.join(tmp, "bin%d" % len(artifacts))
+                    kind, validate = VALIDATORS[cfg["target"]]
+                    run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
+                             "--emit=" + kind, "-o", out] + pins, deadline,
+                            "kiln-compile", lambda err: diagnose_compile(err, model_path))
+                    validate(out, deadline)
+                    artifacts[key] = out
+                continue
             if key not in artifacts:
                 art = os.path.join(tmp, "m%d.kiln" % len(artifacts))
                 run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
@@ -290,6 +300,8 @@ def run_test(task):
             out_files = [os.path.join(tmp, "%s_out_%d.pb" % (ds, i))
                          for i in range(len(outputs))]
             cmd = [cfg["run"], art, "--threads=1"]
+            if cfg["device"]:
+                cmd.append("--device=" + cfg["device"])
             cmd += ["--input=%s=@%s" % (vi.name, f)
                     for vi, f in zip(inputs, in_files)]
             cmd += ["--output=@" + f for f in out_files]
@@ -318,6 +330,67 @@ def run_test(task):
 
 
 #===--- Reporting ---------------------------------------------------------===#
+
+#===--- GPU binaries without a GPU ---------------------------------------===#
+
+LLVM_BIN = "/usr/lib/llvm-22/bin"
+
+
+def tool_output(cmd, deadline, what):
+    """Runs a validator; a failure is a compile error of the test."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True,
+                           timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise Failed(TIMEOUT, "%s timed out" % what)
+    if r.returncode != 0:
+        raise Failed(COMPILE_ERROR, one_line("%s rejected the output: %s" % (
+            what, (r.stderr or r.stdout).strip())))
+    return r.stdout
+
+
+def binaries(folder, suffix):
+    files = sorted(f for f in os.listdir(folder) if f.endswith(suffix))
+    if not files:
+        raise Failed(COMPILE_ERROR, "kiln-compile wrote no %s file" % suffix)
+    return [os.path.join(folder, f) for f in files]
+
+
+def validate_ptx(folder, deadline):
+    ptxas = os.environ.get("KILN_PTXAS", "/usr/local/cuda/bin/ptxas")
+    for f in binaries(folder, ".ptx"):
+        arch = re.search(r"ptx-(sm_\w+)\.ptx$", f).group(1)
+        tool_output([ptxas, "-arch=" + arch, f, "-o", os.devnull], deadline,
+                    "ptxas -arch=" + arch)
+
+
+def validate_hsaco(folder, deadline):
+    for f in binaries(folder, ".hsaco"):
+        notes = tool_output([os.path.join(LLVM_BIN, "llvm-readobj"), "--notes", f],
+                            deadline, "llvm-readobj")
+        if "amdhsa.kernels" not in notes or ".name:" not in notes:
+            raise Failed(COMPILE_ERROR, "%s lists no kernels in its notes" %
+                         os.path.basename(f))
+        asm = tool_output([os.path.join(LLVM_BIN, "llvm-objdump"), "-d", f],
+                          deadline, "llvm-objdump")
+        if "s_endpgm" not in asm:
+            raise Failed(COMPILE_ERROR, "%s disassembles to no kernel code" %
+                         os.path.basename(f))
+
+
+def validate_spirv(folder, deadline):
+    for f in binaries(folder, ".spv"):
+        tool_output(["spirv-val", "--target-env", "opencl1.2", f], deadline,
+                    "spirv-val")
+
+
+# What --compile-only asks kiln-compile to write, and how it is checked.
+VALIDATORS = {
+    "cuda": ("ptx", validate_ptx),
+    "hip": ("hsaco", validate_hsaco),
+    "levelzero": ("spirv", validate_spirv),
+}
+
 
 def is_expanded(name):
     return bool(EXPANDED_RE.search(name))
@@ -534,6 +607,12 @@ def main(argv=None):
     p.add_argument("--build-dir", default=os.environ.get(
         "KILN_BUILD_DIR", os.path.join(REPO, "build")))
     p.add_argument("--json", help="write every test's result here")
+    p.add_argument("--device", help="kiln-run --device (default: the "
+                   "runtime's choice)")
+    p.add_argument("--compile-only", action="store_true",
+                   help="for GPU targets without a GPU: compile the tests "
+                   "that pass on cpu and validate the binaries (ptxas, "
+                   "llvm-readobj/objdump, spirv-val) instead of running them")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print every test's outcome as it finishes")
     args = p.parse_args(argv)
@@ -554,12 +633,21 @@ def main(argv=None):
 
     pattern = re.compile(args.filter) if args.filter else None
     tests = discover(suites, pattern)
+    if args.compile_only:
+        if args.target not in VALIDATORS:
+            p.error("--compile-only validates %s binaries only" %
+                    ", ".join(VALIDATORS))
+        # The bar for a GPU target is every test that passes on cpu.
+        cpu_fails = read_xfail(os.path.join(HERE, "cpu.xfail"))
+        tests = [t for t in tests if t[1] not in cpu_fails]
     if not tests:
         p.error("no tests match")
     tmp_root = tempfile.mkdtemp(prefix="kiln-conformance-")
     cfg = {"target": args.target, "compile": compile_bin, "run": run_bin,
-           "timeout": args.timeout, "tmp_root": tmp_root}
-    print("running %d tests (%s) on %s with %d jobs, %gs per test" % (
+           "timeout": args.timeout, "tmp_root": tmp_root,
+           "device": args.device, "compile_only": args.compile_only}
+    print("%s %d tests (%s) on %s with %d jobs, %gs per test" % (
+        "compiling and validating" if args.compile_only else "running",
         len(tests), ", ".join(suites), args.target, args.jobs, args.timeout),
         flush=True)
     start = time.monotonic()
