@@ -10,6 +10,7 @@ APT_PACKAGES=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22
   libprotobuf-dev protobuf-compiler libgtest-dev libfmt-dev
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev libffi-dev
+  libamdhip64-dev libze-dev libze1 rocm-device-libs spirv-tools
 )
 PIP_PACKAGES=(onnx==1.22.0 onnxruntime==1.22.1 numpy==2.2.6 pytest==8.4.2)
 

@@ -94,7 +94,7 @@ kiln_status chooseDevice(const kiln_artifact &a, const char *want,
     }
     if (unavailable)
       return setError(KILN_ERROR_UNAVAILABLE,
-                      "device '" + unavailable->name + "' is unavailable: " +
+                      "device '" + unavailable->name + "': " +
                           unavailable->description);
     return setError(KILN_ERROR_NOT_FOUND, std::string("no device named '") +
                                               want + "' (devices: " +

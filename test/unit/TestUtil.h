@@ -28,8 +28,12 @@ inline void writeFile(const std::string &path, const std::vector<uint8_t> &b) {
 /// A path unique to the running test.
 inline std::string tempPath(const std::string &suffix) {
   const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
-  return ::testing::TempDir() + "kiln_" + info->test_suite_name() + "_" +
-         info->name() + suffix;
+  // Parameterized tests have '/' in their names.
+  std::string name = std::string(info->test_suite_name()) + "_" + info->name();
+  for (char &c : name)
+    if (c == '/')
+      c = '_';
+  return ::testing::TempDir() + "kiln_" + name + suffix;
 }
 
 /// y = (a + b) * c over n floats: "a", "b" inputs, "y" output, c and n

@@ -523,8 +523,9 @@ void listDevices() {
   for (size_t i = 0; i < n; ++i) {
     kiln_device_info d;
     check(kiln_device_info_get(i, &d));
-    std::printf("%-8s driver=%s %s  %s\n", d.name, d.driver,
-                d.available ? "available  " : "unavailable", d.description);
+    // Unavailable devices' descriptions start with "unavailable: <why>".
+    std::printf("%-12s %s%s\n", d.name, d.available ? "available: " : "",
+                d.description);
   }
 }
 

@@ -11,7 +11,8 @@
  * Drivers needing a vendor library (CUDA, ...) must dlopen it rather than
  * link it, so libkiln_runtime loads on any machine. When it is missing they
  * still enumerate one device with available = 0 and the reason in its
- * description; device_open on it returns KILN_ERROR_UNAVAILABLE.
+ * description, which starts with "unavailable: "; device_open on it returns
+ * KILN_ERROR_UNAVAILABLE.
  *
  * Handles (device, buffer, executable) are opaque pointers a driver defines.
  * Calls on one device come from one thread at a time.
