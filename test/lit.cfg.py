@@ -16,3 +16,12 @@ config.environment["PATH"] = os.pathsep.join(
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(
     ("%onnx", config.python_executable + " " + os.path.join(config.test_source_root, "onnx_text.py")))
+
+# GPU toolchain checkers, when the machine has them (setup installs them).
+import shutil
+ptxas = os.environ.get("KILN_PTXAS") or shutil.which("ptxas") or "/usr/local/cuda/bin/ptxas"
+if os.access(ptxas, os.X_OK):
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
+if shutil.which("spirv-val"):
+    config.available_features.add("spirv-val")

@@ -61,6 +61,10 @@ void materializeOutputs(func::FuncOp func) {
     if (produced && seen.insert(root).second)
       continue;
     auto type = cast<RankedTensorType>(operand.get().getType());
+    // Nothing to write: an empty buffer needs no kernel (and GPU kernels
+    // cannot take zero-length arrays).
+    if (type.getNumElements() == 0)
+      continue;
     Value init = tensor::EmptyOp::create(b, ret.getLoc(), type.getShape(),
                                          type.getElementType());
     // A splat is a fill: no constant buffer for the kernel to read (GPU

@@ -101,14 +101,16 @@ kiln_status chooseDevice(const kiln_artifact &a, const char *want,
                                               deviceNames() + ")");
   }
   std::string targets;
-  for (const Executable &e : a.executables) {
-    for (const Device &d : devices())
+  // Device-table order is the preference order (GPUs before cpu).
+  for (const Device &d : devices())
+    for (const Executable &e : a.executables)
       if (d.available && e.target == d.driver->name) {
         out = &d;
         return KILN_OK;
       }
-    targets += (targets.empty() ? "" : ", ") + e.target;
-  }
+  for (const Executable &e : a.executables)
+    if (targets.find(e.target) == std::string::npos)
+      targets += (targets.empty() ? "" : ", ") + e.target;
   if (a.executables.empty() && !devices().empty()) {
     // Nothing to run (e.g. outputs are constants): any device will do.
     for (const Device &d : devices())

@@ -350,9 +350,8 @@ def tool_output(cmd, deadline, what):
 
 
 def binaries(folder, suffix):
+    # None at all means the model has no kernels (kiln-compile says so).
     files = sorted(f for f in os.listdir(folder) if f.endswith(suffix))
-    if not files:
-        raise Failed(COMPILE_ERROR, "kiln-compile wrote no %s file" % suffix)
     return [os.path.join(folder, f) for f in files]
 
 
@@ -380,8 +379,17 @@ def validate_hsaco(folder, deadline):
 
 def validate_spirv(folder, deadline):
     for f in binaries(folder, ".spv"):
-        tool_output(["spirv-val", "--target-env", "opencl1.2", f], deadline,
-                    "spirv-val")
+        try:
+            tool_output(["spirv-val", "--target-env", "opencl1.2", f], deadline,
+                        "spirv-val")
+        except Failed as e:
+            # f16 arithmetic needs cl_khr_fp16, which Level Zero GPUs have but
+            # spirv-val's OpenCL environments cannot be told about: such
+            # modules are held to the core SPIR-V rules instead.
+            if "Capability Float16 is not allowed" not in e.reason:
+                raise
+            tool_output(["spirv-val", "--target-env", "spv1.2", f], deadline,
+                        "spirv-val (spv1.2)")
 
 
 # What --compile-only asks kiln-compile to write, and how it is checked.

@@ -169,7 +169,8 @@ int main(int argc, char **argv) {
     ToolOutputFile out(outPath, ec, sys::fs::OF_Text);
     if (ec)
       return fail("cannot write '" + outPath + "': " + ec.message());
-    op->print(out.os());
+    // Every stage ran under the verifier already.
+    op->print(out.os(), mlir::OpPrintingFlags().assumeVerified());
     out.keep();
     return 0;
   };
@@ -203,6 +204,18 @@ int main(int argc, char **argv) {
 
   if (binaries && sys::fs::create_directories(outPath))
     return fail("cannot create the folder '" + outPath + "'");
+  if (schedule->module.dispatches.empty()) {
+    // Every output is an input or a constant: no target has code to make.
+    if (emit == Emit::Dispatch)
+      return printModule(module);
+    if (textStage)
+      return fail("the model has no kernels (its outputs are inputs or constants)");
+    if (binaries) {
+      errs() << "kiln-compile: note: the model has no kernels; no files written\n";
+      return 0;
+    }
+    backends.clear();
+  }
   for (const kiln::TargetBackend *backend : backends) {
     std::string target = backend->name().str();
     kiln::TargetOptions targetOptions = optionsFor(*backend);

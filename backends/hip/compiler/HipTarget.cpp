@@ -123,7 +123,11 @@ public:
                             const kiln::TargetOptions &options) const override {
     std::vector<std::string> archs = kiln::gpu::archsOrDefault(options, kDefaultArchs);
     kiln::gpu::buildDistributionPipeline(pm);
-    std::string pipeline = "gpu.module(expand-strided-metadata, lower-affine, convert-scf-to-cf,"
+    // Math goes to the device libraries (__ocml_*) first: left to the GPU
+    // conversion, tanh and friends become LLVM intrinsics AMDGPU cannot lower.
+    std::string pipeline = "convert-math-to-rocdl{chipset=" + archs.front() +
+                           "},"
+                           "gpu.module(expand-strided-metadata, lower-affine, convert-scf-to-cf,"
                            "convert-gpu-to-rocdl{chipset=" +
                            archs.front() +
                            " runtime=HIP use-bare-ptr-memref-call-conv=true}),"

@@ -94,7 +94,7 @@ public:
     static const char *pipeline =
         "spirv-attach-target{ver=v1.2 client_api=OpenCL "
         "caps=Addresses,Kernel,Int64,Int16,Int8,Float16,Float64,Int64Atomics},"
-        "gpu.module(fold-memref-alias-ops, lower-affine, canonicalize, math-expand-ops{ops=rsqrt},"
+        "gpu.module(fold-memref-alias-ops, lower-affine, arith-expand, canonicalize, math-expand-ops{ops=rsqrt},"
         "kiln-spirv-prepare, convert-math-to-spirv),"
         "convert-gpu-to-spirv{use-64bit-index=true},"
         "gpu.module(spirv.module(spirv-lower-abi-attrs, spirv-update-vce))";
@@ -109,7 +109,8 @@ public:
                        "spirv.module) or --emit=spirv -o DIR");
     std::string text;
     llvm::raw_string_ostream os(text);
-    executable.walk([&](spirv::ModuleOp m) { m.print(os); });
+    // The pass pipeline verified the module already.
+    executable.walk([&](spirv::ModuleOp m) { m.print(os, OpPrintingFlags().assumeVerified()); });
     return text;
   }
 

@@ -1,0 +1,54 @@
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(builtin.module(kiln-gpu-distribute))' | FileCheck %s
+
+// A 4x300 grid of Kiln workgroups is 1200 threads: 10 blocks of 128, the
+// last one partial and guarded. The second grid dimension varies fastest
+// (it is the innermost tiled loop), so neighbouring threads touch
+// neighbouring addresses.
+// CHECK-LABEL: module @kernels
+// CHECK-SAME: gpu.container_module
+// CHECK-SAME: kiln.gpu_launches = {k = [array<i32: 128, 1, 1>, array<i32: 10, 1, 1>], small = [array<i32: 32, 1, 1>, array<i32: 1, 1, 1>]}
+// CHECK: gpu.module @kiln_kernels
+// CHECK: memref.global "private" constant @table
+// CHECK: gpu.func @k(%[[A:.+]]: memref<4x300xf32> {llvm.noalias}, %[[B:.+]]: memref<4x300xf32> {llvm.noalias}) kernel
+// CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+// CHECK-DAG: %[[TID:.+]] = gpu.thread_id x
+// CHECK-DAG: %[[BID:.+]] = gpu.block_id x
+// CHECK: %[[MUL:.+]] = arith.muli %[[BID]], %c128
+// CHECK: %[[LIN:.+]] = arith.addi %[[MUL]], %[[TID]]
+// CHECK: %[[IN:.+]] = arith.cmpi ult, %[[LIN]], %c1200
+// CHECK: %[[Y:.+]] = arith.remui %{{.+}}, %c300
+// CHECK: %[[X:.+]] = arith.divui %{{.+}}, %c300
+// CHECK: scf.if %[[IN]] {
+// Temporaries are per thread: private memory.
+// CHECK: memref.alloca() {{.+}} : memref<1xf32, #gpu.address_space<private>>
+// CHECK: memref.load %[[A]][%[[X]], %[[Y]]]
+// CHECK: memref.store %{{.+}}, %[[B]][%[[X]], %[[Y]]]
+// CHECK: }
+// CHECK: gpu.return
+// A grid smaller than a block gets whole warps.
+// CHECK: gpu.func @small
+// CHECK-SAME: known_block_size = array<i32: 32, 1, 1>
+// CHECK-NOT: func.func
+module {
+  module @kernels attributes {kiln.executable} {
+    memref.global "private" constant @table : memref<2xf32> = dense<[1.0, 2.0]>
+    func.func @k(%a: memref<4x300xf32>, %b: memref<4x300xf32>) attributes {kiln.workgroups = array<i64: 4, 300, 1>} {
+      %x = gpu.block_id x
+      %y = gpu.block_id y
+      %c0 = arith.constant 0 : index
+      %t = memref.alloca() {alignment = 64 : i64} : memref<1xf32>
+      %v = memref.load %a[%x, %y] : memref<4x300xf32>
+      memref.store %v, %t[%c0] : memref<1xf32>
+      %w = memref.load %t[%c0] : memref<1xf32>
+      memref.store %w, %b[%x, %y] : memref<4x300xf32>
+      return
+    }
+    func.func @small(%a: memref<2xf32>) attributes {kiln.workgroups = array<i64: 2, 1, 1>} {
+      %x = gpu.block_id x
+      %g = memref.get_global @table : memref<2xf32>
+      %v = memref.load %g[%x] : memref<2xf32>
+      memref.store %v, %a[%x] : memref<2xf32>
+      return
+    }
+  }
+}
