@@ -18,6 +18,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <optional>
 #include <string>
@@ -76,6 +77,12 @@ public:
   /// The integer contents of constant input `i`, or an error naming it.
   FailureOr<SmallVector<int64_t>> constInts(unsigned i, StringRef what);
   unsigned numOutputs() const { return node->output_size(); }
+  /// Unsigned integers are signless iN in MLIR; the importer remembers which
+  /// values hold unsigned data so handlers pick unsigned arithmetic.
+  bool isUnsigned(unsigned i) const {
+    return hasInput(i) && unsignedValues.count(node->input(i));
+  }
+  bool anyUnsigned() const;
   bool wantsOutput(unsigned i) const {
     return (int)i < node->output_size() && !node->output(i).empty();
   }
@@ -109,10 +116,17 @@ private:
   ModuleOp module;
   llvm::StringMap<Value> values;
   llvm::StringMap<DenseElementsAttr> consts;
+  llvm::StringSet<> unsignedValues;
   std::string errorText;
+
+  /// Records which outputs of the node just imported hold unsigned data.
+  void markUnsignedOutputs();
 
   LogicalResult importGraph();
   FailureOr<Type> valueInfoType(const onnx::ValueInfoProto &info, bool isInput);
+  /// The --input-value binding of graph input `info` as a constant.
+  FailureOr<DenseElementsAttr> boundInputValue(const onnx::ValueInfoProto &info,
+                                               StringRef spec);
   LogicalResult importNode(const onnx::NodeProto &n);
   /// Evaluates the node at compile time when all its inputs are constants.
   /// Returns true if it did.
@@ -123,6 +137,8 @@ private:
 /// Element type for an ONNX TensorProto.DataType, or null if unsupported.
 Type onnxElementType(MLIRContext &ctx, int dataType);
 std::string onnxTypeName(int dataType);
+/// True for ONNX's uint8/16/32/64 (imported as signless iN).
+bool isUnsignedDataType(int dataType);
 
 /// ONNX Slice semantics on one axis of size `dim` (negative indices count
 /// from the end, then clamp): the first index read and the output size.

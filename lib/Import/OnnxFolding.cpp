@@ -298,6 +298,12 @@ FailureOr<bool> kiln::detail::foldNode(Importer &im,
     double start = ins[0].get(0), limit = ins[1].get(0), delta = ins[2].get(0);
     if (delta == 0)
       return im.fail("Range delta is 0");
+    // Opset 27: f16/bf16 accumulate in stash_type; Kiln computes each
+    // element in double and rounds once, which matches the float32 stash.
+    Type et = ins[0].elemType;
+    if ((et.isF16() || et.isBF16()) && im.attrInt("stash_type", 1) != 1)
+      return im.fail("Range with stash_type " + std::to_string(im.attrInt("stash_type", 1)) +
+                     " is not supported (only 1, float)");
     int64_t count = std::max<int64_t>(0, (int64_t)std::ceil((limit - start) / delta));
     if (count > kFoldLimit)
       return false;

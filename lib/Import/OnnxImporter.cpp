@@ -41,7 +41,29 @@ Type kiln::detail::onnxElementType(MLIRContext &ctx, int dataType) {
   case onnx::TensorProto::INT32: return b.getI32Type();
   case onnx::TensorProto::INT64: return b.getI64Type();
   case onnx::TensorProto::BOOL: return b.getI1Type();
+  // Signless: Importer::isUnsigned tells handlers the data is unsigned.
+  case onnx::TensorProto::UINT8: return b.getIntegerType(8);
+  case onnx::TensorProto::UINT16: return b.getIntegerType(16);
+  case onnx::TensorProto::UINT32: return b.getI32Type();
+  case onnx::TensorProto::UINT64: return b.getI64Type();
   default: return {};
+  }
+}
+
+bool kiln::detail::isUnsignedDataType(int dataType) {
+  return dataType == onnx::TensorProto::UINT8 || dataType == onnx::TensorProto::UINT16 ||
+         dataType == onnx::TensorProto::UINT32 || dataType == onnx::TensorProto::UINT64;
+}
+
+/// The artifact's dtype tag for unsigned graph inputs and outputs, read by
+/// the schedule (lib/Pipeline/Schedule.cpp) from the `kiln.dtype` attribute.
+static StringRef unsignedTag(int dataType) {
+  switch (dataType) {
+  case onnx::TensorProto::UINT8: return "u8";
+  case onnx::TensorProto::UINT16: return "u16";
+  case onnx::TensorProto::UINT32: return "u32";
+  case onnx::TensorProto::UINT64: return "u64";
+  default: return "";
   }
 }
 
@@ -313,6 +335,12 @@ FailureOr<DenseElementsAttr> Importer::tensorToAttr(const onnx::TensorProto &t) 
     h.ints.assign(t.int64_data().begin(), t.int64_data().end());
     have = t.int64_data_size();
     break;
+  case onnx::TensorProto::UINT32:
+  case onnx::TensorProto::UINT64:
+    for (uint64_t v : t.uint64_data())
+      h.ints.push_back((int64_t)v);
+    have = t.uint64_data_size();
+    break;
   case onnx::TensorProto::FLOAT16:
   case onnx::TensorProto::BFLOAT16: {
     const llvm::fltSemantics &sem = elem.isF16() ? APFloat::IEEEhalf() : APFloat::BFloat();
@@ -381,6 +409,75 @@ FailureOr<Type> Importer::valueInfoType(const onnx::ValueInfoProto &info,
   return Type(RankedTensorType::get(shape, elem));
 }
 
+FailureOr<DenseElementsAttr>
+Importer::boundInputValue(const onnx::ValueInfoProto &info, StringRef spec) {
+  std::string what = "--input-value for '" + info.name() + "'";
+  if (!info.type().has_tensor_type())
+    return fail(what + ": the input is not a tensor");
+  const auto &tt = info.type().tensor_type();
+  FailureOr<DenseElementsAttr> attr = failure();
+  if (spec.starts_with("@")) {
+    std::string file = spec.drop_front().str();
+    auto buf = llvm::MemoryBuffer::getFile(file, /*IsText=*/false,
+                                           /*RequiresNullTerminator=*/false);
+    if (!buf)
+      return fail(what + ": cannot read '" + file + "': " + buf.getError().message());
+    onnx::TensorProto t;
+    if (!t.ParseFromArray((*buf)->getBufferStart(), (int)(*buf)->getBufferSize()))
+      return fail(what + ": '" + file + "' is not an ONNX TensorProto");
+    if (tt.elem_type() != 0 && t.data_type() != tt.elem_type())
+      return fail(what + ": '" + file + "' holds " + onnxTypeName(t.data_type()) +
+                  ", the model declares " + onnxTypeName(tt.elem_type()));
+    t.set_name(info.name());
+    attr = tensorToAttr(t);
+  } else {
+    Type elem = onnxElementType(ctx, tt.elem_type());
+    if (!elem)
+      return fail(what + ": unsupported element type " + onnxTypeName(tt.elem_type()));
+    HostTensor h;
+    h.elemType = elem;
+    SmallVector<StringRef> parts;
+    if (!spec.empty())
+      spec.split(parts, ',');
+    for (StringRef p : parts) {
+      double v;
+      if (p.trim().getAsDouble(v))
+        return fail(what + ": '" + p + "' is not a number");
+      h.push(v);
+    }
+    int64_t n = parts.size();
+    auto pinned = options.inputShapes.find(info.name());
+    if (pinned != options.inputShapes.end()) {
+      h.shape = pinned->second;
+    } else if (tt.has_shape() && tt.shape().dim_size() == 0 && n == 1) {
+      // scalar
+    } else {
+      h.shape = {n};
+      if (tt.has_shape() && tt.shape().dim_size() > 1)
+        return fail(what + ": the input has rank " + Twine(tt.shape().dim_size()) +
+                    "; give its shape with --input-shape");
+    }
+    if (h.numel() != n)
+      return fail(what + ": " + Twine(n) + " values for " + Twine(h.numel()) +
+                  " elements");
+    attr = h.toAttr();
+  }
+  if (failed(attr))
+    return failure();
+  // The value must agree with every fixed dimension the model declares.
+  auto shape = cast<RankedTensorType>(attr->getType()).getShape();
+  if (tt.has_shape()) {
+    bool ok = tt.shape().dim_size() == (int)shape.size();
+    for (int i = 0; ok && i < tt.shape().dim_size(); ++i) {
+      const auto &d = tt.shape().dim(i);
+      ok = !d.has_dim_value() || d.dim_value() < 0 || d.dim_value() == shape[i];
+    }
+    if (!ok)
+      return fail(what + ": its shape does not match the model's declared shape");
+  }
+  return attr;
+}
+
 //===----------------------------------------------------------------------===//
 // Graph
 //===----------------------------------------------------------------------===//
@@ -396,24 +493,49 @@ LogicalResult Importer::importGraph() {
                   "', which is not an input of the graph");
   }
 
+  for (const auto &kv : options.inputValues) {
+    bool found = false;
+    for (const auto &in : g.input())
+      found |= in.name() == kv.first();
+    if (!found)
+      return fail("--input-value names '" + kv.first() +
+                  "', which is not an input of the graph");
+  }
+
   for (const auto &init : g.initializer()) {
     auto attr = tensorToAttr(init);
     if (failed(attr))
       return failure();
     consts[init.name()] = *attr;
+    if (isUnsignedDataType(init.data_type()))
+      unsignedValues.insert(init.name());
   }
 
   // Inputs that are also initializers (IR < 4 style) are constants here.
   SmallVector<Type> argTypes;
   SmallVector<std::string> argNames;
+  SmallVector<StringRef> argTags;
   for (const auto &in : g.input()) {
     if (consts.count(in.name()))
       continue;
+    auto bound = options.inputValues.find(in.name());
+    if (bound != options.inputValues.end()) {
+      auto attr = boundInputValue(in, bound->second);
+      if (failed(attr))
+        return failure();
+      consts[in.name()] = *attr;
+      if (isUnsignedDataType(in.type().tensor_type().elem_type()))
+        unsignedValues.insert(in.name());
+      continue;
+    }
     auto type = valueInfoType(in, /*isInput=*/true);
     if (failed(type))
       return failure();
     argTypes.push_back(*type);
     argNames.push_back(in.name());
+    argTags.push_back(unsignedTag(in.type().tensor_type().elem_type()));
+    if (!argTags.back().empty())
+      unsignedValues.insert(in.name());
   }
 
   b.setInsertionPointToEnd(module.getBody());
@@ -423,6 +545,8 @@ LogicalResult Importer::importGraph() {
   for (auto [i, name] : llvm::enumerate(argNames)) {
     values[name] = entry->getArgument(i);
     func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
+    if (!argTags[i].empty())
+      func.setArgAttr(i, "kiln.dtype", b.getStringAttr(argTags[i]));
   }
   b.setInsertionPointToEnd(entry);
 
@@ -442,8 +566,10 @@ LogicalResult Importer::importGraph() {
     auto folded = tryFold();
     if (failed(folded))
       return failure();
-    if (*folded)
+    if (*folded) {
+      markUnsignedOutputs();
       continue;
+    }
     auto it = handlers.find(n.op_type());
     if (it == handlers.end())
       return fail("unsupported operator '" + n.op_type() + "'");
@@ -463,6 +589,7 @@ LogicalResult Importer::importGraph() {
       if (!n.output(i).empty() && !values.count(n.output(i)) && !consts.count(n.output(i)))
         return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
                     n.op_type() + " importer");
+    markUnsignedOutputs();
   }
   node = nullptr;
 
@@ -482,12 +609,79 @@ LogicalResult Importer::importGraph() {
   }
   func::ReturnOp::create(b, loc, results);
   func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
-  for (auto [i, out] : llvm::enumerate(g.output()))
+  for (auto [i, out] : llvm::enumerate(g.output())) {
     func.setResultAttr(i, "kiln.name", b.getStringAttr(out.name()));
+    StringRef tag = unsignedTag(out.type().tensor_type().elem_type());
+    if (!tag.empty())
+      func.setResultAttr(i, "kiln.dtype", b.getStringAttr(tag));
+  }
   return success();
 }
 
+bool Importer::anyUnsigned() const {
+  for (int i = 0; i < node->input_size(); ++i)
+    if (isUnsigned(i))
+      return true;
+  return false;
+}
+
+void Importer::markUnsignedOutputs() {
+  StringRef op = node->op_type();
+  auto mark = [&](int i) {
+    if (i < node->output_size() && !node->output(i).empty())
+      unsignedValues.insert(node->output(i));
+  };
+  if (op == "Constant") {
+    if (const auto *a = attr("value"); a && isUnsignedDataType(a->t().data_type()))
+      mark(0);
+    return;
+  }
+  if (op == "Cast" || op == "BitCast") {
+    if (isUnsignedDataType(attrInt("to", 0)))
+      mark(0);
+    return;
+  }
+  if (op == "CastLike") {
+    if (isUnsigned(1))
+      mark(0);
+    return;
+  }
+  // Index- and shape-valued outputs are int64 whatever the data.
+  static const llvm::StringSet<> indexOps = {"Shape", "Size", "ArgMax", "ArgMin",
+                                             "NonZero", "TopK", "Unique"};
+  if (indexOps.contains(op) || !anyUnsigned())
+    return;
+  // Otherwise an integer output of the same type as an unsigned input
+  // carries unsigned data (Add, Max, Reshape, Where, ...).
+  SmallVector<Type> unsignedTypes;
+  for (int i = 0; i < node->input_size(); ++i)
+    if (isUnsigned(i)) {
+      auto c = consts.find(node->input(i));
+      Type t = c != consts.end() ? c->second.getElementType()
+                                 : elementType(values.lookup(node->input(i)));
+      unsignedTypes.push_back(t);
+    }
+  for (int i = 0; i < node->output_size(); ++i) {
+    if (node->output(i).empty())
+      continue;
+    Type t;
+    if (auto c = consts.find(node->output(i)); c != consts.end())
+      t = c->second.getElementType();
+    else if (Value v = values.lookup(node->output(i)))
+      t = elementType(v);
+    if (t && !t.isInteger(1) && llvm::is_contained(unsignedTypes, t))
+      mark(i);
+  }
+}
+
 FailureOr<bool> Importer::tryFold() {
+  // Host folding reads integers as signed: only let it move unsigned data,
+  // never compute on it.
+  static const llvm::StringSet<> movers = {
+      "Constant", "Shape", "Size", "Identity", "Reshape", "Squeeze", "Unsqueeze",
+      "Flatten", "Concat", "Gather", "Slice", "Transpose", "Expand"};
+  if (anyUnsigned() && !movers.contains(node->op_type()))
+    return false;
   SmallVector<DenseElementsAttr> results;
   auto folded = foldNode(*this, results);
   if (failed(folded) || !*folded)
@@ -521,8 +715,12 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
     opset = 1;
   // Opsets 24 and 25 only added element types (float8e8m0, int2/uint2) to
   // the ops Kiln imports, and those types are rejected where they appear.
-  if (opset > 25)
-    return fail(path + ": opset " + Twine(opset) + " is newer than Kiln supports (25)");
+  // Opset 26 only added new operators (BitCast, CumProd). Opset 27 added
+  // CausalConvWithState and LinearAttention (not supported) and changed
+  // Range (f16/bf16 with a stash_type, handled by the folder); no other
+  // operator changed, so every handler keeps its opset-25 semantics.
+  if (opset > 27)
+    return fail(path + ": opset " + Twine(opset) + " is newer than Kiln supports (27)");
 
   OwningOpRef<ModuleOp> owned = ModuleOp::create(FileLineColLoc::get(&ctx, path, 0, 0));
   module = *owned;
@@ -559,6 +757,19 @@ llvm::Error kiln::parseInputShape(StringRef spec, ImportOptions &options) {
     }
   }
   options.inputShapes[name] = shape;
+  return llvm::Error::success();
+}
+
+llvm::Error kiln::parseInputValue(StringRef spec, ImportOptions &options) {
+  auto [name, value] = spec.split('=');
+  if (name.empty() || !spec.contains('='))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "--input-value expects NAME=@FILE.pb or "
+                                   "NAME=V1,V2,... , got '" + spec + "'");
+  if (options.inputValues.count(name))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "--input-value for '" + name + "' is given twice");
+  options.inputValues[name] = value.str();
   return llvm::Error::success();
 }
 

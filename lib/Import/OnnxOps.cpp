@@ -303,6 +303,9 @@ ARITH_BINARY(mulOp, arith::MulFOp, arith::MulIOp)
 ARITH_BINARY(divOp, arith::DivFOp, arith::DivSIOp)
 ARITH_BINARY(maxOp, arith::MaximumFOp, arith::MaxSIOp)
 ARITH_BINARY(minOp, arith::MinimumFOp, arith::MinSIOp)
+ARITH_BINARY(divUOp, arith::DivFOp, arith::DivUIOp)
+ARITH_BINARY(maxUOp, arith::MaximumFOp, arith::MaxUIOp)
+ARITH_BINARY(minUOp, arith::MinimumFOp, arith::MinUIOp)
 #undef ARITH_BINARY
 
 #define ARITH_COMPARE(NAME, FPRED, IPRED)                                         \
@@ -316,6 +319,10 @@ ARITH_COMPARE(ltOp, OLT, slt)
 ARITH_COMPARE(gtOp, OGT, sgt)
 ARITH_COMPARE(leOp, OLE, sle)
 ARITH_COMPARE(geOp, OGE, sge)
+ARITH_COMPARE(ltUOp, OLT, ult)
+ARITH_COMPARE(gtUOp, OGT, ugt)
+ARITH_COMPARE(leUOp, OLE, ule)
+ARITH_COMPARE(geUOp, OGE, uge)
 #undef ARITH_COMPARE
 
 static Value andOp(OpBuilder &ob, Location l, Value a, Value b) {
@@ -495,7 +502,9 @@ static LogicalResult handleWhere(Importer &im) {
   return success();
 }
 
-static Value castScalar(OpBuilder &ob, Location l, Value v, Type to) {
+/// `fromU`/`toU`: the source/target integers are unsigned.
+static Value castScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU = false,
+                        bool toU = false) {
   Type from = v.getType();
   if (from == to)
     return v;
@@ -510,13 +519,14 @@ static Value castScalar(OpBuilder &ob, Location l, Value v, Type to) {
                ? (Value)arith::ExtFOp::create(ob, l, to, v)
                : (Value)arith::TruncFOp::create(ob, l, to, v);
   if (ff)
-    return arith::FPToSIOp::create(ob, l, to, v);
+    return toU ? (Value)arith::FPToUIOp::create(ob, l, to, v)
+               : (Value)arith::FPToSIOp::create(ob, l, to, v);
   if (tf)
-    return from.isInteger(1) ? (Value)arith::UIToFPOp::create(ob, l, to, v)
-                             : (Value)arith::SIToFPOp::create(ob, l, to, v);
+    return from.isInteger(1) || fromU ? (Value)arith::UIToFPOp::create(ob, l, to, v)
+                                      : (Value)arith::SIToFPOp::create(ob, l, to, v);
   if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
-    return from.isInteger(1) ? (Value)arith::ExtUIOp::create(ob, l, to, v)
-                             : (Value)arith::ExtSIOp::create(ob, l, to, v);
+    return from.isInteger(1) || fromU ? (Value)arith::ExtUIOp::create(ob, l, to, v)
+                                      : (Value)arith::ExtSIOp::create(ob, l, to, v);
   return arith::TruncIOp::create(ob, l, to, v);
 }
 
@@ -543,9 +553,12 @@ static LogicalResult handleMod(Importer &im) {
     return im.fail("inputs have different element types");
   if (isFloat(et) && !fmod)
     return im.fail("fmod=0 is invalid for floating-point inputs");
+  bool isU = im.anyUnsigned();
   return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
     if (isFloat(et))
       return arith::RemFOp::create(ob, l, v[0], v[1]);
+    if (isU)
+      return arith::RemUIOp::create(ob, l, v[0], v[1]);
     Value r = arith::RemSIOp::create(ob, l, v[0], v[1]);
     if (fmod)
       return r;
@@ -556,6 +569,25 @@ static LogicalResult handleMod(Importer &im) {
     Value differ = arith::XOrIOp::create(ob, l, rNeg, bNeg);
     Value fix = arith::AndIOp::create(ob, l, nonZero, differ);
     return arith::SelectOp::create(ob, l, fix, arith::AddIOp::create(ob, l, r, v[1]), r);
+  });
+}
+
+/// BitShift (defined on unsigned integers): shifting by the width or more
+/// gives 0, as in numpy.
+static LogicalResult handleBitShift(Importer &im) {
+  std::string dir = im.attrString("direction", "");
+  if (dir != "LEFT" && dir != "RIGHT")
+    return im.fail("direction must be LEFT or RIGHT, got '" + dir + "'");
+  Type et = im.elementType(im.input(0));
+  if (isFloat(et) || et != im.elementType(im.input(1)))
+    return im.fail("BitShift needs two integer inputs of the same type");
+  return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value r = dir == "LEFT" ? (Value)arith::ShLIOp::create(ob, l, v[0], v[1])
+                            : (Value)arith::ShRUIOp::create(ob, l, v[0], v[1]);
+    Value width = arith::ConstantOp::create(
+        ob, l, ob.getIntegerAttr(et, et.getIntOrFloatBitWidth()));
+    Value big = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::uge, v[1], width);
+    return arith::SelectOp::create(ob, l, big, zeroOf(ob, l, et), r);
   });
 }
 
@@ -620,8 +652,9 @@ static LogicalResult handleShrink(Importer &im) {
 static LogicalResult handleCastLike(Importer &im) {
   Type t = im.elementType(im.input(1));
   Value x = im.input(0);
+  bool fromU = im.isUnsigned(0), toU = im.isUnsigned(1);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
-    return castScalar(ob, l, v[0], t);
+    return castScalar(ob, l, v[0], t, fromU, toU);
   });
   if (failed(r))
     return failure();
@@ -635,8 +668,9 @@ static LogicalResult handleCast(Importer &im) {
   if (!t)
     return im.fail("cast to " + onnxTypeName(to) + " is not supported");
   Value x = im.input(0);
+  bool fromU = im.isUnsigned(0), toU = isUnsignedDataType(to);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
-    return castScalar(ob, l, v[0], t);
+    return castScalar(ob, l, v[0], t, fromU, toU);
   });
   if (failed(r))
     return failure();
@@ -696,18 +730,23 @@ static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSi
   if ((kind == ReduceKind::Mean || kind == ReduceKind::L2 || logOut) && !isFloat(et))
     return im.fail("supported for floating-point inputs only");
   TypedAttr init;
+  // Bools are i1 with true = 1: max/min compare them unsigned.
+  bool isU = im.isUnsigned(0) || et.isInteger(1);
   auto floatOrInt = [&](double f) -> TypedAttr {
     if (auto ft = dyn_cast<FloatType>(et))
       return FloatAttr::get(ft, f);
+    unsigned w = et.getIntOrFloatBitWidth();
+    if (std::isinf(f) && isU)
+      return IntegerAttr::get(et, f > 0 ? APInt::getMaxValue(w) : APInt::getMinValue(w));
     if (std::isinf(f))
-      return IntegerAttr::get(et, f > 0 ? APInt::getSignedMaxValue(et.getIntOrFloatBitWidth())
-                                        : APInt::getSignedMinValue(et.getIntOrFloatBitWidth()));
+      return IntegerAttr::get(et, f > 0 ? APInt::getSignedMaxValue(w)
+                                        : APInt::getSignedMinValue(w));
     return IntegerAttr::get(et, (int64_t)f);
   };
   BinFn combine = addOp;
   switch (kind) {
-  case ReduceKind::Max: init = floatOrInt(-INFINITY); combine = maxOp; break;
-  case ReduceKind::Min: init = floatOrInt(INFINITY); combine = minOp; break;
+  case ReduceKind::Max: init = floatOrInt(-INFINITY); combine = isU ? maxUOp : maxOp; break;
+  case ReduceKind::Min: init = floatOrInt(INFINITY); combine = isU ? minUOp : minOp; break;
   case ReduceKind::Prod: init = floatOrInt(1); combine = mulOp; break;
   default: init = floatOrInt(0); break;
   }
@@ -1495,6 +1534,10 @@ static Value strided(Importer &im, Value x, ArrayRef<int64_t> starts, ArrayRef<i
   MLIRContext *ctx = &im.ctx;
   int64_t rank = outShape.size();
   ArrayRef<int64_t> inShape = im.shapeOf(x);
+  // An empty slice reads nothing (and its affine read may start past the
+  // input's end, which the generic's verifier rejects).
+  if (llvm::is_contained(outShape, 0))
+    return tensor::EmptyOp::create(im.b, im.loc, outShape, im.elementType(x));
   // A dimension read as plain `d_i` (start 0, step 1) makes linalg infer that
   // loop's range from the input, which must then equal the output's (e.g. a
   // Split's first chunk, x[:, :3]). Read such slices with tensor.extract.
@@ -1758,6 +1801,359 @@ static LogicalResult handleIdentity(Importer &im) {
 //===----------------------------------------------------------------------===//
 
 #define UNARY(FN) [](Importer &im) { return unary(im, FN); }
+//===----------------------------------------------------------------------===//
+// Index-aware reductions and masks
+//===----------------------------------------------------------------------===//
+
+/// ArgMax/ArgMin: the extreme value along `axis`, then the first (or last,
+/// with select_last_index) index holding it. NaN counts as the extreme, like
+/// numpy.
+static LogicalResult handleArgExtreme(Importer &im, bool isMax) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  ArrayRef<int64_t> shape = im.shapeOf(x);
+  int64_t rank = shape.size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", 0), rank);
+  if (failed(axis))
+    return failure();
+  bool keep = im.attrInt("keepdims", 1), last = im.attrInt("select_last_index", 0);
+  bool isU = im.isUnsigned(0);
+  TypedAttr init;
+  if (auto ft = dyn_cast<FloatType>(et)) {
+    init = FloatAttr::get(ft, isMax ? -INFINITY : INFINITY);
+  } else {
+    unsigned w = et.getIntOrFloatBitWidth();
+    APInt v = isU ? (isMax ? APInt::getMinValue(w) : APInt::getMaxValue(w))
+                  : (isMax ? APInt::getSignedMinValue(w) : APInt::getSignedMaxValue(w));
+    if (et.isInteger(1))
+      v = APInt(1, isMax ? 0 : 1);
+    init = IntegerAttr::get(et, v);
+  }
+  BinFn combine = isMax ? (isU || et.isInteger(1) ? maxUOp : maxOp)
+                        : (isU || et.isInteger(1) ? minUOp : minOp);
+  Value m = im.reduce(x, {*axis}, /*keepDims=*/false, init,
+                      [&](OpBuilder &ob, Location l, Value a, Value v) { return combine(ob, l, a, v); });
+  // Second pass: min (max for last) index where x equals the extreme.
+  MLIRContext *ctx = &im.ctx;
+  Type i64 = im.b.getI64Type();
+  SmallVector<int64_t> outShape;
+  SmallVector<AffineExpr> outExprs;
+  SmallVector<IteratorType> iters;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (i == *axis) {
+      iters.push_back(IteratorType::reduction);
+      continue;
+    }
+    outShape.push_back(shape[i]);
+    outExprs.push_back(getAffineDimExpr(i, ctx));
+    iters.push_back(IteratorType::parallel);
+  }
+  int64_t none = last ? -1 : shape[*axis];
+  Value acc = im.fill(outShape, IntegerAttr::get(i64, none));
+  AffineMap outMap = AffineMap::get(rank, 0, outExprs, ctx);
+  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, ctx), outMap, outMap};
+  int64_t ax = *axis;
+  Value idx = linalg::GenericOp::create(
+                  im.b, im.loc, TypeRange{acc.getType()}, ValueRange{x, m}, ValueRange{acc},
+                  maps, iters,
+                  [&](OpBuilder &ob, Location l, ValueRange v) {
+                    Value hit = eqOp(ob, l, v[0], v[1]);
+                    if (isFloat(et))
+                      hit = arith::OrIOp::create(
+                          ob, l, hit,
+                          arith::CmpFOp::create(ob, l, arith::CmpFPredicate::UNO, v[0], v[0]));
+                    Value i = arith::IndexCastOp::create(
+                        ob, l, i64, linalg::IndexOp::create(ob, l, ax));
+                    Value best = last ? (Value)arith::MaxSIOp::create(ob, l, v[2], i)
+                                      : (Value)arith::MinSIOp::create(ob, l, v[2], i);
+                    linalg::YieldOp::create(ob, l,
+                                            arith::SelectOp::create(ob, l, hit, best, v[2]).getResult());
+                  })
+                  .getResult(0);
+  if (keep) {
+    SmallVector<int64_t> kept(shape.begin(), shape.end());
+    kept[ax] = 1;
+    idx = im.reshape(idx, kept);
+  }
+  im.setOutput(0, idx);
+  return success();
+}
+
+/// Trilu: keeps the upper (j - i >= k) or lower (j - i <= k) triangle of the
+/// last two dimensions, zeroing the rest.
+static LogicalResult handleTrilu(Importer &im) {
+  Value x = im.input(0);
+  ArrayRef<int64_t> shape = im.shapeOf(x);
+  int64_t rank = shape.size();
+  if (rank < 2)
+    return im.fail("Trilu needs an input of rank 2 or more");
+  int64_t k = 0;
+  if (im.hasInput(1)) {
+    auto c = im.constInts(1, "k");
+    if (failed(c))
+      return failure();
+    if (c->size() != 1)
+      return im.fail("input 'k' must hold one value");
+    k = (*c)[0];
+  }
+  bool upper = im.attrInt("upper", 1);
+  Type et = im.elementType(x);
+  MLIRContext *ctx = &im.ctx;
+  Value y = indexedGeneric(
+      im, shape, et,
+      [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+        Value i = arith::IndexCastOp::create(ob, l, ob.getI64Type(), a[rank - 2]);
+        Value j = arith::IndexCastOp::create(ob, l, ob.getI64Type(), a[rank - 1]);
+        Value d = arith::SubIOp::create(ob, l, j, i);
+        Value kk = arith::ConstantOp::create(ob, l, ob.getI64IntegerAttr(k));
+        Value keepIt = arith::CmpIOp::create(
+            ob, l, upper ? arith::CmpIPredicate::sge : arith::CmpIPredicate::sle, d, kk);
+        return arith::SelectOp::create(ob, l, keepIt, a[rank], zeroOf(ob, l, et));
+      },
+      ValueRange{x}, {AffineMap::getMultiDimIdentityMap(rank, ctx)});
+  im.setOutput(0, y);
+  return success();
+}
+
+/// BitCast (opset 26): the same bits as another element type of equal width.
+static LogicalResult handleBitCast(Importer &im) {
+  int to = im.attrInt("to", 0);
+  Type t = onnxElementType(im.ctx, to);
+  Type et = im.elementType(im.input(0));
+  if (!t)
+    return im.fail("bitcast to " + onnxTypeName(to) + " is not supported");
+  auto width = [](Type ty) { return ty.isInteger(1) ? 8u : ty.getIntOrFloatBitWidth(); };
+  if (width(t) != width(et))
+    return im.fail("bitcast needs types of the same width");
+  return mapInputs(im, t, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value x = v[0];
+    if (et.isInteger(1))
+      x = arith::ExtUIOp::create(ob, l, ob.getI8Type(), x);
+    if (t.isInteger(1)) // ONNX bools are one byte; nonzero bytes are true
+      return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ne,
+                                   arith::BitcastOp::create(ob, l, ob.getI8Type(), x),
+                                   zeroOf(ob, l, ob.getI8Type()));
+    return x.getType() == t ? x : (Value)arith::BitcastOp::create(ob, l, t, x);
+  });
+}
+
+/// CumSum (CumProd) along a constant axis: out[.., i, ..] sums x[.., k, ..] over k <= i
+/// (k < i exclusive; k >= i / k > i reversed).
+static LogicalResult handleCumulative(Importer &im, bool product) {
+  Value x = im.input(0);
+  ArrayRef<int64_t> shape = im.shapeOf(x);
+  int64_t rank = shape.size();
+  auto c = im.constInts(1, "axis");
+  if (failed(c))
+    return failure();
+  if (c->size() != 1)
+    return im.fail("input 'axis' must hold one value");
+  auto axis = im.normalizeAxis((*c)[0], rank);
+  if (failed(axis))
+    return failure();
+  bool exclusive = im.attrInt("exclusive", 0), reverse = im.attrInt("reverse", 0);
+  Type et = im.elementType(x);
+  MLIRContext *ctx = &im.ctx;
+  int64_t ax = *axis;
+  // Dims 0..rank-1: the output index; dim rank: k, the summed position.
+  SmallVector<AffineExpr> inExprs;
+  for (int64_t i = 0; i < rank; ++i)
+    inExprs.push_back(getAffineDimExpr(i == ax ? rank : i, ctx));
+  SmallVector<AffineMap> maps = {AffineMap::get(rank + 1, 0, inExprs, ctx),
+                                 AffineMap::getMultiDimIdentityMap(rank + 1, ctx).getMajorSubMap(rank)};
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  iters.push_back(IteratorType::reduction);
+  TypedAttr initAttr = product ? (isFloat(et) ? (TypedAttr)FloatAttr::get(et, 1.0)
+                                              : (TypedAttr)IntegerAttr::get(et, 1))
+                               : cast<TypedAttr>(im.b.getZeroAttr(et));
+  Value acc = im.fill(shape, initAttr);
+  arith::CmpIPredicate pred = reverse ? (exclusive ? arith::CmpIPredicate::sgt
+                                                   : arith::CmpIPredicate::sge)
+                                      : (exclusive ? arith::CmpIPredicate::slt
+                                                   : arith::CmpIPredicate::sle);
+  Value y = linalg::GenericOp::create(
+                im.b, im.loc, TypeRange{acc.getType()}, ValueRange{x}, ValueRange{acc}, maps,
+                iters,
+                [&](OpBuilder &ob, Location l, ValueRange v) {
+                  Value k = linalg::IndexOp::create(ob, l, rank);
+                  Value i = linalg::IndexOp::create(ob, l, ax);
+                  Value in = arith::CmpIOp::create(ob, l, pred, k, i);
+                  Value s = product ? mulOp(ob, l, v[1], v[0]) : addOp(ob, l, v[1], v[0]);
+                  linalg::YieldOp::create(ob, l,
+                                          arith::SelectOp::create(ob, l, in, s, v[1]).getResult());
+                })
+                .getResult(0);
+  im.setOutput(0, y);
+  return success();
+}
+
+/// RMSNormalization (opset 23): x / sqrt(mean(x^2 over axis..) + eps) in the
+/// stash type (float32), cast back, times scale.
+static LogicalResult handleRMSNorm(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  int64_t rank = im.shapeOf(x).size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  double eps = im.attrFloat("epsilon", 1e-5f);
+  int64_t stash = im.attrInt("stash_type", 1);
+  Type st = stash == 1 ? im.b.getF32Type() : onnxElementType(im.ctx, stash);
+  if (!st || !isFloat(st))
+    return im.fail("stash_type " + std::to_string(stash) + " is not supported");
+  SmallVector<int64_t> axes;
+  int64_t n = 1;
+  for (int64_t i = *axis; i < rank; ++i) {
+    axes.push_back(i);
+    n *= im.shapeOf(x)[i];
+  }
+  auto xs = im.elementwise({x}, st, [&](OpBuilder &ob, Location l, ValueRange v) {
+    return castScalar(ob, l, v[0], st);
+  });
+  if (failed(xs))
+    return failure();
+  auto sq = im.elementwise({*xs}, st, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::MulFOp::create(ob, l, v[0], v[0]);
+  });
+  if (failed(sq))
+    return failure();
+  Value ss = im.reduce(*sq, axes, true, FloatAttr::get(st, 0.0),
+                       [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); });
+  auto y = im.elementwise({*xs, ss}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value mean = arith::DivFOp::create(ob, l, v[1], im.constantScalar(ob, l, st, (double)n));
+    Value inv = math::RsqrtOp::create(
+        ob, l, arith::AddFOp::create(ob, l, mean, im.constantScalar(ob, l, st, eps)));
+    return castScalar(ob, l, arith::MulFOp::create(ob, l, v[0], inv), et);
+  });
+  if (failed(y))
+    return failure();
+  auto r = im.elementwise({*y, im.input(1)}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::MulFOp::create(ob, l, v[0], v[1]);
+  });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+/// The loss of NegativeLogLikelihoodLoss for `logp` (N, C, d...) and integer
+/// `target` (N, d...): -logp[n, t, d...] * weight[t], 0 where t equals
+/// ignore_index; reduced by "none", "sum" or "mean" (divided by the summed
+/// weights of the counted elements).
+static FailureOr<Value> nllLoss(Importer &im, Value logp, Value target, Value weight) {
+  Type et = im.elementType(logp);
+  ArrayRef<int64_t> xs = im.shapeOf(logp);
+  ArrayRef<int64_t> ts = im.shapeOf(target);
+  if (xs.size() < 2 || ts.size() + 1 != xs.size() || ts[0] != xs[0])
+    return im.fail("input " + shapeStr(xs) + " and target " + shapeStr(ts) +
+                   " do not fit (N, C, d...) and (N, d...)");
+  for (size_t i = 1; i < ts.size(); ++i)
+    if (ts[i] != xs[i + 1])
+      return im.fail("input " + shapeStr(xs) + " and target " + shapeStr(ts) + " do not fit");
+  if (isa<FloatType>(im.elementType(target)))
+    return im.fail("target must be an integer tensor");
+  std::string reduction = im.attrString("reduction", "mean");
+  if (reduction != "none" && reduction != "sum" && reduction != "mean")
+    return im.fail("reduction '" + reduction + "' is not none, sum or mean");
+  const auto *ig = im.attr("ignore_index");
+  int64_t ignore = ig ? ig->i() : 0;
+  int64_t c = xs[1];
+  int64_t rank = ts.size();
+  // Per element: the weight that counts (0 when ignored) and the loss.
+  auto weightAt = [&](OpBuilder &ob, Location l, Value t) -> std::pair<Value, Value> {
+    Value t64 = castScalar(ob, l, t, ob.getI64Type());
+    Value tc = arith::IndexCastOp::create(ob, l, ob.getIndexType(), t64);
+    tc = clampIndex(ob, l, tc, 0, c - 1);
+    Value w = weight ? (Value)tensor::ExtractOp::create(ob, l, weight, ValueRange{tc})
+                     : im.constantScalar(ob, l, et, 1.0);
+    if (ig) {
+      Value skip = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, t64,
+                                         arith::ConstantOp::create(ob, l, ob.getI64IntegerAttr(ignore)));
+      w = arith::SelectOp::create(ob, l, skip, zeroOf(ob, l, et), w);
+    }
+    return {tc, w};
+  };
+  MLIRContext *ctx = &im.ctx;
+  SmallVector<AffineMap> tmap = {AffineMap::getMultiDimIdentityMap(rank, ctx)};
+  Value loss = indexedGeneric(
+      im, ts, et,
+      [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+        auto [tc, w] = weightAt(ob, l, a[rank]);
+        SmallVector<Value> at = {a[0], tc};
+        for (int64_t i = 1; i < rank; ++i)
+          at.push_back(a[i]);
+        Value x = tensor::ExtractOp::create(ob, l, logp, at);
+        return arith::NegFOp::create(ob, l, arith::MulFOp::create(ob, l, x, w));
+      },
+      ValueRange{target}, tmap);
+  if (reduction == "none")
+    return loss;
+  SmallVector<int64_t> all;
+  for (int64_t i = 0; i < rank; ++i)
+    all.push_back(i);
+  auto sum = [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); };
+  Value total = im.reduce(loss, all, false, FloatAttr::get(et, 0.0), sum);
+  if (reduction == "sum")
+    return total;
+  Value ws = indexedGeneric(
+      im, ts, et,
+      [&](OpBuilder &ob, Location l, ValueRange a) -> Value { return weightAt(ob, l, a[rank]).second; },
+      ValueRange{target}, tmap);
+  Value wsum = im.reduce(ws, all, false, FloatAttr::get(et, 0.0), sum);
+  return im.elementwise({total, wsum}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::DivFOp::create(ob, l, v[0], v[1]);
+  });
+}
+
+static LogicalResult handleNLLLoss(Importer &im) {
+  Value x = im.input(0);
+  if (!isFloat(im.elementType(x)))
+    return im.fail("supported for floating-point inputs only");
+  auto r = nllLoss(im, x, im.input(1), im.hasInput(2) ? im.input(2) : Value());
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
+/// SoftmaxCrossEntropyLoss: log-softmax over axis 1, then the NLL loss;
+/// output 1 (optional) is the log-probabilities.
+static LogicalResult handleSCELoss(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  if (im.shapeOf(x).size() < 2)
+    return im.fail("scores must have rank 2 or more");
+  auto maxF = [](OpBuilder &ob, Location l, Value a, Value v) { return maxOp(ob, l, a, v); };
+  auto sumF = [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); };
+  Value m = im.reduce(x, {1}, true, FloatAttr::get(et, -INFINITY), maxF);
+  auto shifted = im.elementwise({x, m}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::SubFOp::create(ob, l, v[0], v[1]);
+  });
+  if (failed(shifted))
+    return failure();
+  auto e = im.elementwise({*shifted}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return math::ExpOp::create(ob, l, v[0]);
+  });
+  if (failed(e))
+    return failure();
+  Value s = im.reduce(*e, {1}, true, FloatAttr::get(et, 0.0), sumF);
+  auto logp = im.elementwise({*shifted, s}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::SubFOp::create(ob, l, v[0], math::LogOp::create(ob, l, v[1]));
+  });
+  if (failed(logp))
+    return failure();
+  auto r = nllLoss(im, *logp, im.input(1), im.hasInput(2) ? im.input(2) : Value());
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  im.setOutput(1, *logp);
+  return success();
+}
+
 #define F_BODY(EXPR)                                                              \
   [](OpBuilder & ob, Location l, ValueRange v) -> Value { return EXPR; }
 
@@ -1767,17 +2163,31 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["Add"] = [](Importer &im) { return binary(im, addOp); };
     t["Sub"] = [](Importer &im) { return binary(im, subOp); };
     t["Mul"] = [](Importer &im) { return binary(im, mulOp); };
-    t["Div"] = [](Importer &im) { return binary(im, divOp); };
+    t["Div"] = [](Importer &im) { return binary(im, im.anyUnsigned() ? divUOp : divOp); };
     t["Equal"] = [](Importer &im) { return binary(im, eqOp, true); };
-    t["Less"] = [](Importer &im) { return binary(im, ltOp, true); };
-    t["Greater"] = [](Importer &im) { return binary(im, gtOp, true); };
-    t["LessOrEqual"] = [](Importer &im) { return binary(im, leOp, true); };
-    t["GreaterOrEqual"] = [](Importer &im) { return binary(im, geOp, true); };
+    t["Less"] = [](Importer &im) { return binary(im, im.anyUnsigned() ? ltUOp : ltOp, true); };
+    t["Greater"] = [](Importer &im) { return binary(im, im.anyUnsigned() ? gtUOp : gtOp, true); };
+    t["LessOrEqual"] = [](Importer &im) {
+      return binary(im, im.anyUnsigned() ? leUOp : leOp, true);
+    };
+    t["GreaterOrEqual"] = [](Importer &im) {
+      return binary(im, im.anyUnsigned() ? geUOp : geOp, true);
+    };
+    t["BitwiseAnd"] = [](Importer &im) { return binary(im, andOp); };
+    t["BitwiseOr"] = [](Importer &im) { return binary(im, orOp); };
+    t["BitwiseXor"] = [](Importer &im) { return binary(im, xorOp); };
+    t["BitwiseNot"] = [](Importer &im) {
+      return unary(im, F_BODY(arith::XOrIOp::create(
+                           ob, l, v[0], arith::ConstantOp::create(
+                                            ob, l, ob.getIntegerAttr(v[0].getType(), -1)))),
+                   false);
+    };
+    t["BitShift"] = handleBitShift;
     t["And"] = [](Importer &im) { return binary(im, andOp); };
     t["Or"] = [](Importer &im) { return binary(im, orOp); };
     t["Xor"] = [](Importer &im) { return binary(im, xorOp); };
-    t["Max"] = [](Importer &im) { return variadic(im, maxOp); };
-    t["Min"] = [](Importer &im) { return variadic(im, minOp); };
+    t["Max"] = [](Importer &im) { return variadic(im, im.anyUnsigned() ? maxUOp : maxOp); };
+    t["Min"] = [](Importer &im) { return variadic(im, im.anyUnsigned() ? minUOp : minOp); };
     t["Sum"] = [](Importer &im) { return variadic(im, addOp); };
     t["Mean"] = [](Importer &im) { return variadic(im, addOp, true); };
     t["Pow"] = handlePow;
@@ -1912,7 +2322,17 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["Where"] = handleWhere;
     t["Cast"] = handleCast;
     t["Identity"] = handleIdentity;
-    t["Dropout"] = handleIdentity; // inference: the mask output is rejected
+    // Inference: the mask output is rejected, and so is training mode.
+    t["Dropout"] = [](Importer &im) {
+      if (im.hasInput(2)) {
+        auto c = im.constInput(2);
+        auto h = c ? HostTensor::fromAttr(*c) : std::nullopt;
+        if (!h || h->numel() != 1 || h->get(0) != 0)
+          return im.fail("training_mode must be a constant false (random dropout masks are "
+                         "not supported)");
+      }
+      return handleIdentity(im);
+    };
     t["ReduceSum"] = [](Importer &im) { return handleReduce(im, ReduceKind::Sum, 13); };
     t["ReduceMean"] = [](Importer &im) { return handleReduce(im, ReduceKind::Mean, 18); };
     t["ReduceMax"] = [](Importer &im) { return handleReduce(im, ReduceKind::Max, 18); };
@@ -1949,6 +2369,15 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["Gather"] = handleGather;
     t["Expand"] = handleExpand;
     t["Pad"] = handlePad;
+    t["ArgMax"] = [](Importer &im) { return handleArgExtreme(im, true); };
+    t["ArgMin"] = [](Importer &im) { return handleArgExtreme(im, false); };
+    t["Trilu"] = handleTrilu;
+    t["CumSum"] = [](Importer &im) { return handleCumulative(im, false); };
+    t["CumProd"] = [](Importer &im) { return handleCumulative(im, true); };
+    t["BitCast"] = handleBitCast;
+    t["RMSNormalization"] = handleRMSNorm;
+    t["NegativeLogLikelihoodLoss"] = handleNLLLoss;
+    t["SoftmaxCrossEntropyLoss"] = handleSCELoss;
     return t;
   }();
   return table;

@@ -13,6 +13,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "llvm/ADT/StringSwitch.h"
 
 using namespace mlir;
 using namespace kiln;
@@ -41,10 +42,19 @@ static uint64_t byteSize(RankedTensorType t) {
   return elem * t.getNumElements();
 }
 
+/// `tag` is the importer's `kiln.dtype` ("u8".."u64") for unsigned data,
+/// which MLIR holds in signless integers of the same width.
 static llvm::Expected<artifact::TensorDesc> describe(Value v, uint32_t buffer,
-                                                     StringRef name) {
+                                                     StringRef name, StringAttr tag = {}) {
   auto type = cast<RankedTensorType>(v.getType());
   auto dt = dtypeOf(type.getElementType());
+  if (dt && tag) {
+    using artifact::DType;
+    dt = llvm::StringSwitch<std::optional<DType>>(tag.strref())
+             .Case("u8", DType::U8).Case("u16", DType::U16)
+             .Case("u32", DType::U32).Case("u64", DType::U64)
+             .Default(std::nullopt);
+  }
   if (!dt)
     return error("'" + name + "' has an element type the artifact cannot describe");
   artifact::TensorDesc d;
@@ -77,7 +87,8 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
     uint32_t id = newBuffer(artifact::BufferKind::Input, byteSize(type));
     bufferOf[arg] = id;
     auto name = host.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.name");
-    auto desc = describe(arg, id, name ? name.strref() : StringRef("input"));
+    auto desc = describe(arg, id, name ? name.strref() : StringRef("input"),
+                         host.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "kiln.dtype"));
     if (!desc)
       return desc.takeError();
     m.inputs.push_back(std::move(*desc));
@@ -144,7 +155,8 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
         uint32_t id = it->second;
         m.buffers[id].kind = artifact::BufferKind::Output;
         auto name = host.getResultAttrOfType<StringAttr>(i, "kiln.name");
-        auto desc = describe(v, id, name ? name.strref() : StringRef("output"));
+        auto desc = describe(v, id, name ? name.strref() : StringRef("output"),
+                             host.getResultAttrOfType<StringAttr>(i, "kiln.dtype"));
         if (!desc)
           return desc.takeError();
         m.outputs.push_back(std::move(*desc));

@@ -57,6 +57,21 @@ PLUMBING = {"Constant", "Identity", "Shape", "Gather", "Unsqueeze", "Squeeze",
             "Concat", "Reshape", "Cast", "Slice", "ConstantOfShape", "Size",
             "Transpose", "Flatten"}
 
+# Inputs that ONNX defines as shape- or attribute-like (op -> input indices):
+# the tests feed them as graph inputs, Kiln needs them at compile time. The
+# runner binds such an input with kiln-compile --input-value (specializing
+# the artifact to that value) when every use of it is one of these slots,
+# and counts the passing tests that relied on it separately.
+_REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
+           "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
+           "ReduceSumSquare")
+ATTRIBUTE_INPUTS = dict(
+    [(op, (1,)) for op in _REDUCE],
+    Slice=(1, 2, 3, 4), Pad=(1, 2, 3), Reshape=(1,), Expand=(1,), Tile=(1,),
+    Unsqueeze=(1,), Squeeze=(1,), Split=(1,), TopK=(1,), Resize=(1, 2, 3),
+    ConstantOfShape=(0,), Range=(0, 1, 2), OneHot=(1,), Trilu=(1,),
+    CumSum=(1,), CumProd=(1,))
+
 EXPANDED_RE = re.compile(r"_expanded(_ver\d+)?$")
 
 
@@ -170,6 +185,18 @@ def tensor_dims(vi):
     return dims
 
 
+def attribute_like_inputs(model, names):
+    """Graph inputs among `names` whose every use is an attribute-like slot."""
+    uses = collections.defaultdict(list)
+    for n in model.graph.node:
+        slots = ATTRIBUTE_INPUTS.get(n.op_type, ()) \
+            if n.domain in ("", "ai.onnx") else ()
+        for i, x in enumerate(n.input):
+            if x in names:
+                uses[x].append(i in slots)
+    return {x for x, u in uses.items() if u and all(u)}
+
+
 def load_pb(path):
     t = onnx.TensorProto()
     with open(path, "rb") as f:
@@ -242,7 +269,8 @@ def run_test(task):
     start = time.monotonic()
     deadline = start + cfg["timeout"]
     info = {"suite": suite, "name": name, "op": None, "ops": [],
-            "opset": None, "dtypes": [], "outcome": PASSED, "reason": ""}
+            "opset": None, "dtypes": [], "outcome": PASSED, "reason": "",
+            "bound": []}
     tmp = tempfile.mkdtemp(prefix="kiln-conf-", dir=cfg["tmp_root"])
     try:
         model_path = os.path.join(path, "model.onnx")
@@ -254,6 +282,9 @@ def run_test(task):
         inputs = [i for i in model.graph.input if i.name not in inits]
         outputs = list(model.graph.output)
         info["dtypes"] = sorted({value_type_name(v) for v in inputs + outputs})
+        bind = attribute_like_inputs(model, {i.name for i in inputs}) \
+            if cfg["input_values"] else set()
+        info["bound"] = sorted(bind)
 
         sets = sorted(d for d in os.listdir(path)
                       if d.startswith("test_data_set_"))
@@ -267,6 +298,11 @@ def run_test(task):
                         for i in range(len(inputs))]
             pins = []
             for vi, f in zip(inputs, in_files):
+                if vi.name in bind and os.path.exists(f):
+                    with open(f, "rb") as fh:
+                        pins.append(("--input-value=%s=@%s" % (vi.name, f),
+                                     fh.read()))
+                    continue
                 if tensor_dims(vi) is not None or not os.path.exists(f):
                     continue
                 if vi.type.WhichOneof("value") != "tensor_type":
@@ -274,13 +310,15 @@ def run_test(task):
                 dims = list(load_pb(f).dims)
                 pins.append("--input-shape=%s=%s" % (
                     vi.name, "x".join(map(str, dims)) if dims else "scalar"))
-            key = tuple(pins)
+            # Bound values are part of the key (by content, not file name).
+            key = tuple(p if isinstance(p, str) else p[1] for p in pins)
+            flags = [p if isinstance(p, str) else p[0] for p in pins]
             if cfg["compile_only"]:
                 if key not in artifacts:
                     out = os.path.join(tmp, "bin%d" % len(artifacts))
                     kind, validate = VALIDATORS[cfg["target"]]
                     run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
-                             "--emit=" + kind, "-o", out] + pins, deadline,
+                             "--emit=" + kind, "-o", out] + flags, deadline,
                             "kiln-compile", lambda err: diagnose_compile(err, model_path))
                     validate(out, deadline)
                     artifacts[key] = out
@@ -288,7 +326,7 @@ def run_test(task):
             if key not in artifacts:
                 art = os.path.join(tmp, "m%d.kiln" % len(artifacts))
                 run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
-                         "-o", art] + pins, deadline, "kiln-compile",
+                         "-o", art] + flags, deadline, "kiln-compile",
                         lambda err: diagnose_compile(err, model_path))
                 artifacts[key] = art
             art = artifacts[key]
@@ -303,7 +341,7 @@ def run_test(task):
             if cfg["device"]:
                 cmd.append("--device=" + cfg["device"])
             cmd += ["--input=%s=@%s" % (vi.name, f)
-                    for vi, f in zip(inputs, in_files)]
+                    for vi, f in zip(inputs, in_files) if vi.name not in bind]
             cmd += ["--output=@" + f for f in out_files]
             run_cmd(cmd, deadline, "kiln-run",
                     lambda err: (RUNTIME_ERROR, one_line(
@@ -496,6 +534,9 @@ def report(results, suites):
             r["outcome"] == PASSED for r in g) / len(g)) if g else "-"
             for _, g in groups])
         lines.append(table(rows, header))
+        bound = [r for r in rs if r["outcome"] == PASSED and r.get("bound")]
+        lines.append("of the passing tests, %d bind attribute-like graph "
+                     "inputs at compile time (--input-value)" % len(bound))
 
         lines.append("")
         lines.append("=== suite %s: by op type ===" % suite)
@@ -560,7 +601,11 @@ def write_ops_md(path, results, target, xfail_dir):
                        "%d/%d expanded)%s" % (
                            t, passes(t, node), len(node), passes(t, plain),
                            len(plain), passes(t, exp), len(exp),
-                           "" if t == target else
+                           " — %d of them bind attribute-like graph inputs "
+                           "at compile time (`--input-value`)" % sum(
+                               r["outcome"] == PASSED and bool(r.get("bound"))
+                               for r in node)
+                           if t == target else
                            " — from `test/conformance/%s.xfail`" % t))
     lines += summary + [""]
     header = "| op | opsets | dtypes |"
@@ -611,6 +656,9 @@ def main(argv=None):
                    help="report only; treat every failure as unexpected")
     p.add_argument("--update-xfail", action="store_true",
                    help="rewrite the xfail list from this run")
+    p.add_argument("--no-input-values", action="store_true",
+                   help="do not bind attribute-like graph inputs (Reshape's "
+                   "shape, Reduce* axes, ...) with kiln-compile --input-value")
     p.add_argument("--ops-md", help="write the op coverage table here")
     p.add_argument("--build-dir", default=os.environ.get(
         "KILN_BUILD_DIR", os.path.join(REPO, "build")))
@@ -653,7 +701,8 @@ def main(argv=None):
     tmp_root = tempfile.mkdtemp(prefix="kiln-conformance-")
     cfg = {"target": args.target, "compile": compile_bin, "run": run_bin,
            "timeout": args.timeout, "tmp_root": tmp_root,
-           "device": args.device, "compile_only": args.compile_only}
+           "device": args.device, "compile_only": args.compile_only,
+           "input_values": not args.no_input_values}
     print("%s %d tests (%s) on %s with %d jobs, %gs per test" % (
         "compiling and validating" if args.compile_only else "running",
         len(tests), ", ".join(suites), args.target, args.jobs, args.timeout),

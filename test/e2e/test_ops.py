@@ -345,6 +345,71 @@ case("multi-output-chain", Spec(
     {"x": F(3, 5)}, outputs=["y0", "y1", "r"]))
 
 
+# --- index-aware ops ------------------------------------------------------------
+ties = np.array([[1, 3, 3, 0], [2, 2, 1, 2], [0, 5, 5, 5]], np.float32)
+for op in ("ArgMax", "ArgMin"):
+    case(op.lower() + "-axis1", one(op, [("x", F(2, 5, 3))], {"axis": 1}, opset=13))
+    case(op.lower() + "-nokeep-neg-axis", one(op, [("x", F(3, 4))], {"axis": -1, "keepdims": 0},
+                                              opset=13))
+    case(op.lower() + "-ties-last", one(op, [("x", ties)], {"axis": 1, "select_last_index": 1},
+                                        opset=13))
+    case(op.lower() + "-int64-ties", one(op, [("x", I([[4, 1, 4], [-1, -1, 0]]))], opset=13))
+case("trilu-upper-k", one("Trilu", [("x", F(2, 4, 5)), ("k", I(1))], consts=["k"], opset=14))
+case("trilu-lower-neg-k", one("Trilu", [("x", F(5, 3)), ("k", I(-1))], {"upper": 0},
+                              consts=["k"], opset=14))
+case("trilu-int64-default", one("Trilu", [("x", I([[1, 2, 3], [4, 5, 6], [7, 8, 9]]))], opset=14))
+for attrs in ({}, {"exclusive": 1}, {"reverse": 1}, {"exclusive": 1, "reverse": 1}):
+    tag = "-".join(attrs) or "plain"
+    case("cumsum-" + tag, one("CumSum", [("x", F(2, 6, 3)), ("a", I(1))], attrs, consts=["a"],
+                              opset=14))
+case("cumsum-int64", one("CumSum", [("x", I([[1, 2, 3], [4, 5, 6]])), ("a", I(-1))],
+                         consts=["a"], opset=14))
+
+
+def _rms(x, g, axis=-1, eps=1e-5):
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    r = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=axes, keepdims=True) + eps)
+    return (x / r * g).astype(x.dtype)
+
+
+rx, rg = F(2, 3, 8), P(8)
+case("rmsnorm-last-axis", one("RMSNormalization", [("x", rx), ("g", rg)], opset=23,
+                              expect=lambda f: [_rms(f["x"], f["g"])]))
+rg2 = P(3, 8)
+case("rmsnorm-axis1", one("RMSNormalization", [("x", rx), ("g", rg2)], {"axis": 1, "epsilon": 1e-3},
+                          opset=23, expect=lambda f: [_rms(f["x"], f["g"], 1, 1e-3)]))
+
+# --- unsigned integers --------------------------------------------------------------
+ua = np.array([[200, 7, 255, 0], [1, 128, 129, 64]], np.uint8)
+ub = np.array([3, 200, 1, 255], np.uint8)
+# onnxruntime lacks several uint8 kernels: numpy gives the expected values.
+_np_ops = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide,
+           "Max": np.maximum, "Min": np.minimum, "Less": np.less, "Greater": np.greater,
+           "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal, "Equal": np.equal}
+for op, fn in _np_ops.items():
+    b_ = np.maximum(ub, 1) if op == "Div" else ub
+    case(op.lower() + "-uint8", one(op, [("a", ua), ("b", b_)], opset=16,
+                                    expect=lambda f, fn=fn: [fn(f["a"], f["b"])]))
+u64 = np.array([2**63 + 5, 3, 2**64 - 1], np.uint64)
+case("div-uint64-large", one("Div", [("a", u64), ("b", np.array([2, 3, 7], np.uint64))]))
+case("mod-uint32", one("Mod", [("a", np.array([4000000000, 7, 9], np.uint32)),
+                               ("b", np.array([7, 3, 4], np.uint32))]))
+case("bitshift-right-uint8", one("BitShift", [("a", ua), ("b", np.array([1, 7, 0, 3], np.uint8))],
+                                 {"direction": "RIGHT"}))
+case("bitshift-left-uint16", one("BitShift", [("a", np.array([1, 300, 65535], np.uint16)),
+                                              ("b", np.array([15, 4, 1], np.uint16))],
+                                 {"direction": "LEFT"},
+                                 expect=lambda f: [np.left_shift(f["a"], f["b"])]))
+case("cast-uint8-to-float", one("Cast", [("x", ua)], {"to": onnx.TensorProto.FLOAT}))
+case("cast-float-to-uint8", one("Cast", [("x", P(3, 4) * 80)], {"to": onnx.TensorProto.UINT8}))
+case("reducemax-uint8", one("ReduceMax", [("x", ua)], {"axes": [1]}, opset=13))
+case("argmax-uint8", one("ArgMax", [("x", ua)], {"axis": 1}, opset=13))
+case("bitwise-and-uint16", one("BitwiseAnd", [("a", np.array([0xF0F0, 3], np.uint16)),
+                                              ("b", np.array([0xFF00, 0xFFFF], np.uint16))],
+                               opset=18))
+case("bitwise-not-int8", one("BitwiseNot", [("x", np.array([0, -1, 5], np.int8))], opset=18))
+
+
 # --- larger shapes: several workgroups per dispatch, split across threads ------
 case("large-add-bcast", one("Add", [("a", F(64, 1000)), ("b", F(1000))]))
 case("large-matmul", one("MatMul", [("a", F(128, 256, lo=-1, hi=1)), ("b", F(256, 96, lo=-1, hi=1))],

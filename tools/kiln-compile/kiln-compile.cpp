@@ -49,6 +49,11 @@ static cl::opt<Emit> emit(
 static cl::list<std::string> inputShapes(
     "input-shape", cl::desc("Pin an input's shape, e.g. --input-shape=x=1x3x224x224 (repeatable)"),
     cl::value_desc("NAME=DxDx..."), cl::cat(category));
+static cl::list<std::string> inputValues(
+    "input-value",
+    cl::desc("Specialize: bind an input to a compile-time value and drop it from the "
+             "signature, e.g. --input-value=axes=0,2 or --input-value=shape=@shape.pb"),
+    cl::value_desc("NAME=@FILE.pb|V,V,..."), cl::cat(category));
 static cl::opt<std::string> cpu("cpu", cl::desc("CPU to tune for: 'native' (default, the host), "
                                                 "'generic', or an LLVM CPU name (x86-64-v3, ...)"),
                                 cl::init("native"), cl::cat(category));
@@ -122,6 +127,9 @@ int main(int argc, char **argv) {
   kiln::ImportOptions importOptions;
   for (const auto &spec : inputShapes)
     if (Error e = kiln::parseInputShape(spec, importOptions))
+      return fail(toString(std::move(e)));
+  for (const auto &spec : inputValues)
+    if (Error e = kiln::parseInputValue(spec, importOptions))
       return fail(toString(std::move(e)));
   auto optionsFor = [&](const kiln::TargetBackend &backend) {
     kiln::TargetOptions o;

@@ -22,7 +22,16 @@ namespace kiln {
 struct ImportOptions {
   /// Input name -> full static shape, overriding the model's (symbolic) one.
   llvm::StringMap<llvm::SmallVector<int64_t>> inputShapes;
+  /// Input name -> compile-time value ("@file.pb" holding an ONNX
+  /// TensorProto, or "v1,v2,..." in the input's declared element type).
+  /// Specialization: the input becomes a constant of the model and leaves
+  /// the compiled signature, so shape-like inputs (Reshape's shape, Reduce*
+  /// axes, Pad's pads, ...) given as graph inputs can be folded.
+  llvm::StringMap<std::string> inputValues;
 };
+
+/// Parses "name=@file.pb" or "name=v1,v2,..." into `options`.
+llvm::Error parseInputValue(llvm::StringRef spec, ImportOptions &options);
 
 /// Parses "name=1x3x224x224" into `options`; returns an error naming the
 /// malformed text.
