@@ -121,6 +121,14 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
       m.buffers[id].constData = bytes.data();
       continue;
     }
+    if (auto empty = dyn_cast<tensor::EmptyOp>(op); empty && !empty->use_empty()) {
+      // Only tensors without elements stay on the host as tensor.empty.
+      auto type = empty.getType();
+      if (!type.hasStaticShape() || type.getNumElements() != 0)
+        return error("a host tensor.empty with elements (nothing computes it)");
+      bufferOf[empty] = newBuffer(artifact::BufferKind::Transient, 0);
+      continue;
+    }
     if (isa<tensor::CollapseShapeOp, tensor::ExpandShapeOp>(op)) {
       bufferOf[op.getResult(0)] = bufferOf.lookup(op.getOperand(0));
       continue;

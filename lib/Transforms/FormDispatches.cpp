@@ -35,8 +35,18 @@ Value storageRoot(Value v) {
   return v;
 }
 
+/// A tensor with no elements carries no data: a kernel can use an empty
+/// tensor of its type instead of binding a buffer (GPU kernels cannot take
+/// zero-length arrays).
+bool hasNoElements(Value v) {
+  auto t = dyn_cast<RankedTensorType>(v.getType());
+  return t && t.hasStaticShape() && t.getNumElements() == 0;
+}
+
 /// A value the kernel can rebuild itself instead of binding a buffer.
 bool isCloneable(Value v) {
+  if (hasNoElements(v))
+    return true;
   Operation *def = v.getDefiningOp();
   if (!def)
     return false;
@@ -191,10 +201,24 @@ struct FormDispatchesPass : kiln::impl::FormDispatchesBase<FormDispatchesPass> {
     }
     // Init producers precede their roots in program order, so a group is
     // already sorted if we order it by position.
-    for (auto [index, group] : llvm::enumerate(groups)) {
+    unsigned index = 0;
+    for (auto &group : groups) {
       SmallVector<Operation *> ops(group.begin(), group.end());
       llvm::sort(ops, [](Operation *a, Operation *b) { return a->isBeforeInBlock(b); });
-      std::string name = (host.getSymName() + "_dispatch_" + Twine(index)).str();
+      // A group whose results have no elements computes nothing.
+      if (llvm::all_of(ops.back()->getResults(), hasNoElements)) {
+        OpBuilder b(ops.back());
+        for (Value r : ops.back()->getResults()) {
+          auto t = cast<RankedTensorType>(r.getType());
+          r.replaceAllUsesWith(
+              tensor::EmptyOp::create(b, r.getLoc(), t.getShape(), t.getElementType()));
+        }
+        for (Operation *op : llvm::reverse(ops))
+          if (op->use_empty())
+            op->erase();
+        continue;
+      }
+      std::string name = (host.getSymName() + "_dispatch_" + Twine(index++)).str();
       outline(ops, name, executable, kernels);
     }
     return success();
@@ -236,8 +260,14 @@ struct FormDispatchesPass : kiln::impl::FormDispatchesBase<FormDispatchesPass> {
     IRMapping map;
     for (auto [v, arg] : llvm::zip(inputs, entry->getArguments()))
       map.map(v, arg);
-    for (Value v : cloned)
+    for (Value v : cloned) {
+      if (hasNoElements(v)) {
+        auto t = cast<RankedTensorType>(v.getType());
+        map.map(v, tensor::EmptyOp::create(b, v.getLoc(), t.getShape(), t.getElementType()));
+        continue;
+      }
       map.map(v, b.clone(*v.getDefiningOp())->getResult(0));
+    }
     for (Operation *op : ops)
       b.clone(*op, map);
     SmallVector<Value> results;

@@ -74,6 +74,16 @@ struct TileWorkgroupsPass : kiln::impl::TileWorkgroupsBase<TileWorkgroupsPass> {
     SmallVector<int64_t> ranges = root.getStaticLoopRanges();
     if (llvm::any_of(ranges, ShapedType::isDynamic))
       return root.emitError("dynamic loop ranges are not supported");
+    // A zero-size loop anywhere (an empty reduction feeding the root) gives
+    // nothing to distribute, and upstream fusion cannot tile through it.
+    bool empty = false;
+    kernel.walk([&](linalg::LinalgOp op) {
+      empty |= llvm::is_contained(op.getStaticLoopRanges(), 0);
+    });
+    if (empty) {
+      setGrid({});
+      return success();
+    }
     int64_t parallelWork = 1;
     for (auto [r, it] : llvm::zip(ranges, root.getIteratorTypesArray()))
       if (it == utils::IteratorType::parallel)
