@@ -44,6 +44,19 @@ struct PrepareSpirvPass
       for (Attribute t : targets)
         if (auto env = dyn_cast<spirv::TargetEnvAttr>(t))
           module->setAttr(spirv::getTargetEnvAttrName(), env);
+    // MLIR's SPIR-V type conversion widens bf16 to f32, which would read
+    // bf16 buffers as packed f32: refuse rather than compute garbage.
+    WalkResult bf16 = module.walk([](Operation *op) {
+      for (Type t : llvm::concat<const Type>(op->getOperandTypes(), op->getResultTypes()))
+        if (getElementTypeOrSelf(t).isBF16()) {
+          op->emitError("bf16 tensors are not supported by the levelzero target yet (SPIR-V "
+                        "has no bf16 type without SPV_KHR_bfloat16)");
+          return WalkResult::interrupt();
+        }
+      return WalkResult::advance();
+    });
+    if (bf16.wasInterrupted())
+      return signalPassFailure();
     for (auto func : module.getOps<mlir::gpu::GPUFuncOp>()) {
       if (!func.isKernel())
         continue;
