@@ -16,3 +16,13 @@ config.environment["PATH"] = os.pathsep.join(
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(
     ("%onnx", config.python_executable + " " + os.path.join(config.test_source_root, "onnx_text.py")))
+
+# `REQUIRES: target-<name>` for tests of backends that are not always built.
+import subprocess
+try:
+    _targets = subprocess.run([os.path.join(config.kiln_tools_dir, "kiln-compile"),
+                               "--list-targets"], capture_output=True, text=True).stdout
+except OSError:
+    _targets = ""
+for _line in _targets.splitlines():
+    config.available_features.add("target-" + _line.split(":")[0].strip())
