@@ -27,7 +27,7 @@
 // (fibers or loop fission at barriers); this backend rejects such kernels.
 //
 // MLIR's SPIR-V -> LLVM conversion covers the core and GLSL ops but not the
-// OpenCL extended instruction set nor IsNan/IsInf, which the Kernel model
+// OpenCL extended instruction set nor SNegate/IsNan/IsInf, which the Kernel model
 // produces; those are converted here to LLVM intrinsics or libm calls.
 //
 //===----------------------------------------------------------------------===//
@@ -106,8 +106,11 @@ const llvm::StringMap<ClOpLowering> &clOpTable() {
 /// Matches every op (the root name is checked in matchAndRewrite): the table
 /// above is keyed by the CL mnemonic.
 struct ClOpPattern : ConversionPattern {
-  ClOpPattern(const TypeConverter &converter, MLIRContext *ctx)
-      : ConversionPattern(converter, MatchAnyOpTypeTag(), /*benefit=*/1, ctx) {}
+  ClOpPattern(const TypeConverter &converter, MLIRContext *ctx, ModuleOp executable)
+      : ConversionPattern(converter, MatchAnyOpTypeTag(), /*benefit=*/1, ctx),
+        executable(executable) {}
+  /// libm declarations go here, next to the wrappers.
+  mutable ModuleOp executable;
 
   LogicalResult matchAndRewrite(Operation *op, ArrayRef<Value> operands,
                                 ConversionPatternRewriter &rewriter) const override {
@@ -146,16 +149,10 @@ struct ClOpPattern : ConversionPattern {
     if (!type.isF32() && !type.isF64())
       return rewriter.notifyMatchFailure(op, "libm functions take f32 or f64 scalars");
     std::string fn = std::string(it->second.libm) + (type.isF32() ? "f" : "");
-    // Declarations go into the outermost module (the executable), next to
-    // the wrappers, once.
-    ModuleOp module;
-    for (Operation *p = op->getParentOp(); p; p = p->getParentOp())
-      if (auto m = dyn_cast<ModuleOp>(p))
-        module = m;
     auto fnType = LLVM::LLVMFunctionType::get(type, SmallVector<Type>(operands.size(), type));
-    if (!SymbolTable::lookupSymbolIn(module, fn)) {
+    if (!SymbolTable::lookupSymbolIn(executable, fn)) {
       OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(module.getBody());
+      rewriter.setInsertionPointToStart(executable.getBody());
       LLVM::LLVMFuncOp::create(rewriter, loc, fn, fnType);
     }
     rewriter.replaceOpWithNewOp<LLVM::CallOp>(op, fnType, fn, operands);
@@ -163,7 +160,7 @@ struct ClOpPattern : ConversionPattern {
   }
 };
 
-/// spirv.IsNan / spirv.IsInf / spirv.Ordered / spirv.Unordered.
+/// spirv.SNegate, spirv.IsNan / spirv.IsInf / spirv.Ordered / spirv.Unordered.
 struct FloatClassPattern : ConversionPattern {
   FloatClassPattern(const TypeConverter &converter, MLIRContext *ctx)
       : ConversionPattern(converter, MatchAnyOpTypeTag(), /*benefit=*/1, ctx) {}
@@ -171,6 +168,12 @@ struct FloatClassPattern : ConversionPattern {
   LogicalResult matchAndRewrite(Operation *op, ArrayRef<Value> operands,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op->getLoc();
+    if (isa<spirv::SNegateOp>(op)) {
+      Type type = operands[0].getType();
+      Value zero = LLVM::ZeroOp::create(rewriter, loc, type);
+      rewriter.replaceOpWithNewOp<LLVM::SubOp>(op, zero, operands[0]);
+      return success();
+    }
     if (isa<spirv::IsNanOp>(op)) {
       rewriter.replaceOpWithNewOp<LLVM::FCmpOp>(op, LLVM::FCmpPredicate::uno, operands[0],
                                                 operands[0]);
@@ -417,7 +420,8 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
     populateSPIRVToLLVMConversionPatterns(converter, patterns, spirv::ClientAPI::OpenCL);
     populateSPIRVToLLVMFunctionConversionPatterns(converter, patterns);
     populateSPIRVToLLVMModuleConversionPatterns(converter, patterns);
-    patterns.add<ClOpPattern, FloatClassPattern>(converter, ctx);
+    patterns.add<ClOpPattern>(converter, ctx, executable);
+    patterns.add<FloatClassPattern>(converter, ctx);
     ConversionTarget target(*ctx);
     target.addIllegalDialect<spirv::SPIRVDialect>();
     target.addLegalDialect<LLVM::LLVMDialect>();
