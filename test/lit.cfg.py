@@ -25,3 +25,12 @@ if os.access(ptxas, os.X_OK):
     config.substitutions.append(("%ptxas", ptxas))
 if shutil.which("spirv-val"):
     config.available_features.add("spirv-val")
+# `REQUIRES: target-<name>` for tests of backends that are not always built.
+import subprocess
+try:
+    _targets = subprocess.run([os.path.join(config.kiln_tools_dir, "kiln-compile"),
+                               "--list-targets"], capture_output=True, text=True).stdout
+except OSError:
+    _targets = ""
+for _line in _targets.splitlines():
+    config.available_features.add("target-" + _line.split(":")[0].strip())

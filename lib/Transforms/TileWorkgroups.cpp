@@ -100,6 +100,20 @@ struct TileWorkgroupsPass : kiln::impl::TileWorkgroupsBase<TileWorkgroupsPass> {
 
     IRRewriter rewriter(kernel.getContext());
     rewriter.setInsertionPoint(root);
+    // An init that is a kernel input (a Gemm's full-shape bias, a reduction
+    // accumulating into another dispatch's result) would become the shared
+    // output of the workgroup loop: inputs are read-only, so bufferization
+    // copies the whole tensor into a temporary in every workgroup and every
+    // workgroup writes the whole output back, racing. A copy into an empty
+    // tensor instead is a producer that fuses into each workgroup's tile.
+    for (OpOperand &init : root.getDpsInitsMutable()) {
+      if (!isa<BlockArgument>(init.get()))
+        continue;
+      auto type = cast<RankedTensorType>(init.get().getType());
+      Value empty = tensor::EmptyOp::create(rewriter, root.getLoc(), type.getShape(),
+                                            type.getElementType());
+      init.set(linalg::CopyOp::create(rewriter, root.getLoc(), init.get(), empty).getResult(0));
+    }
     scf::SCFTilingOptions tiling;
     tiling.setTileSizes(getAsIndexOpFoldResult(kernel.getContext(), tiles));
     tiling.setLoopType(scf::SCFTilingOptions::LoopType::ForallOp);

@@ -428,6 +428,10 @@ case("large-maxpool", pool("MaxPool", F(2, 8, 64, 64), kernel_shape=[3, 3], stri
                            pads=[1, 1, 1, 1]))
 case("large-layernorm", one("LayerNormalization", [("x", F(256, 384)), ("g", P(384)), ("b", F(384))],
                             consts=["g", "b"]))
+# A full-shape bias is a kernel input the contraction accumulates into: every
+# workgroup must read and write only its own tile of it.
+case("large-gemm-bias-full", one("Gemm", [("a", F(256, 128, lo=-1, hi=1)), ("b", F(128, 256, lo=-1, hi=1)),
+                                          ("c", F(256, 256))], {"alpha": 1.5}, consts=["b"]))
 
 
 @pytest.mark.parametrize("spec,fold", CASES)

@@ -9,6 +9,7 @@
 #include "kiln/Target/GpuTarget.h"
 
 #include "mlir/Conversion/MemRefToSPIRV/MemRefToSPIRV.h"
+#include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVAttributes.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
@@ -17,6 +18,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 using namespace mlir;
 using kiln::gpu::makeError;
@@ -84,6 +86,12 @@ struct PrepareSpirvPass
           return std::nullopt;
         });
     spirv::convertMemRefTypesAndAttrs(getOperation(), converter);
+    // arith-to-spirv has no ceildivsi/ceildivui/floordivsi (AveragePool with
+    // ceil_mode or dilations uses them): expand them to plain arithmetic.
+    RewritePatternSet divs(module.getContext());
+    arith::populateCeilFloorDivExpandOpsPatterns(divs);
+    if (failed(applyPatternsGreedily(module, std::move(divs))))
+      return signalPassFailure();
   }
 };
 
