@@ -650,9 +650,23 @@ static LogicalResult handleShrink(Importer &im) {
 }
 
 static LogicalResult handleCastLike(Importer &im) {
-  Type t = im.elementType(im.input(1));
-  Value x = im.input(0);
+  Type t = im.inputType(1).getElementType();
   bool fromU = im.isUnsigned(0), toU = im.isUnsigned(1);
+  // A constant cast to a run-time value's type (e.g. -inf cast like a mask)
+  // stays a constant, so ops that need it at compile time (Pad's
+  // constant_value) see it.
+  if (auto c = im.constInput(0); c && c->getNumElements() <= 4096 && isFloat(t)) {
+    if (auto h = HostTensor::fromAttr(*c); h && !fromU) {
+      HostTensor r;
+      r.shape = h->shape;
+      r.elemType = t;
+      for (int64_t i = 0; i < h->numel(); ++i)
+        r.floats.push_back(h->get(i));
+      im.setConstOutput(0, r.toAttr());
+      return success();
+    }
+  }
+  Value x = im.input(0);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
     return castScalar(ob, l, v[0], t, fromU, toU);
   });
@@ -1476,6 +1490,35 @@ static LogicalResult handleTranspose(Importer &im) {
   return success();
 }
 
+/// Concatenates `ins` (same rank, equal outside `ax`, non-empty) along `ax`.
+static Value concatValues(Importer &im, ArrayRef<Value> ins, int64_t ax) {
+  SmallVector<int64_t> offsets, out(im.shapeOf(ins[0]));
+  out[ax] = 0;
+  for (Value v : ins) {
+    offsets.push_back(out[ax]);
+    out[ax] += im.shapeOf(v)[ax];
+  }
+  Type et = im.elementType(ins[0]);
+  return indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange idx) {
+    Value result;
+    for (int64_t j = ins.size() - 1; j >= 0; --j) {
+      SmallVector<Value> at(idx.begin(), idx.end());
+      int64_t size = im.shapeOf(ins[j])[ax];
+      at[ax] = clampIndex(ob, l, arith::SubIOp::create(ob, l, idx[ax], idxConst(ob, l, offsets[j])),
+                          0, size - 1);
+      Value v = tensor::ExtractOp::create(ob, l, ins[j], at);
+      if (!result) {
+        result = v;
+        continue;
+      }
+      Value inThis = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, idx[ax],
+                                           idxConst(ob, l, offsets[j] + size));
+      result = arith::SelectOp::create(ob, l, inThis, v, result);
+    }
+    return result;
+  });
+}
+
 static LogicalResult handleConcat(Importer &im) {
   SmallVector<Value> ins;
   for (int i = 0; i < im.node->input_size(); ++i)
@@ -1503,27 +1546,7 @@ static LogicalResult handleConcat(Importer &im) {
     im.setOutput(0, ins[0]);
     return success();
   }
-  Type et = im.elementType(ins[0]);
-  int64_t ax = *axis;
-  Value r = indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange idx) {
-    Value result;
-    for (int64_t j = ins.size() - 1; j >= 0; --j) {
-      SmallVector<Value> at(idx.begin(), idx.end());
-      int64_t size = im.shapeOf(ins[j])[ax];
-      at[ax] = clampIndex(ob, l, arith::SubIOp::create(ob, l, idx[ax], idxConst(ob, l, offsets[j])),
-                          0, size - 1);
-      Value v = tensor::ExtractOp::create(ob, l, ins[j], at);
-      if (!result) {
-        result = v;
-        continue;
-      }
-      Value inThis = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, idx[ax],
-                                           idxConst(ob, l, offsets[j] + size));
-      result = arith::SelectOp::create(ob, l, inThis, v, result);
-    }
-    return result;
-  });
-  im.setOutput(0, r);
+  im.setOutput(0, concatValues(im, ins, *axis));
   return success();
 }
 
@@ -2154,6 +2177,596 @@ static LogicalResult handleSCELoss(Importer &im) {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// Attention (opset 23/24)
+//===----------------------------------------------------------------------===//
+
+/// out[i...] = x[inMap(i...)]: repeats, broadcasts and transposes as one
+/// affine (fusable) copy.
+static Value affineCopy(Importer &im, Value x, ArrayRef<int64_t> outShape, AffineMap inMap) {
+  Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, im.elementType(x));
+  int64_t rank = outShape.size();
+  SmallVector<AffineMap> maps = {inMap, AffineMap::getMultiDimIdentityMap(rank, &im.ctx)};
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  return linalg::GenericOp::create(im.b, im.loc, TypeRange{init.getType()}, ValueRange{x},
+                                   ValueRange{init}, maps, iters,
+                                   [&](OpBuilder &nb, Location l, ValueRange args) {
+                                     linalg::YieldOp::create(nb, l, args[0]);
+                                   })
+      .getResult(0);
+}
+
+/// The map that reads a tensor of shape `s` broadcast (numpy rules) to an
+/// output of rank `rank` whose shape is `out`.
+static AffineMap broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef<int64_t> out) {
+  int64_t rank = out.size(), r = s.size();
+  SmallVector<AffineExpr> e;
+  for (int64_t i = 0; i < r; ++i) {
+    int64_t od = rank - r + i;
+    e.push_back(s[i] == 1 && out[od] != 1 ? getAffineConstantExpr(0, &im.ctx)
+                                          : getAffineDimExpr(od, &im.ctx));
+  }
+  return AffineMap::get(rank, 0, e, &im.ctx);
+}
+
+/// Softmax over the last axis (max-shifted, like the ONNX reference).
+static FailureOr<Value> softmaxLastAxis(Importer &im, Value x) {
+  Type et = im.elementType(x);
+  int64_t last = im.shapeOf(x).size() - 1;
+  Value m = im.reduce(x, {last}, true, FloatAttr::get(et, -INFINITY),
+                      [](OpBuilder &ob, Location l, Value a, Value v) { return maxOp(ob, l, a, v); });
+  auto e = im.elementwise({x, m}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return math::ExpOp::create(ob, l, arith::SubFOp::create(ob, l, v[0], v[1]));
+  });
+  if (failed(e))
+    return failure();
+  Value s = im.reduce(*e, {last}, true, FloatAttr::get(et, 0.0),
+                      [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); });
+  return im.elementwise({*e, s}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::DivFOp::create(ob, l, v[0], v[1]);
+  });
+}
+
+/// [B, S, H*D] -> [B, H, S, D]; 4-D inputs pass through.
+static FailureOr<Value> splitHeads(Importer &im, Value x, int64_t heads, StringRef what) {
+  ArrayRef<int64_t> s = im.shapeOf(x);
+  if (s.size() == 4)
+    return x;
+  if (heads <= 0 || s[2] % heads != 0)
+    return im.fail(llvm::formatv("{0} hidden size {1} is not divisible by {2} heads", what,
+                                 s[2], heads)
+                       .str());
+  return im.transpose(im.reshape(x, {s[0], s[1], heads, s[2] / heads}), {0, 2, 1, 3});
+}
+
+/// Y = softmax(softcap(scale * Q K^T) + bias) V with bias from attn_mask,
+/// is_causal and nonpad_kv_seqlen; past_key/value are concatenated in front
+/// of K/V (present_key/value); grouped-query attention repeats each KV head
+/// q_num_heads / kv_num_heads times through an affine floordiv map.
+static LogicalResult handleAttention(Importer &im) {
+  Value q = im.input(0), k = im.input(1), v = im.input(2);
+  Type et = im.elementType(q);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  int64_t rank = im.shapeOf(q).size();
+  if ((rank != 3 && rank != 4) || (int64_t)im.shapeOf(k).size() != rank ||
+      (int64_t)im.shapeOf(v).size() != rank)
+    return im.fail("Q, K and V must all be 3-D or all be 4-D");
+  int64_t qHeads = im.attrInt("q_num_heads", 0), kvHeads = im.attrInt("kv_num_heads", 0);
+  if (rank == 3 && (qHeads <= 0 || kvHeads <= 0))
+    return im.fail("3-D Q, K, V need the q_num_heads and kv_num_heads attributes");
+  auto q4 = splitHeads(im, q, qHeads, "Q");
+  auto k4 = splitHeads(im, k, kvHeads, "K");
+  auto v4 = splitHeads(im, v, kvHeads, "V");
+  if (failed(q4) || failed(k4) || failed(v4))
+    return failure();
+  q = *q4, k = *k4, v = *v4;
+  int64_t past = 0;
+  for (unsigned i : {4u, 5u}) {
+    if (!im.hasInput(i))
+      continue;
+    Value p = im.input(i);
+    Value &cur = i == 4 ? k : v;
+    ArrayRef<int64_t> ps = im.shapeOf(p), cs = im.shapeOf(cur);
+    if (ps.size() != 4 || ps[0] != cs[0] || ps[1] != cs[1] || ps[3] != cs[3])
+      return im.fail("past " + std::string(i == 4 ? "key " : "value ") + shapeStr(ps) +
+                     " does not match the new " + (i == 4 ? "keys " : "values ") + shapeStr(cs));
+    past = ps[2];
+    cur = ps[2] == 0 ? cur : cs[2] == 0 ? p : concatValues(im, {p, cur}, 2);
+  }
+  im.setOutput(1, k);
+  im.setOutput(2, v);
+  ArrayRef<int64_t> qs = im.shapeOf(q), ks = im.shapeOf(k), vs = im.shapeOf(v);
+  int64_t B = qs[0], Hq = qs[1], S = qs[2], D = qs[3];
+  int64_t Hkv = ks[1], T = ks[2], Dv = vs[3];
+  if (ks[0] != B || vs[0] != B || ks[3] != D || vs[1] != Hkv || vs[2] != T)
+    return im.fail("incompatible Q " + shapeStr(qs) + ", K " + shapeStr(ks) + " and V " +
+                   shapeStr(vs));
+  if (Hkv <= 0 || Hq % Hkv != 0)
+    return im.fail(llvm::formatv("{0} query heads are not a multiple of {1} key/value heads",
+                                 Hq, Hkv)
+                       .str());
+  if (Hq != Hkv) {
+    int64_t rep = Hq / Hkv;
+    auto d = [&](unsigned i) { return getAffineDimExpr(i, &im.ctx); };
+    AffineMap m = AffineMap::get(4, 0, {d(0), d(1).floorDiv(rep), d(2), d(3)}, &im.ctx);
+    k = affineCopy(im, k, {B, Hq, T, D}, m);
+    v = affineCopy(im, v, {B, Hq, T, Dv}, m);
+  }
+  double scale = im.attr("scale") ? im.attrFloat("scale", 1.0f) : 1.0 / std::sqrt((double)D);
+  auto qkr = contraction(im, q, k, false, true, Value(), scale);
+  if (failed(qkr))
+    return failure();
+  Value qk = *qkr;
+  int64_t mode = im.attrInt("qk_matmul_output_mode", 0);
+  if (mode < 0 || mode > 3)
+    return im.fail("qk_matmul_output_mode " + std::to_string(mode) + " is not 0..3");
+  if (mode == 0)
+    im.setOutput(3, qk);
+  double softcap = im.attrFloat("softcap", 0.0f);
+  if (softcap > 0) {
+    auto c = im.elementwise({qk}, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      Value t = math::TanhOp::create(
+          ob, l, arith::DivFOp::create(ob, l, a[0], im.constantScalar(ob, l, et, softcap)));
+      return arith::MulFOp::create(ob, l, t, im.constantScalar(ob, l, et, softcap));
+    });
+    if (failed(c))
+      return failure();
+    qk = *c;
+  }
+  if (mode == 1)
+    im.setOutput(3, qk);
+
+  // Bias: attn_mask (bool: false masks; float: added; its last axis padded
+  // to T with masked entries), causal (upper-left aligned after the past),
+  // and nonpad_kv_seqlen (keys at or past the batch's length are masked).
+  SmallVector<int64_t> outShape = {B, Hq, S, T};
+  Value mask = im.hasInput(3) ? im.input(3) : Value();
+  bool boolMask = false;
+  if (mask) {
+    SmallVector<int64_t> ms(im.shapeOf(mask));
+    Type mt = im.elementType(mask);
+    boolMask = mt.isInteger(1);
+    if (!boolMask && mt != et)
+      return im.fail("attn_mask must be bool or of Q's element type");
+    if (ms.empty() || ms.size() > 4 || ms.back() > T)
+      return im.fail("attn_mask " + shapeStr(ms) + " does not fit the attention weights " +
+                     shapeStr(outShape));
+    if (ms.back() < T) {
+      SmallVector<int64_t> lo(ms.size(), 0), hi(ms.size(), 0);
+      hi.back() = T - ms.back();
+      mask = im.pad(mask, lo, hi, boolMask ? 0.0 : -INFINITY);
+      ms.back() = T;
+    }
+    for (size_t i = 0; i < ms.size(); ++i)
+      if (ms[i] != 1 && ms[i] != outShape[4 - ms.size() + i])
+        return im.fail("attn_mask " + shapeStr(ms) + " does not broadcast to " +
+                       shapeStr(outShape));
+  }
+  Value nonpad = im.hasInput(6) ? im.input(6) : Value();
+  if (nonpad && (im.shapeOf(nonpad).size() != 1 || im.shapeOf(nonpad)[0] != B ||
+                 !isa<IntegerType>(im.elementType(nonpad))))
+    return im.fail("nonpad_kv_seqlen must be an integer tensor of shape [batch]");
+  bool causal = im.attrInt("is_causal", 0) != 0;
+  if (mask || causal || nonpad) {
+    SmallVector<Value> ins = {qk};
+    SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(4, &im.ctx)};
+    if (mask) {
+      ins.push_back(mask);
+      maps.push_back(broadcastMap(im, im.shapeOf(mask), outShape));
+    }
+    qk = indexedGeneric(im, outShape, et, [&](OpBuilder &ob, Location l, ValueRange a) {
+      Value x = a[4];
+      Value negInf = im.constantScalar(ob, l, et, -INFINITY);
+      Value zero = im.constantScalar(ob, l, et, 0.0);
+      if (mask)
+        x = arith::AddFOp::create(ob, l, x,
+                                  boolMask ? (Value)arith::SelectOp::create(ob, l, a[5], zero, negInf)
+                                           : a[5]);
+      auto maskIf = [&](Value cond) {
+        x = arith::AddFOp::create(ob, l, x, arith::SelectOp::create(ob, l, cond, negInf, zero));
+      };
+      if (causal)
+        maskIf(arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sgt, a[3],
+                                     arith::AddIOp::create(ob, l, a[2], idxConst(ob, l, past))));
+      if (nonpad) {
+        Value n = tensor::ExtractOp::create(ob, l, nonpad, ValueRange{a[0]});
+        n = arith::IndexCastOp::create(ob, l, ob.getIndexType(), n);
+        maskIf(arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sge, a[3], n));
+      }
+      return x;
+    }, ins, maps);
+  }
+  if (mode == 2)
+    im.setOutput(3, qk);
+  auto p = softmaxLastAxis(im, qk);
+  if (failed(p))
+    return failure();
+  if (mode == 3)
+    im.setOutput(3, *p);
+  auto y = contraction(im, *p, v, false, false, Value(), 1.0);
+  if (failed(y))
+    return failure();
+  Value out = *y;
+  if (rank == 3)
+    out = im.reshape(im.transpose(out, {0, 2, 1, 3}), {B, S, Hq * Dv});
+  im.setOutput(0, out);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Resize / Upsample
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// One resized axis: for every output index, `taps` input indices (already
+/// clamped, i.e. edge-padded) and their weights, and whether the output is
+/// an extrapolated (tf_crop_and_resize) one. Computed on the host exactly as
+/// ONNX's reference (separable, per axis, in double precision).
+struct AxisTaps {
+  int64_t taps = 0;
+  std::vector<int64_t> index; // [out * taps]
+  std::vector<double> weight; // [out * taps]
+  std::vector<bool> extrapolated;
+  bool oneHot() const {
+    for (size_t o = 0; o * taps < weight.size(); ++o) {
+      int ones = 0, other = 0;
+      for (int64_t t = 0; t < taps; ++t) {
+        double w = weight[o * taps + t];
+        ones += w == 1.0;
+        other += w != 0.0 && w != 1.0;
+      }
+      if (ones != 1 || other)
+        return false;
+    }
+    return true;
+  }
+};
+
+struct ResizeMode {
+  std::string mode, coord, nearest;
+  double cubicA = -0.75;
+  bool antialias = false, excludeOutside = false;
+};
+} // namespace
+
+static std::vector<double> resizeCoeffs(const ResizeMode &m, double ratio, double scale) {
+  if (m.mode == "nearest") {
+    if (ratio == std::floor(ratio))
+      return {0, 1};
+    if (m.nearest == "round_prefer_floor")
+      return {double(ratio <= 0.5), double(ratio > 0.5)};
+    if (m.nearest == "round_prefer_ceil")
+      return {double(ratio < 0.5), double(ratio >= 0.5)};
+    if (m.nearest == "floor")
+      return {1, 0};
+    return {0, 1}; // ceil
+  }
+  double A = m.cubicA;
+  if (m.mode == "linear" && !m.antialias)
+    return {1 - ratio, ratio};
+  if (m.mode == "linear") {
+    double s = std::min(scale, 1.0);
+    int64_t start = (int64_t)std::floor(-1 / s) + 1, footprint = 2 - 2 * start;
+    std::vector<double> c;
+    double sum = 0;
+    for (int64_t i = start; i < start + footprint; ++i) {
+      double v = std::clamp(1 - std::fabs((i - ratio) * s), 0.0, 1.0);
+      c.push_back(v);
+      sum += v;
+    }
+    for (double &v : c)
+      v /= sum;
+    return c;
+  }
+  if (!m.antialias) {
+    double r1 = ratio + 1, q = 1 - ratio, q1 = q + 1;
+    return {((A * r1 - 5 * A) * r1 + 8 * A) * r1 - 4 * A,
+            ((A + 2) * ratio - (A + 3)) * ratio * ratio + 1,
+            ((A + 2) * q - (A + 3)) * q * q + 1,
+            ((A * q1 - 5 * A) * q1 + 8 * A) * q1 - 4 * A};
+  }
+  double s = std::min(scale, 1.0);
+  auto coeff = [&](double x) {
+    x = std::fabs(x);
+    double x2 = x * x, x3 = x * x2;
+    if (x <= 1)
+      return (A + 2) * x3 - (A + 3) * x2 + 1;
+    if (x < 2)
+      return A * x3 - 5 * A * x2 + 8 * A * x - 4 * A;
+    return 0.0;
+  };
+  int64_t iStart = (int64_t)std::floor(-2 / s) + 1, iEnd = 2 - iStart;
+  std::vector<double> c;
+  double sum = 0;
+  for (int64_t i = iStart; i < iEnd; ++i) {
+    c.push_back(coeff(s * (i - ratio)));
+    sum += c.back();
+  }
+  for (double &v : c)
+    v /= sum;
+  return c;
+}
+
+static FailureOr<AxisTaps> resizeAxisTaps(Importer &im, const ResizeMode &m, int64_t in,
+                                          int64_t out, double scale, double roiStart,
+                                          double roiEnd) {
+  AxisTaps r;
+  double outW = scale * in;
+  for (int64_t y = 0; y < out; ++y) {
+    double x;
+    const std::string &c = m.coord;
+    if (c == "align_corners")
+      x = outW == 1 ? 0.0 : y * (in - 1) / (outW - 1);
+    else if (c == "asymmetric")
+      x = y / scale;
+    else if (c == "tf_crop_and_resize") {
+      x = outW == 1 ? (roiEnd - roiStart) * (in - 1) / 2
+                    : y * (roiEnd - roiStart) * (in - 1) / (outW - 1);
+      x += roiStart * (in - 1);
+    } else if (c == "pytorch_half_pixel")
+      x = outW == 1 ? -0.5 : (y + 0.5) / scale - 0.5;
+    else if (c == "half_pixel")
+      x = (y + 0.5) / scale - 0.5;
+    else if (c == "half_pixel_symmetric") {
+      double adjustment = out / outW, center = in / 2.0;
+      x = center * (1 - adjustment) + (y + 0.5) / scale - 0.5;
+    } else
+      return im.fail("unknown coordinate_transformation_mode '" + c + "'");
+    r.extrapolated.push_back(c == "tf_crop_and_resize" && (x < 0 || x > in - 1));
+    double fl = std::floor(x);
+    double ratio = x == fl ? 1.0 : x - fl;
+    std::vector<double> coeffs = resizeCoeffs(m, ratio, scale);
+    int64_t n = coeffs.size();
+    if (y == 0)
+      r.taps = n;
+    else if (n != r.taps)
+      return im.fail("internal error: resize kernel size varies along an axis");
+    int64_t pad = (n + 1) / 2;
+    double xp = x + pad;
+    double p = std::floor(xp), frac = xp - p;
+    int64_t offset;
+    if (n % 2 == 0)
+      offset = frac == 0 ? -(n / 2) : -(n / 2) + 1;
+    else
+      offset = frac <= 0.5 ? -((n - 1) / 2) : -((n - 1) / 2) + 1;
+    int64_t start = (int64_t)p + offset;
+    SmallVector<int64_t> idx;
+    for (int64_t t = 0; t < n; ++t)
+      idx.push_back(start + t - pad);
+    if (m.excludeOutside) {
+      double sum = 0;
+      for (int64_t t = 0; t < n; ++t) {
+        if (idx[t] < 0 || idx[t] >= in)
+          coeffs[t] = 0;
+        sum += coeffs[t];
+      }
+      if (sum == 0)
+        sum = 1;
+      for (double &v : coeffs)
+        v /= sum;
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      r.index.push_back(std::clamp<int64_t>(idx[t], 0, in - 1));
+      r.weight.push_back(coeffs[t]);
+    }
+  }
+  return r;
+}
+
+/// Resizes axis `ax` of `x` to `out` elements with precomputed taps:
+/// y[.., o, ..] = sum_t w[o, t] * x[.., index[o, t], ..] (a gather when every
+/// row is one-hot), or the extrapolation value where flagged.
+static FailureOr<Value> resizeAxis(Importer &im, Value x, int64_t ax, int64_t out,
+                                   const AxisTaps &taps, double extrapolation) {
+  Type et = im.elementType(x);
+  SmallVector<int64_t> shape(im.shapeOf(x));
+  shape[ax] = out;
+  bool gather = taps.oneHot();
+  if (!gather && !isFloat(et))
+    return im.fail("linear and cubic resizing need a floating-point input");
+  auto i64 = im.b.getI64Type();
+  SmallVector<Value> ins;
+  int64_t n = gather ? 1 : taps.taps;
+  for (int64_t t = 0; t < n; ++t) {
+    SmallVector<int64_t> iv;
+    SmallVector<double> wv;
+    for (int64_t o = 0; o < out; ++o) {
+      int64_t k = t;
+      if (gather)
+        for (int64_t j = 0; j < taps.taps; ++j)
+          if (taps.weight[o * taps.taps + j] == 1.0)
+            k = j;
+      iv.push_back(taps.index[o * taps.taps + k]);
+      wv.push_back(taps.weight[o * taps.taps + k]);
+    }
+    ins.push_back(arith::ConstantOp::create(
+        im.b, im.loc, DenseElementsAttr::get(RankedTensorType::get({out}, i64), ArrayRef(iv))));
+    if (!gather) {
+      SmallVector<APFloat> ws;
+      for (double w : wv) {
+        APFloat f(w);
+        bool lost;
+        f.convert(cast<FloatType>(et).getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+        ws.push_back(f);
+      }
+      ins.push_back(arith::ConstantOp::create(
+          im.b, im.loc, DenseElementsAttr::get(RankedTensorType::get({out}, et), ws)));
+    }
+  }
+  bool anyExtrap = llvm::is_contained(taps.extrapolated, true);
+  if (anyExtrap) {
+    SmallVector<bool> flags(taps.extrapolated.begin(), taps.extrapolated.end());
+    ins.push_back(arith::ConstantOp::create(
+        im.b, im.loc,
+        DenseElementsAttr::get(RankedTensorType::get({out}, im.b.getI1Type()), ArrayRef(flags))));
+  }
+  int64_t rank = shape.size();
+  SmallVector<AffineMap> maps(ins.size(),
+                              AffineMap::get(rank, 0, {getAffineDimExpr(ax, &im.ctx)}, &im.ctx));
+  return indexedGeneric(im, shape, et, [&](OpBuilder &ob, Location l, ValueRange a) {
+    Value acc;
+    for (int64_t t = 0; t < n; ++t) {
+      Value ii = a[rank + (gather ? t : 2 * t)];
+      SmallVector<Value> at(a.begin(), a.begin() + rank);
+      at[ax] = arith::IndexCastOp::create(ob, l, ob.getIndexType(), ii);
+      Value v = tensor::ExtractOp::create(ob, l, x, at);
+      if (!gather)
+        v = arith::MulFOp::create(ob, l, v, a[rank + 2 * t + 1]);
+      acc = acc ? (Value)arith::AddFOp::create(ob, l, acc, v) : v;
+    }
+    if (anyExtrap)
+      acc = arith::SelectOp::create(ob, l, a.back(), im.constantScalar(ob, l, et, extrapolation),
+                                    acc);
+    return acc;
+  }, ins, maps);
+}
+
+static LogicalResult handleResize(Importer &im, bool upsample) {
+  Value x = im.input(0);
+  SmallVector<int64_t> inShape(im.shapeOf(x));
+  int64_t rank = inShape.size();
+  ResizeMode m;
+  m.mode = im.attrString("mode", "nearest");
+  if (m.mode != "nearest" && m.mode != "linear" && m.mode != "cubic" && m.mode != "bilinear" &&
+      m.mode != "trilinear")
+    return im.fail("unknown mode '" + m.mode + "'");
+  if (m.mode == "bilinear" || m.mode == "trilinear")
+    m.mode = "linear";
+  bool legacy = upsample || im.opset < 11;
+  m.coord = legacy ? "asymmetric" : im.attrString("coordinate_transformation_mode", "half_pixel");
+  m.nearest = legacy ? "floor" : im.attrString("nearest_mode", "round_prefer_floor");
+  if (m.nearest != "round_prefer_floor" && m.nearest != "round_prefer_ceil" &&
+      m.nearest != "floor" && m.nearest != "ceil")
+    return im.fail("unknown nearest_mode '" + m.nearest + "'");
+  m.cubicA = im.attrFloat("cubic_coeff_a", -0.75f);
+  m.antialias = im.attrInt("antialias", 0) != 0 && m.mode != "nearest";
+  m.excludeOutside = im.attrInt("exclude_outside", 0) != 0;
+  double extrapolation = im.attrFloat("extrapolation_value", 0.0f);
+  std::string policy = im.attrString("keep_aspect_ratio_policy", "stretch");
+
+  SmallVector<int64_t> axes;
+  if (auto a = im.attrInts("axes")) {
+    for (int64_t ax : *a) {
+      auto n = im.normalizeAxis(ax, rank);
+      if (failed(n))
+        return failure();
+      axes.push_back(*n);
+    }
+  } else {
+    for (int64_t i = 0; i < rank; ++i)
+      axes.push_back(i);
+  }
+  // Operands: the scales / sizes / roi as host values.
+  auto floatsOf = [&](unsigned i, StringRef what) -> FailureOr<SmallVector<double>> {
+    auto c = im.constInput(i);
+    if (!c)
+      return im.fail("input '" + what + "' ('" + im.node->input(i) +
+                     "') must be known at compile time (a constant, or bound with "
+                     "--input-value)");
+    auto h = HostTensor::fromAttr(*c);
+    if (!h)
+      return im.fail("input '" + what + "' has an unsupported element type");
+    SmallVector<double> r;
+    for (int64_t k = 0; k < h->numel(); ++k)
+      r.push_back(h->get(k));
+    return r;
+  };
+  SmallVector<double> scales, roi;
+  SmallVector<int64_t> sizes;
+  if (upsample) {
+    if (im.opset < 9) {
+      auto a = im.attr("scales");
+      if (!a)
+        return im.fail("Upsample needs the 'scales' attribute");
+      for (float f : a->floats())
+        scales.push_back(f);
+    } else {
+      auto s = floatsOf(1, "scales");
+      if (failed(s))
+        return failure();
+      scales = *s;
+    }
+  } else {
+    unsigned scalesIdx = im.opset < 11 ? 1 : 2;
+    if (im.opset >= 11 && im.hasInput(1) && m.coord == "tf_crop_and_resize") {
+      auto r = floatsOf(1, "roi");
+      if (failed(r))
+        return failure();
+      roi = *r;
+    }
+    if (im.hasInput(scalesIdx)) {
+      auto s = floatsOf(scalesIdx, "scales");
+      if (failed(s))
+        return failure();
+      scales = *s;
+    }
+    if (scales.empty() && im.opset >= 11 && im.hasInput(3)) {
+      auto s = im.constInts(3, "sizes");
+      if (failed(s))
+        return failure();
+      sizes = *s;
+    }
+    if (scales.empty() && sizes.empty())
+      return im.fail("one of 'scales' and 'sizes' must be given");
+  }
+  int64_t na = axes.size();
+  if ((!scales.empty() && (int64_t)scales.size() != na) ||
+      (!sizes.empty() && (int64_t)sizes.size() != na))
+    return im.fail(llvm::formatv("scales/sizes need {0} elements (one per resized axis)", na)
+                       .str());
+  if (!roi.empty() && (int64_t)roi.size() != 2 * na)
+    return im.fail(llvm::formatv("roi needs {0} elements", 2 * na).str());
+  SmallVector<double> axisScale(rank, 1.0), roiLo(rank, 0.0), roiHi(rank, 1.0);
+  SmallVector<int64_t> outShape(inShape);
+  for (int64_t i = 0; i < na; ++i) {
+    if (!roi.empty()) {
+      roiLo[axes[i]] = roi[i];
+      roiHi[axes[i]] = roi[na + i];
+    }
+    if (!scales.empty()) {
+      if (!(scales[i] > 0))
+        return im.fail("scales must be positive");
+      axisScale[axes[i]] = scales[i];
+      outShape[axes[i]] = (int64_t)(scales[i] * inShape[axes[i]]);
+    } else {
+      if (sizes[i] < 0 || inShape[axes[i]] == 0)
+        return im.fail("sizes must be non-negative and the input non-empty");
+      outShape[axes[i]] = sizes[i];
+      axisScale[axes[i]] = (double)sizes[i] / inShape[axes[i]];
+    }
+  }
+  if (!sizes.empty() && policy != "stretch") {
+    if (policy != "not_larger" && policy != "not_smaller")
+      return im.fail("unknown keep_aspect_ratio_policy '" + policy + "'");
+    double s = axisScale[axes[0]];
+    for (int64_t a : axes)
+      s = policy == "not_larger" ? std::min(s, axisScale[a]) : std::max(s, axisScale[a]);
+    for (int64_t a : axes) {
+      axisScale[a] = s;
+      outShape[a] = (int64_t)(s * inShape[a] + 0.5);
+    }
+  }
+  Value r = x;
+  for (int64_t a : axes) {
+    bool trivialRoi = std::fabs(roiLo[a]) < 1e-9 && std::fabs(roiHi[a] - 1.0) < 1e-9;
+    if (std::fabs(axisScale[a] - 1.0) <= 1e-9 && outShape[a] == inShape[a] &&
+        (roi.empty() || trivialRoi))
+      continue;
+    if (outShape[a] == 0)
+      return im.fail("resizing to an empty axis is not supported");
+    auto taps = resizeAxisTaps(im, m, inShape[a], outShape[a], axisScale[a], roiLo[a], roiHi[a]);
+    if (failed(taps))
+      return failure();
+    auto y = resizeAxis(im, r, a, outShape[a], *taps, extrapolation);
+    if (failed(y))
+      return failure();
+    r = *y;
+  }
+  im.setOutput(0, r);
+  return success();
+}
+
 #define F_BODY(EXPR)                                                              \
   [](OpBuilder & ob, Location l, ValueRange v) -> Value { return EXPR; }
 
@@ -2378,6 +2991,9 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["RMSNormalization"] = handleRMSNorm;
     t["NegativeLogLikelihoodLoss"] = handleNLLLoss;
     t["SoftmaxCrossEntropyLoss"] = handleSCELoss;
+    t["Attention"] = handleAttention;
+    t["Resize"] = [](Importer &im) { return handleResize(im, false); };
+    t["Upsample"] = [](Importer &im) { return handleResize(im, true); };
     return t;
   }();
   return table;
