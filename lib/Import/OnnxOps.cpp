@@ -2767,6 +2767,758 @@ static LogicalResult handleResize(Importer &im, bool upsample) {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// Selection, scatter/gather, layout and normalization ops
+//===----------------------------------------------------------------------===//
+
+static Value indexToI64(OpBuilder &ob, Location l, Value i) {
+  return arith::IndexCastOp::create(ob, l, ob.getI64Type(), i);
+}
+
+/// An integer element `raw` as an index into a dimension of size `dim`
+/// (negative counts from the end; clamped so it never reads out of bounds).
+static Value normIndex(OpBuilder &ob, Location l, Value raw, int64_t dim) {
+  Value i = arith::IndexCastOp::create(ob, l, ob.getIndexType(), raw);
+  Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, i, idxConst(ob, l, 0));
+  i = arith::SelectOp::create(ob, l, neg, arith::AddIOp::create(ob, l, i, idxConst(ob, l, dim)), i);
+  return clampIndex(ob, l, i, 0, std::max<int64_t>(dim - 1, 0));
+}
+
+/// Hardmax: 1 at the first maximum along `axis` (before opset 13: over the
+/// input coerced to 2-D at `axis`), 0 elsewhere.
+static LogicalResult handleHardmax(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  SmallVector<int64_t> shape(im.shapeOf(x));
+  int64_t rank = shape.size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", im.opset < 13 ? 1 : -1), rank);
+  if (failed(axis))
+    return failure();
+  Value v = x;
+  int64_t ax = *axis;
+  if (im.opset < 13) {
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < rank; ++i)
+      (i < ax ? outer : inner) *= shape[i];
+    v = im.reshape(x, {outer, inner});
+    ax = 1;
+  }
+  SmallVector<int64_t> vs(im.shapeOf(v));
+  int64_t n = vs[ax];
+  Value m = im.reduce(v, {ax}, true, FloatAttr::get(et, -INFINITY),
+                      [](OpBuilder &ob, Location l, Value a, Value e) { return maxOp(ob, l, a, e); });
+  int64_t vr = vs.size();
+  AffineMap id = AffineMap::getMultiDimIdentityMap(vr, &im.ctx);
+  AffineMap bm = broadcastMap(im, im.shapeOf(m), vs);
+  // Position of each maximum (n elsewhere), then the first one.
+  Value pos = indexedGeneric(im, vs, im.b.getI64Type(), [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value eq = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, a[vr], a[vr + 1]);
+    return arith::SelectOp::create(ob, l, eq, indexToI64(ob, l, a[ax]),
+                                   arith::ConstantOp::create(ob, l, ob.getI64IntegerAttr(n)));
+  }, ValueRange{v, m}, {id, bm});
+  Value first = im.reduce(pos, {ax}, true, im.b.getI64IntegerAttr(n),
+                          [](OpBuilder &ob, Location l, Value a, Value e) -> Value {
+                            return arith::MinSIOp::create(ob, l, a, e);
+                          });
+  Value y = indexedGeneric(im, vs, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value eq = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, indexToI64(ob, l, a[ax]), a[vr]);
+    return arith::SelectOp::create(ob, l, eq, im.constantScalar(ob, l, et, 1.0),
+                                   im.constantScalar(ob, l, et, 0.0));
+  }, ValueRange{first}, {broadcastMap(im, im.shapeOf(first), vs)});
+  im.setOutput(0, im.reshape(y, shape));
+  return success();
+}
+
+static LogicalResult handleLpNormalization(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  int64_t rank = im.shapeOf(x).size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  int64_t p = im.attrInt("p", 2);
+  if (p != 1 && p != 2)
+    return im.fail("p must be 1 or 2");
+  Value s = im.reduce(x, {*axis}, true, FloatAttr::get(et, 0.0),
+                      [&](OpBuilder &ob, Location l, Value a, Value e) -> Value {
+                        Value t = p == 1 ? (Value)math::AbsFOp::create(ob, l, e)
+                                         : (Value)arith::MulFOp::create(ob, l, e, e);
+                        return arith::AddFOp::create(ob, l, a, t);
+                      });
+  auto y = im.elementwise({x, s}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value norm = p == 1 ? v[1] : (Value)math::SqrtOp::create(ob, l, v[1]);
+    Value zero = im.constantScalar(ob, l, et, 0.0);
+    Value isZero = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, norm, zero);
+    return arith::SelectOp::create(ob, l, isZero, zero, arith::DivFOp::create(ob, l, v[0], norm));
+  });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
+/// TopK with a compile-time k, by rank counting: rank(i) = #{j : x_j ranks
+/// before x_i} (ties: lower index first), an O(n^2) reduction per row; then
+/// output slot r takes the element whose rank is r, an O(n k) reduction.
+/// Fine for small axes; a sort would be needed for long ones.
+static LogicalResult handleTopK(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  SmallVector<int64_t> shape(im.shapeOf(x));
+  int64_t rank = shape.size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis, n = shape[ax], k;
+  if (im.opset < 10) {
+    k = im.attrInt("k", -1);
+  } else {
+    auto kv = im.constInts(1, "K");
+    if (failed(kv))
+      return failure();
+    if (kv->size() != 1)
+      return im.fail("K must hold one element");
+    k = (*kv)[0];
+  }
+  if (k < 0 || k > n)
+    return im.fail(llvm::formatv("k={0} is out of range for an axis of size {1}", k, n).str());
+  bool largest = im.attrInt("largest", 1) != 0;
+  bool uns = im.isUnsigned(0);
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  // Loops: the input's dims, then j (reduction).
+  int64_t dims = rank + 1;
+  SmallVector<AffineExpr> ei, ej;
+  for (int64_t i = 0; i < rank; ++i) {
+    ei.push_back(d(i));
+    ej.push_back(i == ax ? d(rank) : d(i));
+  }
+  Value zero = im.fill(shape, im.b.getI64IntegerAttr(0));
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  iters[rank] = IteratorType::reduction;
+  auto before = [&](OpBuilder &ob, Location l, Value a, Value b2) -> Value {
+    // does `a` rank strictly before `b2` by value?
+    if (isFloat(et))
+      return arith::CmpFOp::create(ob, l, largest ? arith::CmpFPredicate::OGT : arith::CmpFPredicate::OLT, a, b2);
+    return arith::CmpIOp::create(ob, l,
+                                 largest ? (uns ? arith::CmpIPredicate::ugt : arith::CmpIPredicate::sgt)
+                                         : (uns ? arith::CmpIPredicate::ult : arith::CmpIPredicate::slt),
+                                 a, b2);
+  };
+  Value ranks = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{zero.getType()}, ValueRange{x, x}, ValueRange{zero},
+      {AffineMap::get(dims, 0, ei, ctx), AffineMap::get(dims, 0, ej, ctx), AffineMap::get(dims, 0, ei, ctx)},
+      iters, [&](OpBuilder &ob, Location l, ValueRange v) {
+        Value i = linalg::IndexOp::create(ob, l, ax), j = linalg::IndexOp::create(ob, l, rank);
+        Value eq = isFloat(et) ? (Value)arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, v[1], v[0])
+                               : (Value)arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[1], v[0]);
+        Value tie = arith::AndIOp::create(ob, l, eq, arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, j, i));
+        Value c = arith::OrIOp::create(ob, l, before(ob, l, v[1], v[0]), tie);
+        Value inc = arith::ExtUIOp::create(ob, l, ob.getI64Type(), c);
+        linalg::YieldOp::create(ob, l, arith::AddIOp::create(ob, l, v[2], inc).getResult());
+      }).getResult(0);
+  // Slot r (dim ax of the output) <- the element of rank r.
+  SmallVector<int64_t> outShape(shape);
+  outShape[ax] = k;
+  Value vinit = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  Value iinit = im.fill(outShape, im.b.getI64IntegerAttr(0));
+  Value res[2];
+  for (int which = 0; which < 2; ++which) {
+    Value init = which == 0 ? vinit : iinit;
+    auto r = linalg::GenericOp::create(
+        im.b, im.loc, TypeRange{init.getType()}, ValueRange{x, ranks}, ValueRange{init},
+        {AffineMap::get(dims, 0, ej, ctx), AffineMap::get(dims, 0, ej, ctx), AffineMap::get(dims, 0, ei, ctx)},
+        iters, [&](OpBuilder &ob, Location l, ValueRange v) {
+          Value slot = indexToI64(ob, l, linalg::IndexOp::create(ob, l, ax));
+          Value hit = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[1], slot);
+          Value val = which == 0 ? v[0] : indexToI64(ob, l, linalg::IndexOp::create(ob, l, rank));
+          linalg::YieldOp::create(ob, l, arith::SelectOp::create(ob, l, hit, val, v[2]).getResult());
+        });
+    res[which] = r.getResult(0);
+  }
+  im.setOutput(0, res[0]);
+  im.setOutput(1, res[1]);
+  return success();
+}
+
+using CombineFn = function_ref<Value(OpBuilder &, Location, Value, Value)>;
+
+static FailureOr<std::function<Value(OpBuilder &, Location, Value, Value)>>
+scatterReduction(Importer &im) {
+  std::string red = im.attrString("reduction", "none");
+  bool uns = im.isUnsigned(0);
+  if (red == "none")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(
+        [](OpBuilder &, Location, Value, Value u) { return u; });
+  if (red == "add")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(addOp);
+  if (red == "mul")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(mulOp);
+  if (red == "max")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(uns ? maxUOp : maxOp);
+  if (red == "min")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(uns ? minUOp : minOp);
+  return im.fail("unknown reduction '" + red + "'");
+}
+
+/// ScatterElements (and opset-9 Scatter) as an inverse map that needs no
+/// constant indices: out[p] folds, in order, every update u with
+/// u = p except along `axis` and indices[u] == p[axis] into data[p]. One
+/// reduction loop over the indices' axis, O(out * indices.shape[axis]).
+static LogicalResult handleScatterElements(Importer &im) {
+  Value data = im.input(0), indices = im.input(1), updates = im.input(2);
+  SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices));
+  int64_t rank = ds.size();
+  if ((int64_t)is.size() != rank || im.shapeOf(updates) != ArrayRef<int64_t>(is))
+    return im.fail("indices and updates must have the same shape and data's rank");
+  auto axis = im.normalizeAxis(im.attrInt("axis", 0), rank);
+  if (failed(axis))
+    return failure();
+  auto combine = scatterReduction(im);
+  if (failed(combine))
+    return failure();
+  int64_t ax = *axis;
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = rank + 1;
+  AffineMap outMap = AffineMap::getMultiDimIdentityMap(dims, ctx).getMajorSubMap(rank);
+  // Copy data into a fresh tensor that the generic updates in place.
+  auto init = im.elementwise({data}, im.elementType(data),
+                             [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+  if (failed(init))
+    return failure();
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  iters[rank] = IteratorType::reduction;
+  Value window = tensor::EmptyOp::create(im.b, im.loc, ArrayRef<int64_t>{is[ax]}, im.b.getI1Type());
+  Value y = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{init->getType()}, ValueRange{window}, ValueRange{*init},
+      {AffineMap::get(dims, 0, {getAffineDimExpr(rank, ctx)}, ctx), outMap}, iters,
+      [&](OpBuilder &ob, Location l, ValueRange v) {
+        SmallVector<Value> u;
+        Value ok;
+        for (int64_t i = 0; i < rank; ++i) {
+          Value pi = linalg::IndexOp::create(ob, l, i);
+          if (i == ax) {
+            u.push_back(linalg::IndexOp::create(ob, l, rank));
+            continue;
+          }
+          if (is[i] < ds[i]) {
+            Value in = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, pi, idxConst(ob, l, is[i]));
+            ok = ok ? arith::AndIOp::create(ob, l, ok, in).getResult() : in;
+          }
+          u.push_back(clampIndex(ob, l, pi, 0, is[i] - 1));
+        }
+        Value target = normIndex(ob, l, tensor::ExtractOp::create(ob, l, indices, u), ds[ax]);
+        Value hit = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, target,
+                                          linalg::IndexOp::create(ob, l, ax));
+        if (ok)
+          hit = arith::AndIOp::create(ob, l, hit, ok);
+        Value upd = tensor::ExtractOp::create(ob, l, updates, u);
+        linalg::YieldOp::create(ob, l, arith::SelectOp::create(ob, l, hit, (*combine)(ob, l, v[1], upd), v[1]).getResult());
+      }).getResult(0);
+  im.setOutput(0, y);
+  return success();
+}
+
+/// ScatterND as an inverse map: out[p] folds every update b (over the
+/// indices' batch dims, in row-major order) with indices[b] == p[:L].
+static LogicalResult handleScatterND(Importer &im) {
+  Value data = im.input(0), indices = im.input(1), updates = im.input(2);
+  SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices)), us(im.shapeOf(updates));
+  int64_t rank = ds.size();
+  if (is.empty())
+    return im.fail("indices must have rank >= 1");
+  int64_t L = is.back(), nb = is.size() - 1;
+  if (L > rank || (int64_t)us.size() != nb + rank - L)
+    return im.fail("indices " + shapeStr(is) + " and updates " + shapeStr(us) +
+                   " do not fit data " + shapeStr(ds));
+  auto combine = scatterReduction(im);
+  if (failed(combine))
+    return failure();
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = rank + nb;
+  AffineMap outMap = AffineMap::getMultiDimIdentityMap(dims, ctx).getMajorSubMap(rank);
+  auto init = im.elementwise({data}, im.elementType(data),
+                             [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+  if (failed(init))
+    return failure();
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  SmallVector<AffineExpr> we;
+  SmallVector<int64_t> wshape(is.begin(), is.end() - 1);
+  for (int64_t i = 0; i < nb; ++i) {
+    iters[rank + i] = IteratorType::reduction;
+    we.push_back(getAffineDimExpr(rank + i, ctx));
+  }
+  SmallVector<Value> ins;
+  SmallVector<AffineMap> maps;
+  if (nb) {
+    ins.push_back(tensor::EmptyOp::create(im.b, im.loc, wshape, im.b.getI1Type()));
+    maps.push_back(AffineMap::get(dims, 0, we, ctx));
+  }
+  maps.push_back(outMap);
+  Value y = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{init->getType()}, ins, ValueRange{*init}, maps, iters,
+      [&](OpBuilder &ob, Location l, ValueRange v) {
+        SmallVector<Value> bidx, uidx;
+        for (int64_t i = 0; i < nb; ++i)
+          bidx.push_back(linalg::IndexOp::create(ob, l, rank + i));
+        Value hit;
+        for (int64_t j = 0; j < L; ++j) {
+          SmallVector<Value> at(bidx);
+          at.push_back(idxConst(ob, l, j));
+          Value t = normIndex(ob, l, tensor::ExtractOp::create(ob, l, indices, at), ds[j]);
+          Value eq = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, t,
+                                           linalg::IndexOp::create(ob, l, j));
+          hit = hit ? arith::AndIOp::create(ob, l, hit, eq).getResult() : eq;
+        }
+        uidx = bidx;
+        for (int64_t j = L; j < rank; ++j)
+          uidx.push_back(linalg::IndexOp::create(ob, l, j));
+        Value acc = v.back();
+        Value upd = tensor::ExtractOp::create(ob, l, updates, uidx);
+        Value r = (*combine)(ob, l, acc, upd);
+        linalg::YieldOp::create(ob, l, hit ? arith::SelectOp::create(ob, l, hit, r, acc).getResult() : r);
+      }).getResult(0);
+  im.setOutput(0, y);
+  return success();
+}
+
+static LogicalResult handleGatherND(Importer &im) {
+  Value data = im.input(0), indices = im.input(1);
+  SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices));
+  int64_t bd = im.attrInt("batch_dims", 0);
+  if (is.empty() || bd < 0 || bd >= (int64_t)is.size() || is.back() + bd > (int64_t)ds.size())
+    return im.fail("indices " + shapeStr(is) + " do not fit data " + shapeStr(ds));
+  int64_t L = is.back(), ni = is.size() - 1;
+  SmallVector<int64_t> out(is.begin(), is.end() - 1);
+  out.append(ds.begin() + bd + L, ds.end());
+  Value r = indexedGeneric(im, out, im.elementType(data), [&](OpBuilder &ob, Location l, ValueRange a) {
+    SmallVector<Value> at(a.begin(), a.begin() + bd);
+    for (int64_t j = 0; j < L; ++j) {
+      SmallVector<Value> ia(a.begin(), a.begin() + ni);
+      ia.push_back(idxConst(ob, l, j));
+      at.push_back(normIndex(ob, l, tensor::ExtractOp::create(ob, l, indices, ia), ds[bd + j]));
+    }
+    for (int64_t k = ni; k < (int64_t)out.size(); ++k)
+      at.push_back(a[k]);
+    return tensor::ExtractOp::create(ob, l, data, at).getResult();
+  });
+  im.setOutput(0, r);
+  return success();
+}
+
+static LogicalResult handleTile(Importer &im) {
+  Value x = im.input(0);
+  SmallVector<int64_t> shape(im.shapeOf(x));
+  auto reps = im.constInts(1, "repeats");
+  if (failed(reps))
+    return failure();
+  if (reps->size() != shape.size())
+    return im.fail("repeats must have one entry per input dimension");
+  SmallVector<int64_t> out;
+  SmallVector<AffineExpr> e;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if ((*reps)[i] < 0)
+      return im.fail("repeats must be non-negative");
+    out.push_back(shape[i] * (*reps)[i]);
+    e.push_back(shape[i] == 1 ? getAffineConstantExpr(0, &im.ctx)
+                              : getAffineDimExpr(i, &im.ctx) % shape[i]);
+  }
+  im.setOutput(0, affineCopy(im, x, out, AffineMap::get(shape.size(), 0, e, &im.ctx)));
+  return success();
+}
+
+static LogicalResult handleDepthSpace(Importer &im, bool toSpace) {
+  Value x = im.input(0);
+  SmallVector<int64_t> s(im.shapeOf(x));
+  int64_t b = im.attrInt("blocksize", 0);
+  if (s.size() != 4 || b <= 0)
+    return im.fail("needs a 4-D input and a positive blocksize");
+  int64_t N = s[0], C = s[1], H = s[2], W = s[3];
+  if (toSpace) {
+    if (C % (b * b))
+      return im.fail("channels are not divisible by blocksize^2");
+    bool crd = im.attrString("mode", "DCR") == "CRD";
+    Value r = crd ? im.reshape(x, {N, C / (b * b), b, b, H, W}) : im.reshape(x, {N, b, b, C / (b * b), H, W});
+    r = crd ? im.transpose(r, {0, 1, 4, 2, 5, 3}) : im.transpose(r, {0, 3, 4, 1, 5, 2});
+    im.setOutput(0, im.reshape(r, {N, C / (b * b), H * b, W * b}));
+    return success();
+  }
+  if (H % b || W % b)
+    return im.fail("spatial sizes are not divisible by blocksize");
+  Value r = im.reshape(x, {N, C, H / b, b, W / b, b});
+  r = im.transpose(r, {0, 3, 5, 1, 2, 4});
+  im.setOutput(0, im.reshape(r, {N, C * b * b, H / b, W / b}));
+  return success();
+}
+
+static LogicalResult handleEyeLike(Importer &im) {
+  SmallVector<int64_t> s(im.inputType(0).getShape());
+  if (s.size() != 2)
+    return im.fail("input must be 2-D");
+  Type et = im.inputType(0).getElementType();
+  if (const auto *a = im.attr("dtype")) {
+    et = onnxElementType(im.ctx, a->i());
+    if (!et)
+      return im.fail("unsupported dtype " + std::to_string(a->i()));
+  }
+  int64_t k = im.attrInt("k", 0);
+  Value r = indexedGeneric(im, s, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value diff = arith::SubIOp::create(ob, l, a[1], a[0]);
+    Value on = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, diff, idxConst(ob, l, k));
+    return arith::SelectOp::create(ob, l, on, im.constantScalar(ob, l, et, 1.0),
+                                   im.constantScalar(ob, l, et, 0.0));
+  });
+  im.setOutput(0, r);
+  return success();
+}
+
+static LogicalResult handleOneHot(Importer &im) {
+  Value idx = im.input(0), values = im.input(2);
+  SmallVector<int64_t> is(im.shapeOf(idx));
+  auto dc = im.constInput(1);
+  auto dh = dc ? HostTensor::fromAttr(*dc) : std::nullopt;
+  if (!dh || dh->numel() != 1)
+    return im.fail("input 'depth' must be a one-element compile-time constant (or bound "
+                   "with --input-value)");
+  int64_t depth = (int64_t)dh->get(0);
+  if (im.shapeOf(values).size() != 1 || im.shapeOf(values)[0] != 2)
+    return im.fail("values must be [off_value, on_value]");
+  int64_t rank = is.size() + 1;
+  auto axis = im.normalizeAxis(im.attrInt("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis;
+  SmallVector<int64_t> out(is);
+  out.insert(out.begin() + ax, depth);
+  Type et = im.elementType(values);
+  bool fidx = isFloat(im.elementType(idx));
+  SmallVector<AffineExpr> ie;
+  for (int64_t i = 0; i < rank; ++i)
+    if (i != ax)
+      ie.push_back(getAffineDimExpr(i, &im.ctx));
+  Value r = indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value raw = a[rank];
+    if (fidx)
+      raw = arith::FPToSIOp::create(ob, l, ob.getI64Type(), raw);
+    Value i = arith::IndexCastOp::create(ob, l, ob.getIndexType(), raw);
+    Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, i, idxConst(ob, l, 0));
+    i = arith::SelectOp::create(ob, l, neg, arith::AddIOp::create(ob, l, i, idxConst(ob, l, depth)), i);
+    Value on = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, i, a[ax]);
+    Value offV = tensor::ExtractOp::create(ob, l, values, ValueRange{idxConst(ob, l, 0)});
+    Value onV = tensor::ExtractOp::create(ob, l, values, ValueRange{idxConst(ob, l, 1)});
+    return arith::SelectOp::create(ob, l, on, onV, offV);
+  }, ValueRange{idx}, {AffineMap::get(rank, 0, ie, &im.ctx)});
+  im.setOutput(0, r);
+  return success();
+}
+
+static LogicalResult handleGroupNorm(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  SmallVector<int64_t> s(im.shapeOf(x));
+  int64_t G = im.attrInt("num_groups", 0);
+  if (!isFloat(et) || s.size() < 2 || G <= 0 || s[1] % G)
+    return im.fail("needs a floating-point N x C x ... input with C divisible by num_groups");
+  int64_t N = s[0], C = s[1], rest = 1;
+  for (size_t i = 2; i < s.size(); ++i)
+    rest *= s[i];
+  Value xg = im.reshape(x, {N, G, C / G * rest});
+  auto norm = normalize(im, xg, {2}, im.attrFloat("epsilon", 1e-5f));
+  if (failed(norm))
+    return failure();
+  Value y = im.reshape((*norm)[0], {N, C, rest});
+  Value scale = im.input(1), bias = im.input(2);
+  int64_t ss = im.shapeOf(scale)[0];
+  if (ss == G && G != C) {
+    // Opset 18: one scale/bias per group.
+    auto rep = [&](Value v) {
+      AffineMap m = AffineMap::get(1, 0, {getAffineDimExpr(0, &im.ctx).floorDiv(C / G)}, &im.ctx);
+      return affineCopy(im, v, {C}, m);
+    };
+    scale = rep(scale);
+    bias = rep(bias);
+  }
+  auto r = im.elementwise({y, im.reshape(scale, {C, 1}), im.reshape(bias, {C, 1})}, et,
+                          [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            return arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, v[0], v[1]), v[2]);
+                          });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, im.reshape(*r, s));
+  return success();
+}
+
+static LogicalResult handleLRN(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  SmallVector<int64_t> s(im.shapeOf(x));
+  int64_t size = im.attrInt("size", 0);
+  if (!isFloat(et) || s.size() < 3 || size <= 0)
+    return im.fail("needs a floating-point N x C x ... input and a positive size");
+  double alpha = im.attrFloat("alpha", 1e-4f), beta = im.attrFloat("beta", 0.75f),
+         bias = im.attrFloat("bias", 1.0f);
+  auto sq = im.elementwise({x}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::MulFOp::create(ob, l, v[0], v[0]);
+  });
+  if (failed(sq))
+    return failure();
+  int64_t rank = s.size();
+  SmallVector<int64_t> lo(rank, 0), hi(rank, 0);
+  lo[1] = (size - 1) / 2;
+  hi[1] = size - 1 - lo[1];
+  Value xp = im.pad(*sq, lo, hi, 0.0);
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = rank + 1;
+  SmallVector<AffineExpr> ex, eo;
+  for (int64_t i = 0; i < rank; ++i) {
+    ex.push_back(i == 1 ? getAffineDimExpr(1, ctx) + getAffineDimExpr(rank, ctx) : getAffineDimExpr(i, ctx));
+    eo.push_back(getAffineDimExpr(i, ctx));
+  }
+  Value init = im.fill(s, FloatAttr::get(et, 0.0));
+  Value window = tensor::EmptyOp::create(im.b, im.loc, ArrayRef<int64_t>{size}, et);
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  iters[rank] = IteratorType::reduction;
+  Value sum = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{init.getType()}, ValueRange{xp, window}, ValueRange{init},
+      {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, {getAffineDimExpr(rank, ctx)}, ctx),
+       AffineMap::get(dims, 0, eo, ctx)},
+      iters, [&](OpBuilder &ob, Location l, ValueRange v) {
+        linalg::YieldOp::create(ob, l, arith::AddFOp::create(ob, l, v[2], v[0]).getResult());
+      }).getResult(0);
+  auto y = im.elementwise({x, sum}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value t = arith::AddFOp::create(ob, l, im.constantScalar(ob, l, et, bias),
+                                    arith::MulFOp::create(ob, l, v[1], im.constantScalar(ob, l, et, alpha / size)));
+    return arith::DivFOp::create(ob, l, v[0], math::PowFOp::create(ob, l, t, im.constantScalar(ob, l, et, beta)));
+  });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
+static LogicalResult handleCenterCropPad(Importer &im) {
+  Value x = im.input(0);
+  SmallVector<int64_t> s(im.shapeOf(x));
+  int64_t rank = s.size();
+  auto target = im.constInts(1, "shape");
+  if (failed(target))
+    return failure();
+  SmallVector<int64_t> axes;
+  if (auto a = im.attrInts("axes")) {
+    for (int64_t v : *a) {
+      auto n = im.normalizeAxis(v, rank);
+      if (failed(n))
+        return failure();
+      axes.push_back(*n);
+    }
+  } else {
+    for (int64_t i = 0; i < rank; ++i)
+      axes.push_back(i);
+  }
+  if (target->size() != axes.size())
+    return im.fail("shape must have one entry per axis");
+  SmallVector<int64_t> out(s), offset(rank, 0); // offset: input index = out index + offset
+  for (size_t i = 0; i < axes.size(); ++i) {
+    int64_t a = axes[i], t = (*target)[i], d = s[a];
+    out[a] = t;
+    offset[a] = t < d ? (d - t) / 2 : -((t - d) / 2);
+  }
+  Type et = im.elementType(x);
+  Value r = indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange idx) -> Value {
+    Value ok;
+    SmallVector<Value> src;
+    for (int64_t i = 0; i < rank; ++i) {
+      Value si = arith::AddIOp::create(ob, l, idx[i], idxConst(ob, l, offset[i]));
+      Value ge = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sge, si, idxConst(ob, l, 0));
+      Value lt = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, si, idxConst(ob, l, s[i]));
+      Value in = arith::AndIOp::create(ob, l, ge, lt);
+      ok = ok ? arith::AndIOp::create(ob, l, ok, in).getResult() : in;
+      src.push_back(clampIndex(ob, l, si, 0, std::max<int64_t>(s[i] - 1, 0)));
+    }
+    Value v = tensor::ExtractOp::create(ob, l, x, src);
+    return arith::SelectOp::create(ob, l, ok, v, zeroOf(ob, l, et));
+  });
+  im.setOutput(0, r);
+  return success();
+}
+
+/// DequantizeLinear: y = (x - zero_point) * scale with per-tensor, per-axis
+/// or blocked (block_size) scales; the scale index along `axis` is an
+/// affine floordiv, so all three are one elementwise generic.
+static FailureOr<AffineMap> quantParamMap(Importer &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps) {
+  int64_t rank = xs.size();
+  if (ps.empty() || (ps.size() == 1 && ps[0] == 1))
+    return AffineMap::get(rank, 0, {}, &im.ctx);
+  auto axis = im.normalizeAxis(im.attrInt("axis", 1), rank);
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis, bs = im.attrInt("block_size", 0);
+  if (ps.size() == 1 && bs == 0) {
+    if (ps[0] != xs[ax])
+      return im.fail("per-axis scale has " + std::to_string(ps[0]) + " elements, axis has " +
+                     std::to_string(xs[ax]));
+    return AffineMap::get(rank, 0, {getAffineDimExpr(ax, &im.ctx)}, &im.ctx);
+  }
+  if ((int64_t)ps.size() != rank || bs <= 0)
+    return im.fail("blocked quantization needs block_size and a scale of the input's rank");
+  SmallVector<AffineExpr> e;
+  for (int64_t i = 0; i < rank; ++i) {
+    AffineExpr d = getAffineDimExpr(i, &im.ctx);
+    e.push_back(i == ax ? d.floorDiv(bs) : d);
+    if (i == ax ? ps[i] != (xs[i] + bs - 1) / bs : ps[i] != xs[i])
+      return im.fail("blocked scale " + shapeStr(ps) + " does not fit input " + shapeStr(xs));
+  }
+  return AffineMap::get(rank, 0, e, &im.ctx);
+}
+
+static Value toFloat(OpBuilder &ob, Location l, Value v, Type ft, bool uns) {
+  if (isFloat(v.getType()))
+    return v.getType() == ft ? v : castScalar(ob, l, v, ft);
+  return uns ? (Value)arith::UIToFPOp::create(ob, l, ft, v) : (Value)arith::SIToFPOp::create(ob, l, ft, v);
+}
+
+static LogicalResult handleDequantizeLinear(Importer &im) {
+  Value x = im.input(0), scale = im.input(1);
+  Type st = im.elementType(scale);
+  SmallVector<int64_t> xs(im.shapeOf(x));
+  if (!isFloat(st))
+    return im.fail("x_scale must be floating point");
+  auto pm = quantParamMap(im, xs, im.shapeOf(scale));
+  if (failed(pm))
+    return failure();
+  Type ot = st;
+  if (const auto *a = im.attr("output_dtype"); a && a->i() != 0) {
+    ot = onnxElementType(im.ctx, a->i());
+    if (!ot || !isFloat(ot))
+      return im.fail("unsupported output_dtype");
+  }
+  bool uns = im.isUnsigned(0);
+  Value zp = im.hasInput(2) ? im.input(2) : Value();
+  int64_t rank = xs.size();
+  SmallVector<Value> ins = {x, scale};
+  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &im.ctx), *pm};
+  if (zp) {
+    ins.push_back(zp);
+    maps.push_back(*pm);
+  }
+  Value r = indexedGeneric(im, xs, ot, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    // float32 math like the reference, then the output type.
+    Type f32 = ob.getF32Type();
+    Value xv = toFloat(ob, l, a[rank], f32, uns);
+    if (zp)
+      xv = arith::SubFOp::create(ob, l, xv, toFloat(ob, l, a[rank + 2], f32, uns));
+    Value y = arith::MulFOp::create(ob, l, xv, toFloat(ob, l, a[rank + 1], f32, false));
+    return toFloat(ob, l, y, ot, false);
+  }, ins, maps);
+  im.setOutput(0, r);
+  return success();
+}
+
+/// QuantizeLinear: saturate(round_half_even(x / scale) + zero_point) to the
+/// output integer type (zero_point's, output_dtype, or uint8).
+static LogicalResult handleQuantizeLinear(Importer &im) {
+  Value x = im.input(0), scale = im.input(1);
+  SmallVector<int64_t> xs(im.shapeOf(x));
+  if (!isFloat(im.elementType(x)) || !isFloat(im.elementType(scale)))
+    return im.fail("x and y_scale must be floating point");
+  auto pm = quantParamMap(im, xs, im.shapeOf(scale));
+  if (failed(pm))
+    return failure();
+  Value zp = im.hasInput(2) ? im.input(2) : Value();
+  Type ot;
+  bool uns;
+  if (zp) {
+    ot = im.elementType(zp);
+    uns = im.isUnsigned(2);
+  } else {
+    int64_t dt = im.attrInt("output_dtype", 0);
+    dt = dt ? dt : 2; // uint8
+    ot = onnxElementType(im.ctx, dt);
+    uns = isUnsignedDataType(dt);
+  }
+  auto it = dyn_cast_or_null<IntegerType>(ot);
+  if (!it || it.getWidth() < 8 || it.getWidth() > 32)
+    return im.fail("only 8/16/32-bit integer outputs are supported");
+  unsigned w = it.getWidth();
+  double lo = uns ? 0 : -std::ldexp(1.0, w - 1), hi = uns ? std::ldexp(1.0, w) - 1 : std::ldexp(1.0, w - 1) - 1;
+  int64_t rank = xs.size();
+  SmallVector<Value> ins = {x, scale};
+  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &im.ctx), *pm};
+  if (zp) {
+    ins.push_back(zp);
+    maps.push_back(*pm);
+  }
+  Value r = indexedGeneric(im, xs, ot, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    // Divide in x's type like the reference; then double precision keeps
+    // int32 ranges exact.
+    Type f64 = ob.getF64Type(), xt = a[rank].getType();
+    Value q = arith::DivFOp::create(ob, l, a[rank], toFloat(ob, l, a[rank + 1], xt, false));
+    q = toFloat(ob, l, math::RoundEvenOp::create(ob, l, q), f64, false);
+    if (zp)
+      q = arith::AddFOp::create(ob, l, q, toFloat(ob, l, a[rank + 2], f64, uns));
+    q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, lo));
+    q = arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, hi));
+    return uns ? (Value)arith::FPToUIOp::create(ob, l, ot, q) : (Value)arith::FPToSIOp::create(ob, l, ot, q);
+  }, ins, maps);
+  im.setOutput(0, r);
+  return success();
+}
+
+
+/// DynamicQuantizeLinear: uint8 quantization with scale and zero point from
+/// the input's range (which always includes 0).
+static LogicalResult handleDynamicQuantizeLinear(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!et.isF32())
+    return im.fail("supported for float32 inputs only");
+  SmallVector<int64_t> xs(im.shapeOf(x)), all;
+  for (size_t i = 0; i < xs.size(); ++i)
+    all.push_back(i);
+  Value mx = im.reduce(x, all, false, FloatAttr::get(et, 0.0),
+                       [](OpBuilder &ob, Location l, Value a, Value v) { return maxOp(ob, l, a, v); });
+  Value mn = im.reduce(x, all, false, FloatAttr::get(et, 0.0),
+                       [](OpBuilder &ob, Location l, Value a, Value v) { return minOp(ob, l, a, v); });
+  auto scale = im.elementwise({mx, mn}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::DivFOp::create(ob, l, arith::SubFOp::create(ob, l, v[0], v[1]),
+                                 im.constantScalar(ob, l, et, 255.0));
+  });
+  if (failed(scale))
+    return failure();
+  Type u8 = im.b.getIntegerType(8);
+  auto sat = [&](OpBuilder &ob, Location l, Value q) -> Value {
+    q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, et, 0.0));
+    q = arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, et, 255.0));
+    return arith::FPToUIOp::create(ob, l, u8, q);
+  };
+  auto zpf = im.elementwise({mn, *scale}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value q = arith::SubFOp::create(ob, l, im.constantScalar(ob, l, et, 0.0),
+                                    arith::DivFOp::create(ob, l, v[0], v[1]));
+    q = math::RoundEvenOp::create(ob, l, q);
+    q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, et, 0.0));
+    return arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, et, 255.0));
+  });
+  if (failed(zpf))
+    return failure();
+  auto y = im.elementwise({x, *scale, *zpf}, u8, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value q = math::RoundEvenOp::create(ob, l, arith::DivFOp::create(ob, l, v[0], v[1]));
+    return sat(ob, l, arith::AddFOp::create(ob, l, q, v[2]));
+  });
+  auto zp = im.elementwise({*zpf}, u8, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return sat(ob, l, v[0]);
+  });
+  if (failed(y) || failed(zp))
+    return failure();
+  im.setOutput(0, *y);
+  im.setOutput(1, *scale);
+  im.setOutput(2, *zp);
+  return success();
+}
+
 #define F_BODY(EXPR)                                                              \
   [](OpBuilder & ob, Location l, ValueRange v) -> Value { return EXPR; }
 
@@ -2994,6 +3746,24 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["Attention"] = handleAttention;
     t["Resize"] = [](Importer &im) { return handleResize(im, false); };
     t["Upsample"] = [](Importer &im) { return handleResize(im, true); };
+    t["Hardmax"] = handleHardmax;
+    t["LpNormalization"] = handleLpNormalization;
+    t["TopK"] = handleTopK;
+    t["ScatterElements"] = handleScatterElements;
+    t["Scatter"] = handleScatterElements;
+    t["ScatterND"] = handleScatterND;
+    t["GatherND"] = handleGatherND;
+    t["Tile"] = handleTile;
+    t["DepthToSpace"] = [](Importer &im) { return handleDepthSpace(im, true); };
+    t["SpaceToDepth"] = [](Importer &im) { return handleDepthSpace(im, false); };
+    t["EyeLike"] = handleEyeLike;
+    t["OneHot"] = handleOneHot;
+    t["GroupNormalization"] = handleGroupNorm;
+    t["LRN"] = handleLRN;
+    t["CenterCropPad"] = handleCenterCropPad;
+    t["DequantizeLinear"] = handleDequantizeLinear;
+    t["QuantizeLinear"] = handleQuantizeLinear;
+    t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
     return t;
   }();
   return table;
