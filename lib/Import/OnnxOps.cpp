@@ -1220,7 +1220,9 @@ static LogicalResult handleConv(Importer &im) {
   return success();
 }
 
-static LogicalResult handlePool(Importer &im, bool isMax) {
+/// MaxPool / AveragePool, and LpPool when `lpP` > 0 (sum of |x|^p, then the
+/// p-th root).
+static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   if (xs.size() < 3)
@@ -1243,6 +1245,19 @@ static LogicalResult handlePool(Importer &im, bool isMax) {
   lo.append(g->padLo);
   hi.append(g->padHi);
   Value xp = im.pad(x, lo, hi, isMax ? -INFINITY : 0.0);
+  if (lpP > 0) {
+    auto t = im.elementwise({xp}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      Value a = math::AbsFOp::create(ob, l, v[0]);
+      if (lpP == 1)
+        return a;
+      if (lpP == 2)
+        return arith::MulFOp::create(ob, l, a, a);
+      return math::PowFOp::create(ob, l, a, im.constantScalar(ob, l, et, (double)lpP));
+    });
+    if (failed(t))
+      return failure();
+    xp = *t;
+  }
   MLIRContext *ctx = &im.ctx;
   int64_t dims = 2 + 2 * s;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
@@ -1273,6 +1288,19 @@ static LogicalResult handlePool(Importer &im, bool isMax) {
                                                        : addOp(ob, l, v[2], v[0]));
                 })
                 .getResult(0);
+  if (lpP > 0) {
+    auto r = im.elementwise({y}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      if (lpP == 1)
+        return v[0];
+      if (lpP == 2)
+        return math::SqrtOp::create(ob, l, v[0]);
+      return math::PowFOp::create(ob, l, v[0], im.constantScalar(ob, l, et, 1.0 / lpP));
+    });
+    if (failed(r))
+      return failure();
+    im.setOutput(0, *r);
+    return success();
+  }
   if (!isMax) {
     // Divide by the number of window positions that count: inside the input
     // (count_include_pad=0) or inside input plus explicit pads.
@@ -3721,6 +3749,12 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["Conv"] = handleConv;
     t["MaxPool"] = [](Importer &im) { return handlePool(im, true); };
     t["AveragePool"] = [](Importer &im) { return handlePool(im, false); };
+    t["LpPool"] = [](Importer &im) {
+      int64_t p = im.attrInt("p", 2);
+      if (p <= 0)
+        return im.fail("p must be positive");
+      return handlePool(im, false, p);
+    };
     t["GlobalAveragePool"] = [](Importer &im) { return handleGlobalPool(im, false); };
     t["GlobalMaxPool"] = [](Importer &im) { return handleGlobalPool(im, true); };
     t["Reshape"] = handleReshape;
