@@ -277,6 +277,31 @@ FailureOr<bool> kiln::detail::foldNode(Importer &im,
                        [](ArrayRef<double> v) { return std::fabs(v[0]); });
   else if (op == "Not")
     r = mapElementwise(im, ins, i1, [](ArrayRef<int64_t> v) -> int64_t { return !v[0]; }, nullptr);
+  else if (op == "And" || op == "Or" || op == "Xor") {
+    char k = op[0];
+    bin([k](ArrayRef<int64_t> v) -> int64_t {
+          bool a = v[0] != 0, c = v[1] != 0;
+          return k == 'A' ? (a && c) : k == 'O' ? (a || c) : (a != c);
+        },
+        nullptr, true);
+  } else if (op == "Mod" && !ins[0].isFloat() && !ins[1].isFloat() &&
+             !im.attrInt("fmod", 0)) {
+    if (llvm::is_contained(ins[1].ints, 0))
+      return im.fail("integer modulo by zero in a constant subgraph");
+    // Integer Mod takes the divisor's sign (like Python's %).
+    bin([](ArrayRef<int64_t> v) {
+          int64_t m = v[0] % v[1];
+          return (m != 0 && ((m < 0) != (v[1] < 0))) ? m + v[1] : m;
+        },
+        nullptr);
+  } else if ((op == "Sqrt" || op == "Reciprocal" || op == "Floor" || op == "Ceil") &&
+             ins[0].isFloat()) {
+    char k = op[0];
+    r = mapElementwise(im, ins, ins[0].elemType, nullptr, [k](ArrayRef<double> v) {
+      return k == 'S' ? std::sqrt(v[0]) : k == 'R' ? 1.0 / v[0] : k == 'F' ? std::floor(v[0])
+                                                                            : std::ceil(v[0]);
+    });
+  }
   else if (op == "Cast") {
     Type to = onnxElementType(ctx, im.attrInt("to", 0));
     if (!to)

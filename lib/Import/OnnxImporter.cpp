@@ -641,6 +641,17 @@ void Importer::markUnsignedOutputs() {
       mark(0);
     return;
   }
+  if (op == "DynamicQuantizeLinear") {
+    mark(0);
+    mark(2);
+    return;
+  }
+  if (op == "QuantizeLinear") {
+    int64_t dt = attrInt("output_dtype", 0);
+    if (hasInput(2) ? isUnsigned(2) : (dt == 0 || isUnsignedDataType(dt)))
+      mark(0);
+    return;
+  }
   if (op == "CastLike") {
     if (isUnsigned(1))
       mark(0);

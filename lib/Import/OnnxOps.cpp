@@ -650,9 +650,23 @@ static LogicalResult handleShrink(Importer &im) {
 }
 
 static LogicalResult handleCastLike(Importer &im) {
-  Type t = im.elementType(im.input(1));
-  Value x = im.input(0);
+  Type t = im.inputType(1).getElementType();
   bool fromU = im.isUnsigned(0), toU = im.isUnsigned(1);
+  // A constant cast to a run-time value's type (e.g. -inf cast like a mask)
+  // stays a constant, so ops that need it at compile time (Pad's
+  // constant_value) see it.
+  if (auto c = im.constInput(0); c && c->getNumElements() <= 4096 && isFloat(t)) {
+    if (auto h = HostTensor::fromAttr(*c); h && !fromU) {
+      HostTensor r;
+      r.shape = h->shape;
+      r.elemType = t;
+      for (int64_t i = 0; i < h->numel(); ++i)
+        r.floats.push_back(h->get(i));
+      im.setConstOutput(0, r.toAttr());
+      return success();
+    }
+  }
+  Value x = im.input(0);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
     return castScalar(ob, l, v[0], t, fromU, toU);
   });
@@ -1206,7 +1220,9 @@ static LogicalResult handleConv(Importer &im) {
   return success();
 }
 
-static LogicalResult handlePool(Importer &im, bool isMax) {
+/// MaxPool / AveragePool, and LpPool when `lpP` > 0 (sum of |x|^p, then the
+/// p-th root).
+static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   if (xs.size() < 3)
@@ -1229,6 +1245,19 @@ static LogicalResult handlePool(Importer &im, bool isMax) {
   lo.append(g->padLo);
   hi.append(g->padHi);
   Value xp = im.pad(x, lo, hi, isMax ? -INFINITY : 0.0);
+  if (lpP > 0) {
+    auto t = im.elementwise({xp}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      Value a = math::AbsFOp::create(ob, l, v[0]);
+      if (lpP == 1)
+        return a;
+      if (lpP == 2)
+        return arith::MulFOp::create(ob, l, a, a);
+      return math::PowFOp::create(ob, l, a, im.constantScalar(ob, l, et, (double)lpP));
+    });
+    if (failed(t))
+      return failure();
+    xp = *t;
+  }
   MLIRContext *ctx = &im.ctx;
   int64_t dims = 2 + 2 * s;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
@@ -1259,6 +1288,19 @@ static LogicalResult handlePool(Importer &im, bool isMax) {
                                                        : addOp(ob, l, v[2], v[0]));
                 })
                 .getResult(0);
+  if (lpP > 0) {
+    auto r = im.elementwise({y}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      if (lpP == 1)
+        return v[0];
+      if (lpP == 2)
+        return math::SqrtOp::create(ob, l, v[0]);
+      return math::PowFOp::create(ob, l, v[0], im.constantScalar(ob, l, et, 1.0 / lpP));
+    });
+    if (failed(r))
+      return failure();
+    im.setOutput(0, *r);
+    return success();
+  }
   if (!isMax) {
     // Divide by the number of window positions that count: inside the input
     // (count_include_pad=0) or inside input plus explicit pads.
@@ -1476,6 +1518,35 @@ static LogicalResult handleTranspose(Importer &im) {
   return success();
 }
 
+/// Concatenates `ins` (same rank, equal outside `ax`, non-empty) along `ax`.
+static Value concatValues(Importer &im, ArrayRef<Value> ins, int64_t ax) {
+  SmallVector<int64_t> offsets, out(im.shapeOf(ins[0]));
+  out[ax] = 0;
+  for (Value v : ins) {
+    offsets.push_back(out[ax]);
+    out[ax] += im.shapeOf(v)[ax];
+  }
+  Type et = im.elementType(ins[0]);
+  return indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange idx) {
+    Value result;
+    for (int64_t j = ins.size() - 1; j >= 0; --j) {
+      SmallVector<Value> at(idx.begin(), idx.end());
+      int64_t size = im.shapeOf(ins[j])[ax];
+      at[ax] = clampIndex(ob, l, arith::SubIOp::create(ob, l, idx[ax], idxConst(ob, l, offsets[j])),
+                          0, size - 1);
+      Value v = tensor::ExtractOp::create(ob, l, ins[j], at);
+      if (!result) {
+        result = v;
+        continue;
+      }
+      Value inThis = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, idx[ax],
+                                           idxConst(ob, l, offsets[j] + size));
+      result = arith::SelectOp::create(ob, l, inThis, v, result);
+    }
+    return result;
+  });
+}
+
 static LogicalResult handleConcat(Importer &im) {
   SmallVector<Value> ins;
   for (int i = 0; i < im.node->input_size(); ++i)
@@ -1503,27 +1574,7 @@ static LogicalResult handleConcat(Importer &im) {
     im.setOutput(0, ins[0]);
     return success();
   }
-  Type et = im.elementType(ins[0]);
-  int64_t ax = *axis;
-  Value r = indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange idx) {
-    Value result;
-    for (int64_t j = ins.size() - 1; j >= 0; --j) {
-      SmallVector<Value> at(idx.begin(), idx.end());
-      int64_t size = im.shapeOf(ins[j])[ax];
-      at[ax] = clampIndex(ob, l, arith::SubIOp::create(ob, l, idx[ax], idxConst(ob, l, offsets[j])),
-                          0, size - 1);
-      Value v = tensor::ExtractOp::create(ob, l, ins[j], at);
-      if (!result) {
-        result = v;
-        continue;
-      }
-      Value inThis = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, idx[ax],
-                                           idxConst(ob, l, offsets[j] + size));
-      result = arith::SelectOp::create(ob, l, inThis, v, result);
-    }
-    return result;
-  });
-  im.setOutput(0, r);
+  im.setOutput(0, concatValues(im, ins, *axis));
   return success();
 }
 
@@ -2154,6 +2205,1348 @@ static LogicalResult handleSCELoss(Importer &im) {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// Attention (opset 23/24)
+//===----------------------------------------------------------------------===//
+
+/// out[i...] = x[inMap(i...)]: repeats, broadcasts and transposes as one
+/// affine (fusable) copy.
+static Value affineCopy(Importer &im, Value x, ArrayRef<int64_t> outShape, AffineMap inMap) {
+  Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, im.elementType(x));
+  int64_t rank = outShape.size();
+  SmallVector<AffineMap> maps = {inMap, AffineMap::getMultiDimIdentityMap(rank, &im.ctx)};
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  return linalg::GenericOp::create(im.b, im.loc, TypeRange{init.getType()}, ValueRange{x},
+                                   ValueRange{init}, maps, iters,
+                                   [&](OpBuilder &nb, Location l, ValueRange args) {
+                                     linalg::YieldOp::create(nb, l, args[0]);
+                                   })
+      .getResult(0);
+}
+
+/// The map that reads a tensor of shape `s` broadcast (numpy rules) to an
+/// output of rank `rank` whose shape is `out`.
+static AffineMap broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef<int64_t> out) {
+  int64_t rank = out.size(), r = s.size();
+  SmallVector<AffineExpr> e;
+  for (int64_t i = 0; i < r; ++i) {
+    int64_t od = rank - r + i;
+    e.push_back(s[i] == 1 && out[od] != 1 ? getAffineConstantExpr(0, &im.ctx)
+                                          : getAffineDimExpr(od, &im.ctx));
+  }
+  return AffineMap::get(rank, 0, e, &im.ctx);
+}
+
+/// Softmax over the last axis (max-shifted, like the ONNX reference).
+static FailureOr<Value> softmaxLastAxis(Importer &im, Value x) {
+  Type et = im.elementType(x);
+  int64_t last = im.shapeOf(x).size() - 1;
+  Value m = im.reduce(x, {last}, true, FloatAttr::get(et, -INFINITY),
+                      [](OpBuilder &ob, Location l, Value a, Value v) { return maxOp(ob, l, a, v); });
+  auto e = im.elementwise({x, m}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return math::ExpOp::create(ob, l, arith::SubFOp::create(ob, l, v[0], v[1]));
+  });
+  if (failed(e))
+    return failure();
+  Value s = im.reduce(*e, {last}, true, FloatAttr::get(et, 0.0),
+                      [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); });
+  return im.elementwise({*e, s}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::DivFOp::create(ob, l, v[0], v[1]);
+  });
+}
+
+/// [B, S, H*D] -> [B, H, S, D]; 4-D inputs pass through.
+static FailureOr<Value> splitHeads(Importer &im, Value x, int64_t heads, StringRef what) {
+  ArrayRef<int64_t> s = im.shapeOf(x);
+  if (s.size() == 4)
+    return x;
+  if (heads <= 0 || s[2] % heads != 0)
+    return im.fail(llvm::formatv("{0} hidden size {1} is not divisible by {2} heads", what,
+                                 s[2], heads)
+                       .str());
+  return im.transpose(im.reshape(x, {s[0], s[1], heads, s[2] / heads}), {0, 2, 1, 3});
+}
+
+/// Y = softmax(softcap(scale * Q K^T) + bias) V with bias from attn_mask,
+/// is_causal and nonpad_kv_seqlen; past_key/value are concatenated in front
+/// of K/V (present_key/value); grouped-query attention repeats each KV head
+/// q_num_heads / kv_num_heads times through an affine floordiv map.
+static LogicalResult handleAttention(Importer &im) {
+  Value q = im.input(0), k = im.input(1), v = im.input(2);
+  Type et = im.elementType(q);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  int64_t rank = im.shapeOf(q).size();
+  if ((rank != 3 && rank != 4) || (int64_t)im.shapeOf(k).size() != rank ||
+      (int64_t)im.shapeOf(v).size() != rank)
+    return im.fail("Q, K and V must all be 3-D or all be 4-D");
+  int64_t qHeads = im.attrInt("q_num_heads", 0), kvHeads = im.attrInt("kv_num_heads", 0);
+  if (rank == 3 && (qHeads <= 0 || kvHeads <= 0))
+    return im.fail("3-D Q, K, V need the q_num_heads and kv_num_heads attributes");
+  auto q4 = splitHeads(im, q, qHeads, "Q");
+  auto k4 = splitHeads(im, k, kvHeads, "K");
+  auto v4 = splitHeads(im, v, kvHeads, "V");
+  if (failed(q4) || failed(k4) || failed(v4))
+    return failure();
+  q = *q4, k = *k4, v = *v4;
+  int64_t past = 0;
+  for (unsigned i : {4u, 5u}) {
+    if (!im.hasInput(i))
+      continue;
+    Value p = im.input(i);
+    Value &cur = i == 4 ? k : v;
+    ArrayRef<int64_t> ps = im.shapeOf(p), cs = im.shapeOf(cur);
+    if (ps.size() != 4 || ps[0] != cs[0] || ps[1] != cs[1] || ps[3] != cs[3])
+      return im.fail("past " + std::string(i == 4 ? "key " : "value ") + shapeStr(ps) +
+                     " does not match the new " + (i == 4 ? "keys " : "values ") + shapeStr(cs));
+    past = ps[2];
+    cur = ps[2] == 0 ? cur : cs[2] == 0 ? p : concatValues(im, {p, cur}, 2);
+  }
+  im.setOutput(1, k);
+  im.setOutput(2, v);
+  ArrayRef<int64_t> qs = im.shapeOf(q), ks = im.shapeOf(k), vs = im.shapeOf(v);
+  int64_t B = qs[0], Hq = qs[1], S = qs[2], D = qs[3];
+  int64_t Hkv = ks[1], T = ks[2], Dv = vs[3];
+  if (ks[0] != B || vs[0] != B || ks[3] != D || vs[1] != Hkv || vs[2] != T)
+    return im.fail("incompatible Q " + shapeStr(qs) + ", K " + shapeStr(ks) + " and V " +
+                   shapeStr(vs));
+  if (Hkv <= 0 || Hq % Hkv != 0)
+    return im.fail(llvm::formatv("{0} query heads are not a multiple of {1} key/value heads",
+                                 Hq, Hkv)
+                       .str());
+  if (Hq != Hkv) {
+    int64_t rep = Hq / Hkv;
+    auto d = [&](unsigned i) { return getAffineDimExpr(i, &im.ctx); };
+    AffineMap m = AffineMap::get(4, 0, {d(0), d(1).floorDiv(rep), d(2), d(3)}, &im.ctx);
+    k = affineCopy(im, k, {B, Hq, T, D}, m);
+    v = affineCopy(im, v, {B, Hq, T, Dv}, m);
+  }
+  double scale = im.attr("scale") ? im.attrFloat("scale", 1.0f) : 1.0 / std::sqrt((double)D);
+  auto qkr = contraction(im, q, k, false, true, Value(), scale);
+  if (failed(qkr))
+    return failure();
+  Value qk = *qkr;
+  int64_t mode = im.attrInt("qk_matmul_output_mode", 0);
+  if (mode < 0 || mode > 3)
+    return im.fail("qk_matmul_output_mode " + std::to_string(mode) + " is not 0..3");
+  if (mode == 0)
+    im.setOutput(3, qk);
+  double softcap = im.attrFloat("softcap", 0.0f);
+  if (softcap > 0) {
+    auto c = im.elementwise({qk}, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      Value t = math::TanhOp::create(
+          ob, l, arith::DivFOp::create(ob, l, a[0], im.constantScalar(ob, l, et, softcap)));
+      return arith::MulFOp::create(ob, l, t, im.constantScalar(ob, l, et, softcap));
+    });
+    if (failed(c))
+      return failure();
+    qk = *c;
+  }
+  if (mode == 1)
+    im.setOutput(3, qk);
+
+  // Bias: attn_mask (bool: false masks; float: added; its last axis padded
+  // to T with masked entries), causal (upper-left aligned after the past),
+  // and nonpad_kv_seqlen (keys at or past the batch's length are masked).
+  SmallVector<int64_t> outShape = {B, Hq, S, T};
+  Value mask = im.hasInput(3) ? im.input(3) : Value();
+  bool boolMask = false;
+  if (mask) {
+    SmallVector<int64_t> ms(im.shapeOf(mask));
+    Type mt = im.elementType(mask);
+    boolMask = mt.isInteger(1);
+    if (!boolMask && mt != et)
+      return im.fail("attn_mask must be bool or of Q's element type");
+    if (ms.empty() || ms.size() > 4 || ms.back() > T)
+      return im.fail("attn_mask " + shapeStr(ms) + " does not fit the attention weights " +
+                     shapeStr(outShape));
+    if (ms.back() < T) {
+      SmallVector<int64_t> lo(ms.size(), 0), hi(ms.size(), 0);
+      hi.back() = T - ms.back();
+      mask = im.pad(mask, lo, hi, boolMask ? 0.0 : -INFINITY);
+      ms.back() = T;
+    }
+    for (size_t i = 0; i < ms.size(); ++i)
+      if (ms[i] != 1 && ms[i] != outShape[4 - ms.size() + i])
+        return im.fail("attn_mask " + shapeStr(ms) + " does not broadcast to " +
+                       shapeStr(outShape));
+  }
+  Value nonpad = im.hasInput(6) ? im.input(6) : Value();
+  if (nonpad && (im.shapeOf(nonpad).size() != 1 || im.shapeOf(nonpad)[0] != B ||
+                 !isa<IntegerType>(im.elementType(nonpad))))
+    return im.fail("nonpad_kv_seqlen must be an integer tensor of shape [batch]");
+  bool causal = im.attrInt("is_causal", 0) != 0;
+  if (mask || causal || nonpad) {
+    SmallVector<Value> ins = {qk};
+    SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(4, &im.ctx)};
+    if (mask) {
+      ins.push_back(mask);
+      maps.push_back(broadcastMap(im, im.shapeOf(mask), outShape));
+    }
+    qk = indexedGeneric(im, outShape, et, [&](OpBuilder &ob, Location l, ValueRange a) {
+      Value x = a[4];
+      Value negInf = im.constantScalar(ob, l, et, -INFINITY);
+      Value zero = im.constantScalar(ob, l, et, 0.0);
+      if (mask)
+        x = arith::AddFOp::create(ob, l, x,
+                                  boolMask ? (Value)arith::SelectOp::create(ob, l, a[5], zero, negInf)
+                                           : a[5]);
+      auto maskIf = [&](Value cond) {
+        x = arith::AddFOp::create(ob, l, x, arith::SelectOp::create(ob, l, cond, negInf, zero));
+      };
+      if (causal)
+        maskIf(arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sgt, a[3],
+                                     arith::AddIOp::create(ob, l, a[2], idxConst(ob, l, past))));
+      if (nonpad) {
+        Value n = tensor::ExtractOp::create(ob, l, nonpad, ValueRange{a[0]});
+        n = arith::IndexCastOp::create(ob, l, ob.getIndexType(), n);
+        maskIf(arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sge, a[3], n));
+      }
+      return x;
+    }, ins, maps);
+  }
+  if (mode == 2)
+    im.setOutput(3, qk);
+  auto p = softmaxLastAxis(im, qk);
+  if (failed(p))
+    return failure();
+  if (mode == 3)
+    im.setOutput(3, *p);
+  auto y = contraction(im, *p, v, false, false, Value(), 1.0);
+  if (failed(y))
+    return failure();
+  Value out = *y;
+  if (rank == 3)
+    out = im.reshape(im.transpose(out, {0, 2, 1, 3}), {B, S, Hq * Dv});
+  im.setOutput(0, out);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Resize / Upsample
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// One resized axis: for every output index, `taps` input indices (already
+/// clamped, i.e. edge-padded) and their weights, and whether the output is
+/// an extrapolated (tf_crop_and_resize) one. Computed on the host exactly as
+/// ONNX's reference (separable, per axis, in double precision).
+struct AxisTaps {
+  int64_t taps = 0;
+  std::vector<int64_t> index; // [out * taps]
+  std::vector<double> weight; // [out * taps]
+  std::vector<bool> extrapolated;
+  bool oneHot() const {
+    for (size_t o = 0; o * taps < weight.size(); ++o) {
+      int ones = 0, other = 0;
+      for (int64_t t = 0; t < taps; ++t) {
+        double w = weight[o * taps + t];
+        ones += w == 1.0;
+        other += w != 0.0 && w != 1.0;
+      }
+      if (ones != 1 || other)
+        return false;
+    }
+    return true;
+  }
+};
+
+struct ResizeMode {
+  std::string mode, coord, nearest;
+  double cubicA = -0.75;
+  bool antialias = false, excludeOutside = false;
+};
+} // namespace
+
+static std::vector<double> resizeCoeffs(const ResizeMode &m, double ratio, double scale) {
+  if (m.mode == "nearest") {
+    if (ratio == std::floor(ratio))
+      return {0, 1};
+    if (m.nearest == "round_prefer_floor")
+      return {double(ratio <= 0.5), double(ratio > 0.5)};
+    if (m.nearest == "round_prefer_ceil")
+      return {double(ratio < 0.5), double(ratio >= 0.5)};
+    if (m.nearest == "floor")
+      return {1, 0};
+    return {0, 1}; // ceil
+  }
+  double A = m.cubicA;
+  if (m.mode == "linear" && !m.antialias)
+    return {1 - ratio, ratio};
+  if (m.mode == "linear") {
+    double s = std::min(scale, 1.0);
+    int64_t start = (int64_t)std::floor(-1 / s) + 1, footprint = 2 - 2 * start;
+    std::vector<double> c;
+    double sum = 0;
+    for (int64_t i = start; i < start + footprint; ++i) {
+      double v = std::clamp(1 - std::fabs((i - ratio) * s), 0.0, 1.0);
+      c.push_back(v);
+      sum += v;
+    }
+    for (double &v : c)
+      v /= sum;
+    return c;
+  }
+  if (!m.antialias) {
+    double r1 = ratio + 1, q = 1 - ratio, q1 = q + 1;
+    return {((A * r1 - 5 * A) * r1 + 8 * A) * r1 - 4 * A,
+            ((A + 2) * ratio - (A + 3)) * ratio * ratio + 1,
+            ((A + 2) * q - (A + 3)) * q * q + 1,
+            ((A * q1 - 5 * A) * q1 + 8 * A) * q1 - 4 * A};
+  }
+  double s = std::min(scale, 1.0);
+  auto coeff = [&](double x) {
+    x = std::fabs(x);
+    double x2 = x * x, x3 = x * x2;
+    if (x <= 1)
+      return (A + 2) * x3 - (A + 3) * x2 + 1;
+    if (x < 2)
+      return A * x3 - 5 * A * x2 + 8 * A * x - 4 * A;
+    return 0.0;
+  };
+  int64_t iStart = (int64_t)std::floor(-2 / s) + 1, iEnd = 2 - iStart;
+  std::vector<double> c;
+  double sum = 0;
+  for (int64_t i = iStart; i < iEnd; ++i) {
+    c.push_back(coeff(s * (i - ratio)));
+    sum += c.back();
+  }
+  for (double &v : c)
+    v /= sum;
+  return c;
+}
+
+static FailureOr<AxisTaps> resizeAxisTaps(Importer &im, const ResizeMode &m, int64_t in,
+                                          int64_t out, double scale, double roiStart,
+                                          double roiEnd) {
+  AxisTaps r;
+  double outW = scale * in;
+  for (int64_t y = 0; y < out; ++y) {
+    double x;
+    const std::string &c = m.coord;
+    if (c == "align_corners")
+      x = outW == 1 ? 0.0 : y * (in - 1) / (outW - 1);
+    else if (c == "asymmetric")
+      x = y / scale;
+    else if (c == "tf_crop_and_resize") {
+      x = outW == 1 ? (roiEnd - roiStart) * (in - 1) / 2
+                    : y * (roiEnd - roiStart) * (in - 1) / (outW - 1);
+      x += roiStart * (in - 1);
+    } else if (c == "pytorch_half_pixel")
+      x = outW == 1 ? -0.5 : (y + 0.5) / scale - 0.5;
+    else if (c == "half_pixel")
+      x = (y + 0.5) / scale - 0.5;
+    else if (c == "half_pixel_symmetric") {
+      double adjustment = out / outW, center = in / 2.0;
+      x = center * (1 - adjustment) + (y + 0.5) / scale - 0.5;
+    } else
+      return im.fail("unknown coordinate_transformation_mode '" + c + "'");
+    r.extrapolated.push_back(c == "tf_crop_and_resize" && (x < 0 || x > in - 1));
+    double fl = std::floor(x);
+    double ratio = x == fl ? 1.0 : x - fl;
+    std::vector<double> coeffs = resizeCoeffs(m, ratio, scale);
+    int64_t n = coeffs.size();
+    if (y == 0)
+      r.taps = n;
+    else if (n != r.taps)
+      return im.fail("internal error: resize kernel size varies along an axis");
+    int64_t pad = (n + 1) / 2;
+    double xp = x + pad;
+    double p = std::floor(xp), frac = xp - p;
+    int64_t offset;
+    if (n % 2 == 0)
+      offset = frac == 0 ? -(n / 2) : -(n / 2) + 1;
+    else
+      offset = frac <= 0.5 ? -((n - 1) / 2) : -((n - 1) / 2) + 1;
+    int64_t start = (int64_t)p + offset;
+    SmallVector<int64_t> idx;
+    for (int64_t t = 0; t < n; ++t)
+      idx.push_back(start + t - pad);
+    if (m.excludeOutside) {
+      double sum = 0;
+      for (int64_t t = 0; t < n; ++t) {
+        if (idx[t] < 0 || idx[t] >= in)
+          coeffs[t] = 0;
+        sum += coeffs[t];
+      }
+      if (sum == 0)
+        sum = 1;
+      for (double &v : coeffs)
+        v /= sum;
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      r.index.push_back(std::clamp<int64_t>(idx[t], 0, in - 1));
+      r.weight.push_back(coeffs[t]);
+    }
+  }
+  return r;
+}
+
+/// Resizes axis `ax` of `x` to `out` elements with precomputed taps:
+/// y[.., o, ..] = sum_t w[o, t] * x[.., index[o, t], ..] (a gather when every
+/// row is one-hot), or the extrapolation value where flagged.
+static FailureOr<Value> resizeAxis(Importer &im, Value x, int64_t ax, int64_t out,
+                                   const AxisTaps &taps, double extrapolation) {
+  Type et = im.elementType(x);
+  SmallVector<int64_t> shape(im.shapeOf(x));
+  shape[ax] = out;
+  bool gather = taps.oneHot();
+  if (!gather && !isFloat(et))
+    return im.fail("linear and cubic resizing need a floating-point input");
+  auto i64 = im.b.getI64Type();
+  SmallVector<Value> ins;
+  int64_t n = gather ? 1 : taps.taps;
+  for (int64_t t = 0; t < n; ++t) {
+    SmallVector<int64_t> iv;
+    SmallVector<double> wv;
+    for (int64_t o = 0; o < out; ++o) {
+      int64_t k = t;
+      if (gather)
+        for (int64_t j = 0; j < taps.taps; ++j)
+          if (taps.weight[o * taps.taps + j] == 1.0)
+            k = j;
+      iv.push_back(taps.index[o * taps.taps + k]);
+      wv.push_back(taps.weight[o * taps.taps + k]);
+    }
+    ins.push_back(arith::ConstantOp::create(
+        im.b, im.loc, DenseElementsAttr::get(RankedTensorType::get({out}, i64), ArrayRef(iv))));
+    if (!gather) {
+      SmallVector<APFloat> ws;
+      for (double w : wv) {
+        APFloat f(w);
+        bool lost;
+        f.convert(cast<FloatType>(et).getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+        ws.push_back(f);
+      }
+      ins.push_back(arith::ConstantOp::create(
+          im.b, im.loc, DenseElementsAttr::get(RankedTensorType::get({out}, et), ws)));
+    }
+  }
+  bool anyExtrap = llvm::is_contained(taps.extrapolated, true);
+  if (anyExtrap) {
+    SmallVector<bool> flags(taps.extrapolated.begin(), taps.extrapolated.end());
+    ins.push_back(arith::ConstantOp::create(
+        im.b, im.loc,
+        DenseElementsAttr::get(RankedTensorType::get({out}, im.b.getI1Type()), ArrayRef(flags))));
+  }
+  int64_t rank = shape.size();
+  SmallVector<AffineMap> maps(ins.size(),
+                              AffineMap::get(rank, 0, {getAffineDimExpr(ax, &im.ctx)}, &im.ctx));
+  return indexedGeneric(im, shape, et, [&](OpBuilder &ob, Location l, ValueRange a) {
+    Value acc;
+    for (int64_t t = 0; t < n; ++t) {
+      Value ii = a[rank + (gather ? t : 2 * t)];
+      SmallVector<Value> at(a.begin(), a.begin() + rank);
+      at[ax] = arith::IndexCastOp::create(ob, l, ob.getIndexType(), ii);
+      Value v = tensor::ExtractOp::create(ob, l, x, at);
+      if (!gather)
+        v = arith::MulFOp::create(ob, l, v, a[rank + 2 * t + 1]);
+      acc = acc ? (Value)arith::AddFOp::create(ob, l, acc, v) : v;
+    }
+    if (anyExtrap)
+      acc = arith::SelectOp::create(ob, l, a.back(), im.constantScalar(ob, l, et, extrapolation),
+                                    acc);
+    return acc;
+  }, ins, maps);
+}
+
+static LogicalResult handleResize(Importer &im, bool upsample) {
+  Value x = im.input(0);
+  SmallVector<int64_t> inShape(im.shapeOf(x));
+  int64_t rank = inShape.size();
+  ResizeMode m;
+  m.mode = im.attrString("mode", "nearest");
+  if (m.mode != "nearest" && m.mode != "linear" && m.mode != "cubic" && m.mode != "bilinear" &&
+      m.mode != "trilinear")
+    return im.fail("unknown mode '" + m.mode + "'");
+  if (m.mode == "bilinear" || m.mode == "trilinear")
+    m.mode = "linear";
+  bool legacy = upsample || im.opset < 11;
+  m.coord = legacy ? "asymmetric" : im.attrString("coordinate_transformation_mode", "half_pixel");
+  m.nearest = legacy ? "floor" : im.attrString("nearest_mode", "round_prefer_floor");
+  if (m.nearest != "round_prefer_floor" && m.nearest != "round_prefer_ceil" &&
+      m.nearest != "floor" && m.nearest != "ceil")
+    return im.fail("unknown nearest_mode '" + m.nearest + "'");
+  m.cubicA = im.attrFloat("cubic_coeff_a", -0.75f);
+  m.antialias = im.attrInt("antialias", 0) != 0 && m.mode != "nearest";
+  m.excludeOutside = im.attrInt("exclude_outside", 0) != 0;
+  double extrapolation = im.attrFloat("extrapolation_value", 0.0f);
+  std::string policy = im.attrString("keep_aspect_ratio_policy", "stretch");
+
+  SmallVector<int64_t> axes;
+  if (auto a = im.attrInts("axes")) {
+    for (int64_t ax : *a) {
+      auto n = im.normalizeAxis(ax, rank);
+      if (failed(n))
+        return failure();
+      axes.push_back(*n);
+    }
+  } else {
+    for (int64_t i = 0; i < rank; ++i)
+      axes.push_back(i);
+  }
+  // Operands: the scales / sizes / roi as host values.
+  auto floatsOf = [&](unsigned i, StringRef what) -> FailureOr<SmallVector<double>> {
+    auto c = im.constInput(i);
+    if (!c)
+      return im.fail("input '" + what + "' ('" + im.node->input(i) +
+                     "') must be known at compile time (a constant, or bound with "
+                     "--input-value)");
+    auto h = HostTensor::fromAttr(*c);
+    if (!h)
+      return im.fail("input '" + what + "' has an unsupported element type");
+    SmallVector<double> r;
+    for (int64_t k = 0; k < h->numel(); ++k)
+      r.push_back(h->get(k));
+    return r;
+  };
+  SmallVector<double> scales, roi;
+  SmallVector<int64_t> sizes;
+  if (upsample) {
+    if (im.opset < 9) {
+      auto a = im.attr("scales");
+      if (!a)
+        return im.fail("Upsample needs the 'scales' attribute");
+      for (float f : a->floats())
+        scales.push_back(f);
+    } else {
+      auto s = floatsOf(1, "scales");
+      if (failed(s))
+        return failure();
+      scales = *s;
+    }
+  } else {
+    unsigned scalesIdx = im.opset < 11 ? 1 : 2;
+    if (im.opset >= 11 && im.hasInput(1) && m.coord == "tf_crop_and_resize") {
+      auto r = floatsOf(1, "roi");
+      if (failed(r))
+        return failure();
+      roi = *r;
+    }
+    if (im.hasInput(scalesIdx)) {
+      auto s = floatsOf(scalesIdx, "scales");
+      if (failed(s))
+        return failure();
+      scales = *s;
+    }
+    if (scales.empty() && im.opset >= 11 && im.hasInput(3)) {
+      auto s = im.constInts(3, "sizes");
+      if (failed(s))
+        return failure();
+      sizes = *s;
+    }
+    if (scales.empty() && sizes.empty())
+      return im.fail("one of 'scales' and 'sizes' must be given");
+  }
+  int64_t na = axes.size();
+  if ((!scales.empty() && (int64_t)scales.size() != na) ||
+      (!sizes.empty() && (int64_t)sizes.size() != na))
+    return im.fail(llvm::formatv("scales/sizes need {0} elements (one per resized axis)", na)
+                       .str());
+  if (!roi.empty() && (int64_t)roi.size() != 2 * na)
+    return im.fail(llvm::formatv("roi needs {0} elements", 2 * na).str());
+  SmallVector<double> axisScale(rank, 1.0), roiLo(rank, 0.0), roiHi(rank, 1.0);
+  SmallVector<int64_t> outShape(inShape);
+  for (int64_t i = 0; i < na; ++i) {
+    if (!roi.empty()) {
+      roiLo[axes[i]] = roi[i];
+      roiHi[axes[i]] = roi[na + i];
+    }
+    if (!scales.empty()) {
+      if (!(scales[i] > 0))
+        return im.fail("scales must be positive");
+      axisScale[axes[i]] = scales[i];
+      outShape[axes[i]] = (int64_t)(scales[i] * inShape[axes[i]]);
+    } else {
+      if (sizes[i] < 0 || inShape[axes[i]] == 0)
+        return im.fail("sizes must be non-negative and the input non-empty");
+      outShape[axes[i]] = sizes[i];
+      axisScale[axes[i]] = (double)sizes[i] / inShape[axes[i]];
+    }
+  }
+  if (!sizes.empty() && policy != "stretch") {
+    if (policy != "not_larger" && policy != "not_smaller")
+      return im.fail("unknown keep_aspect_ratio_policy '" + policy + "'");
+    double s = axisScale[axes[0]];
+    for (int64_t a : axes)
+      s = policy == "not_larger" ? std::min(s, axisScale[a]) : std::max(s, axisScale[a]);
+    for (int64_t a : axes) {
+      axisScale[a] = s;
+      outShape[a] = (int64_t)(s * inShape[a] + 0.5);
+    }
+  }
+  Value r = x;
+  for (int64_t a : axes) {
+    bool trivialRoi = std::fabs(roiLo[a]) < 1e-9 && std::fabs(roiHi[a] - 1.0) < 1e-9;
+    if (std::fabs(axisScale[a] - 1.0) <= 1e-9 && outShape[a] == inShape[a] &&
+        (roi.empty() || trivialRoi))
+      continue;
+    if (outShape[a] == 0)
+      return im.fail("resizing to an empty axis is not supported");
+    auto taps = resizeAxisTaps(im, m, inShape[a], outShape[a], axisScale[a], roiLo[a], roiHi[a]);
+    if (failed(taps))
+      return failure();
+    auto y = resizeAxis(im, r, a, outShape[a], *taps, extrapolation);
+    if (failed(y))
+      return failure();
+    r = *y;
+  }
+  im.setOutput(0, r);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Selection, scatter/gather, layout and normalization ops
+//===----------------------------------------------------------------------===//
+
+static Value indexToI64(OpBuilder &ob, Location l, Value i) {
+  return arith::IndexCastOp::create(ob, l, ob.getI64Type(), i);
+}
+
+/// An integer element `raw` as an index into a dimension of size `dim`
+/// (negative counts from the end; clamped so it never reads out of bounds).
+static Value normIndex(OpBuilder &ob, Location l, Value raw, int64_t dim) {
+  Value i = arith::IndexCastOp::create(ob, l, ob.getIndexType(), raw);
+  Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, i, idxConst(ob, l, 0));
+  i = arith::SelectOp::create(ob, l, neg, arith::AddIOp::create(ob, l, i, idxConst(ob, l, dim)), i);
+  return clampIndex(ob, l, i, 0, std::max<int64_t>(dim - 1, 0));
+}
+
+/// Hardmax: 1 at the first maximum along `axis` (before opset 13: over the
+/// input coerced to 2-D at `axis`), 0 elsewhere.
+static LogicalResult handleHardmax(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  SmallVector<int64_t> shape(im.shapeOf(x));
+  int64_t rank = shape.size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", im.opset < 13 ? 1 : -1), rank);
+  if (failed(axis))
+    return failure();
+  Value v = x;
+  int64_t ax = *axis;
+  if (im.opset < 13) {
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < rank; ++i)
+      (i < ax ? outer : inner) *= shape[i];
+    v = im.reshape(x, {outer, inner});
+    ax = 1;
+  }
+  SmallVector<int64_t> vs(im.shapeOf(v));
+  int64_t n = vs[ax];
+  Value m = im.reduce(v, {ax}, true, FloatAttr::get(et, -INFINITY),
+                      [](OpBuilder &ob, Location l, Value a, Value e) { return maxOp(ob, l, a, e); });
+  int64_t vr = vs.size();
+  AffineMap id = AffineMap::getMultiDimIdentityMap(vr, &im.ctx);
+  AffineMap bm = broadcastMap(im, im.shapeOf(m), vs);
+  // Position of each maximum (n elsewhere), then the first one.
+  Value pos = indexedGeneric(im, vs, im.b.getI64Type(), [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value eq = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, a[vr], a[vr + 1]);
+    return arith::SelectOp::create(ob, l, eq, indexToI64(ob, l, a[ax]),
+                                   arith::ConstantOp::create(ob, l, ob.getI64IntegerAttr(n)));
+  }, ValueRange{v, m}, {id, bm});
+  Value first = im.reduce(pos, {ax}, true, im.b.getI64IntegerAttr(n),
+                          [](OpBuilder &ob, Location l, Value a, Value e) -> Value {
+                            return arith::MinSIOp::create(ob, l, a, e);
+                          });
+  Value y = indexedGeneric(im, vs, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value eq = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, indexToI64(ob, l, a[ax]), a[vr]);
+    return arith::SelectOp::create(ob, l, eq, im.constantScalar(ob, l, et, 1.0),
+                                   im.constantScalar(ob, l, et, 0.0));
+  }, ValueRange{first}, {broadcastMap(im, im.shapeOf(first), vs)});
+  im.setOutput(0, im.reshape(y, shape));
+  return success();
+}
+
+static LogicalResult handleLpNormalization(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("supported for floating-point inputs only");
+  int64_t rank = im.shapeOf(x).size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  int64_t p = im.attrInt("p", 2);
+  if (p != 1 && p != 2)
+    return im.fail("p must be 1 or 2");
+  Value s = im.reduce(x, {*axis}, true, FloatAttr::get(et, 0.0),
+                      [&](OpBuilder &ob, Location l, Value a, Value e) -> Value {
+                        Value t = p == 1 ? (Value)math::AbsFOp::create(ob, l, e)
+                                         : (Value)arith::MulFOp::create(ob, l, e, e);
+                        return arith::AddFOp::create(ob, l, a, t);
+                      });
+  auto y = im.elementwise({x, s}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value norm = p == 1 ? v[1] : (Value)math::SqrtOp::create(ob, l, v[1]);
+    Value zero = im.constantScalar(ob, l, et, 0.0);
+    Value isZero = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, norm, zero);
+    return arith::SelectOp::create(ob, l, isZero, zero, arith::DivFOp::create(ob, l, v[0], norm));
+  });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
+/// TopK with a compile-time k, by rank counting: rank(i) = #{j : x_j ranks
+/// before x_i} (ties: lower index first), an O(n^2) reduction per row; then
+/// output slot r takes the element whose rank is r, an O(n k) reduction.
+/// Fine for small axes; a sort would be needed for long ones.
+static LogicalResult handleTopK(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  SmallVector<int64_t> shape(im.shapeOf(x));
+  int64_t rank = shape.size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis, n = shape[ax], k;
+  if (im.opset < 10) {
+    k = im.attrInt("k", -1);
+  } else {
+    auto kv = im.constInts(1, "K");
+    if (failed(kv))
+      return failure();
+    if (kv->size() != 1)
+      return im.fail("K must hold one element");
+    k = (*kv)[0];
+  }
+  if (k < 0 || k > n)
+    return im.fail(llvm::formatv("k={0} is out of range for an axis of size {1}", k, n).str());
+  bool largest = im.attrInt("largest", 1) != 0;
+  bool uns = im.isUnsigned(0);
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  // Loops: the input's dims, then j (reduction).
+  int64_t dims = rank + 1;
+  SmallVector<AffineExpr> ei, ej;
+  for (int64_t i = 0; i < rank; ++i) {
+    ei.push_back(d(i));
+    ej.push_back(i == ax ? d(rank) : d(i));
+  }
+  Value zero = im.fill(shape, im.b.getI64IntegerAttr(0));
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  iters[rank] = IteratorType::reduction;
+  auto before = [&](OpBuilder &ob, Location l, Value a, Value b2) -> Value {
+    // does `a` rank strictly before `b2` by value?
+    if (isFloat(et))
+      return arith::CmpFOp::create(ob, l, largest ? arith::CmpFPredicate::OGT : arith::CmpFPredicate::OLT, a, b2);
+    return arith::CmpIOp::create(ob, l,
+                                 largest ? (uns ? arith::CmpIPredicate::ugt : arith::CmpIPredicate::sgt)
+                                         : (uns ? arith::CmpIPredicate::ult : arith::CmpIPredicate::slt),
+                                 a, b2);
+  };
+  Value ranks = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{zero.getType()}, ValueRange{x, x}, ValueRange{zero},
+      {AffineMap::get(dims, 0, ei, ctx), AffineMap::get(dims, 0, ej, ctx), AffineMap::get(dims, 0, ei, ctx)},
+      iters, [&](OpBuilder &ob, Location l, ValueRange v) {
+        Value i = linalg::IndexOp::create(ob, l, ax), j = linalg::IndexOp::create(ob, l, rank);
+        Value eq = isFloat(et) ? (Value)arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, v[1], v[0])
+                               : (Value)arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[1], v[0]);
+        Value tie = arith::AndIOp::create(ob, l, eq, arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, j, i));
+        Value c = arith::OrIOp::create(ob, l, before(ob, l, v[1], v[0]), tie);
+        Value inc = arith::ExtUIOp::create(ob, l, ob.getI64Type(), c);
+        linalg::YieldOp::create(ob, l, arith::AddIOp::create(ob, l, v[2], inc).getResult());
+      }).getResult(0);
+  // Slot r (dim ax of the output) <- the element of rank r.
+  SmallVector<int64_t> outShape(shape);
+  outShape[ax] = k;
+  Value vinit = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  Value iinit = im.fill(outShape, im.b.getI64IntegerAttr(0));
+  Value res[2];
+  for (int which = 0; which < 2; ++which) {
+    Value init = which == 0 ? vinit : iinit;
+    auto r = linalg::GenericOp::create(
+        im.b, im.loc, TypeRange{init.getType()}, ValueRange{x, ranks}, ValueRange{init},
+        {AffineMap::get(dims, 0, ej, ctx), AffineMap::get(dims, 0, ej, ctx), AffineMap::get(dims, 0, ei, ctx)},
+        iters, [&](OpBuilder &ob, Location l, ValueRange v) {
+          Value slot = indexToI64(ob, l, linalg::IndexOp::create(ob, l, ax));
+          Value hit = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[1], slot);
+          Value val = which == 0 ? v[0] : indexToI64(ob, l, linalg::IndexOp::create(ob, l, rank));
+          linalg::YieldOp::create(ob, l, arith::SelectOp::create(ob, l, hit, val, v[2]).getResult());
+        });
+    res[which] = r.getResult(0);
+  }
+  im.setOutput(0, res[0]);
+  im.setOutput(1, res[1]);
+  return success();
+}
+
+using CombineFn = function_ref<Value(OpBuilder &, Location, Value, Value)>;
+
+static FailureOr<std::function<Value(OpBuilder &, Location, Value, Value)>>
+scatterReduction(Importer &im) {
+  std::string red = im.attrString("reduction", "none");
+  bool uns = im.isUnsigned(0);
+  if (red == "none")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(
+        [](OpBuilder &, Location, Value, Value u) { return u; });
+  if (red == "add")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(addOp);
+  if (red == "mul")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(mulOp);
+  if (red == "max")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(uns ? maxUOp : maxOp);
+  if (red == "min")
+    return std::function<Value(OpBuilder &, Location, Value, Value)>(uns ? minUOp : minOp);
+  return im.fail("unknown reduction '" + red + "'");
+}
+
+/// ScatterElements (and opset-9 Scatter) as an inverse map that needs no
+/// constant indices: out[p] folds, in order, every update u with
+/// u = p except along `axis` and indices[u] == p[axis] into data[p]. One
+/// reduction loop over the indices' axis, O(out * indices.shape[axis]).
+static LogicalResult handleScatterElements(Importer &im) {
+  Value data = im.input(0), indices = im.input(1), updates = im.input(2);
+  SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices));
+  int64_t rank = ds.size();
+  if ((int64_t)is.size() != rank || im.shapeOf(updates) != ArrayRef<int64_t>(is))
+    return im.fail("indices and updates must have the same shape and data's rank");
+  auto axis = im.normalizeAxis(im.attrInt("axis", 0), rank);
+  if (failed(axis))
+    return failure();
+  auto combine = scatterReduction(im);
+  if (failed(combine))
+    return failure();
+  int64_t ax = *axis;
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = rank + 1;
+  AffineMap outMap = AffineMap::getMultiDimIdentityMap(dims, ctx).getMajorSubMap(rank);
+  // Copy data into a fresh tensor that the generic updates in place.
+  auto init = im.elementwise({data}, im.elementType(data),
+                             [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+  if (failed(init))
+    return failure();
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  iters[rank] = IteratorType::reduction;
+  Value window = tensor::EmptyOp::create(im.b, im.loc, ArrayRef<int64_t>{is[ax]}, im.b.getI1Type());
+  Value y = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{init->getType()}, ValueRange{window}, ValueRange{*init},
+      {AffineMap::get(dims, 0, {getAffineDimExpr(rank, ctx)}, ctx), outMap}, iters,
+      [&](OpBuilder &ob, Location l, ValueRange v) {
+        SmallVector<Value> u;
+        Value ok;
+        for (int64_t i = 0; i < rank; ++i) {
+          Value pi = linalg::IndexOp::create(ob, l, i);
+          if (i == ax) {
+            u.push_back(linalg::IndexOp::create(ob, l, rank));
+            continue;
+          }
+          if (is[i] < ds[i]) {
+            Value in = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, pi, idxConst(ob, l, is[i]));
+            ok = ok ? arith::AndIOp::create(ob, l, ok, in).getResult() : in;
+          }
+          u.push_back(clampIndex(ob, l, pi, 0, is[i] - 1));
+        }
+        Value target = normIndex(ob, l, tensor::ExtractOp::create(ob, l, indices, u), ds[ax]);
+        Value hit = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, target,
+                                          linalg::IndexOp::create(ob, l, ax));
+        if (ok)
+          hit = arith::AndIOp::create(ob, l, hit, ok);
+        Value upd = tensor::ExtractOp::create(ob, l, updates, u);
+        linalg::YieldOp::create(ob, l, arith::SelectOp::create(ob, l, hit, (*combine)(ob, l, v[1], upd), v[1]).getResult());
+      }).getResult(0);
+  im.setOutput(0, y);
+  return success();
+}
+
+/// ScatterND as an inverse map: out[p] folds every update b (over the
+/// indices' batch dims, in row-major order) with indices[b] == p[:L].
+static LogicalResult handleScatterND(Importer &im) {
+  Value data = im.input(0), indices = im.input(1), updates = im.input(2);
+  SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices)), us(im.shapeOf(updates));
+  int64_t rank = ds.size();
+  if (is.empty())
+    return im.fail("indices must have rank >= 1");
+  int64_t L = is.back(), nb = is.size() - 1;
+  if (L > rank || (int64_t)us.size() != nb + rank - L)
+    return im.fail("indices " + shapeStr(is) + " and updates " + shapeStr(us) +
+                   " do not fit data " + shapeStr(ds));
+  auto combine = scatterReduction(im);
+  if (failed(combine))
+    return failure();
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = rank + nb;
+  AffineMap outMap = AffineMap::getMultiDimIdentityMap(dims, ctx).getMajorSubMap(rank);
+  auto init = im.elementwise({data}, im.elementType(data),
+                             [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+  if (failed(init))
+    return failure();
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  SmallVector<AffineExpr> we;
+  SmallVector<int64_t> wshape(is.begin(), is.end() - 1);
+  for (int64_t i = 0; i < nb; ++i) {
+    iters[rank + i] = IteratorType::reduction;
+    we.push_back(getAffineDimExpr(rank + i, ctx));
+  }
+  SmallVector<Value> ins;
+  SmallVector<AffineMap> maps;
+  if (nb) {
+    ins.push_back(tensor::EmptyOp::create(im.b, im.loc, wshape, im.b.getI1Type()));
+    maps.push_back(AffineMap::get(dims, 0, we, ctx));
+  }
+  maps.push_back(outMap);
+  Value y = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{init->getType()}, ins, ValueRange{*init}, maps, iters,
+      [&](OpBuilder &ob, Location l, ValueRange v) {
+        SmallVector<Value> bidx, uidx;
+        for (int64_t i = 0; i < nb; ++i)
+          bidx.push_back(linalg::IndexOp::create(ob, l, rank + i));
+        Value hit;
+        for (int64_t j = 0; j < L; ++j) {
+          SmallVector<Value> at(bidx);
+          at.push_back(idxConst(ob, l, j));
+          Value t = normIndex(ob, l, tensor::ExtractOp::create(ob, l, indices, at), ds[j]);
+          Value eq = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, t,
+                                           linalg::IndexOp::create(ob, l, j));
+          hit = hit ? arith::AndIOp::create(ob, l, hit, eq).getResult() : eq;
+        }
+        uidx = bidx;
+        for (int64_t j = L; j < rank; ++j)
+          uidx.push_back(linalg::IndexOp::create(ob, l, j));
+        Value acc = v.back();
+        Value upd = tensor::ExtractOp::create(ob, l, updates, uidx);
+        Value r = (*combine)(ob, l, acc, upd);
+        linalg::YieldOp::create(ob, l, hit ? arith::SelectOp::create(ob, l, hit, r, acc).getResult() : r);
+      }).getResult(0);
+  im.setOutput(0, y);
+  return success();
+}
+
+static LogicalResult handleGatherND(Importer &im) {
+  Value data = im.input(0), indices = im.input(1);
+  SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices));
+  int64_t bd = im.attrInt("batch_dims", 0);
+  if (is.empty() || bd < 0 || bd >= (int64_t)is.size() || is.back() + bd > (int64_t)ds.size())
+    return im.fail("indices " + shapeStr(is) + " do not fit data " + shapeStr(ds));
+  int64_t L = is.back(), ni = is.size() - 1;
+  SmallVector<int64_t> out(is.begin(), is.end() - 1);
+  out.append(ds.begin() + bd + L, ds.end());
+  Value r = indexedGeneric(im, out, im.elementType(data), [&](OpBuilder &ob, Location l, ValueRange a) {
+    SmallVector<Value> at(a.begin(), a.begin() + bd);
+    for (int64_t j = 0; j < L; ++j) {
+      SmallVector<Value> ia(a.begin(), a.begin() + ni);
+      ia.push_back(idxConst(ob, l, j));
+      at.push_back(normIndex(ob, l, tensor::ExtractOp::create(ob, l, indices, ia), ds[bd + j]));
+    }
+    for (int64_t k = ni; k < (int64_t)out.size(); ++k)
+      at.push_back(a[k]);
+    return tensor::ExtractOp::create(ob, l, data, at).getResult();
+  });
+  im.setOutput(0, r);
+  return success();
+}
+
+static LogicalResult handleTile(Importer &im) {
+  Value x = im.input(0);
+  SmallVector<int64_t> shape(im.shapeOf(x));
+  auto reps = im.constInts(1, "repeats");
+  if (failed(reps))
+    return failure();
+  if (reps->size() != shape.size())
+    return im.fail("repeats must have one entry per input dimension");
+  SmallVector<int64_t> out;
+  SmallVector<AffineExpr> e;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if ((*reps)[i] < 0)
+      return im.fail("repeats must be non-negative");
+    out.push_back(shape[i] * (*reps)[i]);
+    e.push_back(shape[i] == 1 ? getAffineConstantExpr(0, &im.ctx)
+                              : getAffineDimExpr(i, &im.ctx) % shape[i]);
+  }
+  im.setOutput(0, affineCopy(im, x, out, AffineMap::get(shape.size(), 0, e, &im.ctx)));
+  return success();
+}
+
+static LogicalResult handleDepthSpace(Importer &im, bool toSpace) {
+  Value x = im.input(0);
+  SmallVector<int64_t> s(im.shapeOf(x));
+  int64_t b = im.attrInt("blocksize", 0);
+  if (s.size() != 4 || b <= 0)
+    return im.fail("needs a 4-D input and a positive blocksize");
+  int64_t N = s[0], C = s[1], H = s[2], W = s[3];
+  if (toSpace) {
+    if (C % (b * b))
+      return im.fail("channels are not divisible by blocksize^2");
+    bool crd = im.attrString("mode", "DCR") == "CRD";
+    Value r = crd ? im.reshape(x, {N, C / (b * b), b, b, H, W}) : im.reshape(x, {N, b, b, C / (b * b), H, W});
+    r = crd ? im.transpose(r, {0, 1, 4, 2, 5, 3}) : im.transpose(r, {0, 3, 4, 1, 5, 2});
+    im.setOutput(0, im.reshape(r, {N, C / (b * b), H * b, W * b}));
+    return success();
+  }
+  if (H % b || W % b)
+    return im.fail("spatial sizes are not divisible by blocksize");
+  Value r = im.reshape(x, {N, C, H / b, b, W / b, b});
+  r = im.transpose(r, {0, 3, 5, 1, 2, 4});
+  im.setOutput(0, im.reshape(r, {N, C * b * b, H / b, W / b}));
+  return success();
+}
+
+static LogicalResult handleEyeLike(Importer &im) {
+  SmallVector<int64_t> s(im.inputType(0).getShape());
+  if (s.size() != 2)
+    return im.fail("input must be 2-D");
+  Type et = im.inputType(0).getElementType();
+  if (const auto *a = im.attr("dtype")) {
+    et = onnxElementType(im.ctx, a->i());
+    if (!et)
+      return im.fail("unsupported dtype " + std::to_string(a->i()));
+  }
+  int64_t k = im.attrInt("k", 0);
+  Value r = indexedGeneric(im, s, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value diff = arith::SubIOp::create(ob, l, a[1], a[0]);
+    Value on = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, diff, idxConst(ob, l, k));
+    return arith::SelectOp::create(ob, l, on, im.constantScalar(ob, l, et, 1.0),
+                                   im.constantScalar(ob, l, et, 0.0));
+  });
+  im.setOutput(0, r);
+  return success();
+}
+
+static LogicalResult handleOneHot(Importer &im) {
+  Value idx = im.input(0), values = im.input(2);
+  SmallVector<int64_t> is(im.shapeOf(idx));
+  auto dc = im.constInput(1);
+  auto dh = dc ? HostTensor::fromAttr(*dc) : std::nullopt;
+  if (!dh || dh->numel() != 1)
+    return im.fail("input 'depth' must be a one-element compile-time constant (or bound "
+                   "with --input-value)");
+  int64_t depth = (int64_t)dh->get(0);
+  if (im.shapeOf(values).size() != 1 || im.shapeOf(values)[0] != 2)
+    return im.fail("values must be [off_value, on_value]");
+  int64_t rank = is.size() + 1;
+  auto axis = im.normalizeAxis(im.attrInt("axis", -1), rank);
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis;
+  SmallVector<int64_t> out(is);
+  out.insert(out.begin() + ax, depth);
+  Type et = im.elementType(values);
+  bool fidx = isFloat(im.elementType(idx));
+  SmallVector<AffineExpr> ie;
+  for (int64_t i = 0; i < rank; ++i)
+    if (i != ax)
+      ie.push_back(getAffineDimExpr(i, &im.ctx));
+  Value r = indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value raw = a[rank];
+    if (fidx)
+      raw = arith::FPToSIOp::create(ob, l, ob.getI64Type(), raw);
+    Value i = arith::IndexCastOp::create(ob, l, ob.getIndexType(), raw);
+    Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, i, idxConst(ob, l, 0));
+    i = arith::SelectOp::create(ob, l, neg, arith::AddIOp::create(ob, l, i, idxConst(ob, l, depth)), i);
+    Value on = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, i, a[ax]);
+    Value offV = tensor::ExtractOp::create(ob, l, values, ValueRange{idxConst(ob, l, 0)});
+    Value onV = tensor::ExtractOp::create(ob, l, values, ValueRange{idxConst(ob, l, 1)});
+    return arith::SelectOp::create(ob, l, on, onV, offV);
+  }, ValueRange{idx}, {AffineMap::get(rank, 0, ie, &im.ctx)});
+  im.setOutput(0, r);
+  return success();
+}
+
+static LogicalResult handleGroupNorm(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  SmallVector<int64_t> s(im.shapeOf(x));
+  int64_t G = im.attrInt("num_groups", 0);
+  if (!isFloat(et) || s.size() < 2 || G <= 0 || s[1] % G)
+    return im.fail("needs a floating-point N x C x ... input with C divisible by num_groups");
+  int64_t N = s[0], C = s[1], rest = 1;
+  for (size_t i = 2; i < s.size(); ++i)
+    rest *= s[i];
+  Value xg = im.reshape(x, {N, G, C / G * rest});
+  auto norm = normalize(im, xg, {2}, im.attrFloat("epsilon", 1e-5f));
+  if (failed(norm))
+    return failure();
+  Value y = im.reshape((*norm)[0], {N, C, rest});
+  Value scale = im.input(1), bias = im.input(2);
+  int64_t ss = im.shapeOf(scale)[0];
+  if (ss == G && G != C) {
+    // Opset 18: one scale/bias per group.
+    auto rep = [&](Value v) {
+      AffineMap m = AffineMap::get(1, 0, {getAffineDimExpr(0, &im.ctx).floorDiv(C / G)}, &im.ctx);
+      return affineCopy(im, v, {C}, m);
+    };
+    scale = rep(scale);
+    bias = rep(bias);
+  }
+  auto r = im.elementwise({y, im.reshape(scale, {C, 1}), im.reshape(bias, {C, 1})}, et,
+                          [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            return arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, v[0], v[1]), v[2]);
+                          });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, im.reshape(*r, s));
+  return success();
+}
+
+static LogicalResult handleLRN(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  SmallVector<int64_t> s(im.shapeOf(x));
+  int64_t size = im.attrInt("size", 0);
+  if (!isFloat(et) || s.size() < 3 || size <= 0)
+    return im.fail("needs a floating-point N x C x ... input and a positive size");
+  double alpha = im.attrFloat("alpha", 1e-4f), beta = im.attrFloat("beta", 0.75f),
+         bias = im.attrFloat("bias", 1.0f);
+  auto sq = im.elementwise({x}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::MulFOp::create(ob, l, v[0], v[0]);
+  });
+  if (failed(sq))
+    return failure();
+  int64_t rank = s.size();
+  SmallVector<int64_t> lo(rank, 0), hi(rank, 0);
+  lo[1] = (size - 1) / 2;
+  hi[1] = size - 1 - lo[1];
+  Value xp = im.pad(*sq, lo, hi, 0.0);
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = rank + 1;
+  SmallVector<AffineExpr> ex, eo;
+  for (int64_t i = 0; i < rank; ++i) {
+    ex.push_back(i == 1 ? getAffineDimExpr(1, ctx) + getAffineDimExpr(rank, ctx) : getAffineDimExpr(i, ctx));
+    eo.push_back(getAffineDimExpr(i, ctx));
+  }
+  Value init = im.fill(s, FloatAttr::get(et, 0.0));
+  Value window = tensor::EmptyOp::create(im.b, im.loc, ArrayRef<int64_t>{size}, et);
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  iters[rank] = IteratorType::reduction;
+  Value sum = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{init.getType()}, ValueRange{xp, window}, ValueRange{init},
+      {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, {getAffineDimExpr(rank, ctx)}, ctx),
+       AffineMap::get(dims, 0, eo, ctx)},
+      iters, [&](OpBuilder &ob, Location l, ValueRange v) {
+        linalg::YieldOp::create(ob, l, arith::AddFOp::create(ob, l, v[2], v[0]).getResult());
+      }).getResult(0);
+  auto y = im.elementwise({x, sum}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value t = arith::AddFOp::create(ob, l, im.constantScalar(ob, l, et, bias),
+                                    arith::MulFOp::create(ob, l, v[1], im.constantScalar(ob, l, et, alpha / size)));
+    return arith::DivFOp::create(ob, l, v[0], math::PowFOp::create(ob, l, t, im.constantScalar(ob, l, et, beta)));
+  });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
+static LogicalResult handleCenterCropPad(Importer &im) {
+  Value x = im.input(0);
+  SmallVector<int64_t> s(im.shapeOf(x));
+  int64_t rank = s.size();
+  auto target = im.constInts(1, "shape");
+  if (failed(target))
+    return failure();
+  SmallVector<int64_t> axes;
+  if (auto a = im.attrInts("axes")) {
+    for (int64_t v : *a) {
+      auto n = im.normalizeAxis(v, rank);
+      if (failed(n))
+        return failure();
+      axes.push_back(*n);
+    }
+  } else {
+    for (int64_t i = 0; i < rank; ++i)
+      axes.push_back(i);
+  }
+  if (target->size() != axes.size())
+    return im.fail("shape must have one entry per axis");
+  SmallVector<int64_t> out(s), offset(rank, 0); // offset: input index = out index + offset
+  for (size_t i = 0; i < axes.size(); ++i) {
+    int64_t a = axes[i], t = (*target)[i], d = s[a];
+    out[a] = t;
+    offset[a] = t < d ? (d - t) / 2 : -((t - d) / 2);
+  }
+  Type et = im.elementType(x);
+  Value r = indexedGeneric(im, out, et, [&](OpBuilder &ob, Location l, ValueRange idx) -> Value {
+    Value ok;
+    SmallVector<Value> src;
+    for (int64_t i = 0; i < rank; ++i) {
+      Value si = arith::AddIOp::create(ob, l, idx[i], idxConst(ob, l, offset[i]));
+      Value ge = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sge, si, idxConst(ob, l, 0));
+      Value lt = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, si, idxConst(ob, l, s[i]));
+      Value in = arith::AndIOp::create(ob, l, ge, lt);
+      ok = ok ? arith::AndIOp::create(ob, l, ok, in).getResult() : in;
+      src.push_back(clampIndex(ob, l, si, 0, std::max<int64_t>(s[i] - 1, 0)));
+    }
+    Value v = tensor::ExtractOp::create(ob, l, x, src);
+    return arith::SelectOp::create(ob, l, ok, v, zeroOf(ob, l, et));
+  });
+  im.setOutput(0, r);
+  return success();
+}
+
+/// DequantizeLinear: y = (x - zero_point) * scale with per-tensor, per-axis
+/// or blocked (block_size) scales; the scale index along `axis` is an
+/// affine floordiv, so all three are one elementwise generic.
+static FailureOr<AffineMap> quantParamMap(Importer &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps) {
+  int64_t rank = xs.size();
+  if (ps.empty() || (ps.size() == 1 && ps[0] == 1))
+    return AffineMap::get(rank, 0, {}, &im.ctx);
+  auto axis = im.normalizeAxis(im.attrInt("axis", 1), rank);
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis, bs = im.attrInt("block_size", 0);
+  if (ps.size() == 1 && bs == 0) {
+    if (ps[0] != xs[ax])
+      return im.fail("per-axis scale has " + std::to_string(ps[0]) + " elements, axis has " +
+                     std::to_string(xs[ax]));
+    return AffineMap::get(rank, 0, {getAffineDimExpr(ax, &im.ctx)}, &im.ctx);
+  }
+  if ((int64_t)ps.size() != rank || bs <= 0)
+    return im.fail("blocked quantization needs block_size and a scale of the input's rank");
+  SmallVector<AffineExpr> e;
+  for (int64_t i = 0; i < rank; ++i) {
+    AffineExpr d = getAffineDimExpr(i, &im.ctx);
+    e.push_back(i == ax ? d.floorDiv(bs) : d);
+    if (i == ax ? ps[i] != (xs[i] + bs - 1) / bs : ps[i] != xs[i])
+      return im.fail("blocked scale " + shapeStr(ps) + " does not fit input " + shapeStr(xs));
+  }
+  return AffineMap::get(rank, 0, e, &im.ctx);
+}
+
+static Value toFloat(OpBuilder &ob, Location l, Value v, Type ft, bool uns) {
+  if (isFloat(v.getType()))
+    return v.getType() == ft ? v : castScalar(ob, l, v, ft);
+  return uns ? (Value)arith::UIToFPOp::create(ob, l, ft, v) : (Value)arith::SIToFPOp::create(ob, l, ft, v);
+}
+
+static LogicalResult handleDequantizeLinear(Importer &im) {
+  Value x = im.input(0), scale = im.input(1);
+  Type st = im.elementType(scale);
+  SmallVector<int64_t> xs(im.shapeOf(x));
+  if (!isFloat(st))
+    return im.fail("x_scale must be floating point");
+  auto pm = quantParamMap(im, xs, im.shapeOf(scale));
+  if (failed(pm))
+    return failure();
+  Type ot = st;
+  if (const auto *a = im.attr("output_dtype"); a && a->i() != 0) {
+    ot = onnxElementType(im.ctx, a->i());
+    if (!ot || !isFloat(ot))
+      return im.fail("unsupported output_dtype");
+  }
+  bool uns = im.isUnsigned(0);
+  Value zp = im.hasInput(2) ? im.input(2) : Value();
+  int64_t rank = xs.size();
+  SmallVector<Value> ins = {x, scale};
+  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &im.ctx), *pm};
+  if (zp) {
+    ins.push_back(zp);
+    maps.push_back(*pm);
+  }
+  Value r = indexedGeneric(im, xs, ot, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    // float32 math like the reference, then the output type.
+    Type f32 = ob.getF32Type();
+    Value xv = toFloat(ob, l, a[rank], f32, uns);
+    if (zp)
+      xv = arith::SubFOp::create(ob, l, xv, toFloat(ob, l, a[rank + 2], f32, uns));
+    Value y = arith::MulFOp::create(ob, l, xv, toFloat(ob, l, a[rank + 1], f32, false));
+    return toFloat(ob, l, y, ot, false);
+  }, ins, maps);
+  im.setOutput(0, r);
+  return success();
+}
+
+/// QuantizeLinear: saturate(round_half_even(x / scale) + zero_point) to the
+/// output integer type (zero_point's, output_dtype, or uint8).
+static LogicalResult handleQuantizeLinear(Importer &im) {
+  Value x = im.input(0), scale = im.input(1);
+  SmallVector<int64_t> xs(im.shapeOf(x));
+  if (!isFloat(im.elementType(x)) || !isFloat(im.elementType(scale)))
+    return im.fail("x and y_scale must be floating point");
+  auto pm = quantParamMap(im, xs, im.shapeOf(scale));
+  if (failed(pm))
+    return failure();
+  Value zp = im.hasInput(2) ? im.input(2) : Value();
+  Type ot;
+  bool uns;
+  if (zp) {
+    ot = im.elementType(zp);
+    uns = im.isUnsigned(2);
+  } else {
+    int64_t dt = im.attrInt("output_dtype", 0);
+    dt = dt ? dt : 2; // uint8
+    ot = onnxElementType(im.ctx, dt);
+    uns = isUnsignedDataType(dt);
+  }
+  auto it = dyn_cast_or_null<IntegerType>(ot);
+  if (!it || it.getWidth() < 8 || it.getWidth() > 32)
+    return im.fail("only 8/16/32-bit integer outputs are supported");
+  unsigned w = it.getWidth();
+  double lo = uns ? 0 : -std::ldexp(1.0, w - 1), hi = uns ? std::ldexp(1.0, w) - 1 : std::ldexp(1.0, w - 1) - 1;
+  int64_t rank = xs.size();
+  SmallVector<Value> ins = {x, scale};
+  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &im.ctx), *pm};
+  if (zp) {
+    ins.push_back(zp);
+    maps.push_back(*pm);
+  }
+  Value r = indexedGeneric(im, xs, ot, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    // Divide in x's type like the reference; then double precision keeps
+    // int32 ranges exact.
+    Type f64 = ob.getF64Type(), xt = a[rank].getType();
+    Value q = arith::DivFOp::create(ob, l, a[rank], toFloat(ob, l, a[rank + 1], xt, false));
+    q = toFloat(ob, l, math::RoundEvenOp::create(ob, l, q), f64, false);
+    if (zp)
+      q = arith::AddFOp::create(ob, l, q, toFloat(ob, l, a[rank + 2], f64, uns));
+    q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, lo));
+    q = arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, hi));
+    return uns ? (Value)arith::FPToUIOp::create(ob, l, ot, q) : (Value)arith::FPToSIOp::create(ob, l, ot, q);
+  }, ins, maps);
+  im.setOutput(0, r);
+  return success();
+}
+
+
+/// DynamicQuantizeLinear: uint8 quantization with scale and zero point from
+/// the input's range (which always includes 0).
+static LogicalResult handleDynamicQuantizeLinear(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!et.isF32())
+    return im.fail("supported for float32 inputs only");
+  SmallVector<int64_t> xs(im.shapeOf(x)), all;
+  for (size_t i = 0; i < xs.size(); ++i)
+    all.push_back(i);
+  Value mx = im.reduce(x, all, false, FloatAttr::get(et, 0.0),
+                       [](OpBuilder &ob, Location l, Value a, Value v) { return maxOp(ob, l, a, v); });
+  Value mn = im.reduce(x, all, false, FloatAttr::get(et, 0.0),
+                       [](OpBuilder &ob, Location l, Value a, Value v) { return minOp(ob, l, a, v); });
+  auto scale = im.elementwise({mx, mn}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::DivFOp::create(ob, l, arith::SubFOp::create(ob, l, v[0], v[1]),
+                                 im.constantScalar(ob, l, et, 255.0));
+  });
+  if (failed(scale))
+    return failure();
+  Type u8 = im.b.getIntegerType(8);
+  auto sat = [&](OpBuilder &ob, Location l, Value q) -> Value {
+    q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, et, 0.0));
+    q = arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, et, 255.0));
+    return arith::FPToUIOp::create(ob, l, u8, q);
+  };
+  auto zpf = im.elementwise({mn, *scale}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value q = arith::SubFOp::create(ob, l, im.constantScalar(ob, l, et, 0.0),
+                                    arith::DivFOp::create(ob, l, v[0], v[1]));
+    q = math::RoundEvenOp::create(ob, l, q);
+    q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, et, 0.0));
+    return arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, et, 255.0));
+  });
+  if (failed(zpf))
+    return failure();
+  auto y = im.elementwise({x, *scale, *zpf}, u8, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value q = math::RoundEvenOp::create(ob, l, arith::DivFOp::create(ob, l, v[0], v[1]));
+    return sat(ob, l, arith::AddFOp::create(ob, l, q, v[2]));
+  });
+  auto zp = im.elementwise({*zpf}, u8, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return sat(ob, l, v[0]);
+  });
+  if (failed(y) || failed(zp))
+    return failure();
+  im.setOutput(0, *y);
+  im.setOutput(1, *scale);
+  im.setOutput(2, *zp);
+  return success();
+}
+
 #define F_BODY(EXPR)                                                              \
   [](OpBuilder & ob, Location l, ValueRange v) -> Value { return EXPR; }
 
@@ -2356,6 +3749,12 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["Conv"] = handleConv;
     t["MaxPool"] = [](Importer &im) { return handlePool(im, true); };
     t["AveragePool"] = [](Importer &im) { return handlePool(im, false); };
+    t["LpPool"] = [](Importer &im) {
+      int64_t p = im.attrInt("p", 2);
+      if (p <= 0)
+        return im.fail("p must be positive");
+      return handlePool(im, false, p);
+    };
     t["GlobalAveragePool"] = [](Importer &im) { return handleGlobalPool(im, false); };
     t["GlobalMaxPool"] = [](Importer &im) { return handleGlobalPool(im, true); };
     t["Reshape"] = handleReshape;
@@ -2378,6 +3777,27 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["RMSNormalization"] = handleRMSNorm;
     t["NegativeLogLikelihoodLoss"] = handleNLLLoss;
     t["SoftmaxCrossEntropyLoss"] = handleSCELoss;
+    t["Attention"] = handleAttention;
+    t["Resize"] = [](Importer &im) { return handleResize(im, false); };
+    t["Upsample"] = [](Importer &im) { return handleResize(im, true); };
+    t["Hardmax"] = handleHardmax;
+    t["LpNormalization"] = handleLpNormalization;
+    t["TopK"] = handleTopK;
+    t["ScatterElements"] = handleScatterElements;
+    t["Scatter"] = handleScatterElements;
+    t["ScatterND"] = handleScatterND;
+    t["GatherND"] = handleGatherND;
+    t["Tile"] = handleTile;
+    t["DepthToSpace"] = [](Importer &im) { return handleDepthSpace(im, true); };
+    t["SpaceToDepth"] = [](Importer &im) { return handleDepthSpace(im, false); };
+    t["EyeLike"] = handleEyeLike;
+    t["OneHot"] = handleOneHot;
+    t["GroupNormalization"] = handleGroupNorm;
+    t["LRN"] = handleLRN;
+    t["CenterCropPad"] = handleCenterCropPad;
+    t["DequantizeLinear"] = handleDequantizeLinear;
+    t["QuantizeLinear"] = handleQuantizeLinear;
+    t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
     return t;
   }();
   return table;

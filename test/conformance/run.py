@@ -68,9 +68,9 @@ _REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
 ATTRIBUTE_INPUTS = dict(
     [(op, (1,)) for op in _REDUCE],
     Slice=(1, 2, 3, 4), Pad=(1, 2, 3), Reshape=(1,), Expand=(1,), Tile=(1,),
-    Unsqueeze=(1,), Squeeze=(1,), Split=(1,), TopK=(1,), Resize=(1, 2, 3),
+    Unsqueeze=(1,), Squeeze=(1,), Split=(1,), TopK=(1,), Resize=(1, 2, 3), Upsample=(1,),
     ConstantOfShape=(0,), Range=(0, 1, 2), OneHot=(1,), Trilu=(1,),
-    CumSum=(1,), CumProd=(1,))
+    CumSum=(1,), CumProd=(1,), CenterCropPad=(1,))
 
 EXPANDED_RE = re.compile(r"_expanded(_ver\d+)?$")
 

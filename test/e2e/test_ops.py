@@ -410,6 +410,62 @@ case("bitwise-and-uint16", one("BitwiseAnd", [("a", np.array([0xF0F0, 3], np.uin
 case("bitwise-not-int8", one("BitwiseNot", [("x", np.array([0, -1, 5], np.int8))], opset=18))
 
 
+# --- attention, resize, selection, scatter/gather, quantization --------------
+def with_ref(spec):
+    """Expected outputs from ONNX's reference evaluator (for ops or attributes
+    onnxruntime lacks)."""
+    from onnx.reference import ReferenceEvaluator
+
+    spec.expect = lambda feeds: ReferenceEvaluator(spec.model(True)).run(None, {})
+    return spec
+
+
+def _attention(mask, **attrs):
+    q, k, v = F(2, 6, 4, 8), F(2, 3, 5, 8), F(2, 3, 5, 8)
+    ins = [("q", q), ("k", k), ("v", v)] + ([("m", mask)] if mask is not None else [])
+    return with_ref(one("Attention", ins, attrs, opset=23))
+
+
+case("attention-gqa-boolmask", _attention(F(4, 5) > -1.0))
+case("attention-gqa-causal-softcap", _attention(None, is_causal=1, softcap=3.0))
+case("attention-float-mask-4d", _attention(F(2, 1, 4, 5), scale=0.3))
+for mode, extra in (("linear", {}), ("cubic", {"exclude_outside": 1}), ("nearest", {"nearest_mode": "ceil"})):
+    for ctm in ("half_pixel", "align_corners", "asymmetric"):
+        case(f"resize-{mode}-{ctm}", one("Resize", [("x", F(1, 2, 5, 6)), "", ("s", np.array([1, 1, 1.6, 0.5], np.float32))],
+                                         {"mode": mode, "coordinate_transformation_mode": ctm, **extra},
+                                         consts=["s"], opset=19))
+case("resize-sizes-linear-antialias",
+     with_ref(one("Resize", [("x", F(1, 1, 9, 8)), "", "", ("z", I([1, 1, 4, 5]))],
+                  {"mode": "linear", "antialias": 1}, consts=["z"], opset=19)))
+tk = F(3, 7)
+tk[1, 2] = tk[1, 5]  # a tie: the lower index comes first
+case("topk-largest", one("TopK", [("x", tk), ("k", I([3]))], {"axis": 1}, consts=["k"], opset=11, outputs=2))
+case("topk-smallest-axis0", one("TopK", [("x", tk), ("k", I([2]))], {"axis": 0, "largest": 0},
+                                consts=["k"], opset=11, outputs=2))
+case("hardmax", one("Hardmax", [("x", F(3, 4, 5))], {"axis": 1}, opset=13))
+case("lpnormalization-l1", one("LpNormalization", [("x", F(3, 5))], {"axis": 1, "p": 1}))
+case("lppool-p3", one("LpPool", [("x", F(1, 2, 6, 6))], {"kernel_shape": [3, 3], "p": 3, "strides": [2, 2]},
+                      opset=18, atol=1e-4))
+case("scatterelements-add-dup", one("ScatterElements", [("d", F(3, 4)), ("i", I([[1, 1, 0], [2, 1, -1]])),
+                                                        ("u", F(2, 3))], {"axis": 1, "reduction": "add"},
+                                    opset=18))
+case("scatternd-slices", one("ScatterND", [("d", F(4, 3, 2)), ("i", I([[2], [0]])), ("u", F(2, 3, 2))],
+                             opset=18))
+case("gathernd-batch", one("GatherND", [("d", F(2, 3, 4)), ("i", I([[[1, 2]], [[0, 3]]]))],
+                           {"batch_dims": 1}, opset=13))
+case("tile", one("Tile", [("x", F(2, 3)), ("r", I([2, 3]))], consts=["r"]))
+case("depthtospace-crd", one("DepthToSpace", [("x", F(1, 8, 2, 3))], {"blocksize": 2, "mode": "CRD"}))
+case("spacetodepth", one("SpaceToDepth", [("x", F(1, 2, 4, 6))], {"blocksize": 2}))
+case("onehot-axis0", one("OneHot", [("i", I([[1, -1], [0, 2]])), ("d", I(3)),
+                                    ("v", np.array([0.5, 2.0], np.float32))], {"axis": 0},
+                         consts=["d"], opset=11))
+case("quantize-per-axis-int8", one("QuantizeLinear", [("x", F(2, 3, 4) * 50), ("s", P(3)),
+                                                      ("z", np.array([1, -3, 0], np.int8))],
+                                   {"axis": 1}, opset=13))
+case("dequantize-uint8", one("DequantizeLinear", [("x", ua), ("s", np.array(0.5, np.float32)),
+                                                  ("z", np.array(100, np.uint8))], opset=13))
+
+
 # --- larger shapes: several workgroups per dispatch, split across threads ------
 case("large-add-bcast", one("Add", [("a", F(64, 1000)), ("b", F(1000))]))
 case("large-matmul", one("MatMul", [("a", F(128, 256, lo=-1, hi=1)), ("b", F(256, 96, lo=-1, hi=1))],
