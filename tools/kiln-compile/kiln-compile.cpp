@@ -29,7 +29,7 @@ static cl::list<std::string> targets("target",
                                      cl::cat(category));
 static cl::opt<bool> listTargets("list-targets", cl::desc("List the compiled-in targets and exit"),
                                  cl::cat(category));
-enum class Emit { OnnxMlir, Linalg, Dispatch, Codegen, Llvm, Asm, Ptx, Cubin, Hsaco, Spirv, Artifact };
+enum class Emit { OnnxMlir, Linalg, Dispatch, Codegen, Llvm, Asm, NpuAsm, Ptx, Cubin, Hsaco, Spirv, Artifact };
 static cl::opt<Emit> emit(
     "emit", cl::desc("Stage to stop at and print"), cl::init(Emit::Artifact),
     cl::values(clEnumValN(Emit::OnnxMlir, "onnx-mlir", "MLIR straight from the importer"),
@@ -39,6 +39,7 @@ static cl::opt<Emit> emit(
                clEnumValN(Emit::Codegen, "codegen", "kernels in the target's final dialects"),
                clEnumValN(Emit::Llvm, "llvm", "optimized LLVM IR of the kernels"),
                clEnumValN(Emit::Asm, "asm", "target assembly of the kernels"),
+               clEnumValN(Emit::NpuAsm, "npu-asm", "npu: the kernels' programs in text form"),
                clEnumValN(Emit::Ptx, "ptx", "write each cuda arch's PTX into the -o folder"),
                clEnumValN(Emit::Cubin, "cubin", "write each cuda arch's cubin into the -o folder"),
                clEnumValN(Emit::Hsaco, "hsaco",
@@ -121,7 +122,7 @@ int main(int argc, char **argv) {
     backends.push_back(backend);
   }
   bool perTargetText = emit == Emit::Dispatch || emit == Emit::Codegen || emit == Emit::Llvm ||
-                       emit == Emit::Asm;
+                       emit == Emit::Asm || emit == Emit::NpuAsm;
   if (perTargetText && backends.size() != 1)
     return fail("--emit of a per-target stage needs exactly one --target");
   kiln::ImportOptions importOptions;
@@ -254,7 +255,9 @@ int main(int argc, char **argv) {
     }
     if (emit == Emit::Codegen)
       return printModule(executable);
-    if (emit == Emit::Llvm || emit == Emit::Asm) {
+    if (emit == Emit::NpuAsm && target != "npu")
+      return fail("--emit=npu-asm needs --target=npu");
+    if (emit == Emit::Llvm || emit == Emit::Asm || emit == Emit::NpuAsm) {
       step(emit == Emit::Llvm ? "llvm: translate and optimize" : "asm: emit assembly");
       auto text = backend->emitText(executable, emit == Emit::Llvm ? "llvm" : "asm", targetOptions);
       if (!text)
