@@ -1,0 +1,90 @@
+//===- Simulator.h - Functional + event-driven NPU simulator ------*- C++ -*-===//
+//
+// Executes an npu Program on a model of one NeuronCore: SBUF and PSUM
+// contents, bindings as HBM, and a timeline in which every engine and DMA
+// queue runs its stream in order and semaphores order the streams. The
+// timing rules are listed in docs/npu.md ("Timing rules").
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_NPU_SIMULATOR_H
+#define KILN_NPU_SIMULATOR_H
+
+#include "../isa/Isa.h"
+#include "../model/MachineModel.h"
+
+#include <string>
+#include <vector>
+
+namespace kiln::npu {
+
+struct SimOptions {
+  /// Serializes every instruction (no engine concurrency, no stationary
+  /// load hidden behind a matmul); back-to-back matmuls on one stationary
+  /// still stream as one wave. For validating the cost model.
+  bool noOverlap = false;
+  /// Computes values; off for timing-only sweeps of large programs.
+  bool functional = true;
+  /// Keeps one trace event per instruction.
+  bool trace = true;
+};
+
+struct HbmTensor {
+  uint8_t *data;
+  uint64_t size; // Bytes.
+};
+
+enum StatGroup { kStatTensor, kStatVector, kStatScalar, kStatGpSimd, kStatDma,
+                 kNumStatGroups };
+
+struct EngineStats {
+  double busyNs = 0;        // Union of [start, completion) intervals.
+  uint64_t instructions = 0; // Excluding semaphore and loop markers.
+};
+
+struct TraceEvent {
+  uint8_t stream;
+  Opcode op;
+  double startNs, endNs;
+};
+
+struct SimResult {
+  double totalNs = 0;
+  EngineStats engines[kNumStatGroups];
+  std::vector<TraceEvent> events;
+
+  /// Appends `r` as if it ran after everything recorded so far.
+  void append(const SimResult &r);
+};
+
+const char *statGroupName(int group);
+
+class Simulator {
+public:
+  explicit Simulator(const MachineModel &model);
+  const MachineModel &model() const { return m; }
+
+  /// Runs `p` with `tensors[i]` as hbm tensor i. SBUF and PSUM keep their
+  /// contents between runs, as on hardware. Returns "" or an error naming
+  /// the stream, instruction and the rule broken.
+  std::string run(const Program &p, const HbmTensor *tensors, size_t count,
+                  const SimOptions &opts, SimResult &result);
+
+private:
+  const MachineModel &m;
+  std::vector<uint8_t> sbuf, psum;
+};
+
+/// Chrome / Perfetto trace: one track per engine and DMA queue.
+std::string traceJson(const SimResult &r);
+/// {"total_ns": ..., "engines": {"tensor": {"busy_ns": ..., "instructions":
+/// ...}, "vector": ..., "scalar": ..., "gpsimd": ..., "dma": ...}}
+std::string statsJson(const SimResult &r);
+
+float bf16ToFloat(uint16_t v);
+uint16_t floatToBf16(float f);
+float f16ToFloat(uint16_t v);
+uint16_t floatToF16(float f);
+
+} // namespace kiln::npu
+
+#endif // KILN_NPU_SIMULATOR_H
