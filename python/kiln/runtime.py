@@ -38,7 +38,9 @@ class _DeviceInfo(ctypes.Structure):
 
 
 class _SessionOptions(ctypes.Structure):
-    _fields_ = [("num_threads", ctypes.c_uint32)]
+    _fields_ = [("num_threads", ctypes.c_uint32),
+                ("profile_path", ctypes.c_char_p),
+                ("stats_path", ctypes.c_char_p)]
 
 
 _lib = None

@@ -265,7 +265,12 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
     delete s;
     return setError(st, msg);
   };
-  kiln_driver_device_options opts{options ? options->num_threads : 0};
+  kiln_driver_device_options opts{};
+  if (options) {
+    opts.num_threads = options->num_threads;
+    opts.trace_path = options->profile_path;
+    opts.stats_path = options->stats_path;
+  }
   if (kiln_status st = d->device_open(dev->index, &opts, &s->handle);
       st != KILN_OK) {
     s->handle = nullptr;

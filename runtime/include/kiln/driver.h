@@ -37,6 +37,13 @@ typedef struct kiln_driver_device_desc {
 
 typedef struct kiln_driver_device_options {
   uint32_t num_threads; /* 0: driver default. */
+  /* Profiling outputs, or NULL. A driver that models time (the npu
+   * simulator) rewrites these files at every synchronize() with what ran
+   * since the previous one: trace_path a Chrome/Perfetto trace JSON,
+   * stats_path the per-engine summary described in docs/npu.md. Drivers
+   * without a timeline ignore them. */
+  const char *trace_path;
+  const char *stats_path;
 } kiln_driver_device_options;
 
 /* A kernel of an executable and the threads of one of its workgroups (GPU

@@ -78,6 +78,12 @@ typedef struct kiln_device_info {
 
 typedef struct kiln_session_options {
   uint32_t num_threads; /* 0: driver default (CPU: hardware concurrency). */
+  /* NULL or a path. Devices that model time (npu) write, after each
+   * kiln_session_run, a Chrome/Perfetto trace of it to profile_path and
+   * {"total_ns", "engines": {...}} statistics to stats_path; other devices
+   * ignore both. */
+  const char *profile_path;
+  const char *stats_path;
 } kiln_session_options;
 
 /*--- Errors and dtypes ----------------------------------------------------*/
