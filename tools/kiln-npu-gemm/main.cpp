@@ -15,6 +15,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "isa/Isa.h"
+#include "kiln/Artifact/ArtifactWriter.h"
 #include "model/MachineModel.h"
 #include "sim/Simulator.h"
 
@@ -36,7 +37,7 @@ struct Config {
   DType dtype = DType::BF16;
   std::string preset = "trn1";
   bool check = false, emitAsm = false;
-  std::string profile, stats;
+  std::string profile, stats, artifact;
 };
 
 struct Plan {
@@ -251,7 +252,7 @@ Program build(const Config &c, const Plan &p, const MachineModel &m) {
                "kiln-npu-gemm: %s\nusage: kiln-npu-gemm M N K "
                "[--mode=pipelined|no-overlap] [--dtype=bf16|f32] "
                "[--preset=trn1|trn2] [--check] [--emit=asm] "
-               "[--profile=trace.json] [--stats=stats.json]\n",
+               "[--profile=trace.json] [--stats=stats.json] [--artifact=gemm.kiln]\n",
                msg.c_str());
   std::exit(2);
 }
@@ -292,6 +293,8 @@ int main(int argc, char **argv) {
       c.profile = v;
     } else if (const char *v = val("--stats=")) {
       c.stats = v;
+    } else if (const char *v = val("--artifact=")) {
+      c.artifact = v;
     } else if (a == "--check") {
       c.check = true;
     } else if (a == "--emit=asm") {
@@ -315,6 +318,32 @@ int main(int argc, char **argv) {
   Program prog = build(c, p, *m);
   if (c.emitAsm) {
     std::fputs(printProgram(prog).c_str(), stdout);
+    return 0;
+  }
+  if (!c.artifact.empty()) {
+    // Inputs "at" [K, M] and "b" [K, N], output "c" [M, N] f32, one
+    // dispatch of the "gemm" kernel: runnable with kiln-run --device=npu.
+    namespace art = kiln::artifact;
+    art::Module mod;
+    mod.producer = "kiln-npu-gemm";
+    mod.name = "gemm";
+    art::DType in = c.dtype == DType::BF16 ? art::DType::BF16 : art::DType::F32;
+    uint64_t esz = dtypeSize(c.dtype);
+    mod.buffers = {{art::BufferKind::Input, uint64_t(c.K * c.M) * esz, nullptr},
+                   {art::BufferKind::Input, uint64_t(c.K * c.N) * esz, nullptr},
+                   {art::BufferKind::Output, uint64_t(c.M * c.N) * 4, nullptr}};
+    mod.inputs = {{"at", in, {c.K, c.M}, 0}, {"b", in, {c.K, c.N}, 1}};
+    mod.outputs = {{"c", art::DType::F32, {c.M, c.N}, 2}};
+    Module image;
+    image.kernels = {prog};
+    mod.executables = {{"npu", kBinaryFormat, encodeModule(image), {"gemm"}}};
+    art::Dispatch d;
+    d.bindings = {{0, 0}, {1, 0}, {2, 0}};
+    mod.dispatches = {d};
+    if (std::string err = art::writeArtifact(mod, c.artifact); !err.empty()) {
+      std::fprintf(stderr, "kiln-npu-gemm: %s\n", err.c_str());
+      return 1;
+    }
     return 0;
   }
 

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 namespace npy = kiln::npy;
@@ -56,6 +57,10 @@ options:
   --seed=N           seed for random inputs (default 0)
   --repeat=N         run N times and print min/median latency
   --print-all        print every output value, not just the first 16
+  --profile=FILE     devices that model time (npu) write a Chrome/Perfetto
+                     trace of the last run to FILE (open in ui.perfetto.dev)
+  --stats=FILE       ... and per-engine statistics as JSON; with either
+                     option kiln-run prints each engine's utilization
   --list-devices     list the devices of the built-in drivers and exit
 
 exit status: 0 on success, 1 on errors, 2 on command-line misuse.
@@ -447,6 +452,46 @@ void printOutput(const kiln_tensor_info &info, const std::vector<uint8_t> &data,
   std::printf("]\n");
 }
 
+//===--- Profiles ---------------------------------------------------------===//
+
+std::string tempStatsPath() {
+  const char *dir = std::getenv("TMPDIR");
+  return std::string(dir && *dir ? dir : "/tmp") + "/kiln-run-stats-" +
+         std::to_string(::getpid()) + ".json";
+}
+
+std::string readText(const std::string &path) {
+  std::string text;
+  if (FILE *f = std::fopen(path.c_str(), "rb")) {
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;)
+      text.append(buf, n);
+    std::fclose(f);
+  }
+  return text;
+}
+
+/// Reads the fixed stats format of docs/npu.md: {"total_ns": T, "engines":
+/// {"NAME": {"busy_ns": B, "instructions": N}, ...}}.
+void printUtilization(const std::string &text) {
+  double total = 0;
+  const char *p = std::strstr(text.c_str(), "\"total_ns\":");
+  if (!p || std::sscanf(p, "\"total_ns\": %lf", &total) != 1)
+    error("malformed stats: " + text);
+  std::printf("simulated time: %.3f us\n", total / 1000);
+  for (const char *e : {"tensor", "vector", "scalar", "gpsimd", "dma"}) {
+    std::string key = std::string("\"") + e + "\": {";
+    const char *q = std::strstr(text.c_str(), key.c_str());
+    double busy;
+    unsigned long long n;
+    if (!q || std::sscanf(q + key.size(), "\"busy_ns\": %lf, \"instructions\": %llu",
+                          &busy, &n) != 2)
+      error("malformed stats: " + text);
+    std::printf("  %-7s %6.2f%% busy  %10.3f us  %llu instructions\n", e,
+                total > 0 ? 100 * busy / total : 0.0, busy / 1000, n);
+  }
+}
+
 //===--- Driver -----------------------------------------------------------===//
 
 struct Options {
@@ -459,6 +504,7 @@ struct Options {
   int64_t repeat = 0; // 0: not requested.
   bool printAll = false;
   bool listDevices = false;
+  std::string profile, stats;
 };
 
 Options parseArgs(int argc, char **argv) {
@@ -487,6 +533,10 @@ Options parseArgs(int argc, char **argv) {
       if (!n)
         usageError("--threads must be an integer in [1, 4096], got '" + *v + "'");
       o.threads = static_cast<uint32_t>(*n);
+    } else if (auto v = value("--profile")) {
+      o.profile = *v;
+    } else if (auto v = value("--stats")) {
+      o.stats = *v;
     } else if (auto v = value("--input")) {
       o.inputs.push_back(parseInputSpec(*v));
     } else if (auto v = value("--output")) {
@@ -584,7 +634,17 @@ void run(const Options &o) {
       error("no --input for '" + std::string(ins[i].name) + "' (inputs: " +
             inputNames + "); give every input, or none for random inputs");
 
-  kiln_session_options opts{o.threads};
+  // Utilization is read back from the stats file, so ask for one whenever
+  // a profile is wanted; removing stale files tells "not written" apart.
+  std::string statsPath = o.stats;
+  bool tempStats = statsPath.empty() && !o.profile.empty();
+  if (tempStats)
+    statsPath = tempStatsPath();
+  for (const std::string &f : {o.profile, statsPath})
+    if (!f.empty())
+      std::remove(f.c_str());
+  kiln_session_options opts{o.threads, o.profile.empty() ? nullptr : o.profile.c_str(),
+                            statsPath.empty() ? nullptr : statsPath.c_str()};
   check(kiln_session_create(h.artifact, o.device.empty() ? nullptr : o.device.c_str(),
                             &opts, &h.session));
 
@@ -637,6 +697,15 @@ void run(const Options &o) {
                                         times[times.size() / 2]) / 2;
     std::printf("latency over %zu runs: min=%.4g ms median=%.4g ms\n",
                 times.size(), times.front(), median);
+  }
+  if (!statsPath.empty()) {
+    std::string text = readText(statsPath);
+    if (tempStats)
+      std::remove(statsPath.c_str());
+    if (text.empty())
+      std::printf("device %s records no profile\n", kiln_session_device(h.session));
+    else
+      printUtilization(text);
   }
 }
 
