@@ -47,8 +47,14 @@ struct Plan {
   std::string why; // Empty when the GEMM fits.
 };
 
-constexpr int64_t kAtBuffers = 2;
-constexpr int64_t kPieces = 4; // DMAs per tile, 32 partitions each.
+// Stationary tiles are prefetched up to 3 m-tiles ahead: a DMA's start-up
+// is longer than one m-tile of matmuls for mid-size GEMMs.
+constexpr int64_t kAtBuffers = 4;
+constexpr int64_t kPieces = 4; // Loads per tile, 32 partitions each.
+// C tiles are staged in SBUF until written back; stores are split finer
+// than loads so one tile's store finishes within about one tile of matmuls.
+constexpr int64_t kCSlots = 3;
+constexpr int64_t kStorePieces = 8;
 
 Plan plan(const Config &c, const MachineModel &m) {
   Plan p{};
@@ -67,7 +73,7 @@ Plan plan(const Config &c, const MachineModel &m) {
   int64_t cap = static_cast<int64_t>(m.sbufPartitionBytes);
   auto fits = [&](int64_t nb, bool resident) {
     int64_t b = resident ? p.KT * nb * esz : 2 * nb * esz;
-    return b + kAtBuffers * p.KT * 128 * esz + 2 * nb * 4 <= cap;
+    return b + kAtBuffers * p.KT * 128 * esz + kCSlots * nb * 4 <= cap;
   };
   p.NB = c.noOverlap ? c.N : std::min<int64_t>(c.N, 2048);
   while (!c.noOverlap && p.NB > p.NC && !fits(p.NB, true))
@@ -92,7 +98,7 @@ Program build(const Config &c, const Plan &p, const MachineModel &m) {
   const DType dt = c.dtype;
   const int64_t esz = dtypeSize(dt);
   const int64_t M = c.M, N = c.N;
-  // SBUF layout per partition: [B][AT x2][C staging x2].
+  // SBUF layout per partition: [B][AT x4][C staging x3].
   const int64_t bBytes = p.bResident ? p.KT * p.NB * esz : 2 * p.NB * esz;
   const int64_t atBase = bBytes, atBytes = p.KT * 128 * esz;
   const int64_t cBase = atBase + kAtBuffers * atBytes, cBytes = p.NB * 4;
@@ -114,8 +120,11 @@ Program build(const Config &c, const Plan &p, const MachineModel &m) {
     semFull[r] = b.semaphore();
     semFree[r] = b.semaphore();
   }
-  uint32_t semCReady[2] = {b.semaphore(), b.semaphore()};
-  uint32_t semCFree[2] = {b.semaphore(), b.semaphore()};
+  uint32_t semCReady[kCSlots], semCFree[kCSlots];
+  for (int64_t i = 0; i < kCSlots; ++i) {
+    semCReady[i] = b.semaphore();
+    semCFree[i] = b.semaphore();
+  }
 
   // One round robin over all queues: the emission order below is the order
   // in which data is needed, so in-order queues never block on later work.
@@ -172,7 +181,7 @@ Program build(const Config &c, const Plan &p, const MachineModel &m) {
     for (int64_t mi = 0; mi < p.MT; ++mi, ++tile) {
       int64_t slot = tile % kAtBuffers, use = tile / kAtBuffers;
       te.wait(semAt[slot], kPieces * (use + 1));
-      int64_t cslot = tile % 2, cuse = tile / 2;
+      int64_t cslot = tile % kCSlots, cuse = tile / kCSlots;
       for (int64_t ki = 0; ki < p.KT; ++ki, ++pair) {
         int64_t bOff;
         int64_t bs = pair % 2;
@@ -186,12 +195,18 @@ Program build(const Config &c, const Plan &p, const MachineModel &m) {
           te.wait(semBs[bs], kPieces * (u + 1));
           bOff = bs * p.NB * esz;
         }
+        // All waits before the stationary load: a wait between two matmuls
+        // of one stationary would let other engines in and, in no-overlap
+        // mode, split the wave.
+        for (int64_t ch = 0; ch < p.NCH && ki == 0; ++ch) {
+          int64_t r = (tile % p.psumBuffers) * p.NCH + ch;
+          if (regionUses[r])
+            te.wait(semFree[r], regionUses[r]);
+        }
         te.loadStationary(AccessPattern::sbuf(
             0, 128, atBase + slot * atBytes + ki * 128 * esz, dt, {{1, 128}}));
         for (int64_t ch = 0; ch < p.NCH; ++ch) {
           int64_t r = (tile % p.psumBuffers) * p.NCH + ch;
-          if (ki == 0 && regionUses[r])
-            te.wait(semFree[r], regionUses[r]);
           te.matmul(AccessPattern::psum(0, 128, r * m.psumBankBytes,
                                         DType::F32, {{1, p.NC}}),
                     AccessPattern::sbuf(0, 128, bOff + ch * p.NC * esz, dt,
@@ -214,7 +229,7 @@ Program build(const Config &c, const Plan &p, const MachineModel &m) {
         auto &ev = b.on(onScalar ? Engine::Scalar : Engine::Vector);
         ev.wait(semFull[r], regionUses[r] + 1);
         if (cuse)
-          ev.wait(semCFree[cslot], kPieces * cuse);
+          ev.wait(semCFree[cslot], kStorePieces * cuse);
         auto src = AccessPattern::psum(0, 128, r * m.psumBankBytes, DType::F32,
                                        {{1, p.NC}});
         auto dst = AccessPattern::sbuf(0, 128,
@@ -232,13 +247,13 @@ Program build(const Config &c, const Plan &p, const MachineModel &m) {
       // stores, which wait for the evacuation.
       if (tile + 1 < tiles)
         loadAt(tile + 1);
-      for (int64_t piece = 0; piece < kPieces; ++piece) {
-        uint32_t p0 = static_cast<uint32_t>(piece * 32);
+      for (int64_t piece = 0; piece < kStorePieces; ++piece) {
+        uint32_t rows = 128 / kStorePieces, p0 = static_cast<uint32_t>(piece * rows);
         auto &q = queue();
         q.wait(semCReady[cslot], p.NCH * (cuse + 1));
         q.dmaCopy(AccessPattern::hbm(2, (mi * 128 + p0) * N + n0, DType::F32,
-                                     {{N, 32}, {1, p.NB}}),
-                  AccessPattern::sbuf(p0, 32, cBase + cslot * cBytes,
+                                     {{N, rows}, {1, p.NB}}),
+                  AccessPattern::sbuf(p0, rows, cBase + cslot * cBytes,
                                       DType::F32, {{1, p.NB}}));
         q.signal(semCFree[cslot]);
       }

@@ -193,6 +193,10 @@ private:
   // Tensor Engine: two weight slots so a load can hide behind the moving
   // stream of the previous stationary.
   double weightPortFree = 0, movingFree = 0;
+  // DMA queues move one transfer's data at a time; a transfer's start-up
+  // (descriptor processing, HBM latency) overlaps the previous transfer's
+  // data phase, like descriptors queued on a ring.
+  double dataFree[kNumDmaQueues] = {};
   double slotReady[2] = {0, 0}, slotFree[2] = {0, 0};
   unsigned loads = 0;
   bool statValid = false;
@@ -419,8 +423,9 @@ void Run::execute(unsigned s, double t) {
   switch (i.op) {
   case Opcode::DmaCopy: {
     double bytes = static_cast<double>(i.src.numElements()) * dtypeSize(i.src.dtype);
-    dur = m.dmaFixedNs + bytes / m.dmaQueueBytesPerNs();
-    complete = start + dur;
+    double &free = dataFree[s - 4];
+    complete = std::max(start + m.dmaFixedNs, free) + bytes / m.dmaQueueBytesPerNs();
+    free = complete;
     break;
   }
   case Opcode::LoadStationary: {
