@@ -12,7 +12,8 @@ APT_PACKAGES=(
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev libffi-dev
   libamdhip64-dev libze-dev libze1 rocm-device-libs spirv-tools
 )
-PIP_PACKAGES=(onnx==1.22.0 onnxruntime==1.22.1 numpy==2.2.6 pytest==8.4.2)
+# scalesim: the reference for benchmarks/npu_gemm.py.
+PIP_PACKAGES=(onnx==1.22.0 onnxruntime==1.22.1 numpy==2.2.6 pytest==8.4.2 scalesim==3.0.0)
 
 sudo_=""
 [ "$(id -u)" -eq 0 ] || sudo_="sudo"
