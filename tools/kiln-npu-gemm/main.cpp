@@ -351,7 +351,7 @@ int main(int argc, char **argv) {
     mod.outputs = {{"c", art::DType::F32, {c.M, c.N}, 2}};
     Module image;
     image.kernels = {prog};
-    mod.executables = {{"npu", kBinaryFormat, encodeModule(image), {"gemm"}}};
+    mod.executables = {{"npu", kBinaryFormat, encodeModule(image), {art::Entry{"gemm"}}}};
     art::Dispatch d;
     d.bindings = {{0, 0}, {1, 0}, {2, 0}};
     mod.dispatches = {d};
@@ -391,20 +391,15 @@ int main(int argc, char **argv) {
   SimOptions o;
   o.noOverlap = c.noOverlap;
   o.functional = c.check;
-  o.trace = true;
+  o.trace = !c.profile.empty();
   Simulator sim(*m);
   SimResult r;
   if (std::string err = sim.run(prog, t, 3, o, r); !err.empty()) {
     std::fprintf(stderr, "kiln-npu-gemm: %s\n", err.c_str());
     return 1;
   }
-  double first = -1, last = 0;
-  for (const TraceEvent &e : r.events)
-    if (e.stream == 0) {
-      if (first < 0)
-        first = e.startNs;
-      last = std::max(last, e.endNs);
-    }
+  double first = r.engines[kStatTensor].firstNs,
+         last = r.engines[kStatTensor].lastNs;
   double ghz = m->tensorGhz;
   double ideal = double(c.M) * c.N * c.K / (128.0 * 128.0);
   double teBusy = r.engines[kStatTensor].busyNs * ghz;

@@ -230,7 +230,8 @@ private:
   bool candidate(unsigned s, double &t);
   void execute(unsigned s, double t);
   void functional(const Instr &i);
-  void record(unsigned s, Opcode op, double start, double end);
+  void record(unsigned s, const Instr &i, double start, double complete,
+              double traceStart, double traceEnd);
 };
 
 void Run::normalize(unsigned s) {
@@ -365,13 +366,16 @@ bool Run::candidate(unsigned s, double &t) {
   }
 }
 
-void Run::record(unsigned s, Opcode op, double start, double end) {
+void Run::record(unsigned s, const Instr &i, double start, double complete,
+                 double traceStart, double traceEnd) {
   int g = isDma(s) ? kStatDma : static_cast<int>(s);
-  busy[g].push_back({start, end});
+  busy[g].push_back({start, complete});
   ++r.engines[g].instructions;
+  uint8_t track = i.op == Opcode::LoadStationary ? kWeightTrack
+                                                 : static_cast<uint8_t>(s);
   if (o.trace)
-    r.events.push_back({static_cast<uint8_t>(s), op, start, end});
-  r.totalNs = std::max(r.totalNs, end);
+    r.events.push_back({track, i.op, traceStart, traceEnd});
+  r.totalNs = std::max(r.totalNs, complete);
 }
 
 void Run::execute(unsigned s, double t) {
@@ -424,8 +428,11 @@ void Run::execute(unsigned s, double t) {
   case Opcode::DmaCopy: {
     double bytes = static_cast<double>(i.src.numElements()) * dtypeSize(i.src.dtype);
     double &free = dataFree[s - 4];
-    complete = std::max(start + m.dmaFixedNs, free) + bytes / m.dmaQueueBytesPerNs();
+    double data = std::max(start + m.dmaFixedNs, free);
+    complete = data + bytes / m.dmaQueueBytesPerNs();
     free = complete;
+    // Busy time of a queue is its data phase; the start-up is latency.
+    start = data;
     break;
   }
   case Opcode::LoadStationary: {
@@ -473,15 +480,15 @@ void Run::execute(unsigned s, double t) {
   }
   }
 
-  ss.lastStart = std::max(ss.lastStart, start);
-  ss.freeAt = std::max(ss.freeAt, start + dur);
+  ss.lastStart = std::max(ss.lastStart, t);
+  ss.freeAt = std::max(ss.freeAt, t + dur);
   ss.doneAt = std::max(ss.doneAt, complete);
   if (o.noOverlap) {
     global = std::max(global, complete);
     chain = i.op == Opcode::Matmul;
     chainIssueEnd = start + dur;
   }
-  record(s, i.op, start, complete);
+  record(s, i, start, complete, start, isDma(s) ? complete : start + dur);
 }
 
 void Run::functional(const Instr &i) {
@@ -717,8 +724,14 @@ std::string Run::go() {
   } catch (const Fail &f) {
     return f.message;
   }
-  for (int g = 0; g < kNumStatGroups; ++g)
-    r.engines[g].busyNs = unionLength(busy[g]);
+  for (int g = 0; g < kNumStatGroups; ++g) {
+    EngineStats &e = r.engines[g];
+    e.busyNs = unionLength(busy[g]);
+    if (!busy[g].empty())
+      e.firstNs = busy[g].front().start; // Sorted by unionLength.
+    for (const Interval &iv : busy[g])
+      e.lastNs = std::max(e.lastNs, iv.end);
+  }
   return "";
 }
 
@@ -736,10 +749,17 @@ std::string Simulator::run(const Program &p, const HbmTensor *tensors,
 
 void SimResult::append(const SimResult &o) {
   for (const TraceEvent &e : o.events)
-    events.push_back({e.stream, e.op, e.startNs + totalNs, e.endNs + totalNs});
+    events.push_back({e.track, e.op, e.startNs + totalNs, e.endNs + totalNs});
   for (int g = 0; g < kNumStatGroups; ++g) {
-    engines[g].busyNs += o.engines[g].busyNs;
-    engines[g].instructions += o.engines[g].instructions;
+    EngineStats &e = engines[g];
+    const EngineStats &n = o.engines[g];
+    if (n.instructions) {
+      if (!e.instructions)
+        e.firstNs = n.firstNs + totalNs;
+      e.lastNs = n.lastNs + totalNs;
+    }
+    e.busyNs += n.busyNs;
+    e.instructions += n.instructions;
   }
   totalNs += o.totalNs;
 }
@@ -754,11 +774,18 @@ std::string traceJson(const SimResult &r) {
   char buf[256];
   out += "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 0, "
          "\"args\": {\"name\": \"npu\"}}";
-  for (unsigned s = 0; s < kNumStreams; ++s) {
+  for (unsigned s = 0; s <= kWeightTrack; ++s) {
     std::snprintf(buf, sizeof(buf),
                   ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, "
                   "\"tid\": %u, \"args\": {\"name\": \"%s\"}}",
-                  s, streamName(s).c_str());
+                  s, s == kWeightTrack ? "tensor (stationary loads)"
+                                       : streamName(s).c_str());
+    out += buf;
+    // Keep the tracks in stream order rather than Perfetto's default.
+    std::snprintf(buf, sizeof(buf),
+                  ",\n{\"name\": \"thread_sort_index\", \"ph\": \"M\", "
+                  "\"pid\": 0, \"tid\": %u, \"args\": {\"sort_index\": %u}}",
+                  s, s == kWeightTrack ? 1 : s ? s + 1 : 0);
     out += buf;
   }
   for (const TraceEvent &e : r.events) {
@@ -766,7 +793,7 @@ std::string traceJson(const SimResult &r) {
     std::snprintf(buf, sizeof(buf),
                   ",\n{\"name\": \"%s\", \"ph\": \"X\", \"pid\": 0, \"tid\": %u, "
                   "\"ts\": %.6f, \"dur\": %.6f}",
-                  name(e.op), e.stream, e.startNs / 1000.0,
+                  name(e.op), e.track, e.startNs / 1000.0,
                   (e.endNs - e.startNs) / 1000.0);
     out += buf;
   }

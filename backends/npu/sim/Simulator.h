@@ -39,13 +39,19 @@ enum StatGroup { kStatTensor, kStatVector, kStatScalar, kStatGpSimd, kStatDma,
 struct EngineStats {
   double busyNs = 0;        // Union of [start, completion) intervals.
   uint64_t instructions = 0; // Excluding semaphore and loop markers.
+  double firstNs = 0, lastNs = 0; // First start, last completion.
 };
 
+/// What a trace slice shows: the time an instruction holds its engine's
+/// port (the Tensor Engine's moving or weight path, a queue's data phase),
+/// so the slices of one track never overlap. Completion latency is not shown.
 struct TraceEvent {
-  uint8_t stream;
+  uint8_t track; // A stream number, or kWeightTrack.
   Opcode op;
   double startNs, endNs;
 };
+/// The Tensor Engine's stationary loads get their own track.
+constexpr uint8_t kWeightTrack = kNumStreams;
 
 struct SimResult {
   double totalNs = 0;
