@@ -114,9 +114,13 @@ INSTANTIATE_TEST_SUITE_P(Gpu, Unavailable, ::testing::ValuesIn(cases()),
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Unavailable);
 
 TEST(Unavailable, CpuIsStillTheLastDevice) {
+  // Only the simulated npu, which needs no library, may follow the cpu.
   size_t n = kiln_device_count();
-  ASSERT_EQ(n, cases().size() + 1);
   kiln_device_info info;
+  while (n && kiln_device_info_get(n - 1, &info) == KILN_OK &&
+         std::string(info.driver) == "npu")
+    --n;
+  ASSERT_EQ(n, cases().size() + 1);
   ASSERT_EQ(kiln_device_info_get(n - 1, &info), KILN_OK);
   EXPECT_STREQ(info.name, "cpu:0");
   EXPECT_TRUE(info.available);

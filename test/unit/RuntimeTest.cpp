@@ -55,8 +55,23 @@ void runAndCheck(kiln_session *s, const VaddModule &m, float seed) {
 TEST(Runtime, ListsCpuDevice) {
   ASSERT_GE(kiln_device_count(), 1u);
   kiln_device_info info;
-  // The cpu comes after every GPU driver's devices.
-  ASSERT_EQ(kiln_device_info_get(kiln_device_count() - 1, &info), KILN_OK);
+  // The cpu comes after every GPU driver's devices; only the simulated npu
+  // follows it.
+  size_t i = 0;
+  while (i < kiln_device_count() &&
+         (kiln_device_info_get(i, &info) != KILN_OK ||
+          std::string(info.driver) != "cpu"))
+    ++i;
+  ASSERT_LT(i, kiln_device_count());
+  for (size_t j = 0; j < kiln_device_count(); ++j) {
+    kiln_device_info other;
+    ASSERT_EQ(kiln_device_info_get(j, &other), KILN_OK);
+    if (j < i)
+      EXPECT_THAT(std::string("cuda hip levelzero"), HasSubstr(other.driver));
+    else if (j > i)
+      EXPECT_STREQ(other.driver, "npu");
+  }
+  ASSERT_EQ(kiln_device_info_get(i, &info), KILN_OK);
   EXPECT_STREQ(info.name, "cpu:0");
   EXPECT_STREQ(info.driver, "cpu");
   EXPECT_TRUE(info.available);
@@ -184,7 +199,7 @@ TEST(Runtime, DeviceSelectionErrors) {
   VaddModule m(8);
   expectCreateError(m.module, "tpu:3", KILN_ERROR_NOT_FOUND,
                     "no device named 'tpu:3' (devices: ");
-  EXPECT_THAT(kiln_last_error(), HasSubstr("cpu:0)"));
+  EXPECT_THAT(kiln_last_error(), HasSubstr("cpu:0"));
   m.module.executables[0].target = "gpu";
   expectCreateError(m.module, nullptr, KILN_ERROR_NOT_FOUND,
                     "no available device for the artifact's targets (gpu;");
