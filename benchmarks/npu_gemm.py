@@ -114,7 +114,7 @@ def main():
     ap.add_argument("--sizes", default="128,256,512,1024,2048,4096",
                     help="values for each of M, N, K (all combinations)")
     ap.add_argument("--preset", default="trn1")
-    ap.add_argument("--scalesim-max-cycles", type=int, default=60000,
+    ap.add_argument("--scalesim-max-cycles", type=int, default=20000,
                     help="run SCALE-Sim itself up to this many cycles; use its "
                          "formula above (default keeps runs to seconds)")
     ap.add_argument("--large", type=int, default=2048,
