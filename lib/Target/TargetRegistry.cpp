@@ -10,6 +10,11 @@ static llvm::StringMap<std::unique_ptr<TargetBackend>> &registry() {
   return r;
 }
 
+llvm::cl::OptionCategory &kiln::targetOptionCategory() {
+  static llvm::cl::OptionCategory category("Target-specific options");
+  return category;
+}
+
 void kiln::registerTargetBackend(std::unique_ptr<TargetBackend> backend) {
   std::string name = backend->name().str();
   registry()[name] = std::move(backend);

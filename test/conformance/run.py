@@ -318,7 +318,8 @@ def run_test(task):
                     out = os.path.join(tmp, "bin%d" % len(artifacts))
                     kind, validate = VALIDATORS[cfg["target"]]
                     run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
-                             "--emit=" + kind, "-o", out] + flags, deadline,
+                             "--emit=" + kind, "-o", out] + flags + cfg["compile_args"],
+                            deadline,
                             "kiln-compile", lambda err: diagnose_compile(err, model_path))
                     validate(out, deadline)
                     artifacts[key] = out
@@ -326,7 +327,7 @@ def run_test(task):
             if key not in artifacts:
                 art = os.path.join(tmp, "m%d.kiln" % len(artifacts))
                 run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
-                         "-o", art] + flags, deadline, "kiln-compile",
+                         "-o", art] + flags + cfg["compile_args"], deadline, "kiln-compile",
                         lambda err: diagnose_compile(err, model_path))
                 artifacts[key] = art
             art = artifacts[key]
@@ -665,6 +666,9 @@ def main(argv=None):
     p.add_argument("--json", help="write every test's result here")
     p.add_argument("--device", help="kiln-run --device (default: the "
                    "runtime's choice)")
+    p.add_argument("--compile-arg", action="append", default=[],
+                   help="extra kiln-compile flag (repeatable), e.g. "
+                   "--compile-arg=--npu-autocast=none")
     p.add_argument("--compile-only", action="store_true",
                    help="for GPU targets without a GPU: compile the tests "
                    "that pass on cpu and validate the binaries (ptxas, "
@@ -702,6 +706,7 @@ def main(argv=None):
     cfg = {"target": args.target, "compile": compile_bin, "run": run_bin,
            "timeout": args.timeout, "tmp_root": tmp_root,
            "device": args.device, "compile_only": args.compile_only,
+           "compile_args": args.compile_arg,
            "input_values": not args.no_input_values}
     print("%s %d tests (%s) on %s with %d jobs, %gs per test" % (
         "compiling and validating" if args.compile_only else "running",

@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
   mlir::registerPassManagerCLOptions();
   mlir::registerMLIRContextCLOptions();
-  cl::HideUnrelatedOptions(category);
+  cl::HideUnrelatedOptions({&category, &kiln::targetOptionCategory()});
   // --list-targets needs no model: let it through before required checks.
   for (int i = 1; i < argc; ++i)
     if (StringRef(argv[i]) == "--list-targets" || StringRef(argv[i]) == "-list-targets") {

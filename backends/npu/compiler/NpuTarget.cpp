@@ -73,7 +73,7 @@ llvm::cl::opt<Autocast> autocast(
                                 "bf16 operands for f32 matmuls (default)"),
                      clEnumValN(Autocast::None, "none",
                                 "keep f32 operands (quarter rate)")),
-    llvm::cl::init(Autocast::Matmul));
+    llvm::cl::init(Autocast::Matmul), llvm::cl::cat(kiln::targetOptionCategory()));
 
 /// Free elements per partition of one elementwise tile: big enough that
 /// the 64-cycle minimum per instruction is amortized, small enough that a
