@@ -32,10 +32,14 @@ constexpr int64_t kPieces = 4; // Loads per tile, 32 partitions each.
 // than loads so one tile's store finishes within about one tile of matmuls.
 constexpr int64_t kCSlots = 3;
 constexpr int64_t kStorePieces = 8;
-// f32 staging slots when rounding on chip: B k-tiles (4 x 4 pieces keep
-// all 16 queues busy) and A^T tiles.
-constexpr int64_t kBStage = 4;
+// f32 staging slots when rounding on chip: B k-tiles and A^T tiles. A slot
+// is reloaded only after GpSimd rounded it, so B takes 8 slots where they
+// fit (two transfers per queue in flight hide the DMA start-up) or 4.
+constexpr int64_t kMaxBStage = 8;
 constexpr int64_t kAStage = 2;
+// Loads per staged tile when rounding on chip, 16 partitions each: f32
+// tiles are twice the bytes (8 measured best against 4 and 16).
+constexpr int64_t kStagePieces = 8;
 
 GemmSpec withDefaults(GemmSpec s) {
   if (!s.aM && !s.aK) {
@@ -75,10 +79,10 @@ GemmPlan planGemm(const GemmSpec &c, const MachineModel &m) {
     return p;
   }
   int64_t cap = static_cast<int64_t>(m.sbufPartitionBytes);
-  auto fits = [&](int64_t nb, bool resident) {
+  auto fits = [&](int64_t nb, bool resident, int64_t bStage = 4) {
     int64_t b = resident ? p.KT * nb * esz : 2 * nb * esz;
     int64_t stage =
-        p.cast ? kBStage * nb * isz + kAStage * p.KT * 128 * isz : 0;
+        p.cast ? bStage * nb * isz + kAStage * p.KT * 128 * isz : 0;
     return b + kAtBuffers * p.KT * 128 * esz + kCSlots * nb * 4 + stage <= cap;
   };
   p.NB = c.noOverlap ? c.N : std::min<int64_t>(c.N, 2048);
@@ -93,6 +97,7 @@ GemmPlan planGemm(const GemmSpec &c, const MachineModel &m) {
     p.why = "N too large for one PSUM pass";
     return p;
   }
+  p.bStage = p.cast && fits(p.NB, true, kMaxBStage) ? kMaxBStage : 4;
   p.NCH = p.NB / p.NC;
   p.NBLK = c.N / p.NB;
   p.psumBuffers = p.NB * 4 * 2 <= static_cast<int64_t>(m.psumPartitionBytes) ? 2 : 1;
@@ -110,7 +115,7 @@ Program buildGemm(const GemmSpec &spec, const GemmPlan &p, const MachineModel &m
   const int64_t atBase = bBytes, atBytes = p.KT * 128 * esz;
   const int64_t cBase = atBase + kAtBuffers * atBytes, cBytes = p.NB * 4;
   const int64_t bStBase = cBase + kCSlots * cBytes, bStBytes = p.NB * isz;
-  const int64_t aStBase = bStBase + kBStage * bStBytes, aStBytes = p.KT * 128 * isz;
+  const int64_t aStBase = bStBase + p.bStage * bStBytes, aStBytes = p.KT * 128 * isz;
   const int64_t regions = p.NCH * p.psumBuffers;
 
   std::vector<uint32_t> semB(p.bResident ? p.KT : 0);
@@ -134,10 +139,10 @@ Program buildGemm(const GemmSpec &spec, const GemmPlan &p, const MachineModel &m
     semCReady[i] = b.semaphore();
     semCFree[i] = b.semaphore();
   }
-  uint32_t semBSt[kBStage] = {}, semBStFree[kBStage] = {};
+  std::vector<uint32_t> semBSt(p.bStage), semBStFree(p.bStage);
   uint32_t semASt[kAStage] = {}, semAStFree[kAStage] = {};
   if (p.cast) {
-    for (int64_t i = 0; i < kBStage; ++i) {
+    for (int64_t i = 0; i < p.bStage; ++i) {
       semBSt[i] = b.semaphore();
       semBStFree[i] = b.semaphore();
     }
@@ -179,19 +184,20 @@ Program buildGemm(const GemmSpec &spec, const GemmPlan &p, const MachineModel &m
       }
       return;
     }
-    int64_t slot = bStaged % kBStage, use = bStaged / kBStage;
+    int64_t slot = bStaged % p.bStage, use = bStaged / p.bStage;
     ++bStaged;
-    for (int64_t piece = 0; piece < kPieces; ++piece) {
-      uint32_t p0 = static_cast<uint32_t>(piece * 32);
+    for (int64_t piece = 0; piece < kStagePieces; ++piece) {
+      uint32_t rows = 128 / kStagePieces, p0 = static_cast<uint32_t>(piece * rows);
       auto &q = queue();
       if (use)
         q.wait(semBStFree[slot], use);
-      q.dmaCopy(AccessPattern::sbuf(p0, 32, bStBase + slot * bStBytes, it,
+      q.dmaCopy(AccessPattern::sbuf(p0, rows, bStBase + slot * bStBytes, it,
                                     {{1, p.NB}}),
-                bSource(ki, n0, p0));
+                AccessPattern::hbm(c.bTensor, (ki * 128 + p0) * c.bK + n0 * c.bN,
+                                   it, {{c.bK, rows}, {c.bN, p.NB}}));
       q.signal(semBSt[slot]);
     }
-    gp.wait(semBSt[slot], kPieces * (use + 1));
+    gp.wait(semBSt[slot], kStagePieces * (use + 1));
     if (waitVal > 0)
       gp.wait(waitSem, waitVal);
     gp.copy(AccessPattern::sbuf(0, 128, sbufOff, dt, {{1, p.NB}}),
@@ -206,30 +212,32 @@ Program buildGemm(const GemmSpec &spec, const GemmPlan &p, const MachineModel &m
     int64_t mi = tile % p.MT, slot = tile % kAtBuffers,
             use = tile / kAtBuffers;
     int64_t stSlot = tile % kAStage, stUse = tile / kAStage;
-    for (int64_t piece = 0; piece < kPieces; ++piece) {
-      uint32_t p0 = static_cast<uint32_t>(piece * 32);
+    const int64_t pieces = p.cast ? kStagePieces : kPieces;
+    for (int64_t piece = 0; piece < pieces; ++piece) {
+      uint32_t rows = static_cast<uint32_t>(128 / pieces),
+               p0 = static_cast<uint32_t>(piece * rows);
       auto &q = queue();
       AccessPattern src = AccessPattern::hbm(
           c.aTensor, p0 * c.aK + mi * 128 * c.aM, it,
-          {{c.aK, 32}, {128 * c.aK, p.KT}, {c.aM, 128}});
+          {{c.aK, rows}, {128 * c.aK, p.KT}, {c.aM, 128}});
       if (!p.cast) {
         if (use)
           q.wait(semAtFree[slot], use);
-        q.dmaCopy(AccessPattern::sbuf(p0, 32, atBase + slot * atBytes, dt,
+        q.dmaCopy(AccessPattern::sbuf(p0, rows, atBase + slot * atBytes, dt,
                                       {{128, p.KT}, {1, 128}}),
                   src);
         q.signal(semAt[slot]);
       } else {
         if (stUse)
           q.wait(semAStFree[stSlot], stUse);
-        q.dmaCopy(AccessPattern::sbuf(p0, 32, aStBase + stSlot * aStBytes, it,
+        q.dmaCopy(AccessPattern::sbuf(p0, rows, aStBase + stSlot * aStBytes, it,
                                       {{128, p.KT}, {1, 128}}),
                   src);
         q.signal(semASt[stSlot]);
       }
     }
     if (p.cast) {
-      gp.wait(semASt[stSlot], kPieces * (stUse + 1));
+      gp.wait(semASt[stSlot], kStagePieces * (stUse + 1));
       if (use)
         gp.wait(semAtFree[slot], use);
       gp.copy(AccessPattern::sbuf(0, 128, atBase + slot * atBytes, dt,
@@ -243,92 +251,119 @@ Program buildGemm(const GemmSpec &spec, const GemmPlan &p, const MachineModel &m
 
   int64_t bsUses[2] = {};
   std::vector<int64_t> regionUses(regions, 0);
-  int64_t tile = 0, pair = 0, evacTurn = 0;
-  loadAt(0);
+  int64_t pair = 0, evacTurn = 0, atLoaded = 0;
+  // Loads A^T tiles up to `t` (in order).
+  auto ensureAt = [&](int64_t t) {
+    for (; atLoaded <= t && atLoaded < tiles; ++atLoaded)
+      loadAt(atLoaded);
+  };
+  // With on-chip rounding the first m-tile of a block waits for all of B's
+  // block to arrive; the first two m-tiles then go k-tile by k-tile
+  // together (one PSUM buffer each) so the Tensor Engine does twice the
+  // work while B streams in.
+  const bool pairFirst = p.cast && p.bResident && p.psumBuffers == 2 && p.MT >= 2;
+  // Evacuates tile `t` (m-tile `mi`) and writes it back.
+  auto finishTile = [&](int64_t t, int64_t mi, int64_t n0) {
+    int64_t cslot = t % kCSlots, cuse = t / kCSlots;
+    // Evacuate PSUM to the C staging slot, alternating Scalar and Vector.
+    for (int64_t ch = 0; ch < p.NCH; ++ch) {
+      int64_t r = (t % p.psumBuffers) * p.NCH + ch;
+      bool onScalar = evacTurn++ % 2 == 0;
+      auto &ev = b.on(onScalar ? Engine::Scalar : Engine::Vector);
+      ev.wait(semFull[r], regionUses[r] + 1);
+      if (cuse)
+        ev.wait(semCFree[cslot], kStorePieces * cuse);
+      auto src = AccessPattern::psum(0, 128, r * m.psumBankBytes, DType::F32,
+                                     {{1, p.NC}});
+      auto dst = AccessPattern::sbuf(0, 128,
+                                     cBase + cslot * cBytes + ch * p.NC * 4,
+                                     DType::F32, {{1, p.NC}});
+      if (onScalar)
+        ev.activation(dst, src, ActFunc::Identity);
+      else
+        ev.copy(dst, src);
+      ev.signal(semFree[r]);
+      ev.signal(semCReady[cslot]);
+      ++regionUses[r];
+    }
+    // Prefetch the next tile's stationaries before queueing this tile's
+    // stores, which wait for the evacuation.
+    ensureAt(t + 1);
+    for (int64_t piece = 0; piece < kStorePieces; ++piece) {
+      uint32_t rows = 128 / kStorePieces, p0 = static_cast<uint32_t>(piece * rows);
+      auto &q = queue();
+      q.wait(semCReady[cslot], p.NCH * (cuse + 1));
+      q.dmaCopy(AccessPattern::hbm(c.cTensor, (mi * 128 + p0) * c.cM + n0 * c.cN,
+                                   DType::F32, {{c.cM, rows}, {c.cN, p.NB}}),
+                AccessPattern::sbuf(p0, rows, cBase + cslot * cBytes,
+                                    DType::F32, {{1, p.NB}}));
+      q.signal(semCFree[cslot]);
+    }
+  };
+
+  int64_t tile = 0;
+  ensureAt(0);
   for (int64_t nb = 0; nb < p.NBLK; ++nb) {
     int64_t n0 = nb * p.NB;
+    if (pairFirst)
+      ensureAt(tile + 1);
     if (p.bResident)
       for (int64_t ki = 0; ki < p.KT; ++ki)
         loadB(ki, n0, ki * p.NB * esz, semB[ki], semBFree, nb);
-    for (int64_t mi = 0; mi < p.MT; ++mi, ++tile) {
-      int64_t slot = tile % kAtBuffers, use = tile / kAtBuffers;
-      te.wait(semAt[slot], kPieces * (use + 1));
-      int64_t cslot = tile % kCSlots, cuse = tile / kCSlots;
-      for (int64_t ki = 0; ki < p.KT; ++ki, ++pair) {
-        int64_t bOff;
-        int64_t bs = pair % 2;
-        if (p.bResident) {
-          if (mi == 0)
-            te.wait(semB[ki], kPieces * (nb + 1));
-          bOff = ki * p.NB * esz;
-        } else {
-          int64_t u = bsUses[bs]++;
-          loadB(ki, n0, bs * p.NB * esz, semBs[bs], semBsFree[bs], u);
-          te.wait(semBs[bs], kPieces * (u + 1));
-          bOff = bs * p.NB * esz;
-        }
-        // All waits before the stationary load: a wait between two matmuls
-        // of one stationary would let other engines in and, in no-overlap
-        // mode, split the wave.
-        for (int64_t ch = 0; ch < p.NCH && ki == 0; ++ch) {
-          int64_t r = (tile % p.psumBuffers) * p.NCH + ch;
-          if (regionUses[r])
-            te.wait(semFree[r], regionUses[r]);
-        }
-        te.loadStationary(AccessPattern::sbuf(
-            0, 128, atBase + slot * atBytes + ki * 128 * esz, dt, {{1, 128}}));
-        for (int64_t ch = 0; ch < p.NCH; ++ch) {
-          int64_t r = (tile % p.psumBuffers) * p.NCH + ch;
-          te.matmul(AccessPattern::psum(0, 128, r * m.psumBankBytes,
-                                        DType::F32, {{1, p.NC}}),
-                    AccessPattern::sbuf(0, 128, bOff + ch * p.NC * esz, dt,
-                                        {{1, p.NC}}),
-                    ki > 0);
-          if (ki == p.KT - 1)
-            te.signal(semFull[r]);
-        }
-        if (!p.bResident)
-          te.signal(semBsFree[bs]);
+    for (int64_t mi = 0; mi < p.MT;) {
+      int64_t g = pairFirst && mi == 0 ? 2 : 1;
+      for (int64_t j = 0; j < g; ++j) {
+        int64_t t = tile + j;
+        te.wait(semAt[t % kAtBuffers], kPieces * (t / kAtBuffers + 1));
       }
-      te.signal(semAtFree[slot]);
-      if (p.bResident && mi == p.MT - 1)
-        te.signal(semBFree);
-
-      // Evacuate PSUM to the C staging slot, alternating Scalar and Vector.
-      for (int64_t ch = 0; ch < p.NCH; ++ch) {
-        int64_t r = (tile % p.psumBuffers) * p.NCH + ch;
-        bool onScalar = evacTurn++ % 2 == 0;
-        auto &ev = b.on(onScalar ? Engine::Scalar : Engine::Vector);
-        ev.wait(semFull[r], regionUses[r] + 1);
-        if (cuse)
-          ev.wait(semCFree[cslot], kStorePieces * cuse);
-        auto src = AccessPattern::psum(0, 128, r * m.psumBankBytes, DType::F32,
-                                       {{1, p.NC}});
-        auto dst = AccessPattern::sbuf(0, 128,
-                                       cBase + cslot * cBytes + ch * p.NC * 4,
-                                       DType::F32, {{1, p.NC}});
-        if (onScalar)
-          ev.activation(dst, src, ActFunc::Identity);
-        else
-          ev.copy(dst, src);
-        ev.signal(semFree[r]);
-        ev.signal(semCReady[cslot]);
-        ++regionUses[r];
+      for (int64_t ki = 0; ki < p.KT; ++ki) {
+        for (int64_t j = 0; j < g; ++j, ++pair) {
+          int64_t t = tile + j, slot = t % kAtBuffers;
+          int64_t bOff;
+          int64_t bs = pair % 2;
+          if (p.bResident) {
+            if (mi + j == 0)
+              te.wait(semB[ki], kPieces * (nb + 1));
+            bOff = ki * p.NB * esz;
+          } else {
+            int64_t u = bsUses[bs]++;
+            loadB(ki, n0, bs * p.NB * esz, semBs[bs], semBsFree[bs], u);
+            te.wait(semBs[bs], kPieces * (u + 1));
+            bOff = bs * p.NB * esz;
+          }
+          // All waits before the stationary load: a wait between two
+          // matmuls of one stationary would let other engines in and, in
+          // no-overlap mode, split the wave.
+          for (int64_t ch = 0; ch < p.NCH && ki == 0; ++ch) {
+            int64_t r = (t % p.psumBuffers) * p.NCH + ch;
+            if (regionUses[r])
+              te.wait(semFree[r], regionUses[r]);
+          }
+          te.loadStationary(AccessPattern::sbuf(
+              0, 128, atBase + slot * atBytes + ki * 128 * esz, dt, {{1, 128}}));
+          for (int64_t ch = 0; ch < p.NCH; ++ch) {
+            int64_t r = (t % p.psumBuffers) * p.NCH + ch;
+            te.matmul(AccessPattern::psum(0, 128, r * m.psumBankBytes,
+                                          DType::F32, {{1, p.NC}}),
+                      AccessPattern::sbuf(0, 128, bOff + ch * p.NC * esz, dt,
+                                          {{1, p.NC}}),
+                      ki > 0);
+            if (ki == p.KT - 1)
+              te.signal(semFull[r]);
+          }
+          if (!p.bResident)
+            te.signal(semBsFree[bs]);
+        }
       }
-      // Prefetch the next tile's stationaries before queueing this tile's
-      // stores, which wait for the evacuation.
-      if (tile + 1 < tiles)
-        loadAt(tile + 1);
-      for (int64_t piece = 0; piece < kStorePieces; ++piece) {
-        uint32_t rows = 128 / kStorePieces, p0 = static_cast<uint32_t>(piece * rows);
-        auto &q = queue();
-        q.wait(semCReady[cslot], p.NCH * (cuse + 1));
-        q.dmaCopy(AccessPattern::hbm(c.cTensor, (mi * 128 + p0) * c.cM + n0 * c.cN,
-                                     DType::F32, {{c.cM, rows}, {c.cN, p.NB}}),
-                  AccessPattern::sbuf(p0, rows, cBase + cslot * cBytes,
-                                      DType::F32, {{1, p.NB}}));
-        q.signal(semCFree[cslot]);
+      for (int64_t j = 0; j < g; ++j) {
+        te.signal(semAtFree[(tile + j) % kAtBuffers]);
+        if (p.bResident && mi + j == p.MT - 1)
+          te.signal(semBFree);
       }
+      for (int64_t j = 0; j < g; ++j)
+        finishTile(tile + j, mi + j, n0);
+      tile += g;
+      mi += g;
     }
   }
   return b.take();

@@ -43,6 +43,7 @@ struct GemmPlan {
   bool bResident = false;
   bool cast = false; // Operands rounded on chip (inType != dtype).
   int psumBuffers = 0;
+  int64_t bStage = 0; // f32 staging slots for B when rounding on chip.
   std::string why; // Empty when the GEMM fits.
 };
 
