@@ -20,6 +20,8 @@
 //    contraction dim on partitions, the stationary an A^T tile [K, M<=128],
 //    the moving a B tile [K, N<=512], accumulated over K in one PSUM bank.
 //    f32 operands are rounded to bf16 on GpSimd unless --npu-autocast=none.
+//    A kernel that is one plain large matmul instead takes the hand-tuned
+//    schedule of backends/npu/gemm (lowerPlainMatmul).
 //  - Elementwise bodies become Vector (tensor_tensor / tensor_scalar) and
 //    Scalar (activation) instructions; x*s+b followed by a function folds
 //    into one activation, which is also how PSUM is evacuated.
