@@ -5,15 +5,14 @@
 // the ideal M*N*K/(128*128). A is passed K-major (AT[K,M]) so stationary
 // tiles load with K on the partitions without a transpose.
 //
-// Schedule: for each block of NB output columns, for each 128-row m-tile:
-// the stationary is AT[k-tile, m-tile], the moving operand B[k-tile, 512
-// columns], accumulating over k-tiles in PSUM (one 2 KiB bank per 512
-// columns); the Scalar and Vector engines take turns evacuating banks to
-// SBUF and DMAs write C back. Operands are double-buffered and
-// every hand-off is a semaphore; DMAs go round robin over the 16 queues. In no-overlap mode NB = N so each
-// stationary streams all N columns, the fold structure SCALE-Sim uses.
+// The schedule (backends/npu/gemm/Gemm.h, shared with the compiler): for
+// each block of NB output columns, for each 128-row m-tile, stationary
+// AT[k-tile, m-tile] against B[k-tile, 512 columns], accumulating in PSUM.
+// In no-overlap mode NB = N so each stationary streams all N columns, the
+// fold structure SCALE-Sim uses.
 //
 //===----------------------------------------------------------------------===//
+#include "gemm/Gemm.h"
 #include "isa/Isa.h"
 #include "kiln/Artifact/ArtifactWriter.h"
 #include "model/MachineModel.h"
@@ -39,228 +38,6 @@ struct Config {
   bool check = false, emitAsm = false;
   std::string profile, stats, artifact;
 };
-
-struct Plan {
-  int64_t KT, MT, NB, NC, NCH, NBLK;
-  bool bResident;
-  int psumBuffers;
-  std::string why; // Empty when the GEMM fits.
-};
-
-// Stationary tiles are prefetched up to 3 m-tiles ahead: a DMA's start-up
-// is longer than one m-tile of matmuls for mid-size GEMMs.
-constexpr int64_t kAtBuffers = 4;
-constexpr int64_t kPieces = 4; // Loads per tile, 32 partitions each.
-// C tiles are staged in SBUF until written back; stores are split finer
-// than loads so one tile's store finishes within about one tile of matmuls.
-constexpr int64_t kCSlots = 3;
-constexpr int64_t kStorePieces = 8;
-
-Plan plan(const Config &c, const MachineModel &m) {
-  Plan p{};
-  if (c.M % 128 || c.N % 128 || c.K % 128 || c.M <= 0 || c.N <= 0 || c.K <= 0) {
-    p.why = "M, N and K must be positive multiples of 128";
-    return p;
-  }
-  unsigned esz = dtypeSize(c.dtype);
-  p.KT = c.K / 128;
-  p.MT = c.M / 128;
-  p.NC = std::min<int64_t>(c.N, 512);
-  if (c.N % p.NC) {
-    p.why = "N must be a multiple of 512 when larger than 512";
-    return p;
-  }
-  int64_t cap = static_cast<int64_t>(m.sbufPartitionBytes);
-  auto fits = [&](int64_t nb, bool resident) {
-    int64_t b = resident ? p.KT * nb * esz : 2 * nb * esz;
-    return b + kAtBuffers * p.KT * 128 * esz + kCSlots * nb * 4 <= cap;
-  };
-  p.NB = c.noOverlap ? c.N : std::min<int64_t>(c.N, 2048);
-  while (!c.noOverlap && p.NB > p.NC && !fits(p.NB, true))
-    p.NB /= 2;
-  p.bResident = fits(p.NB, true);
-  if (!p.bResident && !fits(p.NB, false)) {
-    p.why = "operands do not fit in SBUF";
-    return p;
-  }
-  if (p.NB * 4 > static_cast<int64_t>(m.psumPartitionBytes)) {
-    p.why = "N too large for one PSUM pass";
-    return p;
-  }
-  p.NCH = p.NB / p.NC;
-  p.NBLK = c.N / p.NB;
-  p.psumBuffers = p.NB * 4 * 2 <= static_cast<int64_t>(m.psumPartitionBytes) ? 2 : 1;
-  return p;
-}
-
-Program build(const Config &c, const Plan &p, const MachineModel &m) {
-  ProgramBuilder b("gemm");
-  const DType dt = c.dtype;
-  const int64_t esz = dtypeSize(dt);
-  const int64_t M = c.M, N = c.N;
-  // SBUF layout per partition: [B][AT x4][C staging x3].
-  const int64_t bBytes = p.bResident ? p.KT * p.NB * esz : 2 * p.NB * esz;
-  const int64_t atBase = bBytes, atBytes = p.KT * 128 * esz;
-  const int64_t cBase = atBase + kAtBuffers * atBytes, cBytes = p.NB * 4;
-  const int64_t regions = p.NCH * p.psumBuffers;
-
-  std::vector<uint32_t> semB(p.bResident ? p.KT : 0);
-  for (auto &s : semB)
-    s = b.semaphore();
-  uint32_t semBFree = b.semaphore();
-  uint32_t semBs[2] = {b.semaphore(), b.semaphore()};
-  uint32_t semBsFree[2] = {b.semaphore(), b.semaphore()};
-  uint32_t semAt[kAtBuffers], semAtFree[kAtBuffers];
-  for (int64_t i = 0; i < kAtBuffers; ++i) {
-    semAt[i] = b.semaphore();
-    semAtFree[i] = b.semaphore();
-  }
-  std::vector<uint32_t> semFull(regions), semFree(regions);
-  for (int64_t r = 0; r < regions; ++r) {
-    semFull[r] = b.semaphore();
-    semFree[r] = b.semaphore();
-  }
-  uint32_t semCReady[kCSlots], semCFree[kCSlots];
-  for (int64_t i = 0; i < kCSlots; ++i) {
-    semCReady[i] = b.semaphore();
-    semCFree[i] = b.semaphore();
-  }
-
-  // One round robin over all queues: the emission order below is the order
-  // in which data is needed, so in-order queues never block on later work.
-  unsigned nextQueue = 0;
-  auto queue = [&]() -> ProgramBuilder::Stream & {
-    unsigned q = nextQueue;
-    nextQueue = (nextQueue + 1) % kNumDmaQueues;
-    return b.on(dmaQueue(q));
-  };
-  auto &te = b.on(Engine::Tensor);
-
-  // Loads rows [k0, k0+128) x cols [n0, n0+NB) of B to `sbufOff`.
-  auto loadB = [&](int64_t ki, int64_t n0, int64_t sbufOff, uint32_t sem,
-                   uint32_t waitSem, int64_t waitVal) {
-    for (int64_t piece = 0; piece < kPieces; ++piece) {
-      uint32_t p0 = static_cast<uint32_t>(piece * 32);
-      auto &q = queue();
-      if (waitVal > 0)
-        q.wait(waitSem, waitVal);
-      q.dmaCopy(AccessPattern::sbuf(p0, 32, sbufOff, dt, {{1, p.NB}}),
-                AccessPattern::hbm(1, (ki * 128 + p0) * N + n0, dt,
-                                   {{N, 32}, {1, p.NB}}));
-      q.signal(sem);
-    }
-  };
-  // AT[:, m-tile] -> slot: partition = k % 128, free = [k-tile][m], one
-  // 3-D access pattern per piece.
-  const int64_t tiles = p.NBLK * p.MT;
-  auto loadAt = [&](int64_t tile) {
-    int64_t mi = tile % p.MT, slot = tile % kAtBuffers,
-            use = tile / kAtBuffers;
-    for (int64_t piece = 0; piece < kPieces; ++piece) {
-      uint32_t p0 = static_cast<uint32_t>(piece * 32);
-      auto &q = queue();
-      if (use)
-        q.wait(semAtFree[slot], use);
-      q.dmaCopy(AccessPattern::sbuf(p0, 32, atBase + slot * atBytes, dt,
-                                    {{128, p.KT}, {1, 128}}),
-                AccessPattern::hbm(0, p0 * M + mi * 128, dt,
-                                   {{M, 32}, {128 * M, p.KT}, {1, 128}}));
-      q.signal(semAt[slot]);
-    }
-  };
-
-  int64_t bsUses[2] = {};
-  std::vector<int64_t> regionUses(regions, 0);
-  int64_t tile = 0, pair = 0, evacTurn = 0;
-  loadAt(0);
-  for (int64_t nb = 0; nb < p.NBLK; ++nb) {
-    int64_t n0 = nb * p.NB;
-    if (p.bResident)
-      for (int64_t ki = 0; ki < p.KT; ++ki)
-        loadB(ki, n0, ki * p.NB * esz, semB[ki], semBFree, nb);
-    for (int64_t mi = 0; mi < p.MT; ++mi, ++tile) {
-      int64_t slot = tile % kAtBuffers, use = tile / kAtBuffers;
-      te.wait(semAt[slot], kPieces * (use + 1));
-      int64_t cslot = tile % kCSlots, cuse = tile / kCSlots;
-      for (int64_t ki = 0; ki < p.KT; ++ki, ++pair) {
-        int64_t bOff;
-        int64_t bs = pair % 2;
-        if (p.bResident) {
-          if (mi == 0)
-            te.wait(semB[ki], kPieces * (nb + 1));
-          bOff = ki * p.NB * esz;
-        } else {
-          int64_t u = bsUses[bs]++;
-          loadB(ki, n0, bs * p.NB * esz, semBs[bs], semBsFree[bs], u);
-          te.wait(semBs[bs], kPieces * (u + 1));
-          bOff = bs * p.NB * esz;
-        }
-        // All waits before the stationary load: a wait between two matmuls
-        // of one stationary would let other engines in and, in no-overlap
-        // mode, split the wave.
-        for (int64_t ch = 0; ch < p.NCH && ki == 0; ++ch) {
-          int64_t r = (tile % p.psumBuffers) * p.NCH + ch;
-          if (regionUses[r])
-            te.wait(semFree[r], regionUses[r]);
-        }
-        te.loadStationary(AccessPattern::sbuf(
-            0, 128, atBase + slot * atBytes + ki * 128 * esz, dt, {{1, 128}}));
-        for (int64_t ch = 0; ch < p.NCH; ++ch) {
-          int64_t r = (tile % p.psumBuffers) * p.NCH + ch;
-          te.matmul(AccessPattern::psum(0, 128, r * m.psumBankBytes,
-                                        DType::F32, {{1, p.NC}}),
-                    AccessPattern::sbuf(0, 128, bOff + ch * p.NC * esz, dt,
-                                        {{1, p.NC}}),
-                    ki > 0);
-          if (ki == p.KT - 1)
-            te.signal(semFull[r]);
-        }
-        if (!p.bResident)
-          te.signal(semBsFree[bs]);
-      }
-      te.signal(semAtFree[slot]);
-      if (p.bResident && mi == p.MT - 1)
-        te.signal(semBFree);
-
-      // Evacuate PSUM to the C staging slot, alternating Scalar and Vector.
-      for (int64_t ch = 0; ch < p.NCH; ++ch) {
-        int64_t r = (tile % p.psumBuffers) * p.NCH + ch;
-        bool onScalar = evacTurn++ % 2 == 0;
-        auto &ev = b.on(onScalar ? Engine::Scalar : Engine::Vector);
-        ev.wait(semFull[r], regionUses[r] + 1);
-        if (cuse)
-          ev.wait(semCFree[cslot], kStorePieces * cuse);
-        auto src = AccessPattern::psum(0, 128, r * m.psumBankBytes, DType::F32,
-                                       {{1, p.NC}});
-        auto dst = AccessPattern::sbuf(0, 128,
-                                       cBase + cslot * cBytes + ch * p.NC * 4,
-                                       DType::F32, {{1, p.NC}});
-        if (onScalar)
-          ev.activation(dst, src, ActFunc::Identity);
-        else
-          ev.copy(dst, src);
-        ev.signal(semFree[r]);
-        ev.signal(semCReady[cslot]);
-        ++regionUses[r];
-      }
-      // Prefetch the next tile's stationaries before queueing this tile's
-      // stores, which wait for the evacuation.
-      if (tile + 1 < tiles)
-        loadAt(tile + 1);
-      for (int64_t piece = 0; piece < kStorePieces; ++piece) {
-        uint32_t rows = 128 / kStorePieces, p0 = static_cast<uint32_t>(piece * rows);
-        auto &q = queue();
-        q.wait(semCReady[cslot], p.NCH * (cuse + 1));
-        q.dmaCopy(AccessPattern::hbm(2, (mi * 128 + p0) * N + n0, DType::F32,
-                                     {{N, rows}, {1, p.NB}}),
-                  AccessPattern::sbuf(p0, rows, cBase + cslot * cBytes,
-                                      DType::F32, {{1, p.NB}}));
-        q.signal(semCFree[cslot]);
-      }
-    }
-  }
-  return b.take();
-}
 
 [[noreturn]] void usage(const std::string &msg) {
   std::fprintf(stderr,
@@ -327,10 +104,16 @@ int main(int argc, char **argv) {
   const MachineModel *m = findMachineModel(c.preset);
   if (!m)
     usage("unknown preset '" + c.preset + "' (have " + machineModelNames() + ")");
-  Plan p = plan(c, *m);
+  GemmSpec spec;
+  spec.M = c.M;
+  spec.N = c.N;
+  spec.K = c.K;
+  spec.dtype = spec.inType = c.dtype;
+  spec.noOverlap = c.noOverlap;
+  GemmPlan p = planGemm(spec, *m);
   if (!p.why.empty())
     usage(p.why);
-  Program prog = build(c, p, *m);
+  Program prog = buildGemm(spec, p, *m);
   if (c.emitAsm) {
     std::fputs(printProgram(prog).c_str(), stdout);
     return 0;

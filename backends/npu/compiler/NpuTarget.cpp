@@ -20,6 +20,8 @@
 //    contraction dim on partitions, the stationary an A^T tile [K, M<=128],
 //    the moving a B tile [K, N<=512], accumulated over K in one PSUM bank.
 //    f32 operands are rounded to bf16 on GpSimd unless --npu-autocast=none.
+//    A kernel that is one plain large matmul instead takes the hand-tuned
+//    schedule of backends/npu/gemm (lowerPlainMatmul).
 //  - Elementwise bodies become Vector (tensor_tensor / tensor_scalar) and
 //    Scalar (activation) instructions; x*s+b followed by a function folds
 //    into one activation, which is also how PSUM is evacuated.
@@ -33,6 +35,7 @@
 //    readers are done.
 //
 //===----------------------------------------------------------------------===//
+#include "gemm/Gemm.h"
 #include "isa/Isa.h"
 #include "model/MachineModel.h"
 
@@ -54,6 +57,7 @@
 #include <cmath>
 #include <deque>
 #include <map>
+#include <optional>
 
 using namespace mlir;
 namespace npu = kiln::npu;
@@ -74,6 +78,11 @@ llvm::cl::opt<Autocast> autocast(
                      clEnumValN(Autocast::None, "none",
                                 "keep f32 operands (quarter rate)")),
     llvm::cl::init(Autocast::Matmul), llvm::cl::cat(kiln::targetOptionCategory()));
+llvm::cl::opt<bool> gemmSchedule(
+    "npu-gemm-schedule",
+    llvm::cl::desc("npu: lower kernels that are one plain large matmul with "
+                   "the hand-tuned GEMM schedule (backends/npu/gemm)"),
+    llvm::cl::init(true), llvm::cl::cat(kiln::targetOptionCategory()));
 
 /// Free elements per partition of one elementwise tile: big enough that
 /// the 64-cycle minimum per instruction is amortized, small enough that a
@@ -1672,12 +1681,167 @@ private:
   int64_t residentBytes = 0;
 };
 
+/// The smallest M, N and K a kernel needs for the GEMM schedule: below it
+/// DMA start-up dominates and the generic lowering does as well.
+constexpr int64_t kGemmMinDim = 512;
+
+/// Whether `v` is the f32 constant 0.
+bool isZeroConstant(Value v) {
+  auto c = v.getDefiningOp<arith::ConstantOp>();
+  auto f = c ? dyn_cast<FloatAttr>(c.getValue()) : FloatAttr();
+  return f && f.getValue().isZero();
+}
+
+/// A kernel that is exactly C = 0; C += A x B over three distinct bindings
+/// (f32, identity layouts, 2-D) becomes the hand-scheduled GEMM of
+/// backends/npu/gemm. Any other kernel, or a GEMM the schedule cannot
+/// place, returns nullopt and takes the generic lowering.
+std::optional<npu::Program> lowerPlainMatmul(func::FuncOp fn,
+                                             const npu::MachineModel &model,
+                                             DType mmType) {
+  SmallVector<linalg::GenericOp> gs;
+  for (Operation &op : fn.getBody().front()) {
+    if (isa<arith::ConstantOp, func::ReturnOp>(op))
+      continue;
+    auto g = dyn_cast<linalg::GenericOp>(op);
+    if (!g)
+      return std::nullopt;
+    gs.push_back(g);
+  }
+  if (gs.size() != 2)
+    return std::nullopt;
+  linalg::GenericOp fill = gs[0], mm = gs[1];
+  auto bindingArg = [&](Value v) -> int {
+    auto a = dyn_cast<BlockArgument>(v);
+    auto t = dyn_cast<MemRefType>(v.getType());
+    if (!a || a.getOwner()->getParentOp() != fn.getOperation() || !t ||
+        !t.hasStaticShape() || t.getRank() != 2 || !t.getElementType().isF32() ||
+        !t.getLayout().isIdentity())
+      return -1;
+    return static_cast<int>(a.getArgNumber());
+  };
+  // The zero fill of C.
+  if (fill.getNumDpsInits() != 1 || fill.getNumDpsInputs() > 1 ||
+      fill.getNumReductionLoops() != 0 ||
+      !fill.getMatchingIndexingMap(fill.getDpsInitOperand(0)).isIdentity())
+    return std::nullopt;
+  Value fillOut = fill.getDpsInitOperand(0)->get();
+  {
+    Block &body = fill.getRegion().front();
+    if (body.getOperations().size() != 1)
+      return std::nullopt;
+    Value y = body.getTerminator()->getOperand(0);
+    bool zero = isZeroConstant(y);
+    if (auto a = dyn_cast<BlockArgument>(y);
+        a && a.getOwner() == &body && a.getArgNumber() == 0 &&
+        fill.getNumDpsInputs() == 1)
+      zero = isZeroConstant(fill.getDpsInputOperand(0)->get());
+    if (!zero)
+      return std::nullopt;
+  }
+  // The contraction: out + x * y, three loops, one reduction.
+  if (mm.getNumDpsInputs() != 2 || mm.getNumDpsInits() != 1 ||
+      mm.getNumLoops() != 3 || mm.getNumReductionLoops() != 1)
+    return std::nullopt;
+  Block &body = mm.getRegion().front();
+  if (body.getOperations().size() != 3)
+    return std::nullopt;
+  auto add = body.getTerminator()->getOperand(0).getDefiningOp<arith::AddFOp>();
+  if (!add)
+    return std::nullopt;
+  Value out = body.getArgument(2);
+  Value prod = add.getLhs() == out ? add.getRhs() : add.getLhs();
+  if ((add.getLhs() == out) == (add.getRhs() == out))
+    return std::nullopt;
+  auto mul = prod.getDefiningOp<arith::MulFOp>();
+  if (!mul || !((mul.getLhs() == body.getArgument(0) && mul.getRhs() == body.getArgument(1)) ||
+                (mul.getLhs() == body.getArgument(1) && mul.getRhs() == body.getArgument(0))))
+    return std::nullopt;
+  Value cV = mm.getDpsInitOperand(0)->get();
+  int c = bindingArg(cV), x = bindingArg(mm.getDpsInputOperand(0)->get()),
+      y = bindingArg(mm.getDpsInputOperand(1)->get());
+  if (cV != fillOut || c < 0 || x < 0 || y < 0 || c == x || c == y)
+    return std::nullopt;
+  // Loop dims: C's map names m and n; k is the reduction.
+  AffineMap cm = mm.getMatchingIndexingMap(mm.getDpsInitOperand(0));
+  auto dimOf = [](AffineMap map, unsigned r) -> int {
+    auto d = dyn_cast<AffineDimExpr>(map.getResult(r));
+    return d ? static_cast<int>(d.getPosition()) : -1;
+  };
+  if (cm.getNumResults() != 2)
+    return std::nullopt;
+  int dm = dimOf(cm, 0), dn = dimOf(cm, 1), dk = -1;
+  auto iters = mm.getIteratorTypesArray();
+  for (unsigned d = 0; d < 3; ++d)
+    if (iters[d] == utils::IteratorType::reduction)
+      dk = static_cast<int>(d);
+  if (dm < 0 || dn < 0 || dm == dn || dk < 0)
+    return std::nullopt;
+  SmallVector<int64_t> ranges = mm.getStaticLoopRanges();
+  // Element strides of an input along two loop dims; false if its map is
+  // not exactly those two dims.
+  auto strides = [&](unsigned operand, int d0, int d1, int64_t &s0, int64_t &s1) {
+    AffineMap map = mm.getMatchingIndexingMap(mm.getDpsInputOperand(operand));
+    auto shape = cast<MemRefType>(mm.getDpsInputOperand(operand)->get().getType()).getShape();
+    if (map.getNumResults() != 2)
+      return false;
+    int r0 = dimOf(map, 0), r1 = dimOf(map, 1);
+    int64_t st[2] = {shape[1], 1};
+    if (r0 == d0 && r1 == d1) {
+      s0 = st[0];
+      s1 = st[1];
+      return true;
+    }
+    if (r0 == d1 && r1 == d0) {
+      s0 = st[1];
+      s1 = st[0];
+      return true;
+    }
+    return false;
+  };
+  npu::GemmSpec spec;
+  spec.M = ranges[dm];
+  spec.N = ranges[dn];
+  spec.K = ranges[dk];
+  unsigned aOp = 0, bOp = 1;
+  if (!strides(0, dm, dk, spec.aM, spec.aK)) {
+    aOp = 1;
+    bOp = 0;
+    if (!strides(1, dm, dk, spec.aM, spec.aK))
+      return std::nullopt;
+  }
+  if (!strides(bOp, dk, dn, spec.bK, spec.bN))
+    return std::nullopt;
+  spec.aTensor = static_cast<unsigned>(aOp == 0 ? x : y);
+  spec.bTensor = static_cast<unsigned>(bOp == 0 ? x : y);
+  spec.cTensor = static_cast<unsigned>(c);
+  auto cShape = cast<MemRefType>(cV.getType()).getShape();
+  spec.cM = cShape[1];
+  spec.cN = 1;
+  if (spec.M < kGemmMinDim || spec.N < kGemmMinDim || spec.K < kGemmMinDim)
+    return std::nullopt;
+  spec.dtype = mmType;
+  spec.inType = DType::F32;
+  npu::GemmPlan plan = npu::planGemm(spec, model);
+  if (!plan.why.empty())
+    return std::nullopt;
+  npu::Program p = npu::buildGemm(spec, plan, model, fn.getSymName().str());
+  if (!npu::verify(p).empty())
+    return std::nullopt;
+  return p;
+}
+
 llvm::Expected<npu::Module> lowerExecutable(ModuleOp executable) {
   npu::Module m;
   DType mmType = autocast == Autocast::Matmul ? DType::BF16 : DType::F32;
   for (auto fn : executable.getOps<func::FuncOp>()) {
     if (fn.isExternal())
       continue;
+    if (gemmSchedule)
+      if (auto p = lowerPlainMatmul(fn, npu::defaultMachineModel(), mmType)) {
+        m.kernels.push_back(std::move(*p));
+        continue;
+      }
     KernelLowering l(fn, npu::defaultMachineModel(), mmType);
     auto p = l.run();
     if (!p)
