@@ -67,10 +67,11 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
         kernel.emitError("expected a bufferized kernel with no results");
         return signalPassFailure();
       }
-      distribute(kernel);
-      SmallVector<Attribute> shape = {kernel->getAttr("kiln.block"), kernel->getAttr("kiln.launch")};
+      auto [block, launch] = distribute(kernel);
+      SmallVector<Attribute> shape = {b.getDenseI32ArrayAttr({block, 1, 1}),
+                                      b.getDenseI32ArrayAttr({launch, 1, 1})};
       launches.push_back(b.getNamedAttr(kernel.getSymName(), b.getArrayAttr(shape)));
-      outline(kernel, gpuModule);
+      outline(kernel, gpuModule, block);
     }
     module->setAttr("kiln.gpu_launches", b.getDictionaryAttr(launches));
     // Constants the kernels read (bufferized to memref.global) must live
@@ -81,8 +82,8 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
   }
 
   /// Replaces gpu.block_id (Kiln workgroups) by a guarded global thread id.
-  void distribute(func::FuncOp kernel) {
-    MLIRContext *ctx = kernel.getContext();
+  /// Returns the threads per block and the number of blocks.
+  std::pair<int32_t, int32_t> distribute(func::FuncOp kernel) {
     int64_t grid[3] = {1, 1, 1};
     if (auto wg = kernel->getAttrOfType<DenseI64ArrayAttr>(kiln::kWorkgroupsAttr))
       for (int i = 0; i < 3 && i < (int)wg.size(); ++i)
@@ -121,19 +122,17 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
       id.replaceAllUsesWith(ids[(int)id.getDimension()]);
       id.erase();
     }
-    Builder attrs(ctx);
-    kernel->setAttr("kiln.block", attrs.getDenseI32ArrayAttr({(int32_t)block, 1, 1}));
-    kernel->setAttr("kiln.launch", attrs.getDenseI32ArrayAttr({(int32_t)launch, 1, 1}));
+    return {(int32_t)block, (int32_t)launch};
   }
 
-  void outline(func::FuncOp kernel, gpu::GPUModuleOp gpuModule) {
+  void outline(func::FuncOp kernel, gpu::GPUModuleOp gpuModule, int32_t block) {
     OpBuilder b = OpBuilder::atBlockEnd(gpuModule.getBody());
     auto func = gpu::GPUFuncOp::create(b, kernel.getLoc(), kernel.getSymName(),
                                        kernel.getFunctionType());
     for (NamedAttribute attr : kernel->getDiscardableAttrs())
       func->setAttr(attr.getName(), attr.getValue());
     func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-    func.setKnownBlockSizeAttr(kernel->getAttrOfType<DenseI32ArrayAttr>("kiln.block"));
+    func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({block, 1, 1}));
     // Bindings never overlap a buffer the kernel writes (outputs are fresh
     // buffers), so loads may be cached and accumulators kept in registers.
     for (unsigned i = 0; i < func.getNumArguments(); ++i)

@@ -8,6 +8,7 @@
 #include "internal.h"
 #include "kiln/artifact_format.h"
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -108,9 +109,12 @@ kiln_status chooseDevice(const kiln_artifact &a, const char *want,
         out = &d;
         return KILN_OK;
       }
+  std::vector<std::string> seen;
   for (const Executable &e : a.executables)
-    if (targets.find(e.target) == std::string::npos)
+    if (std::find(seen.begin(), seen.end(), e.target) == seen.end()) {
+      seen.push_back(e.target);
       targets += (targets.empty() ? "" : ", ") + e.target;
+    }
   if (a.executables.empty() && !devices().empty()) {
     // Nothing to run (e.g. outputs are constants): any device will do.
     for (const Device &d : devices())

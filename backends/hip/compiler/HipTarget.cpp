@@ -167,13 +167,14 @@ public:
       return objects.takeError();
     if (objects->size() != archs.size())
       return makeError("expected one code object per arch");
+    std::vector<kiln::artifact::Entry> entries = kiln::gpu::kernelEntries(executable);
     std::vector<kiln::artifact::Executable> exes;
     for (size_t i = 0; i < archs.size(); ++i) {
       kiln::artifact::Executable exe;
       exe.target = "hip";
       exe.format = "hsaco-" + archs[i];
       exe.image.assign((*objects)[i].bytes.begin(), (*objects)[i].bytes.end());
-      exe.entries = kiln::gpu::kernelEntries(executable);
+      exe.entries = entries;
       exes.push_back(std::move(exe));
     }
     return exes;
