@@ -145,19 +145,50 @@ bool writeAll(int fd, const void *p, size_t n) {
 
 } // namespace
 
-std::string read(const std::string &path, Array &out) {
-  auto fail = [&](const std::string &msg) { return path + ": " + msg; };
+std::string readFile(const std::string &path, std::vector<uint8_t> &bytes) {
   FILE *f = std::fopen(path.c_str(), "rb");
   if (!f)
-    return fail(std::strerror(errno));
-  std::vector<uint8_t> bytes;
+    return path + ": " + std::strerror(errno);
+  bytes.clear();
   uint8_t buf[1 << 16];
   for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;)
     bytes.insert(bytes.end(), buf, buf + n);
   bool readError = std::ferror(f);
   std::fclose(f);
-  if (readError)
-    return fail("read error");
+  return readError ? path + ": read error" : "";
+}
+
+std::string writeFileAtomically(const std::string &path, std::initializer_list<Piece> pieces) {
+  std::string tmp = path + ".tmp.XXXXXX";
+  std::vector<char> name(tmp.begin(), tmp.end());
+  name.push_back('\0');
+  int fd = ::mkstemp(name.data());
+  if (fd < 0)
+    return path + ": cannot create temporary file: " + std::strerror(errno);
+  // mkstemp makes the file 0600; give it the mode a plain create would.
+  mode_t mask = ::umask(0);
+  ::umask(mask);
+  bool ok = ::fchmod(fd, 0666 & ~mask) == 0;
+  for (const Piece &p : pieces)
+    ok = ok && writeAll(fd, p.data, p.size);
+  int err = errno;
+  ok = (::close(fd) == 0) && ok;
+  if (ok && ::rename(name.data(), path.c_str()) != 0) {
+    err = errno;
+    ok = false;
+  }
+  if (!ok) {
+    ::unlink(name.data());
+    return path + ": cannot write: " + std::strerror(err);
+  }
+  return "";
+}
+
+std::string read(const std::string &path, Array &out) {
+  auto fail = [&](const std::string &msg) { return path + ": " + msg; };
+  std::vector<uint8_t> bytes;
+  if (std::string err = readFile(path, bytes); !err.empty())
+    return err;
 
   if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0)
     return fail("not a .npy file (bad magic)");
@@ -253,28 +284,8 @@ std::string write(const std::string &path, const Array &array) {
   }
   out += header;
 
-  std::string tmp = path + ".tmp.XXXXXX";
-  std::vector<char> name(tmp.begin(), tmp.end());
-  name.push_back('\0');
-  int fd = ::mkstemp(name.data());
-  if (fd < 0)
-    return path + ": cannot create temporary file: " + std::strerror(errno);
-  mode_t mask = ::umask(0);
-  ::umask(mask);
-  bool ok = ::fchmod(fd, 0666 & ~mask) == 0 &&
-            writeAll(fd, out.data(), out.size()) &&
-            writeAll(fd, array.data.data(), array.data.size());
-  int err = errno;
-  ok = (::close(fd) == 0) && ok;
-  if (ok && ::rename(name.data(), path.c_str()) != 0) {
-    err = errno;
-    ok = false;
-  }
-  if (!ok) {
-    ::unlink(name.data());
-    return path + ": cannot write: " + std::strerror(err);
-  }
-  return "";
+  return writeFileAtomically(path, {{out.data(), out.size()},
+                                    {array.data.data(), array.data.size()}});
 }
 
 } // namespace kiln::npy

@@ -9,7 +9,9 @@
 
 #include "kiln/runtime.h"
 
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,17 @@ struct Array {
   std::vector<int64_t> shape;
   std::vector<uint8_t> data;
 };
+
+/// Whole-file helpers shared by the tensor file codecs (.npy, ONNX .pb).
+/// Both return "" or an error naming `path`.
+std::string readFile(const std::string &path, std::vector<uint8_t> &bytes);
+/// Writes the pieces in order through a temporary file in the same
+/// directory and a rename, so a failure leaves any existing file intact.
+struct Piece {
+  const void *data;
+  size_t size;
+};
+std::string writeFileAtomically(const std::string &path, std::initializer_list<Piece> pieces);
 
 /// Reads versions 1.0, 2.0 and 3.0. Returns "" or an error naming `path`.
 std::string read(const std::string &path, Array &out);

@@ -8,8 +8,6 @@
 //===----------------------------------------------------------------------===//
 #include "tensor_proto.h"
 
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -456,28 +454,13 @@ std::vector<uint8_t> encode(const npy::Array &array, const std::string &name) {
 std::string write(const std::string &path, const npy::Array &array,
                   const std::string &name) {
   std::vector<uint8_t> bytes = encode(array, name);
-  FILE *f = std::fopen(path.c_str(), "wb");
-  if (!f)
-    return path + ": cannot write: " + std::strerror(errno);
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok)
-    return path + ": cannot write: " + std::strerror(errno);
-  return "";
+  return npy::writeFileAtomically(path, {{bytes.data(), bytes.size()}});
 }
 
 std::string read(const std::string &path, npy::Array &out, std::string *name) {
-  FILE *f = std::fopen(path.c_str(), "rb");
-  if (!f)
-    return path + ": " + std::strerror(errno);
   std::vector<uint8_t> bytes;
-  uint8_t buf[1 << 16];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;)
-    bytes.insert(bytes.end(), buf, buf + n);
-  bool readError = std::ferror(f);
-  std::fclose(f);
-  if (readError)
-    return path + ": read error";
+  if (std::string err = npy::readFile(path, bytes); !err.empty())
+    return err;
   std::string ignored;
   std::string err = decode(bytes.data(), bytes.size(), out,
                            name ? *name : ignored);

@@ -32,7 +32,8 @@ std::string read(const std::string &path, npy::Array &out,
 /// Encodes `array` as a TensorProto (dims, data_type, name, raw_data).
 std::vector<uint8_t> encode(const npy::Array &array, const std::string &name);
 
-/// Writes encode(array, name) to `path`. Returns "" or an error naming `path`.
+/// Writes encode(array, name) to `path` atomically (see npy::writeFileAtomically).
+/// Returns "" or an error naming `path`.
 std::string write(const std::string &path, const npy::Array &array,
                   const std::string &name);
 
