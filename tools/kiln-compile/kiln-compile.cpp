@@ -230,29 +230,20 @@ int main(int argc, char **argv) {
     kiln::TargetOptions targetOptions = optionsFor(*backend);
     // Each target tiles its own copy of the kernels.
     mlir::OwningOpRef<mlir::ModuleOp> copy = module.clone();
+    // Dispatches exist, so the executable module does.
     mlir::ModuleOp executable = kiln::getExecutableModule(*copy);
-    if (executable) {
-      kiln::KernelOptions kernelOptions = backend->kernelOptions(targetOptions);
-      if (!runStage(executable, "kernels: tile onto " + target + " workgroups, bufferize",
-                    [&](mlir::OpPassManager &pm) { kiln::buildKernelPipeline(pm, kernelOptions); }))
-        return fail("the kernel stage for '" + target + "' failed (see the diagnostics above)");
-    }
+    kiln::KernelOptions kernelOptions = backend->kernelOptions(targetOptions);
+    if (!runStage(executable, "kernels: tile onto " + target + " workgroups, bufferize",
+                  [&](mlir::OpPassManager &pm) { kiln::buildKernelPipeline(pm, kernelOptions); }))
+      return fail("the kernel stage for '" + target + "' failed (see the diagnostics above)");
     if (emit == Emit::Dispatch)
       return printModule(*copy);
-    kiln::KernelGrids grids = executable ? kiln::collectKernelGrids(executable)
-                                         : kiln::KernelGrids();
-    if (executable &&
-        !runStage(executable, "codegen: lower kernels for " + target,
+    kiln::KernelGrids grids = kiln::collectKernelGrids(executable);
+    if (!runStage(executable, "codegen: lower kernels for " + target,
                   [&](mlir::OpPassManager &pm) {
                     backend->buildCodegenPipeline(pm, targetOptions);
                   }))
       return fail("code generation for '" + target + "' failed (see the diagnostics above)");
-    if (!executable) {
-      // Nothing to compute on a device (outputs are inputs or constants).
-      if (textStage)
-        return fail("the model has no kernels");
-      continue;
-    }
     if (emit == Emit::Codegen)
       return printModule(executable);
     if (emit == Emit::NpuAsm && target != "npu")
