@@ -556,7 +556,9 @@ LogicalResult Importer::importGraph() {
     std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
                                            : n.name();
     loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
-    if (!n.domain().empty() && n.domain() != "ai.onnx")
+    bool defaultDomain = n.domain().empty() || n.domain() == "ai.onnx";
+    std::string key = defaultDomain ? n.op_type() : n.domain() + "." + n.op_type();
+    if (!defaultDomain && !handlers.count(key))
       return fail("operator domain '" + n.domain() + "' is not supported");
     for (int i = 0; i < n.input_size(); ++i)
       if (!n.input(i).empty() && !values.count(n.input(i)) && !consts.count(n.input(i)))
@@ -570,7 +572,7 @@ LogicalResult Importer::importGraph() {
       markUnsignedOutputs();
       continue;
     }
-    auto it = handlers.find(n.op_type());
+    auto it = handlers.find(key);
     if (it == handlers.end())
       return fail("unsupported operator '" + n.op_type() + "'");
     if (failed(it->second(*this)))

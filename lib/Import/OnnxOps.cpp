@@ -335,11 +335,13 @@ static Value xorOp(OpBuilder &ob, Location l, Value a, Value b) {
   return arith::XOrIOp::create(ob, l, a, b);
 }
 
+static LogicalResult integerPow(Importer &im);
+
 static LogicalResult handlePow(Importer &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
-    return im.fail("Pow is supported for floating-point bases only");
+    return integerPow(im);
   // Exact fast paths for the exponents models use most.
   if (auto c = im.constInput(1); c && c->isSplat()) {
     auto h = HostTensor::fromAttr(*c);
@@ -528,6 +530,59 @@ static Value castScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU 
     return from.isInteger(1) || fromU ? (Value)arith::ExtUIOp::create(ob, l, to, v)
                                       : (Value)arith::ExtSIOp::create(ob, l, to, v);
   return arith::TruncIOp::create(ob, l, to, v);
+}
+
+/// Pow with an integer base: the result has the base's type. An integer
+/// exponent multiplies exactly (square and multiply over the exponent's bits,
+/// wrapping like numpy); a float exponent goes through f64 and truncates,
+/// like numpy's power(...).astype(base type).
+static LogicalResult integerPow(Importer &im) {
+  Value x = im.input(0), y = im.input(1);
+  Type et = im.elementType(x), yt = im.elementType(y);
+  if (et.isInteger(1) || yt.isInteger(1))
+    return im.fail("Pow does not take bool inputs");
+  bool xu = im.isUnsigned(0), yu = im.isUnsigned(1);
+  auto r = im.elementwise({x, y}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    if (isFloat(yt)) {
+      Type f64 = ob.getF64Type();
+      Value b = castScalar(ob, l, v[0], f64, xu);
+      Value p = math::PowFOp::create(ob, l, b, castScalar(ob, l, v[1], f64));
+      return castScalar(ob, l, p, et, false, xu);
+    }
+    Value e = v[1];
+    unsigned bits = yt.getIntOrFloatBitWidth();
+    Value one = im.constantScalar(ob, l, et, 1), result = one, base = v[0];
+    for (unsigned i = 0; i < bits; ++i) {
+      Value bit = arith::AndIOp::create(
+          ob, l, arith::ShRUIOp::create(ob, l, e, im.constantScalar(ob, l, yt, i)),
+          im.constantScalar(ob, l, yt, 1));
+      Value set = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ne, bit,
+                                        im.constantScalar(ob, l, yt, 0));
+      result = arith::SelectOp::create(ob, l, set, mulOp(ob, l, result, base), result);
+      base = mulOp(ob, l, base, base);
+    }
+    if (yu)
+      return result;
+    // A negative exponent: 1 / x^|e| truncates to 0 unless |x| == 1.
+    Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, e,
+                                      im.constantScalar(ob, l, yt, 0));
+    Value isOne = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[0], one);
+    Value odd = arith::TruncIOp::create(ob, l, ob.getI1Type(), e);
+    Value sign = xu ? one
+                    : (Value)arith::SelectOp::create(ob, l, odd,
+                                                     im.constantScalar(ob, l, et, -1), one);
+    Value isMinusOne = xu ? (Value)arith::ConstantOp::create(ob, l, ob.getBoolAttr(false))
+                          : (Value)arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[0],
+                                                         im.constantScalar(ob, l, et, -1));
+    Value negResult = arith::SelectOp::create(
+        ob, l, isOne, one,
+        arith::SelectOp::create(ob, l, isMinusOne, sign, im.constantScalar(ob, l, et, 0)));
+    return arith::SelectOp::create(ob, l, neg, negResult, result);
+  });
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
 }
 
 /// Applies `fn` elementwise over all inputs of the node (broadcast), with a
@@ -3798,6 +3853,7 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["DequantizeLinear"] = handleDequantizeLinear;
     t["QuantizeLinear"] = handleQuantizeLinear;
     t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
+    registerMiscOps(t);
     return t;
   }();
   return table;

@@ -465,6 +465,34 @@ case("quantize-per-axis-int8", one("QuantizeLinear", [("x", F(2, 3, 4) * 50), ("
 case("dequantize-uint8", one("DequantizeLinear", [("x", ua), ("s", np.array(0.5, np.float32)),
                                                   ("z", np.array(100, np.uint8))], opset=13))
 
+case("qlinearmatmul-uint8-bcast", one("QLinearMatMul", [
+    ("a", np.arange(24, dtype=np.uint8).reshape(2, 3, 4) * 9), ("as", np.array(0.05, np.float32)),
+    ("az", np.array(113, np.uint8)), ("b", (np.arange(20, dtype=np.uint8).reshape(4, 5) * 13)),
+    ("bs", np.array(0.02, np.float32)), ("bz", np.array(114, np.uint8)),
+    ("ys", np.array(0.07, np.float32)), ("yz", np.array(120, np.uint8))], opset=21))
+case("qlinearmatmul-int8", one("QLinearMatMul", [
+    ("a", np.array([[-128, 5, 60], [127, -7, 0]], np.int8)), ("as", np.array(0.1, np.float32)),
+    ("az", np.array(-2, np.int8)), ("b", np.array([[1, -100], [50, 3], [-9, 127]], np.int8)),
+    ("bs", np.array(0.03, np.float32)), ("bz", np.array(4, np.int8)),
+    ("ys", np.array(0.2, np.float32)), ("yz", np.array(-5, np.int8))], opset=21))
+
+# --- Einsum -------------------------------------------------------------------
+case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
+                                  {"equation": "...ij,...jk->...ik"}, opset=12))
+case("einsum-implicit", one("Einsum", [("a", F(3, 4)), ("b", F(4, 5))], {"equation": "ij,jk"}, opset=12))
+case("einsum-trace", one("Einsum", [("a", F(4, 4))], {"equation": "ii"}, opset=12))
+case("einsum-three-inputs", one("Einsum", [("a", F(2, 3)), ("b", F(3, 4)), ("c", F(4))],
+                                {"equation": "ij, jk, k -> i"}, opset=12))
+case("einsum-int64", one("Einsum", [("a", I([[1, 2], [3, 4]])), ("b", I([[5, -6], [7, 8]]))],
+                         {"equation": "ij,kj->ik"}, opset=12))
+
+# --- integer Pow ----------------------------------------------------------------
+case("pow-int32-int32-negative", one("Pow", [("a", np.array([[2, -3, 1, -1, 4, 5]], np.int32)),
+                                             ("b", np.array([3, 2, -2, -3, 0, -1], np.int32))],
+                                     opset=15))
+case("pow-int64-float", one("Pow", [("a", I([[2, -3, 7], [1, 0, 5]])),
+                                    ("b", np.array([2.5, 3.0, 0.5], np.float32))], opset=15))
+
 
 # --- larger shapes: several workgroups per dispatch, split across threads ------
 case("large-add-bcast", one("Add", [("a", F(64, 1000)), ("b", F(1000))]))

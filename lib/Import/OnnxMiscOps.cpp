@@ -1,0 +1,513 @@
+//===- OnnxMiscOps.cpp - Einsum, quantized matmul/conv, RNNs, optimizers --===//
+//
+// Ops that decompose into one or a few linalg.generic contractions plus
+// elementwise maps: Einsum, QLinearMatMul, ConvInteger, the recurrent layers
+// (RNN, LSTM, GRU, unrolled over the static sequence length), Det and the
+// ai.onnx.preview.training optimizers (Adagrad, Adam, Momentum).
+//
+//===----------------------------------------------------------------------===//
+#include "Importer.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace kiln::detail;
+
+using utils::IteratorType;
+
+static bool isFloat(Type t) { return isa<FloatType>(t); }
+
+static std::string shapeStr(ArrayRef<int64_t> s) {
+  std::string r = "[";
+  for (auto [i, d] : llvm::enumerate(s))
+    r += (i ? "," : "") + std::to_string(d);
+  return r + "]";
+}
+
+static Value addOp(OpBuilder &ob, Location l, Value a, Value b) {
+  return isFloat(a.getType()) ? (Value)arith::AddFOp::create(ob, l, a, b)
+                              : (Value)arith::AddIOp::create(ob, l, a, b);
+}
+static Value mulOp(OpBuilder &ob, Location l, Value a, Value b) {
+  return isFloat(a.getType()) ? (Value)arith::MulFOp::create(ob, l, a, b)
+                              : (Value)arith::MulIOp::create(ob, l, a, b);
+}
+
+/// Sum over the loops not in `outExprs` of the product computed by `body`
+/// from the operands' elements: one linalg.generic, accumulating into zeros.
+static Value contract(Importer &im, ValueRange ins, ArrayRef<SmallVector<AffineExpr>> inExprs,
+                      int64_t numLoops, ArrayRef<AffineExpr> outExprs,
+                      ArrayRef<int64_t> outShape, Type accType,
+                      function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+  MLIRContext *ctx = &im.ctx;
+  SmallVector<AffineMap> maps;
+  for (const auto &e : inExprs)
+    maps.push_back(AffineMap::get(numLoops, 0, e, ctx));
+  maps.push_back(AffineMap::get(numLoops, 0, outExprs, ctx));
+  SmallVector<IteratorType> iters(numLoops, IteratorType::reduction);
+  for (AffineExpr e : outExprs)
+    iters[cast<AffineDimExpr>(e).getPosition()] = IteratorType::parallel;
+  Value init = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(accType)));
+  return linalg::GenericOp::create(im.b, im.loc, TypeRange{init.getType()}, ins,
+                                   ValueRange{init}, maps, iters,
+                                   [&](OpBuilder &ob, Location l, ValueRange v) {
+                                     Value p = body(ob, l, v.drop_back());
+                                     linalg::YieldOp::create(ob, l, addOp(ob, l, v.back(), p));
+                                   })
+      .getResult(0);
+}
+
+//===----------------------------------------------------------------------===//
+// Einsum
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// One operand of an einsum equation: its letters, and where "..." sits
+/// (-1 if absent).
+struct EinsumTerm {
+  std::string letters;
+  int64_t ellipsisAt = -1;
+};
+} // namespace
+
+static FailureOr<EinsumTerm> parseEinsumTerm(Importer &im, StringRef s, StringRef eq) {
+  EinsumTerm t;
+  for (size_t i = 0; i < s.size();) {
+    if (s.substr(i).starts_with("...")) {
+      if (t.ellipsisAt >= 0)
+        return im.fail("equation '" + eq + "' has more than one '...' in a term");
+      t.ellipsisAt = t.letters.size();
+      i += 3;
+      continue;
+    }
+    if (!llvm::isAlpha(s[i]))
+      return im.fail("equation '" + eq + "' has an invalid character '" + Twine(s[i]) + "'");
+    t.letters.push_back(s[i++]);
+  }
+  return t;
+}
+
+static LogicalResult handleEinsum(Importer &im) {
+  std::string raw = im.attrString("equation", "");
+  std::string eq;
+  for (char c : raw)
+    if (!llvm::isSpace(c))
+      eq.push_back(c);
+  if (eq.empty())
+    return im.fail("the equation attribute is missing or empty");
+  StringRef lhs = eq, rhs;
+  bool explicitOut = false;
+  if (size_t arrow = lhs.find("->"); arrow != StringRef::npos) {
+    rhs = lhs.substr(arrow + 2);
+    lhs = lhs.substr(0, arrow);
+    explicitOut = true;
+  }
+  SmallVector<StringRef> termStrs;
+  lhs.split(termStrs, ',');
+  unsigned n = im.node->input_size();
+  if (termStrs.size() != n)
+    return im.fail(llvm::formatv("equation '{0}' has {1} input terms but the node has {2} "
+                                 "inputs",
+                                 eq, termStrs.size(), n)
+                       .str());
+  SmallVector<EinsumTerm> terms;
+  SmallVector<Value> ins;
+  Type et;
+  int64_t ellRank = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    auto t = parseEinsumTerm(im, termStrs[i], eq);
+    if (failed(t))
+      return failure();
+    Value v = im.input(i);
+    if (i == 0)
+      et = im.elementType(v);
+    else if (im.elementType(v) != et)
+      return im.fail("inputs have different element types");
+    int64_t rank = im.shapeOf(v).size(), k = t->letters.size();
+    if (t->ellipsisAt < 0 ? rank != k : rank < k)
+      return im.fail(llvm::formatv("term '{0}' does not match input {1} of shape {2}",
+                                   termStrs[i], i, shapeStr(im.shapeOf(v)))
+                         .str());
+    if (t->ellipsisAt >= 0)
+      ellRank = std::max(ellRank, rank - k);
+    terms.push_back(*t);
+    ins.push_back(v);
+  }
+  // Loops: the broadcast "..." dims first, then each letter in order of first
+  // appearance.
+  SmallVector<int64_t> sizes(ellRank, 1);
+  llvm::StringMap<int64_t> letterLoop;
+  for (unsigned i = 0; i < n; ++i) {
+    ArrayRef<int64_t> s = im.shapeOf(ins[i]);
+    const EinsumTerm &t = terms[i];
+    int64_t ell = s.size() - t.letters.size();
+    for (int64_t j = 0, pos = 0; j < (int64_t)s.size(); ++j) {
+      if (t.ellipsisAt >= 0 && j >= t.ellipsisAt && j < t.ellipsisAt + ell) {
+        int64_t &d = sizes[ellRank - ell + (j - t.ellipsisAt)];
+        if (d != 1 && s[j] != 1 && d != s[j])
+          return im.fail("the '...' dimensions of the inputs do not broadcast");
+        d = std::max(d, s[j]);
+        continue;
+      }
+      StringRef c(&t.letters[pos++], 1);
+      auto [it, inserted] = letterLoop.try_emplace(c, sizes.size());
+      if (inserted)
+        sizes.push_back(s[j]);
+      else if (sizes[it->second] != s[j])
+        return im.fail(llvm::formatv("index '{0}' has sizes {1} and {2}", c,
+                                     sizes[it->second], s[j])
+                           .str());
+    }
+  }
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  SmallVector<SmallVector<AffineExpr>> inExprs;
+  for (unsigned i = 0; i < n; ++i) {
+    ArrayRef<int64_t> s = im.shapeOf(ins[i]);
+    const EinsumTerm &t = terms[i];
+    int64_t ell = s.size() - t.letters.size();
+    SmallVector<AffineExpr> e;
+    for (int64_t j = 0, pos = 0; j < (int64_t)s.size(); ++j) {
+      if (t.ellipsisAt >= 0 && j >= t.ellipsisAt && j < t.ellipsisAt + ell) {
+        int64_t loop = ellRank - ell + (j - t.ellipsisAt);
+        e.push_back(s[j] == 1 && sizes[loop] != 1 ? getAffineConstantExpr(0, ctx) : d(loop));
+        continue;
+      }
+      e.push_back(d(letterLoop[StringRef(&t.letters[pos++], 1)]));
+    }
+    inExprs.push_back(e);
+  }
+  bool anyEllipsis = llvm::any_of(terms, [](const EinsumTerm &t) { return t.ellipsisAt >= 0; });
+  EinsumTerm out;
+  if (explicitOut) {
+    auto o = parseEinsumTerm(im, rhs, eq);
+    if (failed(o))
+      return failure();
+    out = *o;
+    if (out.ellipsisAt >= 0 && !anyEllipsis)
+      return im.fail("equation '" + eq + "' has '...' in the output but in no input");
+  } else {
+    // Implicit output: "..." then the letters used exactly once, sorted.
+    llvm::StringMap<int> count;
+    for (const EinsumTerm &t : terms)
+      for (char c : t.letters)
+        ++count[StringRef(&c, 1)];
+    out.ellipsisAt = anyEllipsis ? 0 : -1;
+    for (char c = 'A'; c <= 'z'; ++c)
+      if (llvm::isAlpha(c) && count.lookup(StringRef(&c, 1)) == 1)
+        out.letters.push_back(c);
+  }
+  SmallVector<AffineExpr> outExprs;
+  SmallVector<int64_t> outShape;
+  llvm::StringSet<> seen;
+  for (int64_t pos = 0; pos <= (int64_t)out.letters.size(); ++pos) {
+    if (pos == out.ellipsisAt)
+      for (int64_t i = 0; i < ellRank; ++i) {
+        outExprs.push_back(d(i));
+        outShape.push_back(sizes[i]);
+      }
+    if (pos == (int64_t)out.letters.size())
+      break;
+    StringRef c(&out.letters[pos], 1);
+    auto it = letterLoop.find(c);
+    if (it == letterLoop.end())
+      return im.fail("output index '" + c + "' of equation '" + eq + "' is in no input");
+    if (!seen.insert(c).second)
+      return im.fail("output index '" + c + "' of equation '" + eq + "' repeats");
+    outExprs.push_back(d(it->second));
+    outShape.push_back(sizes[it->second]);
+  }
+  Value r = contract(im, ins, inExprs, sizes.size(), outExprs, outShape, et,
+                     [](OpBuilder &ob, Location l, ValueRange v) {
+                       Value p = v[0];
+                       for (Value x : v.drop_front())
+                         p = mulOp(ob, l, p, x);
+                       return p;
+                     });
+  im.setOutput(0, r);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Quantized integer matmul and convolution
+//===----------------------------------------------------------------------===//
+
+static Value extendTo(OpBuilder &ob, Location l, Value v, Type to, bool uns) {
+  if (v.getType() == to)
+    return v;
+  return uns ? (Value)arith::ExtUIOp::create(ob, l, to, v)
+             : (Value)arith::ExtSIOp::create(ob, l, to, v);
+}
+
+static Value toF32(OpBuilder &ob, Location l, Value v, bool uns = false) {
+  Type f32 = ob.getF32Type();
+  if (v.getType() == f32)
+    return v;
+  if (isFloat(v.getType()))
+    return arith::ExtFOp::create(ob, l, f32, v);
+  return uns ? (Value)arith::UIToFPOp::create(ob, l, f32, v)
+             : (Value)arith::SIToFPOp::create(ob, l, f32, v);
+}
+
+/// The index expression of a per-tensor (scalar or [1]) or 1-D per-`what`
+/// quantization parameter of shape `ps`, where `loop` walks the `size`
+/// elements it is indexed by.
+static FailureOr<SmallVector<AffineExpr>> quantParamExprs(Importer &im, ArrayRef<int64_t> ps,
+                                                          AffineExpr loop, int64_t size,
+                                                          StringRef name, StringRef what) {
+  int64_t numel = 1;
+  for (int64_t d : ps)
+    numel *= d;
+  SmallVector<AffineExpr> e;
+  if (numel == 1) {
+    for (size_t i = 0; i < ps.size(); ++i)
+      e.push_back(getAffineConstantExpr(0, &im.ctx));
+    return e;
+  }
+  if (ps.size() == 1 && ps[0] == size)
+    return SmallVector<AffineExpr>{loop};
+  return im.fail(name + " of shape " + shapeStr(ps) + " is neither per-tensor nor per-" + what +
+                 " (" + Twine(size) + " elements)");
+}
+
+static LogicalResult handleQLinearMatMul(Importer &im) {
+  Value a = im.input(0), bm = im.input(3);
+  SmallVector<int64_t> sa(im.shapeOf(a)), sb(im.shapeOf(bm));
+  if (sa.size() < 2 || sb.size() < 2)
+    return im.fail("a and b must have rank >= 2, got " + shapeStr(sa) + " and " + shapeStr(sb));
+  Type ta = im.elementType(a), tb = im.elementType(bm);
+  if (!ta.isInteger(8) || !tb.isInteger(8))
+    return im.fail("a and b must be 8-bit integers");
+  int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
+  if (sb[sb.size() - 2] != k)
+    return im.fail("inner dimensions do not match: a is " + shapeStr(sa) + ", b is " +
+                   shapeStr(sb));
+  auto batch = im.broadcastShapes({SmallVector<int64_t>(ArrayRef(sa).drop_back(2)),
+                                   SmallVector<int64_t>(ArrayRef(sb).drop_back(2))});
+  if (failed(batch))
+    return failure();
+  int64_t nb = batch->size();
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  AffineExpr dm = d(nb), dn = d(nb + 1), dk = d(nb + 2);
+  auto batchExprs = [&](ArrayRef<int64_t> s) {
+    SmallVector<AffineExpr> e;
+    int64_t r = s.size() - 2;
+    for (int64_t i = 0; i < r; ++i) {
+      int64_t od = nb - r + i;
+      e.push_back(s[i] == 1 && (*batch)[od] != 1 ? getAffineConstantExpr(0, ctx) : d(od));
+    }
+    return e;
+  };
+  SmallVector<AffineExpr> ea = batchExprs(sa), eb = batchExprs(sb), eo;
+  ea.append({dm, dk});
+  eb.append({dk, dn});
+  for (int64_t i = 0; i < nb; ++i)
+    eo.push_back(d(i));
+  eo.append({dm, dn});
+  SmallVector<int64_t> outShape(*batch);
+  outShape.append({m, n});
+
+  // Zero points are subtracted inside the i32 contraction, like the reference.
+  bool ua = im.isUnsigned(0), ub = im.isUnsigned(3);
+  auto azpE = quantParamExprs(im, im.shapeOf(im.input(2)), dm, m, "a_zero_point", "row");
+  auto bzpE = quantParamExprs(im, im.shapeOf(im.input(5)), dn, n, "b_zero_point", "column");
+  if (failed(azpE) || failed(bzpE))
+    return failure();
+  Type i32 = im.b.getI32Type();
+  Value acc = contract(im, {a, im.input(2), bm, im.input(5)}, {ea, *azpE, eb, *bzpE},
+                       nb + 3, eo, outShape, i32,
+                       [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                         Value x = arith::SubIOp::create(ob, l, extendTo(ob, l, v[0], i32, ua),
+                                                         extendTo(ob, l, v[1], i32, ua));
+                         Value y = arith::SubIOp::create(ob, l, extendTo(ob, l, v[2], i32, ub),
+                                                         extendTo(ob, l, v[3], i32, ub));
+                         return arith::MulIOp::create(ob, l, x, y);
+                       });
+
+  // Requantize: round_half_even(acc * a_scale * b_scale / y_scale) + y_zero_point,
+  // saturated to the output type.
+  int64_t rank = outShape.size();
+  AffineExpr om = d(rank - 2), on = d(rank - 1);
+  auto asE = quantParamExprs(im, im.shapeOf(im.input(1)), om, m, "a_scale", "row");
+  auto bsE = quantParamExprs(im, im.shapeOf(im.input(4)), on, n, "b_scale", "column");
+  auto ysE = quantParamExprs(im, im.shapeOf(im.input(6)), on, n, "y_scale", "column");
+  auto yzE = quantParamExprs(im, im.shapeOf(im.input(7)), on, n, "y_zero_point", "column");
+  if (failed(asE) || failed(bsE) || failed(ysE) || failed(yzE))
+    return failure();
+  for (unsigned i : {1u, 4u, 6u})
+    if (!isFloat(im.elementType(im.input(i))))
+      return im.fail("scales must be floating point");
+  Value yzp = im.input(7);
+  Type yt = im.elementType(yzp);
+  bool uy = im.isUnsigned(7);
+  if (!yt.isInteger(8))
+    return im.fail("y_zero_point must be an 8-bit integer");
+  double lo = uy ? 0 : -128, hi = uy ? 255 : 127;
+  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, ctx)};
+  for (auto *e : {&*asE, &*bsE, &*ysE, &*yzE})
+    maps.push_back(AffineMap::get(rank, 0, *e, ctx));
+  maps.push_back(AffineMap::getMultiDimIdentityMap(rank, ctx));
+  Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, yt);
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  Value y = linalg::GenericOp::create(
+                im.b, im.loc, TypeRange{init.getType()},
+                ValueRange{acc, im.input(1), im.input(4), im.input(6), yzp}, ValueRange{init},
+                maps, iters,
+                [&](OpBuilder &ob, Location l, ValueRange v) {
+                  Value scale = arith::DivFOp::create(
+                      ob, l, arith::MulFOp::create(ob, l, toF32(ob, l, v[1]), toF32(ob, l, v[2])),
+                      toF32(ob, l, v[3]));
+                  Value q = arith::MulFOp::create(ob, l, toF32(ob, l, v[0]), scale);
+                  q = arith::AddFOp::create(ob, l, q, toF32(ob, l, v[4], uy));
+                  q = math::RoundEvenOp::create(ob, l, q);
+                  q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, q.getType(), lo));
+                  q = arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, q.getType(), hi));
+                  Value r = uy ? (Value)arith::FPToUIOp::create(ob, l, yt, q)
+                               : (Value)arith::FPToSIOp::create(ob, l, yt, q);
+                  linalg::YieldOp::create(ob, l, r);
+                })
+                .getResult(0);
+  im.setOutput(0, y);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ai.onnx.preview.training optimizers
+//===----------------------------------------------------------------------===//
+
+/// Runs `step` for each of the node's `n` optimized tensors: inputs are
+/// R, T, then `groups` runs of n tensors (X..., G..., ...); `step` gets
+/// (r, t as f32, elements of each group) and returns one value per output
+/// group; outputs are likewise grouped.
+static LogicalResult optimizer(Importer &im, unsigned groups, unsigned outGroups,
+                               function_ref<SmallVector<Value>(OpBuilder &, Location, Value,
+                                                               Value, ValueRange)>
+                                   step) {
+  int inputs = im.node->input_size();
+  if (inputs < 2 || (inputs - 2) % groups)
+    return im.fail(llvm::formatv("expects R, T and {0} groups of tensors, got {1} inputs", groups,
+                                 inputs)
+                       .str());
+  unsigned n = (inputs - 2) / groups;
+  if (im.numOutputs() > n * outGroups)
+    return im.fail("more outputs than optimized tensors");
+  Value r = im.input(0), t = im.input(1);
+  if (im.shapeOf(r).size() > 1 || im.shapeOf(t).size() > 1 || !isFloat(im.elementType(r)) ||
+      isFloat(im.elementType(t)))
+    return im.fail("R must be a float scalar and T an integer scalar");
+  for (unsigned i = 0; i < n; ++i) {
+    SmallVector<Value> ins = {r, t};
+    for (unsigned g = 0; g < groups; ++g)
+      ins.push_back(im.input(2 + g * n + i));
+    Type et = im.elementType(ins[2]);
+    if (!isFloat(et))
+      return im.fail("optimized tensors must be floating point");
+    for (unsigned o = 0; o < outGroups; ++o) {
+      if (!im.wantsOutput(o * n + i))
+        continue;
+      auto v = im.elementwise(ins, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+        Value rv = a[0];
+        if (rv.getType() != et)
+          rv = isFloat(et) && et.getIntOrFloatBitWidth() > rv.getType().getIntOrFloatBitWidth()
+                   ? (Value)arith::ExtFOp::create(ob, l, et, rv)
+                   : (Value)arith::TruncFOp::create(ob, l, et, rv);
+        Value tv = arith::SIToFPOp::create(ob, l, et, a[1]);
+        return step(ob, l, rv, tv, a.drop_front(2))[o];
+      });
+      if (failed(v))
+        return failure();
+      if (im.shapeOf(*v) != im.shapeOf(ins[2]))
+        return im.fail("optimizer inputs of one tensor have different shapes");
+      im.setOutput(o * n + i, *v);
+    }
+  }
+  return success();
+}
+
+static LogicalResult handleAdagrad(Importer &im) {
+  double decay = im.attrFloat("decay_factor", 0), eps = im.attrFloat("epsilon", 0),
+         norm = im.attrFloat("norm_coefficient", 0);
+  return optimizer(im, 3, 2, [&](OpBuilder &ob, Location l, Value r, Value t, ValueRange v) {
+    Type et = v[0].getType();
+    auto c = [&](double x) { return im.constantScalar(ob, l, et, x); };
+    Value x = v[0], g = v[1], h = v[2];
+    // r / (1 + t * decay)
+    Value rr = arith::DivFOp::create(
+        ob, l, r, arith::AddFOp::create(ob, l, c(1), arith::MulFOp::create(ob, l, t, c(decay))));
+    Value gr = arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, c(norm), x), g);
+    Value hn = arith::AddFOp::create(ob, l, h, arith::MulFOp::create(ob, l, gr, gr));
+    Value hs = arith::AddFOp::create(ob, l, math::SqrtOp::create(ob, l, hn), c(eps));
+    Value xn = arith::SubFOp::create(
+        ob, l, x, arith::DivFOp::create(ob, l, arith::MulFOp::create(ob, l, rr, gr), hs));
+    return SmallVector<Value>{xn, hn};
+  });
+}
+
+static LogicalResult handleAdam(Importer &im) {
+  double alpha = im.attrFloat("alpha", 0.9f), beta = im.attrFloat("beta", 0.999f),
+         eps = im.attrFloat("epsilon", 0), norm = im.attrFloat("norm_coefficient", 0),
+         post = im.attrFloat("norm_coefficient_post", 0);
+  return optimizer(im, 4, 3, [&](OpBuilder &ob, Location l, Value r, Value t, ValueRange v) {
+    Type et = v[0].getType();
+    auto c = [&](double x) { return im.constantScalar(ob, l, et, x); };
+    Value x = v[0], g = v[1], mv = v[2], h = v[3];
+    Value gr = arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, c(norm), x), g);
+    Value vn = arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, c(alpha), mv),
+                                     arith::MulFOp::create(ob, l, c(1 - alpha), gr));
+    Value hn = arith::AddFOp::create(
+        ob, l, arith::MulFOp::create(ob, l, c(beta), h),
+        arith::MulFOp::create(ob, l, c(1 - beta), arith::MulFOp::create(ob, l, gr, gr)));
+    Value hs = arith::AddFOp::create(ob, l, math::SqrtOp::create(ob, l, hn), c(eps));
+    // Bias correction from the second step on (t > 0).
+    Value corr = arith::DivFOp::create(
+        ob, l,
+        math::SqrtOp::create(
+            ob, l, arith::SubFOp::create(ob, l, c(1), math::PowFOp::create(ob, l, c(beta), t))),
+        arith::SubFOp::create(ob, l, c(1), math::PowFOp::create(ob, l, c(alpha), t)));
+    Value pos = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, t, c(0));
+    Value ra = arith::SelectOp::create(ob, l, pos, arith::MulFOp::create(ob, l, r, corr), r);
+    Value xn = arith::SubFOp::create(
+        ob, l, x, arith::MulFOp::create(ob, l, ra, arith::DivFOp::create(ob, l, vn, hs)));
+    Value xf = arith::MulFOp::create(ob, l, c(1 - post), xn);
+    return SmallVector<Value>{xf, vn, hn};
+  });
+}
+
+static LogicalResult handleMomentum(Importer &im) {
+  for (StringRef a : {"alpha", "beta", "mode", "norm_coefficient"})
+    if (!im.attr(a))
+      return im.fail("required attribute '" + a + "' is missing");
+  double alpha = im.attrFloat("alpha", 0), beta = im.attrFloat("beta", 0),
+         norm = im.attrFloat("norm_coefficient", 0);
+  std::string mode = im.attrString("mode", "standard");
+  if (mode != "standard" && mode != "nesterov")
+    return im.fail("unknown mode '" + mode + "'");
+  bool nesterov = mode == "nesterov";
+  return optimizer(im, 3, 2, [&](OpBuilder &ob, Location l, Value r, Value t, ValueRange v) {
+    Type et = v[0].getType();
+    auto c = [&](double x) { return im.constantScalar(ob, l, et, x); };
+    Value x = v[0], g = v[1], mv = v[2];
+    Value gr = arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, c(norm), x), g);
+    // The gradient's coefficient is 1 on the first step (t == 0).
+    Value pos = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, t, c(0));
+    Value ba = arith::SelectOp::create(ob, l, pos, c(beta), c(1));
+    Value vn = arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, c(alpha), mv),
+                                     arith::MulFOp::create(ob, l, ba, gr));
+    Value step = nesterov ? (Value)arith::AddFOp::create(
+                                ob, l, gr, arith::MulFOp::create(ob, l, c(alpha), vn))
+                          : vn;
+    Value xn = arith::SubFOp::create(ob, l, x, arith::MulFOp::create(ob, l, r, step));
+    return SmallVector<Value>{xn, vn};
+  });
+}
+
+void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
+  t["Einsum"] = handleEinsum;
+  t["QLinearMatMul"] = handleQLinearMatMul;
+  t["ai.onnx.preview.training.Adagrad"] = handleAdagrad;
+  t["ai.onnx.preview.training.Adam"] = handleAdam;
+  t["ai.onnx.preview.training.Momentum"] = handleMomentum;
+}
