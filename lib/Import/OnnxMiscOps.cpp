@@ -11,6 +11,7 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
+#include <functional>
 
 using namespace mlir;
 using namespace kiln::detail;
@@ -375,6 +376,449 @@ static LogicalResult handleQLinearMatMul(Importer &im) {
 }
 
 //===----------------------------------------------------------------------===//
+// RNN, LSTM, GRU
+//===----------------------------------------------------------------------===//
+
+/// A parallel generic over `outShape` whose operands are read through
+/// `inExprs` (affine in the output's dims).
+static Value mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem, ValueRange ins,
+                        ArrayRef<SmallVector<AffineExpr>> inExprs,
+                        function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+  int64_t rank = outShape.size();
+  SmallVector<AffineMap> maps;
+  for (const auto &e : inExprs)
+    maps.push_back(AffineMap::get(rank, 0, e, &im.ctx));
+  maps.push_back(AffineMap::getMultiDimIdentityMap(rank, &im.ctx));
+  Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, elem);
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  return linalg::GenericOp::create(im.b, im.loc, TypeRange{init.getType()}, ins,
+                                   ValueRange{init}, maps, iters,
+                                   [&](OpBuilder &ob, Location l, ValueRange v) {
+                                     linalg::YieldOp::create(ob, l, body(ob, l, v.drop_back()));
+                                   })
+      .getResult(0);
+}
+
+namespace {
+using ActFn = std::function<Value(OpBuilder &, Location, Value)>;
+
+/// What the three recurrent ops share: the gate count and default
+/// activations differ.
+struct RecurrentSpec {
+  int64_t gates;
+  SmallVector<StringRef, 3> defaultActs;
+};
+} // namespace
+
+/// The activation `name` (ONNX's RNN activation names) with its alpha and
+/// beta where given.
+static FailureOr<ActFn> recurrentActivation(Importer &im, StringRef name,
+                                            std::optional<double> alphaAttr,
+                                            std::optional<double> betaAttr) {
+  auto take = [](std::optional<double> v, double dflt) { return v.value_or(dflt); };
+  std::string lower = name.lower();
+  auto c = [&im](OpBuilder &ob, Location l, Value like, double v) {
+    return im.constantScalar(ob, l, like.getType(), v);
+  };
+  auto sigmoid = [c](OpBuilder &ob, Location l, Value x) -> Value {
+    Value e = math::ExpOp::create(ob, l, arith::NegFOp::create(ob, l, x));
+    return arith::DivFOp::create(ob, l, c(ob, l, x, 1),
+                                 arith::AddFOp::create(ob, l, c(ob, l, x, 1), e));
+  };
+  if (lower == "sigmoid")
+    return ActFn(sigmoid);
+  if (lower == "tanh")
+    return ActFn([](OpBuilder &ob, Location l, Value x) -> Value {
+      return math::TanhOp::create(ob, l, x);
+    });
+  if (lower == "relu")
+    return ActFn([c](OpBuilder &ob, Location l, Value x) -> Value {
+      return arith::MaximumFOp::create(ob, l, x, c(ob, l, x, 0));
+    });
+  if (lower == "softsign")
+    return ActFn([c](OpBuilder &ob, Location l, Value x) -> Value {
+      return arith::DivFOp::create(
+          ob, l, x, arith::AddFOp::create(ob, l, c(ob, l, x, 1), math::AbsFOp::create(ob, l, x)));
+    });
+  if (lower == "softplus")
+    return ActFn([](OpBuilder &ob, Location l, Value x) -> Value {
+      return math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, x));
+    });
+  if (lower == "affine" || lower == "scaledtanh" || lower == "hardsigmoid") {
+    bool hard = lower == "hardsigmoid";
+    double alpha = take(alphaAttr, hard ? 0.2 : 1.0), beta = take(betaAttr, hard ? 0.5 : lower == "affine" ? 0.0 : 1.0);
+    if (lower == "affine")
+      return ActFn([=](OpBuilder &ob, Location l, Value x) -> Value {
+        return arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, x, c(ob, l, x, alpha)),
+                                     c(ob, l, x, beta));
+      });
+    if (lower == "scaledtanh")
+      return ActFn([=](OpBuilder &ob, Location l, Value x) -> Value {
+        Value t = math::TanhOp::create(ob, l, arith::MulFOp::create(ob, l, x, c(ob, l, x, beta)));
+        return arith::MulFOp::create(ob, l, t, c(ob, l, x, alpha));
+      });
+    return ActFn([=](OpBuilder &ob, Location l, Value x) -> Value {
+      Value y = arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, x, c(ob, l, x, alpha)),
+                                      c(ob, l, x, beta));
+      y = arith::MaximumFOp::create(ob, l, y, c(ob, l, x, 0));
+      return arith::MinimumFOp::create(ob, l, y, c(ob, l, x, 1));
+    });
+  }
+  if (lower == "leakyrelu" || lower == "thresholdedrelu" || lower == "elu") {
+    double alpha = take(alphaAttr, lower == "leakyrelu" ? 0.01 : 1.0);
+    return ActFn([=](OpBuilder &ob, Location l, Value x) -> Value {
+      Value zero = c(ob, l, x, 0);
+      if (lower == "thresholdedrelu")
+        return arith::SelectOp::create(
+            ob, l, arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, x, c(ob, l, x, alpha)),
+            x, zero);
+      Value neg = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, x, zero);
+      Value scaled = lower == "elu" ? (Value)arith::MulFOp::create(
+                                          ob, l, math::ExpM1Op::create(ob, l, x), c(ob, l, x, alpha))
+                                    : (Value)arith::MulFOp::create(ob, l, x, c(ob, l, x, alpha));
+      return arith::SelectOp::create(ob, l, neg, scaled, x);
+    });
+  }
+  return im.fail("unsupported activation '" + name + "'");
+}
+
+/// RNN, LSTM and GRU, unrolled over the static sequence length: per step and
+/// direction one contraction with R and elementwise gate maps that read the
+/// precomputed input projection X*W^T + biases through affine maps.
+static LogicalResult handleRecurrent(Importer &im, const RecurrentSpec &spec) {
+  StringRef op = im.node->op_type();
+  if (im.opset < 7)
+    return im.fail(op + " before opset 7 is not supported");
+  bool lstm = op == "LSTM", gru = op == "GRU";
+  int64_t G = spec.gates;
+  Value x = im.input(0), w = im.input(1), r = im.input(2);
+  Type et = im.elementType(x);
+  if (!isFloat(et) || im.elementType(w) != et || im.elementType(r) != et)
+    return im.fail("X, W and R must have the same floating-point type");
+  int64_t layout = im.attrInt("layout", 0);
+  if (layout != 0 && layout != 1)
+    return im.fail("layout must be 0 or 1");
+  ArrayRef<int64_t> xs0 = im.shapeOf(x);
+  if (xs0.size() != 3)
+    return im.fail("X must have rank 3, got " + shapeStr(xs0));
+  if (layout == 1)
+    x = im.transpose(x, {1, 0, 2});
+  ArrayRef<int64_t> xs = im.shapeOf(x);
+  int64_t T = xs[0], B = xs[1], I = xs[2];
+  std::string direction = im.attrString("direction", "forward");
+  if (direction != "forward" && direction != "reverse" && direction != "bidirectional")
+    return im.fail("unknown direction '" + direction + "'");
+  int64_t D = direction == "bidirectional" ? 2 : 1;
+  ArrayRef<int64_t> ws = im.shapeOf(w), rs = im.shapeOf(r);
+  if (rs.size() != 3 || ws.size() != 3)
+    return im.fail("W and R must have rank 3");
+  int64_t H = rs[2];
+  if (int64_t hs = im.attrInt("hidden_size", H); hs != H)
+    return im.fail(llvm::formatv("hidden_size={0} does not match R {1}", hs, shapeStr(rs)).str());
+  if (ArrayRef<int64_t>(ws) != ArrayRef<int64_t>{D, G * H, I} ||
+      ArrayRef<int64_t>(rs) != ArrayRef<int64_t>{D, G * H, H})
+    return im.fail(llvm::formatv("W {0} and R {1} do not fit {2} direction(s), {3} gates, "
+                                 "hidden size {4} and input size {5}",
+                                 shapeStr(ws), shapeStr(rs), D, G, H, I)
+                       .str());
+  if (T == 0)
+    return im.fail("X has an empty sequence");
+  // Optional inputs, default zero.
+  auto optional = [&](unsigned i, ArrayRef<int64_t> shape, StringRef name) -> FailureOr<Value> {
+    if (!im.hasInput(i))
+      return im.fill(shape, cast<TypedAttr>(im.b.getZeroAttr(et)));
+    Value v = im.input(i);
+    if (im.elementType(v) != et)
+      return im.fail(name + " must have X's element type");
+    if (im.shapeOf(v) != shape)
+      return im.fail(name + " has shape " + shapeStr(im.shapeOf(v)) + ", expected " + shapeStr(shape));
+    return v;
+  };
+  SmallVector<int64_t> stateShape = layout ? SmallVector<int64_t>{B, D, H}
+                                           : SmallVector<int64_t>{D, B, H};
+  auto bias = optional(3, {D, 2 * G * H}, "B");
+  auto h0 = optional(5, stateShape, "initial_h");
+  FailureOr<Value> c0 = Value(), peep = Value();
+  if (lstm) {
+    c0 = optional(6, stateShape, "initial_c");
+    peep = optional(7, {D, 3 * H}, "P");
+  }
+  if (failed(bias) || failed(h0) || failed(c0) || failed(peep))
+    return failure();
+  // Gate-major views, so every gate is read through a constant index.
+  Value w4 = im.reshape(w, {D, G, H, I}), r4 = im.reshape(r, {D, G, H, H});
+  Value b4 = im.reshape(*bias, {D, 2, G, H});
+  Value p3 = lstm ? im.reshape(*peep, {D, 3, H}) : Value();
+  if (layout == 1) {
+    *h0 = im.transpose(*h0, {1, 0, 2});
+    if (lstm)
+      *c0 = im.transpose(*c0, {1, 0, 2});
+  }
+
+  // sequence_lens: a constant equal to T everywhere is no mask; otherwise
+  // steps past a batch entry's length keep its state and output zeros,
+  // which is exact for the forward direction only.
+  Value lens;
+  if (im.hasInput(4)) {
+    Value sl = im.input(4);
+    if (im.shapeOf(sl) != ArrayRef<int64_t>{B} || !isa<IntegerType>(im.elementType(sl)))
+      return im.fail("sequence_lens must be an integer tensor of shape [" + Twine(B) + "]");
+    bool full = false;
+    if (auto c = im.constInput(4)) {
+      auto h = HostTensor::fromAttr(*c);
+      full = h && llvm::all_of(h->ints, [&](int64_t v) { return v == T; });
+      if (h && llvm::any_of(h->ints, [&](int64_t v) { return v < 0 || v > T; }))
+        return im.fail("sequence_lens must lie in [0, " + Twine(T) + "]");
+    }
+    if (!full && direction != "forward")
+      return im.fail("sequence_lens shorter than the sequence are supported for the forward "
+                     "direction only");
+    if (!full)
+      lens = sl;
+  }
+
+  // Activations: per direction f, g, h (as many as the op uses).
+  int64_t nActs = spec.defaultActs.size();
+  SmallVector<std::string> actNames;
+  if (const auto *a = im.attr("activations")) {
+    for (const auto &s : a->strings())
+      actNames.push_back(s);
+    if ((int64_t)actNames.size() != nActs * D)
+      return im.fail(llvm::formatv("activations lists {0} functions, expected {1}",
+                                   actNames.size(), nActs * D)
+                         .str());
+  } else {
+    for (int64_t d = 0; d < D; ++d)
+      for (StringRef n : spec.defaultActs)
+        actNames.push_back(n.str());
+  }
+  SmallVector<float> alphaList, betaList;
+  if (const auto *a = im.attr("activation_alpha"))
+    alphaList.assign(a->floats().begin(), a->floats().end());
+  if (const auto *a = im.attr("activation_beta"))
+    betaList.assign(a->floats().begin(), a->floats().end());
+  // Like onnxruntime, the j-th alpha and beta belong to the j-th activation
+  // (whether or not it uses them).
+  SmallVector<ActFn> acts;
+  for (auto [j, n] : llvm::enumerate(actNames)) {
+    auto at = [j = j](ArrayRef<float> list) {
+      return j < list.size() ? std::optional<double>(list[j]) : std::nullopt;
+    };
+    auto f = recurrentActivation(im, n, at(alphaList), at(betaList));
+    if (failed(f))
+      return failure();
+    acts.push_back(*f);
+  }
+  std::optional<double> clip;
+  if (im.attr("clip"))
+    clip = im.attrFloat("clip", 0);
+  bool inputForget = lstm && im.attrInt("input_forget", 0);
+  bool linearBeforeReset = gru && im.attrInt("linear_before_reset", 0);
+
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  auto k = [&](int64_t v) { return getAffineConstantExpr(v, ctx); };
+  auto cstv = [&](OpBuilder &ob, Location l, double v) { return im.constantScalar(ob, l, et, v); };
+  auto clipped = [&](OpBuilder &ob, Location l, Value v) -> Value {
+    if (!clip)
+      return v;
+    v = arith::MaximumFOp::create(ob, l, v, cstv(ob, l, -*clip));
+    return arith::MinimumFOp::create(ob, l, v, cstv(ob, l, *clip));
+  };
+  auto add = [](OpBuilder &ob, Location l, Value a, Value b) -> Value {
+    return arith::AddFOp::create(ob, l, a, b);
+  };
+  auto mul = [](OpBuilder &ob, Location l, Value a, Value b) -> Value {
+    return arith::MulFOp::create(ob, l, a, b);
+  };
+
+  SmallVector<SmallVector<Value>> outputs(D); // per direction, per sequence position
+  SmallVector<Value> lastH(D), lastC(D);
+  for (int64_t dir = 0; dir < D; ++dir) {
+    bool reverse = direction == "reverse" || dir == 1;
+    ActFn f = acts[dir * nActs], g = nActs > 1 ? acts[dir * nActs + 1] : ActFn(),
+          h = nActs > 2 ? acts[dir * nActs + 2] : ActFn();
+    // XW[t, b, g, h] = sum_i X[t, b, i] * W[dir, g, h, i] + Wb[g, h] + Rb[g, h]
+    // (GRU with linear_before_reset keeps Rb of the h gate for later).
+    Value xw = contract(im, {x, w4}, {{d(0), d(1), d(4)}, {k(dir), d(2), d(3), d(4)}}, 5,
+                        {d(0), d(1), d(2), d(3)}, {T, B, G, H}, et,
+                        [&](OpBuilder &ob, Location l, ValueRange v) { return mul(ob, l, v[0], v[1]); });
+    xw = mapGeneric(im, {T, B, G, H}, et, {xw, b4, b4},
+                    {{d(0), d(1), d(2), d(3)}, {k(dir), k(0), d(2), d(3)}, {k(dir), k(1), d(2), d(3)}},
+                    [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                      Value s = add(ob, l, v[0], v[1]);
+                      if (!linearBeforeReset)
+                        return add(ob, l, s, v[2]);
+                      // Keep Rb only for the z and r gates.
+                      Value n = linalg::IndexOp::create(ob, l, 2);
+                      Value zr = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, n,
+                                                       arith::ConstantIndexOp::create(ob, l, 2));
+                      return arith::SelectOp::create(ob, l, zr, add(ob, l, s, v[2]), s);
+                    });
+    Value hState = mapGeneric(im, {B, H}, et, {*h0}, {{k(dir), d(0), d(1)}},
+                              [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+    Value cState = lstm ? mapGeneric(im, {B, H}, et, {*c0}, {{k(dir), d(0), d(1)}},
+                                     [](OpBuilder &, Location, ValueRange v) { return v[0]; })
+                        : Value();
+    outputs[dir].resize(T);
+    for (int64_t step = 0; step < T; ++step) {
+      int64_t t = reverse ? T - 1 - step : step;
+      // hr[b, g, h] = sum_j H[b, j] * R[dir, g, h, j] (GRU without
+      // linear_before_reset does not use its h gate).
+      Value hr = contract(im, {hState, r4}, {{d(0), d(3)}, {k(dir), d(1), d(2), d(3)}}, 4,
+                          {d(0), d(1), d(2)}, {B, G, H}, et,
+                          [&](OpBuilder &ob, Location l, ValueRange v) { return mul(ob, l, v[0], v[1]); });
+      // Gate j of hr (or of XW at step t) at output (b, h).
+      auto gate = [&](int64_t j) { return SmallVector<AffineExpr>{d(0), k(j), d(1)}; };
+      auto xgate = [&](int64_t j) { return SmallVector<AffineExpr>{k(t), d(0), k(j), d(1)}; };
+      SmallVector<AffineExpr> id = {d(0), d(1)};
+      Value newH, newC;
+      if (lstm) {
+        // Gates i, o, f, c; peepholes p_i, p_o, p_f.
+        SmallVector<AffineExpr> pi = {k(dir), k(0), d(1)}, po = {k(dir), k(1), d(1)},
+                                pf = {k(dir), k(2), d(1)};
+        newC = mapGeneric(im, {B, H}, et,
+                          {xw, hr, xw, hr, xw, hr, cState, p3, p3},
+                          {xgate(0), gate(0), xgate(2), gate(2), xgate(3), gate(3), id, pi, pf},
+                          [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            Value c = v[6];
+                            Value i = f(ob, l, clipped(ob, l, add(ob, l, add(ob, l, v[0], v[1]),
+                                                                   mul(ob, l, v[7], c))));
+                            Value fg = inputForget
+                                           ? (Value)arith::SubFOp::create(ob, l, cstv(ob, l, 1), i)
+                                           : f(ob, l, clipped(ob, l, add(ob, l, add(ob, l, v[2], v[3]),
+                                                                          mul(ob, l, v[8], c))));
+                            Value cc = g(ob, l, clipped(ob, l, add(ob, l, v[4], v[5])));
+                            return add(ob, l, mul(ob, l, fg, c), mul(ob, l, i, cc));
+                          });
+        newH = mapGeneric(im, {B, H}, et, {xw, hr, newC, p3}, {xgate(1), gate(1), id, po},
+                          [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            Value o = f(ob, l, clipped(ob, l, add(ob, l, add(ob, l, v[0], v[1]),
+                                                                   mul(ob, l, v[3], v[2]))));
+                            return mul(ob, l, o, h(ob, l, v[2]));
+                          });
+      } else if (gru) {
+        auto zOf = [&](OpBuilder &ob, Location l, Value xz, Value hz) {
+          return f(ob, l, clipped(ob, l, add(ob, l, xz, hz)));
+        };
+        Value hh; // the h gate's pre-activation minus its input part
+        if (linearBeforeReset) {
+          // r * (H R_h^T + Rb_h)
+          hh = mapGeneric(im, {B, H}, et, {xw, hr, hr, b4},
+                          {xgate(1), gate(1), gate(2), {k(dir), k(1), k(2), d(1)}},
+                          [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            return mul(ob, l, zOf(ob, l, v[0], v[1]), add(ob, l, v[2], v[3]));
+                          });
+        } else {
+          // (r * H) R_h^T
+          Value rh = mapGeneric(im, {B, H}, et, {xw, hr, hState}, {xgate(1), gate(1), id},
+                                [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                                  return mul(ob, l, zOf(ob, l, v[0], v[1]), v[2]);
+                                });
+          hh = contract(im, {rh, r4}, {{d(0), d(2)}, {k(dir), k(2), d(1), d(2)}}, 3, {d(0), d(1)},
+                        {B, H}, et,
+                        [&](OpBuilder &ob, Location l, ValueRange v) { return mul(ob, l, v[0], v[1]); });
+        }
+        newH = mapGeneric(im, {B, H}, et, {xw, hr, xw, hh, hState},
+                          {xgate(0), gate(0), xgate(2), id, id},
+                          [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            Value z = zOf(ob, l, v[0], v[1]);
+                            Value hc = g(ob, l, clipped(ob, l, add(ob, l, v[2], v[3])));
+                            Value oneMinusZ = arith::SubFOp::create(ob, l, cstv(ob, l, 1), z);
+                            return add(ob, l, mul(ob, l, oneMinusZ, hc), mul(ob, l, z, v[4]));
+                          });
+      } else {
+        newH = mapGeneric(im, {B, H}, et, {xw, hr}, {xgate(0), gate(0)},
+                          [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            return f(ob, l, clipped(ob, l, add(ob, l, v[0], v[1])));
+                          });
+      }
+      Value y = newH;
+      if (lens) {
+        // Past its length a batch entry keeps its state and outputs zeros.
+        auto masked = [&](Value next, Value prev, bool zero) {
+          return mapGeneric(im, {B, H}, et, {lens, next, prev}, {{d(0)}, id, id},
+                            [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                              Value len = v[0];
+                              Value live = arith::CmpIOp::create(
+                                  ob, l, arith::CmpIPredicate::sgt, len,
+                                  im.constantScalar(ob, l, len.getType(), t));
+                              return arith::SelectOp::create(ob, l, live, v[1],
+                                                             zero ? cstv(ob, l, 0) : v[2]);
+                            });
+        };
+        y = masked(newH, newH, true);
+        newH = masked(newH, hState, false);
+        if (lstm)
+          newC = masked(newC, cState, false);
+      }
+      outputs[dir][t] = y;
+      hState = newH;
+      cState = newC;
+    }
+    if (lens) {
+      // Like onnxruntime, an empty sequence has zero final states.
+      auto final = [&](Value state) {
+        return mapGeneric(im, {B, H}, et, {lens, state}, {{d(0)}, {d(0), d(1)}},
+                          [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                            Value live = arith::CmpIOp::create(
+                                ob, l, arith::CmpIPredicate::sgt, v[0],
+                                im.constantScalar(ob, l, v[0].getType(), 0));
+                            return arith::SelectOp::create(ob, l, live, v[1], cstv(ob, l, 0));
+                          });
+      };
+      hState = final(hState);
+      if (lstm)
+        cState = final(cState);
+    }
+    lastH[dir] = hState;
+    lastC[dir] = cState;
+  }
+
+  // Y: [T, D, B, H] (layout 0) or [B, T, D, H]; Y_h, Y_c: [D, B, H] or [B, D, H].
+  // Each gathers the per-step results with selects on the step and direction.
+  auto gather = [&](ArrayRef<int64_t> shape, ArrayRef<Value> parts, int64_t tDim, int64_t dDim,
+                    int64_t bDim, int64_t hDim) {
+    SmallVector<SmallVector<AffineExpr>> exprs(parts.size(), {d(bDim), d(hDim)});
+    return mapGeneric(im, shape, et, parts, exprs,
+                      [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                        Value result = v.back();
+                        int64_t perDir = tDim >= 0 ? T : 1;
+                        for (int64_t j = (int64_t)v.size() - 2; j >= 0; --j) {
+                          Value hit;
+                          auto is = [&](int64_t dim, int64_t val) -> Value {
+                            return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq,
+                                                         linalg::IndexOp::create(ob, l, dim),
+                                                         arith::ConstantIndexOp::create(ob, l, val));
+                          };
+                          if (tDim >= 0)
+                            hit = is(tDim, j % perDir);
+                          if (D > 1) {
+                            Value dh = is(dDim, j / perDir);
+                            hit = hit ? (Value)arith::AndIOp::create(ob, l, hit, dh) : dh;
+                          }
+                          result = arith::SelectOp::create(ob, l, hit, v[j], result);
+                        }
+                        return result;
+                      });
+  };
+  if (im.wantsOutput(0)) {
+    SmallVector<Value> parts;
+    for (int64_t dir = 0; dir < D; ++dir)
+      parts.append(outputs[dir]);
+    Value y = layout ? gather({B, T, D, H}, parts, 1, 2, 0, 3) : gather({T, D, B, H}, parts, 0, 1, 2, 3);
+    im.setOutput(0, y);
+  }
+  SmallVector<int64_t> finalShape = layout ? SmallVector<int64_t>{B, D, H} : SmallVector<int64_t>{D, B, H};
+  int64_t dDim = layout ? 1 : 0, bDim = layout ? 0 : 1;
+  if (im.wantsOutput(1))
+    im.setOutput(1, gather(finalShape, lastH, -1, dDim, bDim, 2));
+  if (lstm && im.wantsOutput(2))
+    im.setOutput(2, gather(finalShape, lastC, -1, dDim, bDim, 2));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // ai.onnx.preview.training optimizers
 //===----------------------------------------------------------------------===//
 
@@ -507,6 +951,9 @@ static LogicalResult handleMomentum(Importer &im) {
 void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["Einsum"] = handleEinsum;
   t["QLinearMatMul"] = handleQLinearMatMul;
+  t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
+  t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
+  t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };
   t["ai.onnx.preview.training.Adagrad"] = handleAdagrad;
   t["ai.onnx.preview.training.Adam"] = handleAdam;
   t["ai.onnx.preview.training.Momentum"] = handleMomentum;

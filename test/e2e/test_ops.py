@@ -494,6 +494,45 @@ case("pow-int64-float", one("Pow", [("a", I([[2, -3, 7], [1, 0, 5]])),
                                     ("b", np.array([2.5, 3.0, 0.5], np.float32))], opset=15))
 
 
+# --- RNN, LSTM, GRU -------------------------------------------------------------
+def recurrent(op, gates, t=4, b=3, i=5, h=6, dirs=1, layout=0, attrs=None, extra=(), outputs=2,
+              lens=None):
+    x = F(b, t, i) if layout else F(t, b, i)
+    state = (b, dirs, h) if layout else (dirs, b, h)
+    ins = [("x", x), ("w", F(dirs, gates * h, i, lo=-0.5, hi=0.5)),
+           ("r", F(dirs, gates * h, h, lo=-0.5, hi=0.5)), ("bias", F(dirs, 2 * gates * h)),
+           ("lens", lens) if lens is not None else "", ("h0", F(*state))]
+    if op == "LSTM":
+        ins += [("c0", F(*state)), ("p", F(dirs, 3 * h))]
+    a = {"hidden_size": h, "layout": layout, **(attrs or {})}
+    if dirs == 2:
+        a["direction"] = "bidirectional"
+    spec = one(op, ins, a, opset=14, outputs=outputs, atol=1e-5)
+    if layout:
+        # onnxruntime has no batch-major layout: compare with its layout-0
+        # result, transposed.
+        def expect(arrays):
+            ref_ins = [(i[0], i[1].transpose(1, 0, 2) if i[0] in ("x", "h0", "c0") else i[1])
+                       if i else i for i in ins]
+            ref = one(op, ref_ins, {**a, "layout": 0}, opset=14, outputs=outputs)
+            got = ort_run(ref.model(), ref.feeds())
+            return [g.transpose(2, 0, 1, 3) if g.ndim == 4 else g.transpose(1, 0, 2) for g in got]
+        spec.expect = expect
+    return spec
+
+
+case("lstm-bidirectional-peepholes", recurrent("LSTM", 4, dirs=2, outputs=3))
+case("lstm-clip-input-forget", recurrent("LSTM", 4, attrs={"clip": 0.8, "input_forget": 1}, outputs=3))
+case("lstm-layout1-reverse", recurrent("LSTM", 4, layout=1, attrs={"direction": "reverse"}, outputs=3))
+case("lstm-seq-lens", recurrent("LSTM", 4, lens=np.array([4, 2, 0], np.int32), outputs=3))
+case("gru-bidirectional", recurrent("GRU", 3, dirs=2))
+case("gru-linear-before-reset-layout1", recurrent("GRU", 3, layout=1, dirs=2,
+                                                  attrs={"linear_before_reset": 1}))
+case("rnn-reverse-activations", recurrent("RNN", 1, dirs=2, attrs={
+    "activations": ["Relu", "Affine"], "activation_alpha": [0.0, 0.5], "activation_beta": [0.0, 0.25]}))
+case("rnn-seq-lens", recurrent("RNN", 1, lens=np.array([1, 4, 3], np.int32)))
+
+
 # --- larger shapes: several workgroups per dispatch, split across threads ------
 case("large-add-bcast", one("Add", [("a", F(64, 1000)), ("b", F(1000))]))
 case("large-matmul", one("MatMul", [("a", F(128, 256, lo=-1, hi=1)), ("b", F(256, 96, lo=-1, hi=1))],
