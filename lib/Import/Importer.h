@@ -147,6 +147,10 @@ struct SliceRange {
 };
 SliceRange resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step);
 
+/// ONNX Conv of `x` by `w` (+ `bias`, may be null) with the current node's
+/// attributes (group, pads, strides, dilations, auto_pad, kernel_shape).
+FailureOr<Value> convolution(Importer &im, Value x, Value w, Value bias);
+
 /// Op handlers: "Add" -> handler. Each builds the node's outputs.
 using Handler = LogicalResult (*)(Importer &);
 const llvm::StringMap<Handler> &opHandlers();

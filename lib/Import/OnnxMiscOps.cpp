@@ -375,6 +375,59 @@ static LogicalResult handleQLinearMatMul(Importer &im) {
   return success();
 }
 
+/// ConvInteger: the zero points are subtracted in i32 first (so padding
+/// contributes zero, like the reference), then an ordinary i32 convolution.
+static LogicalResult handleConvInteger(Importer &im) {
+  Type i32 = im.b.getI32Type();
+  auto shifted = [&](unsigned i, unsigned zpIndex, bool perChannel) -> FailureOr<Value> {
+    Value v = im.input(i);
+    if (!im.elementType(v).isInteger(8))
+      return im.fail(Twine(i == 0 ? "x" : "w") + " must be an 8-bit integer tensor");
+    bool uns = im.isUnsigned(i);
+    SmallVector<Value> ins = {v};
+    if (im.hasInput(zpIndex)) {
+      Value zp = im.input(zpIndex);
+      ArrayRef<int64_t> zs = im.shapeOf(zp);
+      int64_t numel = 1;
+      for (int64_t dd : zs)
+        numel *= dd;
+      int64_t rank = im.shapeOf(v).size();
+      if (im.elementType(zp) != im.elementType(v) || im.isUnsigned(zpIndex) != uns)
+        return im.fail(Twine(i == 0 ? "x" : "w") + "_zero_point must have the type of its input");
+      if (numel == 1) {
+        zp = im.reshape(zp, {});
+      } else if (perChannel && zs.size() == 1 && zs[0] == im.shapeOf(v)[0]) {
+        SmallVector<int64_t> cs(rank, 1);
+        cs[0] = zs[0];
+        zp = im.reshape(zp, cs);
+      } else {
+        return im.fail(Twine(i == 0 ? "x_zero_point must be a scalar"
+                                    : "w_zero_point must be a scalar or have one value per "
+                                      "output channel") +
+                       ", got " + shapeStr(zs));
+      }
+      ins.push_back(zp);
+    }
+    return im.elementwise(ins, i32, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      Value r = extendTo(ob, l, a[0], i32, uns);
+      if (a.size() > 1)
+        r = arith::SubIOp::create(ob, l, r, extendTo(ob, l, a[1], i32, uns));
+      return r;
+    });
+  };
+  auto x = shifted(0, 2, false);
+  if (failed(x))
+    return failure();
+  auto w = shifted(1, 3, true);
+  if (failed(w))
+    return failure();
+  auto y = convolution(im, *x, *w, Value());
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // RNN, LSTM, GRU
 //===----------------------------------------------------------------------===//
@@ -951,6 +1004,7 @@ static LogicalResult handleMomentum(Importer &im) {
 void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["Einsum"] = handleEinsum;
   t["QLinearMatMul"] = handleQLinearMatMul;
+  t["ConvInteger"] = handleConvInteger;
   t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
   t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
   t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };

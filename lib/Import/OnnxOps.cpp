@@ -1198,8 +1198,7 @@ static FailureOr<WindowGeometry> windowGeometry(Importer &im, ArrayRef<int64_t> 
   return g;
 }
 
-static LogicalResult handleConv(Importer &im) {
-  Value x = im.input(0), w = im.input(1);
+FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value bias) {
   ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w);
   if (xs.size() < 3 || ws.size() != xs.size())
     return im.fail("X and W must have the same rank >= 3, got " + shapeStr(xs) + " and " +
@@ -1243,8 +1242,8 @@ static LogicalResult handleConv(Importer &im) {
     eo.push_back(o);
   }
   Value init;
-  if (im.hasInput(2)) {
-    Value bias = im.reshape(im.input(2), {groups, fg});
+  if (bias) {
+    bias = im.reshape(bias, {groups, fg});
     SmallVector<int64_t> bshape = {groups, fg};
     for (int64_t i = 0; i < s; ++i)
       bshape.push_back(1);
@@ -1271,7 +1270,14 @@ static LogicalResult handleConv(Importer &im) {
                 .getResult(0);
   SmallVector<int64_t> outShape = {nBatch, f};
   outShape.append(g->out);
-  im.setOutput(0, im.reshape(y, outShape));
+  return im.reshape(y, outShape);
+}
+
+static LogicalResult handleConv(Importer &im) {
+  auto y = convolution(im, im.input(0), im.input(1), im.hasInput(2) ? im.input(2) : Value());
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
   return success();
 }
 

@@ -475,6 +475,11 @@ case("qlinearmatmul-int8", one("QLinearMatMul", [
     ("az", np.array(-2, np.int8)), ("b", np.array([[1, -100], [50, 3], [-9, 127]], np.int8)),
     ("bs", np.array(0.03, np.float32)), ("bz", np.array(4, np.int8)),
     ("ys", np.array(0.2, np.float32)), ("yz", np.array(-5, np.int8))], opset=21))
+case("convinteger-uint8-pads", one("ConvInteger", [
+    ("x", (np.arange(2 * 3 * 5 * 5) * 7 % 251).astype(np.uint8).reshape(2, 3, 5, 5)),
+    ("w", (np.arange(4 * 3 * 3 * 3) * 13 % 256).astype(np.uint8).reshape(4, 3, 3, 3)),
+    ("xz", np.array(17, np.uint8)), ("wz", np.array(128, np.uint8))],
+    {"pads": [1, 0, 1, 2], "strides": [2, 1]}, opset=10))
 
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
