@@ -872,6 +872,82 @@ static LogicalResult handleRecurrent(Importer &im, const RecurrentSpec &spec) {
 }
 
 //===----------------------------------------------------------------------===//
+// Det
+//===----------------------------------------------------------------------===//
+
+/// Det: Gaussian elimination with partial pivoting, unrolled on scalars in
+/// the body of one generic over the batch dimensions (O(n^3) operations per
+/// matrix, so only small matrices are accepted).
+static LogicalResult handleDet(Importer &im) {
+  constexpr int64_t kMaxN = 16;
+  Value x = im.input(0);
+  ArrayRef<int64_t> xs = im.shapeOf(x);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("Det needs a floating-point input");
+  if (xs.size() < 2 || xs[xs.size() - 1] != xs[xs.size() - 2])
+    return im.fail("input must be [..., n, n], got " + shapeStr(xs));
+  int64_t n = xs.back(), nb = xs.size() - 2;
+  if (n > kMaxN)
+    return im.fail(llvm::formatv("matrices larger than {0}x{0} are not supported (got {1}x{1})",
+                                 kMaxN, n)
+                       .str());
+  SmallVector<int64_t> outShape(xs.drop_back(2));
+  Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, et);
+  SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(nb, &im.ctx)};
+  SmallVector<IteratorType> iters(nb, IteratorType::parallel);
+  Value r = linalg::GenericOp::create(
+                im.b, im.loc, TypeRange{init.getType()}, ValueRange{}, ValueRange{init}, maps, iters,
+                [&](OpBuilder &ob, Location l, ValueRange) {
+                  SmallVector<Value> idx;
+                  for (int64_t i = 0; i < nb; ++i)
+                    idx.push_back(linalg::IndexOp::create(ob, l, i));
+                  auto c = [&](double v) { return im.constantScalar(ob, l, et, v); };
+                  std::vector<std::vector<Value>> a(n, std::vector<Value>(n));
+                  for (int64_t i = 0; i < n; ++i)
+                    for (int64_t j = 0; j < n; ++j) {
+                      SmallVector<Value> at(idx);
+                      at.push_back(arith::ConstantIndexOp::create(ob, l, i));
+                      at.push_back(arith::ConstantIndexOp::create(ob, l, j));
+                      a[i][j] = tensor::ExtractOp::create(ob, l, x, at);
+                    }
+                  Value det = c(1);
+                  for (int64_t k = 0; k < n; ++k) {
+                    // Compare-and-swap row k with each row below: row k ends
+                    // up with the largest |a[.][k]|; each swap flips the sign.
+                    for (int64_t rr = k + 1; rr < n; ++rr) {
+                      Value larger = arith::CmpFOp::create(
+                          ob, l, arith::CmpFPredicate::OGT, math::AbsFOp::create(ob, l, a[rr][k]),
+                          math::AbsFOp::create(ob, l, a[k][k]));
+                      for (int64_t j = k; j < n; ++j) {
+                        Value top = a[k][j], bottom = a[rr][j];
+                        a[k][j] = arith::SelectOp::create(ob, l, larger, bottom, top);
+                        a[rr][j] = arith::SelectOp::create(ob, l, larger, top, bottom);
+                      }
+                      det = arith::SelectOp::create(ob, l, larger,
+                                                    arith::NegFOp::create(ob, l, det), det);
+                    }
+                    Value pivot = a[k][k];
+                    det = arith::MulFOp::create(ob, l, det, pivot);
+                    // A zero pivot means a zero column: det is already 0, and
+                    // the elimination must not divide by it.
+                    Value zero = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, pivot, c(0));
+                    for (int64_t rr = k + 1; rr < n; ++rr) {
+                      Value f = arith::SelectOp::create(
+                          ob, l, zero, c(0), arith::DivFOp::create(ob, l, a[rr][k], pivot));
+                      for (int64_t j = k + 1; j < n; ++j)
+                        a[rr][j] = arith::SubFOp::create(ob, l, a[rr][j],
+                                                         arith::MulFOp::create(ob, l, f, a[k][j]));
+                    }
+                  }
+                  linalg::YieldOp::create(ob, l, det);
+                })
+                .getResult(0);
+  im.setOutput(0, r);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // ai.onnx.preview.training optimizers
 //===----------------------------------------------------------------------===//
 
@@ -1005,6 +1081,7 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["Einsum"] = handleEinsum;
   t["QLinearMatMul"] = handleQLinearMatMul;
   t["ConvInteger"] = handleConvInteger;
+  t["Det"] = handleDet;
   t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
   t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
   t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };

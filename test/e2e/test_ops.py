@@ -481,6 +481,13 @@ case("convinteger-uint8-pads", one("ConvInteger", [
     ("xz", np.array(17, np.uint8)), ("wz", np.array(128, np.uint8))],
     {"pads": [1, 0, 1, 2], "strides": [2, 1]}, opset=10))
 
+# --- Det ------------------------------------------------------------------------
+det_in = F(2, 3, 5, 5)
+det_in[0, 1, 3] = det_in[0, 1, 1] * 2  # singular
+det_in[1, 2, :, 0] = 0  # a zero first column: no pivot
+case("det-batched", one("Det", [("x", det_in)], opset=11))
+case("det-1x1", one("Det", [("x", F(1, 1))], opset=11))
+
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
                                   {"equation": "...ij,...jk->...ik"}, opset=12))
