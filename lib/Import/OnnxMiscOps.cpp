@@ -948,6 +948,78 @@ static LogicalResult handleDet(Importer &im) {
 }
 
 //===----------------------------------------------------------------------===//
+// TensorScatter
+//===----------------------------------------------------------------------===//
+
+/// TensorScatter in gather form: present[..., p, ...] is
+/// update[..., s, ...] with s = p - write_indices[batch] (mod the cache
+/// length in circular mode) when 0 <= s < sequence_length, else past.
+static LogicalResult handleTensorScatter(Importer &im) {
+  Value past = im.input(0), update = im.input(1);
+  ArrayRef<int64_t> ps = im.shapeOf(past), us = im.shapeOf(update);
+  int64_t rank = ps.size();
+  auto axis = im.normalizeAxis(im.attrInt("axis", -2), rank);
+  if (failed(axis))
+    return failure();
+  int64_t ax = *axis;
+  if (ax == 0)
+    return im.fail("axis must not be the batch dimension (0)");
+  std::string mode = im.attrString("mode", "linear");
+  if (mode != "linear" && mode != "circular")
+    return im.fail("unknown mode '" + mode + "'");
+  if ((int64_t)us.size() != rank || im.elementType(update) != im.elementType(past))
+    return im.fail("update must have past_cache's rank and element type");
+  for (int64_t i = 0; i < rank; ++i)
+    if (i == ax ? us[i] > ps[i] : us[i] != ps[i])
+      return im.fail("update " + shapeStr(us) + " does not fit past_cache " + shapeStr(ps) +
+                     " along axis " + Twine(ax));
+  Value wi = im.hasInput(2) ? im.input(2) : Value();
+  if (wi && (im.shapeOf(wi) != ArrayRef<int64_t>{ps[0]} || !isa<IntegerType>(im.elementType(wi))))
+    return im.fail("write_indices must be an integer tensor of shape [" + Twine(ps[0]) + "]");
+  int64_t maxLen = ps[ax], seqLen = us[ax];
+  if (seqLen == 0) {
+    im.setOutput(0, past);
+    return success();
+  }
+  bool circular = mode == "circular";
+  SmallVector<SmallVector<AffineExpr>> exprs = {
+      llvm::to_vector(AffineMap::getMultiDimIdentityMap(rank, &im.ctx).getResults())};
+  SmallVector<Value> ins = {past};
+  if (wi) {
+    ins.push_back(wi);
+    exprs.push_back({getAffineDimExpr(0, &im.ctx)});
+  }
+  Value r = mapGeneric(im, ps, im.elementType(past), ins, exprs,
+                       [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                         auto idx = [&](int64_t i) -> Value { return arith::ConstantIndexOp::create(ob, l, i); };
+                         SmallVector<Value> at;
+                         for (int64_t i = 0; i < rank; ++i)
+                           at.push_back(linalg::IndexOp::create(ob, l, i));
+                         Value s = at[ax];
+                         if (wi)
+                           s = arith::SubIOp::create(
+                               ob, l, s,
+                               arith::IndexCastOp::create(ob, l, ob.getIndexType(), v[1]));
+                         if (circular) {
+                           // Floor modulo: write indices may exceed the cache.
+                           Value m = arith::RemSIOp::create(ob, l, s, idx(maxLen));
+                           Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, m, idx(0));
+                           s = arith::SelectOp::create(ob, l, neg,
+                                                       arith::AddIOp::create(ob, l, m, idx(maxLen)), m);
+                         }
+                         Value inside = arith::AndIOp::create(
+                             ob, l, arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sge, s, idx(0)),
+                             arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, s, idx(seqLen)));
+                         at[ax] = arith::MinSIOp::create(
+                             ob, l, arith::MaxSIOp::create(ob, l, s, idx(0)), idx(seqLen - 1));
+                         Value u = tensor::ExtractOp::create(ob, l, update, at);
+                         return arith::SelectOp::create(ob, l, inside, u, v[0]);
+                       });
+  im.setOutput(0, r);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // ai.onnx.preview.training optimizers
 //===----------------------------------------------------------------------===//
 
@@ -1082,6 +1154,7 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["QLinearMatMul"] = handleQLinearMatMul;
   t["ConvInteger"] = handleConvInteger;
   t["Det"] = handleDet;
+  t["TensorScatter"] = handleTensorScatter;
   t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
   t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
   t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };

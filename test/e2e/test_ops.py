@@ -488,6 +488,22 @@ det_in[1, 2, :, 0] = 0  # a zero first column: no pivot
 case("det-batched", one("Det", [("x", det_in)], opset=11))
 case("det-1x1", one("Det", [("x", F(1, 1))], opset=11))
 
+
+def reference(spec):
+    """Expected outputs from onnx's reference evaluator (ops onnxruntime lacks)."""
+    from onnx.reference import ReferenceEvaluator
+    spec.expect = lambda arrays: ReferenceEvaluator(spec.model()).run(None, spec.feeds())
+    return spec
+
+
+case("tensorscatter-circular-4d", reference(one("TensorScatter", [
+    ("past", F(3, 2, 5, 4)), ("upd", F(3, 2, 3, 4)), ("wi", I([3, 0, 4]))],
+    {"axis": 2, "mode": "circular"}, opset=24)))
+case("tensorscatter-linear-last-axis", reference(one("TensorScatter", [
+    ("past", F(2, 3, 6)), ("upd", F(2, 3, 2)), ("wi", I([4, 1]))], {"axis": -1}, opset=24)))
+case("tensorscatter-no-indices", reference(one("TensorScatter", [
+    ("past", F(2, 5, 3)), ("upd", F(2, 2, 3))], opset=24)))
+
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
                                   {"equation": "...ij,...jk->...ik"}, opset=12))
