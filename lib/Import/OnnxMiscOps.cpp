@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 
 using namespace mlir;
 using namespace kiln::detail;
@@ -1020,6 +1021,146 @@ static LogicalResult handleTensorScatter(Importer &im) {
 }
 
 //===----------------------------------------------------------------------===//
+// TfIdfVectorizer
+//===----------------------------------------------------------------------===//
+
+/// TfIdfVectorizer over integer tokens. The n-gram pool is static: one
+/// generic counts, per row and pool n-gram, its occurrences over every skip
+/// distance and start position (tokens read from constant tables); a
+/// contraction with a constant one-hot matrix sums the counts per output
+/// index, then the weighting.
+static LogicalResult handleTfIdfVectorizer(Importer &im) {
+  if (im.attr("pool_strings"))
+    return im.fail("string n-gram pools are not supported (pool_strings)");
+  Value x = im.input(0);
+  ArrayRef<int64_t> xs = im.shapeOf(x);
+  auto xt = dyn_cast<IntegerType>(im.elementType(x));
+  if (!xt || xt.getWidth() < 32)
+    return im.fail("X must be int32 or int64");
+  if (xs.empty() || xs.size() > 2)
+    return im.fail("X must be [C] or [N, C], got " + shapeStr(xs));
+  std::string mode = im.attrString("mode", "");
+  if (mode != "TF" && mode != "IDF" && mode != "TFIDF")
+    return im.fail("mode must be TF, IDF or TFIDF, got '" + mode + "'");
+  int64_t minN = im.attrInt("min_gram_length", 0), maxN = im.attrInt("max_gram_length", 0),
+          maxSkip = im.attrInt("max_skip_count", 0);
+  if (minN < 1 || maxN < minN || maxSkip < 0)
+    return im.fail("need 1 <= min_gram_length <= max_gram_length and max_skip_count >= 0");
+  SmallVector<int64_t> counts = im.attrInts("ngram_counts").value_or(SmallVector<int64_t>{});
+  SmallVector<int64_t> indexes = im.attrInts("ngram_indexes").value_or(SmallVector<int64_t>{});
+  SmallVector<int64_t> pool = im.attrInts("pool_int64s").value_or(SmallVector<int64_t>{});
+  SmallVector<float> weights;
+  if (const auto *a = im.attr("weights"))
+    weights.assign(a->floats().begin(), a->floats().end());
+  if (indexes.empty())
+    return im.fail("ngram_indexes is empty");
+  int64_t outSize = *llvm::max_element(indexes) + 1;
+  if (llvm::any_of(indexes, [](int64_t i) { return i < 0; }))
+    return im.fail("ngram_indexes must be non-negative");
+  if (!weights.empty() && (int64_t)weights.size() < outSize)
+    return im.fail("weights has fewer entries than the output");
+
+  // The pool: counts[n-1] is where the n-grams start. A repeated n-gram
+  // counts towards its last index, like the reference's trie.
+  std::map<std::vector<int64_t>, int64_t> grams; // tokens -> output index
+  int64_t gramId = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    int64_t n = i + 1, start = counts[i];
+    int64_t end = i + 1 < counts.size() ? counts[i + 1] : (int64_t)pool.size();
+    if (start < 0 || end < start || end > (int64_t)pool.size() || (end - start) % n)
+      return im.fail("ngram_counts does not partition pool_int64s into n-grams");
+    for (int64_t p = start; p < end; p += n, ++gramId) {
+      if (n < minN || n > maxN)
+        continue;
+      if (gramId >= (int64_t)indexes.size())
+        return im.fail("ngram_indexes has fewer entries than the pool has n-grams");
+      grams[std::vector<int64_t>(pool.begin() + p, pool.begin() + p + n)] = indexes[gramId];
+    }
+  }
+  int64_t rows = xs.size() == 2 ? xs[0] : 1, C = xs.back();
+  Value xr = im.reshape(x, {rows, C});
+  Type f32 = im.b.getF32Type(), i64 = im.b.getI64Type();
+  int64_t G = std::max<int64_t>(grams.size(), 1), width = maxN;
+  std::vector<int64_t> tok(G * width, 0), len(G, 0);
+  std::vector<float> onehot(G * outSize, 0.0f);
+  int64_t g = 0;
+  for (const auto &[tokens, out] : grams) {
+    for (size_t j = 0; j < tokens.size(); ++j)
+      tok[g * width + j] = tokens[j];
+    len[g] = tokens.size();
+    onehot[g * outSize + out] = 1.0f;
+    ++g;
+  }
+  auto constant = [&](ArrayRef<int64_t> shape, auto values, Type et) -> Value {
+    auto type = RankedTensorType::get(shape, et);
+    return arith::ConstantOp::create(im.b, im.loc, DenseElementsAttr::get(type, values));
+  };
+  Value tokT = constant({G, width}, ArrayRef<int64_t>(tok), i64);
+  Value lenT = constant({G}, ArrayRef<int64_t>(len), i64);
+  Value oneHot = constant({G, outSize}, ArrayRef<float>(onehot), f32);
+
+  // counts[r, g] = sum over skip s and start i of [n-gram g at i, stride s+1].
+  // The skip and start loops take their ranges from two zero-filled operands.
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  Value skips = im.fill({maxSkip + 1}, cast<TypedAttr>(im.b.getZeroAttr(f32)));
+  Value starts = im.fill({C}, cast<TypedAttr>(im.b.getZeroAttr(f32)));
+  Value gramCounts = contract(
+      im, {lenT, skips, starts}, {{d(1)}, {d(2)}, {d(3)}}, 4, {d(0), d(1)}, {rows, G}, f32,
+      [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value r = linalg::IndexOp::create(ob, l, 0), gi = linalg::IndexOp::create(ob, l, 1);
+        Value sk = linalg::IndexOp::create(ob, l, 2), i = linalg::IndexOp::create(ob, l, 3);
+        auto idx = [&](int64_t c) -> Value { return arith::ConstantIndexOp::create(ob, l, c); };
+        auto i64c = [&](int64_t c) -> Value { return arith::ConstantOp::create(ob, l, ob.getI64IntegerAttr(c)); };
+        Value n = v[0];
+        Value stride = arith::AddIOp::create(ob, l, sk, idx(1));
+        // Unigrams do not depend on the skip: count them once.
+        Value ok = arith::OrIOp::create(
+            ob, l, arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sgt, n, i64c(1)),
+            arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, sk, idx(0)));
+        if (grams.empty())
+          ok = arith::ConstantOp::create(ob, l, ob.getBoolAttr(false));
+        for (int64_t j = 0; j < width; ++j) {
+          Value pos = arith::AddIOp::create(ob, l, i,
+                                            arith::MulIOp::create(ob, l, stride, idx(j)));
+          Value inRow = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, pos, idx(C));
+          Value at = arith::MinSIOp::create(ob, l, pos, idx(C - 1));
+          Value xv = extendTo(ob, l, tensor::ExtractOp::create(ob, l, xr, ValueRange{r, at}), i64,
+                              false);
+          Value t = tensor::ExtractOp::create(ob, l, tokT, ValueRange{gi, idx(j)});
+          Value match = arith::AndIOp::create(
+              ob, l, inRow, arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, xv, t));
+          Value past = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sle, n, i64c(j));
+          ok = arith::AndIOp::create(ob, l, ok, arith::OrIOp::create(ob, l, past, match));
+        }
+        return arith::UIToFPOp::create(ob, l, f32, ok);
+      });
+  Value freq = contract(im, {gramCounts, oneHot}, {{d(0), d(2)}, {d(2), d(1)}}, 3, {d(0), d(1)},
+                        {rows, outSize}, f32,
+                        [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                          return arith::MulFOp::create(ob, l, v[0], v[1]);
+                        });
+  Value y = freq;
+  if (mode != "TF") {
+    std::vector<float> w(outSize, 1.0f);
+    for (int64_t o = 0; o < outSize && !weights.empty(); ++o)
+      w[o] = weights[o];
+    Value wT = constant({outSize}, ArrayRef<float>(w), f32);
+    bool idf = mode == "IDF";
+    y = mapGeneric(im, {rows, outSize}, f32, {freq, wT}, {{d(0), d(1)}, {d(1)}},
+                   [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                     if (!idf)
+                       return arith::MulFOp::create(ob, l, v[0], v[1]);
+                     Value zero = im.constantScalar(ob, l, f32, 0);
+                     Value seen = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, v[0], zero);
+                     return arith::SelectOp::create(ob, l, seen, v[1], zero);
+                   });
+  }
+  im.setOutput(0, xs.size() == 2 ? y : im.reshape(y, {outSize}));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // ai.onnx.preview.training optimizers
 //===----------------------------------------------------------------------===//
 
@@ -1155,6 +1296,7 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["ConvInteger"] = handleConvInteger;
   t["Det"] = handleDet;
   t["TensorScatter"] = handleTensorScatter;
+  t["TfIdfVectorizer"] = handleTfIdfVectorizer;
   t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
   t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
   t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };

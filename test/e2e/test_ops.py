@@ -504,6 +504,16 @@ case("tensorscatter-linear-last-axis", reference(one("TensorScatter", [
 case("tensorscatter-no-indices", reference(one("TensorScatter", [
     ("past", F(2, 5, 3)), ("upd", F(2, 2, 3))], opset=24)))
 
+# --- TfIdfVectorizer --------------------------------------------------------------
+tfidf_x = np.array([[1, 2, 3, 1, 2, 4, 3, 1, 2, 3], [4, 4, 1, 3, 2, 1, 2, 3, 3, 1]], np.int64)
+case("tfidfvectorizer-tfidf-weights", one("TfIdfVectorizer", [("x", tfidf_x)], dict(
+    mode="TFIDF", min_gram_length=1, max_gram_length=3, max_skip_count=2,
+    ngram_counts=[0, 3, 7], pool_int64s=[1, 2, 4, 1, 2, 2, 3, 1, 2, 3],
+    ngram_indexes=[0, 1, 2, 3, 4, 5], weights=[0.5, 1.5, 2.0, 0.25, 3.0, 1.0]), opset=9))
+case("tfidfvectorizer-idf-1d-int32", one("TfIdfVectorizer", [("x", tfidf_x[1].astype(np.int32))], dict(
+    mode="IDF", min_gram_length=2, max_gram_length=2, max_skip_count=1,
+    ngram_counts=[0, 2], pool_int64s=[4, 3, 4, 4, 3, 2, 1, 3], ngram_indexes=[5, 0, 1, 3, 2, 4]), opset=9))
+
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
                                   {"equation": "...ij,...jk->...ik"}, opset=12))
