@@ -28,6 +28,7 @@ class Spec:
         self.nodes, self.arrays, self.consts = nodes, arrays, set(consts)
         self.expect = expect  # feeds -> expected outputs, instead of onnxruntime
         self.opset = opset
+        self.domains = {}  # other operator sets: domain -> version
         self.outputs = outputs or [o for o in nodes[-1].output if o]
 
     def model(self, fold=False):
@@ -42,7 +43,8 @@ class Spec:
                 inputs.append(vi)
         outs = [helper.make_value_info(o, onnx.TypeProto()) for o in self.outputs]
         graph = helper.make_graph(self.nodes, "op_test", inputs, outs, inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)] +
+                              [helper.make_opsetid(d, v) for d, v in self.domains.items()])
         m.ir_version = 10
         m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
         onnx.checker.check_model(m, full_check=True)
@@ -513,6 +515,31 @@ case("tfidfvectorizer-tfidf-weights", one("TfIdfVectorizer", [("x", tfidf_x)], d
 case("tfidfvectorizer-idf-1d-int32", one("TfIdfVectorizer", [("x", tfidf_x[1].astype(np.int32))], dict(
     mode="IDF", min_gram_length=2, max_gram_length=2, max_skip_count=1,
     ngram_counts=[0, 2], pool_int64s=[4, 3, 4, 4, 3, 2, 1, 3], ngram_indexes=[5, 0, 1, 3, 2, 4]), opset=9))
+
+
+def tree_ensemble(x, aggregate, **attrs):
+    spec = one("TreeEnsemble", [("x", x)], {"aggregate_function": aggregate, **attrs}, opset=21)
+    spec.nodes[0].domain = "ai.onnx.ml"
+    spec.domains = {"ai.onnx.ml": 5}
+    return reference(spec)
+
+
+# Two trees over 3 features: tree 0 (root 0) splits on x0 <= 0.5, then
+# x2 in {1, 3} (missing goes true); tree 1 (root 2) is x1 > -1 only.
+trees = dict(
+    n_targets=2, tree_roots=[0, 2],
+    nodes_modes=numpy_helper.from_array(np.array([0, 6, 3], np.uint8)),
+    nodes_featureids=[0, 2, 1],
+    nodes_splits=numpy_helper.from_array(np.array([0.5, 0.0, -1.0], np.float32)),
+    nodes_truenodeids=[1, 0, 2], nodes_trueleafs=[0, 1, 1],
+    nodes_falsenodeids=[1, 1, 3], nodes_falseleafs=[1, 1, 1],
+    nodes_missing_value_tracks_true=[0, 1, 0],
+    membership_values=numpy_helper.from_array(np.array([1, 3, np.nan], np.float32)),
+    leaf_targetids=[0, 1, 0, 1, 1], leaf_weights=numpy_helper.from_array(
+        np.array([1.5, -2.0, 0.25, 4.0, 0.75], np.float32)))
+tree_x = np.array([[0.1, 0.0, 1.0], [0.9, -3.0, 2.0], [0.5, 5.0, np.nan], [-1.0, -1.0, 3.0]], np.float32)
+for agg, name in ((0, "average"), (1, "sum"), (3, "max")):
+    case(f"treeensemble-{name}", tree_ensemble(tree_x, agg, **trees))
 
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
