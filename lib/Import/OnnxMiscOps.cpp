@@ -453,6 +453,66 @@ static Value mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem, Val
       .getResult(0);
 }
 
+/// Compress with a constant condition: the kept indices are known, so the
+/// output shape is static and the op is a gather through a constant index
+/// table. A runtime condition would make the output shape data-dependent.
+static LogicalResult handleCompress(Importer &im) {
+  auto cond = im.constInput(1);
+  if (!cond)
+    return im.fail("condition must be a constant: a runtime condition gives a data-dependent "
+                   "output shape, which Kiln does not support");
+  auto h = HostTensor::fromAttr(*cond);
+  if (!h || h->shape.size() != 1)
+    return im.fail("condition must be a 1-D bool tensor");
+  Value x = im.input(0);
+  SmallVector<int64_t> xs(im.shapeOf(x));
+  int64_t ax = 0;
+  if (im.attr("axis")) {
+    auto a = im.normalizeAxis(im.attrInt("axis", 0), xs.size());
+    if (failed(a))
+      return failure();
+    ax = *a;
+  } else {
+    int64_t n = 1;
+    for (int64_t d : xs)
+      n *= d;
+    x = im.reshape(x, {n});
+    xs = {n};
+  }
+  // Condition entries past the axis length must be false (numpy's rule);
+  // a shorter condition drops the rest.
+  std::vector<int64_t> kept;
+  for (int64_t i = 0, n = h->numel(); i < n; ++i) {
+    if (h->get(i) == 0)
+      continue;
+    if (i >= xs[ax])
+      return im.fail("condition selects index " + Twine(i) + " past the axis length " +
+                     Twine(xs[ax]));
+    kept.push_back(i);
+  }
+  SmallVector<int64_t> outShape(xs);
+  outShape[ax] = kept.size();
+  if (kept.empty()) {
+    im.setOutput(0, tensor::EmptyOp::create(im.b, im.loc, outShape, im.elementType(x)));
+    return success();
+  }
+  auto idxType = RankedTensorType::get({(int64_t)kept.size()}, im.b.getI64Type());
+  Value table = arith::ConstantOp::create(im.b, im.loc,
+                                          DenseElementsAttr::get(idxType, ArrayRef<int64_t>(kept)));
+  int64_t rank = xs.size();
+  Value y = mapGeneric(im, outShape, im.elementType(x), {table},
+                       {{getAffineDimExpr(ax, &im.ctx)}},
+                       [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                         SmallVector<Value> at;
+                         for (int64_t i = 0; i < rank; ++i)
+                           at.push_back(linalg::IndexOp::create(ob, l, i));
+                         at[ax] = arith::IndexCastOp::create(ob, l, ob.getIndexType(), v[0]);
+                         return tensor::ExtractOp::create(ob, l, x, at);
+                       });
+  im.setOutput(0, y);
+  return success();
+}
+
 namespace {
 using ActFn = std::function<Value(OpBuilder &, Location, Value)>;
 
@@ -1470,6 +1530,7 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["TensorScatter"] = handleTensorScatter;
   t["TfIdfVectorizer"] = handleTfIdfVectorizer;
   t["ai.onnx.ml.TreeEnsemble"] = handleTreeEnsemble;
+  t["Compress"] = handleCompress;
   t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
   t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
   t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };

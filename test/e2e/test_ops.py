@@ -541,6 +541,14 @@ tree_x = np.array([[0.1, 0.0, 1.0], [0.9, -3.0, 2.0], [0.5, 5.0, np.nan], [-1.0,
 for agg, name in ((0, "average"), (1, "sum"), (3, "max")):
     case(f"treeensemble-{name}", tree_ensemble(tree_x, agg, **trees))
 
+# --- Compress with a constant condition -------------------------------------------
+case("compress-const-axis1", one("Compress", [("x", F(2, 5, 3)), ("c", np.array([1, 0, 1, 1], bool))],
+                                 {"axis": 1}, consts=["c"], opset=11))
+case("compress-const-flat", one("Compress", [("x", F(3, 4)), ("c", np.array([0, 1, 0, 0, 1, 1, 0], bool))],
+                                consts=["c"], opset=11))
+case("compress-const-none", one("Compress", [("x", F(3, 4)), ("c", np.array([0, 0], bool))],
+                                {"axis": -1}, consts=["c"], opset=11))
+
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
                                   {"equation": "...ij,...jk->...ik"}, opset=12))
