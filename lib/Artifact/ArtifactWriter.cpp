@@ -75,6 +75,18 @@ std::string validate(const Module &m) {
     return e;
   if (std::string e = checkTensors(m.outputs, "output"); !e.empty())
     return e;
+  for (const TensorDesc &t : m.inputs)
+    if (!t.dynamicDims.empty())
+      return "input '" + t.name + "' has a dynamic dim";
+  for (const TensorDesc &t : m.outputs)
+    for (const DynamicDim &d : t.dynamicDims) {
+      if (d.dim >= t.shape.size())
+        return "output '" + t.name + "': dynamic dim " + std::to_string(d.dim) +
+               " past its rank";
+      if (d.buffer >= m.buffers.size() || d.offset + 8 > m.buffers[d.buffer].sizeBytes)
+        return "output '" + t.name + "': the extent of dim " + std::to_string(d.dim) +
+               " is outside the buffers";
+    }
   for (size_t i = 0; i < m.buffers.size(); ++i)
     if (m.buffers[i].kind == BufferKind::Constant && m.buffers[i].sizeBytes &&
         !m.buffers[i].constData)
@@ -213,6 +225,18 @@ std::string writeArtifact(const Module &module, const std::string &path) {
       meta.u64(b.offset);
     }
   }
+  uint32_t dynamicCount = 0;
+  for (const TensorDesc &t : module.outputs)
+    dynamicCount += t.dynamicDims.size();
+  meta.u32(dynamicCount);
+  for (size_t i = 0; i < module.outputs.size(); ++i)
+    for (const DynamicDim &d : module.outputs[i].dynamicDims) {
+      meta.u32(static_cast<uint32_t>(i));
+      meta.u32(d.dim);
+      meta.u32(d.buffer);
+      meta.u32(0);
+      meta.u64(d.offset);
+    }
 
   std::vector<Section> sections;
   sections.push_back({KILN_ART_SECTION_META, meta.bytes.data(), meta.bytes.size()});

@@ -87,6 +87,12 @@ public:
     return (int)i < node->output_size() && !node->output(i).empty();
   }
   void setOutput(unsigned i, Value v);
+  /// Output `i` has a data-dependent shape (NonZero, Compress...): `v` has
+  /// the static upper-bound shape, and element k of `extents` (i64 [n]) is
+  /// the actual size of dimension `dims[k]`, computed by the kernels. Such a
+  /// value may only be a graph output: the runtime returns its leading
+  /// sub-box.
+  void setDynamicOutput(unsigned i, Value v, Value extents, ArrayRef<int64_t> dims);
   void setConstOutput(unsigned i, DenseElementsAttr attr);
   FailureOr<DenseElementsAttr> tensorToAttr(const onnx::TensorProto &t);
 
@@ -117,6 +123,12 @@ private:
   llvm::StringMap<Value> values;
   llvm::StringMap<DenseElementsAttr> consts;
   llvm::StringSet<> unsignedValues;
+  struct DynamicShape {
+    std::string producer; // op type, for diagnostics
+    Value extents;
+    SmallVector<int64_t> dims;
+  };
+  llvm::StringMap<DynamicShape> dynamicShapes;
   std::string errorText;
 
   /// Records which outputs of the node just imported hold unsigned data.

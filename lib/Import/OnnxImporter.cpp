@@ -240,6 +240,13 @@ void Importer::setOutput(unsigned i, Value v) {
     values[node->output(i)] = v;
 }
 
+void Importer::setDynamicOutput(unsigned i, Value v, Value extents, ArrayRef<int64_t> dims) {
+  if (!wantsOutput(i))
+    return;
+  values[node->output(i)] = v;
+  dynamicShapes[node->output(i)] = {node->op_type(), extents, llvm::to_vector(dims)};
+}
+
 void Importer::setConstOutput(unsigned i, DenseElementsAttr attr) {
   if (wantsOutput(i))
     consts[node->output(i)] = attr;
@@ -561,6 +568,12 @@ LogicalResult Importer::importGraph() {
     if (!defaultDomain && !handlers.count(key))
       return fail("operator domain '" + n.domain() + "' is not supported");
     for (int i = 0; i < n.input_size(); ++i)
+      if (auto it = dynamicShapes.find(n.input(i)); it != dynamicShapes.end())
+        return fail("input '" + n.input(i) + "' has a data-dependent shape (computed by " +
+                    it->second.producer +
+                    "); Kiln supports such values only as graph outputs, not as inputs "
+                    "of other nodes");
+    for (int i = 0; i < n.input_size(); ++i)
       if (!n.input(i).empty() && !values.count(n.input(i)) && !consts.count(n.input(i)))
         return fail("input '" + n.input(i) +
                     "' is not produced by any earlier node, initializer or graph "
@@ -609,6 +622,19 @@ LogicalResult Importer::importGraph() {
     }
     results.push_back(v);
   }
+  // Each data-dependent output's extents become an extra, hidden result that
+  // the artifact points the output's dynamic dims at.
+  SmallVector<std::pair<unsigned, SmallVector<int64_t>>> dynamicResults;
+  for (auto [i, out] : llvm::enumerate(g.output())) {
+    auto it = dynamicShapes.find(out.name());
+    if (it == dynamicShapes.end())
+      continue;
+    SmallVector<int64_t> triples;
+    for (auto [k, dim] : llvm::enumerate(it->second.dims))
+      triples.append({dim, (int64_t)results.size(), (int64_t)k});
+    dynamicResults.push_back({(unsigned)i, triples});
+    results.push_back(it->second.extents);
+  }
   func::ReturnOp::create(b, loc, results);
   func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
   for (auto [i, out] : llvm::enumerate(g.output())) {
@@ -616,6 +642,11 @@ LogicalResult Importer::importGraph() {
     StringRef tag = unsignedTag(out.type().tensor_type().elem_type());
     if (!tag.empty())
       func.setResultAttr(i, "kiln.dtype", b.getStringAttr(tag));
+  }
+  for (auto &[i, triples] : dynamicResults) {
+    func.setResultAttr(i, "kiln.dynamic_dims", b.getDenseI64ArrayAttr(triples));
+    for (size_t k = 1; k < triples.size(); k += 3)
+      func.setResultAttr(triples[k], "kiln.extents", b.getUnitAttr());
   }
   return success();
 }

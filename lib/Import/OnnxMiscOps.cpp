@@ -453,19 +453,132 @@ static Value mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem, Val
       .getResult(0);
 }
 
-/// Compress with a constant condition: the kept indices are known, so the
-/// output shape is static and the op is a gather through a constant index
-/// table. A runtime condition would make the output shape data-dependent.
-static LogicalResult handleCompress(Importer &im) {
-  auto cond = im.constInput(1);
-  if (!cond)
-    return im.fail("condition must be a constant: a runtime condition gives a data-dependent "
-                   "output shape, which Kiln does not support");
-  auto h = HostTensor::fromAttr(*cond);
-  if (!h || h->shape.size() != 1)
-    return im.fail("condition must be a 1-D bool tensor");
+//===----------------------------------------------------------------------===//
+// Data-dependent shapes: NonZero, Compress
+//===----------------------------------------------------------------------===//
+
+/// prefix[j] = number of true `keep(k)` for k <= j, as i64 [m] (a quadratic
+/// scan, like CumSum's), where `keep` reads element k of `x`.
+static Value prefixCount(Importer &im, Value x,
+                         function_ref<Value(OpBuilder &, Location, Value)> keep) {
+  MLIRContext *ctx = &im.ctx;
+  int64_t m = im.shapeOf(x)[0];
+  Type i64 = im.b.getI64Type();
+  return contract(im, {x}, {{getAffineDimExpr(1, ctx)}}, 2, {getAffineDimExpr(0, ctx)}, {m}, i64,
+                  [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                    Value j = linalg::IndexOp::create(ob, l, 0), k = linalg::IndexOp::create(ob, l, 1);
+                    Value in = arith::AndIOp::create(
+                        ob, l, arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sle, k, j),
+                        keep(ob, l, v[0]));
+                    return arith::ExtUIOp::create(ob, l, i64, in);
+                  });
+}
+
+/// The index j of the (k+1)-th kept element: the least j with
+/// prefix[j] >= k + 1, by an unrolled binary search (clamped to m - 1 when
+/// there is none).
+static Value kthKept(OpBuilder &ob, Location l, Value prefix, Value k, int64_t m) {
+  auto idx = [&](int64_t c) -> Value { return arith::ConstantIndexOp::create(ob, l, c); };
+  Value target = arith::IndexCastOp::create(ob, l, ob.getI64Type(),
+                                            arith::AddIOp::create(ob, l, k, idx(1)));
+  Value lo = idx(0), hi = idx(m - 1);
+  // Each step at least halves hi - lo + 1, so bit_width(m) steps suffice.
+  for (unsigned step = 0; step < llvm::bit_width((uint64_t)m); ++step) {
+    Value active = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, lo, hi);
+    Value mid = arith::ShRUIOp::create(ob, l, arith::AddIOp::create(ob, l, lo, hi), idx(1));
+    Value enough = arith::CmpIOp::create(
+        ob, l, arith::CmpIPredicate::sge, tensor::ExtractOp::create(ob, l, prefix, mid), target);
+    Value takeHi = arith::AndIOp::create(ob, l, active, enough);
+    Value takeLo = arith::AndIOp::create(
+        ob, l, active, arith::XOrIOp::create(ob, l, enough,
+                                             arith::ConstantOp::create(ob, l, ob.getBoolAttr(true))));
+    hi = arith::SelectOp::create(ob, l, takeHi, mid, hi);
+    lo = arith::SelectOp::create(ob, l, takeLo, arith::AddIOp::create(ob, l, mid, idx(1)), lo);
+  }
+  return lo;
+}
+
+/// The count of kept elements, prefix[m-1], as i64 [1].
+static Value keptCount(Importer &im, Value prefix) {
+  int64_t m = im.shapeOf(prefix)[0];
+  return mapGeneric(im, {1}, im.b.getI64Type(), {prefix},
+                    {{getAffineConstantExpr(m - 1, &im.ctx)}},
+                    [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+}
+
+static Value nonZero(OpBuilder &ob, Location l, Value v) {
+  Type t = v.getType();
+  if (isFloat(t))
+    return arith::CmpFOp::create(ob, l, arith::CmpFPredicate::UNE, v,
+                                 arith::ConstantOp::create(ob, l, ob.getZeroAttr(t)));
+  return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ne, v,
+                               arith::ConstantOp::create(ob, l, ob.getZeroAttr(t)));
+}
+
+/// NonZero: [rank, n] i64 (n = numel, the bound) whose column k holds the
+/// coordinates of the (k+1)-th nonzero element in row-major order; the
+/// number of nonzeros is the extent of dim 1. A constant input folds.
+static LogicalResult handleNonZero(Importer &im) {
   Value x = im.input(0);
   SmallVector<int64_t> xs(im.shapeOf(x));
+  int64_t rank = xs.size(), n = 1;
+  for (int64_t d : xs)
+    n *= d;
+  if (rank == 0)
+    return im.fail("a scalar input is not supported");
+  Type i64 = im.b.getI64Type();
+  if (auto c = im.constInput(0)) {
+    auto h = HostTensor::fromAttr(*c);
+    if (!h)
+      return im.fail("unsupported constant element type");
+    std::vector<int64_t> hits;
+    for (int64_t j = 0; j < n; ++j)
+      if (h->get(j) != 0)
+        hits.push_back(j);
+    std::vector<int64_t> out(rank * hits.size());
+    for (size_t k = 0; k < hits.size(); ++k)
+      for (int64_t d = rank - 1, j = hits[k]; d >= 0; --d) {
+        out[d * hits.size() + k] = j % xs[d];
+        j /= xs[d];
+      }
+    auto type = RankedTensorType::get({rank, (int64_t)hits.size()}, i64);
+    im.setConstOutput(0, DenseElementsAttr::get(type, ArrayRef<int64_t>(out)));
+    return success();
+  }
+  if (n == 0) {
+    im.setOutput(0, tensor::EmptyOp::create(im.b, im.loc, SmallVector<int64_t>{rank, 0}, i64));
+    return success();
+  }
+  Value flat = im.reshape(x, {n});
+  Value prefix = prefixCount(im, flat, nonZero);
+  Value y = mapGeneric(im, {rank, n}, i64, {}, {}, [&](OpBuilder &ob, Location l, ValueRange) -> Value {
+    Value d = linalg::IndexOp::create(ob, l, 0), k = linalg::IndexOp::create(ob, l, 1);
+    Value j = kthKept(ob, l, prefix, k, n);
+    // Coordinate d of flat index j.
+    Value coord = arith::ConstantIndexOp::create(ob, l, 0);
+    Value rest = j;
+    for (int64_t dim = rank - 1; dim >= 0; --dim) {
+      Value size = arith::ConstantIndexOp::create(ob, l, xs[dim]);
+      Value c = arith::RemUIOp::create(ob, l, rest, size);
+      rest = arith::DivUIOp::create(ob, l, rest, size);
+      Value here = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, d,
+                                         arith::ConstantIndexOp::create(ob, l, dim));
+      coord = arith::SelectOp::create(ob, l, here, c, coord);
+    }
+    return arith::IndexCastOp::create(ob, l, ob.getI64Type(), coord);
+  });
+  im.setDynamicOutput(0, y, keptCount(im, prefix), {1});
+  return success();
+}
+
+/// Compress: the kept slices along the axis (all elements, flattened, without
+/// one). A constant condition gives a static gather; a runtime one a
+/// data-dependent extent along the axis, bounded by the axis length.
+static LogicalResult handleCompress(Importer &im) {
+  Value x = im.input(0), cond = im.input(1);
+  SmallVector<int64_t> xs(im.shapeOf(x));
+  if (im.shapeOf(cond).size() != 1)
+    return im.fail("condition must be 1-D");
   int64_t ax = 0;
   if (im.attr("axis")) {
     auto a = im.normalizeAxis(im.attrInt("axis", 0), xs.size());
@@ -479,37 +592,64 @@ static LogicalResult handleCompress(Importer &im) {
     x = im.reshape(x, {n});
     xs = {n};
   }
-  // Condition entries past the axis length must be false (numpy's rule);
-  // a shorter condition drops the rest.
-  std::vector<int64_t> kept;
-  for (int64_t i = 0, n = h->numel(); i < n; ++i) {
-    if (h->get(i) == 0)
-      continue;
-    if (i >= xs[ax])
-      return im.fail("condition selects index " + Twine(i) + " past the axis length " +
-                     Twine(xs[ax]));
-    kept.push_back(i);
-  }
-  SmallVector<int64_t> outShape(xs);
-  outShape[ax] = kept.size();
-  if (kept.empty()) {
-    im.setOutput(0, tensor::EmptyOp::create(im.b, im.loc, outShape, im.elementType(x)));
+  int64_t rank = xs.size(), len = im.shapeOf(cond)[0];
+  Type et = im.elementType(x);
+  if (auto c = im.constInput(1)) {
+    auto h = HostTensor::fromAttr(*c);
+    if (!h)
+      return im.fail("condition must be a bool tensor");
+    // Entries past the axis length must be false (numpy's rule); a shorter
+    // condition drops the rest.
+    std::vector<int64_t> kept;
+    for (int64_t i = 0; i < len; ++i) {
+      if (h->get(i) == 0)
+        continue;
+      if (i >= xs[ax])
+        return im.fail("condition selects index " + Twine(i) + " past the axis length " +
+                       Twine(xs[ax]));
+      kept.push_back(i);
+    }
+    SmallVector<int64_t> outShape(xs);
+    outShape[ax] = kept.size();
+    if (kept.empty()) {
+      im.setOutput(0, tensor::EmptyOp::create(im.b, im.loc, outShape, et));
+      return success();
+    }
+    auto idxType = RankedTensorType::get({(int64_t)kept.size()}, im.b.getI64Type());
+    Value table = arith::ConstantOp::create(
+        im.b, im.loc, DenseElementsAttr::get(idxType, ArrayRef<int64_t>(kept)));
+    Value y = mapGeneric(im, outShape, et, {table}, {{getAffineDimExpr(ax, &im.ctx)}},
+                         [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                           SmallVector<Value> at;
+                           for (int64_t i = 0; i < rank; ++i)
+                             at.push_back(linalg::IndexOp::create(ob, l, i));
+                           at[ax] = arith::IndexCastOp::create(ob, l, ob.getIndexType(), v[0]);
+                           return tensor::ExtractOp::create(ob, l, x, at);
+                         });
+    im.setOutput(0, y);
     return success();
   }
-  auto idxType = RankedTensorType::get({(int64_t)kept.size()}, im.b.getI64Type());
-  Value table = arith::ConstantOp::create(im.b, im.loc,
-                                          DenseElementsAttr::get(idxType, ArrayRef<int64_t>(kept)));
-  int64_t rank = xs.size();
-  Value y = mapGeneric(im, outShape, im.elementType(x), {table},
-                       {{getAffineDimExpr(ax, &im.ctx)}},
-                       [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
-                         SmallVector<Value> at;
-                         for (int64_t i = 0; i < rank; ++i)
-                           at.push_back(linalg::IndexOp::create(ob, l, i));
-                         at[ax] = arith::IndexCastOp::create(ob, l, ob.getIndexType(), v[0]);
-                         return tensor::ExtractOp::create(ob, l, x, at);
-                       });
-  im.setOutput(0, y);
+  // Runtime condition: only its first min(len, axis length) entries can
+  // select (a true entry past the axis is not diagnosed at run time).
+  int64_t m = std::min(len, xs[ax]);
+  SmallVector<int64_t> outShape(xs);
+  outShape[ax] = m;
+  if (m == 0) {
+    im.setOutput(0, tensor::EmptyOp::create(im.b, im.loc, outShape, et));
+    return success();
+  }
+  if (len != m)
+    cond = mapGeneric(im, {m}, im.elementType(cond), {cond}, {{getAffineDimExpr(0, &im.ctx)}},
+                      [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+  Value prefix = prefixCount(im, cond, nonZero);
+  Value y = mapGeneric(im, outShape, et, {}, {}, [&](OpBuilder &ob, Location l, ValueRange) -> Value {
+    SmallVector<Value> at;
+    for (int64_t i = 0; i < rank; ++i)
+      at.push_back(linalg::IndexOp::create(ob, l, i));
+    at[ax] = kthKept(ob, l, prefix, at[ax], m);
+    return tensor::ExtractOp::create(ob, l, x, at);
+  });
+  im.setDynamicOutput(0, y, keptCount(im, prefix), {ax});
   return success();
 }
 
@@ -1531,6 +1671,7 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["TfIdfVectorizer"] = handleTfIdfVectorizer;
   t["ai.onnx.ml.TreeEnsemble"] = handleTreeEnsemble;
   t["Compress"] = handleCompress;
+  t["NonZero"] = handleNonZero;
   t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
   t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
   t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };

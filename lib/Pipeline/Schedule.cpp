@@ -156,17 +156,34 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
       continue;
     }
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+      SmallVector<uint32_t> ids;
       for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
         auto it = bufferOf.find(v);
         if (it == bufferOf.end())
           return error("output " + Twine(i) + " has no buffer");
-        uint32_t id = it->second;
-        m.buffers[id].kind = artifact::BufferKind::Output;
+        ids.push_back(it->second);
+        m.buffers[it->second].kind = artifact::BufferKind::Output;
+      }
+      for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+        // The importer's extents of data-dependent outputs are not outputs
+        // themselves; the outputs' dynamic dims point at them.
+        if (host.getResultAttr(i, "kiln.extents"))
+          continue;
         auto name = host.getResultAttrOfType<StringAttr>(i, "kiln.name");
-        auto desc = describe(v, id, name ? name.strref() : StringRef("output"),
+        auto desc = describe(v, ids[i], name ? name.strref() : StringRef("output"),
                              host.getResultAttrOfType<StringAttr>(i, "kiln.dtype"));
         if (!desc)
           return desc.takeError();
+        if (auto dyn = host.getResultAttrOfType<DenseI64ArrayAttr>(i, "kiln.dynamic_dims")) {
+          ArrayRef<int64_t> t = dyn.asArrayRef();
+          for (size_t k = 0; k + 2 < t.size(); k += 3) {
+            auto extents = cast<RankedTensorType>(ret.getOperand(t[k + 1]).getType());
+            if (!extents.getElementType().isInteger(64) || t[k + 2] >= extents.getNumElements())
+              return error("output '" + desc->name + "': its extents are not an i64 tensor");
+            desc->dynamicDims.push_back(
+                {(uint32_t)t[k], ids[t[k + 1]], (uint64_t)t[k + 2] * sizeof(int64_t)});
+          }
+        }
         m.outputs.push_back(std::move(*desc));
       }
       continue;

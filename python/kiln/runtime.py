@@ -77,6 +77,7 @@ def _load():
         "kiln_session_set_input": ([vp, ctypes.c_char_p, st, ctypes.c_uint32,
                                     ctypes.POINTER(ctypes.c_int64), vp, sz], st),
         "kiln_session_run": ([vp], st),
+        "kiln_session_output_info": ([vp, sz, ctypes.POINTER(_TensorInfo)], st),
         "kiln_session_output_read": ([vp, sz, vp, sz], st),
     }
     for name, (args, res) in sigs.items():
@@ -211,7 +212,11 @@ class Session:
             self.set_input(name, value)
         _check(self._lib.kiln_session_run(self._handle))
         results = []
-        for i, info in enumerate(self.outputs):
+        for i in range(len(self.outputs)):
+            # The run's shape: data-dependent dims are known only now.
+            raw = _TensorInfo()
+            _check(self._lib.kiln_session_output_info(self._handle, i, ctypes.byref(raw)))
+            info = TensorInfo(raw)
             if info.dtype is None:
                 raise RuntimeError(f"output '{info.name}' has dtype {info.dtype_name}, "
                                    "which numpy cannot represent")

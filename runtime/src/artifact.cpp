@@ -241,6 +241,25 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
     }
     a.dispatches.push_back(std::move(d));
   }
+  uint32_t nDynamic = r.count("dynamic dim", 24);
+  for (uint32_t i = 0; i < nDynamic && r.ok(); ++i) {
+    uint32_t output = r.u32("dynamic dim output");
+    DynamicDim d;
+    d.dim = r.u32("dynamic dim index");
+    d.buffer = r.u32("dynamic dim buffer");
+    r.u32("dynamic dim reserved");
+    d.offset = r.u64("dynamic dim offset");
+    if (!r.ok())
+      break;
+    std::string where = "dynamic dim record " + std::to_string(i);
+    if (output >= a.outputs.size() || d.dim >= a.outputs[output].dims.size())
+      return where + " names output " + std::to_string(output) + " dim " +
+             std::to_string(d.dim) + ", which does not exist";
+    if (d.buffer >= a.buffers.size() || d.offset > a.buffers[d.buffer].size ||
+        a.buffers[d.buffer].size - d.offset < 8)
+      return where + " reads its extent past the end of buffer " + std::to_string(d.buffer);
+    a.outputs[output].dynamicDims.push_back(d);
+  }
   // Bytes after the last record belong to newer minor versions: ignored.
   return r.error;
 }

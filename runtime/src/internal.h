@@ -24,12 +24,21 @@ struct Buffer {
   const uint8_t *constData; // Into the mapping; constants only.
 };
 
+/// A data-dependent output dim: `dims` holds its bound, the extent of a run
+/// is the i64 at `offset` in `buffer`.
+struct DynamicDim {
+  uint32_t dim;
+  uint32_t buffer;
+  uint64_t offset;
+};
+
 struct Tensor {
   std::string name;
   kiln_dtype dtype;
   std::vector<int64_t> dims;
   uint32_t buffer;
   uint64_t bytes;
+  std::vector<DynamicDim> dynamicDims;
 };
 
 struct Entry {

@@ -156,6 +156,9 @@ struct kiln_session {
   std::vector<bool> inputSet;
   bool haveOutputs = false;
   std::vector<kiln_driver_binding> scratch;
+  /// Per output, its dims in the last run: the artifact's, with every
+  /// data-dependent dim replaced by the extent the run computed.
+  std::vector<std::vector<int64_t>> outputDims;
 
   ~kiln_session() {
     if (handle) {
@@ -405,6 +408,24 @@ kiln_status kiln_session_run(kiln_session *session) {
   }
   if (kiln_status st = d->synchronize(session->handle); st != KILN_OK)
     return setError(st, "synchronize: " + lastError);
+  session->outputDims.resize(a.outputs.size());
+  for (size_t i = 0; i < a.outputs.size(); ++i) {
+    const Tensor &t = a.outputs[i];
+    session->outputDims[i] = t.dims;
+    for (const DynamicDim &dd : t.dynamicDims) {
+      int64_t extent = 0;
+      if (kiln_status st = d->buffer_read(session->handle, session->buffers[dd.buffer],
+                                          dd.offset, &extent, sizeof(extent));
+          st != KILN_OK)
+        return setError(st, "output '" + t.name + "': reading its shape: " + lastError);
+      if (extent < 0 || extent > t.dims[dd.dim])
+        return setError(KILN_ERROR_INTERNAL,
+                        "output '" + t.name + "': the run computed extent " +
+                            std::to_string(extent) + " for dim " + std::to_string(dd.dim) +
+                            ", outside [0, " + std::to_string(t.dims[dd.dim]) + "]");
+      session->outputDims[i][dd.dim] = extent;
+    }
+  }
   session->haveOutputs = true;
   return KILN_OK;
 }
@@ -417,7 +438,12 @@ kiln_status kiln_session_output_info(const kiln_session *session, size_t index,
                                      kiln_tensor_info *info) {
   if (!session)
     return setError(KILN_ERROR_INVALID_ARGUMENT, "session is NULL");
-  return kiln_artifact_output_info(session->artifact, index, info);
+  kiln_status st = kiln_artifact_output_info(session->artifact, index, info);
+  if (st == KILN_OK && session->haveOutputs) {
+    const std::vector<int64_t> &dims = session->outputDims[index];
+    info->dims = dims.empty() ? nullptr : dims.data();
+  }
+  return st;
 }
 
 kiln_status kiln_session_output_read(kiln_session *session, size_t index,
@@ -435,19 +461,46 @@ kiln_status kiln_session_output_read(kiln_session *session, size_t index,
     return setError(KILN_ERROR_INVALID_ARGUMENT,
                     "output '" + t.name + "': no successful run since the "
                     "inputs were last set");
-  if (bytes != t.bytes || (bytes && !data))
+  const std::vector<int64_t> &dims = session->outputDims[index];
+  uint64_t want = kiln_dtype_size(t.dtype);
+  for (int64_t n : dims)
+    want *= static_cast<uint64_t>(n);
+  if (bytes != want || (bytes && !data))
     return setError(KILN_ERROR_INVALID_ARGUMENT,
                     "output '" + t.name + "': expected a " +
-                        std::to_string(t.bytes) + "-byte destination, got " +
+                        std::to_string(want) + "-byte destination, got " +
                         std::to_string(data ? bytes : 0));
   if (!bytes)
     return KILN_OK;
   const kiln_driver *d = session->device->driver;
-  if (kiln_status st = d->buffer_read(session->handle,
-                                      session->buffers[t.buffer], 0, data,
-                                      bytes);
-      st != KILN_OK)
-    return setError(st, "output '" + t.name + "': " + lastError);
+  auto read = [&](void *to, uint64_t n) -> kiln_status {
+    if (kiln_status st = d->buffer_read(session->handle, session->buffers[t.buffer], 0, to, n);
+        st != KILN_OK)
+      return setError(st, "output '" + t.name + "': " + lastError);
+    return KILN_OK;
+  };
+  if (want == t.bytes)
+    return read(data, bytes);
+  // A data-dependent output is the leading sub-box of its bound-shaped
+  // buffer: copy it out row by row of the innermost dimension.
+  std::vector<uint8_t> all(t.bytes);
+  if (kiln_status st = read(all.data(), all.size()); st != KILN_OK)
+    return st;
+  size_t rank = dims.size();
+  uint64_t row = kiln_dtype_size(t.dtype) * static_cast<uint64_t>(dims[rank - 1]);
+  std::vector<int64_t> at(rank, 0);
+  auto *out = static_cast<uint8_t *>(data);
+  for (uint64_t copied = 0; copied < bytes; copied += row) {
+    uint64_t src = 0;
+    for (size_t k = 0; k < rank; ++k)
+      src = src * static_cast<uint64_t>(t.dims[k]) + static_cast<uint64_t>(at[k]);
+    std::memcpy(out + copied, all.data() + src * kiln_dtype_size(t.dtype), row);
+    for (size_t k = rank - 1; k-- > 0;) {
+      if (++at[k] < dims[k])
+        break;
+      at[k] = 0;
+    }
+  }
   return KILN_OK;
 }
 

@@ -93,6 +93,21 @@ def test_unsupported_op_names_node_op_and_opset(tmp_path):
         kiln.compile(m, tmp_path / "o2.kiln")
 
 
+def test_data_dependent_shape_only_as_graph_output(tmp_path):
+    # NonZero's result has a data-dependent shape: fine as a graph output,
+    # a clear error when another node consumes it.
+    nodes = [helper.make_node("NonZero", ["x"], ["nz"], name="nz_node"),
+             helper.make_node("Transpose", ["nz"], ["y"], name="consumer")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [2, 3])],
+                          [helper.make_tensor_value_info("y", 7, [None, 2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    p = _save(m, tmp_path / "nonzero.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile",
+                 "consumer", "Transpose", "input 'nz' has a data-dependent shape (computed by NonZero)",
+                 "only as graph outputs")
+
+
 def test_unknown_target_lists_available(mlp_files, tmp_path):
     r = run_tool("kiln-compile", mlp_files[0], "--target=tpu7", "-o", tmp_path / "o.kiln")
     assert_error(r, "kiln-compile", "unknown target 'tpu7'", "available: ", "cpu")

@@ -549,6 +549,21 @@ case("compress-const-flat", one("Compress", [("x", F(3, 4)), ("c", np.array([0, 
 case("compress-const-none", one("Compress", [("x", F(3, 4)), ("c", np.array([0, 0], bool))],
                                 {"axis": -1}, consts=["c"], opset=11))
 
+# --- data-dependent output shapes (the runtime returns the computed extent) --------
+nz = F(3, 4, 5)
+nz[np.abs(nz) < 1.2] = 0
+nz[1, 2, 3] = np.nan  # NaN is nonzero
+case("nonzero-float-3d", one("NonZero", [("x", nz)], opset=13))
+case("nonzero-bool", one("NonZero", [("x", np.array([[True, False, True], [False, False, True]]))], opset=13))
+case("nonzero-all-zero", one("NonZero", [("x", np.zeros((2, 3), np.int32))], opset=13))
+case("nonzero-const-input", one("NonZero", [("x", I([[0, 3], [4, 0]]))], consts=["x"], opset=13))
+case("compress-runtime-axis1", one("Compress", [("x", F(2, 5, 3)), ("c", np.array([1, 0, 1, 1], bool))],
+                                   {"axis": 1}, opset=11))
+case("compress-runtime-flat", one("Compress", [("x", I([[1, 2, 3], [4, 5, 6]])),
+                                                ("c", np.array([0, 1, 0, 0, 1, 1], bool))], opset=11))
+case("compress-runtime-none", one("Compress", [("x", F(3, 4)), ("c", np.array([0, 0, 0, 0], bool))],
+                                  {"axis": -1}, opset=11))
+
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
                                   {"equation": "...ij,...jk->...ik"}, opset=12))

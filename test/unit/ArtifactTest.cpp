@@ -75,7 +75,7 @@ TEST(Artifact, LayoutFollowsSpec) {
   std::vector<uint8_t> bytes = readFile(path);
   kiln_art_header h = header(bytes);
   EXPECT_EQ(std::memcmp(h.magic, "KILNART\0", 8), 0);
-  EXPECT_EQ(h.version_major, 2u);
+  EXPECT_EQ(h.version_major, 3u);
   EXPECT_EQ(h.version_minor, 0u);
   EXPECT_EQ(h.file_size, bytes.size());
   EXPECT_EQ(h.section_table_offset, 64u);
@@ -152,7 +152,7 @@ TEST(Artifact, MajorVersionMismatch) {
   setHeader(bytes, h);
   writeFile(path, bytes);
   expectOpenError(path, KILN_ERROR_VERSION,
-                  "format version 1.0 is not supported (this runtime reads 2.x)");
+                  "format version 1.0 is not supported (this runtime reads 3.x)");
 }
 
 TEST(Artifact, NewerMinorVersionAndExtraSectionAccepted) {

@@ -180,6 +180,69 @@ TEST(Runtime, InputValidation) {
   EXPECT_EQ(kiln_session_output_read(s, 0, out, sizeof(out)), KILN_OK);
 }
 
+/// An output whose two dims are data-dependent: bound [3, 4], extents read
+/// from buffer 2, which the kernel copies from input "e".
+artifact::Module boxModule() {
+  using namespace artifact;
+  Module m;
+  m.name = "box";
+  m.buffers = {{BufferKind::Input, 16, nullptr},
+               {BufferKind::Output, 48, nullptr},
+               {BufferKind::Output, 16, nullptr}};
+  m.inputs = {{"e", DType::I64, {2}, 0}};
+  m.outputs = {{"y", DType::I32, {3, 4}, 1, {{0, 2, 0}, {1, 2, 8}}}};
+  m.executables = {
+      {"cpu", "elf-x86_64-so", readFile(KILN_TEST_KERNELS), {{"box", {1, 1, 1}, {1, 1, 1}}}}};
+  Dispatch d;
+  d.bindings = {{0, 0}, {1, 0}, {2, 0}};
+  m.dispatches = {d};
+  return m;
+}
+
+TEST(Runtime, DataDependentOutputShape) {
+  Fixture f(boxModule(), 1);
+  kiln_session *s = f.session;
+  ASSERT_NE(s, nullptr);
+  kiln_tensor_info info;
+  // Before a run: the bound, as the artifact records it.
+  ASSERT_EQ(kiln_session_output_info(s, 0, &info), KILN_OK);
+  EXPECT_EQ(std::vector<int64_t>(info.dims, info.dims + info.rank), (std::vector<int64_t>{3, 4}));
+
+  int64_t dims[] = {2}, want[] = {2, 3};
+  ASSERT_EQ(kiln_session_set_input(s, "e", KILN_DTYPE_I64, 1, dims, want, 16), KILN_OK);
+  ASSERT_EQ(kiln_session_run(s), KILN_OK) << kiln_last_error();
+  ASSERT_EQ(kiln_session_output_info(s, 0, &info), KILN_OK);
+  EXPECT_EQ(std::vector<int64_t>(info.dims, info.dims + info.rank), (std::vector<int64_t>{2, 3}));
+  // The leading [2, 3] sub-box of the [3, 4] buffer.
+  std::vector<int32_t> y(6);
+  EXPECT_EQ(kiln_session_output_read(s, 0, y.data(), 48), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("expected a 24-byte destination"));
+  ASSERT_EQ(kiln_session_output_read(s, 0, y.data(), 24), KILN_OK) << kiln_last_error();
+  EXPECT_EQ(y, (std::vector<int32_t>{0, 1, 2, 10, 11, 12}));
+
+  int64_t empty[] = {0, 4};
+  ASSERT_EQ(kiln_session_set_input(s, "e", KILN_DTYPE_I64, 1, dims, empty, 16), KILN_OK);
+  ASSERT_EQ(kiln_session_run(s), KILN_OK) << kiln_last_error();
+  EXPECT_EQ(kiln_session_output_read(s, 0, nullptr, 0), KILN_OK) << kiln_last_error();
+
+  // An extent past the bound is a kernel bug: the run fails, naming it.
+  int64_t bad[] = {2, 5};
+  ASSERT_EQ(kiln_session_set_input(s, "e", KILN_DTYPE_I64, 1, dims, bad, 16), KILN_OK);
+  EXPECT_EQ(kiln_session_run(s), KILN_ERROR_INTERNAL);
+  EXPECT_STREQ(kiln_last_error(),
+               "output 'y': the run computed extent 5 for dim 1, outside [0, 4]");
+}
+
+TEST(Runtime, DataDependentOutputValidation) {
+  artifact::Module m = boxModule();
+  m.outputs[0].dynamicDims = {{2, 2, 0}};
+  EXPECT_THAT(artifact::writeArtifact(m, tempPath(".kiln")),
+              HasSubstr("invalid module: output 'y': dynamic dim 2 past its rank"));
+  m.outputs[0].dynamicDims = {{0, 2, 12}};
+  EXPECT_THAT(artifact::writeArtifact(m, tempPath(".kiln")),
+              HasSubstr("invalid module: output 'y': the extent of dim 0 is outside the buffers"));
+}
+
 /// Creates a session for `module` on `device`, expecting failure.
 void expectCreateError(const artifact::Module &module, const char *device,
                        kiln_status status, const std::string &text) {

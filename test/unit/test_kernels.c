@@ -28,3 +28,17 @@ void mark(void *const *b, int64_t x, int64_t y, int64_t z) {
   int32_t *hits = (int32_t *)b[0];
   hits[(z * 3 + y) * 5 + x] += 1;
 }
+
+/* A data-dependent output: fills a 3x4 i32 box with 10*row + col and copies
+ * the run's extents (an i64[2] input) to the extents buffer. */
+void box(void *const *b, int64_t x, int64_t y, int64_t z) {
+  (void)x; (void)y; (void)z;
+  const int64_t *want = (const int64_t *)b[0];
+  int32_t *out = (int32_t *)b[1];
+  int64_t *extents = (int64_t *)b[2];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 4; ++j)
+      out[i * 4 + j] = 10 * i + j;
+  extents[0] = want[0];
+  extents[1] = want[1];
+}

@@ -672,6 +672,8 @@ void run(const Options &o) {
   }
 
   for (size_t i = 0; i < nOut; ++i) {
+    // The run's shape: data-dependent dims are known only now.
+    check(kiln_session_output_info(h.session, i, &outs[i]));
     npy::Array a;
     a.dtype = outs[i].dtype;
     a.shape.assign(outs[i].dims, outs[i].dims + outs[i].rank);

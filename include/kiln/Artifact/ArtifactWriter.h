@@ -30,12 +30,23 @@ struct BufferDesc {
   const uint8_t *constData = nullptr;
 };
 
+/// A dimension of an output whose extent is only known after a run (NonZero,
+/// Compress...): `shape` holds its upper bound, and the actual extent is the
+/// i64 at byte `offset` of buffer `buffer`. The output is the leading sub-box
+/// of its bound-shaped buffer.
+struct DynamicDim {
+  uint32_t dim = 0;
+  uint32_t buffer = 0;
+  uint64_t offset = 0;
+};
+
 /// A tensor of the public signature, viewing a buffer from byte 0.
 struct TensorDesc {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   uint32_t buffer = 0;
+  std::vector<DynamicDim> dynamicDims; // outputs only
 };
 
 /// One kernel of an executable. Each target tiles a kernel its own way, so

@@ -119,6 +119,8 @@ KILN_API size_t kiln_artifact_output_count(const kiln_artifact *artifact);
 KILN_API kiln_status kiln_artifact_input_info(const kiln_artifact *artifact,
                                               size_t index,
                                               kiln_tensor_info *info);
+/* For an output with a data-dependent shape, each such dim is its upper
+ * bound; kiln_session_output_info gives the shape of a run. */
 KILN_API kiln_status kiln_artifact_output_info(const kiln_artifact *artifact,
                                                size_t index,
                                                kiln_tensor_info *info);
@@ -157,12 +159,17 @@ KILN_API kiln_status kiln_session_set_input(kiln_session *session,
  * set. */
 KILN_API kiln_status kiln_session_run(kiln_session *session);
 KILN_API size_t kiln_session_output_count(const kiln_session *session);
-/* Same as kiln_artifact_output_info of the session's artifact. */
+/* Same as kiln_artifact_output_info of the session's artifact, except that
+ * after a successful run (until an input is set again) `dims` are the shape
+ * that run produced: outputs with data-dependent shapes (NonZero, ...) are
+ * recorded in the artifact with an upper bound per such dim, and a run
+ * computes the actual extent. `dims` then stays valid until the next run. */
 KILN_API kiln_status kiln_session_output_info(const kiln_session *session,
                                               size_t index,
                                               kiln_tensor_info *info);
 /* Copies output `index` of the last successful run into caller-owned `data`;
- * `bytes` must equal the tensor size (element size times element count).
+ * `bytes` must equal the tensor size (element size times element count) of
+ * the run's shape, as kiln_session_output_info reports it.
  * Fails if no run succeeded since an input was last set, so stale results
  * are never mistaken for fresh ones. */
 KILN_API kiln_status kiln_session_output_read(kiln_session *session,
