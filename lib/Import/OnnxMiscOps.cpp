@@ -653,6 +653,183 @@ static LogicalResult handleCompress(Importer &im) {
   return success();
 }
 
+/// A generic over `numLoops` loops that folds `step(acc, operands)` into an
+/// output (initialized to `init`) indexed by the parallel loops `outExprs`.
+static Value foldLoops(Importer &im, ArrayRef<int64_t> outShape, int64_t numLoops, ValueRange ins,
+                       ArrayRef<SmallVector<AffineExpr>> inExprs, ArrayRef<AffineExpr> outExprs,
+                       TypedAttr init,
+                       function_ref<Value(OpBuilder &, Location, Value, ValueRange)> step) {
+  MLIRContext *ctx = &im.ctx;
+  SmallVector<AffineMap> maps;
+  for (const auto &e : inExprs)
+    maps.push_back(AffineMap::get(numLoops, 0, e, ctx));
+  maps.push_back(AffineMap::get(numLoops, 0, outExprs, ctx));
+  SmallVector<IteratorType> iters(numLoops, IteratorType::reduction);
+  for (AffineExpr e : outExprs)
+    iters[cast<AffineDimExpr>(e).getPosition()] = IteratorType::parallel;
+  Value acc = im.fill(outShape, init);
+  return linalg::GenericOp::create(im.b, im.loc, TypeRange{acc.getType()}, ins, ValueRange{acc},
+                                   maps, iters,
+                                   [&](OpBuilder &ob, Location l, ValueRange v) {
+                                     linalg::YieldOp::create(
+                                         ob, l, step(ob, l, v.back(), v.drop_back()));
+                                   })
+      .getResult(0);
+}
+
+/// Unique over the A slices along the axis (elements without one), each
+/// flattened to m values in row-major order, like numpy. Quadratic in A:
+/// fd[i][j] is the first position where slices i and j differ (m if equal),
+/// which gives both equality and the lexicographic order. Y, indices and
+/// counts have the data-dependent extent U (the number of distinct slices).
+static LogicalResult handleUnique(Importer &im) {
+  Value x = im.input(0);
+  SmallVector<int64_t> xs(im.shapeOf(x));
+  Type et = im.elementType(x);
+  bool sorted = im.attrInt("sorted", 1);
+  bool hasAxis = im.attr("axis");
+  int64_t ax = 0;
+  if (hasAxis) {
+    auto a = im.normalizeAxis(im.attrInt("axis", 0), xs.size());
+    if (failed(a))
+      return failure();
+    ax = *a;
+  } else {
+    int64_t n = 1;
+    for (int64_t d : xs)
+      n *= d;
+    x = im.reshape(x, {n});
+    xs = {n};
+  }
+  int64_t A = xs[ax], m = 1;
+  for (auto [i, d] : llvm::enumerate(xs))
+    if ((int64_t)i != ax)
+      m *= d;
+  if (A == 0 || m == 0)
+    return im.fail("empty inputs are not supported");
+  bool uns = im.isUnsigned(0);
+  // Slices as rows: [A, m].
+  SmallVector<int64_t> perm = {ax};
+  for (int64_t i = 0; i < (int64_t)xs.size(); ++i)
+    if (i != ax)
+      perm.push_back(i);
+  Value rows = im.reshape(ax == 0 ? x : im.transpose(x, perm), {A, m});
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  Type i64 = im.b.getI64Type();
+  auto i64Attr = [&](int64_t v) { return cast<TypedAttr>(im.b.getI64IntegerAttr(v)); };
+  auto c64 = [](OpBuilder &ob, Location l, int64_t v) -> Value {
+    return arith::ConstantOp::create(ob, l, ob.getI64IntegerAttr(v));
+  };
+  auto cmp = [&](OpBuilder &ob, Location l, bool less, Value a, Value b) -> Value {
+    if (isFloat(et))
+      return arith::CmpFOp::create(ob, l, less ? arith::CmpFPredicate::OLT : arith::CmpFPredicate::UNE, a, b);
+    return arith::CmpIOp::create(ob, l,
+                                 less ? (uns ? arith::CmpIPredicate::ult : arith::CmpIPredicate::slt)
+                                      : arith::CmpIPredicate::ne,
+                                 a, b);
+  };
+  auto select = [](OpBuilder &ob, Location l, Value c, Value a, Value b) -> Value {
+    return arith::SelectOp::create(ob, l, c, a, b);
+  };
+  auto asI64 = [&](OpBuilder &ob, Location l, Value index) -> Value {
+    return arith::IndexCastOp::create(ob, l, ob.getI64Type(), index);
+  };
+  // fd[i][j]: loops (i, j, q).
+  Value fd = foldLoops(im, {A, A}, 3, {rows, rows}, {{d(0), d(2)}, {d(1), d(2)}}, {d(0), d(1)},
+                       i64Attr(m), [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                         Value q = asI64(ob, l, linalg::IndexOp::create(ob, l, 2));
+                         Value differ = cmp(ob, l, false, v[0], v[1]);
+                         return arith::MinSIOp::create(ob, l, acc, select(ob, l, differ, q, acc));
+                       });
+  auto equal = [&](OpBuilder &ob, Location l, Value f) -> Value {
+    return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, f, c64(ob, l, m));
+  };
+  auto count = [&](OpBuilder &ob, Location l, Value acc, Value c) -> Value {
+    return arith::AddIOp::create(ob, l, acc, arith::ExtUIOp::create(ob, l, ob.getI64Type(), c));
+  };
+  // dup[i]: earlier slices equal to slice i (0: i is a first occurrence).
+  Value dup = foldLoops(im, {A}, 2, {fd}, {{d(1), d(0)}}, {d(0)}, i64Attr(0),
+                        [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                          Value before = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt,
+                                                               linalg::IndexOp::create(ob, l, 1),
+                                                               linalg::IndexOp::create(ob, l, 0));
+                          return count(ob, l, acc, arith::AndIOp::create(ob, l, before, equal(ob, l, v[0])));
+                        });
+  // firstIdx[j]: the first slice equal to slice j.
+  Value firstIdx = foldLoops(im, {A}, 2, {fd}, {{d(1), d(0)}}, {d(0)}, i64Attr(A),
+                             [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                               Value i = asI64(ob, l, linalg::IndexOp::create(ob, l, 1));
+                               return arith::MinSIOp::create(ob, l, acc,
+                                                             select(ob, l, equal(ob, l, v[0]), i, acc));
+                             });
+  // pos[i]: the output position of slice i's value: first occurrences that
+  // sort before it, or that come before it.
+  Value pos = foldLoops(
+      im, {A}, 2, {dup, fd}, {{d(1)}, {d(1), d(0)}}, {d(0)}, i64Attr(0),
+      [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+        Value i = linalg::IndexOp::create(ob, l, 0), k = linalg::IndexOp::create(ob, l, 1);
+        Value first = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[0], c64(ob, l, 0));
+        Value before;
+        if (sorted) {
+          // Slice k < slice i: they differ, and at the first difference k's
+          // element is smaller.
+          Value f = v[1];
+          Value at = arith::IndexCastOp::create(
+              ob, l, ob.getIndexType(), arith::MinSIOp::create(ob, l, f, c64(ob, l, m - 1)));
+          Value xk = tensor::ExtractOp::create(ob, l, rows, ValueRange{k, at});
+          Value xi = tensor::ExtractOp::create(ob, l, rows, ValueRange{i, at});
+          before = arith::AndIOp::create(
+              ob, l, arith::XOrIOp::create(ob, l, equal(ob, l, f), arith::ConstantOp::create(ob, l, ob.getBoolAttr(true))),
+              cmp(ob, l, true, xk, xi));
+        } else {
+          before = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, k, i);
+        }
+        return count(ob, l, acc, arith::AndIOp::create(ob, l, first, before));
+      });
+  // U, the number of distinct slices, as i64 [1].
+  Value uniques = foldLoops(im, {1}, 2, {dup}, {{d(1)}}, {d(0)}, i64Attr(0),
+                            [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                              return count(ob, l, acc, arith::CmpIOp::create(
+                                                           ob, l, arith::CmpIPredicate::eq, v[0],
+                                                           c64(ob, l, 0)));
+                            });
+  // indices[k]: the first occurrence at output position k (k < U).
+  Value indices = foldLoops(
+      im, {A}, 2, {dup, pos}, {{d(1)}, {d(1)}}, {d(0)}, i64Attr(0),
+      [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+        Value k = asI64(ob, l, linalg::IndexOp::create(ob, l, 0));
+        Value i = asI64(ob, l, linalg::IndexOp::create(ob, l, 1));
+        Value hit = arith::AndIOp::create(
+            ob, l, arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[0], c64(ob, l, 0)),
+            arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[1], k));
+        return select(ob, l, hit, i, acc);
+      });
+  Value counts = foldLoops(im, {A}, 2, {indices, firstIdx}, {{d(0)}, {d(1)}}, {d(0)}, i64Attr(0),
+                           [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                             return count(ob, l, acc, arith::CmpIOp::create(
+                                                          ob, l, arith::CmpIPredicate::eq, v[0], v[1]));
+                           });
+  Value inverse = mapGeneric(im, {A}, i64, {firstIdx}, {{d(0)}},
+                             [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                               Value at = arith::IndexCastOp::create(ob, l, ob.getIndexType(), v[0]);
+                               return tensor::ExtractOp::create(ob, l, pos, ValueRange{at});
+                             });
+  int64_t rank = xs.size();
+  Value y = mapGeneric(im, xs, et, {indices}, {{d(ax)}}, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    SmallVector<Value> at;
+    for (int64_t i = 0; i < rank; ++i)
+      at.push_back(linalg::IndexOp::create(ob, l, i));
+    at[ax] = arith::IndexCastOp::create(ob, l, ob.getIndexType(), v[0]);
+    return tensor::ExtractOp::create(ob, l, x, at);
+  });
+  im.setDynamicOutput(0, y, uniques, {ax});
+  im.setDynamicOutput(1, indices, uniques, {0});
+  im.setOutput(2, inverse);
+  im.setDynamicOutput(3, counts, uniques, {0});
+  return success();
+}
+
 namespace {
 using ActFn = std::function<Value(OpBuilder &, Location, Value)>;
 
@@ -1672,6 +1849,7 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["ai.onnx.ml.TreeEnsemble"] = handleTreeEnsemble;
   t["Compress"] = handleCompress;
   t["NonZero"] = handleNonZero;
+  t["Unique"] = handleUnique;
   t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
   t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
   t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };
