@@ -830,6 +830,205 @@ static LogicalResult handleUnique(Importer &im) {
   return success();
 }
 
+/// NonMaxSuppression. Greedy selection in score order is the fixpoint of
+/// "a valid box is kept unless a kept box of higher priority overlaps it
+/// beyond the IoU threshold"; iterating that from "every valid box" settles
+/// one more box per round, so N rounds (one generic each) are exact. The
+/// first max_output_boxes_per_class kept boxes of each (batch, class) are
+/// then written in that order: [B*C*N, 3] bound, the count data-dependent.
+static LogicalResult handleNonMaxSuppression(Importer &im) {
+  Value boxes = im.input(0), scores = im.input(1);
+  ArrayRef<int64_t> bs = im.shapeOf(boxes), ss = im.shapeOf(scores);
+  if (bs.size() != 3 || bs[2] != 4 || ss.size() != 3 || ss[0] != bs[0] || ss[2] != bs[1])
+    return im.fail("boxes must be [B, N, 4] and scores [B, C, N], got " + shapeStr(bs) + " and " +
+                   shapeStr(ss));
+  Type et = im.elementType(boxes);
+  if (!isFloat(et) || im.elementType(scores) != et)
+    return im.fail("boxes and scores must have the same floating-point type");
+  int64_t B = bs[0], N = bs[1], C = ss[1];
+  bool center = im.attrInt("center_point_box", 0);
+  auto scalarInput = [&](unsigned i, StringRef name) -> FailureOr<Value> {
+    if (!im.hasInput(i))
+      return Value();
+    Value v = im.input(i);
+    int64_t n = 1;
+    for (int64_t d : im.shapeOf(v))
+      n *= d;
+    if (n != 1)
+      return im.fail(name + " must hold one value");
+    return im.reshape(v, {1});
+  };
+  auto maxOut = scalarInput(2, "max_output_boxes_per_class");
+  auto iouT = scalarInput(3, "iou_threshold");
+  auto scoreT = scalarInput(4, "score_threshold");
+  if (failed(maxOut) || failed(iouT) || failed(scoreT))
+    return failure();
+  Type i64 = im.b.getI64Type();
+  // Without max_output_boxes_per_class nothing is selected.
+  if (!*maxOut || N == 0 || B * C == 0) {
+    im.setOutput(0, tensor::EmptyOp::create(im.b, im.loc, SmallVector<int64_t>{0, 3}, i64));
+    return success();
+  }
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  auto idx = [](OpBuilder &ob, Location l, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(ob, l, v);
+  };
+  auto c64 = [](OpBuilder &ob, Location l, int64_t v) -> Value {
+    return arith::ConstantOp::create(ob, l, ob.getI64IntegerAttr(v));
+  };
+  auto cf = [&](OpBuilder &ob, Location l, double v) { return im.constantScalar(ob, l, et, v); };
+  auto i64Attr = [&](int64_t v) { return cast<TypedAttr>(im.b.getI64IntegerAttr(v)); };
+  auto fcmp = [](OpBuilder &ob, Location l, arith::CmpFPredicate p, Value a, Value b) -> Value {
+    return arith::CmpFOp::create(ob, l, p, a, b);
+  };
+  auto land = [](OpBuilder &ob, Location l, Value a, Value b) -> Value {
+    return arith::AndIOp::create(ob, l, a, b);
+  };
+  auto score = [&](OpBuilder &ob, Location l, Value b, Value c, Value i) -> Value {
+    return tensor::ExtractOp::create(ob, l, scores, ValueRange{b, c, i});
+  };
+  // Box j comes before box i: higher score, or the same and a lower index.
+  auto before = [&](OpBuilder &ob, Location l, Value b, Value c, Value j, Value i) -> Value {
+    Value sj = score(ob, l, b, c, j), si = score(ob, l, b, c, i);
+    Value tie = land(ob, l, fcmp(ob, l, arith::CmpFPredicate::OEQ, sj, si),
+                     arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ult, j, i));
+    return arith::OrIOp::create(ob, l, fcmp(ob, l, arith::CmpFPredicate::OGT, sj, si), tie);
+  };
+  // Extent [lo, hi] of box i along axis a (0: y, 1: x) per center_point_box.
+  auto extent = [&](OpBuilder &ob, Location l, Value b, Value i, int a) -> std::pair<Value, Value> {
+    auto at = [&](int64_t k) -> Value {
+      return tensor::ExtractOp::create(ob, l, boxes, ValueRange{b, i, idx(ob, l, k)});
+    };
+    if (center) {
+      // [x_center, y_center, width, height]
+      Value mid = at(a == 1 ? 0 : 1), half = arith::DivFOp::create(ob, l, at(a == 1 ? 2 : 3), cf(ob, l, 2));
+      return {arith::SubFOp::create(ob, l, mid, half), arith::AddFOp::create(ob, l, mid, half)};
+    }
+    // [y1, x1, y2, x2], corners in either order.
+    Value p = at(a), q = at(a + 2);
+    return {arith::MinimumFOp::create(ob, l, p, q), arith::MaximumFOp::create(ob, l, p, q)};
+  };
+  // IoU(i, j) > threshold, with the reference's early outs.
+  auto overlaps = [&](OpBuilder &ob, Location l, Value b, Value i, Value j, Value thr) -> Value {
+    Value inter = cf(ob, l, 1), area1 = cf(ob, l, 1), area2 = cf(ob, l, 1);
+    Value ok = arith::ConstantOp::create(ob, l, ob.getBoolAttr(true));
+    for (int a = 0; a < 2; ++a) {
+      auto [lo1, hi1] = extent(ob, l, b, i, a);
+      auto [lo2, hi2] = extent(ob, l, b, j, a);
+      Value lo = arith::MaximumFOp::create(ob, l, lo1, lo2), hi = arith::MinimumFOp::create(ob, l, hi1, hi2);
+      ok = land(ob, l, ok, fcmp(ob, l, arith::CmpFPredicate::OGT, hi, lo));
+      inter = arith::MulFOp::create(ob, l, inter, arith::SubFOp::create(ob, l, hi, lo));
+      area1 = arith::MulFOp::create(ob, l, area1, arith::SubFOp::create(ob, l, hi1, lo1));
+      area2 = arith::MulFOp::create(ob, l, area2, arith::SubFOp::create(ob, l, hi2, lo2));
+    }
+    Value uni = arith::SubFOp::create(ob, l, arith::AddFOp::create(ob, l, area1, area2), inter);
+    Value zero = cf(ob, l, 0);
+    for (Value v : {inter, area1, area2, uni})
+      ok = land(ob, l, ok, fcmp(ob, l, arith::CmpFPredicate::OGT, v, zero));
+    Value iou = arith::DivFOp::create(ob, l, inter, uni);
+    return land(ob, l, ok, fcmp(ob, l, arith::CmpFPredicate::OGT, iou, thr));
+  };
+  auto loopIdx = [](OpBuilder &ob, Location l, unsigned k) -> Value {
+    return linalg::IndexOp::create(ob, l, k);
+  };
+  auto isOne = [&](OpBuilder &ob, Location l, Value v) -> Value {
+    return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v, c64(ob, l, 1));
+  };
+  // valid[b, c, i]: passes score_threshold (strictly), as 0/1.
+  Value valid = mapGeneric(im, {B, C, N}, i64, {}, {}, [&](OpBuilder &ob, Location l, ValueRange) -> Value {
+    if (!*scoreT)
+      return c64(ob, l, 1);
+    Value s = score(ob, l, loopIdx(ob, l, 0), loopIdx(ob, l, 1), loopIdx(ob, l, 2));
+    Value t = tensor::ExtractOp::create(ob, l, *scoreT, ValueRange{idx(ob, l, 0)});
+    if (t.getType() != et)
+      t = isFloat(t.getType()) ? (Value)arith::TruncFOp::create(ob, l, et, t) : t;
+    return arith::ExtUIOp::create(ob, l, ob.getI64Type(), fcmp(ob, l, arith::CmpFPredicate::OGT, s, t));
+  });
+  Value kept = valid;
+  for (int64_t round = 0; round < N; ++round) {
+    // suppressed[b, c, i] = any kept j before i overlapping it; loops (b, c, i, j).
+    Value prev = kept;
+    kept = foldLoops(im, {B, C, N}, 4, {prev, valid}, {{d(0), d(1), d(3)}, {d(0), d(1), d(2)}},
+                     {d(0), d(1), d(2)}, i64Attr(1),
+                     [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                       Value b = loopIdx(ob, l, 0), c = loopIdx(ob, l, 1);
+                       Value i = loopIdx(ob, l, 2), j = loopIdx(ob, l, 3);
+                       Value thr = *iouT ? tensor::ExtractOp::create(ob, l, *iouT, ValueRange{idx(ob, l, 0)}).getResult()
+                                         : cf(ob, l, 0);
+                       if (thr.getType() != et)
+                         thr = arith::TruncFOp::create(ob, l, et, thr);
+                       Value hit = land(ob, l, land(ob, l, isOne(ob, l, v[0]), before(ob, l, b, c, j, i)),
+                                        overlaps(ob, l, b, i, j, thr));
+                       Value stay = land(ob, l, isOne(ob, l, v[1]),
+                                         arith::XOrIOp::create(ob, l, hit, arith::ConstantOp::create(ob, l, ob.getBoolAttr(true))));
+                       return arith::AndIOp::create(ob, l, acc,
+                                                    arith::ExtUIOp::create(ob, l, ob.getI64Type(), stay));
+                     });
+  }
+  // rank[b, c, i]: kept boxes before i; loops (b, c, i, j).
+  Value rank = foldLoops(im, {B, C, N}, 4, {kept}, {{d(0), d(1), d(3)}}, {d(0), d(1), d(2)}, i64Attr(0),
+                         [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                           Value hit = land(ob, l, isOne(ob, l, v[0]),
+                                            before(ob, l, loopIdx(ob, l, 0), loopIdx(ob, l, 1),
+                                                   loopIdx(ob, l, 3), loopIdx(ob, l, 2)));
+                           return arith::AddIOp::create(ob, l, acc, arith::ExtUIOp::create(ob, l, ob.getI64Type(), hit));
+                         });
+  // slot[b, c, r]: the box kept at rank r (r < count).
+  Value slot = foldLoops(im, {B, C, N}, 4, {kept, rank}, {{d(0), d(1), d(3)}, {d(0), d(1), d(3)}},
+                         {d(0), d(1), d(2)}, i64Attr(0),
+                         [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                           Value r = arith::IndexCastOp::create(ob, l, ob.getI64Type(), loopIdx(ob, l, 2));
+                           Value hit = land(ob, l, isOne(ob, l, v[0]),
+                                            arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, v[1], r));
+                           Value j = arith::IndexCastOp::create(ob, l, ob.getI64Type(), loopIdx(ob, l, 3));
+                           return arith::SelectOp::create(ob, l, hit, j, acc);
+                         });
+  // count[g] (g = b * C + c): min(kept boxes, max_output_boxes_per_class).
+  Value count = foldLoops(im, {B, C}, 3, {kept}, {{d(0), d(1), d(2)}}, {d(0), d(1)}, i64Attr(0),
+                          [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                            return arith::AddIOp::create(ob, l, acc, v[0]);
+                          });
+  count = mapGeneric(im, {B * C}, i64, {im.reshape(count, {B * C}), *maxOut}, {{d(0)}, {getAffineConstantExpr(0, ctx)}},
+                     [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                       Value m = arith::MaxSIOp::create(ob, l, v[1], c64(ob, l, 0));
+                       return arith::MinSIOp::create(ob, l, v[0], m);
+                     });
+  // end[g]: rows up to and including group g.
+  Value end = foldLoops(im, {B * C}, 2, {count}, {{d(1)}}, {d(0)}, i64Attr(0),
+                        [&](OpBuilder &ob, Location l, Value acc, ValueRange v) -> Value {
+                          Value in = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ule,
+                                                           loopIdx(ob, l, 1), loopIdx(ob, l, 0));
+                          return arith::SelectOp::create(ob, l, in, arith::AddIOp::create(ob, l, acc, v[0]), acc);
+                        });
+  Value total = mapGeneric(im, {1}, i64, {end}, {{getAffineConstantExpr(B * C - 1, ctx)}},
+                           [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+  int64_t G = B * C;
+  Value y = mapGeneric(im, {G * N, 3}, i64, {}, {}, [&](OpBuilder &ob, Location l, ValueRange) -> Value {
+    Value p = arith::IndexCastOp::create(ob, l, ob.getI64Type(), loopIdx(ob, l, 0));
+    // The group of row p: the number of groups that end at or before it.
+    Value g = c64(ob, l, 0), start = c64(ob, l, 0);
+    for (int64_t k = 0; k < G; ++k) {
+      Value e = tensor::ExtractOp::create(ob, l, end, ValueRange{idx(ob, l, k)});
+      Value done = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::sle, e, p);
+      g = arith::SelectOp::create(ob, l, done, c64(ob, l, k + 1), g);
+      start = arith::SelectOp::create(ob, l, done, e, start);
+    }
+    g = arith::MinSIOp::create(ob, l, g, c64(ob, l, G - 1));
+    Value b = arith::DivSIOp::create(ob, l, g, c64(ob, l, C)), c = arith::RemSIOp::create(ob, l, g, c64(ob, l, C));
+    Value r = arith::MinSIOp::create(ob, l, arith::SubIOp::create(ob, l, p, start), c64(ob, l, N - 1));
+    r = arith::MaxSIOp::create(ob, l, r, c64(ob, l, 0));
+    auto asIdx = [&](Value v) -> Value { return arith::IndexCastOp::create(ob, l, ob.getIndexType(), v); };
+    Value box = tensor::ExtractOp::create(ob, l, slot, ValueRange{asIdx(b), asIdx(c), asIdx(r)});
+    Value col = loopIdx(ob, l, 1);
+    Value isB = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, col, idx(ob, l, 0));
+    Value isC = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, col, idx(ob, l, 1));
+    return arith::SelectOp::create(ob, l, isB, b, arith::SelectOp::create(ob, l, isC, c, box));
+  });
+  im.setDynamicOutput(0, y, total, {0});
+  return success();
+}
+
 namespace {
 using ActFn = std::function<Value(OpBuilder &, Location, Value)>;
 
@@ -1850,6 +2049,7 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["Compress"] = handleCompress;
   t["NonZero"] = handleNonZero;
   t["Unique"] = handleUnique;
+  t["NonMaxSuppression"] = handleNonMaxSuppression;
   t["RNN"] = [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); };
   t["GRU"] = [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); };
   t["LSTM"] = [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); };

@@ -569,6 +569,24 @@ case("unique-unsorted", one("Unique", [("x", uq)], {"sorted": 0}, opset=11, outp
 case("unique-axis1-int64", one("Unique", [("x", I([[1, 0, 1, 2, 0], [3, 3, 3, 1, 3], [0, 5, 0, 0, 5]]))],
                                {"axis": 1}, opset=11, outputs=4))
 
+
+def nms_boxes(b, n, center=False):
+    r = _rng(f"nms{b}{n}{center}")
+    xy = r.uniform(0, 10, (b, n, 2))
+    wh = r.uniform(1, 4, (b, n, 2))
+    if center:
+        return np.concatenate([xy, wh], -1).astype(np.float32)
+    return np.concatenate([xy, xy + wh], -1)[..., [1, 0, 3, 2]].astype(np.float32)
+
+
+nms_scores = np.round(F(2, 3, 12, lo=0, hi=1), 1)  # ties broken by index
+case("nonmaxsuppression-batches-classes", one("NonMaxSuppression", [
+    ("boxes", nms_boxes(2, 12)), ("scores", nms_scores), ("k", I([4])),
+    ("iou", np.array([0.3], np.float32)), ("st", np.array([0.2], np.float32))], opset=11))
+case("nonmaxsuppression-center-no-score-threshold", one("NonMaxSuppression", [
+    ("boxes", nms_boxes(1, 10, True)), ("scores", F(1, 2, 10, lo=0, hi=1)), ("k", I([10])),
+    ("iou", np.array([0.1], np.float32))], {"center_point_box": 1}, opset=11))
+
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
                                   {"equation": "...ij,...jk->...ik"}, opset=12))
