@@ -13,9 +13,6 @@ from models import LARGE_MODELS, MODELS, build
 
 BF16_RTOL, BF16_ATOL = 2e-2, 2e-2
 
-# What the npu lowering does not cover yet (see docs/npu.md): convolutions
-# with padding are imported as gathers with bounds checks (arith.select).
-NPU_UNSUPPORTED = {"convnet", "convnet_large"}
 
 
 def _feeds(model, seed=1):
@@ -35,17 +32,11 @@ def _run_npu(model, tmp_path, autocast, name="m"):
         return s.run(feeds), feeds
 
 
-@pytest.mark.parametrize("name", sorted(set(MODELS) | {"mlp_large"}))
+@pytest.mark.parametrize("name", sorted(set(MODELS) | {"mlp_large", "convnet_large"}))
 @pytest.mark.parametrize("autocast,rtol,atol", [("none", 1e-4, 1e-5),
                                                 ("matmul", BF16_RTOL, BF16_ATOL)])
 def test_model_on_npu(tmp_path, name, autocast, rtol, atol):
     model = build(name)
-    if name in NPU_UNSUPPORTED:
-        # Not silent: the compiler names the op it cannot lower.
-        r = run_tool("kiln-compile", _save(model, tmp_path), "--target=npu",
-                     "-o", tmp_path / "x.kiln")
-        assert r.returncode != 0 and "cannot run on the npu" in r.stderr
-        pytest.xfail("convolution with padding: " + r.stderr.strip().splitlines()[-1])
     got, feeds = _run_npu(model, tmp_path, autocast, name)
     assert_outputs_close(got, ort_run(model, feeds), rtol, atol)
 
