@@ -1311,32 +1311,48 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
     if (auto pads = im.attrInts("pads"); pads && im.attrString("auto_pad", "NOTSET") == "NOTSET")
       for (int64_t i = 0; i < s; ++i)
         explicitHi[i] = (*pads)[i + s];
-    y = indexedGeneric(im, outShape, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
-      Value count = idxConst(ob, l, 1);
-      for (int64_t i = 0; i < s; ++i) {
-        // Extra right padding added for ceil_mode never counts.
-        int64_t lower = includePad ? -geo.padLo[i] : 0;
-        int64_t upper = includePad ? in[i] + explicitHi[i] : in[i];
-        // #{j < k : lower <= start + j*dil < upper}, start = o*stride - padLo
-        Value start = arith::SubIOp::create(
-            ob, l, arith::MulIOp::create(ob, l, a[2 + i], idxConst(ob, l, geo.strides[i])),
-            idxConst(ob, l, geo.padLo[i]));
-        Value dl = idxConst(ob, l, geo.dilations[i]);
-        Value jmin = arith::CeilDivSIOp::create(
-            ob, l, arith::SubIOp::create(ob, l, idxConst(ob, l, lower), start), dl);
-        jmin = arith::MaxSIOp::create(ob, l, jmin, idxConst(ob, l, 0));
-        Value jmax = arith::FloorDivSIOp::create(
-            ob, l, arith::SubIOp::create(ob, l, idxConst(ob, l, upper - 1), start), dl);
-        jmax = arith::MinSIOp::create(ob, l, jmax, idxConst(ob, l, geo.kernel[i] - 1));
-        Value c = arith::AddIOp::create(ob, l, arith::SubIOp::create(ob, l, jmax, jmin),
-                                        idxConst(ob, l, 1));
-        c = arith::MaxSIOp::create(ob, l, c, idxConst(ob, l, 1));
-        count = arith::MulIOp::create(ob, l, count, c);
+    // The divisor depends only on the output position: a host constant
+    // [1, 1, out...], so targets see a plain broadcast operand.
+    SmallVector<int64_t> outSpatial(outShape.begin() + 2, outShape.end());
+    SmallVector<SmallVector<int64_t>> perDim(s);
+    for (int64_t i = 0; i < s; ++i) {
+      // Extra right padding added for ceil_mode never counts.
+      int64_t lower = includePad ? -geo.padLo[i] : 0;
+      int64_t upper = includePad ? in[i] + explicitHi[i] : in[i];
+      for (int64_t o = 0; o < outSpatial[i]; ++o) {
+        int64_t c = 0;
+        for (int64_t j = 0; j < geo.kernel[i]; ++j) {
+          int64_t p = o * geo.strides[i] - geo.padLo[i] + j * geo.dilations[i];
+          c += lower <= p && p < upper;
+        }
+        perDim[i].push_back(std::max<int64_t>(c, 1));
       }
-      Value cf = arith::SIToFPOp::create(
-          ob, l, et, arith::IndexCastOp::create(ob, l, ob.getI64Type(), count));
-      return arith::DivFOp::create(ob, l, a[s + 2], cf);
-    }, ValueRange{y}, {AffineMap::getMultiDimIdentityMap(outShape.size(), ctx)});
+    }
+    int64_t positions = 1;
+    for (int64_t o : outSpatial)
+      positions *= o;
+    SmallVector<APFloat> counts;
+    for (int64_t flat = 0; flat < positions; ++flat) {
+      int64_t c = 1, rem = flat;
+      for (int64_t i = s - 1; i >= 0; --i) {
+        c *= perDim[i][rem % outSpatial[i]];
+        rem /= outSpatial[i];
+      }
+      APFloat f(static_cast<double>(c));
+      bool lost;
+      f.convert(cast<FloatType>(et).getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+      counts.push_back(f);
+    }
+    SmallVector<int64_t> countShape = {1, 1};
+    countShape.append(outSpatial);
+    Value countT = arith::ConstantOp::create(
+        im.b, im.loc, DenseElementsAttr::get(RankedTensorType::get(countShape, et), counts));
+    auto avg = im.elementwise({y, countT}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      return arith::DivFOp::create(ob, l, v[0], v[1]);
+    });
+    if (failed(avg))
+      return failure();
+    y = *avg;
   }
   im.setOutput(0, y);
   return success();
