@@ -192,3 +192,22 @@ def test_gemm_2048_end_to_end_cycles(tmp_path):
     total_ns = json.loads(stats.read_text())["total_ns"]
     ratio = total_ns * 2.8 / (n * n * n / (128 * 128))  # trn1: 2.8 GHz.
     assert ratio <= 1.25, ratio
+
+
+def test_stats_per_dispatch(tmp_path):
+    # --stats lists every dispatch of the run, in order, laid end to end.
+    import json
+    art = kiln.compile(build("mlp"), tmp_path / "mlp.kiln", target="npu")
+    stats = tmp_path / "s.json"
+    r = run_tool("kiln-run", art, "--device=npu", f"--stats={stats}")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(stats.read_text())
+    spans = s["dispatches"]
+    assert [d["kernel"] for d in spans] == [f"main_dispatch_{i}" for i in range(len(spans))]
+    assert len(spans) > 1
+    assert spans[0]["start_ns"] == 0
+    for prev, cur in zip(spans, spans[1:]):
+        assert abs(prev["start_ns"] + prev["total_ns"] - cur["start_ns"]) < 1e-3 * cur["start_ns"]
+    assert abs(sum(d["total_ns"] for d in spans) - s["total_ns"]) < 1e-6 * s["total_ns"]
+    for e in ("tensor", "vector", "scalar", "gpsimd", "dma"):
+        assert sum(d["engines"][e]["instructions"] for d in spans) == s["engines"][e]["instructions"]

@@ -2,6 +2,7 @@
 #include "kiln/Import/OnnxImporter.h"
 #include "kiln/Pipeline/Pipeline.h"
 
+#include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
@@ -86,6 +87,7 @@ static int fail(const Twine &msg) {
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
+  mlir::registerAsmPrinterCLOptions();
   mlir::registerPassManagerCLOptions();
   mlir::registerMLIRContextCLOptions();
   cl::HideUnrelatedOptions({&category, &kiln::targetOptionCategory()});
