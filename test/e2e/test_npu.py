@@ -118,7 +118,7 @@ def test_matmul_bf16_on_npu(tmp_path, name):
     assert not np.allclose(got[0], want, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mlp", "transformer"])
+@pytest.mark.parametrize("name", ["mlp", "transformer", "convnet"])
 def test_cpu_and_npu_agree(tmp_path, name):
     model = build(name)
     art = kiln.compile(model, tmp_path / "both.kiln", target="cpu,npu",
