@@ -592,16 +592,29 @@ static LogicalResult handleBitShift(Importer &im) {
 }
 
 static LogicalResult handlePRelu(Importer &im) {
-  Type et = im.elementType(im.input(0));
-  if (et != im.elementType(im.input(1)))
+  Value x = im.input(0), slope = im.input(1);
+  Type et = im.elementType(x);
+  if (et != im.elementType(slope))
     return im.fail("inputs have different element types");
-  return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+  // Before opset 7 a 1-D slope the size of dim 1 is per channel, not
+  // broadcast from the right (how PyTorch's exporter relied on it).
+  ArrayRef<int64_t> xs = im.shapeOf(x), ss = im.shapeOf(slope);
+  if (im.opset < 7 && ss.size() == 1 && xs.size() > 2 && ss[0] == xs[1] && ss[0] != 1) {
+    SmallVector<int64_t> perChannel(xs.size() - 1, 1);
+    perChannel[0] = ss[0];
+    slope = im.reshape(slope, perChannel);
+  }
+  auto y = im.elementwise({x, slope}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
     Value zero = zeroOf(ob, l, et);
     Value neg = isFloat(et)
                     ? (Value)arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, v[0], zero)
                     : (Value)arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, v[0], zero);
     return arith::SelectOp::create(ob, l, neg, mulOp(ob, l, v[0], v[1]), v[0]);
   });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
 }
 
 static LogicalResult handleSign(Importer &im) {
@@ -3563,6 +3576,83 @@ static LogicalResult handleDynamicQuantizeLinear(Importer &im) {
   return success();
 }
 
+/// MeanVarianceNormalization, as its ONNX function: (x - E[x]) /
+/// (sqrt(E[x^2] - E[x]^2) + 1e-9) over `axes`.
+static LogicalResult handleMeanVarianceNormalization(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("MeanVarianceNormalization needs a floating-point input");
+  int64_t rank = im.shapeOf(x).size();
+  SmallVector<int64_t> axes = im.attrInts("axes").value_or(SmallVector<int64_t>{0, 2, 3});
+  for (int64_t &a : axes) {
+    auto n = im.normalizeAxis(a, rank, "axes");
+    if (failed(n))
+      return failure();
+    a = *n;
+  }
+  int64_t count = 1;
+  for (int64_t a : axes)
+    count *= im.shapeOf(x)[a];
+  auto add = [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); };
+  auto sq = im.elementwise({x}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::MulFOp::create(ob, l, v[0], v[0]);
+  });
+  if (failed(sq))
+    return failure();
+  TypedAttr zero = FloatAttr::get(et, 0.0);
+  Value sum = im.reduce(x, axes, true, zero, add);
+  Value sumSq = im.reduce(*sq, axes, true, zero, add);
+  auto y = im.elementwise({x, sum, sumSq}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value n = im.constantScalar(ob, l, et, static_cast<double>(count));
+    Value mean = arith::DivFOp::create(ob, l, v[1], n);
+    Value meanSq = arith::DivFOp::create(ob, l, v[2], n);
+    Value var = arith::SubFOp::create(ob, l, meanSq, arith::MulFOp::create(ob, l, mean, mean));
+    Value sd = arith::AddFOp::create(ob, l, math::SqrtOp::create(ob, l, var),
+                                     im.constantScalar(ob, l, et, 1e-9));
+    return arith::DivFOp::create(ob, l, arith::SubFOp::create(ob, l, v[0], mean), sd);
+  });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
+/// MatMulInteger: (A - a_zero_point) x (B - b_zero_point) in int32; a 1-D
+/// a_zero_point is per row of A, a 1-D b_zero_point per column of B.
+static LogicalResult handleMatMulInteger(Importer &im) {
+  Type i32 = im.b.getI32Type();
+  auto widen = [&](unsigned data, unsigned zp, bool perRow) -> FailureOr<Value> {
+    Value v = im.input(data);
+    bool u = im.isUnsigned(data);
+    SmallVector<Value> ins = {v};
+    if (im.hasInput(zp)) {
+      Value z = im.input(zp);
+      ArrayRef<int64_t> zs = im.shapeOf(z);
+      if (perRow && zs.size() == 1 && im.shapeOf(v).size() >= 2)
+        z = im.reshape(z, {zs[0], 1});
+      ins.push_back(z);
+    }
+    return im.elementwise(ins, i32, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      Value w = castScalar(ob, l, a[0], i32, u);
+      if (a.size() == 1)
+        return w;
+      return arith::SubIOp::create(ob, l, w, castScalar(ob, l, a[1], i32, u));
+    });
+  };
+  auto a = widen(0, 2, true), bm = widen(1, 3, false);
+  if (failed(a) || failed(bm))
+    return failure();
+  SmallVector<int64_t> sa(im.shapeOf(*a)), sb(im.shapeOf(*bm));
+  if (sa.size() < 2 || sb.size() < 2)
+    return im.fail("MatMulInteger inputs of rank < 2 are not supported");
+  auto r = contraction(im, *a, *bm, false, false, Value(), 1.0);
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
 #define F_BODY(EXPR)                                                              \
   [](OpBuilder & ob, Location l, ValueRange v) -> Value { return EXPR; }
 
@@ -3707,6 +3797,44 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
         return arith::MulFOp::create(ob, l, y, cst(im, ob, l, v[0], gamma));
       });
     };
+    t["Celu"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 1.0f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        // max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
+        Value e = math::ExpM1Op::create(
+            ob, l, arith::DivFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha)));
+        Value neg = arith::MinimumFOp::create(
+            ob, l, arith::MulFOp::create(ob, l, e, cst(im, ob, l, v[0], alpha)),
+            zeroOf(ob, l, v[0].getType()));
+        return arith::AddFOp::create(
+            ob, l, arith::MaximumFOp::create(ob, l, v[0], zeroOf(ob, l, v[0].getType())), neg);
+      });
+    };
+    t["HardSwish"] = [](Importer &im) {
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value h = arith::AddFOp::create(
+            ob, l, arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], 1.0 / 6.0)),
+            cst(im, ob, l, v[0], 0.5));
+        h = arith::MaximumFOp::create(ob, l, h, cst(im, ob, l, v[0], 0.0));
+        h = arith::MinimumFOp::create(ob, l, h, cst(im, ob, l, v[0], 1.0));
+        return arith::MulFOp::create(ob, l, v[0], h);
+      });
+    };
+    t["Mish"] = [](Importer &im) {
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value sp = math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, v[0]));
+        return arith::MulFOp::create(ob, l, v[0], math::TanhOp::create(ob, l, sp));
+      });
+    };
+    t["Swish"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 1.0f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value ax = arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha));
+        return arith::MulFOp::create(ob, l, v[0], sigmoid(im, ob, l, ax));
+      });
+    };
+    t["MeanVarianceNormalization"] = handleMeanVarianceNormalization;
+    t["MatMulInteger"] = handleMatMulInteger;
     t["ThresholdedRelu"] = [](Importer &im) {
       double alpha = im.attrFloat("alpha", 1.0f);
       return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -3731,7 +3859,8 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["Where"] = handleWhere;
     t["Cast"] = handleCast;
     t["Identity"] = handleIdentity;
-    // Inference: the mask output is rejected, and so is training mode.
+    // Inference only: the output is the input and the mask all true;
+    // training mode (random masks) is rejected.
     t["Dropout"] = [](Importer &im) {
       if (im.hasInput(2)) {
         auto c = im.constInput(2);
@@ -3740,6 +3869,8 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
           return im.fail("training_mode must be a constant false (random dropout masks are "
                          "not supported)");
       }
+      if (im.wantsOutput(1))
+        im.setOutput(1, im.fill(im.shapeOf(im.input(0)), im.b.getBoolAttr(true)));
       return handleIdentity(im);
     };
     t["ReduceSum"] = [](Importer &im) { return handleReduce(im, ReduceKind::Sum, 13); };

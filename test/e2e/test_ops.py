@@ -18,6 +18,7 @@ from conftest import ATOL, assert_outputs_close, ort_run
 
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
+ua = np.array([[200, 7, 255, 0], [1, 128, 129, 64]], np.uint8)
 
 
 class Spec:
@@ -113,6 +114,14 @@ case("leakyrelu-default", one("LeakyRelu", [("x", F(4, 9))]))
 case("leakyrelu-alpha", one("LeakyRelu", [("x", F(4, 9))], {"alpha": 0.2}))
 case("gelu-none", one("Gelu", [("x", F(3, 33, lo=-4, hi=4))], opset=20))
 case("gelu-tanh", one("Gelu", [("x", F(3, 33, lo=-4, hi=4))], {"approximate": "tanh"}, opset=20))
+case("celu", one("Celu", [("x", F(3, 17, lo=-4, hi=4))], {"alpha": 1.5}, opset=12))
+case("hardswish", one("HardSwish", [("x", F(3, 17, lo=-5, hi=5))], opset=14))
+case("mish", one("Mish", [("x", F(3, 17, lo=-5, hi=5))], opset=18))
+case("mvn", one("MeanVarianceNormalization", [("x", F(2, 3, 4, 5))], {"axes": [0, 2, 3]}, opset=13))
+case("mvn-axes", one("MeanVarianceNormalization", [("x", F(2, 3, 4, 5))], {"axes": [1, 3]}, opset=13))
+case("matmulinteger-zp", one("MatMulInteger", [("a", ua[:, :3].copy()), ("b", ua[:, 1:4].T.copy()),
+                                               ("az", np.array(7, np.uint8)),
+                                               ("bz", np.array([1, 2], np.uint8))], opset=10))
 
 # --- int64 elementwise and comparisons --------------------------------------
 ia, ib = I([[7, -7, 9, -9, 0, 5]]), I([[2], [-3], [4]])
@@ -380,7 +389,6 @@ case("rmsnorm-axis1", one("RMSNormalization", [("x", rx), ("g", rg2)], {"axis": 
                           opset=23, expect=lambda f: [_rms(f["x"], f["g"], 1, 1e-3)]))
 
 # --- unsigned integers --------------------------------------------------------------
-ua = np.array([[200, 7, 255, 0], [1, 128, 129, 64]], np.uint8)
 ub = np.array([3, 200, 1, 255], np.uint8)
 # onnxruntime lacks several uint8 kernels: numpy gives the expected values.
 _np_ops = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide,
