@@ -134,7 +134,8 @@ DenseElementsAttr HostTensor::toAttr() const {
 Importer::Importer(MLIRContext &context, StringRef path,
                    const ImportOptions &options)
     : ctx(context), b(&context), loc(UnknownLoc::get(&context)), path(path.str()),
-      modelDir(llvm::sys::path::parent_path(path).str()), options(options) {}
+      modelDir(llvm::sys::path::parent_path(path).str()), options(options),
+      fileLoc(FileLineColLoc::get(&context, path, 0, 0)) {}
 
 LogicalResult Importer::fail(const Twine &message) {
   std::string where = path + ": ";
@@ -482,6 +483,76 @@ Importer::boundInputValue(const onnx::ValueInfoProto &info, StringRef spec) {
 // Graph
 //===----------------------------------------------------------------------===//
 
+LogicalResult Importer::importNodes(const onnx::GraphProto &g) {
+  for (const auto &n : g.node())
+    if (failed(importNode(n)))
+      return failure();
+  node = nullptr;
+  return success();
+}
+
+LogicalResult Importer::importNode(const onnx::NodeProto &n) {
+  const auto &handlers = opHandlers();
+  node = &n;
+  std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
+                                         : n.name();
+  loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
+  if (!n.domain().empty() && n.domain() != "ai.onnx")
+    return fail("operator domain '" + n.domain() + "' is not supported");
+  for (int i = 0; i < n.input_size(); ++i)
+    if (!n.input(i).empty() && !isDefined(n.input(i)))
+      return fail("input '" + n.input(i) +
+                  "' is not produced by any earlier node, initializer or graph "
+                  "input (the graph must be topologically sorted)");
+  // Sequences and optionals only flow into the ops made for them (and
+  // Identity, which passes them through).
+  bool anyContainer = false;
+  for (int i = 0; i < n.input_size(); ++i)
+    anyContainer |= isSequence(i) || isOptional(i);
+  if (anyContainer && !acceptsContainers(n.op_type()))
+    for (int i = 0; i < n.input_size(); ++i)
+      if (isSequence(i) || isOptional(i))
+        return fail("input '" + n.input(i) + "' is " +
+                    (isSequence(i) ? "a sequence" : "an optional") + ", which " +
+                    n.op_type() + " does not take");
+  if (anyContainer && n.op_type() == "Identity") {
+    if (n.output_size() > 0)
+      alias(n.input(0), n.output(0));
+    return success();
+  }
+  if (!anyContainer) {
+    auto folded = tryFold();
+    if (failed(folded))
+      return failure();
+    if (*folded) {
+      markUnsignedOutputs();
+      return success();
+    }
+  }
+  auto it = handlers.find(n.op_type());
+  if (it == handlers.end())
+    return fail("unsupported operator '" + n.op_type() + "'");
+  if (failed(it->second(*this)))
+    return fail("could not import this node");
+  // Views of constants stay constants, so shape subgraphs keep folding.
+  static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
+                                          "Unsqueeze", "Flatten", "Dropout"};
+  if (views.contains(n.op_type()) && n.output_size() > 0) {
+    if (auto c = constInput(0); c && values.count(n.output(0))) {
+      Value v = values[n.output(0)];
+      consts[n.output(0)] = c->reshape(cast<ShapedType>(v.getType()));
+      values.erase(n.output(0));
+    }
+  }
+  for (int i = 0; i < n.output_size(); ++i)
+    if (!n.output(i).empty() && !isDefined(n.output(i)))
+      return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
+                  n.op_type() + " importer");
+  if (!anyContainer)
+    markUnsignedOutputs();
+  return success();
+}
+
 LogicalResult Importer::importGraph() {
   const onnx::GraphProto &g = model.graph();
   for (const auto &kv : options.inputShapes) {
@@ -539,7 +610,6 @@ LogicalResult Importer::importGraph() {
   }
 
   b.setInsertionPointToEnd(module.getBody());
-  auto fileLoc = FileLineColLoc::get(&ctx, path, 0, 0);
   auto func = func::FuncOp::create(b, fileLoc, "main", b.getFunctionType(argTypes, {}));
   Block *entry = func.addEntryBlock();
   for (auto [i, name] : llvm::enumerate(argNames)) {
@@ -550,51 +620,15 @@ LogicalResult Importer::importGraph() {
   }
   b.setInsertionPointToEnd(entry);
 
-  const auto &handlers = opHandlers();
-  for (const auto &n : g.node()) {
-    node = &n;
-    std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
-                                           : n.name();
-    loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
-    if (!n.domain().empty() && n.domain() != "ai.onnx")
-      return fail("operator domain '" + n.domain() + "' is not supported");
-    for (int i = 0; i < n.input_size(); ++i)
-      if (!n.input(i).empty() && !values.count(n.input(i)) && !consts.count(n.input(i)))
-        return fail("input '" + n.input(i) +
-                    "' is not produced by any earlier node, initializer or graph "
-                    "input (the graph must be topologically sorted)");
-    auto folded = tryFold();
-    if (failed(folded))
-      return failure();
-    if (*folded) {
-      markUnsignedOutputs();
-      continue;
-    }
-    auto it = handlers.find(n.op_type());
-    if (it == handlers.end())
-      return fail("unsupported operator '" + n.op_type() + "'");
-    if (failed(it->second(*this)))
-      return fail("could not import this node");
-    // Views of constants stay constants, so shape subgraphs keep folding.
-    static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
-                                            "Unsqueeze", "Flatten", "Dropout"};
-    if (views.contains(n.op_type()) && n.output_size() > 0) {
-      if (auto c = constInput(0); c && values.count(n.output(0))) {
-        Value v = values[n.output(0)];
-        consts[n.output(0)] = c->reshape(cast<ShapedType>(v.getType()));
-        values.erase(n.output(0));
-      }
-    }
-    for (int i = 0; i < n.output_size(); ++i)
-      if (!n.output(i).empty() && !values.count(n.output(i)) && !consts.count(n.output(i)))
-        return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
-                    n.op_type() + " importer");
-    markUnsignedOutputs();
-  }
+  if (failed(importNodes(g)))
+    return failure();
   node = nullptr;
 
   SmallVector<Value> results;
   for (const auto &out : g.output()) {
+    if (sequences.count(out.name()) || optionals.count(out.name()))
+      return fail("graph output '" + out.name() + "' is a sequence or an optional; "
+                  "Kiln's runtime passes tensors only");
     Value v = materialize(out.name());
     if (!v)
       return fail("graph output '" + out.name() + "' is never produced");
