@@ -249,11 +249,15 @@ static FailureOr<std::string> stack(Importer &im, ArrayRef<std::string> elems, i
                      [&](onnx::NodeProto &n) { setIntAttr(n, "axis", axis); });
 }
 
-/// Element `index` of tensor `name` along `axis`, the axis removed.
+/// Element `index` of tensor `name` along `axis`, the axis removed. A Slice
+/// (an affine read, which fuses) and a Squeeze (a view), not a Gather.
 static FailureOr<std::string> take(Importer &im, StringRef name, int64_t index, int64_t axis) {
-  std::string idx = im.defineConst(i64Attr(im, {}, {index}));
-  return im.emitNode("Gather", {name.str(), idx},
-                     [&](onnx::NodeProto &n) { setIntAttr(n, "axis", axis); });
+  std::string axes = im.defineConst(i64Attr(im, {1}, {axis}));
+  auto slice = im.emitNode("Slice", {name.str(), im.defineConst(i64Attr(im, {1}, {index})),
+                                     im.defineConst(i64Attr(im, {1}, {index + 1})), axes});
+  if (failed(slice))
+    return failure();
+  return im.emitNode("Squeeze", {*slice, axes});
 }
 
 static void setOutputs(Importer &im, ArrayRef<std::string> names) {
@@ -367,7 +371,8 @@ static LogicalResult handleLoop(Importer &im) {
 
   SmallVector<SmallVector<std::string>> scans(nScan);
   for (int64_t it = 0; it < trip && cond; ++it) {
-    if (it == kMaxUnroll)
+    // Without a condition the trip count is exact: fail before unrolling.
+    if (it == kMaxUnroll || (it == 0 && !im.hasInput(1) && trip > kMaxUnroll))
       return im.fail("the loop runs more than " + Twine(kMaxUnroll) +
                      " iterations; Kiln unrolls loops at compile time and stops there");
     SmallVector<std::string> args = {im.defineConst(i64Attr(im, {}, {it})),
