@@ -70,7 +70,14 @@ ATTRIBUTE_INPUTS = dict(
     Slice=(1, 2, 3, 4), Pad=(1, 2, 3), Reshape=(1,), Expand=(1,), Tile=(1,),
     Unsqueeze=(1,), Squeeze=(1,), Split=(1,), TopK=(1,), Resize=(1, 2, 3), Upsample=(1,),
     ConstantOfShape=(0,), Range=(0, 1, 2), OneHot=(1,), Trilu=(1,),
-    CumSum=(1,), CumProd=(1,), CenterCropPad=(1,))
+    CumSum=(1,), CumProd=(1,), CenterCropPad=(1,),
+    # Kiln unrolls loops and keeps sequences as compile-time lists: trip
+    # counts, positions and split sizes decide the output shapes.
+    Loop=(0, 1), SequenceAt=(1,), SequenceInsert=(2,), SequenceErase=(1,),
+    SplitToSequence=(1,))
+
+# Ops whose outputs depend on their inputs' shapes only, never their values.
+SHAPE_ONLY = {"Shape", "Size"}
 
 EXPANDED_RE = re.compile(r"_expanded(_ver\d+)?$")
 
@@ -185,16 +192,41 @@ def tensor_dims(vi):
     return dims
 
 
+def subgraph_inputs(node):
+    """Outer names the node's subgraphs (If branches, Loop bodies) read."""
+    names = set()
+    for a in node.attribute:
+        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            for n in g.node:
+                names.update(n.input)
+                names |= subgraph_inputs(n)
+    return names
+
+
 def attribute_like_inputs(model, names):
-    """Graph inputs among `names` whose every use is an attribute-like slot."""
+    """Graph inputs among `names` that Kiln needs at compile time: those
+    whose every use is an attribute-like slot, and those whose value flows
+    (through any computation but Shape/Size) into one, since an output
+    shape then depends on it (e.g. a window size cast to float for Range)."""
+    def slots(n):
+        return ATTRIBUTE_INPUTS.get(n.op_type, ()) \
+            if n.domain in ("", "ai.onnx") else ()
     uses = collections.defaultdict(list)
     for n in model.graph.node:
-        slots = ATTRIBUTE_INPUTS.get(n.op_type, ()) \
-            if n.domain in ("", "ai.onnx") else ()
         for i, x in enumerate(n.input):
             if x in names:
-                uses[x].append(i in slots)
-    return {x for x, u in uses.items() if u and all(u)}
+                uses[x].append(i in slots(n))
+    bind = {x for x, u in uses.items() if u and all(u)}
+    for x in set(uses) - bind:
+        reach = {x}
+        for n in model.graph.node:  # topologically sorted
+            if any(y in reach and i in slots(n) for i, y in enumerate(n.input)):
+                bind.add(x)
+                break
+            if n.op_type not in SHAPE_ONLY and \
+                    reach & (set(n.input) | subgraph_inputs(n)):
+                reach.update(n.output)
+    return bind
 
 
 def load_pb(path):
@@ -282,7 +314,9 @@ def run_test(task):
         inputs = [i for i in model.graph.input if i.name not in inits]
         outputs = list(model.graph.output)
         info["dtypes"] = sorted({value_type_name(v) for v in inputs + outputs})
-        bind = attribute_like_inputs(model, {i.name for i in inputs}) \
+        bind = attribute_like_inputs(model, {
+            i.name for i in inputs
+            if i.type.WhichOneof("value") == "tensor_type"}) \
             if cfg["input_values"] else set()
         info["bound"] = sorted(bind)
 
