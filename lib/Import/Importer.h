@@ -132,6 +132,20 @@ public:
   /// its outputs; everything else `g` defined goes out of scope.
   FailureOr<SmallVector<std::string>> importSubgraph(const onnx::GraphProto &g,
                                                      ArrayRef<std::string> args);
+  /// A runtime input or output: a graph input or output, or one tensor of a
+  /// flattened sequence or optional one.
+  struct FlatValue {
+    std::string external, internal; // signature name, importer name
+    const onnx::TypeProto *type;     // its declared tensor type
+    Type mlirType;                   // inputs only
+  };
+  /// Flattens graph input `external` of `type` into the tensors it holds,
+  /// defining the sequences and optionals that hold them under `internal`.
+  LogicalResult flattenInput(const onnx::TypeProto &type, const std::string &external,
+                             const std::string &internal, SmallVectorImpl<FlatValue> &flat);
+  /// Flattens graph output `external` (held by `internal`) into tensors.
+  LogicalResult flattenOutput(const onnx::TypeProto &type, const std::string &external,
+                              const std::string &internal, SmallVectorImpl<FlatValue> &flat);
   /// Imports the nodes of `g` in order in the current scope.
   LogicalResult importNodes(const onnx::GraphProto &g);
   /// Imports one node (sets `node` and `loc`).
@@ -164,7 +178,11 @@ private:
   void markUnsignedOutputs();
 
   LogicalResult importGraph();
+public:
   FailureOr<Type> valueInfoType(const onnx::ValueInfoProto &info, bool isInput);
+  const ImportOptions &importOptions() const { return options; }
+
+private:
   /// The --input-value binding of graph input `info` as a constant.
   FailureOr<DenseElementsAttr> boundInputValue(const onnx::ValueInfoProto &info,
                                                StringRef spec);

@@ -180,6 +180,82 @@ FailureOr<SmallVector<std::string>> Importer::importSubgraph(const onnx::GraphPr
 }
 
 //===----------------------------------------------------------------------===//
+// Graph inputs and outputs
+//===----------------------------------------------------------------------===//
+
+LogicalResult Importer::flattenInput(const onnx::TypeProto &type, const std::string &external,
+                                     const std::string &internal,
+                                     SmallVectorImpl<FlatValue> &flat) {
+  if (type.has_sequence_type()) {
+    auto n = options.inputSequenceLengths.find(external);
+    if (n == options.inputSequenceLengths.end())
+      return fail("graph input '" + external +
+                  "' is a sequence: give its length with --input-sequence-length=" +
+                  external + "=N (Kiln passes it as inputs " + external + "[0], " +
+                  external + "[1], ...)");
+    SmallVector<std::string> elems;
+    for (int64_t i = 0; i < n->second; ++i) {
+      elems.push_back(freshName());
+      if (failed(flattenInput(type.sequence_type().elem_type(),
+                              external + "[" + std::to_string(i) + "]", elems.back(), flat)))
+        return failure();
+    }
+    sequences[internal] = std::move(elems);
+    return success();
+  }
+  if (type.has_optional_type()) {
+    if (options.absentInputs.count(external)) {
+      optionals[internal] = "";
+      return success();
+    }
+    std::string contents = freshName();
+    optionals[internal] = contents;
+    return flattenInput(type.optional_type().elem_type(), external, contents, flat);
+  }
+  onnx::ValueInfoProto info;
+  info.set_name(external);
+  *info.mutable_type() = type;
+  auto t = valueInfoType(info, /*isInput=*/true);
+  if (failed(t))
+    return failure();
+  flat.push_back({external, internal, &type, *t});
+  return success();
+}
+
+LogicalResult Importer::flattenOutput(const onnx::TypeProto &type, const std::string &external,
+                                      const std::string &internal,
+                                      SmallVectorImpl<FlatValue> &flat) {
+  // A present optional is returned as its contents.
+  if (type.has_optional_type()) {
+    auto o = optionals.find(internal);
+    if (o == optionals.end())
+      return flattenOutput(type.optional_type().elem_type(), external, internal, flat);
+    if (o->second.empty())
+      return success();
+    std::string contents = o->second;
+    return flattenOutput(type.optional_type().elem_type(), external, contents, flat);
+  }
+  if (type.has_sequence_type()) {
+    auto s = sequences.find(internal);
+    if (s == sequences.end())
+      return fail("graph output '" + external + "' is declared a sequence but is not one");
+    SmallVector<std::string> elems = s->second;
+    for (auto [i, e] : llvm::enumerate(elems))
+      if (failed(flattenOutput(type.sequence_type().elem_type(),
+                               external + "[" + std::to_string(i) + "]", e, flat)))
+        return failure();
+    return success();
+  }
+  if (!type.has_tensor_type())
+    return fail("graph output '" + external + "' is not a tensor, sequence or optional");
+  if (sequences.count(internal) || optionals.count(internal))
+    return fail("graph output '" + external +
+                "' is declared a tensor but is a sequence or an optional");
+  flat.push_back({external, internal, &type, Type()});
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Helpers
 //===----------------------------------------------------------------------===//
 

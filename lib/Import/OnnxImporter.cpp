@@ -366,7 +366,7 @@ FailureOr<Type> Importer::valueInfoType(const onnx::ValueInfoProto &info,
                                         bool isInput) {
   if (!info.type().has_tensor_type())
     return fail("graph " + std::string(isInput ? "input" : "output") + " '" +
-                info.name() + "' is not a tensor (sequences, maps and optionals "
+                info.name() + "' is not a tensor, sequence or optional (maps "
                               "are not supported)");
   const auto &tt = info.type().tensor_type();
   Type elem = onnxElementType(ctx, tt.elem_type());
@@ -558,7 +558,8 @@ LogicalResult Importer::importGraph() {
   for (const auto &kv : options.inputShapes) {
     bool found = false;
     for (const auto &in : g.input())
-      found |= in.name() == kv.first();
+      found |= in.name() == kv.first() ||
+               (!in.type().has_tensor_type() && kv.first().starts_with(in.name() + "["));
     if (!found)
       return fail("--input-shape names '" + kv.first() +
                   "', which is not an input of the graph");
@@ -573,6 +574,20 @@ LogicalResult Importer::importGraph() {
                   "', which is not an input of the graph");
   }
 
+  auto containerInput = [&](StringRef name, StringRef flag) -> LogicalResult {
+    for (const auto &in : g.input())
+      if (in.name() == name && !in.type().has_tensor_type())
+        return success();
+    return fail(flag + " names '" + name +
+                "', which is not a sequence or optional input of the graph");
+  };
+  for (const auto &kv : options.inputSequenceLengths)
+    if (failed(containerInput(kv.first(), "--input-sequence-length")))
+      return failure();
+  for (const auto &kv : options.absentInputs)
+    if (failed(containerInput(kv.first(), "--input-absent")))
+      return failure();
+
   for (const auto &init : g.initializer()) {
     auto attr = tensorToAttr(init);
     if (failed(attr))
@@ -583,9 +598,7 @@ LogicalResult Importer::importGraph() {
   }
 
   // Inputs that are also initializers (IR < 4 style) are constants here.
-  SmallVector<Type> argTypes;
-  SmallVector<std::string> argNames;
-  SmallVector<StringRef> argTags;
+  SmallVector<FlatValue> args;
   for (const auto &in : g.input()) {
     if (consts.count(in.name()))
       continue;
@@ -599,24 +612,24 @@ LogicalResult Importer::importGraph() {
         unsignedValues.insert(in.name());
       continue;
     }
-    auto type = valueInfoType(in, /*isInput=*/true);
-    if (failed(type))
+    if (failed(flattenInput(in.type(), in.name(), in.name(), args)))
       return failure();
-    argTypes.push_back(*type);
-    argNames.push_back(in.name());
-    argTags.push_back(unsignedTag(in.type().tensor_type().elem_type()));
-    if (!argTags.back().empty())
-      unsignedValues.insert(in.name());
   }
 
+  SmallVector<Type> argTypes;
+  for (const FlatValue &arg : args)
+    argTypes.push_back(arg.mlirType);
   b.setInsertionPointToEnd(module.getBody());
   auto func = func::FuncOp::create(b, fileLoc, "main", b.getFunctionType(argTypes, {}));
   Block *entry = func.addEntryBlock();
-  for (auto [i, name] : llvm::enumerate(argNames)) {
-    values[name] = entry->getArgument(i);
-    func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
-    if (!argTags[i].empty())
-      func.setArgAttr(i, "kiln.dtype", b.getStringAttr(argTags[i]));
+  for (auto [i, arg] : llvm::enumerate(args)) {
+    values[arg.internal] = entry->getArgument(i);
+    func.setArgAttr(i, "kiln.name", b.getStringAttr(arg.external));
+    StringRef tag = unsignedTag(arg.type->tensor_type().elem_type());
+    if (!tag.empty()) {
+      func.setArgAttr(i, "kiln.dtype", b.getStringAttr(tag));
+      unsignedValues.insert(arg.internal);
+    }
   }
   b.setInsertionPointToEnd(entry);
 
@@ -624,28 +637,27 @@ LogicalResult Importer::importGraph() {
     return failure();
   node = nullptr;
 
+  SmallVector<FlatValue> outs;
+  for (const auto &out : g.output())
+    if (failed(flattenOutput(out.type(), out.name(), out.name(), outs)))
+      return failure();
   SmallVector<Value> results;
-  for (const auto &out : g.output()) {
-    if (sequences.count(out.name()) || optionals.count(out.name()))
-      return fail("graph output '" + out.name() + "' is a sequence or an optional; "
-                  "Kiln's runtime passes tensors only");
-    Value v = materialize(out.name());
+  for (const FlatValue &out : outs) {
+    Value v = materialize(out.internal);
     if (!v)
-      return fail("graph output '" + out.name() + "' is never produced");
-    if (out.type().has_tensor_type()) {
-      int dt = out.type().tensor_type().elem_type();
-      Type declared = onnxElementType(ctx, dt);
-      if (dt != 0 && declared != elementType(v))
-        return fail("graph output '" + out.name() + "' is declared as " +
-                    onnxTypeName(dt) + " but computes another element type");
-    }
+      return fail("graph output '" + out.external + "' is never produced");
+    int dt = out.type->tensor_type().elem_type();
+    Type declared = onnxElementType(ctx, dt);
+    if (dt != 0 && declared != elementType(v))
+      return fail("graph output '" + out.external + "' is declared as " +
+                  onnxTypeName(dt) + " but computes another element type");
     results.push_back(v);
   }
   func::ReturnOp::create(b, loc, results);
   func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
-  for (auto [i, out] : llvm::enumerate(g.output())) {
-    func.setResultAttr(i, "kiln.name", b.getStringAttr(out.name()));
-    StringRef tag = unsignedTag(out.type().tensor_type().elem_type());
+  for (auto [i, out] : llvm::enumerate(outs)) {
+    func.setResultAttr(i, "kiln.name", b.getStringAttr(out.external));
+    StringRef tag = unsignedTag(out.type->tensor_type().elem_type());
     if (!tag.empty())
       func.setResultAttr(i, "kiln.dtype", b.getStringAttr(tag));
   }
@@ -802,6 +814,17 @@ llvm::Error kiln::parseInputShape(StringRef spec, ImportOptions &options) {
     }
   }
   options.inputShapes[name] = shape;
+  return llvm::Error::success();
+}
+
+llvm::Error kiln::parseInputSequenceLength(StringRef spec, ImportOptions &options) {
+  auto [name, count] = spec.split('=');
+  int64_t n;
+  if (name.empty() || !spec.contains('=') || count.getAsInteger(10, n) || n < 0)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "--input-sequence-length expects NAME=N, got '" + spec +
+                                       "'");
+  options.inputSequenceLengths[name] = n;
   return llvm::Error::success();
 }
 
