@@ -122,9 +122,9 @@ def _control_flow_model(case):
     elif case == "sequence-into-add":
         nodes = [helper.make_node("SequenceConstruct", ["x"], ["s"]),
                  helper.make_node("Add", ["s", "x"], ["y"], name="my_add")]
-    else:  # sequence-output
-        nodes = [helper.make_node("SequenceConstruct", ["x", "x"], ["y"])]
-        outs = [helper.make_tensor_sequence_value_info("y", T.FLOAT, [2])]
+    else:  # sequence-input-needs-length
+        ins = [helper.make_tensor_sequence_value_info("s", T.FLOAT, [2])]
+        nodes = [k("p", np.array(0, np.int64)), helper.make_node("SequenceAt", ["s", "p"], ["y"])]
     m = helper.make_model(helper.make_graph(nodes, "g", ins, outs),
                           opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -137,7 +137,8 @@ def _control_flow_model(case):
     ("branch-shapes-differ", ["my_if", "tensor<2xf32> in the then branch", "tensor<1xf32>",
                               "run time"]),
     ("sequence-into-add", ["my_add", "'s' is a sequence", "Add does not take"]),
-    ("sequence-output", ["graph output 'y' is a sequence", "tensors only"]),
+    ("sequence-input-needs-length", ["graph input 's' is a sequence",
+                                     "--input-sequence-length=s=N"]),
 ])
 def test_unresolvable_control_flow(tmp_path, case, needles):
     p = _save(_control_flow_model(case), tmp_path / f"{case}.onnx")
