@@ -567,15 +567,17 @@ static LogicalResult unrollScan(Importer &im, const onnx::GraphProto &body,
   return success();
 }
 
-/// Reads list attribute `name` with `n` entries, all zero by default.
-static FailureOr<SmallVector<int64_t>> listAttr(Importer &im, StringRef name, int64_t n) {
+/// Reads list attribute `name` with `n` entries, all zero by default;
+/// `flags` lists hold directions, 0 or 1.
+static FailureOr<SmallVector<int64_t>> listAttr(Importer &im, StringRef name, int64_t n,
+                                                bool flags) {
   auto v = im.attrInts(name).value_or(SmallVector<int64_t>(n, 0));
   if ((int64_t)v.size() != n)
     return im.fail(llvm::formatv("attribute '{0}' has {1} entries, expected {2}", name,
                                  v.size(), n)
                        .str());
   for (int64_t d : v)
-    if (StringRef(name).contains("direction") && d != 0 && d != 1)
+    if (flags && d != 0 && d != 1)
       return im.fail("attribute '" + name + "' entries must be 0 or 1");
   return v;
 }
@@ -605,10 +607,10 @@ static LogicalResult handleScan(Importer &im) {
 
   ScanSpec spec;
   if (im.opset >= 9) {
-    auto inAxes = listAttr(im, "scan_input_axes", nIns);
-    auto inDirs = listAttr(im, "scan_input_directions", nIns);
-    auto outAxes = listAttr(im, "scan_output_axes", nOuts);
-    auto outDirs = listAttr(im, "scan_output_directions", nOuts);
+    auto inAxes = listAttr(im, "scan_input_axes", nIns, false);
+    auto inDirs = listAttr(im, "scan_input_directions", nIns, true);
+    auto outAxes = listAttr(im, "scan_output_axes", nOuts, false);
+    auto outDirs = listAttr(im, "scan_output_directions", nOuts, true);
     if (failed(inAxes) || failed(inDirs) || failed(outAxes) || failed(outDirs))
       return failure();
     spec = {*inAxes, *inDirs, *outAxes, *outDirs};
@@ -621,7 +623,7 @@ static LogicalResult handleScan(Importer &im) {
   }
 
   // Opset 8: scan every batch entry (axis 0) along its axis 1, then stack.
-  auto dirs = listAttr(im, "directions", nIns);
+  auto dirs = listAttr(im, "directions", nIns, true);
   if (failed(dirs))
     return failure();
   if (llvm::is_contained(*dirs, 1))

@@ -560,6 +560,7 @@ LogicalResult Importer::importGraph() {
     for (const auto &in : g.input())
       found |= in.name() == kv.first() ||
                (!in.type().has_tensor_type() && kv.first().starts_with(in.name() + "["));
+    // Sequence elements are checked once the sequences are flattened.
     if (!found)
       return fail("--input-shape names '" + kv.first() +
                   "', which is not an input of the graph");
@@ -616,6 +617,12 @@ LogicalResult Importer::importGraph() {
       return failure();
   }
 
+  for (const auto &kv : options.inputShapes)
+    if (kv.first().contains('[') &&
+        llvm::none_of(g.input(), [&](const auto &in) { return in.name() == kv.first(); }) &&
+        llvm::none_of(args, [&](const FlatValue &a) { return a.external == kv.first(); }))
+      return fail("--input-shape names '" + kv.first() +
+                  "', which is not an element of a sequence input of the graph");
   SmallVector<Type> argTypes;
   for (const FlatValue &arg : args)
     argTypes.push_back(arg.mlirType);
