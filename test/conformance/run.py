@@ -211,8 +211,15 @@ def attribute_like_inputs(model, names):
     (through any computation but Shape/Size) into one, since an output
     shape then depends on it (e.g. a window size cast to float for Range)."""
     def slots(n):
-        return ATTRIBUTE_INPUTS.get(n.op_type, ()) \
-            if n.domain in ("", "ai.onnx") else ()
+        if n.domain not in ("", "ai.onnx"):
+            return ()
+        # An If that yields sequences or optionals needs its condition at
+        # compile time: it decides their length or presence.
+        if n.op_type == "If" and any(
+                o.type.WhichOneof("value") != "tensor_type"
+                for a in n.attribute if a.HasField("g") for o in a.g.output):
+            return (0,)
+        return ATTRIBUTE_INPUTS.get(n.op_type, ())
     uses = collections.defaultdict(list)
     for n in model.graph.node:
         for i, x in enumerate(n.input):
