@@ -124,12 +124,12 @@ public:
   /// Makes `to` name whatever `from` names (tensor, constant, sequence or
   /// optional), keeping its unsignedness.
   void alias(StringRef from, StringRef to);
-  /// A new internal name (no ONNX name can collide with it); values under
-  /// such names outlive the subgraph scope that created them.
+  /// A new internal name (no ONNX name can collide with it).
   std::string freshName();
   /// Imports subgraph `g` in a nested scope where outer names stay visible
   /// and its inputs name `args` (outer names). Returns fresh names holding
-  /// its outputs; everything else `g` defined goes out of scope.
+  /// its outputs (with their sequence elements); everything else `g`
+  /// defined goes out of scope.
   FailureOr<SmallVector<std::string>> importSubgraph(const onnx::GraphProto &g,
                                                      ArrayRef<std::string> args);
   /// A runtime input or output: a graph input or output, or one tensor of a

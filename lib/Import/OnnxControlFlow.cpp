@@ -23,7 +23,8 @@ namespace onnx = kiln::onnx;
 static constexpr int64_t kMaxUnroll = 4096;
 
 /// Internal names start with a control character, which no ONNX name has
-/// (names are C identifiers).
+/// (names are C identifiers). A subgraph's results get such names, so they
+/// outlive the subgraph's scope.
 static constexpr StringLiteral kFreshPrefix = "\x01";
 
 //===----------------------------------------------------------------------===//
@@ -158,21 +159,28 @@ FailureOr<SmallVector<std::string>> Importer::importSubgraph(const onnx::GraphPr
     alias(out.name(), results.back());
   }
 
-  // Back to the outer scope. Fresh names outlive it: they hold the results
-  // and the elements of sequences built inside.
-  auto restore = [](auto &current, auto &saved) {
-    for (auto &kv : current)
-      if (kv.first().starts_with(kFreshPrefix))
-        saved[kv.first()] = kv.second;
+  // Back to the outer scope, keeping what the results hold: their fresh
+  // names and, for sequences and optionals, their elements' names.
+  SmallVector<std::string> keep(results);
+  for (size_t i = 0; i < keep.size(); ++i) {
+    if (auto it = sequences.find(keep[i]); it != sequences.end())
+      keep.append(it->second.begin(), it->second.end());
+    if (auto it = optionals.find(keep[i]); it != optionals.end() && !it->second.empty())
+      keep.push_back(it->second);
+  }
+  auto restore = [&](auto &current, auto &saved) {
+    for (const std::string &name : keep)
+      if (auto it = current.find(name); it != current.end())
+        saved[name] = it->second;
     current = std::move(saved);
   };
   restore(values, savedValues);
   restore(consts, savedConsts);
   restore(sequences, savedSequences);
   restore(optionals, savedOptionals);
-  for (auto &kv : unsignedValues)
-    if (kv.first().starts_with(kFreshPrefix))
-      savedUnsigned.insert(kv.first());
+  for (const std::string &name : keep)
+    if (unsignedValues.count(name))
+      savedUnsigned.insert(name);
   unsignedValues = std::move(savedUnsigned);
   if (failed(result))
     return failure();
