@@ -794,6 +794,9 @@ static LogicalResult handleConcatFromSequence(Importer &im) {
     return failure();
   if (seq->empty())
     return im.fail("cannot concatenate an empty sequence (its element shape is unknown)");
+  for (StringRef e : *seq)
+    if (!isTensor(im, e))
+      return im.fail("the sequence holds sequences or optionals, not tensors");
   const onnx::AttributeProto *axisAttr = im.attr("axis");
   if (!axisAttr)
     return im.fail("missing attribute 'axis'");
