@@ -3945,6 +3945,7 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["DequantizeLinear"] = handleDequantizeLinear;
     t["QuantizeLinear"] = handleQuantizeLinear;
     t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
+    registerControlFlowOps(t);
     return t;
   }();
   return table;

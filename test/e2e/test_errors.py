@@ -93,6 +93,58 @@ def test_unsupported_op_names_node_op_and_opset(tmp_path):
         kiln.compile(m, tmp_path / "o2.kiln")
 
 
+def _control_flow_model(case):
+    """Models whose control flow Kiln cannot resolve at compile time."""
+    T = onnx.TensorProto
+    x = helper.make_tensor_value_info("x", T.FLOAT, [2])
+    ins, outs = [x], [helper.make_tensor_value_info("y", T.FLOAT, None)]
+    k = lambda name, arr: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr))
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["co"]), helper.make_node("Add", ["a", "x"], ["a2"])],
+        "body", [helper.make_tensor_value_info("i", T.INT64, []),
+                 helper.make_tensor_value_info("c", T.BOOL, []),
+                 helper.make_tensor_value_info("a", T.FLOAT, [2])],
+        [helper.make_tensor_value_info("co", T.BOOL, []),
+         helper.make_tensor_value_info("a2", T.FLOAT, [2])])
+    if case == "runtime-trip-count":
+        ins.append(helper.make_tensor_value_info("m", T.INT64, []))
+        nodes = [helper.make_node("Loop", ["m", "", "x"], ["y"], body=body, name="my_loop")]
+    elif case == "too-many-iterations":
+        nodes = [k("m", np.array(100000, np.int64)),
+                 helper.make_node("Loop", ["m", "", "x"], ["y"], body=body, name="my_loop")]
+    elif case == "branch-shapes-differ":
+        ins.append(helper.make_tensor_value_info("c", T.BOOL, []))
+        g = lambda name, op: helper.make_graph(
+            [helper.make_node(op, ["x"], [name])], name, [],
+            [helper.make_tensor_value_info(name, T.FLOAT, None)])
+        nodes = [helper.make_node("If", ["c"], ["y"], then_branch=g("t", "Identity"),
+                                  else_branch=g("e", "ReduceSum"), name="my_if")]
+    elif case == "sequence-into-add":
+        nodes = [helper.make_node("SequenceConstruct", ["x"], ["s"]),
+                 helper.make_node("Add", ["s", "x"], ["y"], name="my_add")]
+    else:  # sequence-input-needs-length
+        ins = [helper.make_tensor_sequence_value_info("s", T.FLOAT, [2])]
+        nodes = [k("p", np.array(0, np.int64)), helper.make_node("SequenceAt", ["s", "p"], ["y"])]
+    m = helper.make_model(helper.make_graph(nodes, "g", ins, outs),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("case,needles", [
+    ("runtime-trip-count", ["my_loop", "Loop", "input 'M' ('m')", "compile time"]),
+    ("too-many-iterations", ["my_loop", "more than 4096 iterations"]),
+    ("branch-shapes-differ", ["my_if", "tensor<2xf32> in the then branch", "tensor<1xf32>",
+                              "run time"]),
+    ("sequence-into-add", ["my_add", "'s' is a sequence", "Add does not take"]),
+    ("sequence-input-needs-length", ["graph input 's' is a sequence",
+                                     "--input-sequence-length=s=N"]),
+])
+def test_unresolvable_control_flow(tmp_path, case, needles):
+    p = _save(_control_flow_model(case), tmp_path / f"{case}.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile", *needles)
+
+
 def test_unknown_target_lists_available(mlp_files, tmp_path):
     r = run_tool("kiln-compile", mlp_files[0], "--target=tpu7", "-o", tmp_path / "o.kiln")
     assert_error(r, "kiln-compile", "unknown target 'tpu7'", "available: ", "cpu")

@@ -41,7 +41,9 @@ class Spec:
                     name, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape))
                 vi.type.tensor_type.shape.SetInParent()  # rank 0 still has a shape
                 inputs.append(vi)
-        outs = [helper.make_value_info(o, onnx.TypeProto()) for o in self.outputs]
+        # An output is a name (shape inference types it) or a ValueInfoProto.
+        outs = [o if isinstance(o, onnx.ValueInfoProto) else helper.make_value_info(o, onnx.TypeProto())
+                for o in self.outputs]
         graph = helper.make_graph(self.nodes, "op_test", inputs, outs, inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
         m.ir_version = 10
@@ -472,6 +474,88 @@ case("quantize-per-axis-int8", one("QuantizeLinear", [("x", F(2, 3, 4) * 50), ("
                                    {"axis": 1}, opset=13))
 case("dequantize-uint8", one("DequantizeLinear", [("x", ua), ("s", np.array(0.5, np.float32)),
                                                   ("z", np.array(100, np.uint8))], opset=13))
+
+
+# --- control flow, sequences, optionals (resolved at import time) -------------
+def _graph(name, nodes, ins, outs):
+    """Subgraph; ins and outs are (name, element type, shape)."""
+    def vi(n, t, shape):
+        return helper.make_tensor_value_info(n, t, shape)
+    return helper.make_graph(nodes, name, [vi(*i) for i in ins], [vi(*o) for o in outs])
+
+
+_TF, _TB, _TI = onnx.TensorProto.FLOAT, onnx.TensorProto.BOOL, onnx.TensorProto.INT64
+_k = lambda name, arr: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr))
+for cond in (True, False):
+    # Both branches read the outer x; the runtime condition selects.
+    then_g = _graph("t", [helper.make_node("Add", ["x", "x"], ["ta"])], [], [("ta", _TF, [2, 3])])
+    else_g = _graph("e", [helper.make_node("Exp", ["x"], ["eb"])], [], [("eb", _TF, [2, 3])])
+    case(f"if-runtime-cond-{cond}".lower(),
+         Spec([helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
+              {"c": np.array(cond), "x": F(2, 3)}), fold=True)
+# A constant condition may pick a branch of another shape than the other's.
+case("if-const-cond-shapes-differ",
+     Spec([_k("c", np.array(False)),
+           helper.make_node("If", ["c"], ["y"],
+                            then_branch=_graph("t", [helper.make_node("Identity", ["x"], ["ta"])], [], [("ta", _TF, [2, 3])]),
+                            else_branch=_graph("e", [helper.make_node("ReduceSum", ["x"], ["eb"])], [], [("eb", _TF, [1, 1])]))],
+          {"x": F(2, 3)}))
+# Loop: carried sum of x * i over 4 iterations, and every partial sum.
+_loop_body = _graph("b", [helper.make_node("Identity", ["cin"], ["cout"]),
+                          helper.make_node("Cast", ["i"], ["fi"], to=_TF),
+                          helper.make_node("Mul", ["x", "fi"], ["xi"]),
+                          helper.make_node("Add", ["acc", "xi"], ["acc2"]),
+                          helper.make_node("Identity", ["acc2"], ["part"])],
+                    [("i", _TI, []), ("cin", _TB, []), ("acc", _TF, [2, 3])],
+                    [("cout", _TB, []), ("acc2", _TF, [2, 3]), ("part", _TF, [2, 3])])
+case("loop-trip-count-scan-output",
+     Spec([helper.make_node("Loop", ["m", "t", "s0"], ["s", "parts"], body=_loop_body)],
+          {"m": I(4), "t": np.array(True), "s0": F(2, 3), "x": F(2, 3)}, consts=["m", "t"],
+          outputs=[helper.make_tensor_value_info("s", _TF, [2, 3]),
+                   helper.make_tensor_value_info("parts", _TF, [4, 2, 3])]), fold=True)
+# While loop: no trip count, the body stops after i == 2 (3 iterations).
+_while_body = _graph("w", [helper.make_node("Less", ["i", "two"], ["cout"]),
+                           helper.make_node("Mul", ["acc", "x"], ["acc2"])],
+                     [("i", _TI, []), ("cin", _TB, []), ("acc", _TF, [3])],
+                     [("cout", _TB, []), ("acc2", _TF, [3])])
+case("loop-while-cond",
+     Spec([_k("two", I(2)),
+           helper.make_node("Loop", ["", "t", "s0"], ["s"], body=_while_body)],
+          {"t": np.array(True), "s0": F(3), "x": F(3)}, consts=["t"],
+          outputs=[helper.make_tensor_value_info("s", _TF, [3])]))
+# Scan (opset 9+): reversed input along axis 1, outputs stacked on axis 1 and reversed.
+_scan_body = _graph("sb", [helper.make_node("Add", ["h", "xt"], ["hs"]),
+                           helper.make_node("Tanh", ["hs"], ["h2"]),
+                           helper.make_node("Mul", ["h2", "xt"], ["yt"])],
+                    [("h", _TF, None), ("xt", _TF, None)], [("h2", _TF, None), ("yt", _TF, None)])
+case("scan-reverse-axes",
+     Spec([helper.make_node("Scan", ["h0", "xs"], ["h", "ys"], body=_scan_body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_input_directions=[1],
+                            scan_output_axes=[1], scan_output_directions=[1])],
+          {"h0": F(2), "xs": F(2, 5)}, outputs=["h", "ys"]), fold=True)
+case("scan-opset8-batch",
+     Spec([helper.make_node("Scan", ["", "h0", "xs"], ["h", "ys"], body=_scan_body, num_scan_inputs=1)],
+          {"h0": F(2, 3), "xs": F(2, 4, 3)}, opset=8, outputs=["h", "ys"]))
+# Sequences: construct, insert, erase, read back, concatenate; split and stack.
+case("sequence-ops",
+     Spec([helper.make_node("SequenceConstruct", ["a", "b"], ["s0"]),
+           _k("one", I(1)), _k("m1", I(-1)),
+           helper.make_node("SequenceInsert", ["s0", "c", "one"], ["s1"]),
+           helper.make_node("SequenceErase", ["s1", "one"], ["s2"]),
+           helper.make_node("SequenceAt", ["s2", "m1"], ["at"]),
+           helper.make_node("ConcatFromSequence", ["s2"], ["cat"], axis=1),
+           helper.make_node("SplitToSequence", ["x"], ["parts"], axis=1, keepdims=0),
+           helper.make_node("ConcatFromSequence", ["parts"], ["st"], axis=-1, new_axis=1),
+           helper.make_node("SequenceLength", ["parts"], ["n"])],
+          {"a": F(2, 3), "b": F(2, 3), "c": F(2, 3), "x": F(3, 4)}, outputs=["at", "cat", "st", "n"]),
+     fold=True)
+case("optional-present-and-empty",
+     Spec([helper.make_node("Optional", ["x"], ["o"]),
+           helper.make_node("OptionalGetElement", ["o"], ["y"]),
+           helper.make_node("OptionalHasElement", ["o"], ["h"]),
+           helper.make_node("Optional", [], ["e"], type=helper.make_tensor_type_proto(_TF, [2])),
+           helper.make_node("OptionalHasElement", ["e"], ["he"])],
+          {"x": F(2)}, opset=18, outputs=["y", "h", "he"]))
 
 
 # --- larger shapes: several workgroups per dispatch, split across threads ------
