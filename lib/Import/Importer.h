@@ -150,6 +150,9 @@ SliceRange resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step);
 /// Op handlers: "Add" -> handler. Each builds the node's outputs.
 using Handler = LogicalResult (*)(Importer &);
 const llvm::StringMap<Handler> &opHandlers();
+/// RotaryEmbedding, CausalConvWithState, LinearAttention, FlexAttention
+/// (OnnxAttentionOps.cpp).
+void registerAttentionOps(llvm::StringMap<Handler> &t);
 
 /// Compile-time evaluation for the ops shape subgraphs use.
 FailureOr<bool> foldNode(Importer &im, SmallVectorImpl<DenseElementsAttr> &results);

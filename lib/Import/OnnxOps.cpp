@@ -3798,6 +3798,7 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["DequantizeLinear"] = handleDequantizeLinear;
     t["QuantizeLinear"] = handleQuantizeLinear;
     t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
+    registerAttentionOps(t);
     return t;
   }();
   return table;

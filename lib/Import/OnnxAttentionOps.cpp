@@ -1,0 +1,206 @@
+//===- OnnxAttentionOps.cpp - Sequence-model ONNX ops ---------------------===//
+//
+// RotaryEmbedding, CausalConvWithState, LinearAttention and the preview
+// FlexAttention, decomposed into linalg.generic at import time like the
+// Attention handler in OnnxOps.cpp. Half-precision inputs are widened to f32
+// inside the kernels and rounded once at the end, as the ONNX reference does.
+//
+//===----------------------------------------------------------------------===//
+#include "Importer.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace kiln::detail;
+namespace onnx = kiln::onnx;
+
+using utils::IteratorType;
+
+static std::string shapeStr(ArrayRef<int64_t> s) {
+  std::string r = "[";
+  for (auto [i, d] : llvm::enumerate(s))
+    r += (i ? "," : "") + std::to_string(d);
+  return r + "]";
+}
+
+/// The type half-precision floats are computed in; wider types stay.
+static Type computeType(Type t) {
+  return t.getIntOrFloatBitWidth() < 32 ? Float32Type::get(t.getContext()) : t;
+}
+
+/// Float conversion between element types of different widths (no-op when
+/// equal).
+static Value convertF(OpBuilder &ob, Location l, Value v, Type to) {
+  Type from = v.getType();
+  if (from == to)
+    return v;
+  if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
+    return arith::ExtFOp::create(ob, l, to, v);
+  return arith::TruncFOp::create(ob, l, to, v);
+}
+
+static Value idx(OpBuilder &ob, Location l, int64_t v) {
+  return arith::ConstantIndexOp::create(ob, l, v);
+}
+
+using GenericBody = function_ref<Value(OpBuilder &, Location, ValueRange idx, ValueRange args)>;
+
+/// A linalg.generic with `iters.size()` loops writing one result into `init`
+/// through `outMap`. `body` gets the loop indices and the scalar operands
+/// (inputs, then the current output element) and returns the value to yield.
+/// Captured tensors may be read in `body` with tensor.extract.
+static Value generic(Importer &im, Value init, AffineMap outMap, ValueRange ins,
+                     ArrayRef<AffineMap> inMaps, ArrayRef<IteratorType> iters, GenericBody body) {
+  SmallVector<AffineMap> maps(inMaps.begin(), inMaps.end());
+  maps.push_back(outMap);
+  return linalg::GenericOp::create(
+             im.b, im.loc, TypeRange{init.getType()}, ins, ValueRange{init}, maps, iters,
+             [&](OpBuilder &ob, Location l, ValueRange args) {
+               SmallVector<Value> ivs;
+               for (size_t i = 0; i < iters.size(); ++i)
+                 ivs.push_back(linalg::IndexOp::create(ob, l, i));
+               linalg::YieldOp::create(ob, l, body(ob, l, ivs, args));
+             })
+      .getResult(0);
+}
+
+/// An all-parallel generic producing a fresh tensor of `shape` (identity
+/// output map).
+static Value parallelGeneric(Importer &im, ArrayRef<int64_t> shape, Type elem, ValueRange ins,
+                             ArrayRef<AffineMap> inMaps, GenericBody body) {
+  Value init = tensor::EmptyOp::create(im.b, im.loc, shape, elem);
+  SmallVector<IteratorType> iters(shape.size(), IteratorType::parallel);
+  return generic(im, init, AffineMap::getMultiDimIdentityMap(shape.size(), &im.ctx), ins,
+                 inMaps, iters, body);
+}
+
+static AffineMap map(Importer &im, unsigned dims, ArrayRef<AffineExpr> exprs) {
+  return AffineMap::get(dims, 0, exprs, &im.ctx);
+}
+
+static bool isHalfOrFloat(Type t) { return t.isF16() || t.isBF16() || t.isF32(); }
+
+//===----------------------------------------------------------------------===//
+// RotaryEmbedding (opset 23)
+//===----------------------------------------------------------------------===//
+
+/// Each output element reads its rotation partner and its cos/sin entry with
+/// tensor.extract: the partner index (d +- rotary_dim/2, or d ^ 1 when
+/// interleaved) and the position gather are not affine.
+static LogicalResult handleRotaryEmbedding(Importer &im) {
+  Value x = im.input(0), cosC = im.input(1), sinC = im.input(2);
+  Type et = im.elementType(x);
+  if (!isHalfOrFloat(et))
+    return im.fail("supported for float, float16 and bfloat16 inputs only");
+  if (im.elementType(cosC) != et || im.elementType(sinC) != et)
+    return im.fail("cos_cache and sin_cache must have the input's element type");
+  SmallVector<int64_t> xs(im.shapeOf(x));
+  int64_t rank = xs.size();
+  if (rank != 3 && rank != 4)
+    return im.fail("input must be 3-D (batch, seq, hidden) or 4-D (batch, heads, seq, "
+                   "head_size), got " + shapeStr(xs));
+  int64_t B = xs[0], S = rank == 4 ? xs[2] : xs[1], D = xs.back();
+  if (rank == 3) {
+    int64_t heads = im.attrInt("num_heads", 0);
+    if (heads <= 0)
+      return im.fail("a 3-D input needs a positive num_heads attribute");
+    if (xs[2] % heads != 0)
+      return im.fail(llvm::formatv("hidden size {0} is not divisible by num_heads {1}", xs[2],
+                                   heads)
+                         .str());
+    D = xs[2] / heads;
+  }
+  int64_t rd = im.attrInt("rotary_embedding_dim", 0);
+  if (rd == 0)
+    rd = D;
+  if (rd < 0 || rd > D || rd % 2 != 0)
+    return im.fail(llvm::formatv("rotary_embedding_dim {0} must be even and at most the head "
+                                 "size {1}",
+                                 rd, D)
+                       .str());
+  int64_t half = rd / 2;
+  bool interleaved = im.attrInt("interleaved", 0) != 0;
+  Value pos = im.hasInput(3) ? im.input(3) : Value();
+  ArrayRef<int64_t> cs = im.shapeOf(cosC);
+  if (im.shapeOf(sinC) != cs)
+    return im.fail("cos_cache " + shapeStr(cs) + " and sin_cache " +
+                   shapeStr(im.shapeOf(sinC)) + " differ in shape");
+  if (pos) {
+    if (!im.elementType(pos).isInteger(64) || im.shapeOf(pos) != ArrayRef<int64_t>{B, S})
+      return im.fail(llvm::formatv("position_ids must be int64 of shape [{0},{1}]", B, S).str());
+    if (cs.size() != 2 || cs[1] != half || cs[0] <= 0)
+      return im.fail(llvm::formatv("with position_ids the caches must be [max_position, {0}], "
+                                   "got {1}",
+                                   half, shapeStr(cs))
+                         .str());
+  } else if (cs != ArrayRef<int64_t>{B, S, half}) {
+    return im.fail(llvm::formatv("without position_ids the caches must be [{0},{1},{2}], got {3}",
+                                 B, S, half, shapeStr(cs))
+                       .str());
+  }
+  int64_t maxPos = cs[0];
+  Type ct = computeType(et);
+  Value y = parallelGeneric(im, xs, et, {}, {}, [&](OpBuilder &ob, Location l, ValueRange iv,
+                                                    ValueRange) -> Value {
+    Value b = iv[0], s = rank == 4 ? iv[2] : iv[1], h, d;
+    if (rank == 4) {
+      h = iv[1], d = iv[3];
+    } else {
+      h = arith::DivUIOp::create(ob, l, iv[2], idx(ob, l, D));
+      d = arith::RemUIOp::create(ob, l, iv[2], idx(ob, l, D));
+    }
+    auto readX = [&](Value dd) -> Value {
+      SmallVector<Value> at = {b, h, s, dd};
+      if (rank == 3)
+        at = {b, s, arith::AddIOp::create(ob, l, arith::MulIOp::create(ob, l, h, idx(ob, l, D)), dd)};
+      return tensor::ExtractOp::create(ob, l, x, at);
+    };
+    auto lt = [&](Value a, Value c) {
+      return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ult, a, c);
+    };
+    // `first`: d holds the real part (cos x1 - sin x2); `i`: the pair's
+    // index in the caches; x1/x2 at d1/d2. Indices beyond rotary_dim are
+    // clamped so their (discarded) reads stay in bounds.
+    Value first, i, d1, d2;
+    Value dr = arith::MinUIOp::create(ob, l, d, idx(ob, l, rd - 1));
+    if (interleaved) {
+      first = arith::CmpIOp::create(
+          ob, l, arith::CmpIPredicate::eq,
+          arith::RemUIOp::create(ob, l, dr, idx(ob, l, 2)), idx(ob, l, 0));
+      i = arith::DivUIOp::create(ob, l, dr, idx(ob, l, 2));
+      d1 = arith::MulIOp::create(ob, l, i, idx(ob, l, 2));
+      d2 = arith::AddIOp::create(ob, l, d1, idx(ob, l, 1));
+    } else {
+      first = lt(dr, idx(ob, l, half));
+      i = arith::SelectOp::create(ob, l, first, dr,
+                                  arith::SubIOp::create(ob, l, dr, idx(ob, l, half)));
+      d1 = i;
+      d2 = arith::AddIOp::create(ob, l, i, idx(ob, l, half));
+    }
+    SmallVector<Value> at = {b, s, i};
+    if (pos) {
+      Value p = tensor::ExtractOp::create(ob, l, pos, ValueRange{b, s});
+      p = arith::IndexCastOp::create(ob, l, ob.getIndexType(), p);
+      p = arith::MaxSIOp::create(ob, l, p, idx(ob, l, 0));
+      p = arith::MinSIOp::create(ob, l, p, idx(ob, l, maxPos - 1));
+      at = {p, i};
+    }
+    Value c = convertF(ob, l, tensor::ExtractOp::create(ob, l, cosC, at), ct);
+    Value sn = convertF(ob, l, tensor::ExtractOp::create(ob, l, sinC, at), ct);
+    Value x1 = convertF(ob, l, readX(d1), ct), x2 = convertF(ob, l, readX(d2), ct);
+    Value real = arith::SubFOp::create(ob, l, arith::MulFOp::create(ob, l, c, x1),
+                                       arith::MulFOp::create(ob, l, sn, x2));
+    Value imag = arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, sn, x1),
+                                       arith::MulFOp::create(ob, l, c, x2));
+    Value rot = convertF(ob, l, arith::SelectOp::create(ob, l, first, real, imag), et);
+    return arith::SelectOp::create(ob, l, lt(d, idx(ob, l, rd)), rot, readX(d));
+  });
+  im.setOutput(0, y);
+  return success();
+}
+
+void kiln::detail::registerAttentionOps(llvm::StringMap<Handler> &t) {
+  t["RotaryEmbedding"] = handleRotaryEmbedding;
+}
