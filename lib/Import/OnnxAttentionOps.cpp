@@ -201,6 +201,114 @@ static LogicalResult handleRotaryEmbedding(Importer &im) {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// CausalConvWithState (opset 27)
+//===----------------------------------------------------------------------===//
+
+/// Depthwise causal conv1d over [past_state | input] (zeros when there is no
+/// past): a padded copy, then one window reduction with affine maps. The
+/// present state is the padded sequence's last k-1 positions.
+static LogicalResult handleCausalConvWithState(Importer &im) {
+  Value x = im.input(0), w = im.input(1);
+  Type et = im.elementType(x);
+  if (!isHalfOrFloat(et))
+    return im.fail("supported for float, float16 and bfloat16 inputs only");
+  std::string act = im.attrString("activation", "none");
+  if (act != "none" && act != "silu" && act != "swish")
+    return im.fail("activation '" + act + "' is not one of none, silu, swish");
+  ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w);
+  if (xs.size() != 3)
+    return im.fail("input must be 3-D (batch, channels, length), got " + shapeStr(xs));
+  int64_t B = xs[0], C = xs[1], L = xs[2];
+  if (ws.size() != 3 || ws[0] != C || ws[1] != 1 || ws[2] < 1)
+    return im.fail(llvm::formatv("weight must be [{0},1,k] with k >= 1, got {1}", C,
+                                 shapeStr(ws))
+                       .str());
+  int64_t K = ws[2];
+  Value bias = im.hasInput(2) ? im.input(2) : Value();
+  Value past = im.hasInput(3) ? im.input(3) : Value();
+  if (bias && im.shapeOf(bias) != ArrayRef<int64_t>{C})
+    return im.fail(llvm::formatv("bias must be [{0}], got {1}", C, shapeStr(im.shapeOf(bias)))
+                       .str());
+  if (past && im.shapeOf(past) != ArrayRef<int64_t>{B, C, K - 1})
+    return im.fail(llvm::formatv("past_state must be [{0},{1},{2}], got {3}", B, C, K - 1,
+                                 shapeStr(im.shapeOf(past)))
+                       .str());
+  for (Value v : {w, bias, past})
+    if (v && im.elementType(v) != et)
+      return im.fail("weight, bias and past_state must have the input's element type");
+
+  Value padded = x;
+  if (K > 1) {
+    padded = parallelGeneric(im, {B, C, L + K - 1}, et, {}, {},
+                             [&](OpBuilder &ob, Location l, ValueRange iv, ValueRange) -> Value {
+                               Value inPast = arith::CmpIOp::create(
+                                   ob, l, arith::CmpIPredicate::ult, iv[2], idx(ob, l, K - 1));
+                               Value xi = arith::SubIOp::create(
+                                   ob, l, arith::MaxUIOp::create(ob, l, iv[2], idx(ob, l, K - 1)),
+                                   idx(ob, l, K - 1));
+                               Value fromX = tensor::ExtractOp::create(ob, l, x,
+                                                                       ValueRange{iv[0], iv[1], xi});
+                               Value fromPast;
+                               if (past) {
+                                 Value pi = arith::MinUIOp::create(ob, l, iv[2], idx(ob, l, K - 2));
+                                 fromPast = tensor::ExtractOp::create(
+                                     ob, l, past, ValueRange{iv[0], iv[1], pi});
+                               } else {
+                                 fromPast = im.constantScalar(ob, l, et, 0.0);
+                               }
+                               return arith::SelectOp::create(ob, l, inPast, fromPast, fromX);
+                             });
+  }
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
+  Type ct = computeType(et);
+  Value acc;
+  if (bias)
+    acc = parallelGeneric(im, xs, ct, {bias}, {map(im, 3, {d(1)})},
+                          [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) {
+                            return convertF(ob, l, a[0], ct);
+                          });
+  else
+    acc = im.fill(xs, cast<TypedAttr>(im.b.getZeroAttr(ct)));
+  // (b, c, l, j): out[b,c,l] += padded[b,c,l+j] * w[c,0,j].
+  SmallVector<IteratorType> iters(3, IteratorType::parallel);
+  iters.push_back(IteratorType::reduction);
+  Value conv = generic(
+      im, acc, map(im, 4, {d(0), d(1), d(2)}), {padded, w},
+      {map(im, 4, {d(0), d(1), d(2) + d(3)}), map(im, 4, {d(1), getAffineConstantExpr(0, ctx), d(3)})},
+      iters, [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+        Value p = arith::MulFOp::create(ob, l, convertF(ob, l, a[0], ct), convertF(ob, l, a[1], ct));
+        return arith::AddFOp::create(ob, l, a[2], p);
+      });
+  // The reference rounds the convolution to the input type before the
+  // activation, which it computes in f32.
+  bool silu = act != "none";
+  Value y = parallelGeneric(im, xs, et, {conv}, {AffineMap::getMultiDimIdentityMap(3, ctx)},
+                            [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+                              Value v = convertF(ob, l, a[0], et);
+                              if (!silu)
+                                return v;
+                              v = convertF(ob, l, v, ct);
+                              Value one = im.constantScalar(ob, l, ct, 1.0);
+                              Value e = math::ExpOp::create(ob, l, arith::NegFOp::create(ob, l, v));
+                              Value sig = arith::DivFOp::create(
+                                  ob, l, one, arith::AddFOp::create(ob, l, one, e));
+                              return convertF(ob, l, arith::MulFOp::create(ob, l, v, sig), et);
+                            });
+  im.setOutput(0, y);
+  // With k == 1 the state is empty; a generic would still check its map.
+  Value present = K == 1 ? (Value)tensor::EmptyOp::create(im.b, im.loc, {B, C, 0}, et)
+                         : parallelGeneric(im, {B, C, K - 1}, et, {padded},
+                                           {map(im, 3, {d(0), d(1), d(2) + L})},
+                                           [](OpBuilder &, Location, ValueRange, ValueRange a) {
+                                             return a[0];
+                                           });
+  im.setOutput(1, present);
+  return success();
+}
+
 void kiln::detail::registerAttentionOps(llvm::StringMap<Handler> &t) {
   t["RotaryEmbedding"] = handleRotaryEmbedding;
+  t["CausalConvWithState"] = handleCausalConvWithState;
 }
