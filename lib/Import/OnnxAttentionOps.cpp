@@ -308,7 +308,196 @@ static LogicalResult handleCausalConvWithState(Importer &im) {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// LinearAttention (opset 27)
+//===----------------------------------------------------------------------===//
+
+/// Stacks `rows` (each [B, 1, N]) along axis 1.
+static Value stackRows(Importer &im, ArrayRef<Value> rows) {
+  if (rows.size() == 1)
+    return rows.front();
+  SmallVector<int64_t> shape(im.shapeOf(rows.front()));
+  shape[1] = rows.size();
+  Type et = im.elementType(rows.front());
+  return parallelGeneric(im, shape, et, {}, {},
+                         [&](OpBuilder &ob, Location l, ValueRange iv, ValueRange) -> Value {
+                           Value zero = idx(ob, l, 0), r;
+                           for (int64_t t = rows.size() - 1; t >= 0; --t) {
+                             Value v = tensor::ExtractOp::create(ob, l, rows[t],
+                                                                 ValueRange{iv[0], zero, iv[2]});
+                             if (!r) {
+                               r = v;
+                               continue;
+                             }
+                             Value here = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq,
+                                                                iv[1], idx(ob, l, t));
+                             r = arith::SelectOp::create(ob, l, here, v, r);
+                           }
+                           return r;
+                         });
+}
+
+/// The recurrence, unrolled over the (static) sequence length in f32 as the
+/// reference runs it. Per step, on the state S[b, h, dk, dv]:
+///   gated:  S *= exp(decay_t)           (per head or per key row)
+///   delta:  u = beta_t * (v_t - S^T k_t)  else  u = v_t
+///   S += k_t (x) u;  o_t = scale * q_t^T S[h / group]
+/// Q/K/V/decay/beta are read straight from their packed [B, T, H*D] layout
+/// through affine maps; each column of S evolves independently, so every
+/// step is a few small kernels.
+static LogicalResult handleLinearAttention(Importer &im) {
+  Value q = im.input(0), k = im.input(1), v = im.input(2);
+  Type et = im.elementType(q);
+  if (!isHalfOrFloat(et))
+    return im.fail("supported for float, float16 and bfloat16 inputs only");
+  std::string rule = im.attrString("update_rule", "gated_delta");
+  if (rule != "linear" && rule != "gated" && rule != "delta" && rule != "gated_delta")
+    return im.fail("update_rule '" + rule + "' is not one of linear, gated, delta, gated_delta");
+  bool gating = rule == "gated" || rule == "gated_delta";
+  bool delta = rule == "delta" || rule == "gated_delta";
+  int64_t hq = im.attrInt("q_num_heads", 0), hkv = im.attrInt("kv_num_heads", 0);
+  if (hq <= 0 || hkv <= 0 || hq % hkv != 0)
+    return im.fail(llvm::formatv("q_num_heads ({0}) must be a positive multiple of "
+                                 "kv_num_heads ({1})",
+                                 hq, hkv)
+                       .str());
+  ArrayRef<int64_t> qs = im.shapeOf(q), ks = im.shapeOf(k), vs = im.shapeOf(v);
+  if (qs.size() != 3 || ks.size() != 3 || vs.size() != 3)
+    return im.fail("query, key and value must be 3-D (batch, seq, heads*head_size)");
+  int64_t B = qs[0], T = qs[1];
+  if (ks[0] != B || vs[0] != B || ks[1] != T || vs[1] != T || qs[2] % hq || ks[2] % hkv ||
+      vs[2] % hkv || qs[2] / hq != ks[2] / hkv)
+    return im.fail(llvm::formatv("query {0}, key {1} and value {2} do not fit {3} query and {4} "
+                                 "key/value heads",
+                                 shapeStr(qs), shapeStr(ks), shapeStr(vs), hq, hkv)
+                       .str());
+  if (T == 0)
+    return im.fail("an empty sequence is not supported");
+  int64_t dk = qs[2] / hq, dv = vs[2] / hkv, group = hq / hkv;
+  for (unsigned i : {1u, 2u, 4u, 5u})
+    if (im.hasInput(i) && im.elementType(im.input(i)) != et)
+      return im.fail("key, value, decay and beta must have the query's element type");
+  Value past = im.hasInput(3) ? im.input(3) : Value();
+  Value decay = im.hasInput(4) ? im.input(4) : Value();
+  Value beta = im.hasInput(5) ? im.input(5) : Value();
+  if (gating != (bool)decay)
+    return im.fail("update_rule '" + rule + (gating ? "' needs" : "' takes no") + " decay input");
+  if (delta != (bool)beta)
+    return im.fail("update_rule '" + rule + (delta ? "' needs" : "' takes no") + " beta input");
+  if (past && (im.shapeOf(past) != ArrayRef<int64_t>{B, hkv, dk, dv} ||
+               !isHalfOrFloat(im.elementType(past))))
+    return im.fail(llvm::formatv("past_state must be a float tensor of shape [{0},{1},{2},{3}]",
+                                 B, hkv, dk, dv)
+                       .str());
+  bool perHeadDecay = false;
+  if (decay) {
+    ArrayRef<int64_t> s = im.shapeOf(decay);
+    perHeadDecay = s.size() == 3 && s[2] == hkv && hkv != hkv * dk;
+    if (s.size() != 3 || s[0] != B || s[1] != T || (s[2] != hkv && s[2] != hkv * dk))
+      return im.fail(llvm::formatv("decay must be [{0},{1},{2}] or [{0},{1},{3}], got {4}", B, T,
+                                   hkv, hkv * dk, shapeStr(s))
+                         .str());
+  }
+  bool sharedBeta = false;
+  if (beta) {
+    ArrayRef<int64_t> s = im.shapeOf(beta);
+    if (s.size() != 3 || s[0] != B || s[1] != T || (s[2] != hkv && s[2] != 1))
+      return im.fail(llvm::formatv("beta must be [{0},{1},{2}] or [{0},{1},1], got {3}", B, T, hkv,
+                                   shapeStr(s))
+                         .str());
+    sharedBeta = s[2] == 1 && hkv != 1;
+  }
+  double scale = im.attrFloat("scale", 0.0f);
+  if (scale == 0.0)
+    scale = 1.0 / std::sqrt((double)dk);
+
+  MLIRContext *ctx = &im.ctx;
+  Type f32 = im.b.getF32Type();
+  auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
+  auto c = [&](int64_t v) { return getAffineConstantExpr(v, ctx); };
+  AffineMap id4 = AffineMap::getMultiDimIdentityMap(4, ctx);
+  SmallVector<IteratorType> red4 = {IteratorType::parallel, IteratorType::parallel,
+                                    IteratorType::parallel, IteratorType::reduction};
+  auto ext = [&](OpBuilder &ob, Location l, Value x) { return convertF(ob, l, x, f32); };
+
+  Value S = past ? parallelGeneric(im, {B, hkv, dk, dv}, f32, {past}, {id4},
+                                   [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) {
+                                     return ext(ob, l, a[0]);
+                                   })
+                 : im.fill({B, hkv, dk, dv}, cast<TypedAttr>(im.b.getZeroAttr(f32)));
+  SmallVector<Value> rows;
+  for (int64_t t = 0; t < T; ++t) {
+    // State loops (b, h, i, m): i over d_k, m over d_v.
+    AffineMap kRow = map(im, 4, {d(0), c(t), d(1) * dk + d(2)});
+    if (gating) {
+      AffineMap g = perHeadDecay ? map(im, 4, {d(0), c(t), d(1)}) : kRow;
+      S = parallelGeneric(im, {B, hkv, dk, dv}, f32, {S, decay}, {id4, g},
+                          [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+                            return arith::MulFOp::create(
+                                ob, l, a[0], math::ExpOp::create(ob, l, ext(ob, l, a[1])));
+                          });
+    }
+    AffineMap vCol = map(im, 4, {d(0), c(t), d(1) * dv + d(3)});
+    Value upd;
+    if (delta) {
+      // r[b, h, m] = sum_i S[b, h, i, m] k_t[b, h, i]; loops (b, h, m, i).
+      Value r = generic(im, im.fill({B, hkv, dv}, cast<TypedAttr>(im.b.getZeroAttr(f32))),
+                        map(im, 4, {d(0), d(1), d(2)}), {S, k},
+                        {map(im, 4, {d(0), d(1), d(3), d(2)}),
+                         map(im, 4, {d(0), c(t), d(1) * dk + d(3)})},
+                        red4, [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+                          return arith::AddFOp::create(
+                              ob, l, a[2], arith::MulFOp::create(ob, l, a[0], ext(ob, l, a[1])));
+                        });
+      AffineMap bMap = map(im, 4, {d(0), c(t), sharedBeta ? c(0) : d(1)});
+      upd = parallelGeneric(
+          im, {B, hkv, dk, dv}, f32, {S, k, v, beta, r},
+          {id4, kRow, vCol, bMap, map(im, 4, {d(0), d(1), d(3)})},
+          [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+            Value u = arith::MulFOp::create(
+                ob, l, ext(ob, l, a[3]), arith::SubFOp::create(ob, l, ext(ob, l, a[2]), a[4]));
+            return arith::AddFOp::create(ob, l, a[0],
+                                         arith::MulFOp::create(ob, l, ext(ob, l, a[1]), u));
+          });
+    } else {
+      upd = parallelGeneric(im, {B, hkv, dk, dv}, f32, {S, k, v}, {id4, kRow, vCol},
+                            [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+                              Value kv = arith::MulFOp::create(ob, l, ext(ob, l, a[1]),
+                                                               ext(ob, l, a[2]));
+                              return arith::AddFOp::create(ob, l, a[0], kv);
+                            });
+    }
+    S = upd;
+    // o_t[b, hq, m] = sum_i q_t[b, hq, i] S[b, hq / group, i, m]; loops
+    // (b, hq, m, i).
+    Value o = generic(im, im.fill({B, hq, dv}, cast<TypedAttr>(im.b.getZeroAttr(f32))),
+                      map(im, 4, {d(0), d(1), d(2)}), {q, S},
+                      {map(im, 4, {d(0), c(t), d(1) * dk + d(3)}),
+                       map(im, 4, {d(0), d(1).floorDiv(group), d(3), d(2)})},
+                      red4, [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+                        return arith::AddFOp::create(
+                            ob, l, a[2], arith::MulFOp::create(ob, l, ext(ob, l, a[0]), a[1]));
+                      });
+    rows.push_back(im.reshape(o, {B, 1, hq * dv}));
+  }
+  Value out = stackRows(im, rows);
+  auto y = im.elementwise({out}, et, [&](OpBuilder &ob, Location l, ValueRange a) {
+    return convertF(ob, l, arith::MulFOp::create(ob, l, a[0], im.constantScalar(ob, l, f32, scale)),
+                    et);
+  });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  Type st = past ? im.elementType(past) : et;
+  im.setOutput(1, parallelGeneric(im, {B, hkv, dk, dv}, st, {S}, {id4},
+                                  [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) {
+                                    return convertF(ob, l, a[0], st);
+                                  }));
+  return success();
+}
+
 void kiln::detail::registerAttentionOps(llvm::StringMap<Handler> &t) {
+  t["LinearAttention"] = handleLinearAttention;
   t["RotaryEmbedding"] = handleRotaryEmbedding;
   t["CausalConvWithState"] = handleCausalConvWithState;
 }
