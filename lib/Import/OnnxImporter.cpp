@@ -556,7 +556,12 @@ LogicalResult Importer::importGraph() {
     std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
                                            : n.name();
     loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
-    if (!n.domain().empty() && n.domain() != "ai.onnx")
+    // The preview domain holds ops that may still change; its handlers
+    // implement the version the installed onnx defines (1).
+    std::string key = n.op_type();
+    if (n.domain() == "ai.onnx.preview")
+      key = n.domain() + "." + key;
+    else if (!n.domain().empty() && n.domain() != "ai.onnx")
       return fail("operator domain '" + n.domain() + "' is not supported");
     for (int i = 0; i < n.input_size(); ++i)
       if (!n.input(i).empty() && !values.count(n.input(i)) && !consts.count(n.input(i)))
@@ -570,7 +575,7 @@ LogicalResult Importer::importGraph() {
       markUnsignedOutputs();
       continue;
     }
-    auto it = handlers.find(n.op_type());
+    auto it = handlers.find(key);
     if (it == handlers.end())
       return fail("unsupported operator '" + n.op_type() + "'");
     if (failed(it->second(*this)))

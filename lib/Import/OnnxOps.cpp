@@ -2237,8 +2237,7 @@ static AffineMap broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef<int64_
   return AffineMap::get(rank, 0, e, &im.ctx);
 }
 
-/// Softmax over the last axis (max-shifted, like the ONNX reference).
-static FailureOr<Value> softmaxLastAxis(Importer &im, Value x) {
+FailureOr<Value> kiln::detail::softmaxLastAxis(Importer &im, Value x) {
   Type et = im.elementType(x);
   int64_t last = im.shapeOf(x).size() - 1;
   Value m = im.reduce(x, {last}, true, FloatAttr::get(et, -INFINITY),
