@@ -89,6 +89,10 @@ public:
   void setOutput(unsigned i, Value v);
   void setConstOutput(unsigned i, DenseElementsAttr attr);
   FailureOr<DenseElementsAttr> tensorToAttr(const onnx::TensorProto &t);
+  /// Imports graph attribute `g` inline at the insertion point with its
+  /// inputs bound to `inputs`; returns its outputs. Its names are scoped to
+  /// it; the current node is unchanged afterwards.
+  FailureOr<SmallVector<Value>> importSubgraph(const onnx::GraphProto &g, ValueRange inputs);
 
   // Builders shared by the handlers.
   Type elementType(Value v) { return cast<RankedTensorType>(v.getType()).getElementType(); }

@@ -555,9 +555,21 @@ static LogicalResult handleFlexAttention(Importer &im) {
       return im.fail("softmax_precision " + std::to_string(p->i()) +
                      " is not float, float16, bfloat16 or double");
   }
-  for (StringRef mod : {"score_mod", "prob_mod"})
-    if (im.attr(mod))
-      return im.fail(mod + " subgraphs are not supported yet");
+  // A modifier maps one [B, Hq, L, S] tensor of the softmax type to another.
+  auto modify = [&](StringRef name, Value x) -> FailureOr<Value> {
+    const onnx::AttributeProto *a = im.attr(name);
+    if (!a)
+      return x;
+    if (!a->has_g())
+      return im.fail(name + " must be a graph attribute");
+    auto outs = im.importSubgraph(a->g(), {x});
+    if (failed(outs))
+      return failure();
+    if (outs->size() != 1 || (*outs)[0].getType() != x.getType())
+      return im.fail(llvm::formatv("{0} must produce one tensor of type {1}", name, x.getType())
+                         .str());
+    return (*outs)[0];
+  };
 
   double scale = im.attr("scale") ? im.attrFloat("scale", 1.0f) : 1.0 / std::sqrt((double)E);
   double sqrtScale = std::sqrt((float)scale);
@@ -577,7 +589,13 @@ static LogicalResult handleFlexAttention(Importer &im) {
                              [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) {
                                return convertF(ob, l, a[0], ct);
                              });
-  auto probs = softmaxLastAxis(im, scores);
+  auto modScores = modify("score_mod", scores);
+  if (failed(modScores))
+    return failure();
+  auto softmax = softmaxLastAxis(im, *modScores);
+  if (failed(softmax))
+    return failure();
+  auto probs = modify("prob_mod", *softmax);
   if (failed(probs))
     return failure();
   Value y = headMatmul(im, *probs, v, /*transB=*/false, group, ct);

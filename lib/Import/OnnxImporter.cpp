@@ -550,52 +550,9 @@ LogicalResult Importer::importGraph() {
   }
   b.setInsertionPointToEnd(entry);
 
-  const auto &handlers = opHandlers();
-  for (const auto &n : g.node()) {
-    node = &n;
-    std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
-                                           : n.name();
-    loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
-    // The preview domain holds ops that may still change; its handlers
-    // implement the version the installed onnx defines (1).
-    std::string key = n.op_type();
-    if (n.domain() == "ai.onnx.preview")
-      key = n.domain() + "." + key;
-    else if (!n.domain().empty() && n.domain() != "ai.onnx")
-      return fail("operator domain '" + n.domain() + "' is not supported");
-    for (int i = 0; i < n.input_size(); ++i)
-      if (!n.input(i).empty() && !values.count(n.input(i)) && !consts.count(n.input(i)))
-        return fail("input '" + n.input(i) +
-                    "' is not produced by any earlier node, initializer or graph "
-                    "input (the graph must be topologically sorted)");
-    auto folded = tryFold();
-    if (failed(folded))
+  for (const auto &n : g.node())
+    if (failed(importNode(n)))
       return failure();
-    if (*folded) {
-      markUnsignedOutputs();
-      continue;
-    }
-    auto it = handlers.find(key);
-    if (it == handlers.end())
-      return fail("unsupported operator '" + n.op_type() + "'");
-    if (failed(it->second(*this)))
-      return fail("could not import this node");
-    // Views of constants stay constants, so shape subgraphs keep folding.
-    static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
-                                            "Unsqueeze", "Flatten", "Dropout"};
-    if (views.contains(n.op_type()) && n.output_size() > 0) {
-      if (auto c = constInput(0); c && values.count(n.output(0))) {
-        Value v = values[n.output(0)];
-        consts[n.output(0)] = c->reshape(cast<ShapedType>(v.getType()));
-        values.erase(n.output(0));
-      }
-    }
-    for (int i = 0; i < n.output_size(); ++i)
-      if (!n.output(i).empty() && !values.count(n.output(i)) && !consts.count(n.output(i)))
-        return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
-                    n.op_type() + " importer");
-    markUnsignedOutputs();
-  }
   node = nullptr;
 
   SmallVector<Value> results;
@@ -621,6 +578,140 @@ LogicalResult Importer::importGraph() {
       func.setResultAttr(i, "kiln.dtype", b.getStringAttr(tag));
   }
   return success();
+}
+
+LogicalResult Importer::importNode(const onnx::NodeProto &n) {
+  node = &n;
+  std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
+                                         : n.name();
+  loc = NameLoc::get(b.getStringAttr(locName), FileLineColLoc::get(&ctx, path, 0, 0));
+  // The preview domain holds ops that may still change; its handlers
+  // implement the version the installed onnx defines (1).
+  std::string key = n.op_type();
+  if (n.domain() == "ai.onnx.preview")
+    key = n.domain() + "." + key;
+  else if (!n.domain().empty() && n.domain() != "ai.onnx")
+    return fail("operator domain '" + n.domain() + "' is not supported");
+  for (int i = 0; i < n.input_size(); ++i)
+    if (!n.input(i).empty() && !values.count(n.input(i)) && !consts.count(n.input(i)))
+      return fail("input '" + n.input(i) +
+                  "' is not produced by any earlier node, initializer or graph "
+                  "input (the graph must be topologically sorted)");
+  auto folded = tryFold();
+  if (failed(folded))
+    return failure();
+  if (*folded) {
+    markUnsignedOutputs();
+    return success();
+  }
+  const auto &handlers = opHandlers();
+  auto it = handlers.find(key);
+  if (it == handlers.end())
+    return fail("unsupported operator '" + n.op_type() + "'");
+  if (failed(it->second(*this)))
+    return fail("could not import this node");
+  // Views of constants stay constants, so shape subgraphs keep folding.
+  static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
+                                          "Unsqueeze", "Flatten", "Dropout"};
+  if (views.contains(n.op_type()) && n.output_size() > 0) {
+    if (auto c = constInput(0); c && values.count(n.output(0))) {
+      Value v = values[n.output(0)];
+      consts[n.output(0)] = c->reshape(cast<ShapedType>(v.getType()));
+      values.erase(n.output(0));
+    }
+  }
+  for (int i = 0; i < n.output_size(); ++i)
+    if (!n.output(i).empty() && !values.count(n.output(i)) && !consts.count(n.output(i)))
+      return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
+                  n.op_type() + " importer");
+  markUnsignedOutputs();
+  return success();
+}
+
+FailureOr<SmallVector<Value>> Importer::importSubgraph(const onnx::GraphProto &g,
+                                                       ValueRange inputs) {
+  if (g.input_size() != (int)inputs.size())
+    return fail(llvm::formatv("graph attribute '{0}' takes {1} inputs, {2} given", g.name(),
+                              g.input_size(), inputs.size())
+                    .str());
+  // Names the subgraph defines shadow the enclosing graph's only while it is
+  // imported; the enclosing graph's values stay visible to it.
+  struct Saved {
+    std::string name;
+    Value value;
+    std::optional<DenseElementsAttr> constant;
+    bool isUnsigned;
+  };
+  SmallVector<Saved> saved;
+  llvm::StringSet<> defined;
+  auto shadow = [&](const std::string &name) {
+    if (name.empty() || !defined.insert(name).second)
+      return;
+    auto c = consts.find(name);
+    saved.push_back({name, values.lookup(name),
+                     c == consts.end() ? std::nullopt : std::optional(c->second),
+                     unsignedValues.contains(name)});
+    values.erase(name);
+    consts.erase(name);
+    unsignedValues.erase(name);
+  };
+  for (const auto &init : g.initializer())
+    shadow(init.name());
+  for (const auto &in : g.input())
+    shadow(in.name());
+  for (const auto &n : g.node())
+    for (const auto &out : n.output())
+      shadow(out);
+
+  const onnx::NodeProto *outer = node;
+  Location outerLoc = loc;
+  auto result = [&]() -> FailureOr<SmallVector<Value>> {
+    for (const auto &init : g.initializer()) {
+      auto attr = tensorToAttr(init);
+      if (failed(attr))
+        return failure();
+      consts[init.name()] = *attr;
+      if (isUnsignedDataType(init.data_type()))
+        unsignedValues.insert(init.name());
+    }
+    for (auto [in, v] : llvm::zip(g.input(), inputs)) {
+      int dt = in.type().tensor_type().elem_type();
+      if (dt != 0 && onnxElementType(ctx, dt) != elementType(v))
+        return fail("graph attribute '" + g.name() + "' declares input '" + in.name() +
+                    "' as " + onnxTypeName(dt) + " but is given another element type");
+      values[in.name()] = v;
+    }
+    for (const auto &n : g.node())
+      if (failed(importNode(n)))
+        return failure();
+    node = outer;
+    loc = outerLoc;
+    SmallVector<Value> outs;
+    for (const auto &out : g.output()) {
+      Value v = materialize(out.name());
+      if (!v)
+        return fail("graph attribute '" + g.name() + "' never produces its output '" +
+                    out.name() + "'");
+      outs.push_back(v);
+    }
+    return outs;
+  }();
+  node = outer;
+  loc = outerLoc;
+  for (const auto &name : defined.keys()) {
+    values.erase(name);
+    consts.erase(name);
+    unsignedValues.erase(name);
+  }
+  for (const Saved &sv : saved) {
+    if (sv.value)
+      values[sv.name] = sv.value;
+    if (sv.constant)
+      consts[sv.name] = *sv.constant;
+    if (sv.isUnsigned)
+      unsignedValues.insert(sv.name);
+  }
+  return result;
 }
 
 bool Importer::anyUnsigned() const {
