@@ -55,15 +55,18 @@ static Value generic(Importer &im, Value init, AffineMap outMap, ValueRange ins,
                      ArrayRef<AffineMap> inMaps, ArrayRef<IteratorType> iters, GenericBody body) {
   SmallVector<AffineMap> maps(inMaps.begin(), inMaps.end());
   maps.push_back(outMap);
-  return linalg::GenericOp::create(
-             im.b, im.loc, TypeRange{init.getType()}, ins, ValueRange{init}, maps, iters,
-             [&](OpBuilder &ob, Location l, ValueRange args) {
-               SmallVector<Value> ivs;
-               for (size_t i = 0; i < iters.size(); ++i)
-                 ivs.push_back(linalg::IndexOp::create(ob, l, i));
-               linalg::YieldOp::create(ob, l, body(ob, l, ivs, args));
-             })
-      .getResult(0);
+  SmallVector<Value> ivs;
+  auto op = linalg::GenericOp::create(
+      im.b, im.loc, TypeRange{init.getType()}, ins, ValueRange{init}, maps, iters,
+      [&](OpBuilder &ob, Location l, ValueRange args) {
+        for (size_t i = 0; i < iters.size(); ++i)
+          ivs.push_back(linalg::IndexOp::create(ob, l, i));
+        linalg::YieldOp::create(ob, l, body(ob, l, ivs, args));
+      });
+  for (Value iv : ivs)
+    if (iv.use_empty())
+      iv.getDefiningOp()->erase();
+  return op.getResult(0);
 }
 
 /// An all-parallel generic producing a fresh tensor of `shape` (identity
@@ -489,10 +492,12 @@ static LogicalResult handleLinearAttention(Importer &im) {
     return failure();
   im.setOutput(0, *y);
   Type st = past ? im.elementType(past) : et;
-  im.setOutput(1, parallelGeneric(im, {B, hkv, dk, dv}, st, {S}, {id4},
-                                  [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) {
-                                    return convertF(ob, l, a[0], st);
-                                  }));
+  if (st != f32)
+    S = parallelGeneric(im, {B, hkv, dk, dv}, st, {S}, {id4},
+                        [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) {
+                          return convertF(ob, l, a[0], st);
+                        });
+  im.setOutput(1, S);
   return success();
 }
 

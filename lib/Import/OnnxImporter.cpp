@@ -698,6 +698,9 @@ FailureOr<SmallVector<Value>> Importer::importSubgraph(const onnx::GraphProto &g
   }();
   node = outer;
   loc = outerLoc;
+  if (failed(result) && !errorText.empty())
+    errorText += " (inside graph attribute '" + g.name() + "' of the enclosing " +
+                 outer->op_type() + ")";
   for (const auto &name : defined.keys()) {
     values.erase(name);
     consts.erase(name);
