@@ -430,47 +430,60 @@ static LogicalResult handleLinearAttention(Importer &im) {
                  : im.fill({B, hkv, dk, dv}, cast<TypedAttr>(im.b.getZeroAttr(f32)));
   SmallVector<Value> rows;
   for (int64_t t = 0; t < T; ++t) {
-    // State loops (b, h, i, m): i over d_k, m over d_v.
+    // State loops (b, h, i, m): i over d_k, m over d_v. The decay is applied
+    // where the state is read (the retrieval and the update both see the
+    // same rounded exp(g) * S) rather than as a kernel of its own.
     AffineMap kRow = map(im, 4, {d(0), c(t), d(1) * dk + d(2)});
-    if (gating) {
-      AffineMap g = perHeadDecay ? map(im, 4, {d(0), c(t), d(1)}) : kRow;
-      S = parallelGeneric(im, {B, hkv, dk, dv}, f32, {S, decay}, {id4, g},
-                          [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
-                            return arith::MulFOp::create(
-                                ob, l, a[0], math::ExpOp::create(ob, l, ext(ob, l, a[1])));
-                          });
-    }
     AffineMap vCol = map(im, 4, {d(0), c(t), d(1) * dv + d(3)});
-    Value upd;
+    AffineMap gRow = perHeadDecay ? map(im, 4, {d(0), c(t), d(1)}) : kRow;
+    auto decayed = [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      if (!gating)
+        return a[0];
+      return arith::MulFOp::create(ob, l, a[0], math::ExpOp::create(ob, l, ext(ob, l, a[1])));
+    };
+    // Operands 0 (and 1 when gated): the state and its decay.
+    SmallVector<Value> sIns = {S};
+    if (gating)
+      sIns.push_back(decay);
+    unsigned n0 = sIns.size();
+    Value r;
     if (delta) {
       // r[b, h, m] = sum_i S[b, h, i, m] k_t[b, h, i]; loops (b, h, m, i).
-      Value r = generic(im, im.fill({B, hkv, dv}, cast<TypedAttr>(im.b.getZeroAttr(f32))),
-                        map(im, 4, {d(0), d(1), d(2)}), {S, k},
-                        {map(im, 4, {d(0), d(1), d(3), d(2)}),
-                         map(im, 4, {d(0), c(t), d(1) * dk + d(3)})},
-                        red4, [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
-                          return arith::AddFOp::create(
-                              ob, l, a[2], arith::MulFOp::create(ob, l, a[0], ext(ob, l, a[1])));
-                        });
-      AffineMap bMap = map(im, 4, {d(0), c(t), sharedBeta ? c(0) : d(1)});
-      upd = parallelGeneric(
-          im, {B, hkv, dk, dv}, f32, {S, k, v, beta, r},
-          {id4, kRow, vCol, bMap, map(im, 4, {d(0), d(1), d(3)})},
-          [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
-            Value u = arith::MulFOp::create(
-                ob, l, ext(ob, l, a[3]), arith::SubFOp::create(ob, l, ext(ob, l, a[2]), a[4]));
-            return arith::AddFOp::create(ob, l, a[0],
-                                         arith::MulFOp::create(ob, l, ext(ob, l, a[1]), u));
-          });
-    } else {
-      upd = parallelGeneric(im, {B, hkv, dk, dv}, f32, {S, k, v}, {id4, kRow, vCol},
-                            [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
-                              Value kv = arith::MulFOp::create(ob, l, ext(ob, l, a[1]),
-                                                               ext(ob, l, a[2]));
-                              return arith::AddFOp::create(ob, l, a[0], kv);
-                            });
+      SmallVector<Value> ins(sIns);
+      ins.push_back(k);
+      SmallVector<AffineMap> maps = {map(im, 4, {d(0), d(1), d(3), d(2)})};
+      if (gating)
+        maps.push_back(perHeadDecay ? map(im, 4, {d(0), c(t), d(1)})
+                                    : map(im, 4, {d(0), c(t), d(1) * dk + d(3)}));
+      maps.push_back(map(im, 4, {d(0), c(t), d(1) * dk + d(3)}));
+      r = generic(im, im.fill({B, hkv, dv}, cast<TypedAttr>(im.b.getZeroAttr(f32))),
+                  map(im, 4, {d(0), d(1), d(2)}), ins, maps, red4,
+                  [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+                    Value p = arith::MulFOp::create(ob, l, decayed(ob, l, a), ext(ob, l, a[n0]));
+                    return arith::AddFOp::create(ob, l, a[n0 + 1], p);
+                  });
     }
-    S = upd;
+    // S = decayed S + k_t (x) u with u = beta_t (v_t - r) or v_t.
+    SmallVector<Value> ins(sIns);
+    SmallVector<AffineMap> maps = {id4};
+    if (gating)
+      maps.push_back(gRow);
+    ins.append({k, v});
+    maps.append({kRow, vCol});
+    if (delta) {
+      ins.append({beta, r});
+      maps.append({map(im, 4, {d(0), c(t), sharedBeta ? c(0) : d(1)}),
+                   map(im, 4, {d(0), d(1), d(3)})});
+    }
+    S = parallelGeneric(im, {B, hkv, dk, dv}, f32, ins, maps,
+                        [&](OpBuilder &ob, Location l, ValueRange, ValueRange a) -> Value {
+                          Value u = ext(ob, l, a[n0 + 1]);
+                          if (delta)
+                            u = arith::MulFOp::create(ob, l, ext(ob, l, a[n0 + 2]),
+                                                      arith::SubFOp::create(ob, l, u, a[n0 + 3]));
+                          Value ku = arith::MulFOp::create(ob, l, ext(ob, l, a[n0]), u);
+                          return arith::AddFOp::create(ob, l, decayed(ob, l, a), ku);
+                        });
     // o_t[b, hq, m] = sum_i q_t[b, hq, i] S[b, hq / group, i, m]; loops
     // (b, hq, m, i).
     Value o = generic(im, im.fill({B, hq, dv}, cast<TypedAttr>(im.b.getZeroAttr(f32))),
