@@ -3,7 +3,9 @@
 // RotaryEmbedding, CausalConvWithState, LinearAttention and the preview
 // FlexAttention, decomposed into linalg.generic at import time like the
 // Attention handler in OnnxOps.cpp. Half-precision inputs are widened to f32
-// inside the kernels and rounded once at the end, as the ONNX reference does.
+// inside the kernels and rounded once (the ONNX reference computes
+// LinearAttention, FlexAttention's softmax and CausalConvWithState's SiLU in
+// f32 too).
 //
 //===----------------------------------------------------------------------===//
 #include "Importer.h"
@@ -346,8 +348,9 @@ static Value stackRows(Importer &im, ArrayRef<Value> rows) {
 ///   delta:  u = beta_t * (v_t - S^T k_t)  else  u = v_t
 ///   S += k_t (x) u;  o_t = scale * q_t^T S[h / group]
 /// Q/K/V/decay/beta are read straight from their packed [B, T, H*D] layout
-/// through affine maps; each column of S evolves independently, so every
-/// step is a few small kernels.
+/// through affine maps. Each token costs three kernels (retrieve, update,
+/// read), so compile time grows linearly with T: right for decoding and
+/// short prefills; long prefills would want the chunked (WY) form.
 static LogicalResult handleLinearAttention(Importer &im) {
   Value q = im.input(0), k = im.input(1), v = im.input(2);
   Type et = im.elementType(q);
