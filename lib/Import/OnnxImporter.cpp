@@ -698,7 +698,7 @@ FailureOr<SmallVector<Value>> Importer::importSubgraph(const onnx::GraphProto &g
   }();
   node = outer;
   loc = outerLoc;
-  if (failed(result) && !errorText.empty())
+  if (failed(result) && outer && !errorText.empty())
     errorText += " (inside graph attribute '" + g.name() + "' of the enclosing " +
                  outer->op_type() + ")";
   for (const auto &name : defined.keys()) {
