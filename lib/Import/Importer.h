@@ -205,9 +205,16 @@ struct SliceRange {
 };
 SliceRange resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step);
 
-/// Op handlers: "Add" -> handler. Each builds the node's outputs.
+/// Softmax over the last axis (max-shifted, like the ONNX reference).
+FailureOr<Value> softmaxLastAxis(Importer &im, Value x);
+
+/// Op handlers: "Add" -> handler; ops of other domains are keyed
+/// "domain.OpType". Each builds the node's outputs.
 using Handler = LogicalResult (*)(Importer &);
 const llvm::StringMap<Handler> &opHandlers();
+/// RotaryEmbedding, CausalConvWithState, LinearAttention, FlexAttention
+/// (OnnxAttentionOps.cpp).
+void registerAttentionOps(llvm::StringMap<Handler> &t);
 
 /// Control flow (If, Loop, Scan), sequence and optional ops.
 void registerControlFlowOps(llvm::StringMap<Handler> &t);

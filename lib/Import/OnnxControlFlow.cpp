@@ -144,6 +144,9 @@ FailureOr<SmallVector<std::string>> Importer::importSubgraph(const onnx::GraphPr
   }
   if (succeeded(result))
     result = importNodes(g);
+  if (failed(result) && outer && !errorText.empty())
+    errorText += " (inside graph attribute '" + g.name() + "' of the enclosing " +
+                 outer->op_type() + ")";
   node = outer;
   loc = outerLoc;
   SmallVector<std::string> results;

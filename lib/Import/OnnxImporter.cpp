@@ -497,7 +497,13 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
                                          : n.name();
   loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
-  if (!n.domain().empty() && n.domain() != "ai.onnx")
+  // Ops of other domains are registered as "domain.OpType". The preview
+  // domain holds ops that may still change; its handlers implement the
+  // version the installed onnx defines (1).
+  std::string key = n.op_type();
+  if (n.domain() == "ai.onnx.preview")
+    key = n.domain() + "." + key;
+  else if (!n.domain().empty() && n.domain() != "ai.onnx")
     return fail("operator domain '" + n.domain() + "' is not supported");
   for (int i = 0; i < n.input_size(); ++i)
     if (!n.input(i).empty() && !isDefined(n.input(i)))
@@ -529,7 +535,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
       return success();
     }
   }
-  auto it = handlers.find(n.op_type());
+  auto it = handlers.find(key);
   if (it == handlers.end())
     return fail("unsupported operator '" + n.op_type() + "'");
   if (failed(it->second(*this)))

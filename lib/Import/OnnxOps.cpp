@@ -2266,8 +2266,7 @@ static AffineMap broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef<int64_
   return AffineMap::get(rank, 0, e, &im.ctx);
 }
 
-/// Softmax over the last axis (max-shifted, like the ONNX reference).
-static FailureOr<Value> softmaxLastAxis(Importer &im, Value x) {
+FailureOr<Value> kiln::detail::softmaxLastAxis(Importer &im, Value x) {
   Type et = im.elementType(x);
   int64_t last = im.shapeOf(x).size() - 1;
   Value m = im.reduce(x, {last}, true, FloatAttr::get(et, -INFINITY),
@@ -2333,6 +2332,20 @@ static LogicalResult handleAttention(Importer &im) {
   }
   im.setOutput(1, k);
   im.setOutput(2, v);
+  // Half-precision inputs are computed in f32 and rounded once, as the ONNX
+  // reference and onnxruntime do; rounding every intermediate drifts by an
+  // ulp or two.
+  Type ct = et.getIntOrFloatBitWidth() < 32 ? im.b.getF32Type() : et;
+  auto convert = [&](Value x, Type to) -> Value {
+    if (im.elementType(x) == to)
+      return x;
+    return *im.elementwise({x}, to, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      if (to.getIntOrFloatBitWidth() > a[0].getType().getIntOrFloatBitWidth())
+        return arith::ExtFOp::create(ob, l, to, a[0]);
+      return arith::TruncFOp::create(ob, l, to, a[0]);
+    });
+  };
+  q = convert(q, ct), k = convert(k, ct), v = convert(v, ct);
   ArrayRef<int64_t> qs = im.shapeOf(q), ks = im.shapeOf(k), vs = im.shapeOf(v);
   int64_t B = qs[0], Hq = qs[1], S = qs[2], D = qs[3];
   int64_t Hkv = ks[1], T = ks[2], Dv = vs[3];
@@ -2359,20 +2372,20 @@ static LogicalResult handleAttention(Importer &im) {
   if (mode < 0 || mode > 3)
     return im.fail("qk_matmul_output_mode " + std::to_string(mode) + " is not 0..3");
   if (mode == 0)
-    im.setOutput(3, qk);
+    im.setOutput(3, convert(qk, et));
   double softcap = im.attrFloat("softcap", 0.0f);
   if (softcap > 0) {
-    auto c = im.elementwise({qk}, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    auto c = im.elementwise({qk}, ct, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
       Value t = math::TanhOp::create(
-          ob, l, arith::DivFOp::create(ob, l, a[0], im.constantScalar(ob, l, et, softcap)));
-      return arith::MulFOp::create(ob, l, t, im.constantScalar(ob, l, et, softcap));
+          ob, l, arith::DivFOp::create(ob, l, a[0], im.constantScalar(ob, l, ct, softcap)));
+      return arith::MulFOp::create(ob, l, t, im.constantScalar(ob, l, ct, softcap));
     });
     if (failed(c))
       return failure();
     qk = *c;
   }
   if (mode == 1)
-    im.setOutput(3, qk);
+    im.setOutput(3, convert(qk, et));
 
   // Bias: attn_mask (bool: false masks; float: added; its last axis padded
   // to T with masked entries), causal (upper-left aligned after the past),
@@ -2395,6 +2408,8 @@ static LogicalResult handleAttention(Importer &im) {
       mask = im.pad(mask, lo, hi, boolMask ? 0.0 : -INFINITY);
       ms.back() = T;
     }
+    if (!boolMask)
+      mask = convert(mask, ct);
     for (size_t i = 0; i < ms.size(); ++i)
       if (ms[i] != 1 && ms[i] != outShape[4 - ms.size() + i])
         return im.fail("attn_mask " + shapeStr(ms) + " does not broadcast to " +
@@ -2412,10 +2427,10 @@ static LogicalResult handleAttention(Importer &im) {
       ins.push_back(mask);
       maps.push_back(broadcastMap(im, im.shapeOf(mask), outShape));
     }
-    qk = indexedGeneric(im, outShape, et, [&](OpBuilder &ob, Location l, ValueRange a) {
+    qk = indexedGeneric(im, outShape, ct, [&](OpBuilder &ob, Location l, ValueRange a) {
       Value x = a[4];
-      Value negInf = im.constantScalar(ob, l, et, -INFINITY);
-      Value zero = im.constantScalar(ob, l, et, 0.0);
+      Value negInf = im.constantScalar(ob, l, ct, -INFINITY);
+      Value zero = im.constantScalar(ob, l, ct, 0.0);
       if (mask)
         x = arith::AddFOp::create(ob, l, x,
                                   boolMask ? (Value)arith::SelectOp::create(ob, l, a[5], zero, negInf)
@@ -2435,16 +2450,16 @@ static LogicalResult handleAttention(Importer &im) {
     }, ins, maps);
   }
   if (mode == 2)
-    im.setOutput(3, qk);
+    im.setOutput(3, convert(qk, et));
   auto p = softmaxLastAxis(im, qk);
   if (failed(p))
     return failure();
   if (mode == 3)
-    im.setOutput(3, *p);
+    im.setOutput(3, convert(*p, et));
   auto y = contraction(im, *p, v, false, false, Value(), 1.0);
   if (failed(y))
     return failure();
-  Value out = *y;
+  Value out = convert(*y, et);
   if (rank == 3)
     out = im.reshape(im.transpose(out, {0, 2, 1, 3}), {B, S, Hq * Dv});
   im.setOutput(0, out);
@@ -3946,6 +3961,7 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["QuantizeLinear"] = handleQuantizeLinear;
     t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
     registerControlFlowOps(t);
+    registerAttentionOps(t);
     return t;
   }();
   return table;

@@ -142,6 +142,55 @@ def _control_flow_model(case):
 ])
 def test_unresolvable_control_flow(tmp_path, case, needles):
     p = _save(_control_flow_model(case), tmp_path / f"{case}.onnx")
+
+
+def _sequence_op_model(op, inputs, attrs, opset, domains=()):
+    f = onnx.TensorProto.FLOAT
+    n = helper.make_node(op, [i[0] for i in inputs], ["y"], name="seq_op", **attrs)
+    if domains:
+        n.domain = domains[0][0]
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info(i, f, s) for i, s in inputs],
+                          [helper.make_tensor_value_info("y", f, None)])
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in domains]
+    m = helper.make_model(g, opset_imports=opsets)
+    m.ir_version = 10
+    return m
+
+
+def _modifier(op, out_type=onnx.TensorProto.FLOAT, **attrs):
+    f = onnx.TensorProto.FLOAT
+    return helper.make_graph([helper.make_node(op, ["s"], ["o"], name="inner", **attrs)], "mod",
+                             [helper.make_tensor_value_info("s", f, None)],
+                             [helper.make_tensor_value_info("o", out_type, None)])
+
+
+_QKV = [("q", [1, 2, 3, 4]), ("k", [1, 2, 3, 4]), ("v", [1, 2, 3, 4])]
+_PREVIEW = (("ai.onnx.preview", 1),)
+
+
+@pytest.mark.parametrize("model,needles", [
+    (_sequence_op_model("LinearAttention", [("q", [1, 2, 8]), ("k", [1, 2, 8]), ("v", [1, 2, 8])],
+                        {"q_num_heads": 2, "kv_num_heads": 2, "update_rule": "fast"}, 27),
+     ["seq_op", "LinearAttention", "opset 27", "update_rule 'fast'"]),
+    (_sequence_op_model("LinearAttention", [("q", [1, 2, 8]), ("k", [1, 2, 8]), ("v", [1, 2, 8])],
+                        {"q_num_heads": 2, "kv_num_heads": 2, "update_rule": "gated"}, 27),
+     ["seq_op", "LinearAttention", "'gated' needs decay input"]),
+    (_sequence_op_model("RotaryEmbedding", [("x", [1, 3, 8]), ("c", [1, 3, 4]), ("s", [1, 3, 4])],
+                        {}, 23),
+     ["seq_op", "RotaryEmbedding", "opset 23", "num_heads"]),
+    (_sequence_op_model("CausalConvWithState", [("x", [1, 2, 5]), ("w", [2, 1, 3])],
+                        {"activation": "gelu"}, 27),
+     ["seq_op", "CausalConvWithState", "activation 'gelu'"]),
+    # An unsupported op inside a modifier subgraph is named itself.
+    (_sequence_op_model("FlexAttention", _QKV, {"score_mod": _modifier("Unique")}, 26, _PREVIEW),
+     ["inner", "unsupported operator 'Unique'", "graph attribute 'mod' of the enclosing FlexAttention"]),
+    (_sequence_op_model("FlexAttention", _QKV,
+                        {"prob_mod": _modifier("Cast", onnx.TensorProto.DOUBLE,
+                                               to=onnx.TensorProto.DOUBLE)}, 26, _PREVIEW),
+     ["seq_op", "ai.onnx.preview.FlexAttention", "prob_mod must produce one tensor of type"]),
+])
+def test_sequence_op_errors(tmp_path, model, needles):
+    p = _save(model, tmp_path / "m.onnx")
     assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile", *needles)
 
 

@@ -24,8 +24,10 @@ ua = np.array([[200, 7, 255, 0], [1, 128, 129, 64]], np.uint8)
 class Spec:
     """nodes + named arrays; `consts` names become initializers."""
 
-    def __init__(self, nodes, arrays, consts=(), opset=17, outputs=None, expect=None, atol=ATOL):
+    def __init__(self, nodes, arrays, consts=(), opset=17, outputs=None, expect=None, atol=ATOL,
+                 domains=()):
         self.atol = atol
+        self.domains = dict(domains)  # other operator domains -> version
         self.nodes, self.arrays, self.consts = nodes, arrays, set(consts)
         self.expect = expect  # feeds -> expected outputs, instead of onnxruntime
         self.opset = opset
@@ -45,7 +47,9 @@ class Spec:
         outs = [o if isinstance(o, onnx.ValueInfoProto) else helper.make_value_info(o, onnx.TypeProto())
                 for o in self.outputs]
         graph = helper.make_graph(self.nodes, "op_test", inputs, outs, inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+        opsets = [helper.make_opsetid("", self.opset)]
+        opsets += [helper.make_opsetid(d, v) for d, v in self.domains.items()]
+        m = helper.make_model(graph, opset_imports=opsets)
         m.ir_version = 10
         m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
         onnx.checker.check_model(m, full_check=True)
@@ -439,6 +443,47 @@ def _attention(mask, **attrs):
 case("attention-gqa-boolmask", _attention(F(4, 5) > -1.0))
 case("attention-gqa-causal-softcap", _attention(None, is_causal=1, softcap=3.0))
 case("attention-float-mask-4d", _attention(F(2, 1, 4, 5), scale=0.3))
+# onnxruntime 1.22 has none of the following (opset 23/27, ai.onnx.preview).
+case("rotary-3d-interleaved-partial-positions", with_ref(one(
+    "RotaryEmbedding", [("x", F(2, 5, 24)), ("c", F(16, 3)), ("s", F(16, 3)),
+                        ("p", _rng("rope").integers(0, 16, (2, 5)))],
+    {"num_heads": 3, "rotary_embedding_dim": 6, "interleaved": 1}, opset=23)))
+case("causal-conv-with-state-bias-past-silu", with_ref(one(
+    "CausalConvWithState", [("x", F(2, 6, 9)), ("w", F(6, 1, 4)), ("b", F(6)), ("s", F(2, 6, 3))],
+    {"activation": "silu"}, opset=27, outputs=2)))
+case("linear-attention-gated-delta-gqa-past", with_ref(one(
+    "LinearAttention", [("q", F(2, 6, 32)), ("k", F(2, 6, 8, lo=-0.5, hi=0.5)), ("v", F(2, 6, 12)),
+                        ("s", F(2, 2, 4, 6)), ("g", F(2, 6, 8, lo=-1, hi=0)),
+                        ("b", F(2, 6, 2, lo=0, hi=1))],
+    {"q_num_heads": 8, "kv_num_heads": 2}, opset=27, outputs=2)))
+
+
+def _flex_attention():
+    # score_mod: soft cap, then a causal mask built from the scores' shape.
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
+    score_mod = helper.make_graph(
+        [helper.make_node("Div", ["sc", "cap"], ["t0"]), helper.make_node("Tanh", ["t0"], ["t1"]),
+         helper.make_node("Mul", ["t1", "cap"], ["capped"]),
+         helper.make_node("Shape", ["sc"], ["shp"]),
+         helper.make_node("Gather", ["shp", "two"], ["L"], axis=0),
+         helper.make_node("Gather", ["shp", "three"], ["S"], axis=0),
+         helper.make_node("Range", ["zero", "L", "one"], ["qi"]),
+         helper.make_node("Range", ["zero", "S", "one"], ["ki"]),
+         helper.make_node("Unsqueeze", ["qi", "one1"], ["qc"]),
+         helper.make_node("GreaterOrEqual", ["qc", "ki"], ["keep"]),
+         helper.make_node("Where", ["keep", "capped", "ninf"], ["out"])],
+        "score_mod", [helper.make_tensor_value_info("sc", onnx.TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(2.0, np.float32), "cap"),
+         numpy_helper.from_array(np.array(-np.inf, np.float32), "ninf"),
+         i64("zero", 0), i64("one", 1), i64("two", 2), i64("three", 3), i64("one1", [1])])
+    node = helper.make_node("FlexAttention", ["q", "k", "v"], ["y"], domain="ai.onnx.preview",
+                            score_mod=score_mod, scale=0.4)
+    arrays = {"q": F(2, 4, 5, 8), "k": F(2, 2, 5, 8), "v": F(2, 2, 5, 6)}
+    return with_ref(Spec([node], arrays, opset=26, domains={"ai.onnx.preview": 1}))
+
+
+case("flexattention-gqa-score-mod", _flex_attention())
 for mode, extra in (("linear", {}), ("cubic", {"exclude_outside": 1}), ("nearest", {"nearest_mode": "ceil"})):
     for ctm in ("half_pixel", "align_corners", "asymmetric"):
         case(f"resize-{mode}-{ctm}", one("Resize", [("x", F(1, 2, 5, 6)), "", ("s", np.array([1, 1, 1.6, 0.5], np.float32))],
