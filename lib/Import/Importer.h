@@ -150,6 +150,19 @@ SliceRange resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step);
 /// Op handlers: "Add" -> handler. Each builds the node's outputs.
 using Handler = LogicalResult (*)(Importer &);
 const llvm::StringMap<Handler> &opHandlers();
+/// ConvTranspose, GridSample, Col2Im, DFT, STFT, windows (OnnxImageOps.cpp).
+void registerImageOps(llvm::StringMap<Handler> &t);
+
+/// A generic that computes each output element from its indices alone:
+/// `body(indices, ins...)` may read any captured tensor with tensor.extract.
+/// Used where the input element is not an affine function of the output
+/// index (padding, concatenation, gathers).
+Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+                     function_ref<Value(OpBuilder &, Location, ValueRange)> body,
+                     ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {});
+/// Pad modes that read the input itself: "reflect", "edge" or "wrap".
+Value padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi,
+                  StringRef mode);
 
 /// Compile-time evaluation for the ops shape subgraphs use.
 FailureOr<bool> foldNode(Importer &im, SmallVectorImpl<DenseElementsAttr> &results);

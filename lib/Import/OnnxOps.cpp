@@ -181,13 +181,9 @@ Value Importer::transpose(Value v, ArrayRef<int64_t> perm) {
       .getResult(0);
 }
 
-/// A generic that computes each output element from its indices alone:
-/// `body(indices)` may read any captured tensor with tensor.extract. Used
-/// where the input element is not an affine function of the output index
-/// (padding, concatenation, gathers).
-static Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
-                            function_ref<Value(OpBuilder &, Location, ValueRange)> body,
-                            ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {}) {
+Value kiln::detail::indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+                                  function_ref<Value(OpBuilder &, Location, ValueRange)> body,
+                                  ValueRange ins, ArrayRef<AffineMap> inMaps) {
   MLIRContext *ctx = im.b.getContext();
   int64_t rank = outShape.size();
   Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, elem);
@@ -1793,8 +1789,8 @@ static LogicalResult handlePad(Importer &im) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   std::string mode = im.attrString("mode", "constant");
-  if (mode != "constant")
-    return im.fail("pad mode '" + mode + "' is not supported (only constant)");
+  if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
+    return im.fail("unknown pad mode '" + mode + "'");
   SmallVector<int64_t> pads;
   double value = 0.0;
   if (im.opset < 11) {
@@ -1838,6 +1834,13 @@ static LogicalResult handlePad(Importer &im) {
   for (int64_t i = 0; i < rank; ++i)
     if (lo[i] < 0 || hi[i] < 0)
       return im.fail("negative pads are not supported");
+  if (mode != "constant") {
+    for (int64_t i = 0; i < rank; ++i)
+      if ((lo[i] || hi[i]) && im.shapeOf(x)[i] == 0)
+        return im.fail("pad mode '" + mode + "' cannot pad an empty dimension");
+    im.setOutput(0, padWithMode(im, x, lo, hi, mode));
+    return success();
+  }
   im.setOutput(0, im.pad(x, lo, hi, value));
   return success();
 }
@@ -3798,6 +3801,7 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["DequantizeLinear"] = handleDequantizeLinear;
     t["QuantizeLinear"] = handleQuantizeLinear;
     t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
+    registerImageOps(t);
     return t;
   }();
   return table;
