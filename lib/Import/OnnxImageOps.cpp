@@ -356,8 +356,15 @@ static LogicalResult handleGridSample(Importer &im) {
         c = math::RoundEvenOp::create(ob, l, c);
       double lo = align ? 0.0 : -0.5, hi = align ? len - 1 : len - 0.5;
       if (padding == "border") {
-        c = arith::MaximumFOp::create(ob, l, c, f(0.0));
-        c = arith::MinimumFOp::create(ob, l, c, f(len - 1));
+        // Only coordinates outside [lo, hi] clamp (ONNX's reference): with
+        // align_corners=0 a sample in [-0.5, 0) keeps its offset, which
+        // matters to cubic taps.
+        Value out = arith::OrIOp::create(
+            ob, l, arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, c, f(lo)),
+            arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, c, f(hi)));
+        Value cl = arith::MaximumFOp::create(ob, l, c, f(0.0));
+        cl = arith::MinimumFOp::create(ob, l, cl, f(len - 1));
+        c = arith::SelectOp::create(ob, l, out, cl, c);
       } else if (padding == "reflection") {
         c = reflectCoord(ob, l, c, lo, hi);
       }
