@@ -160,6 +160,12 @@ void registerImageOps(llvm::StringMap<Handler> &t);
 Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
                      function_ref<Value(OpBuilder &, Location, ValueRange)> body,
                      ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {});
+/// MaxPool's Indices output for input `x` and pooled `y`: the flat index
+/// into `x` of each window's first maximum, spatial dims in row-major order,
+/// or column-major with `columnMajor` (storage_order=1).
+Value maxPoolIndices(Importer &im, Value x, Value y, ArrayRef<int64_t> kernel,
+                     ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations,
+                     ArrayRef<int64_t> padLo, bool columnMajor);
 /// Pad modes that read the input itself: "reflect", "edge" or "wrap".
 Value padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi,
                   StringRef mode);

@@ -44,13 +44,16 @@ static Value clampIdx(OpBuilder &ob, Location l, Value i, int64_t lo, int64_t hi
   return arith::MinSIOp::create(ob, l, r, idx(ob, l, hi));
 }
 
-/// A generic over `outShape` x `redShape` that sums `body(outIdx, redIdx)`
-/// over the trailing reduction loops. A reduction-shaped operand whose
-/// values are unused gives those loops their ranges, as in linalg's pooling
-/// ops.
-static Value sumOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
-                     Type elem,
-                     function_ref<Value(OpBuilder &, Location, ValueRange, ValueRange)> body) {
+using CombineFn = function_ref<Value(OpBuilder &, Location, Value, Value)>;
+
+/// A generic over `outShape` x `redShape` that folds `body(outIdx, redIdx)`
+/// over the trailing reduction loops with `combine(acc, v)`, starting from
+/// `init`. A reduction-shaped operand whose values are unused gives those
+/// loops their ranges, as in linalg's pooling ops.
+static Value reduceOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
+                        TypedAttr init,
+                        function_ref<Value(OpBuilder &, Location, ValueRange, ValueRange)> body,
+                        CombineFn combine) {
   MLIRContext *ctx = &im.ctx;
   int64_t no = outShape.size(), nr = redShape.size(), dims = no + nr;
   SmallVector<AffineExpr> eo, er;
@@ -58,15 +61,15 @@ static Value sumOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t>
     eo.push_back(getAffineDimExpr(i, ctx));
   for (int64_t i = 0; i < nr; ++i)
     er.push_back(getAffineDimExpr(no + i, ctx));
-  Value window = tensor::EmptyOp::create(im.b, im.loc, redShape, elem);
-  Value init = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(elem)));
+  Value window = tensor::EmptyOp::create(im.b, im.loc, redShape, im.b.getI1Type());
+  Value acc = im.fill(outShape, init);
   SmallVector<IteratorType> iters(dims, IteratorType::parallel);
   for (int64_t i = no; i < dims; ++i)
     iters[i] = IteratorType::reduction;
   SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, er, ctx),
                                  AffineMap::get(dims, 0, eo, ctx)};
   return linalg::GenericOp::create(
-             im.b, im.loc, TypeRange{init.getType()}, ValueRange{window}, ValueRange{init}, maps,
+             im.b, im.loc, TypeRange{acc.getType()}, ValueRange{window}, ValueRange{acc}, maps,
              iters,
              [&](OpBuilder &ob, Location l, ValueRange args) {
                SmallVector<Value> ix;
@@ -74,9 +77,90 @@ static Value sumOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t>
                  ix.push_back(linalg::IndexOp::create(ob, l, i));
                Value v = body(ob, l, ValueRange(ix).take_front(no),
                               ValueRange(ix).drop_front(no));
-               linalg::YieldOp::create(ob, l, arith::AddFOp::create(ob, l, args[1], v).getResult());
+               linalg::YieldOp::create(ob, l, combine(ob, l, args[1], v));
              })
       .getResult(0);
+}
+
+static Value sumOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
+                     Type elem,
+                     function_ref<Value(OpBuilder &, Location, ValueRange, ValueRange)> body) {
+  return reduceOver(im, outShape, redShape, cast<TypedAttr>(im.b.getZeroAttr(elem)), body,
+                    [](OpBuilder &ob, Location l, Value a, Value v) -> Value {
+                      return arith::AddFOp::create(ob, l, a, v);
+                    });
+}
+
+//===----------------------------------------------------------------------===//
+// MaxPool indices
+//===----------------------------------------------------------------------===//
+
+Value kiln::detail::maxPoolIndices(Importer &im, Value x, Value y, ArrayRef<int64_t> kernel,
+                                   ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations,
+                                   ArrayRef<int64_t> padLo, bool columnMajor) {
+  ArrayRef<int64_t> xs = im.shapeOf(x), ys = im.shapeOf(y);
+  int64_t s = xs.size() - 2;
+  SmallVector<int64_t> in(xs.drop_front(2));
+  SmallVector<int64_t> st(strides), dl(dilations), pl(padLo);
+  int64_t plane = 1;
+  for (int64_t d : in)
+    plane *= d;
+  Type i64 = im.b.getI64Type();
+  // The smallest row-major spatial position holding the window's maximum is
+  // the first in scan order, which is the one ONNX reports.
+  Value first = reduceOver(
+      im, ys, kernel, IntegerAttr::get(i64, plane),
+      [&](OpBuilder &ob, Location l, ValueRange o, ValueRange k) -> Value {
+        Value ok, flat = idx(ob, l, 0);
+        SmallVector<Value> at = {o[0], o[1]};
+        for (int64_t i = 0; i < s; ++i) {
+          Value p = arith::AddIOp::create(
+              ob, l, arith::MulIOp::create(ob, l, o[2 + i], idx(ob, l, st[i])),
+              arith::MulIOp::create(ob, l, k[i], idx(ob, l, dl[i])));
+          p = arith::SubIOp::create(ob, l, p, idx(ob, l, pl[i]));
+          ok = andI(ob, l, ok,
+                    andI(ob, l, cmpI(ob, l, arith::CmpIPredicate::sge, p, idx(ob, l, 0)),
+                         cmpI(ob, l, arith::CmpIPredicate::slt, p, idx(ob, l, in[i]))));
+          p = clampIdx(ob, l, p, 0, in[i] - 1);
+          at.push_back(p);
+          flat = arith::AddIOp::create(ob, l, arith::MulIOp::create(ob, l, flat, idx(ob, l, in[i])),
+                                       p);
+        }
+        Value v = tensor::ExtractOp::create(ob, l, x, at);
+        Value m = tensor::ExtractOp::create(ob, l, y, o);
+        Value eq = isa<FloatType>(v.getType())
+                       ? arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OEQ, v, m).getResult()
+                       : cmpI(ob, l, arith::CmpIPredicate::eq, v, m);
+        Value f = arith::IndexCastOp::create(ob, l, ob.getI64Type(), flat);
+        return arith::SelectOp::create(ob, l, andI(ob, l, ok, eq), f,
+                                       arith::ConstantIntOp::create(ob, l, ob.getI64Type(), plane));
+      },
+      [](OpBuilder &ob, Location l, Value a, Value v) -> Value {
+        return arith::MinSIOp::create(ob, l, a, v);
+      });
+  // Offset by the (n, c) plane; re-linearize column-major for storage_order=1.
+  int64_t channels = xs[1];
+  return indexedGeneric(im, ys, i64, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    auto c64 = [&](int64_t v) -> Value { return arith::ConstantIntOp::create(ob, l, ob.getI64Type(), v); };
+    Value f = a.back();
+    if (columnMajor) {
+      Value rest = f, col = c64(0), scale = c64(1);
+      SmallVector<Value> pos(s);
+      for (int64_t i = s - 1; i >= 0; --i) {
+        pos[i] = arith::RemSIOp::create(ob, l, rest, c64(in[i]));
+        rest = arith::DivSIOp::create(ob, l, rest, c64(in[i]));
+      }
+      for (int64_t i = 0; i < s; ++i) {
+        col = arith::AddIOp::create(ob, l, col, arith::MulIOp::create(ob, l, pos[i], scale));
+        scale = arith::MulIOp::create(ob, l, scale, c64(in[i]));
+      }
+      f = col;
+    }
+    Value nc = arith::AddIOp::create(
+        ob, l, arith::MulIOp::create(ob, l, arith::IndexCastOp::create(ob, l, ob.getI64Type(), a[0]), c64(channels)),
+        arith::IndexCastOp::create(ob, l, ob.getI64Type(), a[1]));
+    return arith::AddIOp::create(ob, l, arith::MulIOp::create(ob, l, nc, c64(plane)), f);
+  }, ValueRange{first}, {AffineMap::getMultiDimIdentityMap(ys.size(), &im.ctx)});
 }
 
 //===----------------------------------------------------------------------===//

@@ -1223,10 +1223,6 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   ArrayRef<int64_t> xs = im.shapeOf(x);
   if (xs.size() < 3)
     return im.fail("input must be N x C x spatial");
-  if (isMax && im.wantsOutput(1))
-    return im.fail("the Indices output of MaxPool is not supported");
-  if (isMax && im.attrInt("storage_order", 0))
-    return im.fail("storage_order=1 is not supported");
   auto kernel = im.attrInts("kernel_shape");
   int64_t s = xs.size() - 2;
   if (!kernel || (int64_t)kernel->size() != s)
@@ -1235,12 +1231,19 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   if (failed(g))
     return failure();
   Type et = im.elementType(x);
-  if (!isFloat(et))
-    return im.fail("supported for floating-point inputs only");
+  bool isInt = isMax && isa<IntegerType>(et) && !et.isInteger(1);
+  if (!isFloat(et) && !isInt)
+    return im.fail(isMax ? "supported for floating-point and integer inputs only"
+                         : "supported for floating-point inputs only");
+  bool uns = im.isUnsigned(0);
+  // Max pooling pads with the type's lowest value, which never wins.
+  double lowest = !isInt ? -INFINITY
+                  : uns  ? 0.0
+                         : -std::ldexp(1.0, et.getIntOrFloatBitWidth() - 1);
   SmallVector<int64_t> lo = {0, 0}, hi = {0, 0};
   lo.append(g->padLo);
   hi.append(g->padHi);
-  Value xp = im.pad(x, lo, hi, isMax ? -INFINITY : 0.0);
+  Value xp = im.pad(x, lo, hi, isMax ? lowest : 0.0);
   if (lpP > 0) {
     auto t = im.elementwise({xp}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value a = math::AbsFOp::create(ob, l, v[0]);
@@ -1264,7 +1267,8 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   }
   SmallVector<int64_t> outShape = {xs[0], xs[1]};
   outShape.append(g->out);
-  Value init = im.fill(outShape, FloatAttr::get(et, isMax ? -INFINITY : 0.0));
+  Value init = im.fill(outShape, isInt ? cast<TypedAttr>(IntegerAttr::get(et, (int64_t)lowest))
+                                       : FloatAttr::get(et, isMax ? -INFINITY : 0.0));
   SmallVector<IteratorType> iters(dims, IteratorType::parallel);
   for (int64_t i = 2; i < 2 + s; ++i)
     iters[i] = IteratorType::reduction;
@@ -1280,8 +1284,9 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
                 im.b, im.loc, TypeRange{init.getType()}, ValueRange{xp, window}, ValueRange{init},
                 maps, iters,
                 [&](OpBuilder &ob, Location l, ValueRange v) {
-                  linalg::YieldOp::create(ob, l, isMax ? maxOp(ob, l, v[2], v[0])
-                                                       : addOp(ob, l, v[2], v[0]));
+                  linalg::YieldOp::create(ob, l, !isMax ? addOp(ob, l, v[2], v[0])
+                                                 : uns  ? maxUOp(ob, l, v[2], v[0])
+                                                        : maxOp(ob, l, v[2], v[0]));
                 })
                 .getResult(0);
   if (lpP > 0) {
@@ -1333,6 +1338,13 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
           ob, l, et, arith::IndexCastOp::create(ob, l, ob.getI64Type(), count));
       return arith::DivFOp::create(ob, l, a[s + 2], cf);
     }, ValueRange{y}, {AffineMap::getMultiDimIdentityMap(outShape.size(), ctx)});
+  }
+  if (isMax && im.wantsOutput(1)) {
+    int64_t order = im.attrInt("storage_order", 0);
+    if (order != 0 && order != 1)
+      return im.fail("storage_order must be 0 or 1");
+    im.setOutput(1, maxPoolIndices(im, x, y, g->kernel, g->strides, g->dilations, g->padLo,
+                                   order == 1));
   }
   im.setOutput(0, y);
   return success();

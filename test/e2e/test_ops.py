@@ -206,6 +206,15 @@ case("convtranspose-1d", convt(F(2, 3, 6), F(3, 4, 4), F(4), strides=[2], pads=[
 case("convtranspose-3d", convt(F(1, 2, 3, 4, 3), F(2, 2, 2, 3, 2), F(2), strides=[2, 1, 2]))
 case("convtranspose-runtime-weights", one("ConvTranspose", [("x", F(1, 3, 4, 4)), ("w", F(3, 2, 3, 3))],
                                           {"strides": [2, 2], "pads": [1, 1, 1, 1]}))
+case("maxpool-indices-pads-dilations", one("MaxPool", [("x", F(2, 3, 7, 6))],
+                                          {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1],
+                                           "dilations": [1, 2]}, opset=12, outputs=2))
+case("maxpool-indices-storage-order", one("MaxPool", [("x", F(1, 2, 5, 4))],
+                                          {"kernel_shape": [2, 2], "storage_order": 1}, opset=12, outputs=2))
+case("maxpool-int8-pads", one("MaxPool", [("x", (F(1, 2, 6, 5) * 60).astype(np.int8))],
+                              {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}, opset=12))
+case("maxpool-uint8", one("MaxPool", [("x", (P(1, 2, 5, 5) * 80).astype(np.uint8))],
+                          {"kernel_shape": [2, 2]}, opset=12))
 for pmode in ("reflect", "edge", "wrap"):
     case(f"pad-{pmode}", one("Pad", [("x", F(2, 3, 4)), ("p", I([0, 2, 1, 1, 3, 2]))], {"mode": pmode},
                              consts=["p"], opset=19))
