@@ -897,9 +897,86 @@ static LogicalResult handleWindow(Importer &im, double a0, double a1, double a2)
   return success();
 }
 
+/// AffineGrid: each output point is theta[n] applied to the homogeneous
+/// normalized coordinates of its position (x innermost, as GridSample reads).
+static LogicalResult handleAffineGrid(Importer &im) {
+  Value theta = im.input(0);
+  ArrayRef<int64_t> ts = im.shapeOf(theta);
+  Type et = im.elementType(theta);
+  if (!isa<FloatType>(et))
+    return im.fail("supported for floating-point theta only");
+  auto size = im.constInts(1, "size");
+  if (failed(size))
+    return failure();
+  int64_t r = (int64_t)size->size() - 2;
+  if ((r != 2 && r != 3) || ts.size() != 3 || ts[0] != (*size)[0] || ts[1] != r || ts[2] != r + 1)
+    return im.fail("theta " + shapeStr(ts) + " and size " + shapeStr(*size) +
+                   " must be N x 2 x 3 with [N, C, H, W] or N x 3 x 4 with [N, C, D, H, W]");
+  SmallVector<int64_t> spatial(size->begin() + 2, size->end());
+  for (int64_t d : spatial)
+    if (d <= 0)
+      return im.fail("size " + shapeStr(*size) + " must be positive");
+  bool align = im.attrInt("align_corners", 0);
+  // base[p..., j]: coordinate of spatial dim r-1-j at p, then 1.
+  HostTensor base;
+  base.shape.assign(spatial.begin(), spatial.end());
+  base.shape.push_back(r + 1);
+  base.elemType = et;
+  int64_t points = 1;
+  for (int64_t d : spatial)
+    points *= d;
+  for (int64_t p = 0; p < points; ++p) {
+    SmallVector<int64_t> pos(r);
+    int64_t rest = p;
+    for (int64_t i = r - 1; i >= 0; --i) {
+      pos[i] = rest % spatial[i];
+      rest /= spatial[i];
+    }
+    for (int64_t j = 0; j < r; ++j) {
+      int64_t i = r - 1 - j, n = spatial[i];
+      double c = align ? (n == 1 ? -1.0 : -1.0 + 2.0 * pos[i] / (n - 1))
+                       : -1.0 + (2.0 * pos[i] + 1.0) / n;
+      base.push(c);
+    }
+    base.push(1.0);
+  }
+  Value bv = arith::ConstantOp::create(im.b, im.loc, base.toAttr());
+  SmallVector<int64_t> outShape = {ts[0]};
+  outShape.append(spatial);
+  outShape.push_back(r);
+  // Loops: n, p..., i, j (reduction).
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = r + 3;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  SmallVector<AffineExpr> et_ = {d(0), d(r + 1), d(r + 2)}, eb, eo = {d(0)};
+  for (int64_t i = 0; i < r; ++i) {
+    eb.push_back(d(1 + i));
+    eo.push_back(d(1 + i));
+  }
+  eb.push_back(d(r + 2));
+  eo.push_back(d(r + 1));
+  Value init = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  iters[r + 2] = IteratorType::reduction;
+  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, et_, ctx), AffineMap::get(dims, 0, eb, ctx),
+                                 AffineMap::get(dims, 0, eo, ctx)};
+  Value y = linalg::GenericOp::create(
+                im.b, im.loc, TypeRange{init.getType()}, ValueRange{theta, bv}, ValueRange{init},
+                maps, iters,
+                [&](OpBuilder &ob, Location l, ValueRange v) {
+                  Value p = arith::MulFOp::create(ob, l, v[0], v[1]);
+                  linalg::YieldOp::create(ob, l,
+                                          arith::AddFOp::create(ob, l, v[2], p).getResult());
+                })
+                .getResult(0);
+  im.setOutput(0, y);
+  return success();
+}
+
 void kiln::detail::registerImageOps(llvm::StringMap<Handler> &t) {
   t["ConvTranspose"] = handleConvTranspose;
   t["GridSample"] = handleGridSample;
+  t["AffineGrid"] = handleAffineGrid;
   t["Col2Im"] = handleCol2Im;
   t["DFT"] = handleDFT;
   t["STFT"] = handleSTFT;

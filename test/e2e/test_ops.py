@@ -215,6 +215,9 @@ case("maxpool-int8-pads", one("MaxPool", [("x", (F(1, 2, 6, 5) * 60).astype(np.i
                               {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}, opset=12))
 case("maxpool-uint8", one("MaxPool", [("x", (P(1, 2, 5, 5) * 80).astype(np.uint8))],
                           {"kernel_shape": [2, 2]}, opset=12))
+for align in (0, 1):
+    case(f"affinegrid-2d-align{align}", one("AffineGrid", [("t", F(2, 2, 3)), ("s", I([2, 3, 4, 5]))],
+                                            {"align_corners": align}, consts=["s"], opset=20))
 for pmode in ("reflect", "edge", "wrap"):
     case(f"pad-{pmode}", one("Pad", [("x", F(2, 3, 4)), ("p", I([0, 2, 1, 1, 3, 2]))], {"mode": pmode},
                              consts=["p"], opset=19))
