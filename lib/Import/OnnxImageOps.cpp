@@ -973,11 +973,42 @@ static LogicalResult handleAffineGrid(Importer &im) {
   return success();
 }
 
+/// ReverseSequence: along time_axis, the first sequence_lens[b] elements of
+/// batch b come reversed, the rest unchanged. The lengths are runtime data.
+static LogicalResult handleReverseSequence(Importer &im) {
+  Value x = im.input(0), lens = im.input(1);
+  ArrayRef<int64_t> xs = im.shapeOf(x);
+  if (xs.size() < 2)
+    return im.fail("input must have rank >= 2");
+  int64_t ta = im.attrInt("time_axis", 0), ba = im.attrInt("batch_axis", 1);
+  if (!((ta == 0 && ba == 1) || (ta == 1 && ba == 0)))
+    return im.fail(llvm::formatv("time_axis {0} and batch_axis {1} must be 0 and 1 in some order",
+                                 ta, ba)
+                       .str());
+  if (im.shapeOf(lens) != ArrayRef<int64_t>{xs[ba]})
+    return im.fail("sequence_lens must have shape [" + std::to_string(xs[ba]) + "]");
+  int64_t steps = xs[ta];
+  Value y = indexedGeneric(im, xs, im.elementType(x), [&](OpBuilder &ob, Location l, ValueRange a) {
+    Value n = arith::IndexCastOp::create(ob, l, ob.getIndexType(),
+                                         tensor::ExtractOp::create(ob, l, lens, ValueRange{a[ba]}));
+    n = clampIdx(ob, l, n, 0, steps);
+    Value t = a[ta];
+    Value rev = arith::SubIOp::create(ob, l, arith::SubIOp::create(ob, l, n, idx(ob, l, 1)), t);
+    Value inSeq = cmpI(ob, l, arith::CmpIPredicate::slt, t, n);
+    SmallVector<Value> at(a.begin(), a.end());
+    at[ta] = arith::SelectOp::create(ob, l, inSeq, rev, t);
+    return tensor::ExtractOp::create(ob, l, x, at).getResult();
+  });
+  im.setOutput(0, y);
+  return success();
+}
+
 void kiln::detail::registerImageOps(llvm::StringMap<Handler> &t) {
   t["ConvTranspose"] = handleConvTranspose;
   t["GridSample"] = handleGridSample;
   t["AffineGrid"] = handleAffineGrid;
   t["Col2Im"] = handleCol2Im;
+  t["ReverseSequence"] = handleReverseSequence;
   t["DFT"] = handleDFT;
   t["STFT"] = handleSTFT;
   t["HannWindow"] = [](Importer &im) { return handleWindow(im, 0.5, 0.5, 0.0); };

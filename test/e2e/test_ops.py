@@ -218,6 +218,8 @@ case("maxpool-uint8", one("MaxPool", [("x", (P(1, 2, 5, 5) * 80).astype(np.uint8
 for align in (0, 1):
     case(f"affinegrid-2d-align{align}", one("AffineGrid", [("t", F(2, 2, 3)), ("s", I([2, 3, 4, 5]))],
                                             {"align_corners": align}, consts=["s"], opset=20))
+case("reversesequence-batch-axis0", one("ReverseSequence", [("x", F(3, 5, 2)), ("n", I([5, 1, 3]))],
+                                        {"time_axis": 1, "batch_axis": 0}, opset=10))
 for pmode in ("reflect", "edge", "wrap"):
     case(f"pad-{pmode}", one("Pad", [("x", F(2, 3, 4)), ("p", I([0, 2, 1, 1, 3, 2]))], {"mode": pmode},
                              consts=["p"], opset=19))
