@@ -530,6 +530,151 @@ static LogicalResult handleGridSample(Importer &im) {
 }
 
 //===----------------------------------------------------------------------===//
+// DeformConv
+//===----------------------------------------------------------------------===//
+
+/// DeformConv (2-D) in two steps: a gather builds the deformed columns
+/// cols[n, ic, a, b, i, j] = mask * bilinear(X[n, ic], sample point of kernel
+/// tap (a, b) at output (i, j), zero outside), then a grouped contraction
+/// with W sums them, like Conv after im2col.
+static LogicalResult handleDeformConv(Importer &im) {
+  Value x = im.input(0), w = im.input(1), off = im.input(2);
+  ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w), os = im.shapeOf(off);
+  Type et = im.elementType(x);
+  if (!isa<FloatType>(et))
+    return im.fail("supported for floating-point inputs only");
+  if (xs.size() != 4 || ws.size() != 4 || os.size() != 4)
+    return im.fail("only 2-D DeformConv (4-D X, W and offset) is supported, got X " +
+                   shapeStr(xs));
+  int64_t nBatch = xs[0], c = xs[1], ih = xs[2], iw = xs[3], m = ws[0];
+  int64_t groups = im.attrInt("group", 1), og = im.attrInt("offset_group", 1);
+  if (groups <= 0 || c % groups || m % groups || ws[1] != c / groups)
+    return im.fail(llvm::formatv("group={0} does not fit X channels {1} and W {2}", groups, c,
+                                 shapeStr(ws))
+                       .str());
+  if (og <= 0 || c % og)
+    return im.fail(llvm::formatv("offset_group={0} does not divide {1} channels", og, c).str());
+  int64_t kh = ws[2], kw = ws[3];
+  if (auto ks = im.attrInts("kernel_shape"); ks && ArrayRef<int64_t>(*ks) != ws.drop_front(2))
+    return im.fail("kernel_shape " + shapeStr(*ks) + " does not match W " + shapeStr(ws));
+  auto strides = im.attrInts("strides").value_or(SmallVector<int64_t>{1, 1});
+  auto dil = im.attrInts("dilations").value_or(SmallVector<int64_t>{1, 1});
+  auto pads = im.attrInts("pads").value_or(SmallVector<int64_t>{0, 0, 0, 0});
+  if (strides.size() != 2 || dil.size() != 2 || pads.size() != 4)
+    return im.fail("strides/dilations/pads do not match 2 spatial dims");
+  int64_t oh = (ih + pads[0] + pads[2] - ((kh - 1) * dil[0] + 1)) / strides[0] + 1;
+  int64_t ow = (iw + pads[1] + pads[3] - ((kw - 1) * dil[1] + 1)) / strides[1] + 1;
+  if (os[0] != nBatch || os[1] != og * kh * kw * 2 || os[2] != oh || os[3] != ow)
+    return im.fail(llvm::formatv("offset {0} must be [{1},{2},{3},{4}]", shapeStr(os), nBatch,
+                                 og * kh * kw * 2, oh, ow)
+                       .str());
+  Value mask;
+  if (im.hasInput(4)) {
+    mask = im.input(4);
+    SmallVector<int64_t> want = {nBatch, og * kh * kw, oh, ow};
+    if (im.shapeOf(mask) != ArrayRef<int64_t>(want))
+      return im.fail("mask " + shapeStr(im.shapeOf(mask)) + " must be " + shapeStr(want));
+  }
+  int64_t cPerOg = c / og;
+  SmallVector<int64_t> colShape = {nBatch, c, kh, kw, oh, ow};
+  Value cols = indexedGeneric(im, colShape, et, [&](OpBuilder &ob, Location l, ValueRange a) {
+    auto f = [&](double v) { return im.constantScalar(ob, l, et, v); };
+    // Offset channel of this tap: ((group * kh + a) * kw + b) * 2 + {h, w}.
+    Value g = arith::DivSIOp::create(ob, l, a[1], idx(ob, l, cPerOg));
+    Value tap = arith::AddIOp::create(
+        ob, l,
+        arith::MulIOp::create(
+            ob, l, arith::AddIOp::create(ob, l, arith::MulIOp::create(ob, l, g, idx(ob, l, kh)), a[2]),
+            idx(ob, l, kw)),
+        a[3]);
+    Value ch = arith::MulIOp::create(ob, l, tap, idx(ob, l, 2));
+    SmallVector<Value> pos;
+    for (int64_t d = 0; d < 2; ++d) {
+      Value o = tensor::ExtractOp::create(
+          ob, l, off, ValueRange{a[0], arith::AddIOp::create(ob, l, ch, idx(ob, l, d)), a[4], a[5]});
+      // Base: output * stride - pad + tap * dilation, then the learned offset.
+      Value base = arith::SubIOp::create(
+          ob, l,
+          arith::AddIOp::create(ob, l, arith::MulIOp::create(ob, l, a[4 + d], idx(ob, l, strides[d])),
+                                arith::MulIOp::create(ob, l, a[2 + d], idx(ob, l, dil[d]))),
+          idx(ob, l, pads[d]));
+      Value bf = arith::SIToFPOp::create(
+          ob, l, et, arith::IndexCastOp::create(ob, l, ob.getI64Type(), base));
+      pos.push_back(arith::AddFOp::create(ob, l, bf, o));
+    }
+    int64_t size[2] = {ih, iw};
+    Value v0[2], t[2];
+    for (int64_t d = 0; d < 2; ++d) {
+      Value fl = math::FloorOp::create(ob, l, pos[d]);
+      t[d] = arith::SubFOp::create(ob, l, pos[d], fl);
+      v0[d] = arith::IndexCastOp::create(ob, l, ob.getIndexType(),
+                                         arith::FPToSIOp::create(ob, l, ob.getI64Type(), fl));
+    }
+    Value acc;
+    for (int64_t dy = 0; dy < 2; ++dy)
+      for (int64_t dx = 0; dx < 2; ++dx) {
+        Value ok, at[2];
+        int64_t dd[2] = {dy, dx};
+        Value wgt;
+        for (int64_t d = 0; d < 2; ++d) {
+          Value p = arith::AddIOp::create(ob, l, v0[d], idx(ob, l, dd[d]));
+          ok = andI(ob, l, ok,
+                    andI(ob, l, cmpI(ob, l, arith::CmpIPredicate::sge, p, idx(ob, l, 0)),
+                         cmpI(ob, l, arith::CmpIPredicate::slt, p, idx(ob, l, size[d]))));
+          at[d] = clampIdx(ob, l, p, 0, size[d] - 1);
+          Value wd = dd[d] ? t[d] : arith::SubFOp::create(ob, l, f(1.0), t[d]).getResult();
+          wgt = wgt ? arith::MulFOp::create(ob, l, wgt, wd).getResult() : wd;
+        }
+        Value v = tensor::ExtractOp::create(ob, l, x, ValueRange{a[0], a[1], at[0], at[1]});
+        v = arith::SelectOp::create(ob, l, ok, v, f(0.0));
+        Value term = arith::MulFOp::create(ob, l, v, wgt);
+        acc = acc ? arith::AddFOp::create(ob, l, acc, term).getResult() : term;
+      }
+    if (mask) {
+      Value mk = tensor::ExtractOp::create(ob, l, mask, ValueRange{a[0], tap, a[4], a[5]});
+      acc = arith::MulFOp::create(ob, l, acc, mk);
+    }
+    return acc;
+  });
+
+  int64_t cg = c / groups, mg = m / groups;
+  Value cv = im.reshape(cols, {nBatch, groups, cg, kh, kw, oh, ow});
+  Value wv = im.reshape(w, {groups, mg, cg, kh, kw});
+  SmallVector<int64_t> og5 = {nBatch, groups, mg, oh, ow};
+  // Loops: n, g, m, c, a, b, i, j.
+  MLIRContext *ctx = &im.ctx;
+  auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(8, 0, {d(0), d(1), d(3), d(4), d(5), d(6), d(7)}, ctx),
+      AffineMap::get(8, 0, {d(1), d(2), d(3), d(4), d(5)}, ctx),
+      AffineMap::get(8, 0, {d(0), d(1), d(2), d(6), d(7)}, ctx)};
+  Value init;
+  if (im.hasInput(3)) {
+    Value bias = im.reshape(im.input(3), {groups, mg, 1, 1});
+    auto bi = im.elementwise({bias}, et, [](OpBuilder &, Location, ValueRange v) { return v[0]; },
+                             ArrayRef<int64_t>(og5));
+    if (failed(bi))
+      return failure();
+    init = *bi;
+  } else {
+    init = im.fill(og5, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  }
+  SmallVector<IteratorType> iters(8, IteratorType::parallel);
+  iters[3] = iters[4] = iters[5] = IteratorType::reduction;
+  Value y = linalg::GenericOp::create(
+                im.b, im.loc, TypeRange{init.getType()}, ValueRange{cv, wv}, ValueRange{init},
+                maps, iters,
+                [&](OpBuilder &ob, Location l, ValueRange v) {
+                  Value p = arith::MulFOp::create(ob, l, v[0], v[1]);
+                  linalg::YieldOp::create(ob, l,
+                                          arith::AddFOp::create(ob, l, v[2], p).getResult());
+                })
+                .getResult(0);
+  im.setOutput(0, im.reshape(y, {nBatch, m, oh, ow}));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Col2Im
 //===----------------------------------------------------------------------===//
 
@@ -1008,6 +1153,7 @@ void kiln::detail::registerImageOps(llvm::StringMap<Handler> &t) {
   t["GridSample"] = handleGridSample;
   t["AffineGrid"] = handleAffineGrid;
   t["Col2Im"] = handleCol2Im;
+  t["DeformConv"] = handleDeformConv;
   t["ReverseSequence"] = handleReverseSequence;
   t["DFT"] = handleDFT;
   t["STFT"] = handleSTFT;

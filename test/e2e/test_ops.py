@@ -525,6 +525,12 @@ for gmode in ("bilinear", "nearest", "bicubic"):
             if ref:
                 spec = with_ref(spec)
             case(f"gridsample-{gmode}-{gpad}-align{align}", spec)
+# onnxruntime has no DeformConv: compare with ONNX's reference.
+case("deformconv-groups-mask-bias",
+     with_ref(one("DeformConv", [("x", F(1, 4, 5, 6)), ("w", F(6, 2, 2, 3)), ("o", F(1, 2 * 6 * 2, 2, 3)),
+                                 ("b", F(6)), ("m", P(1, 2 * 6, 2, 3))],
+                  {"group": 2, "offset_group": 2, "strides": [2, 2], "dilations": [2, 1],
+                   "pads": [1, 1, 0, 1]}, opset=22)))
 for gmode in ("linear", "nearest"):
     for gpad in ("zeros", "border", "reflection"):
         case(f"gridsample-3d-{gmode}-{gpad}",
