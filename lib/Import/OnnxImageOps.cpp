@@ -675,6 +675,125 @@ static LogicalResult handleDeformConv(Importer &im) {
 }
 
 //===----------------------------------------------------------------------===//
+// RoiAlign
+//===----------------------------------------------------------------------===//
+
+/// RoiAlign with a fixed sampling grid per bin: the bins' sample points
+/// are the reduction loops, each sample bilinearly interpolated in f64 the
+/// way ONNX's reference computes them, then averaged or maxed.
+static LogicalResult handleRoiAlign(Importer &im) {
+  Value x = im.input(0), rois = im.input(1), batch = im.input(2);
+  ArrayRef<int64_t> xs = im.shapeOf(x), rs = im.shapeOf(rois);
+  Type et = im.elementType(x);
+  if (!isa<FloatType>(et))
+    return im.fail("supported for floating-point inputs only");
+  if (xs.size() != 4 || rs.size() != 2 || rs[1] != 4 ||
+      im.shapeOf(batch) != ArrayRef<int64_t>{rs[0]})
+    return im.fail("X must be N x C x H x W, rois R x 4 and batch_indices [R]");
+  std::string mode = im.attrString("mode", "avg");
+  if (mode != "avg" && mode != "max")
+    return im.fail("unknown mode '" + mode + "'");
+  std::string ctm = im.attrString("coordinate_transformation_mode",
+                                  im.opset >= 16 ? "half_pixel" : "output_half_pixel");
+  if (ctm != "half_pixel" && ctm != "output_half_pixel")
+    return im.fail("unknown coordinate_transformation_mode '" + ctm + "'");
+  int64_t oh = im.attrInt("output_height", 1), ow = im.attrInt("output_width", 1);
+  int64_t ratio = im.attrInt("sampling_ratio", 0);
+  double scale = im.attrFloat("spatial_scale", 1.0f);
+  if (oh <= 0 || ow <= 0)
+    return im.fail("output_height and output_width must be positive");
+  if (ratio <= 0)
+    return im.fail("sampling_ratio=0 (a per-roi adaptive grid sized by the roi data) is not "
+                   "supported; give a positive sampling_ratio");
+  bool halfPixel = ctm == "half_pixel", isMax = mode == "max";
+  int64_t n = xs[0], h = xs[2], w = xs[3];
+  SmallVector<int64_t> outShape = {rs[0], xs[1], oh, ow};
+  Type f64 = im.b.getF64Type();
+  TypedAttr init = isMax ? cast<TypedAttr>(FloatAttr::get(et, -INFINITY))
+                         : cast<TypedAttr>(im.b.getZeroAttr(et));
+  Value y = reduceOver(
+      im, outShape, {ratio, ratio}, init,
+      [&](OpBuilder &ob, Location l, ValueRange o, ValueRange g) -> Value {
+        auto f = [&](double v) -> Value {
+          return arith::ConstantOp::create(ob, l, FloatAttr::get(f64, v));
+        };
+        auto add = [&](Value a, Value b) -> Value { return arith::AddFOp::create(ob, l, a, b); };
+        auto sub = [&](Value a, Value b) -> Value { return arith::SubFOp::create(ob, l, a, b); };
+        auto mul = [&](Value a, Value b) -> Value { return arith::MulFOp::create(ob, l, a, b); };
+        auto toF = [&](Value i) -> Value {
+          return arith::SIToFPOp::create(ob, l, f64,
+                                         arith::IndexCastOp::create(ob, l, ob.getI64Type(), i));
+        };
+        auto roi = [&](int64_t k) -> Value {
+          Value v = tensor::ExtractOp::create(ob, l, rois, ValueRange{o[0], idx(ob, l, k)});
+          if (v.getType() != f64)
+            v = arith::ExtFOp::create(ob, l, f64, v);
+          return sub(mul(v, f(scale)), f(halfPixel ? 0.5 : 0.0));
+        };
+        Value start[2] = {roi(1), roi(0)}, end[2] = {roi(3), roi(2)};
+        int64_t bins[2] = {oh, ow}, size[2] = {h, w};
+        Value c[2];
+        Value outside;
+        for (int64_t d = 0; d < 2; ++d) {
+          Value len = sub(end[d], start[d]);
+          if (!halfPixel)
+            len = arith::MaximumFOp::create(ob, l, len, f(1.0));
+          Value bin = arith::DivFOp::create(ob, l, len, f((double)bins[d]));
+          // start + o * bin + (g + 0.5) * bin / ratio
+          Value p = add(add(start[d], mul(toF(o[2 + d]), bin)),
+                        arith::DivFOp::create(ob, l, mul(add(toF(g[d]), f(0.5)), bin),
+                                              f((double)ratio)));
+          Value out = arith::OrIOp::create(
+              ob, l, arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, p, f(-1.0)),
+              arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, p, f((double)size[d])));
+          outside = outside ? arith::OrIOp::create(ob, l, outside, out).getResult() : out;
+          c[d] = arith::MaximumFOp::create(ob, l, p, f(0.0));
+        }
+        Value lo[2], hi[2], frac[2];
+        for (int64_t d = 0; d < 2; ++d) {
+          Value li = arith::IndexCastOp::create(ob, l, ob.getIndexType(),
+                                                arith::FPToSIOp::create(ob, l, ob.getI64Type(), c[d]));
+          // At or past the last row/column the sample snaps onto it.
+          Value last = cmpI(ob, l, arith::CmpIPredicate::sge, li, idx(ob, l, size[d] - 1));
+          lo[d] = arith::SelectOp::create(ob, l, last, idx(ob, l, size[d] - 1), li);
+          hi[d] = arith::SelectOp::create(ob, l, last, lo[d],
+                                          arith::AddIOp::create(ob, l, li, idx(ob, l, 1)));
+          Value cv = arith::SelectOp::create(ob, l, last, toF(lo[d]), c[d]);
+          frac[d] = sub(cv, toF(lo[d]));
+        }
+        Value bi = arith::IndexCastOp::create(
+            ob, l, ob.getIndexType(), tensor::ExtractOp::create(ob, l, batch, ValueRange{o[0]}));
+        bi = clampIdx(ob, l, bi, 0, n - 1);
+        Value vals[4], wts[4];
+        for (int64_t k = 0; k < 4; ++k) {
+          Value yy = k < 2 ? lo[0] : hi[0], xx = k % 2 ? hi[1] : lo[1];
+          Value wy = k < 2 ? sub(f(1.0), frac[0]) : frac[0];
+          Value wx = k % 2 ? frac[1] : sub(f(1.0), frac[1]);
+          Value wt = mul(wy, wx);
+          wts[k] = et == f64 ? wt : arith::TruncFOp::create(ob, l, et, wt).getResult();
+          vals[k] = tensor::ExtractOp::create(ob, l, x, ValueRange{bi, o[1], yy, xx});
+        }
+        Value r;
+        for (int64_t k = 0; k < 4; ++k) {
+          Value t = arith::MulFOp::create(ob, l, wts[k], vals[k]);
+          r = !r ? t
+              : isMax ? arith::MaximumFOp::create(ob, l, r, t).getResult()
+                      : arith::AddFOp::create(ob, l, r, t).getResult();
+        }
+        if (!isMax)
+          r = arith::DivFOp::create(ob, l, r, im.constantScalar(ob, l, et, (double)(ratio * ratio)));
+        return arith::SelectOp::create(ob, l, outside, im.constantScalar(ob, l, et, 0.0), r);
+      },
+      [&](OpBuilder &ob, Location l, Value a, Value v) -> Value {
+        if (isMax)
+          return arith::MaximumFOp::create(ob, l, a, v);
+        return arith::AddFOp::create(ob, l, a, v);
+      });
+  im.setOutput(0, y);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Col2Im
 //===----------------------------------------------------------------------===//
 
@@ -1153,6 +1272,7 @@ void kiln::detail::registerImageOps(llvm::StringMap<Handler> &t) {
   t["GridSample"] = handleGridSample;
   t["AffineGrid"] = handleAffineGrid;
   t["Col2Im"] = handleCol2Im;
+  t["RoiAlign"] = handleRoiAlign;
   t["DeformConv"] = handleDeformConv;
   t["ReverseSequence"] = handleReverseSequence;
   t["DFT"] = handleDFT;

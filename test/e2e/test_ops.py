@@ -220,6 +220,13 @@ for align in (0, 1):
                                             {"align_corners": align}, consts=["s"], opset=20))
 case("reversesequence-batch-axis0", one("ReverseSequence", [("x", F(3, 5, 2)), ("n", I([5, 1, 3]))],
                                         {"time_axis": 1, "batch_axis": 0}, opset=10))
+for rmode, ctm in (("avg", "half_pixel"), ("max", "output_half_pixel")):
+    case(f"roialign-{rmode}", one("RoiAlign", [("x", F(2, 3, 8, 9)),
+                                               ("r", np.array([[0.5, 1.2, 6.3, 7.1], [-2, -1, 3.5, 4],
+                                                               [2, 3, 12, 10]], np.float32)),
+                                               ("i", I([1, 0, 1]))],
+                                  {"mode": rmode, "coordinate_transformation_mode": ctm, "output_height": 3,
+                                   "output_width": 4, "sampling_ratio": 2, "spatial_scale": 0.8}, opset=16))
 for pmode in ("reflect", "edge", "wrap"):
     case(f"pad-{pmode}", one("Pad", [("x", F(2, 3, 4)), ("p", I([0, 2, 1, 1, 3, 2]))], {"mode": pmode},
                              consts=["p"], opset=19))
