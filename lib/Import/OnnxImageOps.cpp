@@ -794,6 +794,85 @@ static LogicalResult handleRoiAlign(Importer &im) {
 }
 
 //===----------------------------------------------------------------------===//
+// MaxUnpool
+//===----------------------------------------------------------------------===//
+
+/// MaxUnpool scatters X to the flat positions I of the unpooled shape
+/// ((in - 1) * stride - pads + kernel), which sits at the origin of a larger
+/// output_shape (as ONNX's reference places it). A scatter is a gather that
+/// scans every X element per output: O(|Y| * |X|), exact for any indices,
+/// with the last write winning like the reference's loop.
+static LogicalResult handleMaxUnpool(Importer &im) {
+  Value x = im.input(0), ind = im.input(1);
+  ArrayRef<int64_t> xs = im.shapeOf(x);
+  int64_t rank = xs.size(), s = rank - 2;
+  if (rank < 3 || im.shapeOf(ind) != xs || !im.elementType(ind).isInteger(64))
+    return im.fail("X must be N x C x spatial and I an int64 tensor of X's shape");
+  auto kernel = im.attrInts("kernel_shape");
+  if (!kernel || (int64_t)kernel->size() != s)
+    return im.fail("kernel_shape must list one size per spatial dimension");
+  auto strides = im.attrInts("strides").value_or(SmallVector<int64_t>(s, 1));
+  auto pads = im.attrInts("pads").value_or(SmallVector<int64_t>(2 * s, 0));
+  if ((int64_t)strides.size() != s || (int64_t)pads.size() != 2 * s)
+    return im.fail("strides/pads do not match the spatial dims");
+  SmallVector<int64_t> inferred = {xs[0], xs[1]};
+  for (int64_t i = 0; i < s; ++i)
+    inferred.push_back((xs[2 + i] - 1) * strides[i] - pads[i] - pads[s + i] + (*kernel)[i]);
+  SmallVector<int64_t> outShape = inferred;
+  if (im.hasInput(2)) {
+    auto os = im.constInts(2, "output_shape");
+    if (failed(os))
+      return failure();
+    if ((int64_t)os->size() != rank)
+      return im.fail("output_shape must have " + std::to_string(rank) + " entries");
+    outShape.assign(os->begin(), os->end());
+  }
+  for (int64_t i = 0; i < rank; ++i)
+    if (inferred[i] <= 0 || outShape[i] < inferred[i])
+      return im.fail("output_shape " + shapeStr(outShape) + " is smaller than the unpooled shape " +
+                     shapeStr(inferred));
+  Type et = im.elementType(x);
+  MLIRContext *ctx = &im.ctx;
+  int64_t dims = 2 * rank;
+  SmallVector<AffineExpr> ein, eo;
+  for (int64_t i = 0; i < rank; ++i) {
+    eo.push_back(getAffineDimExpr(i, ctx));
+    ein.push_back(getAffineDimExpr(rank + i, ctx));
+  }
+  Value init = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  for (int64_t i = rank; i < dims; ++i)
+    iters[i] = IteratorType::reduction;
+  AffineMap inMap = AffineMap::get(dims, 0, ein, ctx);
+  Value y = linalg::GenericOp::create(
+                im.b, im.loc, TypeRange{init.getType()}, ValueRange{x, ind}, ValueRange{init},
+                {inMap, inMap, AffineMap::get(dims, 0, eo, ctx)}, iters,
+                [&](OpBuilder &ob, Location l, ValueRange v) {
+                  // Flat position of this output in the unpooled shape, or -1
+                  // outside it.
+                  Value flat = idx(ob, l, 0), inside;
+                  for (int64_t i = 0; i < rank; ++i) {
+                    Value p = linalg::IndexOp::create(ob, l, i);
+                    if (inferred[i] < outShape[i])
+                      inside = andI(ob, l, inside,
+                                    cmpI(ob, l, arith::CmpIPredicate::slt, p, idx(ob, l, inferred[i])));
+                    flat = arith::AddIOp::create(
+                        ob, l, arith::MulIOp::create(ob, l, flat, idx(ob, l, inferred[i])), p);
+                  }
+                  Value f = arith::IndexCastOp::create(ob, l, ob.getI64Type(), flat);
+                  if (inside)
+                    f = arith::SelectOp::create(
+                        ob, l, inside, f, arith::ConstantIntOp::create(ob, l, ob.getI64Type(), -1));
+                  Value hit = cmpI(ob, l, arith::CmpIPredicate::eq, v[1], f);
+                  linalg::YieldOp::create(ob, l,
+                                          arith::SelectOp::create(ob, l, hit, v[0], v[2]).getResult());
+                })
+                .getResult(0);
+  im.setOutput(0, y);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Col2Im
 //===----------------------------------------------------------------------===//
 
@@ -1272,6 +1351,7 @@ void kiln::detail::registerImageOps(llvm::StringMap<Handler> &t) {
   t["GridSample"] = handleGridSample;
   t["AffineGrid"] = handleAffineGrid;
   t["Col2Im"] = handleCol2Im;
+  t["MaxUnpool"] = handleMaxUnpool;
   t["RoiAlign"] = handleRoiAlign;
   t["DeformConv"] = handleDeformConv;
   t["ReverseSequence"] = handleReverseSequence;

@@ -227,6 +227,11 @@ for rmode, ctm in (("avg", "half_pixel"), ("max", "output_half_pixel")):
                                                ("i", I([1, 0, 1]))],
                                   {"mode": rmode, "coordinate_transformation_mode": ctm, "output_height": 3,
                                    "output_width": 4, "sampling_ratio": 2, "spatial_scale": 0.8}, opset=16))
+# MaxPool's indices unpooled back.
+case("maxunpool-after-maxpool",
+     Spec([helper.make_node("MaxPool", ["x"], ["v", "i"], kernel_shape=[2, 2], strides=[2, 2]),
+           helper.make_node("MaxUnpool", ["v", "i"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+          {"x": F(2, 3, 6, 8)}, opset=12))
 for pmode in ("reflect", "edge", "wrap"):
     case(f"pad-{pmode}", one("Pad", [("x", F(2, 3, 4)), ("p", I([0, 2, 1, 1, 3, 2]))], {"mode": pmode},
                              consts=["p"], opset=19))
