@@ -186,16 +186,43 @@ def tensor_dims(vi):
     return dims
 
 
+# Small integer arithmetic that expanded functions put between a shape-like
+# graph input and the attribute-like slot it ends in (CenterCropPad's shape ->
+# Max/Sub/Div -> Pad's pads); the importer folds it once the input is bound.
+SHAPE_ARITHMETIC = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Neg", "Abs",
+                    "Concat", "Cast", "Unsqueeze", "Squeeze"}
+
+
 def attribute_like_inputs(model, names):
-    """Graph inputs among `names` whose every use is an attribute-like slot."""
-    uses = collections.defaultdict(list)
+    """Graph inputs among `names` whose every use is an attribute-like slot,
+    directly or through shape arithmetic whose results are only used so."""
+    consumers = collections.defaultdict(list)
     for n in model.graph.node:
-        slots = ATTRIBUTE_INPUTS.get(n.op_type, ()) \
-            if n.domain in ("", "ai.onnx") else ()
         for i, x in enumerate(n.input):
-            if x in names:
-                uses[x].append(i in slots)
-    return {x for x, u in uses.items() if u and all(u)}
+            consumers[x].append((n, i))
+    memo = {}
+
+    def attribute_only(value):
+        if value in memo:
+            return memo[value]
+        memo[value] = False  # a cycle is never attribute-like
+        uses = consumers.get(value, [])
+        ok = bool(uses)
+        for n, i in uses:
+            if n.domain not in ("", "ai.onnx"):
+                ok = False
+            elif i in ATTRIBUTE_INPUTS.get(n.op_type, ()):
+                continue
+            elif n.op_type in SHAPE_ARITHMETIC:
+                ok = ok and all(attribute_only(o) for o in n.output if o)
+            else:
+                ok = False
+            if not ok:
+                break
+        memo[value] = ok
+        return ok
+
+    return {x for x in names if attribute_only(x)}
 
 
 def load_pb(path):
