@@ -332,6 +332,19 @@ static LogicalResult handleConvTranspose(Importer &im) {
 // GridSample
 //===----------------------------------------------------------------------===//
 
+/// `v` as float type `to` (X and grid may have different float types).
+static Value convertFloat(OpBuilder &ob, Location l, Value v, Type to) {
+  auto from = cast<FloatType>(v.getType());
+  unsigned fw = from.getWidth(), tw = cast<FloatType>(to).getWidth();
+  if (from == to)
+    return v;
+  if (fw == tw) // f16 <-> bf16: through f32
+    v = arith::ExtFOp::create(ob, l, ob.getF32Type(), v), fw = 32;
+  if (fw < tw)
+    return arith::ExtFOp::create(ob, l, to, v);
+  return arith::TruncFOp::create(ob, l, to, v);
+}
+
 /// Reflects `v` into [lo, hi] by folding at the nearer border repeatedly
 /// (ONNX's reference GridSample reflection).
 static Value reflectCoord(OpBuilder &ob, Location l, Value v, double lo, double hi) {
@@ -391,8 +404,8 @@ static LogicalResult handleGridSample(Importer &im) {
   if (r < 1 || (int64_t)gs.size() != r + 2 || gs[0] != xs[0] || gs.back() != r)
     return im.fail("X " + shapeStr(xs) + " and grid " + shapeStr(gs) +
                    " must be N x C x D1.. and N x O1.. x " + std::to_string(r));
-  Type et = im.elementType(x), gt = im.elementType(grid);
-  if (!isa<FloatType>(et) || !isa<FloatType>(gt))
+  Type et = im.elementType(x), gridType = im.elementType(grid);
+  if (!isa<FloatType>(et) || !isa<FloatType>(gridType))
     return im.fail("supported for floating-point X and grid only");
   std::string mode = im.attrString("mode", im.opset >= 20 ? "linear" : "bilinear");
   std::string padding = im.attrString("padding_mode", "zeros");
@@ -411,6 +424,8 @@ static LogicalResult handleGridSample(Importer &im) {
   if (kind == Cubic && r != 2)
     return im.fail("cubic mode supports 4-D input only (ONNX defines it for 2 spatial dims)");
 
+  // Coordinates and weights in at least f32, as the reference computes them.
+  Type gt = cast<FloatType>(gridType).getWidth() < 32 ? im.b.getF32Type() : gridType;
   SmallVector<int64_t> dims(xs.drop_front(2));
   SmallVector<int64_t> outShape = {xs[0], xs[1]};
   outShape.append(gs.begin() + 1, gs.end() - 1);
@@ -425,7 +440,7 @@ static LogicalResult handleGridSample(Importer &im) {
       SmallVector<Value> at = {a[0]};
       at.append(a.begin() + 2, a.end());
       at.push_back(idx(ob, l, r - 1 - i));
-      Value g = tensor::ExtractOp::create(ob, l, grid, at);
+      Value g = convertFloat(ob, l, tensor::ExtractOp::create(ob, l, grid, at), gt);
       double len = dims[i];
       // align_corners: -1/1 are the corner pixels' centers; else their edges.
       Value g1 = arith::AddFOp::create(ob, l, g, f(1.0));
@@ -516,10 +531,7 @@ static LogicalResult handleGridSample(Importer &im) {
         taps.insert(taps.begin(), tapIdx[i][k]);
         wgt = wgt ? arith::MulFOp::create(ob, l, wgt, tapW[i][k]).getResult() : tapW[i][k];
       }
-      if (gt != et)
-        wgt = isa<FloatType>(et) && cast<FloatType>(et).getWidth() > cast<FloatType>(gt).getWidth()
-                  ? arith::ExtFOp::create(ob, l, et, wgt).getResult()
-                  : arith::TruncFOp::create(ob, l, et, wgt).getResult();
+      wgt = convertFloat(ob, l, wgt, et);
       Value term = arith::MulFOp::create(ob, l, fetch(taps), wgt);
       acc = acc ? arith::AddFOp::create(ob, l, acc, term).getResult() : term;
     }
