@@ -1026,12 +1026,15 @@ static DftMatrix dftMatrix(int64_t n, int64_t len, int64_t ci, bool inverse, boo
   bool irfft = inverse && onesided;
   d.nOut = onesided && !inverse ? n / 2 + 1 : n;
   d.co = irfft ? 1 : 2;
-  d.red = std::min(len, irfft ? n / 2 + 1 : n);
+  // Samples past the transform length (a truncating dft_length, or the
+  // frequencies irfft ignores) keep zero columns.
+  d.red = len;
   d.ci = ci;
   d.m.assign(d.nOut * d.co * d.red * ci, 0.0);
+  int64_t used = std::min(len, irfft ? n / 2 + 1 : n);
   double sign = inverse ? 1.0 : -1.0, scale = inverse ? 1.0 / n : 1.0;
   for (int64_t k = 0; k < d.nOut; ++k)
-    for (int64_t j = 0; j < d.red; ++j) {
+    for (int64_t j = 0; j < used; ++j) {
       // Reduce j*k mod n first so large lengths keep exact angles.
       double theta = 2 * M_PI * (double)((j * k) % n) / n;
       double c = std::cos(theta) * scale, s = sign * std::sin(theta) * scale;
@@ -1126,22 +1129,13 @@ static LogicalResult handleDFT(Importer &im) {
     eo.push_back(dd(i));
     ex.push_back(i == ax ? dd(rank) : i == rank - 1 ? dd(rank + 1) : dd(i));
   }
-  // Only the samples the transform reads: a truncating dft_length drops the
-  // tail of the input.
-  Value xin = x;
-  if (d.red < len) {
-    SmallVector<OpFoldResult> offs(rank, im.b.getIndexAttr(0)), sizes, strides(rank, im.b.getIndexAttr(1));
-    for (int64_t i = 0; i < rank; ++i)
-      sizes.push_back(im.b.getIndexAttr(i == ax ? d.red : xs[i]));
-    xin = tensor::ExtractSliceOp::create(im.b, im.loc, x, offs, sizes, strides);
-  }
   Value init = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(et)));
   SmallVector<IteratorType> iters(dims, IteratorType::parallel);
   iters[rank] = iters[rank + 1] = IteratorType::reduction;
   SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, em, ctx),
                                  AffineMap::get(dims, 0, eo, ctx)};
   Value y = linalg::GenericOp::create(
-                im.b, im.loc, TypeRange{init.getType()}, ValueRange{xin, *mat}, ValueRange{init},
+                im.b, im.loc, TypeRange{init.getType()}, ValueRange{x, *mat}, ValueRange{init},
                 maps, iters,
                 [&](OpBuilder &ob, Location l, ValueRange v) {
                   Value p = arith::MulFOp::create(ob, l, v[0], v[1]);

@@ -240,10 +240,13 @@ case("col2im-strides-pads-dilations",
          {"strides": [2, 1], "pads": [1, 0, 0, 1], "dilations": [1, 2]}, consts=["i", "k"], opset=18))
 case("dft-complex-inverse", one("DFT", [("x", F(2, 7, 3, 2)), ("n", I(9)), ("a", I(1))], {"inverse": 1},
                                 consts=["n", "a"], opset=20, atol=1e-5))
+case("dft-truncating-length", one("DFT", [("x", F(2, 12, 2)), ("n", I(8))], {"axis": 1},
+                                  consts=["n"], opset=17, atol=1e-5))
 case("dft-real-onesided", one("DFT", [("x", F(3, 8, 1)), "", ("a", I(-2))], {"onesided": 1},
                               consts=["a"], opset=20, atol=1e-5))
+# onnxruntime's FFT rounds differently from a direct sum (~1e-5 on these sums).
 case("stft-window", one("STFT", [("x", F(2, 40, 1)), ("s", I(6)), ("w", P(10))], consts=["s"], opset=17,
-                        atol=1e-5))
+                        atol=1e-4))
 
 # --- pooling ------------------------------------------------------------------
 def pool(op, x, **attrs):
