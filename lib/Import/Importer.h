@@ -221,6 +221,26 @@ void registerControlFlowOps(llvm::StringMap<Handler> &t);
 /// True for the ops that take sequence or optional inputs.
 bool acceptsContainers(StringRef opType);
 
+/// ConvTranspose, GridSample, Col2Im, DFT, STFT, windows (OnnxImageOps.cpp).
+void registerImageOps(llvm::StringMap<Handler> &t);
+
+/// A generic that computes each output element from its indices alone:
+/// `body(indices, ins...)` may read any captured tensor with tensor.extract.
+/// Used where the input element is not an affine function of the output
+/// index (padding, concatenation, gathers).
+Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+                     function_ref<Value(OpBuilder &, Location, ValueRange)> body,
+                     ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {});
+/// MaxPool's Indices output for input `x` and pooled `y`: the flat index
+/// into `x` of each window's first maximum, spatial dims in row-major order,
+/// or column-major with `columnMajor` (storage_order=1).
+Value maxPoolIndices(Importer &im, Value x, Value y, ArrayRef<int64_t> kernel,
+                     ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations,
+                     ArrayRef<int64_t> padLo, bool columnMajor);
+/// Pad modes that read the input itself: "reflect", "edge" or "wrap".
+Value padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi,
+                  StringRef mode);
+
 /// Compile-time evaluation for the ops shape subgraphs use.
 FailureOr<bool> foldNode(Importer &im, SmallVectorImpl<DenseElementsAttr> &results);
 

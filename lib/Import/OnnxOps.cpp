@@ -181,13 +181,9 @@ Value Importer::transpose(Value v, ArrayRef<int64_t> perm) {
       .getResult(0);
 }
 
-/// A generic that computes each output element from its indices alone:
-/// `body(indices)` may read any captured tensor with tensor.extract. Used
-/// where the input element is not an affine function of the output index
-/// (padding, concatenation, gathers).
-static Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
-                            function_ref<Value(OpBuilder &, Location, ValueRange)> body,
-                            ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {}) {
+Value kiln::detail::indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+                                  function_ref<Value(OpBuilder &, Location, ValueRange)> body,
+                                  ValueRange ins, ArrayRef<AffineMap> inMaps) {
   MLIRContext *ctx = im.b.getContext();
   int64_t rank = outShape.size();
   Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, elem);
@@ -1240,10 +1236,6 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   ArrayRef<int64_t> xs = im.shapeOf(x);
   if (xs.size() < 3)
     return im.fail("input must be N x C x spatial");
-  if (isMax && im.wantsOutput(1))
-    return im.fail("the Indices output of MaxPool is not supported");
-  if (isMax && im.attrInt("storage_order", 0))
-    return im.fail("storage_order=1 is not supported");
   auto kernel = im.attrInts("kernel_shape");
   int64_t s = xs.size() - 2;
   if (!kernel || (int64_t)kernel->size() != s)
@@ -1252,12 +1244,19 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   if (failed(g))
     return failure();
   Type et = im.elementType(x);
-  if (!isFloat(et))
-    return im.fail("supported for floating-point inputs only");
+  bool isInt = isMax && isa<IntegerType>(et) && !et.isInteger(1);
+  if (!isFloat(et) && !isInt)
+    return im.fail(isMax ? "supported for floating-point and integer inputs only"
+                         : "supported for floating-point inputs only");
+  bool uns = im.isUnsigned(0);
+  // Max pooling pads with the type's lowest value, which never wins.
+  double lowest = !isInt ? -INFINITY
+                  : uns  ? 0.0
+                         : -std::ldexp(1.0, et.getIntOrFloatBitWidth() - 1);
   SmallVector<int64_t> lo = {0, 0}, hi = {0, 0};
   lo.append(g->padLo);
   hi.append(g->padHi);
-  Value xp = im.pad(x, lo, hi, isMax ? -INFINITY : 0.0);
+  Value xp = im.pad(x, lo, hi, isMax ? lowest : 0.0);
   if (lpP > 0) {
     auto t = im.elementwise({xp}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value a = math::AbsFOp::create(ob, l, v[0]);
@@ -1281,7 +1280,8 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   }
   SmallVector<int64_t> outShape = {xs[0], xs[1]};
   outShape.append(g->out);
-  Value init = im.fill(outShape, FloatAttr::get(et, isMax ? -INFINITY : 0.0));
+  Value init = im.fill(outShape, isInt ? cast<TypedAttr>(IntegerAttr::get(et, (int64_t)lowest))
+                                       : FloatAttr::get(et, isMax ? -INFINITY : 0.0));
   SmallVector<IteratorType> iters(dims, IteratorType::parallel);
   for (int64_t i = 2; i < 2 + s; ++i)
     iters[i] = IteratorType::reduction;
@@ -1297,8 +1297,9 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
                 im.b, im.loc, TypeRange{init.getType()}, ValueRange{xp, window}, ValueRange{init},
                 maps, iters,
                 [&](OpBuilder &ob, Location l, ValueRange v) {
-                  linalg::YieldOp::create(ob, l, isMax ? maxOp(ob, l, v[2], v[0])
-                                                       : addOp(ob, l, v[2], v[0]));
+                  linalg::YieldOp::create(ob, l, !isMax ? addOp(ob, l, v[2], v[0])
+                                                 : uns  ? maxUOp(ob, l, v[2], v[0])
+                                                        : maxOp(ob, l, v[2], v[0]));
                 })
                 .getResult(0);
   if (lpP > 0) {
@@ -1366,6 +1367,13 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
     if (failed(avg))
       return failure();
     y = *avg;
+  }
+  if (isMax && im.wantsOutput(1)) {
+    int64_t order = im.attrInt("storage_order", 0);
+    if (order != 0 && order != 1)
+      return im.fail("storage_order must be 0 or 1");
+    im.setOutput(1, maxPoolIndices(im, x, y, g->kernel, g->strides, g->dilations, g->padLo,
+                                   order == 1));
   }
   im.setOutput(0, y);
   return success();
@@ -1822,8 +1830,8 @@ static LogicalResult handlePad(Importer &im) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   std::string mode = im.attrString("mode", "constant");
-  if (mode != "constant")
-    return im.fail("pad mode '" + mode + "' is not supported (only constant)");
+  if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
+    return im.fail("unknown pad mode '" + mode + "'");
   SmallVector<int64_t> pads;
   double value = 0.0;
   if (im.opset < 11) {
@@ -1867,6 +1875,13 @@ static LogicalResult handlePad(Importer &im) {
   for (int64_t i = 0; i < rank; ++i)
     if (lo[i] < 0 || hi[i] < 0)
       return im.fail("negative pads are not supported");
+  if (mode != "constant") {
+    for (int64_t i = 0; i < rank; ++i)
+      if ((lo[i] || hi[i]) && im.shapeOf(x)[i] == 0)
+        return im.fail("pad mode '" + mode + "' cannot pad an empty dimension");
+    im.setOutput(0, padWithMode(im, x, lo, hi, mode));
+    return success();
+  }
   im.setOutput(0, im.pad(x, lo, hi, value));
   return success();
 }
@@ -3962,6 +3977,7 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
     registerControlFlowOps(t);
     registerAttentionOps(t);
+    registerImageOps(t);
     return t;
   }();
   return table;

@@ -142,6 +142,7 @@ def _control_flow_model(case):
 ])
 def test_unresolvable_control_flow(tmp_path, case, needles):
     p = _save(_control_flow_model(case), tmp_path / f"{case}.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile", *needles)
 
 
 def _sequence_op_model(op, inputs, attrs, opset, domains=()):
@@ -192,6 +193,41 @@ _PREVIEW = (("ai.onnx.preview", 1),)
 def test_sequence_op_errors(tmp_path, model, needles):
     p = _save(model, tmp_path / "m.onnx")
     assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile", *needles)
+
+
+def _one_node(op, inputs, opset, **attrs):
+    """`inputs`: (name, float32 shape) graph inputs, or (name, int64 array)
+    initializers."""
+    ins, inits = [], []
+    for name, v in inputs:
+        if isinstance(v, np.ndarray):
+            inits.append(numpy_helper.from_array(v, name))
+        else:
+            ins.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, v))
+    n = helper.make_node(op, [name for name, _ in inputs], ["y"], name="node_" + op.lower(), **attrs)
+    g = helper.make_graph([n], "g", ins, [helper.make_tensor_value_info("y", 1, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    return m
+
+
+@pytest.mark.parametrize("model,needles", [
+    (_one_node("RoiAlign", [("x", [1, 2, 6, 6]), ("r", [3, 4]), ("i", np.array([0, 0, 0]))], 16,
+               sampling_ratio=0), ["sampling_ratio=0", "is not supported"]),
+    (_one_node("GridSample", [("x", [1, 1, 3, 3, 3]), ("g", [1, 2, 2, 2, 3])], 20, mode="cubic"),
+     ["cubic mode supports 4-D input only"]),
+    (_one_node("DeformConv", [("x", [1, 1, 4, 4, 4]), ("w", [1, 1, 2, 2, 2]), ("o", [1, 24, 3, 3, 3])], 19),
+     ["only 2-D DeformConv"]),
+    (_one_node("DFT", [("x", [1, 8, 1]), ("n", [])], 17), ["dft_length", "must be known at compile time"]),
+    (_one_node("ConvTranspose", [("x", [1, 2, 3, 3]), ("w", [2, 1, 3, 3])], 17, kernel_shape=[2, 2]),
+     ["kernel_shape [2,2] does not match W [2,1,3,3]"]),
+], ids=["roialign-adaptive", "gridsample-cubic-3d", "deformconv-3d", "dft-runtime-length",
+        "convtranspose-kernel-shape"])
+def test_unsupported_image_op_variants(tmp_path, model, needles):
+    n = model.graph.node[0]
+    p = _save(model, tmp_path / "m.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile",
+                 n.name, n.op_type, *needles)
 
 
 def test_unknown_target_lists_available(mlp_files, tmp_path):

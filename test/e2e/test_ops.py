@@ -202,6 +202,67 @@ case("conv-valid", conv(F(1, 2, 8, 7), F(3, 2, 3, 3), F(3), auto_pad="VALID", st
 case("conv-1d", conv(F(2, 3, 10), F(4, 3, 3), F(4), pads=[1, 2], strides=[2]))
 case("conv-1x1-kernel-shape", conv(F(2, 8, 5, 5), F(4, 8, 1, 1), F(4), kernel_shape=[1, 1]))
 
+# --- ConvTranspose, GridSample and other image/signal ops ----------------------
+def convt(x, w, b=None, **attrs):
+    ins = [("x", x), ("w", w)] + ([("b", b)] if b is not None else [])
+    return one("ConvTranspose", ins, attrs, consts=["w", "b"])
+
+
+case("convtranspose-basic-bias", convt(F(1, 3, 5, 5), F(3, 2, 3, 3), F(2)))
+case("convtranspose-strides-pads-outpad", convt(F(2, 2, 4, 5), F(2, 3, 3, 3), F(3), strides=[2, 3],
+                                                pads=[1, 0, 1, 2], output_padding=[1, 2]))
+case("convtranspose-group-dilations", convt(F(1, 4, 4, 5), F(4, 3, 3, 2), None, group=2,
+                                            dilations=[2, 1], strides=[1, 2]))
+case("convtranspose-output-shape", convt(F(1, 2, 3, 4), F(2, 2, 3, 3), F(2), strides=[2, 2],
+                                         output_shape=[8, 10]))
+case("convtranspose-same-upper", convt(F(1, 2, 3, 3), F(2, 3, 3, 3), None, strides=[2, 2],
+                                       auto_pad="SAME_UPPER"))
+case("convtranspose-1d", convt(F(2, 3, 6), F(3, 4, 4), F(4), strides=[2], pads=[1, 2]))
+case("convtranspose-3d", convt(F(1, 2, 3, 4, 3), F(2, 2, 2, 3, 2), F(2), strides=[2, 1, 2]))
+case("convtranspose-runtime-weights", one("ConvTranspose", [("x", F(1, 3, 4, 4)), ("w", F(3, 2, 3, 3))],
+                                          {"strides": [2, 2], "pads": [1, 1, 1, 1]}))
+case("maxpool-indices-pads-dilations", one("MaxPool", [("x", F(2, 3, 7, 6))],
+                                          {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1],
+                                           "dilations": [1, 2]}, opset=12, outputs=2))
+case("maxpool-indices-storage-order", one("MaxPool", [("x", F(1, 2, 5, 4))],
+                                          {"kernel_shape": [2, 2], "storage_order": 1}, opset=12, outputs=2))
+case("maxpool-int8-pads", one("MaxPool", [("x", (F(1, 2, 6, 5) * 60).astype(np.int8))],
+                              {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}, opset=12))
+case("maxpool-uint8", one("MaxPool", [("x", (P(1, 2, 5, 5) * 80).astype(np.uint8))],
+                          {"kernel_shape": [2, 2]}, opset=12))
+for align in (0, 1):
+    case(f"affinegrid-2d-align{align}", one("AffineGrid", [("t", F(2, 2, 3)), ("s", I([2, 3, 4, 5]))],
+                                            {"align_corners": align}, consts=["s"], opset=20))
+case("reversesequence-batch-axis0", one("ReverseSequence", [("x", F(3, 5, 2)), ("n", I([5, 1, 3]))],
+                                        {"time_axis": 1, "batch_axis": 0}, opset=10))
+for rmode, ctm in (("avg", "half_pixel"), ("max", "output_half_pixel")):
+    case(f"roialign-{rmode}", one("RoiAlign", [("x", F(2, 3, 8, 9)),
+                                               ("r", np.array([[0.5, 1.2, 6.3, 7.1], [-2, -1, 3.5, 4],
+                                                               [2, 3, 12, 10]], np.float32)),
+                                               ("i", I([1, 0, 1]))],
+                                  {"mode": rmode, "coordinate_transformation_mode": ctm, "output_height": 3,
+                                   "output_width": 4, "sampling_ratio": 2, "spatial_scale": 0.8}, opset=16))
+# MaxPool's indices unpooled back.
+case("maxunpool-after-maxpool",
+     Spec([helper.make_node("MaxPool", ["x"], ["v", "i"], kernel_shape=[2, 2], strides=[2, 2]),
+           helper.make_node("MaxUnpool", ["v", "i"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+          {"x": F(2, 3, 6, 8)}, opset=12))
+for pmode in ("reflect", "edge", "wrap"):
+    case(f"pad-{pmode}", one("Pad", [("x", F(2, 3, 4)), ("p", I([0, 2, 1, 1, 3, 2]))], {"mode": pmode},
+                             consts=["p"], opset=19))
+case("col2im-strides-pads-dilations",
+     one("Col2Im", [("x", F(2, 2 * 6, 12)), ("i", I([6, 7])), ("k", I([2, 3]))],
+         {"strides": [2, 1], "pads": [1, 0, 0, 1], "dilations": [1, 2]}, consts=["i", "k"], opset=18))
+case("dft-complex-inverse", one("DFT", [("x", F(2, 7, 3, 2)), ("n", I(9)), ("a", I(1))], {"inverse": 1},
+                                consts=["n", "a"], opset=20, atol=1e-5))
+case("dft-truncating-length", one("DFT", [("x", F(2, 12, 2)), ("n", I(8))], {"axis": 1},
+                                  consts=["n"], opset=17, atol=1e-5))
+case("dft-real-onesided", one("DFT", [("x", F(3, 8, 1)), "", ("a", I(-2))], {"onesided": 1},
+                              consts=["a"], opset=20, atol=1e-5))
+# onnxruntime's FFT rounds differently from a direct sum (~1e-5 on these sums).
+case("stft-window", one("STFT", [("x", F(2, 40, 1)), ("s", I(6)), ("w", P(10))], consts=["s"], opset=17,
+                        atol=1e-4))
+
 # --- pooling ------------------------------------------------------------------
 def pool(op, x, **attrs):
     return one(op, [("x", x)], attrs)
@@ -602,6 +663,30 @@ case("optional-present-and-empty",
            helper.make_node("OptionalHasElement", ["e"], ["he"])],
           {"x": F(2)}, opset=18, outputs=["y", "h", "he"]))
 
+for gmode in ("bilinear", "nearest", "bicubic"):
+    for gpad in ("zeros", "border", "reflection"):
+        for align in (0, 1):
+            # The grid reaches past [-1, 1] so every padding mode matters.
+            # onnxruntime clamps cubic border taps differently from ONNX's
+            # reference; follow the reference there.
+            ref = gmode == "bicubic" and gpad == "border"
+            spec = one("GridSample", [("x", F(2, 3, 5, 6)), ("g", F(2, 4, 7, 2, lo=-1.3, hi=1.3))],
+                       {"mode": "cubic" if ref else gmode, "padding_mode": gpad, "align_corners": align},
+                       opset=20 if ref else 16)
+            if ref:
+                spec = with_ref(spec)
+            case(f"gridsample-{gmode}-{gpad}-align{align}", spec)
+# onnxruntime has no DeformConv: compare with ONNX's reference.
+case("deformconv-groups-mask-bias",
+     with_ref(one("DeformConv", [("x", F(1, 4, 5, 6)), ("w", F(6, 2, 2, 3)), ("o", F(1, 2 * 6 * 2, 2, 3)),
+                                 ("b", F(6)), ("m", P(1, 2 * 6, 2, 3))],
+                  {"group": 2, "offset_group": 2, "strides": [2, 2], "dilations": [2, 1],
+                   "pads": [1, 1, 0, 1]}, opset=22)))
+for gmode in ("linear", "nearest"):
+    for gpad in ("zeros", "border", "reflection"):
+        case(f"gridsample-3d-{gmode}-{gpad}",
+             one("GridSample", [("x", F(1, 2, 3, 4, 5)), ("g", F(1, 2, 3, 4, 3, lo=-1.3, hi=1.3))],
+                 {"mode": gmode, "padding_mode": gpad}, opset=20))
 
 # --- larger shapes: several workgroups per dispatch, split across threads ------
 case("large-add-bcast", one("Add", [("a", F(64, 1000)), ("b", F(1000))]))
