@@ -37,6 +37,15 @@ static Value mulOp(OpBuilder &ob, Location l, Value a, Value b) {
                               : (Value)arith::MulIOp::create(ob, l, a, b);
 }
 
+/// Handlers read their required inputs unconditionally: a model that
+/// leaves one out gets an error instead.
+static LogicalResult requireInputs(Importer &im, unsigned n) {
+  for (unsigned i = 0; i < n; ++i)
+    if (!im.hasInput(i))
+      return im.fail("input " + Twine(i) + " is required");
+  return success();
+}
+
 /// Sum over the loops not in `outExprs` of the product computed by `body`
 /// from the operands' elements: one linalg.generic, accumulating into zeros.
 static Value contract(Importer &im, ValueRange ins, ArrayRef<SmallVector<AffineExpr>> inExprs,
@@ -118,6 +127,8 @@ static LogicalResult handleEinsum(Importer &im) {
   SmallVector<Value> ins;
   Type et;
   int64_t ellRank = 0;
+  if (failed(requireInputs(im, n)))
+    return failure();
   for (unsigned i = 0; i < n; ++i) {
     auto t = parseEinsumTerm(im, termStrs[i], eq);
     if (failed(t))
@@ -275,6 +286,8 @@ static FailureOr<SmallVector<AffineExpr>> quantParamExprs(Importer &im, ArrayRef
 }
 
 static LogicalResult handleQLinearMatMul(Importer &im) {
+  if (failed(requireInputs(im, 8)))
+    return failure();
   Value a = im.input(0), bm = im.input(3);
   SmallVector<int64_t> sa(im.shapeOf(a)), sb(im.shapeOf(bm));
   if (sa.size() < 2 || sb.size() < 2)
@@ -379,6 +392,8 @@ static LogicalResult handleQLinearMatMul(Importer &im) {
 /// ConvInteger: the zero points are subtracted in i32 first (so padding
 /// contributes zero, like the reference), then an ordinary i32 convolution.
 static LogicalResult handleConvInteger(Importer &im) {
+  if (failed(requireInputs(im, 2)))
+    return failure();
   Type i32 = im.b.getI32Type();
   auto shifted = [&](unsigned i, unsigned zpIndex, bool perChannel) -> FailureOr<Value> {
     Value v = im.input(i);
@@ -519,6 +534,8 @@ static Value nonZero(OpBuilder &ob, Location l, Value v) {
 /// coordinates of the (k+1)-th nonzero element in row-major order; the
 /// number of nonzeros is the extent of dim 1. A constant input folds.
 static LogicalResult handleNonZero(Importer &im) {
+  if (failed(requireInputs(im, 1)))
+    return failure();
   Value x = im.input(0);
   SmallVector<int64_t> xs(im.shapeOf(x));
   int64_t rank = xs.size(), n = 1;
@@ -575,6 +592,8 @@ static LogicalResult handleNonZero(Importer &im) {
 /// one). A constant condition gives a static gather; a runtime one a
 /// data-dependent extent along the axis, bounded by the axis length.
 static LogicalResult handleCompress(Importer &im) {
+  if (failed(requireInputs(im, 2)))
+    return failure();
   Value x = im.input(0), cond = im.input(1);
   SmallVector<int64_t> xs(im.shapeOf(x));
   if (im.shapeOf(cond).size() != 1)
@@ -683,6 +702,8 @@ static Value foldLoops(Importer &im, ArrayRef<int64_t> outShape, int64_t numLoop
 /// which gives both equality and the lexicographic order. Y, indices and
 /// counts have the data-dependent extent U (the number of distinct slices).
 static LogicalResult handleUnique(Importer &im) {
+  if (failed(requireInputs(im, 1)))
+    return failure();
   Value x = im.input(0);
   SmallVector<int64_t> xs(im.shapeOf(x));
   Type et = im.elementType(x);
@@ -707,7 +728,7 @@ static LogicalResult handleUnique(Importer &im) {
       m *= d;
   if (A == 0 || m == 0)
     return im.fail("empty inputs are not supported");
-  bool uns = im.isUnsigned(0);
+  bool uns = im.isUnsigned(0) || et.isInteger(1); // false < true
   // Slices as rows: [A, m].
   SmallVector<int64_t> perm = {ax};
   for (int64_t i = 0; i < (int64_t)xs.size(); ++i)
@@ -837,20 +858,24 @@ static LogicalResult handleUnique(Importer &im) {
 /// first max_output_boxes_per_class kept boxes of each (batch, class) are
 /// then written in that order: [B*C*N, 3] bound, the count data-dependent.
 static LogicalResult handleNonMaxSuppression(Importer &im) {
+  if (failed(requireInputs(im, 2)))
+    return failure();
   Value boxes = im.input(0), scores = im.input(1);
   ArrayRef<int64_t> bs = im.shapeOf(boxes), ss = im.shapeOf(scores);
   if (bs.size() != 3 || bs[2] != 4 || ss.size() != 3 || ss[0] != bs[0] || ss[2] != bs[1])
     return im.fail("boxes must be [B, N, 4] and scores [B, C, N], got " + shapeStr(bs) + " and " +
                    shapeStr(ss));
   Type et = im.elementType(boxes);
-  if (!isFloat(et) || im.elementType(scores) != et)
-    return im.fail("boxes and scores must have the same floating-point type");
+  if (!et.isF32() || im.elementType(scores) != et)
+    return im.fail("boxes and scores must be float32 tensors");
   int64_t B = bs[0], N = bs[1], C = ss[1];
   bool center = im.attrInt("center_point_box", 0);
   auto scalarInput = [&](unsigned i, StringRef name) -> FailureOr<Value> {
     if (!im.hasInput(i))
       return Value();
     Value v = im.input(i);
+    if (im.elementType(v) != (i == 2 ? (Type)im.b.getI64Type() : et))
+      return im.fail(name + (i == 2 ? " must be int64" : " must be float32"));
     int64_t n = 1;
     for (int64_t d : im.shapeOf(v))
       n *= d;
@@ -941,8 +966,6 @@ static LogicalResult handleNonMaxSuppression(Importer &im) {
       return c64(ob, l, 1);
     Value s = score(ob, l, loopIdx(ob, l, 0), loopIdx(ob, l, 1), loopIdx(ob, l, 2));
     Value t = tensor::ExtractOp::create(ob, l, *scoreT, ValueRange{idx(ob, l, 0)});
-    if (t.getType() != et)
-      t = isFloat(t.getType()) ? (Value)arith::TruncFOp::create(ob, l, et, t) : t;
     return arith::ExtUIOp::create(ob, l, ob.getI64Type(), fcmp(ob, l, arith::CmpFPredicate::OGT, s, t));
   });
   Value kept = valid;
@@ -956,8 +979,6 @@ static LogicalResult handleNonMaxSuppression(Importer &im) {
                        Value i = loopIdx(ob, l, 2), j = loopIdx(ob, l, 3);
                        Value thr = *iouT ? tensor::ExtractOp::create(ob, l, *iouT, ValueRange{idx(ob, l, 0)}).getResult()
                                          : cf(ob, l, 0);
-                       if (thr.getType() != et)
-                         thr = arith::TruncFOp::create(ob, l, et, thr);
                        Value hit = land(ob, l, land(ob, l, isOne(ob, l, v[0]), before(ob, l, b, c, j, i)),
                                         overlaps(ob, l, b, i, j, thr));
                        Value stay = land(ob, l, isOne(ob, l, v[1]),
@@ -1116,6 +1137,8 @@ static FailureOr<ActFn> recurrentActivation(Importer &im, StringRef name,
 /// direction one contraction with R and elementwise gate maps that read the
 /// precomputed input projection X*W^T + biases through affine maps.
 static LogicalResult handleRecurrent(Importer &im, const RecurrentSpec &spec) {
+  if (failed(requireInputs(im, 3)))
+    return failure();
   StringRef op = im.node->op_type();
   if (im.opset < 7)
     return im.fail(op + " before opset 7 is not supported");
@@ -1456,6 +1479,8 @@ static LogicalResult handleRecurrent(Importer &im, const RecurrentSpec &spec) {
 /// the body of one generic over the batch dimensions (O(n^3) operations per
 /// matrix, so only small matrices are accepted).
 static LogicalResult handleDet(Importer &im) {
+  if (failed(requireInputs(im, 1)))
+    return failure();
   constexpr int64_t kMaxN = 16;
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
@@ -1532,6 +1557,8 @@ static LogicalResult handleDet(Importer &im) {
 /// update[..., s, ...] with s = p - write_indices[batch] (mod the cache
 /// length in circular mode) when 0 <= s < sequence_length, else past.
 static LogicalResult handleTensorScatter(Importer &im) {
+  if (failed(requireInputs(im, 2)))
+    return failure();
   Value past = im.input(0), update = im.input(1);
   ArrayRef<int64_t> ps = im.shapeOf(past), us = im.shapeOf(update);
   int64_t rank = ps.size();
@@ -1606,6 +1633,8 @@ static LogicalResult handleTensorScatter(Importer &im) {
 /// contraction with a constant one-hot matrix sums the counts per output
 /// index, then the weighting.
 static LogicalResult handleTfIdfVectorizer(Importer &im) {
+  if (failed(requireInputs(im, 1)))
+    return failure();
   if (im.attr("pool_strings"))
     return im.fail("string n-gram pools are not supported (pool_strings)");
   Value x = im.input(0);
@@ -1761,6 +1790,8 @@ static FailureOr<std::vector<double>> tensorAttrValues(Importer &im, StringRef n
 /// tree's reached leaf is a select chain over its (all evaluated) split
 /// comparisons, and the leaves whose target is the column aggregate.
 static LogicalResult handleTreeEnsemble(Importer &im) {
+  if (failed(requireInputs(im, 1)))
+    return failure();
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   Type et = im.elementType(x);
@@ -1926,6 +1957,8 @@ static LogicalResult optimizer(Importer &im, unsigned groups, unsigned outGroups
                                  inputs)
                        .str());
   unsigned n = (inputs - 2) / groups;
+  if (failed(requireInputs(im, inputs)))
+    return failure();
   if (im.numOutputs() > n * outGroups)
     return im.fail("more outputs than optimized tensors");
   Value r = im.input(0), t = im.input(1);

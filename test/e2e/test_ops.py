@@ -680,6 +680,8 @@ case("compress-runtime-none", one("Compress", [("x", F(3, 4)), ("c", np.array([0
 uq = np.array([3.0, -1.0, 3.0, 2.5, -1.0, 0.0, 7.0, 2.5, 3.0], np.float32)
 case("unique-sorted-flat", one("Unique", [("x", uq.reshape(3, 3))], opset=11, outputs=4))
 case("unique-unsorted", one("Unique", [("x", uq)], {"sorted": 0}, opset=11, outputs=4))
+case("unique-bool", reference(one("Unique", [("x", np.array([True, False, True, False], bool))],
+                                 opset=11, outputs=4)))
 case("unique-axis1-int64", one("Unique", [("x", I([[1, 0, 1, 2, 0], [3, 3, 3, 1, 3], [0, 5, 0, 0, 5]]))],
                                {"axis": 1}, opset=11, outputs=4))
 
