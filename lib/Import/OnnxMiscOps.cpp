@@ -1,9 +1,12 @@
-//===- OnnxMiscOps.cpp - Einsum, quantized matmul/conv, RNNs, optimizers --===//
+//===- OnnxMiscOps.cpp - Einsum, RNNs, data-dependent shapes, ... --------===//
 //
-// Ops that decompose into one or a few linalg.generic contractions plus
+// Ops that decompose into a few linalg.generic contractions, scans and
 // elementwise maps: Einsum, QLinearMatMul, ConvInteger, the recurrent layers
-// (RNN, LSTM, GRU, unrolled over the static sequence length), Det and the
-// ai.onnx.preview.training optimizers (Adagrad, Adam, Momentum).
+// (RNN, LSTM, GRU, unrolled over the static sequence length), Det,
+// TensorScatter, TfIdfVectorizer, ai.onnx.ml TreeEnsemble, the
+// ai.onnx.preview.training optimizers (Adagrad, Adam, Momentum), and the ops
+// whose output shapes depend on the data (NonZero, Compress, Unique,
+// NonMaxSuppression), which return a bound-shaped value plus its extents.
 //
 //===----------------------------------------------------------------------===//
 #include "Importer.h"
@@ -444,10 +447,6 @@ static LogicalResult handleConvInteger(Importer &im) {
   return success();
 }
 
-//===----------------------------------------------------------------------===//
-// RNN, LSTM, GRU
-//===----------------------------------------------------------------------===//
-
 /// A parallel generic over `outShape` whose operands are read through
 /// `inExprs` (affine in the output's dims).
 static Value mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem, ValueRange ins,
@@ -469,7 +468,7 @@ static Value mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem, Val
 }
 
 //===----------------------------------------------------------------------===//
-// Data-dependent shapes: NonZero, Compress
+// Data-dependent shapes: NonZero, Compress, Unique, NonMaxSuppression
 //===----------------------------------------------------------------------===//
 
 /// prefix[j] = number of true `keep(k)` for k <= j, as i64 [m] (a quadratic
@@ -1049,6 +1048,10 @@ static LogicalResult handleNonMaxSuppression(Importer &im) {
   im.setDynamicOutput(0, y, total, {0});
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// RNN, LSTM, GRU
+//===----------------------------------------------------------------------===//
 
 namespace {
 using ActFn = std::function<Value(OpBuilder &, Location, Value)>;
