@@ -504,10 +504,12 @@ static LogicalResult handleWhere(Importer &im) {
 
 /// `fromU`/`toU`: the source/target integers are unsigned.
 static Value castScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU = false,
-                        bool toU = false) {
+                        bool toU = false, bool saturate = true) {
   Type from = v.getType();
   if (from == to)
     return v;
+  if (isSmallType(from) || isSmallType(to))
+    return castSmallScalar(ob, l, v, to, fromU, saturate);
   bool ff = isFloat(from), tf = isFloat(to);
   if (to.isInteger(1)) {
     if (ff)
@@ -655,7 +657,8 @@ static LogicalResult handleCastLike(Importer &im) {
   // A constant cast to a run-time value's type (e.g. -inf cast like a mask)
   // stays a constant, so ops that need it at compile time (Pad's
   // constant_value) see it.
-  if (auto c = im.constInput(0); c && c->getNumElements() <= 4096 && isFloat(t)) {
+  if (auto c = im.constInput(0);
+      c && c->getNumElements() <= 4096 && isFloat(t) && !isSmallType(t)) {
     if (auto h = HostTensor::fromAttr(*c); h && !fromU) {
       HostTensor r;
       r.shape = h->shape;
@@ -666,9 +669,12 @@ static LogicalResult handleCastLike(Importer &im) {
       return success();
     }
   }
+  if (isa<Float8E8M0FNUType>(t))
+    return im.fail("cast to float8e8m0 (its round_mode) is not supported");
+  bool saturate = im.attrInt("saturate", 1) != 0;
   Value x = im.input(0);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
-    return castScalar(ob, l, v[0], t, fromU, toU);
+    return castScalar(ob, l, v[0], t, fromU, toU, saturate);
   });
   if (failed(r))
     return failure();
@@ -681,10 +687,13 @@ static LogicalResult handleCast(Importer &im) {
   Type t = onnxElementType(im.ctx, to);
   if (!t)
     return im.fail("cast to " + onnxTypeName(to) + " is not supported");
+  if (isa<Float8E8M0FNUType>(t))
+    return im.fail("cast to float8e8m0 (its round_mode) is not supported");
+  bool saturate = im.attrInt("saturate", 1) != 0;
   Value x = im.input(0);
   bool fromU = im.isUnsigned(0), toU = isUnsignedDataType(to);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
-    return castScalar(ob, l, v[0], t, fromU, toU);
+    return castScalar(ob, l, v[0], t, fromU, toU, saturate);
   });
   if (failed(r))
     return failure();
