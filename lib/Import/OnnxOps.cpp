@@ -3388,8 +3388,10 @@ static LogicalResult handleCenterCropPad(Importer &im) {
 /// affine floordiv, so all three are one elementwise generic.
 static FailureOr<AffineMap> quantParamMap(Importer &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps) {
   int64_t rank = xs.size();
-  if (ps.empty() || (ps.size() == 1 && ps[0] == 1))
+  if (ps.empty())
     return AffineMap::get(rank, 0, {}, &im.ctx);
+  if (ps.size() == 1 && ps[0] == 1) // one value, as a 1-element tensor
+    return AffineMap::get(rank, 0, {getAffineConstantExpr(0, &im.ctx)}, &im.ctx);
   auto axis = im.normalizeAxis(im.attrInt("axis", 1), rank);
   if (failed(axis))
     return failure();
@@ -3439,8 +3441,11 @@ static LogicalResult handleDequantizeLinear(Importer &im) {
   SmallVector<Value> ins = {x, scale};
   SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &im.ctx), *pm};
   if (zp) {
+    auto zm = quantParamMap(im, xs, im.shapeOf(zp));
+    if (failed(zm))
+      return failure();
     ins.push_back(zp);
-    maps.push_back(*pm);
+    maps.push_back(*zm);
   }
   Value r = indexedGeneric(im, xs, ot, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
     // float32 math like the reference, then the output type.
@@ -3478,27 +3483,46 @@ static LogicalResult handleQuantizeLinear(Importer &im) {
     uns = isUnsignedDataType(dt);
   }
   auto it = dyn_cast_or_null<IntegerType>(ot);
-  if (!it || it.getWidth() < 8 || it.getWidth() > 32)
-    return im.fail("only 8/16/32-bit integer outputs are supported");
-  unsigned w = it.getWidth();
+  auto ft = dyn_cast_or_null<FloatType>(ot);
+  bool f4 = isa_and_nonnull<Float4E2M1FNType>(ot);
+  if (ft && (!isSmallType(ft) || isa<Float8E8M0FNUType>(ft)))
+    return im.fail("float outputs other than float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) and "
+                   "float4e2m1 are not supported");
+  if (!ft && (!it || it.getWidth() == 1 || it.getWidth() > 32))
+    return im.fail("only 2/4/8/16/32-bit integer and small float outputs are supported");
+  unsigned w = ot.getIntOrFloatBitWidth();
   double lo = uns ? 0 : -std::ldexp(1.0, w - 1), hi = uns ? std::ldexp(1.0, w) - 1 : std::ldexp(1.0, w - 1) - 1;
+  bool saturate = im.attrInt("saturate", 1) != 0;
   int64_t rank = xs.size();
   SmallVector<Value> ins = {x, scale};
   SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &im.ctx), *pm};
+  // FLOAT8 zero points are zero by definition; the reference ignores them.
+  if (ft && !f4)
+    zp = Value();
   if (zp) {
+    auto zm = quantParamMap(im, xs, im.shapeOf(zp));
+    if (failed(zm))
+      return failure();
     ins.push_back(zp);
-    maps.push_back(*pm);
+    maps.push_back(*zm);
   }
   Value r = indexedGeneric(im, xs, ot, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
     // Divide in x's type like the reference; then double precision keeps
     // int32 ranges exact.
     Type f64 = ob.getF64Type(), xt = a[rank].getType();
     Value q = arith::DivFOp::create(ob, l, a[rank], toFloat(ob, l, a[rank + 1], xt, false));
+    if (ft) { // Small floats: x / scale (+ zero point for float4) rounded by the cast.
+      if (zp)
+        q = arith::AddFOp::create(ob, l, q, castScalar(ob, l, a[rank + 2], xt));
+      return castScalar(ob, l, q, ot, false, false, saturate);
+    }
     q = toFloat(ob, l, math::RoundEvenOp::create(ob, l, q), f64, false);
     if (zp)
       q = arith::AddFOp::create(ob, l, q, toFloat(ob, l, a[rank + 2], f64, uns));
     q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, lo));
     q = arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, hi));
+    if (w < 8) // Clamped above, so the low bits of an i32 are the value.
+      return arith::TruncIOp::create(ob, l, ot, arith::FPToSIOp::create(ob, l, ob.getI32Type(), q));
     return uns ? (Value)arith::FPToUIOp::create(ob, l, ot, q) : (Value)arith::FPToSIOp::create(ob, l, ot, q);
   }, ins, maps);
   im.setOutput(0, r);
