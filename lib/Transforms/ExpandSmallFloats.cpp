@@ -236,7 +236,7 @@ struct ExpandSmallFloatsPass : kiln::impl::ExpandSmallFloatsBase<ExpandSmallFloa
     case Format::Fnuz:
       overflowCode = nanCode = f.signBit();
       break;
-    default: // Finite: saturate; NaN becomes -0 like ml_dtypes.
+    default: // Finite: saturate; NaN is handled below.
       overflowCode = maxCode;
       nanCode = f.signBit();
       break;
@@ -247,6 +247,9 @@ struct ExpandSmallFloatsPass : kiln::impl::ExpandSmallFloatsBase<ExpandSmallFloa
     if (f.kind == Format::Fnuz) // no -0
       signOut = I.sel(I.cmp(P::eq, mag, I.c(W, 0)), I.c(W, 0), signOut);
     Value code = I.or_(mag, signOut);
+    // ml_dtypes, ONNX's reference, turns NaN into zero of the opposite sign.
+    if (f.kind == Format::Finite)
+      code = I.sel(isNan, arith::XOrIOp::create(b, loc, signOut, I.c(W, f.signBit())), code);
     Value narrow = arith::TruncIOp::create(b, loc, I.ity(f.width()), code);
     return (Value)arith::BitcastOp::create(b, loc, op.getType(), narrow);
   }

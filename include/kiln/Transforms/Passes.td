@@ -81,8 +81,9 @@ def ExpandSmallFloats : Pass<"kiln-expand-small-floats", "mlir::func::FuncOp"> {
     integer bit manipulation, generic over each format's exponent and
     mantissa width, bias and special values. truncf rounds to nearest even;
     overflow gives infinity where the format has one, else NaN, except for
-    f4E2M1FN (no NaN or infinity), which saturates and maps NaN to -0 as
-    ONNX's reference (ml_dtypes) does. Saturating casts clamp before truncf.
+    f4E2M1FN (no NaN or infinity), which saturates and maps NaN to zero of
+    the opposite sign, as ONNX's reference (ml_dtypes) does. Saturating
+    casts clamp before truncf.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
