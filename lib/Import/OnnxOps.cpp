@@ -669,11 +669,15 @@ static LogicalResult handleCastLike(Importer &im) {
       return success();
     }
   }
-  if (isa<Float8E8M0FNUType>(t))
-    return im.fail("cast to float8e8m0 (its round_mode) is not supported");
   bool saturate = im.attrInt("saturate", 1) != 0;
+  std::string roundMode = im.attrString("round_mode", "up");
+  if (isa<Float8E8M0FNUType>(t) && roundMode != "up" && roundMode != "down" &&
+      roundMode != "nearest")
+    return im.fail("round_mode '" + roundMode + "' is not supported");
   Value x = im.input(0);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
+    if (isa<Float8E8M0FNUType>(t))
+      return castToE8M0(ob, l, v[0], fromU, saturate, roundMode);
     return castScalar(ob, l, v[0], t, fromU, toU, saturate);
   });
   if (failed(r))
@@ -687,12 +691,16 @@ static LogicalResult handleCast(Importer &im) {
   Type t = onnxElementType(im.ctx, to);
   if (!t)
     return im.fail("cast to " + onnxTypeName(to) + " is not supported");
-  if (isa<Float8E8M0FNUType>(t))
-    return im.fail("cast to float8e8m0 (its round_mode) is not supported");
   bool saturate = im.attrInt("saturate", 1) != 0;
+  std::string roundMode = im.attrString("round_mode", "up");
+  if (isa<Float8E8M0FNUType>(t) && roundMode != "up" && roundMode != "down" &&
+      roundMode != "nearest")
+    return im.fail("round_mode '" + roundMode + "' is not supported");
   Value x = im.input(0);
   bool fromU = im.isUnsigned(0), toU = isUnsignedDataType(to);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
+    if (isa<Float8E8M0FNUType>(t))
+      return castToE8M0(ob, l, v[0], fromU, saturate, roundMode);
     return castScalar(ob, l, v[0], t, fromU, toU, saturate);
   });
   if (failed(r))

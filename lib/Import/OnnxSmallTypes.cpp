@@ -91,3 +91,47 @@ Value kiln::detail::castSmallScalar(OpBuilder &ob, Location l, Value v, Type to,
     v = arith::ExtUIOp::create(ob, l, ob.getI8Type(), v);
   return arith::TruncIOp::create(ob, l, to, v);
 }
+
+Value kiln::detail::castToE8M0(OpBuilder &ob, Location l, Value v, bool fromU, bool saturate,
+                               StringRef roundMode) {
+  // ONNX's reference works on the float32 bits: the exponent field is the
+  // result (the sign is dropped), rounded up by the fraction per round_mode.
+  Type f32 = ob.getF32Type(), i32 = ob.getI32Type();
+  Type from = v.getType();
+  if (isSmallType(from) || !isa<FloatType>(from))
+    v = castSmallScalar(ob, l, v, f32, fromU);
+  else if (from.getIntOrFloatBitWidth() < 32)
+    v = arith::ExtFOp::create(ob, l, f32, v);
+  else if (!from.isF32())
+    v = arith::TruncFOp::create(ob, l, f32, v);
+  auto c = [&](int64_t x) {
+    return arith::ConstantOp::create(ob, l, ob.getI32IntegerAttr(x)).getResult();
+  };
+  auto ne0 = [&](Value x) {
+    return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ne, x, c(0)).getResult();
+  };
+  Value bits = arith::BitcastOp::create(ob, l, i32, v);
+  Value exp = arith::AndIOp::create(ob, l, arith::ShRUIOp::create(ob, l, bits, c(23)), c(0xff));
+  Value special = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::eq, exp, c(0xff));
+  Value roundUp;
+  if (roundMode == "up") {
+    roundUp = ne0(arith::AndIOp::create(ob, l, bits, c(0x7fffff)));
+  } else if (roundMode == "nearest") {
+    // Guard bit and (round, sticky or a non-zero exponent), as the reference.
+    Value g = ne0(arith::AndIOp::create(ob, l, bits, c(0x400000)));
+    Value rest = arith::OrIOp::create(ob, l, ne0(arith::AndIOp::create(ob, l, bits, c(0x3fffff))),
+                                      ne0(exp));
+    roundUp = arith::AndIOp::create(ob, l, g, rest);
+  }
+  if (roundUp) {
+    if (saturate) // Stay at the largest finite value rather than reach NaN.
+      roundUp = arith::AndIOp::create(
+          ob, l, roundUp,
+          arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ne, exp, c(0xfe)));
+    exp = arith::AddIOp::create(ob, l, exp,
+                                arith::ExtUIOp::create(ob, l, i32, roundUp));
+  }
+  exp = arith::SelectOp::create(ob, l, special, c(0xff), exp);
+  Value byte = arith::TruncIOp::create(ob, l, ob.getI8Type(), exp);
+  return arith::BitcastOp::create(ob, l, ob.getType<Float8E8M0FNUType>(), byte);
+}

@@ -90,3 +90,20 @@ def test_extend_every_code(tmp_path, src, dst):
     with np.errstate(all="ignore"):
         want = cast_to(x, dst, True)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("saturate", [1, 0])
+@pytest.mark.parametrize("round_mode", ["up", "down", "nearest"])
+@pytest.mark.parametrize("src", [TensorProto.FLOAT, TensorProto.FLOAT16], ids=["f32", "f16"])
+def test_truncate_e8m0(tmp_path, src, round_mode, saturate):
+    if src == TensorProto.FLOAT16:
+        x = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    else:
+        x = np.concatenate([_f32_sample(), np.array([3e38, -3e38, 1.7e38], np.float32)])
+    model = _cast_model(src, TensorProto.FLOAT8E8M0, x.size, saturate)
+    model.graph.node[0].attribute.append(helper.make_attribute("round_mode", round_mode))
+    model.opset_import[0].version = 24
+    got = _run(tmp_path, model, x)
+    with np.errstate(all="ignore"):
+        want = cast_to(x, TensorProto.FLOAT8E8M0, bool(saturate), round_mode)
+    _same_bits(got, want)
