@@ -147,6 +147,9 @@ bool isSmallType(Type t);
 /// is Cast's attribute (clamp to the largest finite FLOAT8 value).
 Value castSmallScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU,
                       bool saturate = true);
+/// Fails unless the current node is a cast or only moves data, when one of
+/// its inputs has a small type.
+LogicalResult checkSmallTypeInputs(Importer &im);
 /// ONNX Cast to FLOAT8E8M0 with `round_mode` "up", "down" or "nearest".
 Value castToE8M0(OpBuilder &ob, Location l, Value v, bool fromU, bool saturate,
                  StringRef roundMode);

@@ -611,6 +611,8 @@ LogicalResult Importer::importGraph() {
         return fail("input '" + n.input(i) +
                     "' is not produced by any earlier node, initializer or graph "
                     "input (the graph must be topologically sorted)");
+    if (failed(checkSmallTypeInputs(*this)))
+      return failure();
     auto folded = tryFold();
     if (failed(folded))
       return failure();

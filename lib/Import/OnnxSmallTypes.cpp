@@ -135,3 +135,30 @@ Value kiln::detail::castToE8M0(OpBuilder &ob, Location l, Value v, bool fromU, b
   Value byte = arith::TruncIOp::create(ob, l, ob.getI8Type(), exp);
   return arith::BitcastOp::create(ob, l, ob.getType<Float8E8M0FNUType>(), byte);
 }
+
+LogicalResult kiln::detail::checkSmallTypeInputs(Importer &im) {
+  // Ops that only move elements (or cast them) handle any element type; ONNX
+  // allows no arithmetic on these types, and codegen has none for them.
+  static const llvm::StringSet<> movers = {
+      "Cast",    "CastLike",  "QuantizeLinear", "DequantizeLinear", "Identity",
+      "Reshape", "Transpose", "Concat",         "Squeeze",          "Unsqueeze",
+      "Flatten", "Slice",     "Gather",         "GatherElements",   "GatherND",
+      "Split",   "Expand",    "Tile",           "Shape",            "Size",
+      "Where"};
+  if (movers.contains(im.node->op_type()))
+    return success();
+  for (int i = 0; i < im.node->input_size(); ++i) {
+    if (!im.hasInput(i))
+      continue;
+    Type t = im.inputType(i).getElementType();
+    if (isSmallType(t)) {
+      std::string name;
+      llvm::raw_string_ostream os(name);
+      os << t;
+      return im.fail("input '" + im.node->input(i) + "' has element type " + name +
+                     ", which this op does not support (only casts, quantization and "
+                     "data movement do)");
+    }
+  }
+  return success();
+}
