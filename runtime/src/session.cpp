@@ -372,6 +372,22 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
                     "input '" + t.name + "': expected " +
                         std::to_string(t.bytes) + " bytes of data, got " +
                         std::to_string(data ? bytes : 0));
+  // Kernels load 4- and 2-bit elements assuming the bits above them are zero
+  // (as LLVM stores them); anything else would read as a wrong value.
+  uint8_t highBits = t.dtype == KILN_DTYPE_I4 || t.dtype == KILN_DTYPE_U4 ||
+                             t.dtype == KILN_DTYPE_F4E2M1
+                         ? 0xf0
+                     : t.dtype == KILN_DTYPE_I2 || t.dtype == KILN_DTYPE_U2 ? 0xfc
+                                                                            : 0;
+  if (highBits)
+    for (size_t i = 0; i < bytes; ++i)
+      if (static_cast<const uint8_t *>(data)[i] & highBits)
+        return setError(KILN_ERROR_INVALID_ARGUMENT,
+                        "input '" + t.name + "': element " + std::to_string(i) +
+                            " has bits set above its " +
+                            (highBits == 0xf0 ? "4" : "2") +
+                            " (one element per byte, in the low bits, the "
+                            "rest zero)");
   const kiln_driver *d = session->device->driver;
   if (bytes)
     if (kiln_status st = d->buffer_write(session->handle,

@@ -107,3 +107,20 @@ def test_truncate_e8m0(tmp_path, src, round_mode, saturate):
     with np.errstate(all="ignore"):
         want = cast_to(x, TensorProto.FLOAT8E8M0, bool(saturate), round_mode)
     _same_bits(got, want)
+
+
+def test_int4_inputs_must_be_canonical(tmp_path):
+    # One int4 per byte in the low bits: -1 is 0x0f. 0xff is refused rather
+    # than read as whatever the kernel's load makes of it.
+    import ctypes
+    model = _cast_model(TensorProto.INT4, TensorProto.FLOAT, 2, None)
+    art = kiln.compile(model, tmp_path / "m.kiln")
+    s = kiln.Session(art, threads=1)
+    dims = (ctypes.c_int64 * 1)(2)
+    for data, ok in [(b"\x0f\x07", True), (b"\xff\x07", False)]:
+        st = s._lib.kiln_session_set_input(s._handle, b"x", TensorProto.INT4, 1, dims,
+                                           data, len(data))
+        assert (st == 0) == ok, s._lib.kiln_last_error()
+        if ok:
+            s._lib.kiln_session_run(s._handle)
+    assert b"bits set above its 4" in s._lib.kiln_last_error()
