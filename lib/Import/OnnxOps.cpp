@@ -3440,7 +3440,7 @@ static LogicalResult handleDequantizeLinear(Importer &im) {
   Type ot = st;
   if (const auto *a = im.attr("output_dtype"); a && a->i() != 0) {
     ot = onnxElementType(im.ctx, a->i());
-    if (!ot || !isFloat(ot))
+    if (!ot || !isFloat(ot) || isSmallType(ot))
       return im.fail("unsupported output_dtype");
   }
   bool uns = im.isUnsigned(0);

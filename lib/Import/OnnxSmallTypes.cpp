@@ -19,7 +19,6 @@ bool kiln::detail::isSmallType(Type t) {
   return isa<IntegerType>(t) && t.getIntOrFloatBitWidth() < 8 && !t.isInteger(1);
 }
 
-
 Value kiln::detail::castSmallScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU,
                                     bool saturate) {
   Type from = v.getType();
