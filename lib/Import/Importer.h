@@ -109,6 +109,59 @@ public:
   Value pad(Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi, double padValue);
   FailureOr<int64_t> normalizeAxis(int64_t axis, int64_t rank, StringRef what = "axis");
 
+  // --- subgraphs, sequences and optionals (OnnxControlFlow.cpp) ------------
+  // Control flow is resolved at import time: loops unroll, sequences are
+  // compile-time lists of values and optionals have compile-time presence.
+  /// A sequence: the (internal) names of its elements, in order.
+  llvm::StringMap<SmallVector<std::string>> sequences;
+  /// An optional: the name of its contents (a tensor or a sequence), or ""
+  /// when it is empty.
+  llvm::StringMap<std::string> optionals;
+  bool isSequence(unsigned i) const { return hasInput(i) && sequences.count(node->input(i)); }
+  bool isOptional(unsigned i) const { return hasInput(i) && optionals.count(node->input(i)); }
+  /// True if `name` holds a value of any kind in the current scope.
+  bool isDefined(StringRef name) const;
+  /// Makes `to` name whatever `from` names (tensor, constant, sequence or
+  /// optional), keeping its unsignedness.
+  void alias(StringRef from, StringRef to);
+  /// A new internal name (no ONNX name can collide with it).
+  std::string freshName();
+  /// Imports subgraph `g` in a nested scope where outer names stay visible
+  /// and its inputs name `args` (outer names). Returns fresh names holding
+  /// its outputs (with their sequence elements); everything else `g`
+  /// defined goes out of scope.
+  FailureOr<SmallVector<std::string>> importSubgraph(const onnx::GraphProto &g,
+                                                     ArrayRef<std::string> args);
+  /// A runtime input or output: a graph input or output, or one tensor of a
+  /// flattened sequence or optional one.
+  struct FlatValue {
+    std::string external, internal; // signature name, importer name
+    const onnx::TypeProto *type;     // its declared tensor type
+    Type mlirType;                   // inputs only
+  };
+  /// Flattens graph input `external` of `type` into the tensors it holds,
+  /// defining the sequences and optionals that hold them under `internal`.
+  LogicalResult flattenInput(const onnx::TypeProto &type, const std::string &external,
+                             const std::string &internal, SmallVectorImpl<FlatValue> &flat);
+  /// Flattens graph output `external` (held by `internal`) into tensors.
+  LogicalResult flattenOutput(const onnx::TypeProto &type, const std::string &external,
+                              const std::string &internal, SmallVectorImpl<FlatValue> &flat);
+  /// Imports the nodes of `g` in order in the current scope.
+  LogicalResult importNodes(const onnx::GraphProto &g);
+  /// Imports one node (sets `node` and `loc`).
+  LogicalResult importNode(const onnx::NodeProto &n);
+  /// Imports a node the importer makes up to decompose the current one, with
+  /// opset-13 semantics; its single output gets a fresh name, returned.
+  FailureOr<std::string> emitNode(StringRef opType, ArrayRef<std::string> inputs,
+                                  function_ref<void(onnx::NodeProto &)> setAttrs = {});
+  /// A fresh name for a compile-time constant or a runtime value.
+  std::string defineConst(DenseElementsAttr value);
+  std::string defineValue(Value value);
+  /// The constant `name` holds, if it holds one.
+  std::optional<DenseElementsAttr> constOf(StringRef name) const;
+  /// The SSA value of tensor `name` (constants are materialized).
+  Value valueOf(StringRef name) { return materialize(name); }
+
 private:
   std::string path, modelDir;
   const ImportOptions &options;
@@ -118,16 +171,21 @@ private:
   llvm::StringMap<DenseElementsAttr> consts;
   llvm::StringSet<> unsignedValues;
   std::string errorText;
+  Location fileLoc;
+  unsigned freshCount = 0;
 
   /// Records which outputs of the node just imported hold unsigned data.
   void markUnsignedOutputs();
 
   LogicalResult importGraph();
+public:
   FailureOr<Type> valueInfoType(const onnx::ValueInfoProto &info, bool isInput);
+  const ImportOptions &importOptions() const { return options; }
+
+private:
   /// The --input-value binding of graph input `info` as a constant.
   FailureOr<DenseElementsAttr> boundInputValue(const onnx::ValueInfoProto &info,
                                                StringRef spec);
-  LogicalResult importNode(const onnx::NodeProto &n);
   /// Evaluates the node at compile time when all its inputs are constants.
   /// Returns true if it did.
   FailureOr<bool> tryFold();
@@ -161,9 +219,41 @@ struct SliceRange {
 };
 SliceRange resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step);
 
-/// Op handlers: "Add" -> handler. Each builds the node's outputs.
+/// Softmax over the last axis (max-shifted, like the ONNX reference).
+FailureOr<Value> softmaxLastAxis(Importer &im, Value x);
+
+/// Op handlers: "Add" -> handler; ops of other domains are keyed
+/// "domain.OpType". Each builds the node's outputs.
 using Handler = LogicalResult (*)(Importer &);
 const llvm::StringMap<Handler> &opHandlers();
+/// RotaryEmbedding, CausalConvWithState, LinearAttention, FlexAttention
+/// (OnnxAttentionOps.cpp).
+void registerAttentionOps(llvm::StringMap<Handler> &t);
+
+/// Control flow (If, Loop, Scan), sequence and optional ops.
+void registerControlFlowOps(llvm::StringMap<Handler> &t);
+/// True for the ops that take sequence or optional inputs.
+bool acceptsContainers(StringRef opType);
+
+/// ConvTranspose, GridSample, Col2Im, DFT, STFT, windows (OnnxImageOps.cpp).
+void registerImageOps(llvm::StringMap<Handler> &t);
+
+/// A generic that computes each output element from its indices alone:
+/// `body(indices, ins...)` may read any captured tensor with tensor.extract.
+/// Used where the input element is not an affine function of the output
+/// index (padding, concatenation, gathers).
+Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+                     function_ref<Value(OpBuilder &, Location, ValueRange)> body,
+                     ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {});
+/// MaxPool's Indices output for input `x` and pooled `y`: the flat index
+/// into `x` of each window's first maximum, spatial dims in row-major order,
+/// or column-major with `columnMajor` (storage_order=1).
+Value maxPoolIndices(Importer &im, Value x, Value y, ArrayRef<int64_t> kernel,
+                     ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations,
+                     ArrayRef<int64_t> padLo, bool columnMajor);
+/// Pad modes that read the input itself: "reflect", "edge" or "wrap".
+Value padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi,
+                  StringRef mode);
 
 /// Compile-time evaluation for the ops shape subgraphs use.
 FailureOr<bool> foldNode(Importer &im, SmallVectorImpl<DenseElementsAttr> &results);

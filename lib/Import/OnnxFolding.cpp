@@ -275,6 +275,10 @@ FailureOr<bool> kiln::detail::foldNode(Importer &im,
   else if (op == "Abs")
     r = mapElementwise(im, ins, ins[0].elemType, [](ArrayRef<int64_t> v) { return std::abs(v[0]); },
                        [](ArrayRef<double> v) { return std::fabs(v[0]); });
+  else if (op == "Relu")
+    r = mapElementwise(im, ins, ins[0].elemType,
+                       [](ArrayRef<int64_t> v) { return std::max<int64_t>(v[0], 0); },
+                       [](ArrayRef<double> v) { return std::max(v[0], 0.0); });
   else if (op == "Not")
     r = mapElementwise(im, ins, i1, [](ArrayRef<int64_t> v) -> int64_t { return !v[0]; }, nullptr);
   else if (op == "And" || op == "Or" || op == "Xor") {
@@ -367,6 +371,44 @@ FailureOr<bool> kiln::detail::foldNode(Importer &im,
         }
       }
     r = c;
+  } else if (op == "Split") {
+    // Shape subgraphs split shape vectors into dimensions (AffineGrid).
+    const HostTensor &data = ins[0];
+    int64_t rank = data.shape.size();
+    auto axis = im.normalizeAxis(im.attrInt("axis", 0), rank);
+    if (failed(axis))
+      return failure();
+    int64_t dim = data.shape[*axis], parts = n.output_size();
+    SmallVector<int64_t> sizes;
+    if (im.opset >= 13 && ins.size() > 1)
+      sizes.assign(ins[1].ints.begin(), ins[1].ints.end());
+    else if (auto a = im.attrInts("split"))
+      sizes = *a;
+    else {
+      if (im.opset >= 18 && im.attr("num_outputs"))
+        parts = im.attrInt("num_outputs", parts);
+      int64_t chunk = parts > 0 ? (dim + parts - 1) / parts : 0;
+      for (int64_t i = 0, left = dim; i < parts; ++i, left -= chunk)
+        sizes.push_back(std::max<int64_t>(0, std::min(chunk, left)));
+    }
+    int64_t sum = 0;
+    for (int64_t size : sizes)
+      sum += size;
+    // Malformed splits are diagnosed by the Split handler.
+    if (sum != dim || (int64_t)sizes.size() != n.output_size())
+      return false;
+    int64_t offset = 0;
+    for (int64_t size : sizes) {
+      SmallVector<int64_t> out(data.shape);
+      out[*axis] = size;
+      results.push_back(gatherElements(data, out, [&](ArrayRef<int64_t> idx) {
+                          SmallVector<int64_t> at(idx);
+                          at[*axis] += offset;
+                          return rowMajorOffset(data.shape, at);
+                        }).toAttr());
+      offset += size;
+    }
+    return true;
   } else if (op == "Gather" && ins.size() == 2 && !ins[1].isFloat()) {
     const HostTensor &data = ins[0], &indices = ins[1];
     int64_t rank = data.shape.size();

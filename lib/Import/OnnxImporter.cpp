@@ -149,7 +149,8 @@ DenseElementsAttr HostTensor::toAttr() const {
 Importer::Importer(MLIRContext &context, StringRef path,
                    const ImportOptions &options)
     : ctx(context), b(&context), loc(UnknownLoc::get(&context)), path(path.str()),
-      modelDir(llvm::sys::path::parent_path(path).str()), options(options) {}
+      modelDir(llvm::sys::path::parent_path(path).str()), options(options),
+      fileLoc(FileLineColLoc::get(&context, path, 0, 0)) {}
 
 LogicalResult Importer::fail(const Twine &message) {
   std::string where = path + ": ";
@@ -413,7 +414,7 @@ FailureOr<Type> Importer::valueInfoType(const onnx::ValueInfoProto &info,
                                         bool isInput) {
   if (!info.type().has_tensor_type())
     return fail("graph " + std::string(isInput ? "input" : "output") + " '" +
-                info.name() + "' is not a tensor (sequences, maps and optionals "
+                info.name() + "' is not a tensor, sequence or optional (maps "
                               "are not supported)");
   const auto &tt = info.type().tensor_type();
   Type elem = onnxElementType(ctx, tt.elem_type());
@@ -530,12 +531,92 @@ Importer::boundInputValue(const onnx::ValueInfoProto &info, StringRef spec) {
 // Graph
 //===----------------------------------------------------------------------===//
 
+LogicalResult Importer::importNodes(const onnx::GraphProto &g) {
+  for (const auto &n : g.node())
+    if (failed(importNode(n)))
+      return failure();
+  node = nullptr;
+  return success();
+}
+
+LogicalResult Importer::importNode(const onnx::NodeProto &n) {
+  const auto &handlers = opHandlers();
+  node = &n;
+  std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
+                                         : n.name();
+  loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
+  // Ops of other domains are registered as "domain.OpType". The preview
+  // domain holds ops that may still change; its handlers implement the
+  // version the installed onnx defines (1).
+  std::string key = n.op_type();
+  if (n.domain() == "ai.onnx.preview")
+    key = n.domain() + "." + key;
+  else if (!n.domain().empty() && n.domain() != "ai.onnx")
+    return fail("operator domain '" + n.domain() + "' is not supported");
+  for (int i = 0; i < n.input_size(); ++i)
+    if (!n.input(i).empty() && !isDefined(n.input(i)))
+      return fail("input '" + n.input(i) +
+                  "' is not produced by any earlier node, initializer or graph "
+                  "input (the graph must be topologically sorted)");
+  // Sequences and optionals only flow into the ops made for them (and
+  // Identity, which passes them through).
+  bool anyContainer = false;
+  for (int i = 0; i < n.input_size(); ++i)
+    anyContainer |= isSequence(i) || isOptional(i);
+  if (anyContainer && !acceptsContainers(n.op_type()))
+    for (int i = 0; i < n.input_size(); ++i)
+      if (isSequence(i) || isOptional(i))
+        return fail("input '" + n.input(i) + "' is " +
+                    (isSequence(i) ? "a sequence" : "an optional") + ", which " +
+                    n.op_type() + " does not take");
+  if (anyContainer && n.op_type() == "Identity") {
+    if (n.output_size() > 0)
+      alias(n.input(0), n.output(0));
+    return success();
+  }
+  if (!anyContainer) {
+    if (failed(checkSmallTypeInputs(*this)))
+      return failure();
+    auto folded = tryFold();
+    if (failed(folded))
+      return failure();
+    if (*folded) {
+      markUnsignedOutputs();
+      return success();
+    }
+  }
+  auto it = handlers.find(key);
+  if (it == handlers.end())
+    return fail("unsupported operator '" + n.op_type() + "'");
+  if (failed(it->second(*this)))
+    return fail("could not import this node");
+  // Views of constants stay constants, so shape subgraphs keep folding.
+  static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
+                                          "Unsqueeze", "Flatten", "Dropout"};
+  if (views.contains(n.op_type()) && n.output_size() > 0) {
+    if (auto c = constInput(0); c && values.count(n.output(0))) {
+      Value v = values[n.output(0)];
+      consts[n.output(0)] = c->reshape(cast<ShapedType>(v.getType()));
+      values.erase(n.output(0));
+    }
+  }
+  for (int i = 0; i < n.output_size(); ++i)
+    if (!n.output(i).empty() && !isDefined(n.output(i)))
+      return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
+                  n.op_type() + " importer");
+  if (!anyContainer)
+    markUnsignedOutputs();
+  return success();
+}
+
 LogicalResult Importer::importGraph() {
   const onnx::GraphProto &g = model.graph();
   for (const auto &kv : options.inputShapes) {
     bool found = false;
     for (const auto &in : g.input())
-      found |= in.name() == kv.first();
+      found |= in.name() == kv.first() ||
+               (!in.type().has_tensor_type() && kv.first().starts_with(in.name() + "["));
+    // Sequence elements are checked once the sequences are flattened.
     if (!found)
       return fail("--input-shape names '" + kv.first() +
                   "', which is not an input of the graph");
@@ -550,6 +631,20 @@ LogicalResult Importer::importGraph() {
                   "', which is not an input of the graph");
   }
 
+  auto containerInput = [&](StringRef name, StringRef flag) -> LogicalResult {
+    for (const auto &in : g.input())
+      if (in.name() == name && !in.type().has_tensor_type())
+        return success();
+    return fail(flag + " names '" + name +
+                "', which is not a sequence or optional input of the graph");
+  };
+  for (const auto &kv : options.inputSequenceLengths)
+    if (failed(containerInput(kv.first(), "--input-sequence-length")))
+      return failure();
+  for (const auto &kv : options.absentInputs)
+    if (failed(containerInput(kv.first(), "--input-absent")))
+      return failure();
+
   for (const auto &init : g.initializer()) {
     auto attr = tensorToAttr(init);
     if (failed(attr))
@@ -560,9 +655,7 @@ LogicalResult Importer::importGraph() {
   }
 
   // Inputs that are also initializers (IR < 4 style) are constants here.
-  SmallVector<Type> argTypes;
-  SmallVector<std::string> argNames;
-  SmallVector<StringRef> argTags;
+  SmallVector<FlatValue> args;
   for (const auto &in : g.input()) {
     if (consts.count(in.name()))
       continue;
@@ -576,92 +669,58 @@ LogicalResult Importer::importGraph() {
         unsignedValues.insert(in.name());
       continue;
     }
-    auto type = valueInfoType(in, /*isInput=*/true);
-    if (failed(type))
+    if (failed(flattenInput(in.type(), in.name(), in.name(), args)))
       return failure();
-    argTypes.push_back(*type);
-    argNames.push_back(in.name());
-    argTags.push_back(unsignedTag(in.type().tensor_type().elem_type()));
-    if (!argTags.back().empty())
-      unsignedValues.insert(in.name());
   }
 
+  for (const auto &kv : options.inputShapes)
+    if (kv.first().contains('[') &&
+        llvm::none_of(g.input(), [&](const auto &in) { return in.name() == kv.first(); }) &&
+        llvm::none_of(args, [&](const FlatValue &a) { return a.external == kv.first(); }))
+      return fail("--input-shape names '" + kv.first() +
+                  "', which is not an element of a sequence input of the graph");
+  SmallVector<Type> argTypes;
+  for (const FlatValue &arg : args)
+    argTypes.push_back(arg.mlirType);
   b.setInsertionPointToEnd(module.getBody());
-  auto fileLoc = FileLineColLoc::get(&ctx, path, 0, 0);
   auto func = func::FuncOp::create(b, fileLoc, "main", b.getFunctionType(argTypes, {}));
   Block *entry = func.addEntryBlock();
-  for (auto [i, name] : llvm::enumerate(argNames)) {
-    values[name] = entry->getArgument(i);
-    func.setArgAttr(i, "kiln.name", b.getStringAttr(name));
-    if (!argTags[i].empty())
-      func.setArgAttr(i, "kiln.dtype", b.getStringAttr(argTags[i]));
+  for (auto [i, arg] : llvm::enumerate(args)) {
+    values[arg.internal] = entry->getArgument(i);
+    func.setArgAttr(i, "kiln.name", b.getStringAttr(arg.external));
+    StringRef tag = unsignedTag(arg.type->tensor_type().elem_type());
+    if (!tag.empty()) {
+      func.setArgAttr(i, "kiln.dtype", b.getStringAttr(tag));
+      unsignedValues.insert(arg.internal);
+    }
   }
   b.setInsertionPointToEnd(entry);
 
-  const auto &handlers = opHandlers();
-  for (const auto &n : g.node()) {
-    node = &n;
-    std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
-                                           : n.name();
-    loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
-    if (!n.domain().empty() && n.domain() != "ai.onnx")
-      return fail("operator domain '" + n.domain() + "' is not supported");
-    for (int i = 0; i < n.input_size(); ++i)
-      if (!n.input(i).empty() && !values.count(n.input(i)) && !consts.count(n.input(i)))
-        return fail("input '" + n.input(i) +
-                    "' is not produced by any earlier node, initializer or graph "
-                    "input (the graph must be topologically sorted)");
-    if (failed(checkSmallTypeInputs(*this)))
-      return failure();
-    auto folded = tryFold();
-    if (failed(folded))
-      return failure();
-    if (*folded) {
-      markUnsignedOutputs();
-      continue;
-    }
-    auto it = handlers.find(n.op_type());
-    if (it == handlers.end())
-      return fail("unsupported operator '" + n.op_type() + "'");
-    if (failed(it->second(*this)))
-      return fail("could not import this node");
-    // Views of constants stay constants, so shape subgraphs keep folding.
-    static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
-                                            "Unsqueeze", "Flatten", "Dropout"};
-    if (views.contains(n.op_type()) && n.output_size() > 0) {
-      if (auto c = constInput(0); c && values.count(n.output(0))) {
-        Value v = values[n.output(0)];
-        consts[n.output(0)] = c->reshape(cast<ShapedType>(v.getType()));
-        values.erase(n.output(0));
-      }
-    }
-    for (int i = 0; i < n.output_size(); ++i)
-      if (!n.output(i).empty() && !values.count(n.output(i)) && !consts.count(n.output(i)))
-        return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
-                    n.op_type() + " importer");
-    markUnsignedOutputs();
-  }
+  if (failed(importNodes(g)))
+    return failure();
   node = nullptr;
 
+  SmallVector<FlatValue> outs;
+  for (const auto &out : g.output())
+    if (failed(flattenOutput(out.type(), out.name(), out.name(), outs)))
+      return failure();
   SmallVector<Value> results;
-  for (const auto &out : g.output()) {
-    Value v = materialize(out.name());
+  for (const FlatValue &out : outs) {
+    Value v = materialize(out.internal);
     if (!v)
-      return fail("graph output '" + out.name() + "' is never produced");
-    if (out.type().has_tensor_type()) {
-      int dt = out.type().tensor_type().elem_type();
-      Type declared = onnxElementType(ctx, dt);
-      if (dt != 0 && declared != elementType(v))
-        return fail("graph output '" + out.name() + "' is declared as " +
-                    onnxTypeName(dt) + " but computes another element type");
-    }
+      return fail("graph output '" + out.external + "' is never produced");
+    int dt = out.type->tensor_type().elem_type();
+    Type declared = onnxElementType(ctx, dt);
+    if (dt != 0 && declared != elementType(v))
+      return fail("graph output '" + out.external + "' is declared as " +
+                  onnxTypeName(dt) + " but computes another element type");
     results.push_back(v);
   }
   func::ReturnOp::create(b, loc, results);
   func.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
-  for (auto [i, out] : llvm::enumerate(g.output())) {
-    func.setResultAttr(i, "kiln.name", b.getStringAttr(out.name()));
-    StringRef tag = unsignedTag(out.type().tensor_type().elem_type());
+  for (auto [i, out] : llvm::enumerate(outs)) {
+    func.setResultAttr(i, "kiln.name", b.getStringAttr(out.external));
+    StringRef tag = unsignedTag(out.type->tensor_type().elem_type());
     if (!tag.empty())
       func.setResultAttr(i, "kiln.dtype", b.getStringAttr(tag));
   }
@@ -818,6 +877,17 @@ llvm::Error kiln::parseInputShape(StringRef spec, ImportOptions &options) {
     }
   }
   options.inputShapes[name] = shape;
+  return llvm::Error::success();
+}
+
+llvm::Error kiln::parseInputSequenceLength(StringRef spec, ImportOptions &options) {
+  auto [name, count] = spec.split('=');
+  int64_t n;
+  if (name.empty() || !spec.contains('=') || count.getAsInteger(10, n) || n < 0)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "--input-sequence-length expects NAME=N, got '" + spec +
+                                       "'");
+  options.inputSequenceLengths[name] = n;
   return llvm::Error::success();
 }
 

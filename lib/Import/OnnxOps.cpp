@@ -181,13 +181,9 @@ Value Importer::transpose(Value v, ArrayRef<int64_t> perm) {
       .getResult(0);
 }
 
-/// A generic that computes each output element from its indices alone:
-/// `body(indices)` may read any captured tensor with tensor.extract. Used
-/// where the input element is not an affine function of the output index
-/// (padding, concatenation, gathers).
-static Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
-                            function_ref<Value(OpBuilder &, Location, ValueRange)> body,
-                            ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {}) {
+Value kiln::detail::indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+                                  function_ref<Value(OpBuilder &, Location, ValueRange)> body,
+                                  ValueRange ins, ArrayRef<AffineMap> inMaps) {
   MLIRContext *ctx = im.b.getContext();
   int64_t rank = outShape.size();
   Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, elem);
@@ -594,16 +590,29 @@ static LogicalResult handleBitShift(Importer &im) {
 }
 
 static LogicalResult handlePRelu(Importer &im) {
-  Type et = im.elementType(im.input(0));
-  if (et != im.elementType(im.input(1)))
+  Value x = im.input(0), slope = im.input(1);
+  Type et = im.elementType(x);
+  if (et != im.elementType(slope))
     return im.fail("inputs have different element types");
-  return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+  // Before opset 7 a 1-D slope the size of dim 1 is per channel, not
+  // broadcast from the right (how PyTorch's exporter relied on it).
+  ArrayRef<int64_t> xs = im.shapeOf(x), ss = im.shapeOf(slope);
+  if (im.opset < 7 && ss.size() == 1 && xs.size() > 2 && ss[0] == xs[1] && ss[0] != 1) {
+    SmallVector<int64_t> perChannel(xs.size() - 1, 1);
+    perChannel[0] = ss[0];
+    slope = im.reshape(slope, perChannel);
+  }
+  auto y = im.elementwise({x, slope}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
     Value zero = zeroOf(ob, l, et);
     Value neg = isFloat(et)
                     ? (Value)arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, v[0], zero)
                     : (Value)arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, v[0], zero);
     return arith::SelectOp::create(ob, l, neg, mulOp(ob, l, v[0], v[1]), v[0]);
   });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
 }
 
 static LogicalResult handleSign(Importer &im) {
@@ -1244,10 +1253,6 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   ArrayRef<int64_t> xs = im.shapeOf(x);
   if (xs.size() < 3)
     return im.fail("input must be N x C x spatial");
-  if (isMax && im.wantsOutput(1))
-    return im.fail("the Indices output of MaxPool is not supported");
-  if (isMax && im.attrInt("storage_order", 0))
-    return im.fail("storage_order=1 is not supported");
   auto kernel = im.attrInts("kernel_shape");
   int64_t s = xs.size() - 2;
   if (!kernel || (int64_t)kernel->size() != s)
@@ -1256,12 +1261,19 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   if (failed(g))
     return failure();
   Type et = im.elementType(x);
-  if (!isFloat(et))
-    return im.fail("supported for floating-point inputs only");
+  bool isInt = isMax && isa<IntegerType>(et) && !et.isInteger(1);
+  if (!isFloat(et) && !isInt)
+    return im.fail(isMax ? "supported for floating-point and integer inputs only"
+                         : "supported for floating-point inputs only");
+  bool uns = im.isUnsigned(0);
+  // Max pooling pads with the type's lowest value, which never wins.
+  double lowest = !isInt ? -INFINITY
+                  : uns  ? 0.0
+                         : -std::ldexp(1.0, et.getIntOrFloatBitWidth() - 1);
   SmallVector<int64_t> lo = {0, 0}, hi = {0, 0};
   lo.append(g->padLo);
   hi.append(g->padHi);
-  Value xp = im.pad(x, lo, hi, isMax ? -INFINITY : 0.0);
+  Value xp = im.pad(x, lo, hi, isMax ? lowest : 0.0);
   if (lpP > 0) {
     auto t = im.elementwise({xp}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value a = math::AbsFOp::create(ob, l, v[0]);
@@ -1285,7 +1297,8 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
   }
   SmallVector<int64_t> outShape = {xs[0], xs[1]};
   outShape.append(g->out);
-  Value init = im.fill(outShape, FloatAttr::get(et, isMax ? -INFINITY : 0.0));
+  Value init = im.fill(outShape, isInt ? cast<TypedAttr>(IntegerAttr::get(et, (int64_t)lowest))
+                                       : FloatAttr::get(et, isMax ? -INFINITY : 0.0));
   SmallVector<IteratorType> iters(dims, IteratorType::parallel);
   for (int64_t i = 2; i < 2 + s; ++i)
     iters[i] = IteratorType::reduction;
@@ -1301,8 +1314,9 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
                 im.b, im.loc, TypeRange{init.getType()}, ValueRange{xp, window}, ValueRange{init},
                 maps, iters,
                 [&](OpBuilder &ob, Location l, ValueRange v) {
-                  linalg::YieldOp::create(ob, l, isMax ? maxOp(ob, l, v[2], v[0])
-                                                       : addOp(ob, l, v[2], v[0]));
+                  linalg::YieldOp::create(ob, l, !isMax ? addOp(ob, l, v[2], v[0])
+                                                 : uns  ? maxUOp(ob, l, v[2], v[0])
+                                                        : maxOp(ob, l, v[2], v[0]));
                 })
                 .getResult(0);
   if (lpP > 0) {
@@ -1328,32 +1342,55 @@ static LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0) {
     if (auto pads = im.attrInts("pads"); pads && im.attrString("auto_pad", "NOTSET") == "NOTSET")
       for (int64_t i = 0; i < s; ++i)
         explicitHi[i] = (*pads)[i + s];
-    y = indexedGeneric(im, outShape, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
-      Value count = idxConst(ob, l, 1);
-      for (int64_t i = 0; i < s; ++i) {
-        // Extra right padding added for ceil_mode never counts.
-        int64_t lower = includePad ? -geo.padLo[i] : 0;
-        int64_t upper = includePad ? in[i] + explicitHi[i] : in[i];
-        // #{j < k : lower <= start + j*dil < upper}, start = o*stride - padLo
-        Value start = arith::SubIOp::create(
-            ob, l, arith::MulIOp::create(ob, l, a[2 + i], idxConst(ob, l, geo.strides[i])),
-            idxConst(ob, l, geo.padLo[i]));
-        Value dl = idxConst(ob, l, geo.dilations[i]);
-        Value jmin = arith::CeilDivSIOp::create(
-            ob, l, arith::SubIOp::create(ob, l, idxConst(ob, l, lower), start), dl);
-        jmin = arith::MaxSIOp::create(ob, l, jmin, idxConst(ob, l, 0));
-        Value jmax = arith::FloorDivSIOp::create(
-            ob, l, arith::SubIOp::create(ob, l, idxConst(ob, l, upper - 1), start), dl);
-        jmax = arith::MinSIOp::create(ob, l, jmax, idxConst(ob, l, geo.kernel[i] - 1));
-        Value c = arith::AddIOp::create(ob, l, arith::SubIOp::create(ob, l, jmax, jmin),
-                                        idxConst(ob, l, 1));
-        c = arith::MaxSIOp::create(ob, l, c, idxConst(ob, l, 1));
-        count = arith::MulIOp::create(ob, l, count, c);
+    // The divisor depends only on the output position: a host constant
+    // [1, 1, out...], so targets see a plain broadcast operand.
+    SmallVector<int64_t> outSpatial(outShape.begin() + 2, outShape.end());
+    SmallVector<SmallVector<int64_t>> perDim(s);
+    for (int64_t i = 0; i < s; ++i) {
+      // Extra right padding added for ceil_mode never counts.
+      int64_t lower = includePad ? -geo.padLo[i] : 0;
+      int64_t upper = includePad ? in[i] + explicitHi[i] : in[i];
+      for (int64_t o = 0; o < outSpatial[i]; ++o) {
+        int64_t c = 0;
+        for (int64_t j = 0; j < geo.kernel[i]; ++j) {
+          int64_t p = o * geo.strides[i] - geo.padLo[i] + j * geo.dilations[i];
+          c += lower <= p && p < upper;
+        }
+        perDim[i].push_back(std::max<int64_t>(c, 1));
       }
-      Value cf = arith::SIToFPOp::create(
-          ob, l, et, arith::IndexCastOp::create(ob, l, ob.getI64Type(), count));
-      return arith::DivFOp::create(ob, l, a[s + 2], cf);
-    }, ValueRange{y}, {AffineMap::getMultiDimIdentityMap(outShape.size(), ctx)});
+    }
+    int64_t positions = 1;
+    for (int64_t o : outSpatial)
+      positions *= o;
+    SmallVector<APFloat> counts;
+    for (int64_t flat = 0; flat < positions; ++flat) {
+      int64_t c = 1, rem = flat;
+      for (int64_t i = s - 1; i >= 0; --i) {
+        c *= perDim[i][rem % outSpatial[i]];
+        rem /= outSpatial[i];
+      }
+      APFloat f(static_cast<double>(c));
+      bool lost;
+      f.convert(cast<FloatType>(et).getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+      counts.push_back(f);
+    }
+    SmallVector<int64_t> countShape = {1, 1};
+    countShape.append(outSpatial);
+    Value countT = arith::ConstantOp::create(
+        im.b, im.loc, DenseElementsAttr::get(RankedTensorType::get(countShape, et), counts));
+    auto avg = im.elementwise({y, countT}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+      return arith::DivFOp::create(ob, l, v[0], v[1]);
+    });
+    if (failed(avg))
+      return failure();
+    y = *avg;
+  }
+  if (isMax && im.wantsOutput(1)) {
+    int64_t order = im.attrInt("storage_order", 0);
+    if (order != 0 && order != 1)
+      return im.fail("storage_order must be 0 or 1");
+    im.setOutput(1, maxPoolIndices(im, x, y, g->kernel, g->strides, g->dilations, g->padLo,
+                                   order == 1));
   }
   im.setOutput(0, y);
   return success();
@@ -1810,8 +1847,8 @@ static LogicalResult handlePad(Importer &im) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   std::string mode = im.attrString("mode", "constant");
-  if (mode != "constant")
-    return im.fail("pad mode '" + mode + "' is not supported (only constant)");
+  if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
+    return im.fail("unknown pad mode '" + mode + "'");
   SmallVector<int64_t> pads;
   double value = 0.0;
   if (im.opset < 11) {
@@ -1855,6 +1892,13 @@ static LogicalResult handlePad(Importer &im) {
   for (int64_t i = 0; i < rank; ++i)
     if (lo[i] < 0 || hi[i] < 0)
       return im.fail("negative pads are not supported");
+  if (mode != "constant") {
+    for (int64_t i = 0; i < rank; ++i)
+      if ((lo[i] || hi[i]) && im.shapeOf(x)[i] == 0)
+        return im.fail("pad mode '" + mode + "' cannot pad an empty dimension");
+    im.setOutput(0, padWithMode(im, x, lo, hi, mode));
+    return success();
+  }
   im.setOutput(0, im.pad(x, lo, hi, value));
   return success();
 }
@@ -2254,8 +2298,7 @@ static AffineMap broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef<int64_
   return AffineMap::get(rank, 0, e, &im.ctx);
 }
 
-/// Softmax over the last axis (max-shifted, like the ONNX reference).
-static FailureOr<Value> softmaxLastAxis(Importer &im, Value x) {
+FailureOr<Value> kiln::detail::softmaxLastAxis(Importer &im, Value x) {
   Type et = im.elementType(x);
   int64_t last = im.shapeOf(x).size() - 1;
   Value m = im.reduce(x, {last}, true, FloatAttr::get(et, -INFINITY),
@@ -2321,6 +2364,20 @@ static LogicalResult handleAttention(Importer &im) {
   }
   im.setOutput(1, k);
   im.setOutput(2, v);
+  // Half-precision inputs are computed in f32 and rounded once, as the ONNX
+  // reference and onnxruntime do; rounding every intermediate drifts by an
+  // ulp or two.
+  Type ct = et.getIntOrFloatBitWidth() < 32 ? im.b.getF32Type() : et;
+  auto convert = [&](Value x, Type to) -> Value {
+    if (im.elementType(x) == to)
+      return x;
+    return *im.elementwise({x}, to, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      if (to.getIntOrFloatBitWidth() > a[0].getType().getIntOrFloatBitWidth())
+        return arith::ExtFOp::create(ob, l, to, a[0]);
+      return arith::TruncFOp::create(ob, l, to, a[0]);
+    });
+  };
+  q = convert(q, ct), k = convert(k, ct), v = convert(v, ct);
   ArrayRef<int64_t> qs = im.shapeOf(q), ks = im.shapeOf(k), vs = im.shapeOf(v);
   int64_t B = qs[0], Hq = qs[1], S = qs[2], D = qs[3];
   int64_t Hkv = ks[1], T = ks[2], Dv = vs[3];
@@ -2347,20 +2404,20 @@ static LogicalResult handleAttention(Importer &im) {
   if (mode < 0 || mode > 3)
     return im.fail("qk_matmul_output_mode " + std::to_string(mode) + " is not 0..3");
   if (mode == 0)
-    im.setOutput(3, qk);
+    im.setOutput(3, convert(qk, et));
   double softcap = im.attrFloat("softcap", 0.0f);
   if (softcap > 0) {
-    auto c = im.elementwise({qk}, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    auto c = im.elementwise({qk}, ct, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
       Value t = math::TanhOp::create(
-          ob, l, arith::DivFOp::create(ob, l, a[0], im.constantScalar(ob, l, et, softcap)));
-      return arith::MulFOp::create(ob, l, t, im.constantScalar(ob, l, et, softcap));
+          ob, l, arith::DivFOp::create(ob, l, a[0], im.constantScalar(ob, l, ct, softcap)));
+      return arith::MulFOp::create(ob, l, t, im.constantScalar(ob, l, ct, softcap));
     });
     if (failed(c))
       return failure();
     qk = *c;
   }
   if (mode == 1)
-    im.setOutput(3, qk);
+    im.setOutput(3, convert(qk, et));
 
   // Bias: attn_mask (bool: false masks; float: added; its last axis padded
   // to T with masked entries), causal (upper-left aligned after the past),
@@ -2383,6 +2440,8 @@ static LogicalResult handleAttention(Importer &im) {
       mask = im.pad(mask, lo, hi, boolMask ? 0.0 : -INFINITY);
       ms.back() = T;
     }
+    if (!boolMask)
+      mask = convert(mask, ct);
     for (size_t i = 0; i < ms.size(); ++i)
       if (ms[i] != 1 && ms[i] != outShape[4 - ms.size() + i])
         return im.fail("attn_mask " + shapeStr(ms) + " does not broadcast to " +
@@ -2400,10 +2459,10 @@ static LogicalResult handleAttention(Importer &im) {
       ins.push_back(mask);
       maps.push_back(broadcastMap(im, im.shapeOf(mask), outShape));
     }
-    qk = indexedGeneric(im, outShape, et, [&](OpBuilder &ob, Location l, ValueRange a) {
+    qk = indexedGeneric(im, outShape, ct, [&](OpBuilder &ob, Location l, ValueRange a) {
       Value x = a[4];
-      Value negInf = im.constantScalar(ob, l, et, -INFINITY);
-      Value zero = im.constantScalar(ob, l, et, 0.0);
+      Value negInf = im.constantScalar(ob, l, ct, -INFINITY);
+      Value zero = im.constantScalar(ob, l, ct, 0.0);
       if (mask)
         x = arith::AddFOp::create(ob, l, x,
                                   boolMask ? (Value)arith::SelectOp::create(ob, l, a[5], zero, negInf)
@@ -2423,16 +2482,16 @@ static LogicalResult handleAttention(Importer &im) {
     }, ins, maps);
   }
   if (mode == 2)
-    im.setOutput(3, qk);
+    im.setOutput(3, convert(qk, et));
   auto p = softmaxLastAxis(im, qk);
   if (failed(p))
     return failure();
   if (mode == 3)
-    im.setOutput(3, *p);
+    im.setOutput(3, convert(*p, et));
   auto y = contraction(im, *p, v, false, false, Value(), 1.0);
   if (failed(y))
     return failure();
-  Value out = *y;
+  Value out = convert(*y, et);
   if (rank == 3)
     out = im.reshape(im.transpose(out, {0, 2, 1, 3}), {B, S, Hq * Dv});
   im.setOutput(0, out);
@@ -3588,6 +3647,83 @@ static LogicalResult handleDynamicQuantizeLinear(Importer &im) {
   return success();
 }
 
+/// MeanVarianceNormalization, as its ONNX function: (x - E[x]) /
+/// (sqrt(E[x^2] - E[x]^2) + 1e-9) over `axes`.
+static LogicalResult handleMeanVarianceNormalization(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isFloat(et))
+    return im.fail("MeanVarianceNormalization needs a floating-point input");
+  int64_t rank = im.shapeOf(x).size();
+  SmallVector<int64_t> axes = im.attrInts("axes").value_or(SmallVector<int64_t>{0, 2, 3});
+  for (int64_t &a : axes) {
+    auto n = im.normalizeAxis(a, rank, "axes");
+    if (failed(n))
+      return failure();
+    a = *n;
+  }
+  int64_t count = 1;
+  for (int64_t a : axes)
+    count *= im.shapeOf(x)[a];
+  auto add = [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); };
+  auto sq = im.elementwise({x}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::MulFOp::create(ob, l, v[0], v[0]);
+  });
+  if (failed(sq))
+    return failure();
+  TypedAttr zero = FloatAttr::get(et, 0.0);
+  Value sum = im.reduce(x, axes, true, zero, add);
+  Value sumSq = im.reduce(*sq, axes, true, zero, add);
+  auto y = im.elementwise({x, sum, sumSq}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value n = im.constantScalar(ob, l, et, static_cast<double>(count));
+    Value mean = arith::DivFOp::create(ob, l, v[1], n);
+    Value meanSq = arith::DivFOp::create(ob, l, v[2], n);
+    Value var = arith::SubFOp::create(ob, l, meanSq, arith::MulFOp::create(ob, l, mean, mean));
+    Value sd = arith::AddFOp::create(ob, l, math::SqrtOp::create(ob, l, var),
+                                     im.constantScalar(ob, l, et, 1e-9));
+    return arith::DivFOp::create(ob, l, arith::SubFOp::create(ob, l, v[0], mean), sd);
+  });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
+/// MatMulInteger: (A - a_zero_point) x (B - b_zero_point) in int32; a 1-D
+/// a_zero_point is per row of A, a 1-D b_zero_point per column of B.
+static LogicalResult handleMatMulInteger(Importer &im) {
+  Type i32 = im.b.getI32Type();
+  auto widen = [&](unsigned data, unsigned zp, bool perRow) -> FailureOr<Value> {
+    Value v = im.input(data);
+    bool u = im.isUnsigned(data);
+    SmallVector<Value> ins = {v};
+    if (im.hasInput(zp)) {
+      Value z = im.input(zp);
+      ArrayRef<int64_t> zs = im.shapeOf(z);
+      if (perRow && zs.size() == 1 && im.shapeOf(v).size() >= 2)
+        z = im.reshape(z, {zs[0], 1});
+      ins.push_back(z);
+    }
+    return im.elementwise(ins, i32, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      Value w = castScalar(ob, l, a[0], i32, u);
+      if (a.size() == 1)
+        return w;
+      return arith::SubIOp::create(ob, l, w, castScalar(ob, l, a[1], i32, u));
+    });
+  };
+  auto a = widen(0, 2, true), bm = widen(1, 3, false);
+  if (failed(a) || failed(bm))
+    return failure();
+  SmallVector<int64_t> sa(im.shapeOf(*a)), sb(im.shapeOf(*bm));
+  if (sa.size() < 2 || sb.size() < 2)
+    return im.fail("MatMulInteger inputs of rank < 2 are not supported");
+  auto r = contraction(im, *a, *bm, false, false, Value(), 1.0);
+  if (failed(r))
+    return failure();
+  im.setOutput(0, *r);
+  return success();
+}
+
 #define F_BODY(EXPR)                                                              \
   [](OpBuilder & ob, Location l, ValueRange v) -> Value { return EXPR; }
 
@@ -3732,6 +3868,44 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
         return arith::MulFOp::create(ob, l, y, cst(im, ob, l, v[0], gamma));
       });
     };
+    t["Celu"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 1.0f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        // max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
+        Value e = math::ExpM1Op::create(
+            ob, l, arith::DivFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha)));
+        Value neg = arith::MinimumFOp::create(
+            ob, l, arith::MulFOp::create(ob, l, e, cst(im, ob, l, v[0], alpha)),
+            zeroOf(ob, l, v[0].getType()));
+        return arith::AddFOp::create(
+            ob, l, arith::MaximumFOp::create(ob, l, v[0], zeroOf(ob, l, v[0].getType())), neg);
+      });
+    };
+    t["HardSwish"] = [](Importer &im) {
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value h = arith::AddFOp::create(
+            ob, l, arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], 1.0 / 6.0)),
+            cst(im, ob, l, v[0], 0.5));
+        h = arith::MaximumFOp::create(ob, l, h, cst(im, ob, l, v[0], 0.0));
+        h = arith::MinimumFOp::create(ob, l, h, cst(im, ob, l, v[0], 1.0));
+        return arith::MulFOp::create(ob, l, v[0], h);
+      });
+    };
+    t["Mish"] = [](Importer &im) {
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value sp = math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, v[0]));
+        return arith::MulFOp::create(ob, l, v[0], math::TanhOp::create(ob, l, sp));
+      });
+    };
+    t["Swish"] = [](Importer &im) {
+      double alpha = im.attrFloat("alpha", 1.0f);
+      return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value ax = arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha));
+        return arith::MulFOp::create(ob, l, v[0], sigmoid(im, ob, l, ax));
+      });
+    };
+    t["MeanVarianceNormalization"] = handleMeanVarianceNormalization;
+    t["MatMulInteger"] = handleMatMulInteger;
     t["ThresholdedRelu"] = [](Importer &im) {
       double alpha = im.attrFloat("alpha", 1.0f);
       return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -3756,7 +3930,8 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["Where"] = handleWhere;
     t["Cast"] = handleCast;
     t["Identity"] = handleIdentity;
-    // Inference: the mask output is rejected, and so is training mode.
+    // Inference only: the output is the input and the mask all true;
+    // training mode (random masks) is rejected.
     t["Dropout"] = [](Importer &im) {
       if (im.hasInput(2)) {
         auto c = im.constInput(2);
@@ -3765,6 +3940,8 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
           return im.fail("training_mode must be a constant false (random dropout masks are "
                          "not supported)");
       }
+      if (im.wantsOutput(1))
+        im.setOutput(1, im.fill(im.shapeOf(im.input(0)), im.b.getBoolAttr(true)));
       return handleIdentity(im);
     };
     t["ReduceSum"] = [](Importer &im) { return handleReduce(im, ReduceKind::Sum, 13); };
@@ -3839,6 +4016,9 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     t["DequantizeLinear"] = handleDequantizeLinear;
     t["QuantizeLinear"] = handleQuantizeLinear;
     t["DynamicQuantizeLinear"] = handleDynamicQuantizeLinear;
+    registerControlFlowOps(t);
+    registerAttentionOps(t);
+    registerImageOps(t);
     return t;
   }();
   return table;

@@ -70,7 +70,16 @@ ATTRIBUTE_INPUTS = dict(
     Slice=(1, 2, 3, 4), Pad=(1, 2, 3), Reshape=(1,), Expand=(1,), Tile=(1,),
     Unsqueeze=(1,), Squeeze=(1,), Split=(1,), TopK=(1,), Resize=(1, 2, 3), Upsample=(1,),
     ConstantOfShape=(0,), Range=(0, 1, 2), OneHot=(1,), Trilu=(1,),
-    CumSum=(1,), CumProd=(1,), CenterCropPad=(1,))
+    CumSum=(1,), CumProd=(1,), CenterCropPad=(1,), DFT=(1, 2), STFT=(1, 3),
+    HannWindow=(0,), HammingWindow=(0,), BlackmanWindow=(0,), Col2Im=(1, 2), AffineGrid=(1,),
+    MaxUnpool=(2,),
+    # Kiln unrolls loops and keeps sequences as compile-time lists: trip
+    # counts, positions and split sizes decide the output shapes.
+    Loop=(0, 1), SequenceAt=(1,), SequenceInsert=(2,), SequenceErase=(1,),
+    SplitToSequence=(1,))
+
+# Ops whose outputs depend on their inputs' shapes only, never their values.
+SHAPE_ONLY = {"Shape", "Size"}
 
 EXPANDED_RE = re.compile(r"_expanded(_ver\d+)?$")
 
@@ -144,15 +153,16 @@ def is_fatal(stderr):
             "PLEASE submit a bug report" in stderr)
 
 
-def run_cmd(cmd, deadline, what, diagnose):
-    """Runs cmd in its own process group; raises Failed on any failure."""
+def run_cmd(cmd, deadline, what, diagnose, capture=False):
+    """Runs cmd in its own process group; raises Failed on any failure.
+    Returns its stdout when `capture`."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise Failed(TIMEOUT, "%s: per-test time limit reached" % what)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        _, err = proc.communicate(timeout=remaining)
+        out, err = proc.communicate(timeout=remaining)
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -170,6 +180,7 @@ def run_cmd(cmd, deadline, what, diagnose):
                         err.strip().splitlines()[0] if err.strip() else "")
             raise Failed(CRASH, "%s: %s" % (what, one_line(line)))
         raise Failed(*diagnose(err))
+    return out.decode("utf-8", "replace") if capture else None
 
 
 def tensor_dims(vi):
@@ -185,16 +196,86 @@ def tensor_dims(vi):
     return dims
 
 
+def subgraph_inputs(node):
+    """Outer names the node's subgraphs (If branches, Loop bodies) read."""
+    names = set()
+    for a in node.attribute:
+        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            for n in g.node:
+                names.update(n.input)
+                names |= subgraph_inputs(n)
+    return names
+
+
 def attribute_like_inputs(model, names):
-    """Graph inputs among `names` whose every use is an attribute-like slot."""
+    """Graph inputs among `names` that Kiln needs at compile time: those
+    whose every use is an attribute-like slot, and those whose value flows
+    (through any computation but Shape/Size) into one, since an output
+    shape then depends on it (e.g. a window size cast to float for Range)."""
+    def slots(n):
+        if n.domain not in ("", "ai.onnx"):
+            return ()
+        # An If that yields sequences or optionals needs its condition at
+        # compile time: it decides their length or presence.
+        if n.op_type == "If" and any(
+                o.type.WhichOneof("value") != "tensor_type"
+                for a in n.attribute if a.HasField("g") for o in a.g.output):
+            return (0,)
+        return ATTRIBUTE_INPUTS.get(n.op_type, ())
     uses = collections.defaultdict(list)
     for n in model.graph.node:
-        slots = ATTRIBUTE_INPUTS.get(n.op_type, ()) \
-            if n.domain in ("", "ai.onnx") else ()
         for i, x in enumerate(n.input):
             if x in names:
-                uses[x].append(i in slots)
-    return {x for x, u in uses.items() if u and all(u)}
+                uses[x].append(i in slots(n))
+    bind = {x for x, u in uses.items() if u and all(u)}
+    for x in set(uses) - bind:
+        reach = {x}
+        for n in model.graph.node:  # topologically sorted
+            if any(y in reach and i in slots(n) for i, y in enumerate(n.input)):
+                bind.add(x)
+                break
+            if n.op_type not in SHAPE_ONLY and \
+                    reach & (set(n.input) | subgraph_inputs(n)):
+                reach.update(n.output)
+    return bind
+
+
+def load_value(path, type_proto):
+    """A test's input or output file: a TensorProto, SequenceProto or
+    OptionalProto, as the graph declares."""
+    kind = type_proto.WhichOneof("value")
+    msg = {"sequence_type": onnx.SequenceProto,
+           "optional_type": onnx.OptionalProto}.get(kind, onnx.TensorProto)()
+    with open(path, "rb") as f:
+        msg.ParseFromString(f.read())
+    return msg
+
+
+def flatten_value(name, type_proto, msg):
+    """Kiln passes sequences and optionals as plain tensors: a sequence's
+    elements as NAME[0], NAME[1], ..., a present optional as its contents
+    under its own name, an empty one as nothing. Returns the (name,
+    TensorProto) pairs and the kiln-compile flags that say so."""
+    kind = type_proto.WhichOneof("value")
+    if kind == "sequence_type":
+        elems = {onnx.SequenceProto.TENSOR: msg.tensor_values,
+                 onnx.SequenceProto.SEQUENCE: msg.sequence_values,
+                 onnx.SequenceProto.OPTIONAL: msg.optional_values}.get(msg.elem_type, [])
+        tensors, flags = [], ["--input-sequence-length=%s=%d" % (name, len(elems))]
+        for i, e in enumerate(elems):
+            t, f = flatten_value("%s[%d]" % (name, i), type_proto.sequence_type.elem_type, e)
+            tensors += t
+            flags += f
+        return tensors, flags
+    if kind == "optional_type":
+        if msg.elem_type == onnx.OptionalProto.TENSOR:
+            inner = msg.tensor_value
+        elif msg.elem_type == onnx.OptionalProto.SEQUENCE:
+            inner = msg.sequence_value
+        else:
+            return [], ["--input-absent=%s" % name]
+        return flatten_value(name, type_proto.optional_type.elem_type, inner)
+    return [(name, msg)], []
 
 
 def load_pb(path):
@@ -289,7 +370,9 @@ def run_test(task):
         inputs = [i for i in model.graph.input if i.name not in inits]
         outputs = list(model.graph.output)
         info["dtypes"] = sorted({value_type_name(v) for v in inputs + outputs})
-        bind = attribute_like_inputs(model, {i.name for i in inputs}) \
+        bind = attribute_like_inputs(model, {
+            i.name for i in inputs
+            if i.type.WhichOneof("value") == "tensor_type"}) \
             if cfg["input_values"] else set()
         info["bound"] = sorted(bind)
 
@@ -310,9 +393,13 @@ def run_test(task):
                         pins.append(("--input-value=%s=@%s" % (vi.name, f),
                                      fh.read()))
                     continue
-                if tensor_dims(vi) is not None or not os.path.exists(f):
+                if vi.type.WhichOneof("value") != "tensor_type" and os.path.exists(f):
+                    tensors, flags = flatten_value(vi.name, vi.type, load_value(f, vi.type))
+                    pins += flags + ["--input-shape=%s=%s" % (
+                        n, "x".join(map(str, t.dims)) if t.dims else "scalar")
+                        for n, t in tensors]
                     continue
-                if vi.type.WhichOneof("value") != "tensor_type":
+                if tensor_dims(vi) is not None or not os.path.exists(f):
                     continue
                 dims = list(load_pb(f).dims)
                 pins.append("--input-shape=%s=%s" % (
@@ -343,25 +430,44 @@ def run_test(task):
                 if not os.path.exists(f):
                     raise Failed(RUNTIME_ERROR, "%s has no input_%d.pb for "
                                  "input '%s'" % (ds, i, inputs[i].name))
+            # Sequences and optionals travel flattened into tensors.
+            feeds = []
+            for vi, f in zip(inputs, in_files):
+                if vi.name in bind:
+                    continue
+                if vi.type.WhichOneof("value") == "tensor_type":
+                    feeds.append((vi.name, f))
+                    continue
+                tensors, _ = flatten_value(vi.name, vi.type, load_value(f, vi.type))
+                for k, (n, t) in enumerate(tensors):
+                    elem = os.path.join(tmp, "%s_in_%s_%d.pb" % (ds, vi.name, k))
+                    t.name = n
+                    with open(elem, "wb") as fh:
+                        fh.write(t.SerializeToString())
+                    feeds.append((n, elem))
+            expected = []
+            for i, vi in enumerate(outputs):
+                exp_file = os.path.join(dsdir, "output_%d.pb" % i)
+                tensors, _ = flatten_value(vi.name, vi.type, load_value(exp_file, vi.type))
+                expected += [(n, numpy_helper.to_array(t)) for n, t in tensors]
             out_files = [os.path.join(tmp, "%s_out_%d.pb" % (ds, i))
-                         for i in range(len(outputs))]
+                         for i in range(len(expected))]
             cmd = [cfg["run"], art, "--threads=1"]
             if cfg["device"]:
                 cmd.append("--device=" + cfg["device"])
-            cmd += ["--input=%s=@%s" % (vi.name, f)
-                    for vi, f in zip(inputs, in_files) if vi.name not in bind]
+            cmd += ["--input=%s=@%s" % (n, f) for n, f in feeds]
             cmd += ["--output=@" + f for f in out_files]
-            run_cmd(cmd, deadline, "kiln-run",
-                    lambda err: (RUNTIME_ERROR, one_line(
-                        err.strip().replace("kiln-run: error: ", "")
-                        .replace(tmp + "/", ""))))
-            for i, (vi, f) in enumerate(zip(outputs, out_files)):
-                exp_file = os.path.join(dsdir, "output_%d.pb" % i)
-                if vi.type.WhichOneof("value") != "tensor_type":
-                    raise Failed(WRONG, "output '%s' is not a tensor" % vi.name)
-                expected = numpy_helper.to_array(load_pb(exp_file))
+            printed = run_cmd(cmd, deadline, "kiln-run",
+                              lambda err: (RUNTIME_ERROR, one_line(
+                                  err.strip().replace("kiln-run: error: ", "")
+                                  .replace(tmp + "/", ""))), capture=True)
+            got_names = re.findall(r"^output '(.*)': ", printed, re.M)
+            if got_names != [n for n, _ in expected]:
+                raise Failed(WRONG, one_line("%s: outputs %s, expected %s" % (
+                    ds, got_names, [n for n, _ in expected])))
+            for (n, want), f in zip(expected, out_files):
                 got = numpy_helper.to_array(load_pb(f))
-                why = compare(vi.name, expected, got)
+                why = compare(n, want, got)
                 if why:
                     raise Failed(WRONG, one_line("%s: %s" % (ds, why)))
     except Failed as e:

@@ -106,6 +106,143 @@ def test_arithmetic_on_small_types_is_diagnosed(tmp_path):
                  "add8", "Add", "opset 23", "f8E4M3FN")
 
 
+def _control_flow_model(case):
+    """Models whose control flow Kiln cannot resolve at compile time."""
+    T = onnx.TensorProto
+    x = helper.make_tensor_value_info("x", T.FLOAT, [2])
+    ins, outs = [x], [helper.make_tensor_value_info("y", T.FLOAT, None)]
+    k = lambda name, arr: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr))
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["co"]), helper.make_node("Add", ["a", "x"], ["a2"])],
+        "body", [helper.make_tensor_value_info("i", T.INT64, []),
+                 helper.make_tensor_value_info("c", T.BOOL, []),
+                 helper.make_tensor_value_info("a", T.FLOAT, [2])],
+        [helper.make_tensor_value_info("co", T.BOOL, []),
+         helper.make_tensor_value_info("a2", T.FLOAT, [2])])
+    if case == "runtime-trip-count":
+        ins.append(helper.make_tensor_value_info("m", T.INT64, []))
+        nodes = [helper.make_node("Loop", ["m", "", "x"], ["y"], body=body, name="my_loop")]
+    elif case == "too-many-iterations":
+        nodes = [k("m", np.array(100000, np.int64)),
+                 helper.make_node("Loop", ["m", "", "x"], ["y"], body=body, name="my_loop")]
+    elif case == "branch-shapes-differ":
+        ins.append(helper.make_tensor_value_info("c", T.BOOL, []))
+        g = lambda name, op: helper.make_graph(
+            [helper.make_node(op, ["x"], [name])], name, [],
+            [helper.make_tensor_value_info(name, T.FLOAT, None)])
+        nodes = [helper.make_node("If", ["c"], ["y"], then_branch=g("t", "Identity"),
+                                  else_branch=g("e", "ReduceSum"), name="my_if")]
+    elif case == "sequence-into-add":
+        nodes = [helper.make_node("SequenceConstruct", ["x"], ["s"]),
+                 helper.make_node("Add", ["s", "x"], ["y"], name="my_add")]
+    else:  # sequence-input-needs-length
+        ins = [helper.make_tensor_sequence_value_info("s", T.FLOAT, [2])]
+        nodes = [k("p", np.array(0, np.int64)), helper.make_node("SequenceAt", ["s", "p"], ["y"])]
+    m = helper.make_model(helper.make_graph(nodes, "g", ins, outs),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("case,needles", [
+    ("runtime-trip-count", ["my_loop", "Loop", "input 'M' ('m')", "compile time"]),
+    ("too-many-iterations", ["my_loop", "more than 4096 iterations"]),
+    ("branch-shapes-differ", ["my_if", "tensor<2xf32> in the then branch", "tensor<1xf32>",
+                              "run time"]),
+    ("sequence-into-add", ["my_add", "'s' is a sequence", "Add does not take"]),
+    ("sequence-input-needs-length", ["graph input 's' is a sequence",
+                                     "--input-sequence-length=s=N"]),
+])
+def test_unresolvable_control_flow(tmp_path, case, needles):
+    p = _save(_control_flow_model(case), tmp_path / f"{case}.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile", *needles)
+
+
+def _sequence_op_model(op, inputs, attrs, opset, domains=()):
+    f = onnx.TensorProto.FLOAT
+    n = helper.make_node(op, [i[0] for i in inputs], ["y"], name="seq_op", **attrs)
+    if domains:
+        n.domain = domains[0][0]
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info(i, f, s) for i, s in inputs],
+                          [helper.make_tensor_value_info("y", f, None)])
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in domains]
+    m = helper.make_model(g, opset_imports=opsets)
+    m.ir_version = 10
+    return m
+
+
+def _modifier(op, out_type=onnx.TensorProto.FLOAT, **attrs):
+    f = onnx.TensorProto.FLOAT
+    return helper.make_graph([helper.make_node(op, ["s"], ["o"], name="inner", **attrs)], "mod",
+                             [helper.make_tensor_value_info("s", f, None)],
+                             [helper.make_tensor_value_info("o", out_type, None)])
+
+
+_QKV = [("q", [1, 2, 3, 4]), ("k", [1, 2, 3, 4]), ("v", [1, 2, 3, 4])]
+_PREVIEW = (("ai.onnx.preview", 1),)
+
+
+@pytest.mark.parametrize("model,needles", [
+    (_sequence_op_model("LinearAttention", [("q", [1, 2, 8]), ("k", [1, 2, 8]), ("v", [1, 2, 8])],
+                        {"q_num_heads": 2, "kv_num_heads": 2, "update_rule": "fast"}, 27),
+     ["seq_op", "LinearAttention", "opset 27", "update_rule 'fast'"]),
+    (_sequence_op_model("LinearAttention", [("q", [1, 2, 8]), ("k", [1, 2, 8]), ("v", [1, 2, 8])],
+                        {"q_num_heads": 2, "kv_num_heads": 2, "update_rule": "gated"}, 27),
+     ["seq_op", "LinearAttention", "'gated' needs decay input"]),
+    (_sequence_op_model("RotaryEmbedding", [("x", [1, 3, 8]), ("c", [1, 3, 4]), ("s", [1, 3, 4])],
+                        {}, 23),
+     ["seq_op", "RotaryEmbedding", "opset 23", "num_heads"]),
+    (_sequence_op_model("CausalConvWithState", [("x", [1, 2, 5]), ("w", [2, 1, 3])],
+                        {"activation": "gelu"}, 27),
+     ["seq_op", "CausalConvWithState", "activation 'gelu'"]),
+    # An unsupported op inside a modifier subgraph is named itself.
+    (_sequence_op_model("FlexAttention", _QKV, {"score_mod": _modifier("Unique")}, 26, _PREVIEW),
+     ["inner", "unsupported operator 'Unique'", "graph attribute 'mod' of the enclosing FlexAttention"]),
+    (_sequence_op_model("FlexAttention", _QKV,
+                        {"prob_mod": _modifier("Cast", onnx.TensorProto.DOUBLE,
+                                               to=onnx.TensorProto.DOUBLE)}, 26, _PREVIEW),
+     ["seq_op", "ai.onnx.preview.FlexAttention", "prob_mod must produce one tensor of type"]),
+])
+def test_sequence_op_errors(tmp_path, model, needles):
+    p = _save(model, tmp_path / "m.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile", *needles)
+
+
+def _one_node(op, inputs, opset, **attrs):
+    """`inputs`: (name, float32 shape) graph inputs, or (name, int64 array)
+    initializers."""
+    ins, inits = [], []
+    for name, v in inputs:
+        if isinstance(v, np.ndarray):
+            inits.append(numpy_helper.from_array(v, name))
+        else:
+            ins.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, v))
+    n = helper.make_node(op, [name for name, _ in inputs], ["y"], name="node_" + op.lower(), **attrs)
+    g = helper.make_graph([n], "g", ins, [helper.make_tensor_value_info("y", 1, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    return m
+
+
+@pytest.mark.parametrize("model,needles", [
+    (_one_node("RoiAlign", [("x", [1, 2, 6, 6]), ("r", [3, 4]), ("i", np.array([0, 0, 0]))], 16,
+               sampling_ratio=0), ["sampling_ratio=0", "is not supported"]),
+    (_one_node("GridSample", [("x", [1, 1, 3, 3, 3]), ("g", [1, 2, 2, 2, 3])], 20, mode="cubic"),
+     ["cubic mode supports 4-D input only"]),
+    (_one_node("DeformConv", [("x", [1, 1, 4, 4, 4]), ("w", [1, 1, 2, 2, 2]), ("o", [1, 24, 3, 3, 3])], 19),
+     ["only 2-D DeformConv"]),
+    (_one_node("DFT", [("x", [1, 8, 1]), ("n", [])], 17), ["dft_length", "must be known at compile time"]),
+    (_one_node("ConvTranspose", [("x", [1, 2, 3, 3]), ("w", [2, 1, 3, 3])], 17, kernel_shape=[2, 2]),
+     ["kernel_shape [2,2] does not match W [2,1,3,3]"]),
+], ids=["roialign-adaptive", "gridsample-cubic-3d", "deformconv-3d", "dft-runtime-length",
+        "convtranspose-kernel-shape"])
+def test_unsupported_image_op_variants(tmp_path, model, needles):
+    n = model.graph.node[0]
+    p = _save(model, tmp_path / "m.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile",
+                 n.name, n.op_type, *needles)
+
+
 def test_unknown_target_lists_available(mlp_files, tmp_path):
     r = run_tool("kiln-compile", mlp_files[0], "--target=tpu7", "-o", tmp_path / "o.kiln")
     assert_error(r, "kiln-compile", "unknown target 'tpu7'", "available: ", "cpu")

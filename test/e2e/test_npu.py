@@ -13,9 +13,6 @@ from models import LARGE_MODELS, MODELS, build
 
 BF16_RTOL, BF16_ATOL = 2e-2, 2e-2
 
-# What the npu lowering does not cover yet (see docs/npu.md): convolutions
-# with padding are imported as gathers with bounds checks (arith.select).
-NPU_UNSUPPORTED = {"convnet", "convnet_large"}
 
 
 def _feeds(model, seed=1):
@@ -35,17 +32,11 @@ def _run_npu(model, tmp_path, autocast, name="m"):
         return s.run(feeds), feeds
 
 
-@pytest.mark.parametrize("name", sorted(set(MODELS) | {"mlp_large"}))
+@pytest.mark.parametrize("name", sorted(set(MODELS) | {"mlp_large", "convnet_large"}))
 @pytest.mark.parametrize("autocast,rtol,atol", [("none", 1e-4, 1e-5),
                                                 ("matmul", BF16_RTOL, BF16_ATOL)])
 def test_model_on_npu(tmp_path, name, autocast, rtol, atol):
     model = build(name)
-    if name in NPU_UNSUPPORTED:
-        # Not silent: the compiler names the op it cannot lower.
-        r = run_tool("kiln-compile", _save(model, tmp_path), "--target=npu",
-                     "-o", tmp_path / "x.kiln")
-        assert r.returncode != 0 and "cannot run on the npu" in r.stderr
-        pytest.xfail("convolution with padding: " + r.stderr.strip().splitlines()[-1])
     got, feeds = _run_npu(model, tmp_path, autocast, name)
     assert_outputs_close(got, ort_run(model, feeds), rtol, atol)
 
@@ -127,7 +118,7 @@ def test_matmul_bf16_on_npu(tmp_path, name):
     assert not np.allclose(got[0], want, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mlp", "transformer"])
+@pytest.mark.parametrize("name", ["mlp", "transformer", "convnet"])
 def test_cpu_and_npu_agree(tmp_path, name):
     model = build(name)
     art = kiln.compile(model, tmp_path / "both.kiln", target="cpu,npu",
@@ -201,3 +192,22 @@ def test_gemm_2048_end_to_end_cycles(tmp_path):
     total_ns = json.loads(stats.read_text())["total_ns"]
     ratio = total_ns * 2.8 / (n * n * n / (128 * 128))  # trn1: 2.8 GHz.
     assert ratio <= 1.25, ratio
+
+
+def test_stats_per_dispatch(tmp_path):
+    # --stats lists every dispatch of the run, in order, laid end to end.
+    import json
+    art = kiln.compile(build("mlp"), tmp_path / "mlp.kiln", target="npu")
+    stats = tmp_path / "s.json"
+    r = run_tool("kiln-run", art, "--device=npu", f"--stats={stats}")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(stats.read_text())
+    spans = s["dispatches"]
+    assert [d["kernel"] for d in spans] == [f"main_dispatch_{i}" for i in range(len(spans))]
+    assert len(spans) > 1
+    assert spans[0]["start_ns"] == 0
+    for prev, cur in zip(spans, spans[1:]):
+        assert abs(prev["start_ns"] + prev["total_ns"] - cur["start_ns"]) < 1e-3 * cur["start_ns"]
+    assert abs(sum(d["total_ns"] for d in spans) - s["total_ns"]) < 1e-6 * s["total_ns"]
+    for e in ("tensor", "vector", "scalar", "gpsimd", "dma"):
+        assert sum(d["engines"][e]["instructions"] for d in spans) == s["engines"][e]["instructions"]

@@ -18,13 +18,16 @@ from conftest import ATOL, assert_outputs_close, ort_run
 
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
+ua = np.array([[200, 7, 255, 0], [1, 128, 129, 64]], np.uint8)
 
 
 class Spec:
     """nodes + named arrays; `consts` names become initializers."""
 
-    def __init__(self, nodes, arrays, consts=(), opset=17, outputs=None, expect=None, atol=ATOL):
+    def __init__(self, nodes, arrays, consts=(), opset=17, outputs=None, expect=None, atol=ATOL,
+                 domains=()):
         self.atol = atol
+        self.domains = dict(domains)  # other operator domains -> version
         self.nodes, self.arrays, self.consts = nodes, arrays, set(consts)
         self.expect = expect  # feeds -> expected outputs, instead of onnxruntime
         self.opset = opset
@@ -40,9 +43,13 @@ class Spec:
                     name, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape))
                 vi.type.tensor_type.shape.SetInParent()  # rank 0 still has a shape
                 inputs.append(vi)
-        outs = [helper.make_value_info(o, onnx.TypeProto()) for o in self.outputs]
+        # An output is a name (shape inference types it) or a ValueInfoProto.
+        outs = [o if isinstance(o, onnx.ValueInfoProto) else helper.make_value_info(o, onnx.TypeProto())
+                for o in self.outputs]
         graph = helper.make_graph(self.nodes, "op_test", inputs, outs, inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+        opsets = [helper.make_opsetid("", self.opset)]
+        opsets += [helper.make_opsetid(d, v) for d, v in self.domains.items()]
+        m = helper.make_model(graph, opset_imports=opsets)
         m.ir_version = 10
         m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
         onnx.checker.check_model(m, full_check=True)
@@ -113,6 +120,14 @@ case("leakyrelu-default", one("LeakyRelu", [("x", F(4, 9))]))
 case("leakyrelu-alpha", one("LeakyRelu", [("x", F(4, 9))], {"alpha": 0.2}))
 case("gelu-none", one("Gelu", [("x", F(3, 33, lo=-4, hi=4))], opset=20))
 case("gelu-tanh", one("Gelu", [("x", F(3, 33, lo=-4, hi=4))], {"approximate": "tanh"}, opset=20))
+case("celu", one("Celu", [("x", F(3, 17, lo=-4, hi=4))], {"alpha": 1.5}, opset=12))
+case("hardswish", one("HardSwish", [("x", F(3, 17, lo=-5, hi=5))], opset=14))
+case("mish", one("Mish", [("x", F(3, 17, lo=-5, hi=5))], opset=18))
+case("mvn", one("MeanVarianceNormalization", [("x", F(2, 3, 4, 5))], {"axes": [0, 2, 3]}, opset=13))
+case("mvn-axes", one("MeanVarianceNormalization", [("x", F(2, 3, 4, 5))], {"axes": [1, 3]}, opset=13))
+case("matmulinteger-zp", one("MatMulInteger", [("a", ua[:, :3].copy()), ("b", ua[:, 1:4].T.copy()),
+                                               ("az", np.array(7, np.uint8)),
+                                               ("bz", np.array([1, 2], np.uint8))], opset=10))
 
 # --- int64 elementwise and comparisons --------------------------------------
 ia, ib = I([[7, -7, 9, -9, 0, 5]]), I([[2], [-3], [4]])
@@ -186,6 +201,67 @@ case("conv-same-upper-even-kernel", conv(F(1, 2, 7, 7), F(3, 2, 4, 4), F(3), aut
 case("conv-valid", conv(F(1, 2, 8, 7), F(3, 2, 3, 3), F(3), auto_pad="VALID", strides=[2, 2]))
 case("conv-1d", conv(F(2, 3, 10), F(4, 3, 3), F(4), pads=[1, 2], strides=[2]))
 case("conv-1x1-kernel-shape", conv(F(2, 8, 5, 5), F(4, 8, 1, 1), F(4), kernel_shape=[1, 1]))
+
+# --- ConvTranspose, GridSample and other image/signal ops ----------------------
+def convt(x, w, b=None, **attrs):
+    ins = [("x", x), ("w", w)] + ([("b", b)] if b is not None else [])
+    return one("ConvTranspose", ins, attrs, consts=["w", "b"])
+
+
+case("convtranspose-basic-bias", convt(F(1, 3, 5, 5), F(3, 2, 3, 3), F(2)))
+case("convtranspose-strides-pads-outpad", convt(F(2, 2, 4, 5), F(2, 3, 3, 3), F(3), strides=[2, 3],
+                                                pads=[1, 0, 1, 2], output_padding=[1, 2]))
+case("convtranspose-group-dilations", convt(F(1, 4, 4, 5), F(4, 3, 3, 2), None, group=2,
+                                            dilations=[2, 1], strides=[1, 2]))
+case("convtranspose-output-shape", convt(F(1, 2, 3, 4), F(2, 2, 3, 3), F(2), strides=[2, 2],
+                                         output_shape=[8, 10]))
+case("convtranspose-same-upper", convt(F(1, 2, 3, 3), F(2, 3, 3, 3), None, strides=[2, 2],
+                                       auto_pad="SAME_UPPER"))
+case("convtranspose-1d", convt(F(2, 3, 6), F(3, 4, 4), F(4), strides=[2], pads=[1, 2]))
+case("convtranspose-3d", convt(F(1, 2, 3, 4, 3), F(2, 2, 2, 3, 2), F(2), strides=[2, 1, 2]))
+case("convtranspose-runtime-weights", one("ConvTranspose", [("x", F(1, 3, 4, 4)), ("w", F(3, 2, 3, 3))],
+                                          {"strides": [2, 2], "pads": [1, 1, 1, 1]}))
+case("maxpool-indices-pads-dilations", one("MaxPool", [("x", F(2, 3, 7, 6))],
+                                          {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1],
+                                           "dilations": [1, 2]}, opset=12, outputs=2))
+case("maxpool-indices-storage-order", one("MaxPool", [("x", F(1, 2, 5, 4))],
+                                          {"kernel_shape": [2, 2], "storage_order": 1}, opset=12, outputs=2))
+case("maxpool-int8-pads", one("MaxPool", [("x", (F(1, 2, 6, 5) * 60).astype(np.int8))],
+                              {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}, opset=12))
+case("maxpool-uint8", one("MaxPool", [("x", (P(1, 2, 5, 5) * 80).astype(np.uint8))],
+                          {"kernel_shape": [2, 2]}, opset=12))
+for align in (0, 1):
+    case(f"affinegrid-2d-align{align}", one("AffineGrid", [("t", F(2, 2, 3)), ("s", I([2, 3, 4, 5]))],
+                                            {"align_corners": align}, consts=["s"], opset=20))
+case("reversesequence-batch-axis0", one("ReverseSequence", [("x", F(3, 5, 2)), ("n", I([5, 1, 3]))],
+                                        {"time_axis": 1, "batch_axis": 0}, opset=10))
+for rmode, ctm in (("avg", "half_pixel"), ("max", "output_half_pixel")):
+    case(f"roialign-{rmode}", one("RoiAlign", [("x", F(2, 3, 8, 9)),
+                                               ("r", np.array([[0.5, 1.2, 6.3, 7.1], [-2, -1, 3.5, 4],
+                                                               [2, 3, 12, 10]], np.float32)),
+                                               ("i", I([1, 0, 1]))],
+                                  {"mode": rmode, "coordinate_transformation_mode": ctm, "output_height": 3,
+                                   "output_width": 4, "sampling_ratio": 2, "spatial_scale": 0.8}, opset=16))
+# MaxPool's indices unpooled back.
+case("maxunpool-after-maxpool",
+     Spec([helper.make_node("MaxPool", ["x"], ["v", "i"], kernel_shape=[2, 2], strides=[2, 2]),
+           helper.make_node("MaxUnpool", ["v", "i"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+          {"x": F(2, 3, 6, 8)}, opset=12))
+for pmode in ("reflect", "edge", "wrap"):
+    case(f"pad-{pmode}", one("Pad", [("x", F(2, 3, 4)), ("p", I([0, 2, 1, 1, 3, 2]))], {"mode": pmode},
+                             consts=["p"], opset=19))
+case("col2im-strides-pads-dilations",
+     one("Col2Im", [("x", F(2, 2 * 6, 12)), ("i", I([6, 7])), ("k", I([2, 3]))],
+         {"strides": [2, 1], "pads": [1, 0, 0, 1], "dilations": [1, 2]}, consts=["i", "k"], opset=18))
+case("dft-complex-inverse", one("DFT", [("x", F(2, 7, 3, 2)), ("n", I(9)), ("a", I(1))], {"inverse": 1},
+                                consts=["n", "a"], opset=20, atol=1e-5))
+case("dft-truncating-length", one("DFT", [("x", F(2, 12, 2)), ("n", I(8))], {"axis": 1},
+                                  consts=["n"], opset=17, atol=1e-5))
+case("dft-real-onesided", one("DFT", [("x", F(3, 8, 1)), "", ("a", I(-2))], {"onesided": 1},
+                              consts=["a"], opset=20, atol=1e-5))
+# onnxruntime's FFT rounds differently from a direct sum (~1e-5 on these sums).
+case("stft-window", one("STFT", [("x", F(2, 40, 1)), ("s", I(6)), ("w", P(10))], consts=["s"], opset=17,
+                        atol=1e-4))
 
 # --- pooling ------------------------------------------------------------------
 def pool(op, x, **attrs):
@@ -380,7 +456,6 @@ case("rmsnorm-axis1", one("RMSNormalization", [("x", rx), ("g", rg2)], {"axis": 
                           opset=23, expect=lambda f: [_rms(f["x"], f["g"], 1, 1e-3)]))
 
 # --- unsigned integers --------------------------------------------------------------
-ua = np.array([[200, 7, 255, 0], [1, 128, 129, 64]], np.uint8)
 ub = np.array([3, 200, 1, 255], np.uint8)
 # onnxruntime lacks several uint8 kernels: numpy gives the expected values.
 _np_ops = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide,
@@ -429,6 +504,47 @@ def _attention(mask, **attrs):
 case("attention-gqa-boolmask", _attention(F(4, 5) > -1.0))
 case("attention-gqa-causal-softcap", _attention(None, is_causal=1, softcap=3.0))
 case("attention-float-mask-4d", _attention(F(2, 1, 4, 5), scale=0.3))
+# onnxruntime 1.22 has none of the following (opset 23/27, ai.onnx.preview).
+case("rotary-3d-interleaved-partial-positions", with_ref(one(
+    "RotaryEmbedding", [("x", F(2, 5, 24)), ("c", F(16, 3)), ("s", F(16, 3)),
+                        ("p", _rng("rope").integers(0, 16, (2, 5)))],
+    {"num_heads": 3, "rotary_embedding_dim": 6, "interleaved": 1}, opset=23)))
+case("causal-conv-with-state-bias-past-silu", with_ref(one(
+    "CausalConvWithState", [("x", F(2, 6, 9)), ("w", F(6, 1, 4)), ("b", F(6)), ("s", F(2, 6, 3))],
+    {"activation": "silu"}, opset=27, outputs=2)))
+case("linear-attention-gated-delta-gqa-past", with_ref(one(
+    "LinearAttention", [("q", F(2, 6, 32)), ("k", F(2, 6, 8, lo=-0.5, hi=0.5)), ("v", F(2, 6, 12)),
+                        ("s", F(2, 2, 4, 6)), ("g", F(2, 6, 8, lo=-1, hi=0)),
+                        ("b", F(2, 6, 2, lo=0, hi=1))],
+    {"q_num_heads": 8, "kv_num_heads": 2}, opset=27, outputs=2)))
+
+
+def _flex_attention():
+    # score_mod: soft cap, then a causal mask built from the scores' shape.
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
+    score_mod = helper.make_graph(
+        [helper.make_node("Div", ["sc", "cap"], ["t0"]), helper.make_node("Tanh", ["t0"], ["t1"]),
+         helper.make_node("Mul", ["t1", "cap"], ["capped"]),
+         helper.make_node("Shape", ["sc"], ["shp"]),
+         helper.make_node("Gather", ["shp", "two"], ["L"], axis=0),
+         helper.make_node("Gather", ["shp", "three"], ["S"], axis=0),
+         helper.make_node("Range", ["zero", "L", "one"], ["qi"]),
+         helper.make_node("Range", ["zero", "S", "one"], ["ki"]),
+         helper.make_node("Unsqueeze", ["qi", "one1"], ["qc"]),
+         helper.make_node("GreaterOrEqual", ["qc", "ki"], ["keep"]),
+         helper.make_node("Where", ["keep", "capped", "ninf"], ["out"])],
+        "score_mod", [helper.make_tensor_value_info("sc", onnx.TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(2.0, np.float32), "cap"),
+         numpy_helper.from_array(np.array(-np.inf, np.float32), "ninf"),
+         i64("zero", 0), i64("one", 1), i64("two", 2), i64("three", 3), i64("one1", [1])])
+    node = helper.make_node("FlexAttention", ["q", "k", "v"], ["y"], domain="ai.onnx.preview",
+                            score_mod=score_mod, scale=0.4)
+    arrays = {"q": F(2, 4, 5, 8), "k": F(2, 2, 5, 8), "v": F(2, 2, 5, 6)}
+    return with_ref(Spec([node], arrays, opset=26, domains={"ai.onnx.preview": 1}))
+
+
+case("flexattention-gqa-score-mod", _flex_attention())
 for mode, extra in (("linear", {}), ("cubic", {"exclude_outside": 1}), ("nearest", {"nearest_mode": "ceil"})):
     for ctm in ("half_pixel", "align_corners", "asymmetric"):
         case(f"resize-{mode}-{ctm}", one("Resize", [("x", F(1, 2, 5, 6)), "", ("s", np.array([1, 1, 1.6, 0.5], np.float32))],
@@ -484,6 +600,112 @@ case("quantize-float8e5m2-no-saturate", with_ref(one("QuantizeLinear", [
 case("dequantize-float8e4m3fn", with_ref(one("DequantizeLinear", [
     ("x", (F(2, 5) * 100).astype(ml_dtypes.float8_e4m3fn)), ("s", P(1).reshape(()))], opset=19)))
 
+
+# --- control flow, sequences, optionals (resolved at import time) -------------
+def _graph(name, nodes, ins, outs):
+    """Subgraph; ins and outs are (name, element type, shape)."""
+    def vi(n, t, shape):
+        return helper.make_tensor_value_info(n, t, shape)
+    return helper.make_graph(nodes, name, [vi(*i) for i in ins], [vi(*o) for o in outs])
+
+
+_TF, _TB, _TI = onnx.TensorProto.FLOAT, onnx.TensorProto.BOOL, onnx.TensorProto.INT64
+_k = lambda name, arr: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr))
+for cond in (True, False):
+    # Both branches read the outer x; the runtime condition selects.
+    then_g = _graph("t", [helper.make_node("Add", ["x", "x"], ["ta"])], [], [("ta", _TF, [2, 3])])
+    else_g = _graph("e", [helper.make_node("Exp", ["x"], ["eb"])], [], [("eb", _TF, [2, 3])])
+    case(f"if-runtime-cond-{cond}".lower(),
+         Spec([helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
+              {"c": np.array(cond), "x": F(2, 3)}), fold=True)
+# A constant condition may pick a branch of another shape than the other's.
+case("if-const-cond-shapes-differ",
+     Spec([_k("c", np.array(False)),
+           helper.make_node("If", ["c"], ["y"],
+                            then_branch=_graph("t", [helper.make_node("Identity", ["x"], ["ta"])], [], [("ta", _TF, [2, 3])]),
+                            else_branch=_graph("e", [helper.make_node("ReduceSum", ["x"], ["eb"])], [], [("eb", _TF, [1, 1])]))],
+          {"x": F(2, 3)}))
+# Loop: carried sum of x * i over 4 iterations, and every partial sum.
+_loop_body = _graph("b", [helper.make_node("Identity", ["cin"], ["cout"]),
+                          helper.make_node("Cast", ["i"], ["fi"], to=_TF),
+                          helper.make_node("Mul", ["x", "fi"], ["xi"]),
+                          helper.make_node("Add", ["acc", "xi"], ["acc2"]),
+                          helper.make_node("Identity", ["acc2"], ["part"])],
+                    [("i", _TI, []), ("cin", _TB, []), ("acc", _TF, [2, 3])],
+                    [("cout", _TB, []), ("acc2", _TF, [2, 3]), ("part", _TF, [2, 3])])
+case("loop-trip-count-scan-output",
+     Spec([helper.make_node("Loop", ["m", "t", "s0"], ["s", "parts"], body=_loop_body)],
+          {"m": I(4), "t": np.array(True), "s0": F(2, 3), "x": F(2, 3)}, consts=["m", "t"],
+          outputs=[helper.make_tensor_value_info("s", _TF, [2, 3]),
+                   helper.make_tensor_value_info("parts", _TF, [4, 2, 3])]), fold=True)
+# While loop: no trip count, the body stops after i == 2 (3 iterations).
+_while_body = _graph("w", [helper.make_node("Less", ["i", "two"], ["cout"]),
+                           helper.make_node("Mul", ["acc", "x"], ["acc2"])],
+                     [("i", _TI, []), ("cin", _TB, []), ("acc", _TF, [3])],
+                     [("cout", _TB, []), ("acc2", _TF, [3])])
+case("loop-while-cond",
+     Spec([_k("two", I(2)),
+           helper.make_node("Loop", ["", "t", "s0"], ["s"], body=_while_body)],
+          {"t": np.array(True), "s0": F(3), "x": F(3)}, consts=["t"],
+          outputs=[helper.make_tensor_value_info("s", _TF, [3])]))
+# Scan (opset 9+): reversed input along axis 1, outputs stacked on axis 1 and reversed.
+_scan_body = _graph("sb", [helper.make_node("Add", ["h", "xt"], ["hs"]),
+                           helper.make_node("Tanh", ["hs"], ["h2"]),
+                           helper.make_node("Mul", ["h2", "xt"], ["yt"])],
+                    [("h", _TF, None), ("xt", _TF, None)], [("h2", _TF, None), ("yt", _TF, None)])
+case("scan-reverse-axes",
+     Spec([helper.make_node("Scan", ["h0", "xs"], ["h", "ys"], body=_scan_body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_input_directions=[1],
+                            scan_output_axes=[1], scan_output_directions=[1])],
+          {"h0": F(2), "xs": F(2, 5)}, outputs=["h", "ys"]), fold=True)
+case("scan-opset8-batch",
+     Spec([helper.make_node("Scan", ["", "h0", "xs"], ["h", "ys"], body=_scan_body, num_scan_inputs=1)],
+          {"h0": F(2, 3), "xs": F(2, 4, 3)}, opset=8, outputs=["h", "ys"]))
+# Sequences: construct, insert, erase, read back, concatenate; split and stack.
+case("sequence-ops",
+     Spec([helper.make_node("SequenceConstruct", ["a", "b"], ["s0"]),
+           _k("one", I(1)), _k("m1", I(-1)),
+           helper.make_node("SequenceInsert", ["s0", "c", "one"], ["s1"]),
+           helper.make_node("SequenceErase", ["s1", "one"], ["s2"]),
+           helper.make_node("SequenceAt", ["s2", "m1"], ["at"]),
+           helper.make_node("ConcatFromSequence", ["s2"], ["cat"], axis=1),
+           helper.make_node("SplitToSequence", ["x"], ["parts"], axis=1, keepdims=0),
+           helper.make_node("ConcatFromSequence", ["parts"], ["st"], axis=-1, new_axis=1),
+           helper.make_node("SequenceLength", ["parts"], ["n"])],
+          {"a": F(2, 3), "b": F(2, 3), "c": F(2, 3), "x": F(3, 4)}, outputs=["at", "cat", "st", "n"]),
+     fold=True)
+case("optional-present-and-empty",
+     Spec([helper.make_node("Optional", ["x"], ["o"]),
+           helper.make_node("OptionalGetElement", ["o"], ["y"]),
+           helper.make_node("OptionalHasElement", ["o"], ["h"]),
+           helper.make_node("Optional", [], ["e"], type=helper.make_tensor_type_proto(_TF, [2])),
+           helper.make_node("OptionalHasElement", ["e"], ["he"])],
+          {"x": F(2)}, opset=18, outputs=["y", "h", "he"]))
+
+for gmode in ("bilinear", "nearest", "bicubic"):
+    for gpad in ("zeros", "border", "reflection"):
+        for align in (0, 1):
+            # The grid reaches past [-1, 1] so every padding mode matters.
+            # onnxruntime clamps cubic border taps differently from ONNX's
+            # reference; follow the reference there.
+            ref = gmode == "bicubic" and gpad == "border"
+            spec = one("GridSample", [("x", F(2, 3, 5, 6)), ("g", F(2, 4, 7, 2, lo=-1.3, hi=1.3))],
+                       {"mode": "cubic" if ref else gmode, "padding_mode": gpad, "align_corners": align},
+                       opset=20 if ref else 16)
+            if ref:
+                spec = with_ref(spec)
+            case(f"gridsample-{gmode}-{gpad}-align{align}", spec)
+# onnxruntime has no DeformConv: compare with ONNX's reference.
+case("deformconv-groups-mask-bias",
+     with_ref(one("DeformConv", [("x", F(1, 4, 5, 6)), ("w", F(6, 2, 2, 3)), ("o", F(1, 2 * 6 * 2, 2, 3)),
+                                 ("b", F(6)), ("m", P(1, 2 * 6, 2, 3))],
+                  {"group": 2, "offset_group": 2, "strides": [2, 2], "dilations": [2, 1],
+                   "pads": [1, 1, 0, 1]}, opset=22)))
+for gmode in ("linear", "nearest"):
+    for gpad in ("zeros", "border", "reflection"):
+        case(f"gridsample-3d-{gmode}-{gpad}",
+             one("GridSample", [("x", F(1, 2, 3, 4, 5)), ("g", F(1, 2, 3, 4, 3, lo=-1.3, hi=1.3))],
+                 {"mode": gmode, "padding_mode": gpad}, opset=20))
 
 # --- larger shapes: several workgroups per dispatch, split across threads ------
 case("large-add-bcast", one("Add", [("a", F(64, 1000)), ("b", F(1000))]))

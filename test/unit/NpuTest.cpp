@@ -494,7 +494,7 @@ TEST(NpuTiming, StatsAndTraceJson) {
                 "\"instructions\": 0}, \"scalar\": {\"busy_ns\": 0.000, "
                 "\"instructions\": 0}, \"gpsimd\": {\"busy_ns\": 0.000, "
                 "\"instructions\": 0}, \"dma\": {\"busy_ns\": 0.000, "
-                "\"instructions\": 0}}}\n",
+                "\"instructions\": 0}},\n \"dispatches\": []}\n",
                 894 / 2.8, 894 / 2.8);
   EXPECT_EQ(statsJson(r), want);
   std::string trace = traceJson(r);
@@ -507,6 +507,26 @@ TEST(NpuTiming, StatsAndTraceJson) {
                                "\"pid\": 0, \"tid\": 20, \"ts\": 0.000000"));
   EXPECT_EQ(r.engines[kStatTensor].firstNs, 0);
   EXPECT_NEAR(r.engines[kStatTensor].lastNs, 894 / 2.8, 1e-9);
+}
+
+TEST(NpuTiming, DispatchSpans) {
+  // Two runs laid end to end: each keeps its own span and figures.
+  SimResult window;
+  SimResult a = timed(matmuls(1, 128, 512)), b = timed(matmuls(2, 128, 512));
+  window.append(a, "first");
+  window.append(b, "second");
+  ASSERT_EQ(window.spans.size(), 2u);
+  EXPECT_EQ(window.spans[1].kernel, "second");
+  EXPECT_DOUBLE_EQ(window.spans[1].startNs, a.totalNs);
+  EXPECT_DOUBLE_EQ(window.spans[1].totalNs, b.totalNs);
+  EXPECT_EQ(window.spans[1].engines[kStatTensor].instructions,
+            b.engines[kStatTensor].instructions);
+  EXPECT_DOUBLE_EQ(window.totalNs, a.totalNs + b.totalNs);
+  std::string stats = statsJson(window);
+  EXPECT_THAT(stats, HasSubstr("{\"kernel\": \"second\", \"start_ns\": "));
+  std::string trace = traceJson(window);
+  EXPECT_THAT(trace, HasSubstr("\"args\": {\"name\": \"dispatches\"}"));
+  EXPECT_THAT(trace, HasSubstr("{\"name\": \"first\", \"ph\": \"X\""));
 }
 
 //--- Errors --------------------------------------------------------------------

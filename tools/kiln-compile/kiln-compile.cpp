@@ -2,6 +2,7 @@
 #include "kiln/Import/OnnxImporter.h"
 #include "kiln/Pipeline/Pipeline.h"
 
+#include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
@@ -55,6 +56,17 @@ static cl::list<std::string> inputValues(
     cl::desc("Specialize: bind an input to a compile-time value and drop it from the "
              "signature, e.g. --input-value=axes=0,2 or --input-value=shape=@shape.pb"),
     cl::value_desc("NAME=@FILE.pb|V,V,..."), cl::cat(category));
+static cl::list<std::string> inputSequenceLengths(
+    "input-sequence-length",
+    cl::desc("A sequence input's length; it is passed as tensor inputs NAME[0], NAME[1], ... "
+             "(and sequence outputs come out as NAME[0], ...), e.g. "
+             "--input-sequence-length=seq=3 (repeatable)"),
+    cl::value_desc("NAME=N"), cl::cat(category));
+static cl::list<std::string> absentInputs(
+    "input-absent",
+    cl::desc("An optional input that is empty (a present one is passed as its contents; "
+             "repeatable)"),
+    cl::value_desc("NAME"), cl::cat(category));
 static cl::opt<std::string> cpu("cpu", cl::desc("CPU to tune for: 'native' (default, the host), "
                                                 "'generic', or an LLVM CPU name (x86-64-v3, ...)"),
                                 cl::init("native"), cl::cat(category));
@@ -86,6 +98,7 @@ static int fail(const Twine &msg) {
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
+  mlir::registerAsmPrinterCLOptions();
   mlir::registerPassManagerCLOptions();
   mlir::registerMLIRContextCLOptions();
   cl::HideUnrelatedOptions({&category, &kiln::targetOptionCategory()});
@@ -132,6 +145,11 @@ int main(int argc, char **argv) {
   for (const auto &spec : inputValues)
     if (Error e = kiln::parseInputValue(spec, importOptions))
       return fail(toString(std::move(e)));
+  for (const auto &spec : inputSequenceLengths)
+    if (Error e = kiln::parseInputSequenceLength(spec, importOptions))
+      return fail(toString(std::move(e)));
+  for (const auto &name : absentInputs)
+    importOptions.absentInputs[name] = true;
   auto optionsFor = [&](const kiln::TargetBackend &backend) {
     kiln::TargetOptions o;
     o.cpu = cpu;

@@ -35,6 +35,7 @@
 //    readers are done.
 //
 //===----------------------------------------------------------------------===//
+#include "PaddedReads.h"
 #include "gemm/Gemm.h"
 #include "isa/Isa.h"
 #include "model/MachineModel.h"
@@ -90,6 +91,8 @@ llvm::cl::opt<bool> gemmSchedule(
 constexpr int64_t kFreeBudget = 2048;
 /// Largest reduced extent per partition kept on chip at once.
 constexpr int64_t kReduceBudget = 16384;
+/// Most DMAs one padded operand tile is split into.
+constexpr size_t kMaxPadPieces = 256;
 /// Operand tiles of one matmul sink kept resident for reuse across tiles.
 constexpr int64_t kResidentBytes = 96 * 1024;
 
@@ -330,8 +333,9 @@ struct HbmView {
 /// Lowers one kernel. Errors are collected as text naming the op.
 class KernelLowering {
 public:
-  KernelLowering(func::FuncOp fn, const npu::MachineModel &model, DType mmType)
-      : fn(fn), e(fn.getSymName().str()),
+  KernelLowering(func::FuncOp fn, const npu::MachineModel &model, DType mmType,
+                 std::vector<npu::PaddedOperand> padded)
+      : fn(fn), padded(std::move(padded)), e(fn.getSymName().str()),
         sbuf(static_cast<int64_t>(model.sbufPartitionBytes), 64),
         psum(static_cast<int64_t>(model.psumPartitionBytes),
              static_cast<int64_t>(model.psumBankBytes)),
@@ -692,12 +696,94 @@ private:
     return s;
   }
 
-  /// DMAs the box of an operand read from a binding into a new tile.
+  /// The pad value of a padded operand (PaddedReads.h), or nullopt.
+  std::optional<float> padOf(Operation *op, Value v, AffineMap map) {
+    auto g = dyn_cast<linalg::LinalgOp>(op);
+    for (const npu::PaddedOperand &p : padded)
+      if (p.op == op && op->getOperand(p.operand) == v &&
+          g.getMatchingIndexingMap(&op->getOpOperand(p.operand)) == map)
+        return p.pad;
+    return std::nullopt;
+  }
+
+  /// The sub-boxes of `box` whose reads of `v` through `map` fall inside
+  /// it, along the dims the tile spans. A bound that involves several tile
+  /// dims (a window: output + kernel offset) splits the box along one of
+  /// them until each piece is a box.
+  bool clipToOperand(Operation *op, Value v, AffineMap map, const Box &box,
+                     bool perPart, std::vector<Box> &parts) {
+    SmallVector<unsigned> tileDims;
+    if (box.pdim >= 0)
+      tileDims.push_back(static_cast<unsigned>(box.pdim));
+    if (!perPart)
+      tileDims.append(box.fdims.begin(), box.fdims.end());
+    auto type = cast<MemRefType>(v.getType());
+    unsigned n = map.getNumDims();
+    Box inside = box;
+    for (unsigned j = 0; j < map.getNumResults(); ++j) {
+      auto l = linear(map.getResult(j), n);
+      if (!l)
+        return fail(op, "has a non-linear indexing map the npu DMA cannot follow");
+      int64_t extent = type.getDimSize(j), base = l->constant, lo = 0, hi = 0;
+      SmallVector<unsigned> along;
+      for (unsigned d = 0; d < n; ++d) {
+        if (!l->coeff[d])
+          continue;
+        base += l->coeff[d] * inside.lo[d];
+        if (llvm::is_contained(tileDims, d) && inside.size[d] > 1)
+          along.push_back(d);
+        int64_t span = l->coeff[d] * (inside.size[d] - 1);
+        (span < 0 ? lo : hi) += span;
+      }
+      if (base + lo >= 0 && base + hi < extent)
+        continue;
+      if (along.empty() || base + hi < 0 || base + lo >= extent)
+        return true; // Nothing of this piece is inside.
+      if (along.size() > 1) {
+        unsigned split = *llvm::min_element(
+            along, [&](unsigned x, unsigned y) { return inside.size[x] < inside.size[y]; });
+        if (parts.size() + inside.size[split] > kMaxPadPieces)
+          return fail(op, "pads a tile into more than " + llvm::Twine(kMaxPadPieces) +
+                              " pieces; the npu lowering does not split it further");
+        for (int64_t t = 0; t < inside.size[split]; ++t) {
+          Box piece = inside;
+          piece.lo[split] = inside.lo[split] + t;
+          piece.size[split] = 1;
+          if (!clipToOperand(op, v, map, piece, perPart, parts))
+            return false;
+        }
+        return true;
+      }
+      // 0 <= base + c*t < extent, for t in [0, size).
+      unsigned d = along.front();
+      int64_t c = l->coeff[d];
+      int64_t first = c > 0 ? llvm::divideCeilSigned(-base, c)
+                            : llvm::divideCeilSigned(extent - 1 - base, c);
+      int64_t last = c > 0 ? llvm::divideFloorSigned(extent - 1 - base, c)
+                           : llvm::divideFloorSigned(-base, c);
+      int64_t t0 = std::max<int64_t>(0, first);
+      int64_t t1 = std::min(inside.size[d], last + 1);
+      if (t1 <= t0)
+        return true;
+      inside.lo[d] += t0;
+      inside.size[d] = t1 - t0;
+    }
+    parts.push_back(inside);
+    return true;
+  }
+
+  /// DMAs the box of an operand read from a binding into a new tile. A
+  /// padded operand's tile is first filled with its pad value, then gets
+  /// the pieces inside the binding.
   bool loadTile(Operation *op, Value v, AffineMap map, const Box &box,
                 bool perPart, Val &out, bool resident) {
-    AccessPattern src;
-    if (!hbmPattern(op, v, map, box, perPart, src))
+    std::optional<float> pad = padOf(op, v, map);
+    std::vector<Box> parts;
+    if (!pad)
+      parts.push_back(box);
+    else if (!clipToOperand(op, v, map, box, perPart, parts))
       return false;
+    bool whole = parts.size() == 1 && parts[0].lo == box.lo && parts[0].size == box.size;
     SmallVector<int64_t> free = perPart ? SmallVector<int64_t>{1} : freeShape(box);
     Region *r = allocTile(op, Space::Sbuf, box.partitions(), free, DType::F32,
                           out.ap, resident);
@@ -706,9 +792,30 @@ private:
     out.reg = r;
     out.perPart = perPart && !box.fdims.empty();
     Region *h = hbm[rootOf(v)];
-    AccessPattern dst = out.ap;
-    e.emit(e.nextQueue(), {h}, {r},
-           [&](auto &s) { s.dmaCopy(dst, src); });
+    if (!whole) {
+      AccessPattern dst = out.ap;
+      float value = *pad;
+      e.emit(gpsimd(), {}, {r}, [&](auto &s) { s.memset(dst, value); });
+      if (!parts.empty() && !perPart && dst.rank != box.fdims.size())
+        return fail(op, "pads a tile with more than " + llvm::Twine(npu::kMaxFreeDims) +
+                            " free dims");
+    }
+    for (const Box &part : parts) {
+      AccessPattern src, dst = out.ap;
+      if (!hbmPattern(op, v, map, part, perPart, src))
+        return false;
+      if (box.pdim >= 0) {
+        dst.partition = static_cast<uint32_t>(part.lo[box.pdim] - box.lo[box.pdim]);
+        dst.partitions = static_cast<uint32_t>(part.size[box.pdim]);
+      }
+      if (!perPart && !whole)
+        for (auto [i, d] : llvm::enumerate(box.fdims)) {
+          dst.offset.base +=
+              (part.lo[d] - box.lo[d]) * dst.dims[i].stride * npu::dtypeSize(DType::F32);
+          dst.dims[i].size = part.size[d];
+        }
+      e.emit(e.nextQueue(), {h}, {r}, [&](auto &s) { s.dmaCopy(dst, src); });
+    }
     return true;
   }
 
@@ -1665,6 +1772,7 @@ private:
   }
 
   func::FuncOp fn;
+  std::vector<npu::PaddedOperand> padded;
   Emitter e;
   Allocator sbuf, psum;
   int64_t bankBytes;
@@ -1842,7 +1950,10 @@ llvm::Expected<npu::Module> lowerExecutable(ModuleOp executable) {
         m.kernels.push_back(std::move(*p));
         continue;
       }
-    KernelLowering l(fn, npu::defaultMachineModel(), mmType);
+    // Padding rewrites the kernel's body: work on a copy.
+    OwningOpRef<func::FuncOp> copy(fn.clone());
+    std::vector<npu::PaddedOperand> padded = npu::exposePaddedReads(*copy);
+    KernelLowering l(*copy, npu::defaultMachineModel(), mmType, std::move(padded));
     auto p = l.run();
     if (!p)
       return p.takeError();

@@ -175,7 +175,7 @@ kiln_status dispatch(void *device, void *executable, uint32_t entry,
                                      opts, r);
       !err.empty())
     return kiln_driver_error(KILN_ERROR_INVALID_ARGUMENT, "%s", err.c_str());
-  dev->window.append(r);
+  dev->window.append(r, exe->entries[entry]->name);
   return KILN_OK;
 }
 

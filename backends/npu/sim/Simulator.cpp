@@ -747,7 +747,12 @@ std::string Simulator::run(const Program &p, const HbmTensor *tensors,
   return Run(m, sbuf, psum, p, tensors, count, opts, result).go();
 }
 
-void SimResult::append(const SimResult &o) {
+void SimResult::append(const SimResult &o, const std::string &kernel) {
+  Span &span = spans.emplace_back();
+  span.kernel = kernel;
+  span.startNs = totalNs;
+  span.totalNs = o.totalNs;
+  std::copy(std::begin(o.engines), std::end(o.engines), std::begin(span.engines));
   for (const TraceEvent &e : o.events)
     events.push_back({e.track, e.op, e.startNs + totalNs, e.endNs + totalNs});
   for (int g = 0; g < kNumStatGroups; ++g) {
@@ -788,6 +793,21 @@ std::string traceJson(const SimResult &r) {
                   s, s == kWeightTrack ? 1 : s ? s + 1 : 0);
     out += buf;
   }
+  // Dispatches get the track after the last stream's.
+  const unsigned dispatchTrack = kWeightTrack + 1;
+  std::snprintf(buf, sizeof(buf),
+                ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, "
+                "\"tid\": %u, \"args\": {\"name\": \"dispatches\"}}",
+                dispatchTrack);
+  out += buf;
+  for (const Span &d : r.spans) {
+    out += ",\n{\"name\": \"" + d.kernel + "\"";
+    std::snprintf(buf, sizeof(buf),
+                  ", \"ph\": \"X\", \"pid\": 0, \"tid\": %u, \"ts\": %.6f, "
+                  "\"dur\": %.6f}",
+                  dispatchTrack, d.startNs / 1000.0, d.totalNs / 1000.0);
+    out += buf;
+  }
   for (const TraceEvent &e : r.events) {
     // Chrome traces count microseconds.
     std::snprintf(buf, sizeof(buf),
@@ -800,19 +820,31 @@ std::string traceJson(const SimResult &r) {
   return out + "\n]}\n";
 }
 
-std::string statsJson(const SimResult &r) {
+static std::string enginesJson(const EngineStats (&engines)[kNumStatGroups]) {
+  std::string out = "{";
   char buf[160];
-  std::snprintf(buf, sizeof(buf), "{\"total_ns\": %.3f, \"engines\": {",
-                r.totalNs);
-  std::string out = buf;
   for (int g = 0; g < kNumStatGroups; ++g) {
     std::snprintf(buf, sizeof(buf),
                   "%s\"%s\": {\"busy_ns\": %.3f, \"instructions\": %llu}",
-                  g ? ", " : "", statGroupName(g), r.engines[g].busyNs,
-                  static_cast<unsigned long long>(r.engines[g].instructions));
+                  g ? ", " : "", statGroupName(g), engines[g].busyNs,
+                  static_cast<unsigned long long>(engines[g].instructions));
     out += buf;
   }
-  return out + "}}\n";
+  return out + "}";
+}
+
+std::string statsJson(const SimResult &r) {
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "{\"total_ns\": %.3f, \"engines\": ", r.totalNs);
+  std::string out = buf + enginesJson(r.engines) + ",\n \"dispatches\": [";
+  for (size_t i = 0; i < r.spans.size(); ++i) {
+    const Span &d = r.spans[i];
+    out += std::string(i ? "," : "") + "\n  {\"kernel\": \"" + d.kernel + "\", ";
+    std::snprintf(buf, sizeof(buf), "\"start_ns\": %.3f, \"total_ns\": %.3f, \"engines\": ",
+                  d.startNs, d.totalNs);
+    out += buf + enginesJson(d.engines) + "}";
+  }
+  return out + "]}\n";
 }
 
 } // namespace kiln::npu

@@ -53,13 +53,23 @@ struct TraceEvent {
 /// The Tensor Engine's stationary loads get their own track.
 constexpr uint8_t kWeightTrack = kNumStreams;
 
+/// One program run (a dispatch) within a result of several laid end to end.
+struct Span {
+  std::string kernel;
+  double startNs = 0, totalNs = 0;
+  EngineStats engines[kNumStatGroups];
+};
+
 struct SimResult {
   double totalNs = 0;
   EngineStats engines[kNumStatGroups];
   std::vector<TraceEvent> events;
+  /// Filled by append(): where each appended run lies.
+  std::vector<Span> spans;
 
-  /// Appends `r` as if it ran after everything recorded so far.
-  void append(const SimResult &r);
+  /// Appends `r`, a run of `kernel`, as if it ran after everything
+  /// recorded so far.
+  void append(const SimResult &r, const std::string &kernel = "");
 };
 
 const char *statGroupName(int group);
@@ -80,10 +90,13 @@ private:
   std::vector<uint8_t> sbuf, psum;
 };
 
-/// Chrome / Perfetto trace: one track per engine and DMA queue.
+/// Chrome / Perfetto trace: one track per engine and DMA queue, and one with
+/// a slice per dispatch.
 std::string traceJson(const SimResult &r);
 /// {"total_ns": ..., "engines": {"tensor": {"busy_ns": ..., "instructions":
-/// ...}, "vector": ..., "scalar": ..., "gpsimd": ..., "dma": ...}}
+/// ...}, "vector": ..., "scalar": ..., "gpsimd": ..., "dma": ...},
+///  "dispatches": [{"kernel": ..., "start_ns": ..., "total_ns": ...,
+///                  "engines": {...}}, ...]}
 std::string statsJson(const SimResult &r);
 
 float bf16ToFloat(uint16_t v);

@@ -28,7 +28,18 @@ struct ImportOptions {
   /// the compiled signature, so shape-like inputs (Reshape's shape, Reduce*
   /// axes, Pad's pads, ...) given as graph inputs can be folded.
   llvm::StringMap<std::string> inputValues;
+  /// Sequence input name (also inside an optional) -> element count. Kiln
+  /// keeps sequences as compile-time lists, so such an input becomes one
+  /// tensor input per element, named "NAME[i]" (pin a symbolic element shape
+  /// with inputShapes["NAME[i]"]); sequence outputs come out the same way.
+  llvm::StringMap<int64_t> inputSequenceLengths;
+  /// Optional inputs that are empty; a present optional input is passed as
+  /// its contents, under its own name.
+  llvm::StringMap<bool> absentInputs;
 };
+
+/// Parses "name=N" (a sequence input's length) into `options`.
+llvm::Error parseInputSequenceLength(llvm::StringRef spec, ImportOptions &options);
 
 /// Parses "name=@file.pb" or "name=v1,v2,..." into `options`.
 llvm::Error parseInputValue(llvm::StringRef spec, ImportOptions &options);
