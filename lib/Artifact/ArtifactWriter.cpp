@@ -44,7 +44,9 @@ bool validDType(DType t) {
   case DType::F32: case DType::U8: case DType::I8: case DType::U16:
   case DType::I16: case DType::I32: case DType::I64: case DType::Bool:
   case DType::F16: case DType::F64: case DType::U32: case DType::U64:
-  case DType::BF16:
+  case DType::BF16: case DType::F8E4M3FN: case DType::F8E4M3FNUZ:
+  case DType::F8E5M2: case DType::F8E5M2FNUZ: case DType::U4: case DType::I4:
+  case DType::F4E2M1: case DType::F8E8M0: case DType::U2: case DType::I2:
     return true;
   }
   return false;

@@ -210,6 +210,20 @@ std::string onnxTypeName(int dataType);
 /// True for ONNX's uint8/16/32/64 (imported as signless iN).
 bool isUnsignedDataType(int dataType);
 
+/// FLOAT8*, FLOAT4E2M1 and the 4- and 2-bit integers, which casts treat
+/// specially (OnnxSmallTypes.cpp).
+bool isSmallType(Type t);
+/// ONNX Cast of scalar `v` to `to` where either is a small type. `saturate`
+/// is Cast's attribute (clamp to the largest finite FLOAT8 value).
+Value castSmallScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU,
+                      bool saturate = true);
+/// Fails unless the current node is a cast or only moves data, when one of
+/// its inputs has a small type.
+LogicalResult checkSmallTypeInputs(Importer &im);
+/// ONNX Cast to FLOAT8E8M0 with `round_mode` "up", "down" or "nearest".
+Value castToE8M0(OpBuilder &ob, Location l, Value v, bool fromU, bool saturate,
+                 StringRef roundMode);
+
 /// ONNX Slice semantics on one axis of size `dim` (negative indices count
 /// from the end, then clamp): the first index read and the output size.
 struct SliceRange {

@@ -308,7 +308,9 @@ FailureOr<bool> kiln::detail::foldNode(Importer &im,
   }
   else if (op == "Cast") {
     Type to = onnxElementType(ctx, im.attrInt("to", 0));
-    if (!to)
+    // The small types have their own rounding and saturation rules; their
+    // casts run as kernels.
+    if (!to || isSmallType(to) || isSmallType(ins[0].elemType))
       return false;
     HostTensor c;
     c.shape = ins[0].shape;

@@ -46,13 +46,24 @@ Type kiln::detail::onnxElementType(MLIRContext &ctx, int dataType) {
   case onnx::TensorProto::UINT16: return b.getIntegerType(16);
   case onnx::TensorProto::UINT32: return b.getI32Type();
   case onnx::TensorProto::UINT64: return b.getI64Type();
+  case onnx::TensorProto::UINT4: return b.getIntegerType(4);
+  case onnx::TensorProto::UINT2: return b.getIntegerType(2);
+  case onnx::TensorProto::INT4: return b.getIntegerType(4);
+  case onnx::TensorProto::INT2: return b.getIntegerType(2);
+  case onnx::TensorProto::FLOAT8E4M3FN: return b.getType<Float8E4M3FNType>();
+  case onnx::TensorProto::FLOAT8E4M3FNUZ: return b.getType<Float8E4M3FNUZType>();
+  case onnx::TensorProto::FLOAT8E5M2: return b.getType<Float8E5M2Type>();
+  case onnx::TensorProto::FLOAT8E5M2FNUZ: return b.getType<Float8E5M2FNUZType>();
+  case onnx::TensorProto::FLOAT8E8M0: return b.getType<Float8E8M0FNUType>();
+  case onnx::TensorProto::FLOAT4E2M1: return b.getType<Float4E2M1FNType>();
   default: return {};
   }
 }
 
 bool kiln::detail::isUnsignedDataType(int dataType) {
   return dataType == onnx::TensorProto::UINT8 || dataType == onnx::TensorProto::UINT16 ||
-         dataType == onnx::TensorProto::UINT32 || dataType == onnx::TensorProto::UINT64;
+         dataType == onnx::TensorProto::UINT32 || dataType == onnx::TensorProto::UINT64 ||
+         dataType == onnx::TensorProto::UINT4 || dataType == onnx::TensorProto::UINT2;
 }
 
 /// The artifact's dtype tag for unsigned graph inputs and outputs, read by
@@ -63,6 +74,8 @@ static StringRef unsignedTag(int dataType) {
   case onnx::TensorProto::UINT16: return "u16";
   case onnx::TensorProto::UINT32: return "u32";
   case onnx::TensorProto::UINT64: return "u64";
+  case onnx::TensorProto::UINT4: return "u4";
+  case onnx::TensorProto::UINT2: return "u2";
   default: return "";
   }
 }
@@ -71,7 +84,9 @@ std::string kiln::detail::onnxTypeName(int dataType) {
   static const char *names[] = {"undefined", "float",  "uint8",     "int8",      "uint16",
                                 "int16",     "int32",  "int64",     "string",    "bool",
                                 "float16",   "double", "uint32",    "uint64",    "complex64",
-                                "complex128", "bfloat16"};
+                                "complex128", "bfloat16", "float8e4m3fn", "float8e4m3fnuz",
+                                "float8e5m2", "float8e5m2fnuz", "uint4", "int4", "float4e2m1",
+                                "float8e8m0", "uint2", "int2"};
   if (dataType >= 0 && dataType < (int)std::size(names))
     return names[dataType];
   return "data type " + std::to_string(dataType);
@@ -273,7 +288,12 @@ FailureOr<DenseElementsAttr> Importer::tensorToAttr(const onnx::TensorProto &t) 
   SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
   auto type = RankedTensorType::get(shape, elem);
   int64_t n = type.getNumElements();
-  size_t elemBytes = elem.isInteger(1) ? 1 : elem.getIntOrFloatBitWidth() / 8;
+  unsigned bits = elem.getIntOrFloatBitWidth();
+  size_t elemBytes = (bits + 7) / 8;
+  // ONNX packs 4- and 2-bit elements low bits first, in raw_data and in
+  // int32_data (one int32 per packed byte) alike.
+  bool packed = bits < 8 && !elem.isInteger(1);
+  uint64_t storedBytes = packed ? (n * bits + 7) / 8 : n * elemBytes;
 
   std::string external;
   const std::string *raw = t.has_raw_data() ? &t.raw_data() : nullptr;
@@ -295,7 +315,7 @@ FailureOr<DenseElementsAttr> Importer::tensorToAttr(const onnx::TensorProto &t) 
     if (!buf)
       return fail("initializer '" + t.name() + "': cannot read external data file '" +
                   file + "': " + buf.getError().message());
-    uint64_t want = length == UINT64_MAX ? n * elemBytes : length;
+    uint64_t want = length == UINT64_MAX ? storedBytes : length;
     if (offset + want > (*buf)->getBufferSize())
       return fail(llvm::formatv("initializer '{0}': external data file '{1}' has {2} "
                                 "bytes, needs {3} at offset {4}",
@@ -303,6 +323,34 @@ FailureOr<DenseElementsAttr> Importer::tensorToAttr(const onnx::TensorProto &t) 
                       .str());
     external.assign((*buf)->getBufferStart() + offset, want);
     raw = &external;
+  }
+
+  // The small types (8-bit floats are one byte each in int32_data too).
+  if (packed || (isa<FloatType>(elem) && bits == 8)) {
+    std::string bytes;
+    if (raw)
+      bytes = *raw;
+    else
+      for (int32_t v : t.int32_data())
+        bytes.push_back(static_cast<char>(v));
+    if (bytes.size() != storedBytes)
+      return fail(llvm::formatv("initializer '{0}': {1} bytes of data for {2} elements "
+                                "of {3}, expected {4}",
+                                t.name(), bytes.size(), n, onnxTypeName(t.data_type()),
+                                storedBytes)
+                      .str());
+    unsigned perByte = 8 / bits;
+    SmallVector<APInt> codes;
+    for (int64_t i = 0; i < n; ++i)
+      codes.emplace_back(bits, (uint8_t(bytes[i / perByte]) >> (bits * (i % perByte))) &
+                                   ((1u << bits) - 1));
+    if (auto ft = dyn_cast<FloatType>(elem)) {
+      SmallVector<APFloat> vals;
+      for (const APInt &c : codes)
+        vals.emplace_back(ft.getFloatSemantics(), c);
+      return DenseElementsAttr::get(type, vals);
+    }
+    return DenseElementsAttr::get(type, codes);
   }
 
   if (raw) {
@@ -543,6 +591,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
     return success();
   }
   if (!anyContainer) {
+    if (failed(checkSmallTypeInputs(*this)))
+      return failure();
     auto folded = tryFold();
     if (failed(folded))
       return failure();

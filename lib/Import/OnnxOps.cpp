@@ -502,10 +502,12 @@ static LogicalResult handleWhere(Importer &im) {
 
 /// `fromU`/`toU`: the source/target integers are unsigned.
 static Value castScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU = false,
-                        bool toU = false) {
+                        bool toU = false, bool saturate = true) {
   Type from = v.getType();
   if (from == to)
     return v;
+  if (isSmallType(from) || isSmallType(to))
+    return castSmallScalar(ob, l, v, to, fromU, saturate);
   bool ff = isFloat(from), tf = isFloat(to);
   if (to.isInteger(1)) {
     if (ff)
@@ -719,7 +721,8 @@ static LogicalResult handleCastLike(Importer &im) {
   // A constant cast to a run-time value's type (e.g. -inf cast like a mask)
   // stays a constant, so ops that need it at compile time (Pad's
   // constant_value) see it.
-  if (auto c = im.constInput(0); c && c->getNumElements() <= 4096 && isFloat(t)) {
+  if (auto c = im.constInput(0);
+      c && c->getNumElements() <= 4096 && isFloat(t) && !isSmallType(t)) {
     if (auto h = HostTensor::fromAttr(*c); h && !fromU) {
       HostTensor r;
       r.shape = h->shape;
@@ -730,9 +733,16 @@ static LogicalResult handleCastLike(Importer &im) {
       return success();
     }
   }
+  bool saturate = im.attrInt("saturate", 1) != 0;
+  std::string roundMode = im.attrString("round_mode", "up");
+  if (isa<Float8E8M0FNUType>(t) && roundMode != "up" && roundMode != "down" &&
+      roundMode != "nearest")
+    return im.fail("round_mode '" + roundMode + "' is not supported");
   Value x = im.input(0);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
-    return castScalar(ob, l, v[0], t, fromU, toU);
+    if (isa<Float8E8M0FNUType>(t))
+      return castToE8M0(ob, l, v[0], fromU, saturate, roundMode);
+    return castScalar(ob, l, v[0], t, fromU, toU, saturate);
   });
   if (failed(r))
     return failure();
@@ -745,10 +755,17 @@ static LogicalResult handleCast(Importer &im) {
   Type t = onnxElementType(im.ctx, to);
   if (!t)
     return im.fail("cast to " + onnxTypeName(to) + " is not supported");
+  bool saturate = im.attrInt("saturate", 1) != 0;
+  std::string roundMode = im.attrString("round_mode", "up");
+  if (isa<Float8E8M0FNUType>(t) && roundMode != "up" && roundMode != "down" &&
+      roundMode != "nearest")
+    return im.fail("round_mode '" + roundMode + "' is not supported");
   Value x = im.input(0);
   bool fromU = im.isUnsigned(0), toU = isUnsignedDataType(to);
   auto r = im.elementwise({x}, t, [&](OpBuilder &ob, Location l, ValueRange v) {
-    return castScalar(ob, l, v[0], t, fromU, toU);
+    if (isa<Float8E8M0FNUType>(t))
+      return castToE8M0(ob, l, v[0], fromU, saturate, roundMode);
+    return castScalar(ob, l, v[0], t, fromU, toU, saturate);
   });
   if (failed(r))
     return failure();
@@ -3499,8 +3516,10 @@ static LogicalResult handleCenterCropPad(Importer &im) {
 /// affine floordiv, so all three are one elementwise generic.
 static FailureOr<AffineMap> quantParamMap(Importer &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps) {
   int64_t rank = xs.size();
-  if (ps.empty() || (ps.size() == 1 && ps[0] == 1))
+  if (ps.empty())
     return AffineMap::get(rank, 0, {}, &im.ctx);
+  if (ps.size() == 1 && ps[0] == 1) // one value, as a 1-element tensor
+    return AffineMap::get(rank, 0, {getAffineConstantExpr(0, &im.ctx)}, &im.ctx);
   auto axis = im.normalizeAxis(im.attrInt("axis", 1), rank);
   if (failed(axis))
     return failure();
@@ -3541,7 +3560,7 @@ static LogicalResult handleDequantizeLinear(Importer &im) {
   Type ot = st;
   if (const auto *a = im.attr("output_dtype"); a && a->i() != 0) {
     ot = onnxElementType(im.ctx, a->i());
-    if (!ot || !isFloat(ot))
+    if (!ot || !isFloat(ot) || isSmallType(ot))
       return im.fail("unsupported output_dtype");
   }
   bool uns = im.isUnsigned(0);
@@ -3550,8 +3569,11 @@ static LogicalResult handleDequantizeLinear(Importer &im) {
   SmallVector<Value> ins = {x, scale};
   SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &im.ctx), *pm};
   if (zp) {
+    auto zm = quantParamMap(im, xs, im.shapeOf(zp));
+    if (failed(zm))
+      return failure();
     ins.push_back(zp);
-    maps.push_back(*pm);
+    maps.push_back(*zm);
   }
   Value r = indexedGeneric(im, xs, ot, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
     // float32 math like the reference, then the output type.
@@ -3589,27 +3611,46 @@ static LogicalResult handleQuantizeLinear(Importer &im) {
     uns = isUnsignedDataType(dt);
   }
   auto it = dyn_cast_or_null<IntegerType>(ot);
-  if (!it || it.getWidth() < 8 || it.getWidth() > 32)
-    return im.fail("only 8/16/32-bit integer outputs are supported");
-  unsigned w = it.getWidth();
+  auto ft = dyn_cast_or_null<FloatType>(ot);
+  bool f4 = isa_and_nonnull<Float4E2M1FNType>(ot);
+  if (ft && (!isSmallType(ft) || isa<Float8E8M0FNUType>(ft)))
+    return im.fail("float outputs other than float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) and "
+                   "float4e2m1 are not supported");
+  if (!ft && (!it || it.getWidth() == 1 || it.getWidth() > 32))
+    return im.fail("only 2/4/8/16/32-bit integer and small float outputs are supported");
+  unsigned w = ot.getIntOrFloatBitWidth();
   double lo = uns ? 0 : -std::ldexp(1.0, w - 1), hi = uns ? std::ldexp(1.0, w) - 1 : std::ldexp(1.0, w - 1) - 1;
+  bool saturate = im.attrInt("saturate", 1) != 0;
   int64_t rank = xs.size();
   SmallVector<Value> ins = {x, scale};
   SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, &im.ctx), *pm};
+  // FLOAT8 zero points are zero by definition; the reference ignores them.
+  if (ft && !f4)
+    zp = Value();
   if (zp) {
+    auto zm = quantParamMap(im, xs, im.shapeOf(zp));
+    if (failed(zm))
+      return failure();
     ins.push_back(zp);
-    maps.push_back(*pm);
+    maps.push_back(*zm);
   }
   Value r = indexedGeneric(im, xs, ot, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
     // Divide in x's type like the reference; then double precision keeps
     // int32 ranges exact.
     Type f64 = ob.getF64Type(), xt = a[rank].getType();
     Value q = arith::DivFOp::create(ob, l, a[rank], toFloat(ob, l, a[rank + 1], xt, false));
+    if (ft) { // Small floats: x / scale (+ zero point for float4) rounded by the cast.
+      if (zp)
+        q = arith::AddFOp::create(ob, l, q, castScalar(ob, l, a[rank + 2], xt));
+      return castScalar(ob, l, q, ot, false, false, saturate);
+    }
     q = toFloat(ob, l, math::RoundEvenOp::create(ob, l, q), f64, false);
     if (zp)
       q = arith::AddFOp::create(ob, l, q, toFloat(ob, l, a[rank + 2], f64, uns));
     q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, lo));
     q = arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, hi));
+    if (w < 8) // Clamped above, so the low bits of an i32 are the value.
+      return arith::TruncIOp::create(ob, l, ot, arith::FPToSIOp::create(ob, l, ob.getI32Type(), q));
     return uns ? (Value)arith::FPToUIOp::create(ob, l, ot, q) : (Value)arith::FPToSIOp::create(ob, l, ot, q);
   }, ins, maps);
   im.setOutput(0, r);

@@ -45,6 +45,7 @@ void kiln::buildKernelPipeline(OpPassManager &pm, const KernelOptions &options) 
   pm.addPass(createCanonicalizerPass());
   pm.addPass(kiln::createBufferizeKernels());
   pm.addNestedPass<func::FuncOp>(kiln::createMapWorkgroups());
+  pm.addNestedPass<func::FuncOp>(kiln::createExpandSmallFloats());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }

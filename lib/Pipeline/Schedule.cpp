@@ -33,12 +33,20 @@ static std::optional<artifact::DType> dtypeOf(Type t) {
   if (t.isInteger(16)) return DType::I16;
   if (t.isInteger(32)) return DType::I32;
   if (t.isInteger(64)) return DType::I64;
+  if (t.isInteger(4)) return DType::I4;
+  if (t.isInteger(2)) return DType::I2;
+  if (isa<Float8E4M3FNType>(t)) return DType::F8E4M3FN;
+  if (isa<Float8E4M3FNUZType>(t)) return DType::F8E4M3FNUZ;
+  if (isa<Float8E5M2Type>(t)) return DType::F8E5M2;
+  if (isa<Float8E5M2FNUZType>(t)) return DType::F8E5M2FNUZ;
+  if (isa<Float8E8M0FNUType>(t)) return DType::F8E8M0;
+  if (isa<Float4E2M1FNType>(t)) return DType::F4E2M1;
   return std::nullopt;
 }
 
+/// Elements narrower than a byte take a whole byte, as LLVM stores them.
 static uint64_t byteSize(RankedTensorType t) {
-  Type e = t.getElementType();
-  uint64_t elem = e.isInteger(1) ? 1 : e.getIntOrFloatBitWidth() / 8;
+  uint64_t elem = (t.getElementType().getIntOrFloatBitWidth() + 7) / 8;
   return elem * t.getNumElements();
 }
 
@@ -53,6 +61,7 @@ static llvm::Expected<artifact::TensorDesc> describe(Value v, uint32_t buffer,
     dt = llvm::StringSwitch<std::optional<DType>>(tag.strref())
              .Case("u8", DType::U8).Case("u16", DType::U16)
              .Case("u32", DType::U32).Case("u64", DType::U64)
+             .Case("u4", DType::U4).Case("u2", DType::U2)
              .Default(std::nullopt);
   }
   if (!dt)

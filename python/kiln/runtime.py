@@ -26,6 +26,21 @@ _DTYPES = {
 }
 _BF16 = 16
 
+# The one-byte floats, where ml_dtypes (which onnx depends on) is installed:
+# its arrays hold one element per byte like Kiln's buffers (float4 in the low
+# bits, the rest zero). The 4- and 2-bit integers are left out: ml_dtypes
+# keeps int4 -1 as 0xff where Kiln's buffers need 0x0f
+# (docs/artifact-format.md).
+try:
+    import ml_dtypes as _ml
+    _DTYPES.update({
+        17: np.dtype(_ml.float8_e4m3fn), 18: np.dtype(_ml.float8_e4m3fnuz),
+        19: np.dtype(_ml.float8_e5m2), 20: np.dtype(_ml.float8_e5m2fnuz),
+        23: np.dtype(_ml.float4_e2m1fn), 24: np.dtype(_ml.float8_e8m0fnu),
+    })
+except ImportError:
+    pass
+
 
 class _TensorInfo(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int),

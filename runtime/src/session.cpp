@@ -37,6 +37,11 @@ constexpr DType dtypes[] = {
     {KILN_DTYPE_U8, "u8", 1},     {KILN_DTYPE_U16, "u16", 2},
     {KILN_DTYPE_U32, "u32", 4},   {KILN_DTYPE_U64, "u64", 8},
     {KILN_DTYPE_BOOL, "i1", 1},
+    {KILN_DTYPE_F8E4M3FN, "f8e4m3fn", 1},     {KILN_DTYPE_F8E4M3FNUZ, "f8e4m3fnuz", 1},
+    {KILN_DTYPE_F8E5M2, "f8e5m2", 1},         {KILN_DTYPE_F8E5M2FNUZ, "f8e5m2fnuz", 1},
+    {KILN_DTYPE_F8E8M0, "f8e8m0", 1},         {KILN_DTYPE_F4E2M1, "f4e2m1", 1},
+    {KILN_DTYPE_I4, "i4", 1},  {KILN_DTYPE_U4, "u4", 1},
+    {KILN_DTYPE_I2, "i2", 1},  {KILN_DTYPE_U2, "u2", 1},
 };
 
 struct Device {
@@ -370,6 +375,22 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
                     "input '" + t.name + "': expected " +
                         std::to_string(t.bytes) + " bytes of data, got " +
                         std::to_string(data ? bytes : 0));
+  // Kernels load 4- and 2-bit elements assuming the bits above them are zero
+  // (as LLVM stores them); anything else would read as a wrong value.
+  uint8_t highBits = t.dtype == KILN_DTYPE_I4 || t.dtype == KILN_DTYPE_U4 ||
+                             t.dtype == KILN_DTYPE_F4E2M1
+                         ? 0xf0
+                     : t.dtype == KILN_DTYPE_I2 || t.dtype == KILN_DTYPE_U2 ? 0xfc
+                                                                            : 0;
+  if (highBits)
+    for (size_t i = 0; i < bytes; ++i)
+      if (static_cast<const uint8_t *>(data)[i] & highBits)
+        return setError(KILN_ERROR_INVALID_ARGUMENT,
+                        "input '" + t.name + "': element " + std::to_string(i) +
+                            " has bits set above its " +
+                            (highBits == 0xf0 ? "4" : "2") +
+                            " (one element per byte, in the low bits, the "
+                            "rest zero)");
   const kiln_driver *d = session->device->driver;
   if (bytes)
     if (kiln_status st = d->buffer_write(session->handle,

@@ -50,7 +50,8 @@ const char *onnxTypeName(int64_t t) {
       "int16",     "int32",      "int64",        "string",       "bool",
       "float16",   "double",     "uint32",       "uint64",       "complex64",
       "complex128", "bfloat16",  "float8e4m3fn", "float8e4m3fnuz",
-      "float8e5m2", "float8e5m2fnuz", "uint4",   "int4",         "float4e2m1"};
+      "float8e5m2", "float8e5m2fnuz", "uint4",   "int4",         "float4e2m1",
+      "float8e8m0", "uint2",      "int2"};
   if (t >= 0 && t < static_cast<int64_t>(sizeof(names) / sizeof(names[0])))
     return names[t];
   return nullptr;
@@ -62,11 +63,34 @@ bool isKilnDtype(int64_t t) {
   case KILN_DTYPE_U16: case KILN_DTYPE_I16: case KILN_DTYPE_I32:
   case KILN_DTYPE_I64: case KILN_DTYPE_BOOL: case KILN_DTYPE_F16:
   case KILN_DTYPE_F64: case KILN_DTYPE_U32: case KILN_DTYPE_U64:
-  case KILN_DTYPE_BF16:
+  case KILN_DTYPE_BF16: case KILN_DTYPE_F8E4M3FN: case KILN_DTYPE_F8E4M3FNUZ:
+  case KILN_DTYPE_F8E5M2: case KILN_DTYPE_F8E5M2FNUZ: case KILN_DTYPE_U4:
+  case KILN_DTYPE_I4: case KILN_DTYPE_F4E2M1: case KILN_DTYPE_F8E8M0:
+  case KILN_DTYPE_U2: case KILN_DTYPE_I2:
     return true;
   default:
     return false;
   }
+}
+
+/// Bits per element of the types ONNX packs several to a byte (low bits
+/// first), 0 for the others.
+unsigned packedBits(kiln_dtype t) {
+  switch (t) {
+  case KILN_DTYPE_U4: case KILN_DTYPE_I4: case KILN_DTYPE_F4E2M1: return 4;
+  case KILN_DTYPE_U2: case KILN_DTYPE_I2: return 2;
+  default: return 0;
+  }
+}
+
+/// Runtime buffers hold these one element per byte, in the low bits.
+std::vector<uint8_t> unpack(const uint8_t *packed, uint64_t count, unsigned bits) {
+  std::vector<uint8_t> out(count);
+  unsigned perByte = 8 / bits;
+  uint8_t mask = static_cast<uint8_t>((1u << bits) - 1);
+  for (uint64_t i = 0; i < count; ++i)
+    out[i] = (packed[i / perByte] >> (bits * (i % perByte))) & mask;
+  return out;
 }
 
 class Reader {
@@ -340,7 +364,12 @@ std::string decode(const uint8_t *bytes, size_t size, npy::Array &out,
   bool i32Types = dtype == KILN_DTYPE_I32 || dtype == KILN_DTYPE_I16 ||
                   dtype == KILN_DTYPE_I8 || dtype == KILN_DTYPE_U16 ||
                   dtype == KILN_DTYPE_U8 || dtype == KILN_DTYPE_BOOL ||
-                  dtype == KILN_DTYPE_F16 || dtype == KILN_DTYPE_BF16;
+                  dtype == KILN_DTYPE_F16 || dtype == KILN_DTYPE_BF16 ||
+                  (dtype >= KILN_DTYPE_F8E4M3FN && dtype <= KILN_DTYPE_I2);
+  // 4- and 2-bit types are packed in raw_data and in int32_data alike (one
+  // int32 per packed byte).
+  unsigned bits = packedBits(dtype);
+  uint64_t storedCount = bits ? (count * bits + 7) / 8 : count;
   const Typed typed[] = {
       {"float_data", floatData.size() / 4, dtype == KILN_DTYPE_F32},
       {"int32_data", int32Data.size(), i32Types},
@@ -366,22 +395,29 @@ std::string decode(const uint8_t *bytes, size_t size, npy::Array &out,
   out.shape = dims;
   out.data.clear();
   if (haveRaw) {
-    if (raw.size() != count * elem)
+    if (raw.size() != storedCount * elem)
       return "raw_data is " + std::to_string(raw.size()) +
-             " bytes, expected " + std::to_string(count * elem) + " for " +
+             " bytes, expected " + std::to_string(storedCount * elem) + " for " +
              typeDesc + shapeString(dims);
-    out.data = std::move(raw);
+    out.data = bits ? unpack(raw.data(), count, bits) : std::move(raw);
     if (dtype == KILN_DTYPE_BOOL)
       for (uint8_t &b : out.data)
         b = b != 0;
     return "";
   }
-  if (typedCount != count)
+  if (typedCount != storedCount)
     return std::string(used ? used->field : "data") + " has " +
            std::to_string(typedCount) + " values, expected " +
-           std::to_string(count) + " for " + typeDesc + shapeString(dims);
+           std::to_string(storedCount) + " for " + typeDesc + shapeString(dims);
   if (!count)
     return "";
+  if (bits) {
+    std::vector<uint8_t> packed(storedCount);
+    for (uint64_t i = 0; i < storedCount; ++i)
+      packed[i] = static_cast<uint8_t>(int32Data[i]);
+    out.data = unpack(packed.data(), count, bits);
+    return "";
+  }
   out.data.resize(count * elem);
   uint8_t *dst = out.data.data();
   switch (dtype) {
@@ -447,6 +483,15 @@ std::vector<uint8_t> encode(const npy::Array &array, const std::string &name) {
   varint(static_cast<uint64_t>(array.dtype));
   if (!name.empty())
     bytesField(kName, name.data(), name.size());
+  if (unsigned bits = packedBits(array.dtype)) {
+    unsigned perByte = 8 / bits;
+    uint8_t mask = static_cast<uint8_t>((1u << bits) - 1);
+    std::vector<uint8_t> packed((array.data.size() + perByte - 1) / perByte, 0);
+    for (size_t i = 0; i < array.data.size(); ++i)
+      packed[i / perByte] |= (array.data[i] & mask) << (bits * (i % perByte));
+    bytesField(kRawData, packed.data(), packed.size());
+    return out;
+  }
   bytesField(kRawData, array.data.data(), array.data.size());
   return out;
 }

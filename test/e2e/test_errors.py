@@ -108,6 +108,19 @@ def test_data_dependent_shape_only_as_graph_output(tmp_path):
                  "only as graph outputs")
 
 
+def test_arithmetic_on_small_types_is_diagnosed(tmp_path):
+    # ONNX has no Add on float8; the importer says so instead of codegen failing.
+    n = helper.make_node("Add", ["x", "x"], ["y"], name="add8")
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([n], "g", [vi("x", onnx.TensorProto.FLOAT8E4M3FN, [3])],
+                          [vi("y", onnx.TensorProto.FLOAT8E4M3FN, [3])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
+    m.ir_version = 10
+    p = _save(m, tmp_path / "add8.onnx")
+    assert_error(run_tool("kiln-compile", p, "-o", tmp_path / "o.kiln"), "kiln-compile",
+                 "add8", "Add", "opset 23", "f8E4M3FN")
+
+
 def _control_flow_model(case):
     """Models whose control flow Kiln cannot resolve at compile time."""
     T = onnx.TensorProto

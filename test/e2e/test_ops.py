@@ -759,6 +759,25 @@ case("rnn-reverse-activations", recurrent("RNN", 1, dirs=2, attrs={
     "activations": ["Relu", "Affine"], "activation_alpha": [0.0, 0.5], "activation_beta": [0.0, 0.25]}))
 case("rnn-seq-lens", recurrent("RNN", 1, lens=np.array([1, 4, 3], np.int32)))
 
+import ml_dtypes  # noqa: E402  (onnx depends on it)
+case("dequantize-int4-blocked", one("DequantizeLinear", [
+    ("x", _rng("dq4").integers(-8, 8, (4, 6)).astype(ml_dtypes.int4)), ("s", P(4, 2)),
+    ("z", _rng("dq4z").integers(-8, 8, (4, 2)).astype(ml_dtypes.int4))],
+    {"axis": 1, "block_size": 3}, consts=["x", "z"], opset=21))
+case("dequantize-uint4-per-axis", one("DequantizeLinear", [
+    ("x", _rng("dqu4").integers(0, 16, (3, 5)).astype(ml_dtypes.uint4)), ("s", P(3)),
+    ("z", np.array([1, 15, 7]).astype(ml_dtypes.uint4))], {"axis": 0}, consts=["x", "z"],
+    opset=21))
+# onnxruntime's Python API has no float8 arrays: ONNX's reference checks these.
+case("quantize-float8e4m3fn", with_ref(one("QuantizeLinear", [
+    ("x", F(3, 4) * 300), ("s", np.array(0.5, np.float32)),
+    ("z", np.zeros((), ml_dtypes.float8_e4m3fn))], consts=["z"], opset=19)))
+case("quantize-float8e5m2-no-saturate", with_ref(one("QuantizeLinear", [
+    ("x", F(3, 4) * 1e5), ("s", np.array(2.0, np.float32)),
+    ("z", np.zeros((), ml_dtypes.float8_e5m2))], {"saturate": 0}, consts=["z"], opset=19)))
+case("dequantize-float8e4m3fn", with_ref(one("DequantizeLinear", [
+    ("x", (F(2, 5) * 100).astype(ml_dtypes.float8_e4m3fn)), ("s", P(1).reshape(()))], opset=19)))
+
 
 # --- control flow, sequences, optionals (resolved at import time) -------------
 def _graph(name, nodes, ins, outs):

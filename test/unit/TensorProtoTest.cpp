@@ -8,6 +8,7 @@
 #include "TestUtil.h"
 
 #include "tensor_proto.h"
+#include <algorithm>
 
 using namespace kiln;
 using namespace kiln::test;
@@ -317,3 +318,57 @@ TEST(TensorProto, ReadFileNamesPath) {
 }
 
 } // namespace
+
+// 4- and 2-bit elements are packed low bits first in the file (raw_data or
+// one int32_data value per byte) and one per byte, low bits, in memory.
+TEST(TensorProto, PackedSmallTypesRoundTrip) {
+  struct Case {
+    int type;
+    kiln_dtype dtype;
+    std::vector<uint8_t> packed, unpacked;
+  };
+  const Case cases[] = {
+      // int4 -1, 7, -8 (odd count: the last high nibble is padding).
+      {22, KILN_DTYPE_I4, {0x7f, 0x08}, {0xf, 0x7, 0x8}},
+      {21, KILN_DTYPE_U4, {0x21, 0x0f}, {0x1, 0x2, 0xf}},
+      {23, KILN_DTYPE_F4E2M1, {0x9c, 0x01}, {0xc, 0x9, 0x1}},
+      // int2 -1, 1, -2, 0, 1: four to a byte.
+      {26, KILN_DTYPE_I2, {0x27, 0x01}, {0x3, 0x1, 0x2, 0x0, 0x1}},
+      {25, KILN_DTYPE_U2, {0xe4, 0x03}, {0x0, 0x1, 0x2, 0x3, 0x3}},
+  };
+  for (const Case &c : cases) {
+    int64_t n = static_cast<int64_t>(c.unpacked.size());
+    Msg raw, typed;
+    raw.dims({n}).type(c.type).bytesField(9, c.packed);
+    typed.dims({n}).type(c.type).packedVarints(
+        5, std::vector<int64_t>(c.packed.begin(), c.packed.end()));
+    for (const Msg *m : {&raw, &typed}) {
+      npy::Array a;
+      ASSERT_EQ(m->decode(a), "") << "type " << c.type;
+      EXPECT_EQ(a.dtype, c.dtype);
+      EXPECT_EQ(a.data, c.unpacked) << "type " << c.type;
+      // Encoding packs again, to the bytes ONNX writes.
+      std::vector<uint8_t> bytes = tensor_proto::encode(a, "");
+      npy::Array b;
+      std::string name;
+      ASSERT_EQ(tensor_proto::decode(bytes.data(), bytes.size(), b, name), "");
+      EXPECT_EQ(b.data, c.unpacked);
+      EXPECT_NE(std::search(bytes.begin(), bytes.end(), c.packed.begin(), c.packed.end()),
+                bytes.end());
+    }
+  }
+  // The packed size is checked: 3 int4 values need 2 bytes.
+  Msg bad;
+  bad.dims({3}).type(22).bytesField(9, {0x7f});
+  npy::Array a;
+  EXPECT_NE(bad.decode(a).find("raw_data is 1 bytes, expected 2"), std::string::npos);
+}
+
+TEST(TensorProto, Float8InInt32Data) {
+  Msg m;
+  m.dims({3}).type(17).packedVarints(5, {0x38, 0x7f, 0xb8}); // 1, NaN, -1
+  npy::Array a;
+  ASSERT_EQ(m.decode(a), "");
+  EXPECT_EQ(a.dtype, KILN_DTYPE_F8E4M3FN);
+  EXPECT_EQ(a.data, (std::vector<uint8_t>{0x38, 0x7f, 0xb8}));
+}

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <unistd.h>
@@ -141,7 +142,95 @@ uint16_t floatToHalf(float f) {
   return sign | static_cast<uint16_t>(r >> 13);
 }
 
+/// The one-byte float formats, for printing values and parsing literals.
+struct SmallFloat {
+  unsigned expBits, mantBits;
+  int bias;
+  enum Kind { Ieee, FiniteNan, Fnuz, Finite, ExpOnly } kind;
+};
+
+std::optional<SmallFloat> smallFloat(kiln_dtype t) {
+  switch (t) {
+  case KILN_DTYPE_F8E4M3FN: return SmallFloat{4, 3, 7, SmallFloat::FiniteNan};
+  case KILN_DTYPE_F8E4M3FNUZ: return SmallFloat{4, 3, 8, SmallFloat::Fnuz};
+  case KILN_DTYPE_F8E5M2: return SmallFloat{5, 2, 15, SmallFloat::Ieee};
+  case KILN_DTYPE_F8E5M2FNUZ: return SmallFloat{5, 2, 16, SmallFloat::Fnuz};
+  case KILN_DTYPE_F4E2M1: return SmallFloat{2, 1, 1, SmallFloat::Finite};
+  case KILN_DTYPE_F8E8M0: return SmallFloat{8, 0, 127, SmallFloat::ExpOnly};
+  default: return std::nullopt;
+  }
+}
+
+double decodeSmallFloat(const SmallFloat &f, uint32_t bits) {
+  uint32_t expMask = (1u << f.expBits) - 1, mantMask = (1u << f.mantBits) - 1;
+  uint32_t exp = (bits >> f.mantBits) & expMask, mant = bits & mantMask;
+  bool neg = f.kind != SmallFloat::ExpOnly && (bits >> (f.expBits + f.mantBits)) & 1;
+  double nan = std::numeric_limits<double>::quiet_NaN();
+  switch (f.kind) {
+  case SmallFloat::Ieee:
+    if (exp == expMask)
+      return mant ? nan : neg ? -INFINITY : INFINITY;
+    break;
+  case SmallFloat::FiniteNan:
+    if (exp == expMask && mant == mantMask)
+      return nan;
+    break;
+  case SmallFloat::Fnuz:
+    if (bits == 0x80)
+      return nan;
+    break;
+  case SmallFloat::ExpOnly:
+    return exp == expMask ? nan : std::ldexp(1.0, int(exp) - f.bias);
+  case SmallFloat::Finite:
+    break;
+  }
+  double v = exp ? std::ldexp(1.0 + std::ldexp(double(mant), -int(f.mantBits)),
+                              int(exp) - f.bias)
+                 : std::ldexp(double(mant), 1 - f.bias - int(f.mantBits));
+  return neg ? -v : v;
+}
+
+/// The code nearest to `v` (ties to the even code), by trying them all:
+/// there are at most 256.
+uint8_t encodeSmallFloat(const SmallFloat &f, double v) {
+  unsigned codes = 1u << (f.expBits + f.mantBits + (f.kind != SmallFloat::ExpOnly));
+  int best = -1;
+  double bestErr = 0;
+  for (unsigned c = 0; c < codes; ++c) {
+    double d = decodeSmallFloat(f, c);
+    if (std::isnan(v) || std::isnan(d)) {
+      if (std::isnan(v) && std::isnan(d))
+        return static_cast<uint8_t>(c);
+      continue;
+    }
+    double err = d == v ? 0 : std::fabs(d - v);
+    if (best < 0 || err < bestErr || (err == bestErr && !(c & 1) && (best & 1))) {
+      best = int(c);
+      bestErr = err;
+    }
+  }
+  return static_cast<uint8_t>(best);
+}
+
+/// i4, u4, i2, u2: their width and signedness.
+std::optional<std::pair<unsigned, bool>> smallInt(kiln_dtype t) {
+  switch (t) {
+  case KILN_DTYPE_I4: return std::make_pair(4u, true);
+  case KILN_DTYPE_U4: return std::make_pair(4u, false);
+  case KILN_DTYPE_I2: return std::make_pair(2u, true);
+  case KILN_DTYPE_U2: return std::make_pair(2u, false);
+  default: return std::nullopt;
+  }
+}
+
 double loadElem(kiln_dtype t, const uint8_t *p) {
+  if (auto f = smallFloat(t))
+    return decodeSmallFloat(*f, *p);
+  if (auto si = smallInt(t)) {
+    unsigned bits = si->first;
+    int v = *p & ((1 << bits) - 1);
+    return si->second && v >> (bits - 1) ? v - (1 << bits) : v;
+  }
   auto get = [&](auto v) {
     std::memcpy(&v, p, sizeof(v));
     return v;
@@ -165,13 +254,13 @@ double loadElem(kiln_dtype t, const uint8_t *p) {
   case KILN_DTYPE_U16: return get(uint16_t());
   case KILN_DTYPE_U32: return get(uint32_t());
   case KILN_DTYPE_U64: return static_cast<double>(get(uint64_t()));
+  default: return 0; // The small types, handled above.
   }
-  return 0;
 }
 
 bool isFloat(kiln_dtype t) {
   return t == KILN_DTYPE_F16 || t == KILN_DTYPE_F32 || t == KILN_DTYPE_F64 ||
-         t == KILN_DTYPE_BF16;
+         t == KILN_DTYPE_BF16 || smallFloat(t);
 }
 
 /// Parses one literal element of type `t` into `p`; false if it does not fit.
@@ -188,6 +277,8 @@ bool storeLiteral(kiln_dtype t, uint8_t *p, const std::string &tok) {
     float f = static_cast<float>(v);
     uint32_t bits;
     std::memcpy(&bits, &f, 4);
+    if (auto sf = smallFloat(t))
+      return put(encodeSmallFloat(*sf, v)), true;
     switch (t) {
     case KILN_DTYPE_F64: put(v); break;
     case KILN_DTYPE_F32: put(f); break;
@@ -224,6 +315,14 @@ bool storeLiteral(kiln_dtype t, uint8_t *p, const std::string &tok) {
     default: put(uint64_t(v));
     }
     return true;
+  }
+  if (auto si = smallInt(t)) {
+    long long v = std::strtoll(tok.c_str(), &end, 0);
+    long long lo = si->second ? -(1ll << (si->first - 1)) : 0;
+    long long hi = si->second ? (1ll << (si->first - 1)) - 1 : (1ll << si->first) - 1;
+    if (*end || errno || v < lo || v > hi)
+      return false;
+    return put(uint8_t(v & ((1 << si->first) - 1))), true;
   }
   long long v = std::strtoll(tok.c_str(), &end, 0);
   if (*end || errno)
@@ -394,7 +493,7 @@ npy::Array randomInput(const kiln_tensor_info &info, Rng &rng) {
       std::snprintf(buf, sizeof(buf), "%.17g", double(r >> 11) * 0x1p-53 * 2.0 - 1.0);
       tok = buf;
     }
-    else if (a.dtype == KILN_DTYPE_BOOL)
+    else if (a.dtype == KILN_DTYPE_BOOL || smallInt(a.dtype))
       tok = std::to_string(r & 1);
     else
       tok = std::to_string(r % 10);

@@ -19,6 +19,9 @@ namespace kiln::artifact {
 enum class DType : uint8_t {
   F32 = 1, U8 = 2, I8 = 3, U16 = 4, I16 = 5, I32 = 6, I64 = 7, Bool = 9,
   F16 = 10, F64 = 11, U32 = 12, U64 = 13, BF16 = 16,
+  // One element per byte in buffers (docs/artifact-format.md).
+  F8E4M3FN = 17, F8E4M3FNUZ = 18, F8E5M2 = 19, F8E5M2FNUZ = 20, U4 = 21, I4 = 22,
+  F4E2M1 = 23, F8E8M0 = 24, U2 = 25, I2 = 26,
 };
 
 enum class BufferKind : uint8_t { Input = 0, Output = 1, Constant = 2, Transient = 3 };

@@ -72,6 +72,22 @@ def MapWorkgroups : Pass<"kiln-map-workgroups", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::arith::ArithDialect"];
 }
 
+def ExpandSmallFloats : Pass<"kiln-expand-small-floats", "mlir::func::FuncOp"> {
+  let summary = "Expand extf/truncf of 8- and 4-bit floats into integer code";
+  let description = [{
+    LLVM has no f8 or f4 arithmetic; its type converter stores them as i8/i4.
+    This rewrites `arith.extf` from f8E4M3FN, f8E4M3FNUZ, f8E5M2, f8E5M2FNUZ,
+    f8E8M0FNU and f4E2M1FN and `arith.truncf` to all but f8E8M0FNU into
+    integer bit manipulation, generic over each format's exponent and
+    mantissa width, bias and special values. truncf rounds to nearest even;
+    overflow gives infinity where the format has one, else NaN, except for
+    f4E2M1FN (no NaN or infinity), which saturates and maps NaN to zero of
+    the opposite sign, as ONNX's reference (ml_dtypes) does. Saturating
+    casts clamp before truncf.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect"];
+}
+
 def GpuDistribute : Pass<"kiln-gpu-distribute", "mlir::ModuleOp"> {
   let summary = "Map each kernel's workgroup grid onto GPU threads; outline into a gpu.module";
   let description = [{

@@ -54,7 +54,20 @@ typedef enum kiln_dtype {
   KILN_DTYPE_F64 = 11,
   KILN_DTYPE_U32 = 12,
   KILN_DTYPE_U64 = 13,
-  KILN_DTYPE_BF16 = 16
+  KILN_DTYPE_BF16 = 16,
+  /* Small types: one element per byte in buffers, its bits in the low bits of
+   * the byte and the rest zero (the 4- and 2-bit ones are packed only in
+   * .pb files; see docs/artifact-format.md). */
+  KILN_DTYPE_F8E4M3FN = 17,
+  KILN_DTYPE_F8E4M3FNUZ = 18,
+  KILN_DTYPE_F8E5M2 = 19,
+  KILN_DTYPE_F8E5M2FNUZ = 20,
+  KILN_DTYPE_U4 = 21,
+  KILN_DTYPE_I4 = 22,
+  KILN_DTYPE_F4E2M1 = 23,
+  KILN_DTYPE_F8E8M0 = 24,
+  KILN_DTYPE_U2 = 25,
+  KILN_DTYPE_I2 = 26
 } kiln_dtype;
 
 typedef struct kiln_artifact kiln_artifact;
