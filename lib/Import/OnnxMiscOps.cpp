@@ -2074,6 +2074,63 @@ static LogicalResult handleMomentum(Importer &im) {
   });
 }
 
+//===----------------------------------------------------------------------===//
+// ai.onnx.ml Binarizer and ArrayFeatureExtractor
+//===----------------------------------------------------------------------===//
+
+static LogicalResult handleBinarizer(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  if (!isa<FloatType>(et))
+    return im.fail("Binarizer supports floating-point inputs only");
+  double threshold = im.attrFloat("threshold", 0.0f);
+  auto y = im.elementwise({x}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value gt = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, v[0],
+                                     im.constantScalar(ob, l, et, threshold));
+    return arith::SelectOp::create(ob, l, gt, im.constantScalar(ob, l, et, 1.0),
+                                   im.constantScalar(ob, l, et, 0.0));
+  });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
+/// Y = X[..., indices] with the indices flattened; a 1-D X gives [1, n], as
+/// onnxruntime and ONNX's reference shape it.
+static LogicalResult handleArrayFeatureExtractor(Importer &im) {
+  Value x = im.input(0), idx = im.input(1);
+  ArrayRef<int64_t> xs = im.shapeOf(x);
+  if (xs.empty())
+    return im.fail("ArrayFeatureExtractor needs an input of rank >= 1");
+  if (!im.elementType(idx).isInteger(64))
+    return im.fail("ArrayFeatureExtractor's indices must be int64");
+  int64_t n = 1;
+  for (int64_t d : im.shapeOf(idx))
+    n *= d;
+  idx = im.reshape(idx, {n});
+  SmallVector<int64_t> out(xs.begin(), xs.end() - 1);
+  if (out.empty())
+    out.push_back(1);
+  out.push_back(n);
+  int64_t last = xs.back(), rank = xs.size();
+  MLIRContext *ctx = &im.ctx;
+  AffineMap imap = AffineMap::get(out.size(), 0, {getAffineDimExpr(out.size() - 1, ctx)}, ctx);
+  Value y = indexedGeneric(im, out, im.elementType(x), [&](OpBuilder &ob, Location l, ValueRange a) {
+    // Out-of-range indices are an error in onnxruntime; clamp rather than fault.
+    Value i = arith::IndexCastOp::create(ob, l, ob.getIndexType(), a.back());
+    i = arith::MaxSIOp::create(ob, l, i, arith::ConstantIndexOp::create(ob, l, 0));
+    i = arith::MinSIOp::create(ob, l, i, arith::ConstantIndexOp::create(ob, l, last - 1));
+    SmallVector<Value> at;
+    if (rank > 1)
+      at.append(a.begin(), std::next(a.begin(), rank - 1));
+    at.push_back(i);
+    return tensor::ExtractOp::create(ob, l, x, at).getResult();
+  }, ValueRange{idx}, {imap});
+  im.setOutput(0, y);
+  return success();
+}
+
 void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["Einsum"] = handleEinsum;
   t["QLinearMatMul"] = handleQLinearMatMul;
@@ -2082,6 +2139,8 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["TensorScatter"] = handleTensorScatter;
   t["TfIdfVectorizer"] = handleTfIdfVectorizer;
   t["ai.onnx.ml.TreeEnsemble"] = handleTreeEnsemble;
+  t["ai.onnx.ml.Binarizer"] = handleBinarizer;
+  t["ai.onnx.ml.ArrayFeatureExtractor"] = handleArrayFeatureExtractor;
   t["Compress"] = handleCompress;
   t["NonZero"] = handleNonZero;
   t["Unique"] = handleUnique;

@@ -631,6 +631,18 @@ case("tfidfvectorizer-idf-1d-int32", one("TfIdfVectorizer", [("x", tfidf_x[1].as
     ngram_counts=[0, 2], pool_int64s=[4, 3, 4, 4, 3, 2, 1, 3], ngram_indexes=[5, 0, 1, 3, 2, 4]), opset=9))
 
 
+def ml(spec):
+    """The spec's node in the ai.onnx.ml domain (onnxruntime runs it)."""
+    spec.nodes[0].domain = "ai.onnx.ml"
+    spec.domains = {"ai.onnx.ml": 3}
+    return spec
+
+
+case("binarizer", ml(one("Binarizer", [("x", F(3, 7))], {"threshold": 0.25})))
+case("arrayfeatureextractor-2d", ml(one("ArrayFeatureExtractor",
+                                        [("x", F(3, 5)), ("i", I([[4, 0, 2, 2]]))], consts=["i"])))
+
+
 def tree_ensemble(x, aggregate, **attrs):
     spec = one("TreeEnsemble", [("x", x)], {"aggregate_function": aggregate, **attrs}, opset=21)
     spec.nodes[0].domain = "ai.onnx.ml"
