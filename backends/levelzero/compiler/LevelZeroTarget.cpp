@@ -47,17 +47,32 @@ struct PrepareSpirvPass
         if (auto env = dyn_cast<spirv::TargetEnvAttr>(t))
           module->setAttr(spirv::getTargetEnvAttrName(), env);
     // MLIR's SPIR-V type conversion widens bf16 to f32, which would read
-    // bf16 buffers as packed f32: refuse rather than compute garbage.
-    WalkResult bf16 = module.walk([](Operation *op) {
-      for (Type t : llvm::concat<const Type>(op->getOperandTypes(), op->getResultTypes()))
-        if (getElementTypeOrSelf(t).isBF16()) {
+    // bf16 buffers as packed f32, and has no sub-byte element types (f4,
+    // i4, i2; 8-bit floats are stored as i8, which works): refuse with the
+    // type named rather than compute garbage or fail in the conversion.
+    WalkResult unsupported = module.walk([](Operation *op) {
+      for (Type t : llvm::concat<const Type>(op->getOperandTypes(), op->getResultTypes())) {
+        Type e = getElementTypeOrSelf(t);
+        if (e.isBF16()) {
           op->emitError("bf16 tensors are not supported by the levelzero target yet (SPIR-V "
                         "has no bf16 type without SPV_KHR_bfloat16)");
           return WalkResult::interrupt();
         }
+        bool smallFloat = isa<FloatType>(e) && e.getIntOrFloatBitWidth() < 8;
+        bool smallInt = e.isInteger() && e.getIntOrFloatBitWidth() > 1 &&
+                        e.getIntOrFloatBitWidth() < 8;
+        if (smallFloat || smallInt) {
+          std::string name;
+          llvm::raw_string_ostream os(name);
+          e.print(os);
+          op->emitError(name + " tensors are not supported by the levelzero target yet "
+                               "(SPIR-V's OpenCL model has no sub-byte element type)");
+          return WalkResult::interrupt();
+        }
+      }
       return WalkResult::advance();
     });
-    if (bf16.wasInterrupted())
+    if (unsupported.wasInterrupted())
       return signalPassFailure();
     for (auto func : module.getOps<mlir::gpu::GPUFuncOp>()) {
       if (!func.isKernel())
