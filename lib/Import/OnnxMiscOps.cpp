@@ -394,53 +394,122 @@ static LogicalResult handleQLinearMatMul(Importer &im) {
 
 /// ConvInteger: the zero points are subtracted in i32 first (so padding
 /// contributes zero, like the reference), then an ordinary i32 convolution.
+/// Input `i` (8-bit) widened to i32 minus its zero point `zpIndex` (a
+/// scalar, or one per output channel when `perChannel`).
+static FailureOr<Value> shiftedInt8(Importer &im, unsigned i, unsigned zpIndex, bool perChannel,
+                                    StringRef name) {
+  Type i32 = im.b.getI32Type();
+  Value v = im.input(i);
+  if (!im.elementType(v).isInteger(8))
+    return im.fail(name + " must be an 8-bit integer tensor");
+  bool uns = im.isUnsigned(i);
+  SmallVector<Value> ins = {v};
+  if (im.hasInput(zpIndex)) {
+    Value zp = im.input(zpIndex);
+    ArrayRef<int64_t> zs = im.shapeOf(zp);
+    int64_t numel = 1;
+    for (int64_t dd : zs)
+      numel *= dd;
+    int64_t rank = im.shapeOf(v).size();
+    if (im.elementType(zp) != im.elementType(v) || im.isUnsigned(zpIndex) != uns)
+      return im.fail(name + "_zero_point must have the type of its input");
+    if (numel == 1) {
+      zp = im.reshape(zp, {});
+    } else if (perChannel && zs.size() == 1 && zs[0] == im.shapeOf(v)[0]) {
+      SmallVector<int64_t> cs(rank, 1);
+      cs[0] = zs[0];
+      zp = im.reshape(zp, cs);
+    } else {
+      return im.fail(name + (perChannel ? "_zero_point must be a scalar or have one value per "
+                                          "output channel"
+                                        : "_zero_point must be a scalar") +
+                     ", got " + shapeStr(zs));
+    }
+    ins.push_back(zp);
+  }
+  return im.elementwise(ins, i32, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+    Value r = extendTo(ob, l, a[0], i32, uns);
+    if (a.size() > 1)
+      r = arith::SubIOp::create(ob, l, r, extendTo(ob, l, a[1], i32, uns));
+    return r;
+  });
+}
+
 static LogicalResult handleConvInteger(Importer &im) {
   if (failed(requireInputs(im, 2)))
     return failure();
-  Type i32 = im.b.getI32Type();
-  auto shifted = [&](unsigned i, unsigned zpIndex, bool perChannel) -> FailureOr<Value> {
-    Value v = im.input(i);
-    if (!im.elementType(v).isInteger(8))
-      return im.fail(Twine(i == 0 ? "x" : "w") + " must be an 8-bit integer tensor");
-    bool uns = im.isUnsigned(i);
-    SmallVector<Value> ins = {v};
-    if (im.hasInput(zpIndex)) {
-      Value zp = im.input(zpIndex);
-      ArrayRef<int64_t> zs = im.shapeOf(zp);
-      int64_t numel = 1;
-      for (int64_t dd : zs)
-        numel *= dd;
-      int64_t rank = im.shapeOf(v).size();
-      if (im.elementType(zp) != im.elementType(v) || im.isUnsigned(zpIndex) != uns)
-        return im.fail(Twine(i == 0 ? "x" : "w") + "_zero_point must have the type of its input");
-      if (numel == 1) {
-        zp = im.reshape(zp, {});
-      } else if (perChannel && zs.size() == 1 && zs[0] == im.shapeOf(v)[0]) {
-        SmallVector<int64_t> cs(rank, 1);
-        cs[0] = zs[0];
-        zp = im.reshape(zp, cs);
-      } else {
-        return im.fail(Twine(i == 0 ? "x_zero_point must be a scalar"
-                                    : "w_zero_point must be a scalar or have one value per "
-                                      "output channel") +
-                       ", got " + shapeStr(zs));
-      }
-      ins.push_back(zp);
-    }
-    return im.elementwise(ins, i32, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
-      Value r = extendTo(ob, l, a[0], i32, uns);
-      if (a.size() > 1)
-        r = arith::SubIOp::create(ob, l, r, extendTo(ob, l, a[1], i32, uns));
-      return r;
-    });
-  };
-  auto x = shifted(0, 2, false);
+  auto x = shiftedInt8(im, 0, 2, false, "x");
   if (failed(x))
     return failure();
-  auto w = shifted(1, 3, true);
+  auto w = shiftedInt8(im, 1, 3, true, "w");
   if (failed(w))
     return failure();
   auto y = convolution(im, *x, *w, Value());
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  return success();
+}
+
+/// QLinearConv: the i32 convolution of the zero-point-shifted inputs plus
+/// the i32 bias, requantized as the reference does: acc * (x_scale *
+/// w_scale / y_scale) in f64 (numpy promotes the int32 accumulator), plus
+/// y_zero_point, rounded half to even and saturated.
+static LogicalResult handleQLinearConv(Importer &im) {
+  if (failed(requireInputs(im, 8)))
+    return failure();
+  auto x = shiftedInt8(im, 0, 2, false, "x");
+  if (failed(x))
+    return failure();
+  auto w = shiftedInt8(im, 3, 5, true, "w");
+  if (failed(w))
+    return failure();
+  Value bias = im.hasInput(8) ? im.input(8) : Value();
+  if (bias && !im.elementType(bias).isInteger(32))
+    return im.fail("B must be an int32 tensor");
+  auto acc = convolution(im, *x, *w, bias);
+  if (failed(acc))
+    return failure();
+  for (unsigned i : {1u, 4u, 6u})
+    if (!im.elementType(im.input(i)).isF32())
+      return im.fail("scales must be float32");
+  int64_t rank = im.shapeOf(*acc).size();
+  Value ws = im.input(4);
+  int64_t wsNumel = 1;
+  for (int64_t dd : im.shapeOf(ws))
+    wsNumel *= dd;
+  if (wsNumel != 1) {
+    if (im.shapeOf(ws).size() != 1 || wsNumel != im.shapeOf(*acc)[1])
+      return im.fail("w_scale must be a scalar or have one value per output channel, got " +
+                     shapeStr(im.shapeOf(ws)));
+    SmallVector<int64_t> cs(rank, 1);
+    cs[1] = wsNumel;
+    ws = im.reshape(ws, cs);
+  } else {
+    ws = im.reshape(ws, {});
+  }
+  Value yzp = im.input(7);
+  Type yt = im.elementType(yzp);
+  bool uy = im.isUnsigned(7);
+  if (!yt.isInteger(8))
+    return im.fail("y_zero_point must be an 8-bit integer");
+  double lo = uy ? 0 : -128, hi = uy ? 255 : 127;
+  Type f64 = im.b.getF64Type();
+  auto y = im.elementwise(
+      {*acc, im.reshape(im.input(1), {}), ws, im.reshape(im.input(6), {}), im.reshape(yzp, {})},
+      yt, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value scale = arith::DivFOp::create(ob, l, arith::MulFOp::create(ob, l, v[1], v[2]), v[3]);
+        Value q = arith::MulFOp::create(ob, l, arith::SIToFPOp::create(ob, l, f64, v[0]),
+                                        arith::ExtFOp::create(ob, l, f64, scale));
+        q = arith::AddFOp::create(ob, l, q,
+                                  uy ? (Value)arith::UIToFPOp::create(ob, l, f64, v[4])
+                                     : (Value)arith::SIToFPOp::create(ob, l, f64, v[4]));
+        q = math::RoundEvenOp::create(ob, l, q);
+        q = arith::MaximumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, lo));
+        q = arith::MinimumFOp::create(ob, l, q, im.constantScalar(ob, l, f64, hi));
+        return uy ? (Value)arith::FPToUIOp::create(ob, l, yt, q)
+                  : (Value)arith::FPToSIOp::create(ob, l, yt, q);
+      });
   if (failed(y))
     return failure();
   im.setOutput(0, *y);
@@ -2135,6 +2204,7 @@ void kiln::detail::registerMiscOps(llvm::StringMap<Handler> &t) {
   t["Einsum"] = handleEinsum;
   t["QLinearMatMul"] = handleQLinearMatMul;
   t["ConvInteger"] = handleConvInteger;
+  t["QLinearConv"] = handleQLinearConv;
   t["Det"] = handleDet;
   t["TensorScatter"] = handleTensorScatter;
   t["TfIdfVectorizer"] = handleTfIdfVectorizer;

@@ -596,6 +596,15 @@ case("convinteger-uint8-pads", one("ConvInteger", [
     ("w", (np.arange(4 * 3 * 3 * 3) * 13 % 256).astype(np.uint8).reshape(4, 3, 3, 3)),
     ("xz", np.array(17, np.uint8)), ("wz", np.array(128, np.uint8))],
     {"pads": [1, 0, 1, 2], "strides": [2, 1]}, opset=10))
+case("qlinearconv-uint8-per-channel-bias", one("QLinearConv", [
+    ("x", (np.arange(1 * 4 * 6 * 5) * 11 % 253).astype(np.uint8).reshape(1, 4, 6, 5)),
+    ("xs", np.array(0.02, np.float32)), ("xz", np.array(120, np.uint8)),
+    ("w", (np.arange(6 * 2 * 3 * 3) * 29 % 255).astype(np.uint8).reshape(6, 2, 3, 3)),
+    ("ws", np.array([0.01, 0.02, 0.005, 0.03, 0.015, 0.01], np.float32)),
+    ("wz", np.array(128, np.uint8)),
+    ("ys", np.array(0.5, np.float32)), ("yz", np.array(100, np.uint8)),
+    ("b", np.array([100, -2000, 0, 35, 7000, -1], np.int32))],
+    {"pads": [1, 1, 0, 1], "group": 2}, consts=["xs", "xz", "ws", "wz", "ys", "yz", "b"], opset=10))
 
 # --- Det ------------------------------------------------------------------------
 det_in = F(2, 3, 5, 5)
