@@ -1010,13 +1010,80 @@ static Value channelVector(Importer &im, Value v, int64_t rank) {
   return im.reshape(v, shape);
 }
 
+/// BatchNormalization with training_mode=1 (opset 14+): normalizes with the
+/// batch's own mean and population variance (over every axis but 1) and
+/// outputs the running statistics blended with `momentum`.
+static LogicalResult handleBatchNormTraining(Importer &im) {
+  Value x = im.input(0);
+  Type et = im.elementType(x);
+  int64_t rank = im.shapeOf(x).size(), c = im.shapeOf(x)[1], n = 1;
+  SmallVector<int64_t> axes;
+  for (int64_t i = 0; i < rank; ++i)
+    if (i != 1) {
+      axes.push_back(i);
+      n *= im.shapeOf(x)[i];
+    }
+  double eps = im.attrFloat("epsilon", 1e-5f), momentum = im.attrFloat("momentum", 0.9f);
+  auto sum = [](OpBuilder &ob, Location l, Value a, Value v) { return addOp(ob, l, a, v); };
+  auto zero = FloatAttr::get(et, 0.0);
+  auto divN = [&](Value v) {
+    return im.elementwise({v}, et, [&](OpBuilder &ob, Location l, ValueRange a) -> Value {
+      return arith::DivFOp::create(ob, l, a[0], im.constantScalar(ob, l, et, (double)n));
+    });
+  };
+  auto mean = divN(im.reduce(x, axes, true, zero, sum));
+  if (failed(mean))
+    return failure();
+  auto sq = im.elementwise({x, *mean}, et, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    Value d = arith::SubFOp::create(ob, l, v[0], v[1]);
+    return arith::MulFOp::create(ob, l, d, d);
+  });
+  if (failed(sq))
+    return failure();
+  auto var = divN(im.reduce(*sq, axes, true, zero, sum));
+  if (failed(var))
+    return failure();
+  auto y = im.elementwise(
+      {x, channelVector(im, im.input(1), rank), channelVector(im, im.input(2), rank), *mean, *var},
+      et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+        Value ve = arith::AddFOp::create(ob, l, v[4], im.constantScalar(ob, l, et, eps));
+        Value nrm = arith::DivFOp::create(ob, l, arith::SubFOp::create(ob, l, v[0], v[3]),
+                                          math::SqrtOp::create(ob, l, ve));
+        return arith::AddFOp::create(ob, l, arith::MulFOp::create(ob, l, nrm, v[1]), v[2]);
+      });
+  if (failed(y))
+    return failure();
+  im.setOutput(0, *y);
+  // running = input * momentum + batch * (1 - momentum), per channel.
+  for (unsigned k = 1; k <= 2; ++k) {
+    if (!im.wantsOutput(k))
+      continue;
+    auto r = im.elementwise({im.input(2 + k), im.reshape(k == 1 ? *mean : *var, {c})}, et,
+                            [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+                              return arith::AddFOp::create(
+                                  ob, l,
+                                  arith::MulFOp::create(ob, l, v[0],
+                                                        im.constantScalar(ob, l, et, momentum)),
+                                  arith::MulFOp::create(
+                                      ob, l, v[1], im.constantScalar(ob, l, et, 1.0 - momentum)));
+                            });
+    if (failed(r))
+      return failure();
+    im.setOutput(k, *r);
+  }
+  return success();
+}
+
 static LogicalResult handleBatchNorm(Importer &im) {
-  if (im.attrInt("training_mode", 0))
-    return im.fail("training_mode=1 is not supported (inference only)");
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   if (rank < 2)
     return im.fail("input must have rank >= 2");
+  if (im.attrInt("training_mode", 0)) {
+    if (im.opset < 14)
+      return im.fail("training_mode is an opset-14 attribute");
+    return handleBatchNormTraining(im);
+  }
   double eps = im.attrFloat("epsilon", 1e-5f);
   SmallVector<Value> ins = {x};
   for (unsigned i = 1; i < 5; ++i)
@@ -3994,13 +4061,17 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
     // Inference only: the output is the input and the mask all true;
     // training mode (random masks) is rejected.
     t["Dropout"] = [](Importer &im) {
-      if (im.hasInput(2)) {
-        auto c = im.constInput(2);
+      auto scalar = [&](unsigned i) -> std::optional<double> {
+        auto c = im.hasInput(i) ? im.constInput(i) : std::nullopt;
         auto h = c ? HostTensor::fromAttr(*c) : std::nullopt;
-        if (!h || h->numel() != 1 || h->get(0) != 0)
-          return im.fail("training_mode must be a constant false (random dropout masks are "
-                         "not supported)");
-      }
+        if (!h || h->numel() != 1)
+          return std::nullopt;
+        return h->get(0);
+      };
+      // Training with ratio 0 drops nothing: still deterministic.
+      if (im.hasInput(2) && scalar(2) != 0.0 && !(scalar(2) && scalar(1) == 0.0))
+        return im.fail("training_mode must be a constant false, or the ratio a constant 0 "
+                       "(random dropout masks are not supported)");
       if (im.wantsOutput(1))
         im.setOutput(1, im.fill(im.shapeOf(im.input(0)), im.b.getBoolAttr(true)));
       return handleIdentity(im);

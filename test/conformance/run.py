@@ -76,7 +76,9 @@ ATTRIBUTE_INPUTS = dict(
     # Kiln unrolls loops and keeps sequences as compile-time lists: trip
     # counts, positions and split sizes decide the output shapes.
     Loop=(0, 1), SequenceAt=(1,), SequenceInsert=(2,), SequenceErase=(1,),
-    SplitToSequence=(1,))
+    SplitToSequence=(1,),
+    # Whether Dropout is random at all.
+    Dropout=(1, 2))
 
 # Ops whose outputs depend on their inputs' shapes only, never their values.
 SHAPE_ONLY = {"Shape", "Size"}
