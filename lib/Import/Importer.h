@@ -234,6 +234,12 @@ SliceRange resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step);
 /// ONNX Conv of `x` by `w` (+ `bias`, may be null) with the current node's
 /// attributes (group, pads, strides, dilations, auto_pad, kernel_shape).
 FailureOr<Value> convolution(Importer &im, Value x, Value w, Value bias);
+/// The grouped convolution generic over loops n, g, m, c, k_0.., o_0..: the
+/// grouped input xv read through `ex`, the grouped weights wv through `ew`,
+/// into [N, G, M/G, out...] (`og`) starting from `bias` ([M]; null: zeros).
+FailureOr<Value> groupedConvolution(Importer &im, Value xv, Value wv, Value bias,
+                                    ArrayRef<int64_t> og, ArrayRef<AffineExpr> ex,
+                                    ArrayRef<AffineExpr> ew);
 
 /// Softmax over the last axis (max-shifted, like the ONNX reference).
 FailureOr<Value> softmaxLastAxis(Importer &im, Value x);

@@ -284,47 +284,21 @@ static LogicalResult handleConvTranspose(Importer &im) {
 
   // Loops: n, g, m, c, k_0.., o_0..
   MLIRContext *ctx = &im.ctx;
-  int64_t dims = 4 + 2 * s;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
-  SmallVector<AffineExpr> ex = {d(0), d(1), d(3)}, ew = {d(1), d(3), d(2)}, eo = {d(0), d(1), d(2)};
+  SmallVector<AffineExpr> ex = {d(0), d(1), d(3)}, ew = {d(1), d(3), d(2)};
   for (int64_t i = 0; i < s; ++i) {
     AffineExpr k = d(4 + i), o = d(4 + s + i);
     // The flip goes on the input side: loops must stay recoverable from
     // the operands' plain dimensions (k from W, o from Y).
     ex.push_back(o + (kernel[i] - 1) * dil[i] - k * dil[i]);
     ew.push_back(k);
-    eo.push_back(o);
   }
-  Value init;
-  if (im.hasInput(2)) {
-    SmallVector<int64_t> bshape = {groups, mg};
-    bshape.append(s, 1);
-    Value bias = im.reshape(im.input(2), bshape);
-    auto bi = im.elementwise({bias}, et, [](OpBuilder &, Location, ValueRange v) { return v[0]; },
-                             ArrayRef<int64_t>(og));
-    if (failed(bi))
-      return failure();
-    init = *bi;
-  } else {
-    init = im.fill(og, cast<TypedAttr>(im.b.getZeroAttr(et)));
-  }
-  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
-  for (int64_t i = 3; i < 4 + s; ++i)
-    iters[i] = IteratorType::reduction;
-  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, ew, ctx),
-                                 AffineMap::get(dims, 0, eo, ctx)};
-  Value y = linalg::GenericOp::create(
-                im.b, im.loc, TypeRange{init.getType()}, ValueRange{xv, wv}, ValueRange{init},
-                maps, iters,
-                [&](OpBuilder &ob, Location l, ValueRange v) {
-                  Value p = arith::MulFOp::create(ob, l, v[0], v[1]);
-                  linalg::YieldOp::create(ob, l,
-                                          arith::AddFOp::create(ob, l, v[2], p).getResult());
-                })
-                .getResult(0);
+  auto y = groupedConvolution(im, xv, wv, im.hasInput(2) ? im.input(2) : Value(), og, ex, ew);
+  if (failed(y))
+    return failure();
   SmallVector<int64_t> outShape = {nBatch, m};
   outShape.append(out);
-  im.setOutput(0, im.reshape(y, outShape));
+  im.setOutput(0, im.reshape(*y, outShape));
   return success();
 }
 

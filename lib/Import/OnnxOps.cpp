@@ -1291,6 +1291,43 @@ static FailureOr<WindowGeometry> windowGeometry(Importer &im, ArrayRef<int64_t> 
   return g;
 }
 
+FailureOr<Value> kiln::detail::groupedConvolution(Importer &im, Value xv, Value wv, Value bias,
+                                                  ArrayRef<int64_t> og, ArrayRef<AffineExpr> ex,
+                                                  ArrayRef<AffineExpr> ew) {
+  MLIRContext *ctx = &im.ctx;
+  int64_t s = og.size() - 3, dims = 4 + 2 * s;
+  Type et = im.elementType(xv);
+  SmallVector<AffineExpr> eo;
+  for (int64_t i : {0, 1, 2})
+    eo.push_back(getAffineDimExpr(i, ctx));
+  for (int64_t i = 0; i < s; ++i)
+    eo.push_back(getAffineDimExpr(4 + s + i, ctx));
+  Value init;
+  if (bias) {
+    SmallVector<int64_t> bshape = {og[1], og[2]};
+    bshape.append(s, 1);
+    auto bi = im.elementwise({im.reshape(bias, bshape)}, et,
+                             [](OpBuilder &, Location, ValueRange v) { return v[0]; }, og);
+    if (failed(bi))
+      return failure();
+    init = *bi;
+  } else {
+    init = im.fill(og, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  }
+  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
+  for (int64_t i = 3; i < 4 + s; ++i)
+    iters[i] = IteratorType::reduction;
+  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, ew, ctx),
+                                 AffineMap::get(dims, 0, eo, ctx)};
+  return linalg::GenericOp::create(
+             im.b, im.loc, TypeRange{init.getType()}, ValueRange{xv, wv}, ValueRange{init}, maps,
+             iters,
+             [&](OpBuilder &ob, Location l, ValueRange v) {
+               linalg::YieldOp::create(ob, l, addOp(ob, l, v[2], mulOp(ob, l, v[0], v[1])));
+             })
+      .getResult(0);
+}
+
 FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value bias) {
   ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w);
   if (xs.size() < 3 || ws.size() != xs.size())
@@ -1327,43 +1364,18 @@ FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value
   MLIRContext *ctx = &im.ctx;
   int64_t dims = 4 + 2 * s;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
-  SmallVector<AffineExpr> ex = {d(0), d(1), d(3)}, ew = {d(1), d(2), d(3)}, eo = {d(0), d(1), d(2)};
+  SmallVector<AffineExpr> ex = {d(0), d(1), d(3)}, ew = {d(1), d(2), d(3)};
   for (int64_t i = 0; i < s; ++i) {
     AffineExpr k = d(4 + i), o = d(4 + s + i);
     ex.push_back(o * g->strides[i] + k * g->dilations[i]);
     ew.push_back(k);
-    eo.push_back(o);
   }
-  Value init;
-  if (bias) {
-    bias = im.reshape(bias, {groups, fg});
-    SmallVector<int64_t> bshape = {groups, fg};
-    for (int64_t i = 0; i < s; ++i)
-      bshape.push_back(1);
-    bias = im.reshape(bias, bshape);
-    auto bi = im.elementwise({bias}, et, [](OpBuilder &, Location, ValueRange v) { return v[0]; },
-                             ArrayRef<int64_t>(og));
-    if (failed(bi))
-      return failure();
-    init = *bi;
-  } else {
-    init = im.fill(og, cast<TypedAttr>(im.b.getZeroAttr(et)));
-  }
-  SmallVector<IteratorType> iters(dims, IteratorType::parallel);
-  for (int64_t i = 3; i < 4 + s; ++i)
-    iters[i] = IteratorType::reduction;
-  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ex, ctx), AffineMap::get(dims, 0, ew, ctx),
-                                 AffineMap::get(dims, 0, eo, ctx)};
-  Value y = linalg::GenericOp::create(
-                im.b, im.loc, TypeRange{init.getType()}, ValueRange{xv, wv}, ValueRange{init},
-                maps, iters,
-                [&](OpBuilder &ob, Location l, ValueRange v) {
-                  linalg::YieldOp::create(ob, l, addOp(ob, l, v[2], mulOp(ob, l, v[0], v[1])));
-                })
-                .getResult(0);
+  auto y = groupedConvolution(im, xv, wv, bias, og, ex, ew);
+  if (failed(y))
+    return failure();
   SmallVector<int64_t> outShape = {nBatch, f};
   outShape.append(g->out);
-  return im.reshape(y, outShape);
+  return im.reshape(*y, outShape);
 }
 
 static LogicalResult handleConv(Importer &im) {
