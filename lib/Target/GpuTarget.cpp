@@ -30,6 +30,8 @@ kiln::KernelOptions kiln::gpu::kernelOptions(const TargetOptions &options) {
 
 void kiln::gpu::buildDistributionPipeline(OpPassManager &pm) {
   OpPassManager &kernels = pm.nest<func::FuncOp>();
+  kernels.addPass(kiln::createGpuStageContractions());
+  kernels.addPass(kiln::createGpuTreeReductions());
   kernels.addPass(createConvertLinalgToLoopsPass());
   kernels.addPass(createCanonicalizerPass());
   pm.addPass(kiln::createGpuDistribute());

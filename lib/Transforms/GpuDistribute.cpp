@@ -3,9 +3,11 @@
 // The shared pipeline tiles GPU kernels so finely that one Kiln workgroup is
 // a thread's worth of work. This pass packs those workgroups into blocks of
 // threads and outlines the kernels into a gpu.module that NVVM, ROCDL and
-// SPIR-V lowerings all accept.
+// SPIR-V lowerings all accept. Cooperative kernels (GpuCooperation.h) get
+// the block shape they asked for instead.
 //
 //===----------------------------------------------------------------------===//
+#include "GpuCooperation.h"
 #include "kiln/Transforms/Passes.h"
 
 #include "mlir/IR/PatternMatch.h"
@@ -68,6 +70,8 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
         return signalPassFailure();
       }
       auto [block, launch] = distribute(kernel);
+      if (block < 0)
+        return signalPassFailure();
       SmallVector<Attribute> shape = {b.getDenseI32ArrayAttr({block, 1, 1}),
                                       b.getDenseI32ArrayAttr({launch, 1, 1})};
       launches.push_back(b.getNamedAttr(kernel.getSymName(), b.getArrayAttr(shape)));
@@ -84,10 +88,9 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
   /// Replaces gpu.block_id (Kiln workgroups) by a guarded global thread id.
   /// Returns the threads per block and the number of blocks.
   std::pair<int32_t, int32_t> distribute(func::FuncOp kernel) {
-    int64_t grid[3] = {1, 1, 1};
-    if (auto wg = kernel->getAttrOfType<DenseI64ArrayAttr>(kiln::kWorkgroupsAttr))
-      for (int i = 0; i < 3 && i < (int)wg.size(); ++i)
-        grid[i] = std::max<int64_t>(wg[i], 1);
+    if (std::optional<kiln::gpu::CooperativeShape> shape = kiln::gpu::getCooperativeShape(kernel))
+      return distributeCooperative(kernel, *shape);
+    std::array<int64_t, 3> grid = kiln::gpu::workgroupGrid(kernel);
     int64_t total = grid[0] * grid[1] * grid[2];
     // Small grids get a block of whole warps rather than idle threads.
     int64_t block = std::min<int64_t>(blockSize, (total + 31) / 32 * 32);
@@ -125,6 +128,110 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
     return {(int32_t)block, (int32_t)launch};
   }
 
+  /// A block covers `shape.tile` workgroups with `shape.lanes` threads each.
+  /// Every thread runs the whole body (barriers must be reached by all) on
+  /// clamped ids; writes outside workgroup memory are left to the first lane
+  /// of an in-range workgroup.
+  std::pair<int32_t, int32_t> distributeCooperative(func::FuncOp kernel,
+                                                    const kiln::gpu::CooperativeShape &shape) {
+    std::array<int64_t, 3> grid = kiln::gpu::workgroupGrid(kernel);
+    int64_t counts[3], launch = 1;
+    for (int d = 0; d < 3; ++d) {
+      counts[d] = (grid[d] + shape.tile[d] - 1) / shape.tile[d];
+      launch *= counts[d];
+    }
+    SmallVector<gpu::BlockIdOp> workgroupIds;
+    kernel.walk([&](gpu::BlockIdOp id) { workgroupIds.push_back(id); });
+    makeAllocasPrivate(kernel);
+
+    Block &entry = kernel.getBody().front();
+    Location loc = kernel.getLoc();
+    // After the workgroup-memory allocas, which must stay at the top.
+    OpBuilder b(kernel.getContext());
+    b.setInsertionPointToStart(&entry);
+    for (Operation &op : entry)
+      if (auto alloca = dyn_cast<memref::AllocaOp>(op); alloca && isWorkgroupMemory(alloca))
+        b.setInsertionPointAfter(alloca);
+    auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v).getResult(); };
+    kiln::gpu::ThreadCoords coords = kiln::gpu::threadCoords(b, loc, shape);
+    Value rest = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+    Value tileIds[3];
+    tileIds[2] = arith::RemUIOp::create(b, loc, rest, cst(counts[2]));
+    rest = arith::DivUIOp::create(b, loc, rest, cst(counts[2]));
+    tileIds[1] = arith::RemUIOp::create(b, loc, rest, cst(counts[1]));
+    tileIds[0] = arith::DivUIOp::create(b, loc, rest, cst(counts[1]));
+    Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, coords.lane, cst(0));
+    Value ids[3];
+    for (int d = 0; d < 3; ++d) {
+      Value id = arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, tileIds[d], cst(shape.tile[d])), coords.local[d]);
+      if (grid[d] % shape.tile[d] == 0) {
+        ids[d] = id;
+        continue;
+      }
+      Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, id, cst(grid[d]));
+      leader = arith::AndIOp::create(b, loc, leader, in);
+      ids[d] = arith::MinUIOp::create(b, loc, id, cst(grid[d] - 1));
+    }
+    for (gpu::BlockIdOp id : workgroupIds) {
+      id.replaceAllUsesWith(ids[(int)id.getDimension()]);
+      id.erase();
+    }
+    for (Operation &op : llvm::make_early_inc_range(
+             llvm::make_range(std::next(leader.getDefiningOp()->getIterator()),
+                              entry.getTerminator()->getIterator()))) {
+      if (!writesThreadVisibleMemory(&op))
+        continue;
+      if (op.getNumResults() != 0 || containsBarrier(&op)) {
+        op.emitError("a cooperative kernel writes global memory where every thread must take "
+                     "part");
+        return {-1, -1};
+      }
+      b.setInsertionPoint(&op);
+      auto guard = scf::IfOp::create(b, op.getLoc(), leader, /*withElseRegion=*/false);
+      op.moveBefore(guard.thenBlock()->getTerminator());
+    }
+    return {(int32_t)shape.threads(), (int32_t)launch};
+  }
+
+  static bool isWorkgroupMemory(memref::AllocaOp alloca) {
+    auto space = dyn_cast_or_null<gpu::AddressSpaceAttr>(alloca.getType().getMemorySpace());
+    return space && space.getValue() == gpu::AddressSpace::Workgroup;
+  }
+
+  static bool containsBarrier(Operation *op) {
+    return op->walk([](gpu::BarrierOp) { return WalkResult::interrupt(); }).wasInterrupted();
+  }
+
+  /// Whether `op` writes memory outside workgroup memory (global buffers or
+  /// the thread's own temporaries), or might.
+  static bool writesThreadVisibleMemory(Operation *op) {
+    WalkResult r = op->walk([](Operation *inner) {
+      auto effects = dyn_cast<MemoryEffectOpInterface>(inner);
+      if (isa<gpu::BarrierOp>(inner))
+        return WalkResult::advance();
+      if (!effects) {
+        bool opaque = !inner->hasTrait<OpTrait::HasRecursiveMemoryEffects>() &&
+                      !isMemoryEffectFree(inner);
+        return opaque ? WalkResult::interrupt() : WalkResult::advance();
+      }
+      SmallVector<MemoryEffects::EffectInstance> list;
+      effects.getEffects(list);
+      for (auto &e : list) {
+        if (!isa<MemoryEffects::Write>(e.getEffect()))
+          continue;
+        Value v = e.getValue();
+        auto type = v ? dyn_cast<MemRefType>(v.getType()) : MemRefType();
+        auto space = type ? dyn_cast_or_null<gpu::AddressSpaceAttr>(type.getMemorySpace())
+                          : gpu::AddressSpaceAttr();
+        if (!space || space.getValue() != gpu::AddressSpace::Workgroup)
+          return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    return r.wasInterrupted();
+  }
+
   void outline(func::FuncOp kernel, gpu::GPUModuleOp gpuModule, int32_t block) {
     OpBuilder b = OpBuilder::atBlockEnd(gpuModule.getBody());
     auto func = gpu::GPUFuncOp::create(b, kernel.getLoc(), kernel.getSymName(),
@@ -138,6 +245,15 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
     for (unsigned i = 0; i < func.getNumArguments(); ++i)
       func.setArgAttr(i, "llvm.noalias", b.getUnitAttr());
     func.getBody().takeBody(kernel.getBody());
+    SmallVector<memref::AllocaOp> shared;
+    func.walk([&](memref::AllocaOp a) {
+      if (isWorkgroupMemory(a))
+        shared.push_back(a);
+    });
+    for (memref::AllocaOp a : shared) {
+      a.replaceAllUsesWith(func.addWorkgroupAttribution(a.getType(), a.getLoc()));
+      a.erase();
+    }
     auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
     b.setInsertionPoint(ret);
     gpu::ReturnOp::create(b, ret.getLoc());

@@ -6,7 +6,7 @@
 // neighbouring addresses.
 // CHECK-LABEL: module @kernels
 // CHECK-SAME: gpu.container_module
-// CHECK-SAME: kiln.gpu_launches = {k = [array<i32: 128, 1, 1>, array<i32: 10, 1, 1>], small = [array<i32: 32, 1, 1>, array<i32: 1, 1, 1>]}
+// CHECK-SAME: kiln.gpu_launches = {coop = [array<i32: 256, 1, 1>, array<i32: 4, 1, 1>], k = [array<i32: 128, 1, 1>, array<i32: 10, 1, 1>], small = [array<i32: 32, 1, 1>, array<i32: 1, 1, 1>]}
 // CHECK: gpu.module @kiln_kernels
 // CHECK: memref.global "private" constant @table
 // CHECK: gpu.func @k(%[[A:.+]]: memref<4x300xf32> {llvm.noalias}, %[[B:.+]]: memref<4x300xf32> {llvm.noalias}) kernel
@@ -25,6 +25,25 @@
 // CHECK: memref.store %{{.+}}, %[[B]][%[[X]], %[[Y]]]
 // CHECK: }
 // CHECK: gpu.return
+// A cooperative kernel: blocks of 16x16 threads over a 20x24 grid, 2x2
+// blocks. Every thread reaches the barrier with clamped ids; only in-range
+// threads write the output. Workgroup memory becomes an attribution.
+// CHECK: gpu.func @coop(%[[X:.+]]: memref<20x24xf32> {llvm.noalias}, %[[Y:.+]]: memref<20x24xf32> {llvm.noalias}) workgroup(%[[SH:.+]] : memref<16x16xf32, #gpu.address_space<workgroup>>) kernel
+// CHECK-SAME: known_block_size = array<i32: 256, 1, 1>
+// CHECK: %[[TID:.+]] = gpu.thread_id x
+// CHECK: %[[BID:.+]] = gpu.block_id x
+// CHECK: %[[IN0:.+]] = arith.cmpi ult, %{{.+}}, %c20
+// CHECK: %[[LEAD:.+]] = arith.andi %{{.+}}, %[[IN0]]
+// CHECK: %[[I:.+]] = arith.minui %{{.+}}, %c19
+// CHECK: %[[IN1:.+]] = arith.cmpi ult, %{{.+}}, %c24
+// CHECK: %[[LEAD2:.+]] = arith.andi %[[LEAD]], %[[IN1]]
+// CHECK: %[[J:.+]] = arith.minui %{{.+}}, %c23
+// CHECK: %[[V:.+]] = memref.load %[[X]][%[[I]], %[[J]]]
+// CHECK: memref.store %[[V]], %[[SH]]
+// CHECK-NEXT: gpu.barrier
+// CHECK: scf.if %[[LEAD2]] {
+// CHECK-NEXT: memref.store %{{.+}}, %[[Y]][%[[I]], %[[J]]]
+// CHECK-NEXT: }
 // A grid smaller than a block gets whole warps.
 // CHECK: gpu.func @small
 // CHECK-SAME: known_block_size = array<i32: 32, 1, 1>
@@ -41,6 +60,18 @@ module {
       memref.store %v, %t[%c0] : memref<1xf32>
       %w = memref.load %t[%c0] : memref<1xf32>
       memref.store %w, %b[%x, %y] : memref<4x300xf32>
+      return
+    }
+    func.func @coop(%x: memref<20x24xf32>, %y: memref<20x24xf32>) attributes {kiln.workgroups = array<i64: 20, 24, 1>, kiln.gpu_cooperative = array<i64: 16, 16, 1, 1>} {
+      %sh = memref.alloca() : memref<16x16xf32, #gpu.address_space<workgroup>>
+      %i = gpu.block_id x
+      %j = gpu.block_id y
+      %c0 = arith.constant 0 : index
+      %v = memref.load %x[%i, %j] : memref<20x24xf32>
+      memref.store %v, %sh[%c0, %c0] : memref<16x16xf32, #gpu.address_space<workgroup>>
+      gpu.barrier
+      %w = memref.load %sh[%c0, %c0] : memref<16x16xf32, #gpu.address_space<workgroup>>
+      memref.store %w, %y[%i, %j] : memref<20x24xf32>
       return
     }
     func.func @small(%a: memref<2xf32>) attributes {kiln.workgroups = array<i64: 2, 1, 1>} {

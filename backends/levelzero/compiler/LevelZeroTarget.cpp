@@ -11,6 +11,7 @@
 #include "mlir/Conversion/MemRefToSPIRV/MemRefToSPIRV.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVAttributes.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVOps.h"
@@ -31,6 +32,25 @@ namespace {
 /// temporaries Function storage.
 struct PrepareSpirvPass
     : PassWrapper<PrepareSpirvPass, OperationPass<mlir::gpu::GPUModuleOp>> {
+  /// MLIR's GPU to SPIR-V conversion takes workgroup memory as Workgroup
+  /// allocs (which become module-scope variables), not as attributions.
+  static void workgroupAttributionsToAllocs(mlir::gpu::GPUFuncOp func) {
+    unsigned count = func.getNumWorkgroupAttributions();
+    if (count == 0)
+      return;
+    Block &entry = func.getBody().front();
+    OpBuilder b = OpBuilder::atBlockBegin(&entry);
+    unsigned first = func.getFirstWorkgroupAttributionIndex();
+    for (unsigned i = 0; i < count; ++i) {
+      BlockArgument arg = entry.getArgument(first + i);
+      arg.replaceAllUsesWith(
+          memref::AllocOp::create(b, arg.getLoc(), cast<MemRefType>(arg.getType())));
+    }
+    entry.eraseArguments(first, count);
+    func->setAttr(mlir::gpu::GPUFuncOp::getNumWorkgroupAttributionsAttrName(),
+                  b.getI64IntegerAttr(0));
+  }
+
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(PrepareSpirvPass)
   StringRef getArgument() const final { return "kiln-spirv-prepare"; }
   StringRef getDescription() const final {
@@ -77,6 +97,7 @@ struct PrepareSpirvPass
     for (auto func : module.getOps<mlir::gpu::GPUFuncOp>()) {
       if (!func.isKernel())
         continue;
+      workgroupAttributionsToAllocs(func);
       DenseI32ArrayAttr block = func.getKnownBlockSizeAttr();
       SmallVector<int32_t> size = block ? SmallVector<int32_t>(block.asArrayRef())
                                         : SmallVector<int32_t>{1, 1, 1};

@@ -88,6 +88,44 @@ def ExpandSmallFloats : Pass<"kiln-expand-small-floats", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
 
+def GpuStageContractions : Pass<"kiln-gpu-stage-contractions", "mlir::func::FuncOp"> {
+  let summary = "Stage a kernel's contraction operands in workgroup memory, T x T output tiles per block";
+  let description = [{
+    Runs on bufferized GPU kernels before they become loops. A contraction
+    computing one output element per Kiln workgroup (one reduction loop, two
+    inputs readable by every thread) becomes a cooperative kernel: a block
+    of T x T threads (T = 16, or 8 for small grids) covers a tile of rows
+    and columns; per K chunk each thread copies one element of A and one of
+    B into workgroup memory, the block synchronizes with gpu.barrier and
+    every thread accumulates its element from workgroup memory. The kernel
+    is marked `kiln.gpu_cooperative` for kiln-gpu-distribute.
+  }];
+  let options = [
+    Option<"minK", "min-k", "int64_t", "8", "Smallest reduced extent worth staging">,
+  ];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::affine::AffineDialect", "mlir::memref::MemRefDialect"];
+}
+
+def GpuTreeReductions : Pass<"kiln-gpu-tree-reductions", "mlir::func::FuncOp"> {
+  let summary = "Reduce across the threads of a block: strided partials, then a tree in workgroup memory";
+  let description = [{
+    Runs on bufferized GPU kernels before they become loops. A reduction
+    with one output element per Kiln workgroup over K >= min-k elements
+    (an associative combining op, inputs readable by every thread) gets L
+    lanes per workgroup (a power of two <= min(K, max-lanes)): strided
+    partial reductions, then log2(L) halving steps in workgroup memory
+    separated by gpu.barrier; the first lane writes the result. The kernel
+    is marked `kiln.gpu_cooperative` for kiln-gpu-distribute.
+  }];
+  let options = [
+    Option<"minK", "min-k", "int64_t", "32", "Smallest reduced extent worth a tree">,
+    Option<"maxLanes", "max-lanes", "int64_t", "256", "Most threads per reduction">,
+  ];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
+                           "mlir::affine::AffineDialect", "mlir::memref::MemRefDialect"];
+}
+
 def GpuDistribute : Pass<"kiln-gpu-distribute", "mlir::ModuleOp"> {
   let summary = "Map each kernel's workgroup grid onto GPU threads; outline into a gpu.module";
   let description = [{

@@ -1,0 +1,102 @@
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(func.func(kiln-gpu-stage-contractions),canonicalize)' | FileCheck %s
+
+#a = affine_map<(m, k, n) -> (m, k)>
+#b = affine_map<(m, k, n) -> (k, n)>
+#c = affine_map<(m, k, n) -> (m, n)>
+
+// One output element per workgroup over a 40x24 grid: blocks of 16x16
+// threads. K = 20 is one full chunk of 16 and a partial one of 4: loads
+// clamp to k < 20 and the multiply-add runs min(16, 20 - k0) times.
+// CHECK-LABEL: func.func @matmul
+// CHECK-SAME: kiln.gpu_cooperative = array<i64: 16, 16, 1, 1>
+// CHECK: %[[SHB:.+]] = memref.alloca() : memref<16x16xf32, #gpu.address_space<workgroup>>
+// CHECK: %[[SHA:.+]] = memref.alloca() : memref<16x16xf32, #gpu.address_space<workgroup>>
+// CHECK: linalg.fill
+// CHECK: %[[TID:.+]] = gpu.thread_id x
+// CHECK-DAG: %[[COL:.+]] = arith.remui %[[TID]], %c16
+// CHECK-DAG: %[[ROW:.+]] = arith.divui %[[TID]], %c16
+// CHECK: %[[INIT:.+]] = memref.load %[[ACC:.+]][%c0, %c0]
+// CHECK: %[[SUM:.+]] = scf.for %[[K0:.+]] = %c0 to %c20 step %c16 iter_args(%[[A:.+]] = %[[INIT]])
+// CHECK: %[[KA:.+]] = arith.minui %{{.+}}, %c19
+// CHECK: %[[KB:.+]] = arith.minui %{{.+}}, %c19
+// CHECK: %[[VA:.+]] = memref.load %{{.+}}[%c0, %[[KA]]]
+// CHECK: memref.store %[[VA]], %[[SHA]][%[[ROW]], %[[COL]]]
+// CHECK: %[[VB:.+]] = memref.load %{{.+}}[%[[KB]], %c0]
+// CHECK: memref.store %[[VB]], %[[SHB]][%[[ROW]], %[[COL]]]
+// CHECK: gpu.barrier
+// CHECK: %[[LEFT:.+]] = arith.subi %c20, %[[K0]]
+// CHECK: %[[N:.+]] = arith.minui %[[LEFT]], %c16
+// CHECK: scf.for %[[KK:.+]] = %c0 to %[[N]] step %c1
+// CHECK: memref.load %[[SHA]][%[[ROW]], %[[KK]]]
+// CHECK: memref.load %[[SHB]][%[[KK]], %[[COL]]]
+// CHECK: arith.mulf
+// CHECK: arith.addf
+// CHECK: gpu.barrier
+// CHECK: memref.store %[[SUM]], %[[ACC]][%c0, %c0]
+// CHECK-NOT: linalg.generic {{.+}}reduction
+// CHECK: return
+func.func @matmul(%x: memref<40x20xf32>, %w: memref<20x24xf32>, %y: memref<40x24xf32>)
+    attributes {kiln.workgroups = array<i64: 40, 24, 1>} {
+  %zero = arith.constant 0.0 : f32
+  %i = gpu.block_id x
+  %j = gpu.block_id y
+  %xa = memref.subview %x[%i, 0] [1, 20] [1, 1] : memref<40x20xf32> to memref<1x20xf32, strided<[20, 1], offset: ?>>
+  %wb = memref.subview %w[0, %j] [20, 1] [1, 1] : memref<20x24xf32> to memref<20x1xf32, strided<[24, 1], offset: ?>>
+  %acc = memref.alloca() : memref<1x1xf32>
+  linalg.fill ins(%zero : f32) outs(%acc : memref<1x1xf32>)
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "reduction", "parallel"]}
+      ins(%xa, %wb : memref<1x20xf32, strided<[20, 1], offset: ?>>, memref<20x1xf32, strided<[24, 1], offset: ?>>)
+      outs(%acc : memref<1x1xf32>) {
+  ^bb0(%p: f32, %q: f32, %o: f32):
+    %m = arith.mulf %p, %q : f32
+    %s = arith.addf %o, %m : f32
+    linalg.yield %s : f32
+  }
+  %out = memref.subview %y[%i, %j] [1, 1] [1, 1] : memref<40x24xf32> to memref<1x1xf32, strided<[24, 1], offset: ?>>
+  memref.copy %acc, %out : memref<1x1xf32> to memref<1x1xf32, strided<[24, 1], offset: ?>>
+  return
+}
+
+// A grid narrower than 8 columns is left alone.
+// CHECK-LABEL: func.func @narrow
+// CHECK-NOT: kiln.gpu_cooperative
+// CHECK: linalg.generic
+func.func @narrow(%x: memref<40x20xf32>, %w: memref<20x4xf32>, %y: memref<40x4xf32>)
+    attributes {kiln.workgroups = array<i64: 40, 4, 1>} {
+  %i = gpu.block_id x
+  %j = gpu.block_id y
+  %xa = memref.subview %x[%i, 0] [1, 20] [1, 1] : memref<40x20xf32> to memref<1x20xf32, strided<[20, 1], offset: ?>>
+  %wb = memref.subview %w[0, %j] [20, 1] [1, 1] : memref<20x4xf32> to memref<20x1xf32, strided<[4, 1], offset: ?>>
+  %out = memref.subview %y[%i, %j] [1, 1] [1, 1] : memref<40x4xf32> to memref<1x1xf32, strided<[4, 1], offset: ?>>
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "reduction", "parallel"]}
+      ins(%xa, %wb : memref<1x20xf32, strided<[20, 1], offset: ?>>, memref<20x1xf32, strided<[4, 1], offset: ?>>)
+      outs(%out : memref<1x1xf32, strided<[4, 1], offset: ?>>) {
+  ^bb0(%p: f32, %q: f32, %o: f32):
+    %m = arith.mulf %p, %q : f32
+    %s = arith.addf %o, %m : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// An operand in a thread's private temporary cannot be shared.
+// CHECK-LABEL: func.func @private_operand
+// CHECK-NOT: kiln.gpu_cooperative
+// CHECK: linalg.generic
+func.func @private_operand(%w: memref<20x24xf32>, %y: memref<40x24xf32>)
+    attributes {kiln.workgroups = array<i64: 40, 24, 1>} {
+  %i = gpu.block_id x
+  %j = gpu.block_id y
+  %xa = memref.alloca() : memref<1x20xf32>
+  %wb = memref.subview %w[0, %j] [20, 1] [1, 1] : memref<20x24xf32> to memref<20x1xf32, strided<[24, 1], offset: ?>>
+  %out = memref.subview %y[%i, %j] [1, 1] [1, 1] : memref<40x24xf32> to memref<1x1xf32, strided<[24, 1], offset: ?>>
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "reduction", "parallel"]}
+      ins(%xa, %wb : memref<1x20xf32>, memref<20x1xf32, strided<[24, 1], offset: ?>>)
+      outs(%out : memref<1x1xf32, strided<[24, 1], offset: ?>>) {
+  ^bb0(%p: f32, %q: f32, %o: f32):
+    %m = arith.mulf %p, %q : f32
+    %s = arith.addf %o, %m : f32
+    linalg.yield %s : f32
+  }
+  return
+}
