@@ -181,6 +181,13 @@ case("gemm-bias-scalar", one("Gemm", [("a", F(3, 4)), ("b", F(4, 5)), ("c", np.a
                              {"beta": -1.0}))
 case("gemm-bias-full", one("Gemm", [("a", F(3, 4)), ("b", F(4, 5)), ("c", F(3, 5))], {"alpha": 1.5}))
 case("gemm-no-bias", one("Gemm", [("a", F(3, 4)), ("b", F(4, 5))]))
+# Large enough for GPU targets' workgroup-memory tiles (16x16 and 8x8 blocks,
+# ragged edges, a partial last K chunk).
+case("matmul-tiled-ragged", one("MatMul", [("a", F(37, 50)), ("b", F(50, 29))]))
+case("matmul-tiled-batched", one("MatMul", [("a", F(3, 20, 24)), ("b", F(3, 24, 18))]))
+case("gemm-tiled-transB-bias", one("Gemm", [("a", F(40, 33)), ("b", F(24, 33)), ("c", F(24))],
+                                        {"transB": 1}, consts=["b", "c"]))
+case("matmul-tiled-narrow", one("MatMul", [("a", F(9, 70)), ("b", F(70, 12))]))
 
 # --- Conv ---------------------------------------------------------------------
 def conv(x, w, b=None, runtime_w=False, **attrs):
@@ -380,6 +387,12 @@ case("reducesum-int64", one("ReduceSum", [("x", I([[1, 2, 3], [4, 5, -6]])), ("a
 case("reducemax-18-input", one("ReduceMax", [("x", F(2, 3, 4)), ("a", I([1]))], {"keepdims": 0},
                                consts=["a"], opset=18))
 case("reducemax-18-all-keep", one("ReduceMax", [("x", F(2, 3, 4, lo=-5, hi=-1))], opset=18))
+# Long reductions: GPU targets reduce them across a block's lanes.
+case("reducesum-long-rows", one("ReduceSum", [("x", F(5, 1000))], {"axes": [1]}, opset=11))
+case("reducemax-long-two-axes", one("ReduceMax", [("x", F(3, 10, 7, lo=-5, hi=-1))], {"axes": [1, 2]},
+                                    opset=13))
+case("reducesum-long-int64", one("ReduceSum", [("x", I(np.arange(-150, 150).reshape(3, 100)))],
+                                 {"axes": [1], "keepdims": 0}, opset=11))
 # ONNX's own ReduceLogSum* tests pass axes as a graph input, which Kiln cannot
 # take at run time; these cover the constant-axes path.
 case("reducelogsum-18-const-axes", one("ReduceLogSum", [("x", F(2, 3, 4, lo=0.1, hi=2)),
