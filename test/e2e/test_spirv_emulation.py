@@ -6,12 +6,18 @@
 - test_*_spirv_val: the SPIR-V that --target=levelzero writes passes
   `spirv-val --target-env opencl1.2`.
 
+- test_barrier_*: hand-written kernels that share workgroup memory across a
+  barrier (spirv_barrier_kernels.mlir) run exactly, several workgroups at once.
+
 The cases are those of test_models.py (models.MODELS) and test_ops.py (CASES).
 Cases known to fail are listed in XFAIL with the reason (strict: a fix shows up
 as XPASS and the entry must go).
 """
+import ctypes
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +29,19 @@ from conftest import assert_outputs_close, ort_run, run_tool
 from test_models import INPUT_SHAPES
 
 SPIRV_VAL = shutil.which("spirv-val")
+LLVM_BIN = Path("/usr/lib/llvm-22/bin")
+BARRIER_KERNELS = Path(__file__).resolve().parent / "spirv_barrier_kernels.mlir"
+# LevelZeroTarget::buildCodegenPipeline from the gpu.module on (the kernels
+# are written distributed already), then levelzero-cpu's lowering.
+LEVELZERO_CPU_CODEGEN = (
+    "builtin.module(spirv-attach-target{ver=v1.2 client_api=OpenCL "
+    "caps=Addresses,Kernel,Int64,Int16,Int8,Float16,Float64,Int64Atomics},"
+    "gpu.module(fold-memref-alias-ops, lower-affine, arith-expand, canonicalize, "
+    "math-expand-ops{ops=rsqrt}, "
+    "kiln-spirv-prepare, convert-math-to-spirv),"
+    "convert-gpu-to-spirv{use-64bit-index=true},"
+    "gpu.module(spirv.module(spirv-lower-abi-attrs, spirv-update-vce)),"
+    "kiln-spirv-to-host)")
 
 
 def _targets():
@@ -123,3 +142,56 @@ def test_cli_runs_spirv_on_cpu(tmp_path):
                  f"--output=@{tmp_path / 'y.npy'}")
     assert r.returncode == 0, r.stderr
     assert_outputs_close([np.load(tmp_path / "y.npy")], ort_run(model, {"x": x}))
+
+
+@pytest.fixture(scope="module")
+def barrier_kernels(tmp_path_factory):
+    """spirv_barrier_kernels.mlir through levelzero-cpu, linked and loaded the
+    way the cpu driver links and loads kernels (O3, ld.lld -shared)."""
+    tools = [LLVM_BIN / t for t in ("mlir-translate", "opt", "llc", "ld.lld")]
+    missing = [str(t) for t in tools if not t.exists()]
+    if missing:
+        pytest.skip(f"LLVM tools not found: {', '.join(missing)}")
+    translate, opt, llc, lld = tools
+    d = tmp_path_factory.mktemp("barrier")
+    r = run_tool("kiln-opt", BARRIER_KERNELS, f"--pass-pipeline={LEVELZERO_CPU_CODEGEN}",
+                 "-o", d / "host.mlir")
+    assert r.returncode == 0, r.stderr
+    for cmd in ([translate, "--mlir-to-llvmir", d / "host.mlir", "-o", d / "k.ll"],
+                [opt, "-O3", d / "k.ll", "-o", d / "k.bc"],
+                [llc, "-O3", "-filetype=obj", "-relocation-model=pic", d / "k.bc",
+                 "-o", d / "k.o"],
+                [lld, "-shared", d / "k.o", "-o", d / "k.so"]):
+        r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
+        assert r.returncode == 0, f"{cmd[0]}: {r.stderr}"
+    return ctypes.CDLL(str(d / "k.so"))
+
+
+def _launch(lib, name, buffers, workgroups, threads=4):
+    """Runs every workgroup of kernel `name` the way the cpu driver does: one
+    call of its cpu-ABI wrapper each, from a pool of threads (ctypes releases
+    the GIL, so the calls overlap)."""
+    fn = getattr(lib, name)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = None
+    bindings = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda g: fn(bindings, g, 0, 0), range(workgroups)))
+
+
+# Small integers: every sum is exact in f32, whatever the order.
+_X = np.random.default_rng(7).integers(-50, 50, 512).astype(np.float32)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_barrier_reverse(barrier_kernels, attempt):
+    y = np.full(512, np.nan, np.float32)
+    _launch(barrier_kernels, "reverse", [_X, y], workgroups=8)
+    np.testing.assert_array_equal(y, _X.reshape(8, 64)[:, ::-1].reshape(-1))
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_barrier_tree_sum(barrier_kernels, attempt):
+    sums = np.full(8, np.nan, np.float32)
+    _launch(barrier_kernels, "tree_sum", [_X, sums], workgroups=8)
+    np.testing.assert_array_equal(sums, _X.reshape(8, 64).sum(axis=1))

@@ -8,11 +8,11 @@
 //
 //   void k(void *const *bindings, int64_t wg_x, int64_t wg_y, int64_t wg_z)
 //
-// whose body loops over the kernel's local invocation ids and calls the
-// lowered kernel once per invocation. The result is linked like the cpu
-// backend's kernels (kiln/Target/HostCodegen.h) and runs on the cpu driver,
-// one task per GPU workgroup (the entries' workgroup_count is the GPU launch
-// grid, their workgroup_size 1x1x1: the wrapper iterates the threads).
+// whose body runs the workgroup's local invocations. The result is linked
+// like the cpu backend's kernels (kiln/Target/HostCodegen.h) and runs on the
+// cpu driver, one task per GPU workgroup (the entries' workgroup_count is the
+// GPU launch grid, their workgroup_size 1x1x1: the wrapper runs the threads),
+// so several workgroups of a kernel may run at once on the driver's threads.
 //
 // SPIR-V builtins (WorkgroupId, LocalInvocationId, ...) become extra
 // arguments of the lowered kernel that the wrapper passes per call, instead
@@ -20,11 +20,22 @@
 // the kernel a pure function of its inputs, need no TLS in a dlopen'ed object
 // and let LLVM inline the kernel into the loop and fold the ids.
 //
-// Running a workgroup's invocations one after another is exact only because
-// Kiln's GPU kernels have no barriers and no workgroup memory (every thread
-// is independent). A kernel with spirv.ControlBarrier or Workgroup storage
-// would need every invocation to run up to the barrier before any continues
-// (fibers or loop fission at barriers); this backend rejects such kernels.
+// Workgroup state is passed the same way, since a global would be shared by
+// concurrent workgroups: each Workgroup-storage variable becomes a pointer
+// argument to a stack allocation of the wrapper, and a kernel with Workgroup
+// barriers takes a pthread_barrier_t of the wrapper as its last argument.
+//
+// A kernel without barriers runs its invocations one after another in a
+// loop, which is exact because no invocation waits for another. A kernel
+// with barriers needs every invocation to reach a barrier before any goes
+// on: the wrapper then runs each invocation on a thread of its own and every
+// spirv.ControlBarrier becomes a pthread_barrier_wait (a full memory fence,
+// which covers any memory semantics the barrier asks for). The pthread
+// functions come from the process that dlopens the kernels. If a thread
+// cannot be created the wrapper aborts with a message on stderr: the cpu ABI
+// has no error path, and the invocations already started would wait at the
+// barrier forever. Subgroups are single invocations here (no subgroup builtin
+// or operation is emulated), so a Subgroup barrier is only a fence.
 //
 // MLIR's SPIR-V -> LLVM conversion covers the core and GLSL ops but not the
 // OpenCL extended instruction set nor SNegate/IsNan/IsInf, which the Kernel model
@@ -37,6 +48,7 @@
 #include "mlir/Conversion/LLVMCommon/TypeConverter.h"
 #include "mlir/Conversion/SPIRVToLLVM/SPIRVToLLVM.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/FunctionCallUtils.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVOps.h"
@@ -201,6 +213,24 @@ struct FloatClassPattern : ConversionPattern {
   }
 };
 
+/// spirv.ControlBarrier of Subgroup execution scope (Workgroup ones became
+/// pthread_barrier_wait calls before the conversion). With single-invocation
+/// subgroups there is no one to wait for: what remains is the ordering of
+/// memory, a fence. Outranks the upstream pattern, which calls an OpenCL
+/// builtin that no host library defines.
+struct SubgroupBarrierPattern : OpConversionPattern<spirv::ControlBarrierOp> {
+  SubgroupBarrierPattern(const TypeConverter &converter, MLIRContext *ctx)
+      : OpConversionPattern(converter, ctx, /*benefit=*/2) {}
+
+  LogicalResult matchAndRewrite(spirv::ControlBarrierOp op, OpAdaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    if (op.getExecutionScope() != spirv::Scope::Subgroup)
+      return rewriter.notifyMatchFailure(op, "only Subgroup barriers are left to convert");
+    rewriter.replaceOpWithNewOp<LLVM::FenceOp>(op, LLVM::AtomicOrdering::acq_rel);
+    return success();
+  }
+};
+
 //===----------------------------------------------------------------------===//
 // kiln-spirv-to-host
 //===----------------------------------------------------------------------===//
@@ -210,9 +240,294 @@ struct KernelInfo {
   std::string name;
   unsigned numBuffers = 0;
   SmallVector<spirv::BuiltIn> builtins; // appended arguments, in order
+  /// The LLVM types of the Workgroup variables the kernel uses, in the order
+  /// of the pointer arguments that follow the builtins.
+  SmallVector<Type> workgroupMemory;
+  /// Whether the kernel has Workgroup barriers: its invocations then run on
+  /// threads of their own, and a pthread_barrier_t pointer is its last
+  /// argument.
+  bool hasBarrier = false;
   std::array<int64_t, 3> block = {1, 1, 1};
   std::array<int64_t, 3> launch = {1, 1, 1};
 };
+
+/// Builds the cpu-ABI wrapper of one lowered kernel.
+class WrapperBuilder {
+public:
+  WrapperBuilder(ModuleOp executable, const KernelInfo &info, LLVM::LLVMFuncOp lowered)
+      : executable(executable), info(info), lowered(lowered), loc(lowered.getLoc()),
+        b(OpBuilder::atBlockEnd(executable.getBody())),
+        ptrTy(LLVM::LLVMPointerType::get(executable.getContext())), i64(b.getI64Type()) {}
+
+  /// Calls the lowered kernel once per local invocation, in a loop.
+  void buildSerial(LLVM::LLVMFuncOp wrapper);
+  /// Runs every local invocation on a thread of its own, all sharing one
+  /// pthread barrier.
+  LogicalResult buildThreaded(LLVM::LLVMFuncOp wrapper);
+
+private:
+  Value constant(int64_t v) { return LLVM::ConstantOp::create(b, loc, i64, v); }
+  /// The buffer pointers, in the kernel's address spaces.
+  SmallVector<Value> loadBuffers(Value bindings);
+  /// One stack allocation per Workgroup variable.
+  SmallVector<Value> allocateWorkgroupMemory();
+  /// Calls the lowered kernel for linear local invocation `index` of
+  /// workgroup `group`; `state` is the workgroup memory, then the barrier.
+  void callKernel(SmallVector<Value> args, ArrayRef<Value> group, Value index,
+                  ArrayRef<Value> state);
+  FailureOr<LLVM::LLVMFuncOp> declare(StringRef name, Type result, ArrayRef<Type> params) {
+    return LLVM::lookupOrCreateFn(b, executable, name, params, result);
+  }
+
+  ModuleOp executable;
+  const KernelInfo &info;
+  LLVM::LLVMFuncOp lowered;
+  Location loc;
+  OpBuilder b;
+  Type ptrTy, i64;
+};
+
+SmallVector<Value> WrapperBuilder::loadBuffers(Value bindings) {
+  SmallVector<Value> buffers;
+  for (unsigned i = 0; i < info.numBuffers; ++i) {
+    Type paramTy = lowered.getFunctionType().getParamType(i);
+    Value slot = LLVM::GEPOp::create(b, loc, ptrTy, ptrTy, bindings,
+                                     ArrayRef<LLVM::GEPArg>{(int32_t)i});
+    Value base = LLVM::LoadOp::create(b, loc, ptrTy, slot);
+    if (paramTy != ptrTy)
+      base = LLVM::AddrSpaceCastOp::create(b, loc, paramTy, base);
+    buffers.push_back(base);
+  }
+  return buffers;
+}
+
+SmallVector<Value> WrapperBuilder::allocateWorkgroupMemory() {
+  // Vector loads and stores of the kernel may assume their natural alignment
+  // (up to 512 bits).
+  constexpr unsigned kAlignment = 64;
+  SmallVector<Value> memory;
+  for (Type type : info.workgroupMemory)
+    memory.push_back(LLVM::AllocaOp::create(b, loc, ptrTy, type, constant(1), kAlignment));
+  return memory;
+}
+
+void WrapperBuilder::callKernel(SmallVector<Value> args, ArrayRef<Value> group, Value index,
+                                ArrayRef<Value> state) {
+  LLVM::LLVMFunctionType kernelType = lowered.getFunctionType();
+  // Local id from the linear index, x fastest.
+  Value local[3];
+  local[0] = LLVM::URemOp::create(b, loc, index, constant(info.block[0]));
+  Value rest = LLVM::UDivOp::create(b, loc, index, constant(info.block[0]));
+  local[1] = LLVM::URemOp::create(b, loc, rest, constant(info.block[1]));
+  local[2] = LLVM::UDivOp::create(b, loc, rest, constant(info.block[1]));
+  for (auto [k, kind] : llvm::enumerate(info.builtins)) {
+    auto vecTy = cast<VectorType>(kernelType.getParamType(info.numBuffers + k));
+    Value comps[3];
+    for (int d = 0; d < 3; ++d) {
+      switch (kind) {
+      case spirv::BuiltIn::WorkgroupId:
+        comps[d] = group[d];
+        break;
+      case spirv::BuiltIn::LocalInvocationId:
+        comps[d] = local[d];
+        break;
+      case spirv::BuiltIn::GlobalInvocationId:
+        comps[d] = LLVM::AddOp::create(
+            b, loc, LLVM::MulOp::create(b, loc, group[d], constant(info.block[d])), local[d]);
+        break;
+      case spirv::BuiltIn::WorkgroupSize:
+        comps[d] = constant(info.block[d]);
+        break;
+      case spirv::BuiltIn::NumWorkgroups:
+        comps[d] = constant(info.launch[d]);
+        break;
+      case spirv::BuiltIn::GlobalSize:
+        comps[d] = constant(info.launch[d] * info.block[d]);
+        break;
+      default: // GlobalOffset
+        comps[d] = constant(0);
+        break;
+      }
+    }
+    Value vec = LLVM::PoisonOp::create(b, loc, vecTy);
+    for (int d = 0; d < 3; ++d) {
+      Value v = comps[d];
+      if (vecTy.getElementType() != i64)
+        v = LLVM::TruncOp::create(b, loc, vecTy.getElementType(), v);
+      vec = LLVM::InsertElementOp::create(b, loc, vec, v, constant(d));
+    }
+    args.push_back(vec);
+  }
+  for (Value v : state) {
+    // Workgroup memory is in the Workgroup address space.
+    Type paramTy = kernelType.getParamType(args.size());
+    if (v.getType() != paramTy)
+      v = LLVM::AddrSpaceCastOp::create(b, loc, paramTy, v);
+    args.push_back(v);
+  }
+  LLVM::CallOp::create(b, loc, lowered, args);
+}
+
+void WrapperBuilder::buildSerial(LLVM::LLVMFuncOp wrapper) {
+  Block *entry = wrapper.addEntryBlock(b);
+  Block *header = b.createBlock(&wrapper.getBody(), {}, {i64}, {loc});
+  Block *body = b.createBlock(&wrapper.getBody());
+  Block *exit = b.createBlock(&wrapper.getBody());
+
+  b.setInsertionPointToStart(entry);
+  SmallVector<Value> buffers = loadBuffers(entry->getArgument(0));
+  SmallVector<Value> memory = allocateWorkgroupMemory();
+  int64_t total = info.block[0] * info.block[1] * info.block[2];
+  LLVM::BrOp::create(b, loc, ValueRange{constant(0)}, header);
+
+  // Header: for (i = 0; i < block size; ++i)
+  b.setInsertionPointToStart(header);
+  Value i = header->getArgument(0);
+  Value more = LLVM::ICmpOp::create(b, loc, LLVM::ICmpPredicate::ult, i, constant(total));
+  LLVM::CondBrOp::create(b, loc, more, body, exit);
+
+  b.setInsertionPointToStart(body);
+  Value group[3] = {entry->getArgument(1), entry->getArgument(2), entry->getArgument(3)};
+  callKernel(buffers, group, i, memory);
+  Value next = LLVM::AddOp::create(b, loc, i, constant(1));
+  LLVM::BrOp::create(b, loc, ValueRange{next}, header);
+
+  b.setInsertionPointToStart(exit);
+  LLVM::ReturnOp::create(b, loc, ValueRange{});
+}
+
+LogicalResult WrapperBuilder::buildThreaded(LLVM::LLVMFuncOp wrapper) {
+  MLIRContext *ctx = executable.getContext();
+  Type i32 = b.getI32Type();
+  Type voidTy = LLVM::LLVMVoidType::get(ctx);
+  // pthread_t is an unsigned long on glibc (x86_64, aarch64); the
+  // pthread_barrier_t is opaque storage, 32 bytes there, given room to spare.
+  FailureOr<LLVM::LLVMFuncOp> create =
+      declare("pthread_create", i32, {ptrTy, ptrTy, ptrTy, ptrTy});
+  FailureOr<LLVM::LLVMFuncOp> join = declare("pthread_join", i32, {i64, ptrTy});
+  FailureOr<LLVM::LLVMFuncOp> barrierInit =
+      declare("pthread_barrier_init", i32, {ptrTy, ptrTy, i32});
+  FailureOr<LLVM::LLVMFuncOp> barrierDestroy = declare("pthread_barrier_destroy", i32, {ptrTy});
+  FailureOr<LLVM::LLVMFuncOp> write = declare("write", i64, {i32, ptrTy, i64});
+  FailureOr<LLVM::LLVMFuncOp> abort = declare("abort", voidTy, {});
+  if (failed(create) || failed(join) || failed(barrierInit) || failed(barrierDestroy) ||
+      failed(write) || failed(abort))
+    return executable.emitError("levelzero-cpu: a libc function is defined with another type");
+  Type barrierTy = LLVM::LLVMArrayType::get(b.getI8Type(), 64);
+  constexpr unsigned kBarrierAlignment = 16;
+
+  // What every invocation reads: bindings, workgroup id, barrier, memory.
+  SmallVector<Type> fields = {ptrTy, i64, i64, i64, ptrTy};
+  fields.append(info.workgroupMemory.size(), ptrTy);
+  auto contextTy = LLVM::LLVMStructType::getLiteral(ctx, fields);
+  // The argument of one invocation's thread: the context and its index.
+  auto slotTy = LLVM::LLVMStructType::getLiteral(ctx, {ptrTy, i64});
+  auto field = [&](Type structTy, Value base, int32_t i) -> Value {
+    return LLVM::GEPOp::create(b, loc, ptrTy, structTy, base, ArrayRef<LLVM::GEPArg>{0, i});
+  };
+
+  // `ptr name.invocation(ptr slot)`: the thread body of one invocation.
+  b.setInsertionPoint(wrapper);
+  auto invocation = LLVM::LLVMFuncOp::create(b, loc, info.name + ".invocation",
+                                             LLVM::LLVMFunctionType::get(ptrTy, {ptrTy}));
+  invocation.setLinkage(LLVM::Linkage::Internal);
+  Block *body = invocation.addEntryBlock(b);
+  b.setInsertionPointToStart(body);
+  Value slot = body->getArgument(0);
+  Value context = LLVM::LoadOp::create(b, loc, ptrTy, field(slotTy, slot, 0));
+  Value index = LLVM::LoadOp::create(b, loc, i64, field(slotTy, slot, 1));
+  SmallVector<Value> loaded;
+  for (auto [i, type] : llvm::enumerate(fields))
+    loaded.push_back(LLVM::LoadOp::create(b, loc, type, field(contextTy, context, i)));
+  SmallVector<Value> state(loaded.begin() + 5, loaded.end());
+  state.push_back(loaded[4]);
+  callKernel(loadBuffers(loaded[0]), {loaded[1], loaded[2], loaded[3]}, index, state);
+  LLVM::ReturnOp::create(b, loc, ValueRange{LLVM::ZeroOp::create(b, loc, ptrTy)});
+
+  int64_t total = info.block[0] * info.block[1] * info.block[2];
+  Block *entry = wrapper.addEntryBlock(b);
+  Block *spawnHeader = b.createBlock(&wrapper.getBody(), {}, {i64}, {loc});
+  Block *spawn = b.createBlock(&wrapper.getBody());
+  Block *spawnFailed = b.createBlock(&wrapper.getBody());
+  Block *runFirst = b.createBlock(&wrapper.getBody());
+  Block *joinHeader = b.createBlock(&wrapper.getBody(), {}, {i64}, {loc});
+  Block *joinBody = b.createBlock(&wrapper.getBody());
+  Block *exit = b.createBlock(&wrapper.getBody());
+
+  // Entry: the workgroup's barrier, memory and context, per call (other
+  // workgroups of this kernel may be running on other threads).
+  b.setInsertionPointToStart(entry);
+  Value barrier = LLVM::AllocaOp::create(b, loc, ptrTy, barrierTy, constant(1), kBarrierAlignment);
+  SmallVector<Value> memory = allocateWorkgroupMemory();
+  Value contextAlloc = LLVM::AllocaOp::create(b, loc, ptrTy, contextTy, constant(1));
+  SmallVector<Value> values = {entry->getArgument(0), entry->getArgument(1),
+                               entry->getArgument(2), entry->getArgument(3), barrier};
+  values.append(memory);
+  for (auto [i, v] : llvm::enumerate(values))
+    LLVM::StoreOp::create(b, loc, v, field(contextTy, contextAlloc, i));
+  Value slots = LLVM::AllocaOp::create(b, loc, ptrTy, slotTy, constant(total));
+  Value threads = LLVM::AllocaOp::create(b, loc, ptrTy, i64, constant(total));
+  Value null = LLVM::ZeroOp::create(b, loc, ptrTy);
+  LLVM::CallOp::create(b, loc, *barrierInit,
+                       ValueRange{barrier, null, LLVM::ConstantOp::create(b, loc, i32, total)});
+  auto slotAt = [&](Value i) {
+    Value s = LLVM::GEPOp::create(b, loc, ptrTy, slotTy, slots, ArrayRef<LLVM::GEPArg>{i});
+    LLVM::StoreOp::create(b, loc, contextAlloc, field(slotTy, s, 0));
+    LLVM::StoreOp::create(b, loc, i, field(slotTy, s, 1));
+    return s;
+  };
+  // Invocation 0 runs on the calling thread, the others on new ones.
+  LLVM::BrOp::create(b, loc, ValueRange{constant(1)}, spawnHeader);
+
+  b.setInsertionPointToStart(spawnHeader);
+  Value i = spawnHeader->getArgument(0);
+  Value more = LLVM::ICmpOp::create(b, loc, LLVM::ICmpPredicate::ult, i, constant(total));
+  LLVM::CondBrOp::create(b, loc, more, spawn, runFirst);
+
+  b.setInsertionPointToStart(spawn);
+  Value thread = LLVM::GEPOp::create(b, loc, ptrTy, i64, threads, ArrayRef<LLVM::GEPArg>{i});
+  Value fn = LLVM::AddressOfOp::create(b, loc, invocation);
+  Value rc = LLVM::CallOp::create(b, loc, *create, ValueRange{thread, null, fn, slotAt(i)})
+                 .getResult();
+  Value ok = LLVM::ICmpOp::create(b, loc, LLVM::ICmpPredicate::eq, rc,
+                                  LLVM::ConstantOp::create(b, loc, i32, 0));
+  Value next = LLVM::AddOp::create(b, loc, i, constant(1));
+  LLVM::CondBrOp::create(b, loc, ok, spawnHeader, ValueRange{next}, spawnFailed, ValueRange{});
+
+  // The invocations already started would wait at the barrier forever, and
+  // the cpu ABI has no way to report an error: say why on stderr and abort.
+  b.setInsertionPointToStart(spawnFailed);
+  std::string message = "kiln: levelzero-cpu: pthread_create failed running a workgroup of " +
+                        info.name + " (" + std::to_string(total) +
+                        " threads, one per invocation)\n";
+  Value text = LLVM::createGlobalString(loc, b, info.name + ".spawn_error", message,
+                                        LLVM::Linkage::Internal);
+  LLVM::CallOp::create(b, loc, *write,
+                       ValueRange{LLVM::ConstantOp::create(b, loc, i32, 2), text,
+                                  constant(message.size())});
+  LLVM::CallOp::create(b, loc, *abort, ValueRange{});
+  LLVM::UnreachableOp::create(b, loc);
+
+  b.setInsertionPointToStart(runFirst);
+  LLVM::CallOp::create(b, loc, invocation, ValueRange{slotAt(constant(0))});
+  LLVM::BrOp::create(b, loc, ValueRange{constant(1)}, joinHeader);
+
+  b.setInsertionPointToStart(joinHeader);
+  Value j = joinHeader->getArgument(0);
+  more = LLVM::ICmpOp::create(b, loc, LLVM::ICmpPredicate::ult, j, constant(total));
+  LLVM::CondBrOp::create(b, loc, more, joinBody, exit);
+
+  b.setInsertionPointToStart(joinBody);
+  Value joined = LLVM::LoadOp::create(
+      b, loc, i64, LLVM::GEPOp::create(b, loc, ptrTy, i64, threads, ArrayRef<LLVM::GEPArg>{j}));
+  LLVM::CallOp::create(b, loc, *join, ValueRange{joined, null});
+  LLVM::BrOp::create(b, loc, ValueRange{LLVM::AddOp::create(b, loc, j, constant(1))}, joinHeader);
+
+  b.setInsertionPointToStart(exit);
+  LLVM::CallOp::create(b, loc, *barrierDestroy, ValueRange{barrier});
+  LLVM::ReturnOp::create(b, loc, ValueRange{});
+  return success();
+}
 
 /// Lowers the executable's spirv.module to LLVM-dialect functions in the cpu
 /// ABI, one wrapper per SPIR-V kernel.
@@ -239,11 +554,13 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
       return signalPassFailure();
     }
     spirv::ModuleOp spirvModule = spirvModules.front();
-    if (failed(rejectBarriers(spirvModule)))
-      return signalPassFailure();
-    // Builtin loads become kernel arguments while the module is still SPIR-V.
+    LLVMTypeConverter converter(&getContext());
+    populateSPIRVToLLVMTypeConversion(converter, spirv::ClientAPI::OpenCL);
+    // Builtin loads, workgroup memory and barriers become kernel arguments
+    // while the module is still SPIR-V.
     SmallVector<KernelInfo> kernels;
-    if (failed(builtinsToArguments(spirvModule, launches, kernels)))
+    if (failed(builtinsToArguments(spirvModule, launches, kernels)) ||
+        failed(workgroupStateToArguments(spirvModule, converter, kernels)))
       return signalPassFailure();
     hoistVariables(spirvModule);
 
@@ -254,7 +571,7 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
       gpuModule->erase();
     executable->removeAttr(gpu::GPUDialect::getContainerModuleAttrName());
 
-    if (failed(convertToLLVM(executable)))
+    if (failed(convertToLLVM(executable, converter)))
       return signalPassFailure();
 
     // The conversion turned the spirv.module into a nested builtin.module:
@@ -268,27 +585,6 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
     for (const KernelInfo &kernel : kernels)
       if (failed(wrap(executable, kernel)))
         return signalPassFailure();
-  }
-
-  LogicalResult rejectBarriers(spirv::ModuleOp module) {
-    WalkResult r = module.walk([&](Operation *op) {
-      auto fail = [&](StringRef what) {
-        op->emitError() << "levelzero-cpu: " << what
-                        << ": the emulation runs a workgroup's invocations one after another, "
-                           "which is exact only for kernels without barriers or workgroup "
-                           "memory; a kernel with barriers needs a different emulation "
-                           "(invocations as fibers, or loops split at barriers)";
-        return WalkResult::interrupt();
-      };
-      if (isa<spirv::ControlBarrierOp>(op))
-        return fail("the kernel uses spirv.ControlBarrier");
-      if (auto var = dyn_cast<spirv::GlobalVariableOp>(op))
-        if (auto ptr = dyn_cast<spirv::PointerType>(var.getType());
-            ptr && ptr.getStorageClass() == spirv::StorageClass::Workgroup)
-          return fail("the kernel uses Workgroup (shared) memory");
-      return WalkResult::advance();
-    });
-    return failure(r.wasInterrupted());
   }
 
   LogicalResult builtinsToArguments(spirv::ModuleOp module, DictionaryAttr launches,
@@ -394,6 +690,125 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
     return success();
   }
 
+  /// Gives each kernel its workgroup memory and barrier as arguments: the
+  /// wrapper owns one of each per workgroup. Workgroup variables become
+  /// pointer arguments after the builtins, in the order of first use; a
+  /// kernel with Workgroup barriers takes a barrier pointer last, and its
+  /// barriers become calls of pthread_barrier_wait on it.
+  LogicalResult workgroupStateToArguments(spirv::ModuleOp module,
+                                          const TypeConverter &converter,
+                                          MutableArrayRef<KernelInfo> kernels) {
+    MLIRContext *ctx = module.getContext();
+    llvm::StringMap<spirv::GlobalVariableOp> memoryVars;
+    for (auto var : module.getOps<spirv::GlobalVariableOp>()) {
+      if (cast<spirv::PointerType>(var.getType()).getStorageClass() !=
+          spirv::StorageClass::Workgroup)
+        continue;
+      if (var.getInitializer())
+        return var.emitError("levelzero-cpu: an initialized Workgroup variable cannot be "
+                             "emulated");
+      memoryVars[var.getSymName()] = var;
+    }
+
+    auto barrierTy =
+        spirv::PointerType::get(IntegerType::get(ctx, 8), spirv::StorageClass::Function);
+    spirv::FuncOp barrierWait;
+    for (auto func : llvm::to_vector(module.getOps<spirv::FuncOp>())) {
+      SmallVector<spirv::AddressOfOp> memoryUses;
+      SmallVector<spirv::ControlBarrierOp> barriers;
+      WalkResult walk = func.walk([&](Operation *op) {
+        if (auto a = dyn_cast<spirv::AddressOfOp>(op); a && memoryVars.count(a.getVariable()))
+          memoryUses.push_back(a);
+        auto barrier = dyn_cast<spirv::ControlBarrierOp>(op);
+        if (!barrier || barrier.getExecutionScope() == spirv::Scope::Subgroup)
+          return WalkResult::advance();
+        if (barrier.getExecutionScope() != spirv::Scope::Workgroup) {
+          barrier.emitError() << "levelzero-cpu: a barrier of "
+                              << spirv::stringifyScope(barrier.getExecutionScope())
+                              << " execution scope cannot be emulated (only Workgroup and "
+                                 "Subgroup)";
+          return WalkResult::interrupt();
+        }
+        barriers.push_back(barrier);
+        return WalkResult::advance();
+      });
+      if (walk.wasInterrupted())
+        return failure();
+      auto kernel = llvm::find_if(
+          kernels, [&](const KernelInfo &k) { return k.name == func.getSymName(); });
+      if (kernel == kernels.end()) {
+        // The wrapper hands the state to the kernel only; passing it on
+        // through calls is not implemented.
+        if (!memoryUses.empty())
+          return memoryUses.front().emitError(
+              "levelzero-cpu: Workgroup memory is only supported in entry points");
+        if (!barriers.empty())
+          return barriers.front().emitError(
+              "levelzero-cpu: Workgroup barriers are only supported in entry points");
+        continue;
+      }
+
+      Block &entry = func.getBody().front();
+      auto appendArgument = [&](Type type, Location loc) -> FailureOr<Value> {
+        if (failed(func.insertArgument(func.getNumArguments(), type, {}, loc)))
+          return failure();
+        return entry.getArguments().back();
+      };
+      llvm::StringMap<Value> memoryArgs;
+      for (spirv::AddressOfOp a : memoryUses) {
+        Value &arg = memoryArgs[a.getVariable()];
+        if (!arg) {
+          auto ptrTy = cast<spirv::PointerType>(a.getType());
+          Type type = converter.convertType(ptrTy.getPointeeType());
+          FailureOr<Value> appended = failure();
+          if (type)
+            appended = appendArgument(ptrTy, a.getLoc());
+          if (failed(appended))
+            return a.emitError("levelzero-cpu: cannot pass this Workgroup variable to the "
+                               "kernel");
+          arg = *appended;
+          kernel->workgroupMemory.push_back(type);
+        }
+        a.replaceAllUsesWith(arg);
+        a.erase();
+      }
+      if (barriers.empty())
+        continue;
+      FailureOr<Value> barrierArg = appendArgument(barrierTy, func.getLoc());
+      if (failed(barrierArg))
+        return func.emitError("levelzero-cpu: cannot pass the barrier to the kernel");
+      if (!barrierWait) {
+        // int pthread_barrier_wait(pthread_barrier_t *), from the process.
+        OpBuilder b = OpBuilder::atBlockBegin(module.getBody());
+        auto linkage = spirv::LinkageAttributesAttr::get(
+            ctx, b.getStringAttr("pthread_barrier_wait"),
+            spirv::LinkageTypeAttr::get(ctx, spirv::LinkageType::Import));
+        barrierWait = spirv::FuncOp::create(
+            b, module.getLoc(), b.getFunctionType({barrierTy}, {b.getI32Type()}), {}, {},
+            "pthread_barrier_wait", spirv::FunctionControl::None, linkage);
+      }
+      for (spirv::ControlBarrierOp barrier : barriers) {
+        OpBuilder b(barrier);
+        spirv::FunctionCallOp::create(b, barrier.getLoc(), b.getI32Type(),
+                                      SymbolRefAttr::get(barrierWait), ValueRange{*barrierArg});
+        barrier.erase();
+      }
+      kernel->hasBarrier = true;
+    }
+
+    // The variables are the wrappers' now.
+    for (auto ep : module.getOps<spirv::EntryPointOp>()) {
+      SmallVector<Attribute> kept;
+      for (Attribute a : ep.getInterface())
+        if (!memoryVars.count(cast<FlatSymbolRefAttr>(a).getValue()))
+          kept.push_back(a);
+      ep.setInterfaceAttr(ArrayAttr::get(ctx, kept));
+    }
+    for (auto &var : memoryVars)
+      var.second.erase();
+    return success();
+  }
+
   /// Function-storage variables are a thread's temporaries: all of them go to
   /// the entry block (where SPIR-V wants them anyway), so they become static
   /// allocas rather than stack growth inside loops once lowered.
@@ -412,16 +827,14 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
     }
   }
 
-  LogicalResult convertToLLVM(ModuleOp executable) {
+  LogicalResult convertToLLVM(ModuleOp executable, const LLVMTypeConverter &converter) {
     MLIRContext *ctx = executable.getContext();
-    LLVMTypeConverter converter(ctx);
-    populateSPIRVToLLVMTypeConversion(converter, spirv::ClientAPI::OpenCL);
     RewritePatternSet patterns(ctx);
     populateSPIRVToLLVMConversionPatterns(converter, patterns, spirv::ClientAPI::OpenCL);
     populateSPIRVToLLVMFunctionConversionPatterns(converter, patterns);
     populateSPIRVToLLVMModuleConversionPatterns(converter, patterns);
     patterns.add<ClOpPattern>(converter, ctx, executable);
-    patterns.add<FloatClassPattern>(converter, ctx);
+    patterns.add<FloatClassPattern, SubgroupBarrierPattern>(converter, ctx);
     ConversionTarget target(*ctx);
     target.addIllegalDialect<spirv::SPIRVDialect>();
     target.addLegalDialect<LLVM::LLVMDialect>();
@@ -429,8 +842,8 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
     return applyPartialConversion(executable, target, std::move(patterns));
   }
 
-  /// `void name(ptr bindings, i64 wg_x, i64 wg_y, i64 wg_z)`: calls the
-  /// lowered kernel once per local invocation of workgroup (wg_x, wg_y, wg_z).
+  /// `void name(ptr bindings, i64 wg_x, i64 wg_y, i64 wg_z)`: runs the local
+  /// invocations of workgroup (wg_x, wg_y, wg_z).
   LogicalResult wrap(ModuleOp executable, const KernelInfo &info) {
     MLIRContext *ctx = executable.getContext();
     auto lowered = executable.lookupSymbol<LLVM::LLVMFuncOp>(info.name);
@@ -440,97 +853,23 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
     lowered.setSymName(info.name + kLoweredSuffix.str());
     lowered.setLinkage(LLVM::Linkage::Internal);
     LLVM::LLVMFunctionType kernelType = lowered.getFunctionType();
-    if (kernelType.getNumParams() != info.numBuffers + info.builtins.size())
+    if (kernelType.getNumParams() != info.numBuffers + info.builtins.size() +
+                                         info.workgroupMemory.size() + info.hasBarrier)
       return lowered.emitError("levelzero-cpu: unexpected lowered kernel signature");
+    for (unsigned i = 0; i < info.numBuffers; ++i)
+      if (!isa<LLVM::LLVMPointerType>(kernelType.getParamType(i)))
+        return lowered.emitError("levelzero-cpu: expected only pointer (buffer) arguments");
 
     OpBuilder b = OpBuilder::atBlockEnd(executable.getBody());
-    Location loc = lowered.getLoc();
     auto ptrTy = LLVM::LLVMPointerType::get(ctx);
     auto i64 = b.getI64Type();
     auto wrapperType = LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx),
                                                    {ptrTy, i64, i64, i64});
-    auto wrapper = LLVM::LLVMFuncOp::create(b, loc, info.name, wrapperType);
-    Block *entry = wrapper.addEntryBlock(b);
-    Block *header = b.createBlock(&wrapper.getBody(), {}, {i64}, {loc});
-    Block *body = b.createBlock(&wrapper.getBody());
-    Block *exit = b.createBlock(&wrapper.getBody());
-    auto c = [&](int64_t v) { return LLVM::ConstantOp::create(b, loc, i64, v).getResult(); };
-
-    // Entry: the buffer pointers, in the kernel's address space.
-    b.setInsertionPointToStart(entry);
-    SmallVector<Value> args;
-    for (unsigned i = 0; i < info.numBuffers; ++i) {
-      auto paramTy = dyn_cast<LLVM::LLVMPointerType>(kernelType.getParamType(i));
-      if (!paramTy)
-        return lowered.emitError("levelzero-cpu: expected only pointer (buffer) arguments");
-      Value slot = LLVM::GEPOp::create(b, loc, ptrTy, ptrTy, entry->getArgument(0),
-                                       ArrayRef<LLVM::GEPArg>{(int32_t)i});
-      Value base = LLVM::LoadOp::create(b, loc, ptrTy, slot);
-      if (paramTy != ptrTy)
-        base = LLVM::AddrSpaceCastOp::create(b, loc, paramTy, base);
-      args.push_back(base);
-    }
-    int64_t total = info.block[0] * info.block[1] * info.block[2];
-    LLVM::BrOp::create(b, loc, ValueRange{c(0)}, header);
-
-    // Header: for (i = 0; i < block size; ++i)
-    b.setInsertionPointToStart(header);
-    Value i = header->getArgument(0);
-    Value more = LLVM::ICmpOp::create(b, loc, LLVM::ICmpPredicate::ult, i, c(total));
-    LLVM::CondBrOp::create(b, loc, more, body, exit);
-
-    // Body: local id from i (x fastest), the builtins, the call.
-    b.setInsertionPointToStart(body);
-    Value local[3];
-    local[0] = LLVM::URemOp::create(b, loc, i, c(info.block[0]));
-    Value rest = LLVM::UDivOp::create(b, loc, i, c(info.block[0]));
-    local[1] = LLVM::URemOp::create(b, loc, rest, c(info.block[1]));
-    local[2] = LLVM::UDivOp::create(b, loc, rest, c(info.block[1]));
-    Value group[3] = {entry->getArgument(1), entry->getArgument(2), entry->getArgument(3)};
-    for (auto [k, kind] : llvm::enumerate(info.builtins)) {
-      auto vecTy = cast<VectorType>(kernelType.getParamType(info.numBuffers + k));
-      Value comps[3];
-      for (int d = 0; d < 3; ++d) {
-        switch (kind) {
-        case spirv::BuiltIn::WorkgroupId:
-          comps[d] = group[d];
-          break;
-        case spirv::BuiltIn::LocalInvocationId:
-          comps[d] = local[d];
-          break;
-        case spirv::BuiltIn::GlobalInvocationId:
-          comps[d] = LLVM::AddOp::create(
-              b, loc, LLVM::MulOp::create(b, loc, group[d], c(info.block[d])), local[d]);
-          break;
-        case spirv::BuiltIn::WorkgroupSize:
-          comps[d] = c(info.block[d]);
-          break;
-        case spirv::BuiltIn::NumWorkgroups:
-          comps[d] = c(info.launch[d]);
-          break;
-        case spirv::BuiltIn::GlobalSize:
-          comps[d] = c(info.launch[d] * info.block[d]);
-          break;
-        default: // GlobalOffset
-          comps[d] = c(0);
-          break;
-        }
-      }
-      Value vec = LLVM::PoisonOp::create(b, loc, vecTy);
-      for (int d = 0; d < 3; ++d) {
-        Value v = comps[d];
-        if (vecTy.getElementType() != i64)
-          v = LLVM::TruncOp::create(b, loc, vecTy.getElementType(), v);
-        vec = LLVM::InsertElementOp::create(b, loc, vec, v, c(d));
-      }
-      args.push_back(vec);
-    }
-    LLVM::CallOp::create(b, loc, lowered, args);
-    Value next = LLVM::AddOp::create(b, loc, i, c(1));
-    LLVM::BrOp::create(b, loc, ValueRange{next}, header);
-
-    b.setInsertionPointToStart(exit);
-    LLVM::ReturnOp::create(b, loc, ValueRange{});
+    auto wrapper = LLVM::LLVMFuncOp::create(b, lowered.getLoc(), info.name, wrapperType);
+    WrapperBuilder builder(executable, info, lowered);
+    if (info.hasBarrier)
+      return builder.buildThreaded(wrapper);
+    builder.buildSerial(wrapper);
     return success();
   }
 };
