@@ -92,9 +92,11 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
       return distributeCooperative(kernel, *shape);
     std::array<int64_t, 3> grid = kiln::gpu::workgroupGrid(kernel);
     int64_t total = grid[0] * grid[1] * grid[2];
+    int64_t perThread = workgroupsPerThread(grid);
+    int64_t threads = total / perThread;
     // Small grids get a block of whole warps rather than idle threads.
-    int64_t block = std::min<int64_t>(blockSize, (total + 31) / 32 * 32);
-    int64_t launch = (total + block - 1) / block;
+    int64_t block = std::min<int64_t>(blockSize, (threads + 31) / 32 * 32);
+    int64_t launch = (threads + block - 1) / block;
 
     SmallVector<gpu::BlockIdOp> workgroupIds;
     kernel.walk([&](gpu::BlockIdOp id) { workgroupIds.push_back(id); });
@@ -102,30 +104,62 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
 
     Block &entry = kernel.getBody().front();
     Location loc = kernel.getLoc();
-    OpBuilder b = OpBuilder::atBlockBegin(&entry);
+    // A thread's temporaries are written before they are read in every
+    // workgroup, so one allocation serves all of a thread's workgroups (and
+    // NVPTX wants allocas in the entry block).
+    for (auto alloca : llvm::make_early_inc_range(entry.getOps<memref::AllocaOp>()))
+      if (alloca.getDynamicSizes().empty())
+        alloca->moveBefore(&entry, entry.begin());
+    OpBuilder b(kernel.getContext());
+    b.setInsertionPointToStart(&entry);
+    for (auto alloca : entry.getOps<memref::AllocaOp>())
+      b.setInsertionPointAfter(alloca);
     auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v).getResult(); };
     Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
     Value bid = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
     Value linear = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, bid, cst(block)), tid);
     Value inRange =
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, linear, cst(total));
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, linear, cst(threads));
+    auto guard = scf::IfOp::create(b, loc, inRange, /*withElseRegion=*/false);
+    b.setInsertionPoint(guard.thenBlock()->getTerminator());
+    // Consecutive workgroups of one thread share every id but the fastest,
+    // so their loads and stores are adjacent: once LLVM unrolls this loop
+    // its load-store vectorizer makes them 16-byte accesses.
+    Value workgroup = linear;
+    if (perThread > 1) {
+      auto loop = scf::ForOp::create(b, loc, cst(0), cst(perThread), cst(1));
+      b.setInsertionPoint(loop.getBody()->getTerminator());
+      workgroup = arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, linear, cst(perThread)), loop.getInductionVar());
+    }
     // z varies fastest: it holds the innermost tiled loop.
     Value ids[3];
-    ids[2] = arith::RemUIOp::create(b, loc, linear, cst(grid[2]));
-    Value rest = arith::DivUIOp::create(b, loc, linear, cst(grid[2]));
+    ids[2] = arith::RemUIOp::create(b, loc, workgroup, cst(grid[2]));
+    Value rest = arith::DivUIOp::create(b, loc, workgroup, cst(grid[2]));
     ids[1] = arith::RemUIOp::create(b, loc, rest, cst(grid[1]));
     ids[0] = arith::DivUIOp::create(b, loc, rest, cst(grid[1]));
-    auto guard = scf::IfOp::create(b, loc, inRange, /*withElseRegion=*/false);
-    Operation *yield = guard.thenBlock()->getTerminator();
+    Operation *end = b.getInsertionBlock()->getTerminator();
     for (Operation &op : llvm::make_early_inc_range(
              llvm::make_range(std::next(guard->getIterator()), entry.getTerminator()->getIterator())))
-      op.moveBefore(yield);
+      op.moveBefore(end);
 
     for (gpu::BlockIdOp id : workgroupIds) {
       id.replaceAllUsesWith(ids[(int)id.getDimension()]);
       id.erase();
     }
     return {(int32_t)block, (int32_t)launch};
+  }
+
+  /// Workgroups per thread: 4 consecutive ones along the fastest grid
+  /// dimension when it divides by 4 and the grid is large enough to keep
+  /// every SM busy with a quarter of the threads.
+  int64_t workgroupsPerThread(const std::array<int64_t, 3> &grid) {
+    int64_t total = grid[0] * grid[1] * grid[2];
+    int fastest = grid[2] > 1 ? 2 : grid[1] > 1 ? 1 : 0;
+    if (vectorWidth <= 1 || grid[fastest] % vectorWidth != 0 ||
+        total < vectorWidth * minVectorThreads)
+      return 1;
+    return vectorWidth;
   }
 
   /// A block covers `shape.tile` workgroups with `shape.lanes` threads each.
@@ -242,8 +276,12 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
     func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({block, 1, 1}));
     // Bindings never overlap a buffer the kernel writes (outputs are fresh
     // buffers), so loads may be cached and accumulators kept in registers.
-    for (unsigned i = 0; i < func.getNumArguments(); ++i)
+    // Every binding starts a device allocation (binding offsets are 0;
+    // vendor allocators align to 256 bytes): vector accesses may assume 16.
+    for (unsigned i = 0; i < func.getNumArguments(); ++i) {
       func.setArgAttr(i, "llvm.noalias", b.getUnitAttr());
+      func.setArgAttr(i, "llvm.align", b.getI64IntegerAttr(16));
+    }
     func.getBody().takeBody(kernel.getBody());
     SmallVector<memref::AllocaOp> shared;
     func.walk([&](memref::AllocaOp a) {

@@ -6,29 +6,42 @@
 // neighbouring addresses.
 // CHECK-LABEL: module @kernels
 // CHECK-SAME: gpu.container_module
-// CHECK-SAME: kiln.gpu_launches = {coop = [array<i32: 256, 1, 1>, array<i32: 4, 1, 1>], k = [array<i32: 128, 1, 1>, array<i32: 10, 1, 1>], small = [array<i32: 32, 1, 1>, array<i32: 1, 1, 1>]}
+// CHECK-SAME: kiln.gpu_launches = {coarse = [array<i32: 128, 1, 1>, array<i32: 32, 1, 1>], coop = [array<i32: 256, 1, 1>, array<i32: 4, 1, 1>], k = [array<i32: 128, 1, 1>, array<i32: 10, 1, 1>], small = [array<i32: 32, 1, 1>, array<i32: 1, 1, 1>]}
 // CHECK: gpu.module @kiln_kernels
 // CHECK: memref.global "private" constant @table
-// CHECK: gpu.func @k(%[[A:.+]]: memref<4x300xf32> {llvm.noalias}, %[[B:.+]]: memref<4x300xf32> {llvm.noalias}) kernel
+// Buffers never alias and start 16-byte aligned; temporaries are per
+// thread: private memory, allocated once at the top.
+// CHECK: gpu.func @k(%[[A:.+]]: memref<4x300xf32> {llvm.align = 16 : i64, llvm.noalias}, %[[B:.+]]: memref<4x300xf32> {llvm.align = 16 : i64, llvm.noalias}) kernel
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+// CHECK: memref.alloca() {{.+}} : memref<1xf32, #gpu.address_space<private>>
 // CHECK-DAG: %[[TID:.+]] = gpu.thread_id x
 // CHECK-DAG: %[[BID:.+]] = gpu.block_id x
 // CHECK: %[[MUL:.+]] = arith.muli %[[BID]], %c128
 // CHECK: %[[LIN:.+]] = arith.addi %[[MUL]], %[[TID]]
 // CHECK: %[[IN:.+]] = arith.cmpi ult, %[[LIN]], %c1200
+// CHECK: scf.if %[[IN]] {
 // CHECK: %[[Y:.+]] = arith.remui %{{.+}}, %c300
 // CHECK: %[[X:.+]] = arith.divui %{{.+}}, %c300
-// CHECK: scf.if %[[IN]] {
-// Temporaries are per thread: private memory.
-// CHECK: memref.alloca() {{.+}} : memref<1xf32, #gpu.address_space<private>>
 // CHECK: memref.load %[[A]][%[[X]], %[[Y]]]
 // CHECK: memref.store %{{.+}}, %[[B]][%[[X]], %[[Y]]]
 // CHECK: }
 // CHECK: gpu.return
+// A 64x256 grid is large enough for 4 consecutive workgroups per thread
+// (4096 threads, 32 blocks): thread t runs workgroups 4t .. 4t+3, which
+// differ only in the fastest id, so its accesses are adjacent.
+// CHECK: gpu.func @coarse
+// CHECK: %[[CIN:.+]] = arith.cmpi ult, %{{.+}}, %c4096
+// CHECK: scf.if %[[CIN]] {
+// CHECK: scf.for %[[C:.+]] = %c0 to %c4 step %c1 {
+// CHECK: %[[T4:.+]] = arith.muli %{{.+}}, %c4
+// CHECK: %[[W:.+]] = arith.addi %[[T4]], %[[C]]
+// CHECK: arith.remui %[[W]], %c1
+// CHECK: memref.load
+// CHECK: memref.store
 // A cooperative kernel: blocks of 16x16 threads over a 20x24 grid, 2x2
 // blocks. Every thread reaches the barrier with clamped ids; only in-range
 // threads write the output. Workgroup memory becomes an attribution.
-// CHECK: gpu.func @coop(%[[X:.+]]: memref<20x24xf32> {llvm.noalias}, %[[Y:.+]]: memref<20x24xf32> {llvm.noalias}) workgroup(%[[SH:.+]] : memref<16x16xf32, #gpu.address_space<workgroup>>) kernel
+// CHECK: gpu.func @coop(%[[X:.+]]: memref<20x24xf32> {{{.+}}}, %[[Y:.+]]: memref<20x24xf32> {{{.+}}}) workgroup(%[[SH:.+]] : memref<16x16xf32, #gpu.address_space<workgroup>>) kernel
 // CHECK-SAME: known_block_size = array<i32: 256, 1, 1>
 // CHECK: %[[TID:.+]] = gpu.thread_id x
 // CHECK: %[[BID:.+]] = gpu.block_id x
@@ -60,6 +73,13 @@ module {
       memref.store %v, %t[%c0] : memref<1xf32>
       %w = memref.load %t[%c0] : memref<1xf32>
       memref.store %w, %b[%x, %y] : memref<4x300xf32>
+      return
+    }
+    func.func @coarse(%a: memref<64x256xf32>, %b: memref<64x256xf32>) attributes {kiln.workgroups = array<i64: 64, 256, 1>} {
+      %x = gpu.block_id x
+      %y = gpu.block_id y
+      %v = memref.load %a[%x, %y] : memref<64x256xf32>
+      memref.store %v, %b[%x, %y] : memref<64x256xf32>
       return
     }
     func.func @coop(%x: memref<20x24xf32>, %y: memref<20x24xf32>) attributes {kiln.workgroups = array<i64: 20, 24, 1>, kiln.gpu_cooperative = array<i64: 16, 16, 1, 1>} {

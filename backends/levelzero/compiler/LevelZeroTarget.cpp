@@ -12,6 +12,7 @@
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVAttributes.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVDialect.h"
 #include "mlir/Dialect/SPIRV/IR/SPIRVOps.h"
@@ -32,6 +33,49 @@ namespace {
 /// temporaries Function storage.
 struct PrepareSpirvPass
     : PassWrapper<PrepareSpirvPass, OperationPass<mlir::gpu::GPUModuleOp>> {
+  /// MLIR's SCF to SPIR-V conversion returns a loop's results through
+  /// Function variables that only the loop body stores: a loop that runs zero
+  /// times leaves them undefined. Carry the values in private memory instead,
+  /// stored before the loop, loaded and stored back by each iteration.
+  static void loopResultsToMemory(mlir::gpu::GPUFuncOp func) {
+    SmallVector<scf::ForOp> loops;
+    func.walk([&](scf::ForOp loop) {
+      if (loop.getNumResults() != 0)
+        loops.push_back(loop);
+    });
+    auto privateSpace = mlir::gpu::AddressSpaceAttr::get(func.getContext(),
+                                                         mlir::gpu::AddressSpace::Private);
+    for (scf::ForOp loop : loops) {
+      Location loc = loop.getLoc();
+      OpBuilder b(loop);
+      Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+      SmallVector<Value> slots;
+      for (Value init : loop.getInitArgs()) {
+        auto type = MemRefType::get({1}, init.getType(), MemRefLayoutAttrInterface(), privateSpace);
+        slots.push_back(memref::AllocaOp::create(b, loc, type));
+        memref::StoreOp::create(b, loc, init, slots.back(), zero);
+      }
+      auto carried = scf::ForOp::create(b, loc, loop.getLowerBound(), loop.getUpperBound(),
+                                        loop.getStep());
+      Block *body = carried.getBody();
+      b.setInsertionPointToStart(body);
+      for (auto [arg, slot] : llvm::zip(loop.getRegionIterArgs(), slots))
+        arg.replaceAllUsesWith(memref::LoadOp::create(b, loc, slot, zero).getResult());
+      loop.getInductionVar().replaceAllUsesWith(carried.getInductionVar());
+      auto yield = cast<scf::YieldOp>(loop.getBody()->getTerminator());
+      b.setInsertionPoint(yield);
+      for (auto [value, slot] : llvm::zip(yield.getOperands(), slots))
+        memref::StoreOp::create(b, loc, value, slot, zero);
+      yield.erase();
+      body->getOperations().splice(body->getTerminator()->getIterator(),
+                                   loop.getBody()->getOperations());
+      b.setInsertionPointAfter(carried);
+      for (auto [result, slot] : llvm::zip(loop.getResults(), slots))
+        result.replaceAllUsesWith(memref::LoadOp::create(b, loc, slot, zero).getResult());
+      loop.erase();
+    }
+  }
+
   /// MLIR's GPU to SPIR-V conversion takes workgroup memory as Workgroup
   /// allocs (which become module-scope variables), not as attributions.
   static void workgroupAttributionsToAllocs(mlir::gpu::GPUFuncOp func) {
@@ -98,6 +142,7 @@ struct PrepareSpirvPass
       if (!func.isKernel())
         continue;
       workgroupAttributionsToAllocs(func);
+      loopResultsToMemory(func);
       DenseI32ArrayAttr block = func.getKnownBlockSizeAttr();
       SmallVector<int32_t> size = block ? SmallVector<int32_t>(block.asArrayRef())
                                         : SmallVector<int32_t>{1, 1, 1};

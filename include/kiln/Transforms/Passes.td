@@ -134,7 +134,11 @@ def GpuDistribute : Pass<"kiln-gpu-distribute", "mlir::ModuleOp"> {
     workgroup: the grid `kiln.workgroups = [x, y, z]` is linearized with z
     fastest (innermost tiles on neighbouring threads, so loads coalesce),
     packed into blocks of `kiln.block` threads, and the body is guarded for
-    the last, partial block. Per-workgroup temporaries move to private
+    the last, partial block. On large grids whose fastest dimension divides
+    by `vector-width`, a thread runs that many consecutive workgroups, so
+    its global accesses are adjacent and LLVM's load-store vectorizer turns
+    them into 16-byte loads and stores (buffers are 16-byte aligned:
+    bindings start at offset 0 of device allocations). Per-workgroup temporaries move to private
     memory. Kernels become `gpu.func` kernels of one `gpu.module
     @kiln_kernels`; the executable module records each kernel's block size
     and launch grid as `kiln.gpu_launches = {name = [block, launch]}`. Every GPU vendor shares this; only the lowering of
@@ -143,6 +147,10 @@ def GpuDistribute : Pass<"kiln-gpu-distribute", "mlir::ModuleOp"> {
   let options = [
     Option<"blockSize", "block-size", "int64_t", "128",
            "Threads per block when the grid is large enough">,
+    Option<"vectorWidth", "vector-width", "int64_t", "4",
+           "Consecutive workgroups per thread along the fastest grid dimension (1: one)">,
+    Option<"minVectorThreads", "min-vector-threads", "int64_t", "1024",
+           "Fewest threads a grid must keep to run several workgroups per thread">,
   ];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::scf::SCFDialect",
                            "mlir::arith::ArithDialect", "mlir::memref::MemRefDialect"];
