@@ -1,8 +1,9 @@
 //===- GpuStageContractions.cpp - matmul tiles in workgroup memory --------===//
 //
 // After the shared pipeline a GPU contraction (MatMul, Gemm, batched and
-// transposed variants) is one thread per output element running the whole
-// K loop on global memory: every A element is read N times, every B element
+// transposed variants, unpadded convolutions) is one thread per output
+// element running the whole reduction (K elements, several reduction loops
+// linearized) on global memory: every A element is read N times, every B element
 // M times. This pass makes a block of T x T such threads one output tile:
 // per K chunk each thread loads one element of A's T x T slice and one of
 // B's into workgroup memory, the block synchronizes, and each thread runs
@@ -40,15 +41,15 @@ struct Plan {
 /// the other's grid dimension.
 std::optional<Plan> plan(func::FuncOp kernel, linalg::LinalgOp op, int64_t minK) {
   if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 || !op.hasPureBufferSemantics() ||
-      op.getNumReductionLoops() != 1)
+      op.getNumReductionLoops() == 0)
     return std::nullopt;
   SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-  int64_t k = 0;
+  int64_t k = 1;
   for (auto [range, it] : llvm::zip(ranges, op.getIteratorTypesArray())) {
     if (ShapedType::isDynamic(range))
       return std::nullopt;
     if (it == utils::IteratorType::reduction)
-      k = range;
+      k *= range;
     else if (range != 1)
       return std::nullopt;
   }
@@ -116,26 +117,33 @@ struct GpuStageContractionsPass
     auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(builder, loc, v).getResult(); };
     kiln::gpu::ThreadCoords coords = kiln::gpu::threadCoords(builder, loc, shape);
     Value row = coords.local[p.gm], col = coords.local[p.gn];
-    unsigned numLoops = op.getNumLoops();
-    unsigned kDim = 0;
-    for (auto [d, it] : llvm::enumerate(op.getIteratorTypesArray()))
-      if (it == utils::IteratorType::reduction)
-        kDim = d;
-    // The loop indices at reduction index `kk`: every parallel loop is 0.
-    auto loopIndices = [&](Value kk) {
-      SmallVector<Value> dims(numLoops, cst(0));
-      dims[kDim] = kk;
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    SmallVector<unsigned> reductionDims;
+    op.getReductionDims(reductionDims);
+    // The loop indices at linear reduction index `kk` (reduction loops
+    // row-major, the last fastest): every parallel loop is 0.
+    auto loopIndices = [&](OpBuilder &bb, Value kk) {
+      auto c = [&](int64_t v) { return arith::ConstantIndexOp::create(bb, loc, v).getResult(); };
+      SmallVector<Value> dims(op.getNumLoops(), c(0));
+      for (unsigned d : llvm::reverse(reductionDims)) {
+        if (d == reductionDims.front()) {
+          dims[d] = kk;
+          break;
+        }
+        dims[d] = arith::RemUIOp::create(bb, loc, kk, c(ranges[d]));
+        kk = arith::DivUIOp::create(bb, loc, kk, c(ranges[d]));
+      }
       return dims;
     };
     auto load = [&](OpBuilder &bb, Value source, AffineMap map, Value kk) -> Value {
       return memref::LoadOp::create(bb, loc, source,
-                                    kiln::gpu::applyIndexingMap(bb, loc, map, loopIndices(kk)));
+                                    kiln::gpu::applyIndexingMap(bb, loc, map, loopIndices(bb, kk)));
     };
     AffineMap mapA = op.getMatchingIndexingMap(op.getDpsInputOperand(0));
     AffineMap mapB = op.getMatchingIndexingMap(op.getDpsInputOperand(1));
     AffineMap mapOut = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
     SmallVector<Value> outIndices =
-        kiln::gpu::applyIndexingMap(builder, loc, mapOut, loopIndices(cst(0)));
+        kiln::gpu::applyIndexingMap(builder, loc, mapOut, loopIndices(builder, cst(0)));
     Value init = memref::LoadOp::create(builder, loc, out, outIndices);
 
     auto chunks = scf::ForOp::create(builder, loc, cst(0), cst(k), cst(t), ValueRange{init});
@@ -160,7 +168,7 @@ struct GpuStageContractionsPass
             Value va = memref::LoadOp::create(ib, loc, shA, ValueRange{row, kk});
             Value vb = memref::LoadOp::create(ib, loc, shB, ValueRange{kk, col});
             Value kIndex = arith::AddIOp::create(ib, loc, k0, kk);
-            Value next = kiln::gpu::inlineLinalgBody(ib, op, {va, vb, acc[0]}, loopIndices(kIndex));
+            Value next = kiln::gpu::inlineLinalgBody(ib, op, {va, vb, acc[0]}, loopIndices(ib, kIndex));
             scf::YieldOp::create(ib, loc, next);
           });
       // Nobody overwrites the chunk before everybody has used it.

@@ -100,3 +100,34 @@ func.func @private_operand(%w: memref<20x24xf32>, %y: memref<40x24xf32>)
   }
   return
 }
+
+// A convolution: two reduction loops (c, kw) linearized into K = 4 * 5 = 20
+// (c = k / 5, kw = k % 5). The input view depends on the output column,
+// the filter view on the output row (the filter), so both stage.
+// CHECK-LABEL: func.func @conv1d
+// CHECK-SAME: kiln.gpu_cooperative = array<i64: 16, 16, 1, 1>
+// CHECK: scf.for %{{.+}} = %c0 to %c20 step %c16
+// CHECK: %[[K:.+]] = arith.minui %{{.+}}, %c19
+// CHECK: %[[KW:.+]] = arith.remui %[[K]], %c5
+// CHECK: %[[C:.+]] = arith.divui %[[K]], %c5
+// CHECK: memref.load %{{.+}}[%[[C]], %[[KW]]]
+// CHECK: gpu.barrier
+// CHECK: gpu.barrier
+func.func @conv1d(%x: memref<4x36xf32>, %w: memref<16x4x5xf32>, %y: memref<16x32xf32>)
+    attributes {kiln.workgroups = array<i64: 16, 32, 1>} {
+  %f = gpu.block_id x
+  %o = gpu.block_id y
+  %xa = memref.subview %x[0, %o] [4, 5] [1, 1] : memref<4x36xf32> to memref<4x5xf32, strided<[36, 1], offset: ?>>
+  %wa = memref.subview %w[%f, 0, 0] [1, 4, 5] [1, 1, 1] : memref<16x4x5xf32> to memref<1x4x5xf32, strided<[20, 5, 1], offset: ?>>
+  %out = memref.subview %y[%f, %o] [1, 1] [1, 1] : memref<16x32xf32> to memref<1x1xf32, strided<[32, 1], offset: ?>>
+  linalg.generic {indexing_maps = [affine_map<(f, o, c, k) -> (c, o + k)>, affine_map<(f, o, c, k) -> (f, c, k)>, affine_map<(f, o, c, k) -> (f, o)>],
+                  iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+      ins(%xa, %wa : memref<4x5xf32, strided<[36, 1], offset: ?>>, memref<1x4x5xf32, strided<[20, 5, 1], offset: ?>>)
+      outs(%out : memref<1x1xf32, strided<[32, 1], offset: ?>>) {
+  ^bb0(%p: f32, %q: f32, %acc: f32):
+    %m = arith.mulf %p, %q : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  }
+  return
+}
