@@ -211,21 +211,34 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
       id.replaceAllUsesWith(ids[(int)id.getDimension()]);
       id.erase();
     }
-    for (Operation &op : llvm::make_early_inc_range(
-             llvm::make_range(std::next(leader.getDefiningOp()->getIterator()),
-                              entry.getTerminator()->getIterator()))) {
+    if (failed(guardWrites(llvm::make_range(std::next(leader.getDefiningOp()->getIterator()),
+                                            entry.getTerminator()->getIterator()),
+                           leader)))
+      return {-1, -1};
+    return {(int32_t)shape.threads(), (int32_t)launch};
+  }
+
+  /// Wraps each write outside workgroup memory in `if (leader)`; ops that
+  /// hold barriers are entered instead (every thread must reach those).
+  static LogicalResult guardWrites(llvm::iterator_range<Block::iterator> ops, Value leader) {
+    for (Operation &op : llvm::make_early_inc_range(ops)) {
       if (!writesThreadVisibleMemory(&op))
         continue;
-      if (op.getNumResults() != 0 || containsBarrier(&op)) {
-        op.emitError("a cooperative kernel writes global memory where every thread must take "
-                     "part");
-        return {-1, -1};
+      if (containsBarrier(&op)) {
+        if (!isa<scf::ForOp>(op))
+          return op.emitError("a cooperative kernel synchronizes inside an op that is not a loop");
+        Block *body = cast<scf::ForOp>(op).getBody();
+        if (failed(guardWrites(body->without_terminator(), leader)))
+          return failure();
+        continue;
       }
-      b.setInsertionPoint(&op);
+      if (op.getNumResults() != 0)
+        return op.emitError("a cooperative kernel writes global memory in an op with results");
+      OpBuilder b(&op);
       auto guard = scf::IfOp::create(b, op.getLoc(), leader, /*withElseRegion=*/false);
       op.moveBefore(guard.thenBlock()->getTerminator());
     }
-    return {(int32_t)shape.threads(), (int32_t)launch};
+    return success();
   }
 
   static bool isWorkgroupMemory(memref::AllocaOp alloca) {

@@ -131,3 +131,58 @@ func.func @conv1d(%x: memref<4x36xf32>, %w: memref<16x4x5xf32>, %y: memref<16x32
   }
   return
 }
+
+// A padded convolution: the input is read inside the body, bounds-checked
+// (select(in bounds, load, 0)). That computation depends on the output
+// column's id, not the filter's, so it is what each thread evaluates into
+// the column-side tile; the filter value goes to the row side.
+// CHECK-LABEL: func.func @padded
+// CHECK-SAME: kiln.gpu_cooperative = array<i64: 16, 16, 1, 1>
+// CHECK: %[[SHB:.+]] = memref.alloca() : memref<16x16xf32, #gpu.address_space<workgroup>>
+// CHECK: %[[SHA:.+]] = memref.alloca() : memref<16x16xf32, #gpu.address_space<workgroup>>
+// K = 12 is a single chunk (that loop folds away).
+// CHECK: %[[W:.+]] = memref.load %{{.+}} : memref<1x4x3xf32
+// CHECK: memref.store %[[W]], %[[SHA]]
+// CHECK: %[[X:.+]] = memref.load %arg0
+// CHECK: %[[S:.+]] = arith.select %{{.+}}, %[[X]], %cst
+// CHECK: memref.store %[[S]], %[[SHB]]
+// CHECK: gpu.barrier
+// CHECK: scf.for
+// CHECK: memref.load %[[SHA]]
+// CHECK: memref.load %[[SHB]]
+// CHECK: arith.mulf
+// CHECK: arith.addf
+// CHECK: gpu.barrier
+func.func @padded(%x: memref<4x32xf32>, %w: memref<16x4x3xf32>, %y: memref<16x32xf32>)
+    attributes {kiln.workgroups = array<i64: 16, 32, 1>} {
+  %f = gpu.block_id x
+  %o = gpu.block_id y
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c31 = arith.constant 31 : index
+  %c32 = arith.constant 32 : index
+  %zero = arith.constant 0.0 : f32
+  %wa = memref.subview %w[%f, 0, 0] [1, 4, 3] [1, 1, 1] : memref<16x4x3xf32> to memref<1x4x3xf32, strided<[12, 3, 1], offset: ?>>
+  %out = memref.subview %y[%f, %o] [1, 1] [1, 1] : memref<16x32xf32> to memref<1x1xf32, strided<[32, 1], offset: ?>>
+  linalg.generic {indexing_maps = [affine_map<(f, o, c, k) -> (f, c, k)>, affine_map<(f, o, c, k) -> (f, o)>],
+                  iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+      ins(%wa : memref<1x4x3xf32, strided<[12, 3, 1], offset: ?>>)
+      outs(%out : memref<1x1xf32, strided<[32, 1], offset: ?>>) {
+  ^bb0(%q: f32, %acc: f32):
+    %c = linalg.index 2 : index
+    %k = linalg.index 3 : index
+    %p0 = arith.addi %o, %k : index
+    %p = arith.subi %p0, %c1 : index
+    %ge = arith.cmpi sge, %p, %c0 : index
+    %lt = arith.cmpi slt, %p, %c32 : index
+    %in = arith.andi %ge, %lt : i1
+    %pc = arith.maxsi %p, %c0 : index
+    %pcc = arith.minsi %pc, %c31 : index
+    %v = memref.load %x[%c, %pcc] : memref<4x32xf32>
+    %s = arith.select %in, %v, %zero : f32
+    %m = arith.mulf %q, %s : f32
+    %r = arith.addf %acc, %m : f32
+    linalg.yield %r : f32
+  }
+  return
+}

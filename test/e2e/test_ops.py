@@ -200,10 +200,12 @@ case("conv-runtime-weights", conv(F(2, 3, 6, 6), F(4, 3, 3, 3), F(4), runtime_w=
 case("conv-group2", conv(F(1, 4, 8, 8), F(6, 2, 3, 3), F(6), group=2, pads=[1, 1, 1, 1]))
 case("conv-depthwise", conv(F(1, 4, 7, 7), F(8, 1, 3, 3), None, group=4))
 case("conv-pads-asym", conv(F(1, 3, 7, 6), F(5, 3, 3, 2), F(5), pads=[1, 0, 2, 1]))
-# Unpadded convolutions large enough for GPU targets' workgroup-memory tiles
-# (16 filters x 16 output columns per block, 27 and 36 reduction elements).
+# Convolutions large enough for GPU targets' workgroup-memory tiles (16
+# filters x 16 output columns per block): unpadded, strided, padded (the
+# padding is a bounds-checked load in the kernel) and batched.
 case("conv-tiled", conv(F(1, 3, 20, 20), F(16, 3, 3, 3), F(16)))
 case("conv-tiled-strided", conv(F(1, 4, 33, 35), F(20, 4, 3, 3), None, strides=[2, 2]))
+case("conv-tiled-padded-batched", conv(F(3, 5, 17, 18), F(16, 5, 3, 3), F(16), pads=[1, 2, 1, 0]))
 case("conv-strides", conv(F(1, 3, 9, 8), F(4, 3, 3, 3), None, strides=[2, 3]))
 case("conv-dilations", conv(F(1, 3, 9, 9), F(4, 3, 3, 3), F(4), dilations=[2, 1], pads=[2, 1, 2, 1]))
 case("conv-same-upper", conv(F(1, 2, 8, 8), F(3, 2, 3, 3), None, auto_pad="SAME_UPPER", strides=[2, 2]))
