@@ -1220,6 +1220,70 @@ static LogicalResult handleWindow(Importer &im, double a0, double a1, double a2)
   return success();
 }
 
+/// MelWeightMatrix: triangular filters between mel-spaced frequency bins,
+/// [dft_length / 2 + 1, num_mel_bins]; every input is a compile-time
+/// constant, so the matrix is one too. Follows the ONNX reference, including
+/// its bin spacing of (high - low) / (num_mel_bins + 2) mels.
+static LogicalResult handleMelWeightMatrix(Importer &im) {
+  auto scalar = [&](unsigned i, StringRef what) -> FailureOr<double> {
+    std::optional<DenseElementsAttr> c = im.constInput(i);
+    std::optional<HostTensor> h = c ? HostTensor::fromAttr(*c) : std::nullopt;
+    if (!h || h->numel() != 1)
+      return im.fail(what + " must be a compile-time constant scalar (bind it with "
+                            "kiln-compile --input-value)");
+    return h->get(0);
+  };
+  auto bins = scalar(0, "num_mel_bins"), dft = scalar(1, "dft_length"),
+       rate = scalar(2, "sample_rate"), lower = scalar(3, "lower_edge_hertz"),
+       upper = scalar(4, "upper_edge_hertz");
+  if (failed(bins) || failed(dft) || failed(rate) || failed(lower) || failed(upper))
+    return failure();
+  int64_t numBins = (int64_t)*bins, dftLength = (int64_t)*dft, sampleRate = (int64_t)*rate;
+  if (numBins <= 0 || dftLength <= 0 || sampleRate <= 0)
+    return im.fail("num_mel_bins, dft_length and sample_rate must be positive");
+  int64_t dt = im.attrInt("output_datatype", 1);
+  Type et = onnxElementType(im.ctx, dt);
+  if (!et || isUnsignedDataType(dt) || et.isInteger(1))
+    return im.fail("output_datatype " + onnxTypeName(dt) + " is not supported");
+  int64_t spectrogramBins = dftLength / 2 + 1;
+  auto toMel = [](double hz) { return 2595.0 * std::log10(1.0 + hz / 700.0); };
+  double lowMel = toMel(*lower), step = (toMel(*upper) - lowMel) / double(numBins + 2);
+  SmallVector<int64_t> points;
+  for (int64_t i = 0; i < numBins + 2; ++i) {
+    double hz = 700.0 * (std::pow(10.0, (i * step + lowMel) / 2595.0) - 1.0);
+    points.push_back((int64_t)std::floor((dftLength + 1) * hz / sampleRate));
+  }
+  std::vector<double> w(spectrogramBins * numBins, 0.0);
+  auto set = [&](int64_t j, int64_t i, double v) -> LogicalResult {
+    if (j < 0 || j >= spectrogramBins)
+      return im.fail("a mel filter reaches past the spectrogram's " +
+                     Twine(spectrogramBins) + " bins (upper_edge_hertz above sample_rate / 2?)");
+    w[j * numBins + i] = v;
+    return success();
+  };
+  for (int64_t i = 0; i < numBins; ++i) {
+    int64_t left = points[i], center = points[i + 1], right = points[i + 2];
+    if (center == left) {
+      if (failed(set(center, i, 1.0)))
+        return failure();
+    } else {
+      for (int64_t j = left; j <= center; ++j)
+        if (failed(set(j, i, double(j - left) / double(center - left))))
+          return failure();
+    }
+    for (int64_t j = center; j < right; ++j)
+      if (failed(set(j, i, double(right - j) / double(right - center))))
+        return failure();
+  }
+  HostTensor h;
+  h.shape = {spectrogramBins, numBins};
+  h.elemType = et;
+  for (double v : w)
+    h.push(v);
+  im.setConstOutput(0, h.toAttr());
+  return success();
+}
+
 /// AffineGrid: each output point is theta[n] applied to the homogeneous
 /// normalized coordinates of its position (x innermost, as GridSample reads).
 static LogicalResult handleAffineGrid(Importer &im) {
@@ -1338,6 +1402,7 @@ void kiln::detail::registerImageOps(llvm::StringMap<Handler> &t) {
   t["DFT"] = handleDFT;
   t["STFT"] = handleSTFT;
   t["HannWindow"] = [](Importer &im) { return handleWindow(im, 0.5, 0.5, 0.0); };
+  t["MelWeightMatrix"] = handleMelWeightMatrix;
   t["HammingWindow"] = [](Importer &im) {
     return handleWindow(im, 25.0 / 46.0, 1.0 - 25.0 / 46.0, 0.0);
   };

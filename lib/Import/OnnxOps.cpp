@@ -1165,23 +1165,43 @@ static FailureOr<Value> contraction(Importer &im, Value a, Value bm, bool transA
   SmallVector<int64_t> outShape(*batch);
   outShape.append({m, n});
   Type et = im.elementType(a);
-  if (!init)
-    init = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(et)));
+  // Half-precision products accumulate in f32, as numpy and onnxruntime do:
+  // K terms summed in f16 lose about log2(K) bits.
+  bool widen = et.isF16() || et.isBF16();
+  Type acc = widen ? im.b.getF32Type() : et;
+  auto extend = [&](OpBuilder &ob, Location l, Value v) -> Value {
+    return widen ? arith::ExtFOp::create(ob, l, acc, v).getResult() : v;
+  };
+  if (!init) {
+    init = im.fill(outShape, cast<TypedAttr>(im.b.getZeroAttr(acc)));
+  } else if (widen) {
+    auto wide = im.elementwise({init}, acc, [&](OpBuilder &ob, Location l, ValueRange v) {
+      return extend(ob, l, v[0]);
+    });
+    if (failed(wide))
+      return failure();
+    init = *wide;
+  }
   SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ea, ctx),
                                  AffineMap::get(dims, 0, eb, ctx),
                                  AffineMap::get(dims, 0, eo, ctx)};
   SmallVector<IteratorType> iters(dims, IteratorType::parallel);
   iters[nb + 1] = IteratorType::reduction;
-  return linalg::GenericOp::create(
-             im.b, im.loc, TypeRange{init.getType()}, ValueRange{a, bm}, ValueRange{init},
-             maps, iters,
-             [&](OpBuilder &ob, Location l, ValueRange v) {
-               Value p = mulOp(ob, l, v[0], v[1]);
-               if (alpha != 1.0)
-                 p = mulOp(ob, l, p, im.constantScalar(ob, l, et, alpha));
-               linalg::YieldOp::create(ob, l, addOp(ob, l, v[2], p));
-             })
-      .getResult(0);
+  Value sum = linalg::GenericOp::create(
+                  im.b, im.loc, TypeRange{init.getType()}, ValueRange{a, bm}, ValueRange{init},
+                  maps, iters,
+                  [&](OpBuilder &ob, Location l, ValueRange v) {
+                    Value p = mulOp(ob, l, extend(ob, l, v[0]), extend(ob, l, v[1]));
+                    if (alpha != 1.0)
+                      p = mulOp(ob, l, p, im.constantScalar(ob, l, acc, alpha));
+                    linalg::YieldOp::create(ob, l, addOp(ob, l, v[2], p));
+                  })
+                  .getResult(0);
+  if (!widen)
+    return sum;
+  return im.elementwise({sum}, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
+    return arith::TruncFOp::create(ob, l, et, v[0]);
+  });
 }
 
 static LogicalResult handleMatMul(Importer &im) {

@@ -71,7 +71,8 @@ ATTRIBUTE_INPUTS = dict(
     Unsqueeze=(1,), Squeeze=(1,), Split=(1,), TopK=(1,), Resize=(1, 2, 3), Upsample=(1,),
     ConstantOfShape=(0,), Range=(0, 1, 2), OneHot=(1,), Trilu=(1,),
     CumSum=(1,), CumProd=(1,), CenterCropPad=(1,), DFT=(1, 2), STFT=(1, 3),
-    HannWindow=(0,), HammingWindow=(0,), BlackmanWindow=(0,), Col2Im=(1, 2), AffineGrid=(1,),
+    HannWindow=(0,), HammingWindow=(0,), BlackmanWindow=(0,), MelWeightMatrix=(0, 1, 2, 3, 4),
+    Col2Im=(1, 2), AffineGrid=(1,),
     MaxUnpool=(2,),
     # Kiln unrolls loops and keeps sequences as compile-time lists: trip
     # counts, positions and split sizes decide the output shapes.

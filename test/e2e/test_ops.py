@@ -743,6 +743,12 @@ case("nonmaxsuppression-center-no-score-threshold", one("NonMaxSuppression", [
     ("boxes", nms_boxes(1, 10, True)), ("scores", F(1, 2, 10, lo=0, hi=1)), ("k", I([10])),
     ("iou", np.array([0.1], np.float32))], {"center_point_box": 1}, opset=11))
 
+# --- MelWeightMatrix (constant inputs: folded to a constant matrix) ------------
+case("melweightmatrix", one("MelWeightMatrix", [
+    ("bins", np.array(8, np.int64)), ("dft", np.array(64, np.int64)),
+    ("rate", np.array(16000, np.int64)), ("lo", np.array(20.0, np.float32)),
+    ("hi", np.array(7000.0, np.float32))], consts=["bins", "dft", "rate", "lo", "hi"]))
+
 # --- Einsum -------------------------------------------------------------------
 case("einsum-ellipsis-bcast", one("Einsum", [("a", F(2, 1, 3, 4)), ("b", F(1, 5, 4, 2))],
                                   {"equation": "...ij,...jk->...ik"}, opset=12))
