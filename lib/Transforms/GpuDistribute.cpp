@@ -123,21 +123,24 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
     auto guard = scf::IfOp::create(b, loc, inRange, /*withElseRegion=*/false);
     b.setInsertionPoint(guard.thenBlock()->getTerminator());
     // Consecutive workgroups of one thread share every id but the fastest,
-    // so their loads and stores are adjacent: once LLVM unrolls this loop
-    // its load-store vectorizer makes them 16-byte accesses.
-    Value workgroup = linear;
-    if (perThread > 1) {
-      auto loop = scf::ForOp::create(b, loc, cst(0), cst(perThread), cst(1));
-      b.setInsertionPoint(loop.getBody()->getTerminator());
-      workgroup = arith::AddIOp::create(
-          b, loc, arith::MulIOp::create(b, loc, linear, cst(perThread)), loop.getInductionVar());
-    }
+    // so their loads and stores are adjacent: once LLVM unrolls the loop
+    // below its load-store vectorizer makes them 16-byte accesses.
+    Value first = perThread > 1 ? arith::MulIOp::create(b, loc, linear, cst(perThread)).getResult()
+                                : linear;
     // z varies fastest: it holds the innermost tiled loop.
     Value ids[3];
-    ids[2] = arith::RemUIOp::create(b, loc, workgroup, cst(grid[2]));
-    Value rest = arith::DivUIOp::create(b, loc, workgroup, cst(grid[2]));
+    ids[2] = arith::RemUIOp::create(b, loc, first, cst(grid[2]));
+    Value rest = arith::DivUIOp::create(b, loc, first, cst(grid[2]));
     ids[1] = arith::RemUIOp::create(b, loc, rest, cst(grid[1]));
     ids[0] = arith::DivUIOp::create(b, loc, rest, cst(grid[1]));
+    if (perThread > 1) {
+      // The thread's workgroups differ only in the fastest id; spelling it
+      // base + i lets LLVM see the accesses are adjacent.
+      int fastest = fastestGridDim(grid);
+      auto loop = scf::ForOp::create(b, loc, cst(0), cst(perThread), cst(1));
+      b.setInsertionPoint(loop.getBody()->getTerminator());
+      ids[fastest] = arith::AddIOp::create(b, loc, ids[fastest], loop.getInductionVar());
+    }
     Operation *end = b.getInsertionBlock()->getTerminator();
     for (Operation &op : llvm::make_early_inc_range(
              llvm::make_range(std::next(guard->getIterator()), entry.getTerminator()->getIterator())))
@@ -150,12 +153,17 @@ struct GpuDistributePass : kiln::impl::GpuDistributeBase<GpuDistributePass> {
     return {(int32_t)block, (int32_t)launch};
   }
 
+  /// The grid dimension whose neighbours are adjacent workgroups.
+  static int fastestGridDim(const std::array<int64_t, 3> &grid) {
+    return grid[2] > 1 ? 2 : grid[1] > 1 ? 1 : 0;
+  }
+
   /// Workgroups per thread: 4 consecutive ones along the fastest grid
   /// dimension when it divides by 4 and the grid is large enough to keep
   /// every SM busy with a quarter of the threads.
   int64_t workgroupsPerThread(const std::array<int64_t, 3> &grid) {
     int64_t total = grid[0] * grid[1] * grid[2];
-    int fastest = grid[2] > 1 ? 2 : grid[1] > 1 ? 1 : 0;
+    int fastest = fastestGridDim(grid);
     if (vectorWidth <= 1 || grid[fastest] % vectorWidth != 0 ||
         total < vectorWidth * minVectorThreads)
       return 1;

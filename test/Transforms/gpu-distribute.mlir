@@ -28,16 +28,17 @@
 // CHECK: gpu.return
 // A 64x256 grid is large enough for 4 consecutive workgroups per thread
 // (4096 threads, 32 blocks): thread t runs workgroups 4t .. 4t+3, which
-// differ only in the fastest id, so its accesses are adjacent.
+// differ only in the fastest id (base + i), so its accesses are adjacent.
 // CHECK: gpu.func @coarse
 // CHECK: %[[CIN:.+]] = arith.cmpi ult, %{{.+}}, %c4096
 // CHECK: scf.if %[[CIN]] {
-// CHECK: scf.for %[[C:.+]] = %c0 to %c4 step %c1 {
-// CHECK: %[[T4:.+]] = arith.muli %{{.+}}, %c4
-// CHECK: %[[W:.+]] = arith.addi %[[T4]], %[[C]]
-// CHECK: arith.remui %[[W]], %c1
-// CHECK: memref.load
-// CHECK: memref.store
+// CHECK: %[[FIRST:.+]] = arith.muli %{{.+}}, %c4
+// CHECK: %[[BASE:.+]] = arith.remui %{{.+}}, %c256
+// CHECK: %[[ROW:.+]] = arith.divui %{{.+}}, %c256
+// CHECK: scf.for %[[I:.+]] = %c0 to %c4
+// CHECK: %[[COL:.+]] = arith.addi %[[BASE]], %[[I]]
+// CHECK: memref.load %{{.+}}[%[[ROW]], %[[COL]]]
+// CHECK: memref.store %{{.+}}[%[[ROW]], %[[COL]]]
 // A cooperative kernel: blocks of 16x16 threads over a 20x24 grid, 2x2
 // blocks. Every thread reaches the barrier with clamped ids; only in-range
 // threads write the output. Workgroup memory becomes an attribution.
