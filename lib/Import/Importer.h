@@ -231,6 +231,19 @@ struct SliceRange {
 };
 SliceRange resolveSlice(int64_t dim, int64_t start, int64_t end, int64_t step);
 
+/// The loops of a (batched, numpy-broadcast) matmul A[b.., m, k] x
+/// B[b.., k, n], ordered (batch, m, k, n) so the innermost loop walks
+/// contiguous rows of B and the output: each operand's and the output's
+/// index expressions, the output shape and the loop count.
+struct MatmulIndexing {
+  SmallVector<AffineExpr> a, b, out;
+  SmallVector<int64_t> outShape;
+  int64_t numLoops;
+  AffineExpr m, n;
+};
+FailureOr<MatmulIndexing> matmulIndexing(Importer &im, ArrayRef<int64_t> sa,
+                                         ArrayRef<int64_t> sb, bool transA, bool transB);
+
 /// ONNX Conv of `x` by `w` (+ `bias`, may be null) with the current node's
 /// attributes (group, pads, strides, dilations, auto_pad, kernel_shape).
 FailureOr<Value> convolution(Importer &im, Value x, Value w, Value bias);

@@ -298,35 +298,14 @@ static LogicalResult handleQLinearMatMul(Importer &im) {
   Type ta = im.elementType(a), tb = im.elementType(bm);
   if (!ta.isInteger(8) || !tb.isInteger(8))
     return im.fail("a and b must be 8-bit integers");
-  int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
-  if (sb[sb.size() - 2] != k)
-    return im.fail("inner dimensions do not match: a is " + shapeStr(sa) + ", b is " +
-                   shapeStr(sb));
-  auto batch = im.broadcastShapes({SmallVector<int64_t>(ArrayRef(sa).drop_back(2)),
-                                   SmallVector<int64_t>(ArrayRef(sb).drop_back(2))});
-  if (failed(batch))
+  int64_t m = sa[sa.size() - 2], n = sb.back();
+  auto idx = matmulIndexing(im, sa, sb, /*transA=*/false, /*transB=*/false);
+  if (failed(idx))
     return failure();
-  int64_t nb = batch->size();
+  ArrayRef<int64_t> outShape = idx->outShape;
+  AffineExpr dm = idx->m, dn = idx->n;
   MLIRContext *ctx = &im.ctx;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
-  AffineExpr dm = d(nb), dn = d(nb + 1), dk = d(nb + 2);
-  auto batchExprs = [&](ArrayRef<int64_t> s) {
-    SmallVector<AffineExpr> e;
-    int64_t r = s.size() - 2;
-    for (int64_t i = 0; i < r; ++i) {
-      int64_t od = nb - r + i;
-      e.push_back(s[i] == 1 && (*batch)[od] != 1 ? getAffineConstantExpr(0, ctx) : d(od));
-    }
-    return e;
-  };
-  SmallVector<AffineExpr> ea = batchExprs(sa), eb = batchExprs(sb), eo;
-  ea.append({dm, dk});
-  eb.append({dk, dn});
-  for (int64_t i = 0; i < nb; ++i)
-    eo.push_back(d(i));
-  eo.append({dm, dn});
-  SmallVector<int64_t> outShape(*batch);
-  outShape.append({m, n});
 
   // Zero points are subtracted inside the i32 contraction, like the reference.
   bool ua = im.isUnsigned(0), ub = im.isUnsigned(3);
@@ -335,8 +314,8 @@ static LogicalResult handleQLinearMatMul(Importer &im) {
   if (failed(azpE) || failed(bzpE))
     return failure();
   Type i32 = im.b.getI32Type();
-  Value acc = contract(im, {a, im.input(2), bm, im.input(5)}, {ea, *azpE, eb, *bzpE},
-                       nb + 3, eo, outShape, i32,
+  Value acc = contract(im, {a, im.input(2), bm, im.input(5)}, {idx->a, *azpE, idx->b, *bzpE},
+                       idx->numLoops, idx->out, outShape, i32,
                        [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
                          Value x = arith::SubIOp::create(ob, l, extendTo(ob, l, v[0], i32, ua),
                                                          extendTo(ob, l, v[1], i32, ua));

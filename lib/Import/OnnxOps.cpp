@@ -1126,12 +1126,9 @@ static LogicalResult handleInstanceNorm(Importer &im) {
 // Contractions
 //===----------------------------------------------------------------------===//
 
-/// out[b.., m, n] = init + alpha * sum_k A[b.., m, k] * B[b.., k, n], with
-/// numpy batch broadcasting. Loops are ordered (batch, m, k, n) so the
-/// innermost loop walks contiguous rows of B and the output.
-static FailureOr<Value> contraction(Importer &im, Value a, Value bm, bool transA,
-                                    bool transB, Value init, double alpha) {
-  ArrayRef<int64_t> sa = im.shapeOf(a), sb = im.shapeOf(bm);
+FailureOr<MatmulIndexing> kiln::detail::matmulIndexing(Importer &im, ArrayRef<int64_t> sa,
+                                                       ArrayRef<int64_t> sb, bool transA,
+                                                       bool transB) {
   int64_t ra = sa.size(), rb = sb.size();
   int64_t m = transA ? sa[ra - 1] : sa[ra - 2], ka = transA ? sa[ra - 2] : sa[ra - 1];
   int64_t kb = transB ? sb[rb - 1] : sb[rb - 2], n = transB ? sb[rb - 2] : sb[rb - 1];
@@ -1143,7 +1140,7 @@ static FailureOr<Value> contraction(Importer &im, Value a, Value bm, bool transA
                                    SmallVector<int64_t>(sb.drop_back(2))});
   if (failed(batch))
     return failure();
-  int64_t nb = batch->size(), dims = nb + 3;
+  int64_t nb = batch->size();
   MLIRContext *ctx = &im.ctx;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
   AffineExpr dm = d(nb), dk = d(nb + 1), dn = d(nb + 2);
@@ -1156,14 +1153,32 @@ static FailureOr<Value> contraction(Importer &im, Value a, Value bm, bool transA
     }
     return e;
   };
-  SmallVector<AffineExpr> ea = batchExprs(sa), eb = batchExprs(sb), eo;
-  ea.append(transA ? SmallVector<AffineExpr>{dk, dm} : SmallVector<AffineExpr>{dm, dk});
-  eb.append(transB ? SmallVector<AffineExpr>{dn, dk} : SmallVector<AffineExpr>{dk, dn});
+  MatmulIndexing x;
+  x.a = batchExprs(sa);
+  x.b = batchExprs(sb);
+  x.a.append(transA ? SmallVector<AffineExpr>{dk, dm} : SmallVector<AffineExpr>{dm, dk});
+  x.b.append(transB ? SmallVector<AffineExpr>{dn, dk} : SmallVector<AffineExpr>{dk, dn});
   for (int64_t i = 0; i < nb; ++i)
-    eo.push_back(d(i));
-  eo.append({dm, dn});
-  SmallVector<int64_t> outShape(*batch);
-  outShape.append({m, n});
+    x.out.push_back(d(i));
+  x.out.append({dm, dn});
+  x.outShape.assign(batch->begin(), batch->end());
+  x.outShape.append({m, n});
+  x.numLoops = nb + 3;
+  x.m = dm;
+  x.n = dn;
+  return x;
+}
+
+/// out[b.., m, n] = init + alpha * sum_k A[b.., m, k] * B[b.., k, n], with
+/// numpy batch broadcasting.
+static FailureOr<Value> contraction(Importer &im, Value a, Value bm, bool transA,
+                                    bool transB, Value init, double alpha) {
+  auto idx = matmulIndexing(im, im.shapeOf(a), im.shapeOf(bm), transA, transB);
+  if (failed(idx))
+    return failure();
+  ArrayRef<int64_t> outShape = idx->outShape;
+  int64_t dims = idx->numLoops;
+  MLIRContext *ctx = &im.ctx;
   Type et = im.elementType(a);
   // Half-precision products accumulate in f32, as numpy and onnxruntime do:
   // K terms summed in f16 lose about log2(K) bits.
@@ -1182,11 +1197,11 @@ static FailureOr<Value> contraction(Importer &im, Value a, Value bm, bool transA
       return failure();
     init = *wide;
   }
-  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, ea, ctx),
-                                 AffineMap::get(dims, 0, eb, ctx),
-                                 AffineMap::get(dims, 0, eo, ctx)};
+  SmallVector<AffineMap> maps = {AffineMap::get(dims, 0, idx->a, ctx),
+                                 AffineMap::get(dims, 0, idx->b, ctx),
+                                 AffineMap::get(dims, 0, idx->out, ctx)};
   SmallVector<IteratorType> iters(dims, IteratorType::parallel);
-  iters[nb + 1] = IteratorType::reduction;
+  iters[dims - 2] = IteratorType::reduction;
   Value sum = linalg::GenericOp::create(
                   im.b, im.loc, TypeRange{init.getType()}, ValueRange{a, bm}, ValueRange{init},
                   maps, iters,
