@@ -2,7 +2,6 @@
 #include "GpuCooperation.h"
 
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
-#include "mlir/IR/IRMapping.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
 
 using namespace mlir;
@@ -60,21 +59,6 @@ SmallVector<bool, 3> blockIdDependence(Value value) {
     llvm::append_range(work, def->getOperands());
   }
   return dims;
-}
-
-Value inlineLinalgBody(OpBuilder &b, linalg::LinalgOp op, ValueRange operands,
-                       ValueRange loopIndices) {
-  Block *body = op.getBlock();
-  IRMapping map;
-  map.map(body->getArguments(), operands);
-  for (Operation &inner : body->without_terminator()) {
-    if (auto index = dyn_cast<linalg::IndexOp>(inner)) {
-      map.map(index.getResult(), loopIndices[index.getDim()]);
-      continue;
-    }
-    b.clone(inner, map);
-  }
-  return map.lookupOrDefault(body->getTerminator()->getOperand(0));
 }
 
 SmallVector<Value> applyIndexingMap(OpBuilder &b, Location loc, AffineMap map,

@@ -82,12 +82,6 @@ bool isVisibleToAllThreads(mlir::Value view);
 /// The grid dimensions (gpu.block_id x/y/z) that `value` depends on.
 llvm::SmallVector<bool, 3> blockIdDependence(mlir::Value value);
 
-/// A linalg op's body evaluated at one point of its iteration space:
-/// `operands` stand for the block arguments (inputs, then the accumulator),
-/// `loopIndices` for linalg.index. Returns the yielded value.
-mlir::Value inlineLinalgBody(mlir::OpBuilder &b, mlir::linalg::LinalgOp op,
-                             mlir::ValueRange operands, mlir::ValueRange loopIndices);
-
 /// The indices `map` gives for the loop indices `dims`.
 llvm::SmallVector<mlir::Value> applyIndexingMap(mlir::OpBuilder &b, mlir::Location loc,
                                                 mlir::AffineMap map, mlir::ValueRange dims);

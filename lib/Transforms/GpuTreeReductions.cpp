@@ -41,21 +41,29 @@ Operation *combiner(linalg::LinalgOp op) {
   return yielded;
 }
 
+/// The number of elements reduced into each output element (the product of
+/// the reduction loops), or nullopt unless every parallel loop has extent 1
+/// and every extent is static.
+std::optional<int64_t> reducedExtent(linalg::LinalgOp op) {
+  int64_t k = 1;
+  for (auto [range, it] : llvm::zip(op.getStaticLoopRanges(), op.getIteratorTypesArray())) {
+    if (ShapedType::isDynamic(range))
+      return std::nullopt;
+    if (it == utils::IteratorType::reduction)
+      k *= range;
+    else if (range != 1)
+      return std::nullopt;
+  }
+  return k;
+}
+
 /// A reduction with one output element per workgroup over K >= minK
 /// elements of memory every lane can read.
 bool qualifies(linalg::LinalgOp op, int64_t minK) {
   if (op.getNumDpsInits() != 1 || !op.hasPureBufferSemantics() || op.getNumReductionLoops() == 0)
     return false;
-  int64_t k = 1;
-  for (auto [range, it] : llvm::zip(op.getStaticLoopRanges(), op.getIteratorTypesArray())) {
-    if (ShapedType::isDynamic(range))
-      return false;
-    if (it == utils::IteratorType::reduction)
-      k *= range;
-    else if (range != 1)
-      return false;
-  }
-  if (k < minK)
+  std::optional<int64_t> k = reducedExtent(op);
+  if (!k || *k < minK)
     return false;
   if (!llvm::all_of(op.getDpsInputs(), kiln::gpu::isVisibleToAllThreads))
     return false;
@@ -63,14 +71,6 @@ bool qualifies(linalg::LinalgOp op, int64_t minK) {
                    [](Operation &inner) { return !isPure(&inner); }))
     return false;
   return combiner(op) != nullptr;
-}
-
-int64_t reducedExtent(linalg::LinalgOp op) {
-  int64_t k = 1;
-  for (auto [range, it] : llvm::zip(op.getStaticLoopRanges(), op.getIteratorTypesArray()))
-    if (it == utils::IteratorType::reduction)
-      k *= range;
-  return k;
 }
 
 struct GpuTreeReductionsPass : kiln::impl::GpuTreeReductionsBase<GpuTreeReductionsPass> {
@@ -86,7 +86,7 @@ struct GpuTreeReductionsPass : kiln::impl::GpuTreeReductionsBase<GpuTreeReductio
       if (!qualifies(op, minK))
         continue;
       reductions.push_back(op);
-      lanes = std::min<int64_t>(lanes, llvm::bit_floor(uint64_t(reducedExtent(op))));
+      lanes = std::min<int64_t>(lanes, llvm::bit_floor(uint64_t(*reducedExtent(op))));
     }
     if (reductions.empty())
       return;
@@ -153,7 +153,7 @@ struct GpuTreeReductionsPass : kiln::impl::GpuTreeReductionsBase<GpuTreeReductio
       return bb.clone(*combine, map)->getResult(0);
     };
 
-    int64_t k = reducedExtent(op);
+    int64_t k = *reducedExtent(op);
     Value first = elementAt(b, lane);
     auto strided = scf::ForOp::create(
         b, loc, arith::AddIOp::create(b, loc, lane, cst(lanes)), cst(k), cst(lanes),
