@@ -80,6 +80,12 @@ std::string validate(const Module &m) {
   for (const TensorDesc &t : m.inputs)
     if (!t.dynamicDims.empty())
       return "input '" + t.name + "' has a dynamic dim";
+  for (uint32_t i : m.specializeOn)
+    if (i >= m.inputs.size())
+      return "specializing on input " + std::to_string(i) + ", which does not exist";
+  if (!m.specializeOn.empty() && (!m.executables.empty() || !m.dispatches.empty() ||
+                                  m.source.model.empty()))
+    return "a module that specializes at run time holds its source and no code";
   for (const TensorDesc &t : m.outputs)
     for (const DynamicDim &d : t.dynamicDims) {
       if (d.dim >= t.shape.size())
@@ -240,9 +246,27 @@ std::string writeArtifact(const Module &module, const std::string &path) {
       meta.u64(d.offset);
     }
 
+  meta.u32(static_cast<uint32_t>(module.specializeOn.size()));
+  for (uint32_t i : module.specializeOn)
+    meta.u32(i);
+
   std::vector<Section> sections;
   sections.push_back({KILN_ART_SECTION_META, meta.bytes.data(), meta.bytes.size()});
   sections.push_back({KILN_ART_SECTION_CONSTANTS, constants.data(), constants.size()});
+  ByteWriter source;
+  if (!module.specializeOn.empty()) {
+    source.u32(static_cast<uint32_t>(module.source.targets.size()));
+    for (const std::string &t : module.source.targets)
+      source.str(t);
+    source.u32(static_cast<uint32_t>(module.source.args.size()));
+    for (const std::string &a : module.source.args)
+      source.str(a);
+    source.str(module.source.modelName);
+    source.u64(module.source.model.size());
+    source.bytes.insert(source.bytes.end(), module.source.model.begin(),
+                        module.source.model.end());
+    sections.push_back({KILN_ART_SECTION_SOURCE, source.bytes.data(), source.bytes.size()});
+  }
   for (size_t i = 0; i < module.executables.size(); ++i)
     sections.push_back({execSections[i], module.executables[i].image.data(),
                         module.executables[i].image.size()});

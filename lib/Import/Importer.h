@@ -74,8 +74,16 @@ public:
   Value input(unsigned i);
   RankedTensorType inputType(unsigned i);
   std::optional<DenseElementsAttr> constInput(unsigned i) const;
+  /// Constant input `i`, which the node needs at compile time (it decides a
+  /// shape or the structure of the code), or an error naming it.
+  FailureOr<DenseElementsAttr> requireConst(unsigned i, StringRef what);
   /// The integer contents of constant input `i`, or an error naming it.
   FailureOr<SmallVector<int64_t>> constInts(unsigned i, StringRef what);
+  /// Records that the node needs input `i` at compile time and it is not a
+  /// constant, for handlers that word their own error. If the import then
+  /// fails, the graph inputs the value comes from are the ones to specialize
+  /// on (InputValuesNeeded).
+  void noteRequired(unsigned i);
   unsigned numOutputs() const { return node->output_size(); }
   /// Unsigned integers are signless iN in MLIR; the importer remembers which
   /// values hold unsigned data so handlers pick unsigned arithmetic.
@@ -183,6 +191,11 @@ private:
   };
   llvm::StringMap<DynamicShape> dynamicShapes;
   std::string errorText;
+  /// Values the current node needed at compile time and did not get;
+  /// `neededAtFailure` is what it held when the first error was reported.
+  SmallVector<std::string> neededValues, neededAtFailure;
+  /// The flattened graph inputs (the compiled signature before binding).
+  std::vector<kiln::InputValuesNeeded::Input> signature;
   Location fileLoc;
   unsigned freshCount = 0;
 

@@ -316,10 +316,12 @@ static const onnx::GraphProto *graphAttr(Importer &im, StringRef name) {
 /// or an error saying why Kiln needs it at compile time.
 static FailureOr<int64_t> constScalar(Importer &im, unsigned i, StringRef what) {
   auto c = im.constInput(i);
-  if (!c)
+  if (!c) {
+    im.noteRequired(i);
     return im.fail("input '" + what + "' ('" + im.node->input(i) +
                    "') must be known at compile time (Kiln resolves control flow "
                    "and sequences while compiling)");
+  }
   auto h = HostTensor::fromAttr(*c);
   if (!h || h->numel() != 1)
     return im.fail("input '" + what + "' must hold exactly one element");
@@ -400,10 +402,12 @@ static LogicalResult handleIf(Importer &im) {
     if (!im.wantsOutput(i))
       continue;
     StringRef t = (*thenOuts)[i], e = (*elseOuts)[i];
-    if (!isTensor(im, t) || !isTensor(im, e))
+    if (!isTensor(im, t) || !isTensor(im, e)) {
+      im.noteRequired(0);
       return im.fail("output " + Twine(i) +
                      " is a sequence or an optional and the condition is only known "
                      "at run time; Kiln needs the condition at compile time for that");
+    }
     RankedTensorType tt = tensorType(im, t), et = tensorType(im, e);
     if (tt != et) {
       std::string ts, es;
@@ -476,9 +480,13 @@ static LogicalResult handleLoop(Importer &im) {
       return failure();
     auto c = im.constOf((*outs)[0]);
     auto h = c ? HostTensor::fromAttr(*c) : std::nullopt;
-    if (!h || h->numel() != 1)
+    if (!h || h->numel() != 1) {
+      // The condition comes from the loop's inputs, through the body.
+      for (unsigned k = 0; k < (unsigned)im.node->input_size(); ++k)
+        im.noteRequired(k);
       return im.fail("the body computes the loop condition at run time; Kiln unrolls "
                      "loops and needs it known at compile time");
+    }
     cond = h->get(0) != 0;
     carried.assign(outs->begin() + 1, outs->begin() + 1 + nCarried);
     for (int k = 0; k < nScan; ++k)

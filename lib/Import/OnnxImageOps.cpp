@@ -1227,6 +1227,8 @@ static LogicalResult handleWindow(Importer &im, double a0, double a1, double a2)
 static LogicalResult handleMelWeightMatrix(Importer &im) {
   auto scalar = [&](unsigned i, StringRef what) -> FailureOr<double> {
     std::optional<DenseElementsAttr> c = im.constInput(i);
+    if (!c)
+      im.noteRequired(i);
     std::optional<HostTensor> h = c ? HostTensor::fromAttr(*c) : std::nullopt;
     if (!h || h->numel() != 1)
       return im.fail(what + " must be a compile-time constant scalar (bind it with "

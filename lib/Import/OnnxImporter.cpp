@@ -19,6 +19,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include <cstring>
+#include <functional>
 
 using namespace mlir;
 using namespace kiln;
@@ -164,8 +165,10 @@ LogicalResult Importer::fail(const Twine &message) {
                            node->op_type(), opset)
                  .str();
   }
-  if (errorText.empty())
+  if (errorText.empty()) {
     errorText = where + message.str();
+    neededAtFailure = neededValues;
+  }
   return failure();
 }
 
@@ -239,12 +242,24 @@ std::optional<DenseElementsAttr> Importer::constInput(unsigned i) const {
   return it->second;
 }
 
+void Importer::noteRequired(unsigned i) {
+  if (hasInput(i) && !consts.count(node->input(i)))
+    neededValues.push_back(node->input(i));
+}
+
+FailureOr<DenseElementsAttr> Importer::requireConst(unsigned i, StringRef what) {
+  if (auto c = constInput(i))
+    return *c;
+  noteRequired(i);
+  return fail("input '" + what + "' ('" + node->input(i) +
+              "') must be known at compile time (a constant, computed from "
+              "shapes, or a graph input bound with --input-value)");
+}
+
 FailureOr<SmallVector<int64_t>> Importer::constInts(unsigned i, StringRef what) {
-  auto c = constInput(i);
-  if (!c)
-    return fail("input '" + what + "' ('" + node->input(i) +
-                "') must be known at compile time (a constant or computed from "
-                "shapes); data-dependent shapes are not supported");
+  auto c = requireConst(i, what);
+  if (failed(c))
+    return failure();
   auto host = HostTensor::fromAttr(*c);
   if (!host || host->isFloat())
     return fail("input '" + what + "' must be an integer tensor");
@@ -549,6 +564,7 @@ LogicalResult Importer::importNodes(const onnx::GraphProto &g) {
 LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   const auto &handlers = opHandlers();
   node = &n;
+  neededValues.clear();
   std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
                                          : n.name();
   loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
@@ -602,6 +618,14 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
     }
   }
   auto it = handlers.find(key);
+  // Only the folder evaluates these: their output shape is an input's value.
+  static const llvm::StringSet<> foldedOnly = {"ConstantOfShape", "Range"};
+  if (it == handlers.end() && foldedOnly.contains(key)) {
+    for (int i = 0; i < n.input_size(); ++i)
+      noteRequired(i);
+    return fail("the inputs of " + n.op_type() +
+                " must be known at compile time (its output shape is their value)");
+  }
   if (it == handlers.end())
     return fail("unsupported operator '" + n.op_type() + "'");
   if (failed(it->second(*this)))
@@ -696,8 +720,12 @@ LogicalResult Importer::importGraph() {
       return fail("--input-shape names '" + kv.first() +
                   "', which is not an element of a sequence input of the graph");
   SmallVector<Type> argTypes;
-  for (const FlatValue &arg : args)
+  for (const FlatValue &arg : args) {
     argTypes.push_back(arg.mlirType);
+    auto shape = cast<RankedTensorType>(arg.mlirType).getShape();
+    signature.push_back({arg.external, arg.type->tensor_type().elem_type(),
+                         SmallVector<int64_t>(shape.begin(), shape.end())});
+  }
   b.setInsertionPointToEnd(module.getBody());
   auto func = func::FuncOp::create(b, fileLoc, "main", b.getFunctionType(argTypes, {}));
   Block *entry = func.addEntryBlock();
@@ -845,6 +873,82 @@ FailureOr<bool> Importer::tryFold() {
   return true;
 }
 
+/// The subgraphs of node `n` (If branches, Loop and Scan bodies).
+static SmallVector<const onnx::GraphProto *> subgraphsOf(const onnx::NodeProto &n) {
+  SmallVector<const onnx::GraphProto *> r;
+  for (const auto &a : n.attribute()) {
+    if (a.has_g())
+      r.push_back(&a.g());
+    for (const auto &sg : a.graphs())
+      r.push_back(&sg);
+  }
+  return r;
+}
+
+/// The graph inputs of `g` whose values flow into `names` (through any node
+/// but Shape and Size, whose outputs depend on shapes only), in graph order;
+/// empty when one of `names` comes from a sequence or optional input.
+static SmallVector<std::string> graphInputsFeeding(const onnx::GraphProto &g,
+                                                   ArrayRef<std::string> names) {
+  // A subgraph's own inputs (a Loop body's iteration count and carried
+  // values) come from the node that owns the subgraph.
+  llvm::StringMap<const onnx::NodeProto *> producer;
+  llvm::StringSet<> initializers;
+  std::function<void(const onnx::GraphProto &)> index = [&](const onnx::GraphProto &sub) {
+    for (const auto &t : sub.initializer())
+      initializers.insert(t.name());
+    for (const auto &n : sub.node()) {
+      for (const auto &o : n.output())
+        producer[o] = &n;
+      for (const onnx::GraphProto *sg : subgraphsOf(n)) {
+        for (const auto &in : sg->input())
+          producer[in.name()] = &n;
+        index(*sg);
+      }
+    }
+  };
+  index(g);
+  // Outer names a subgraph reads.
+  std::function<void(const onnx::GraphProto &, SmallVectorImpl<std::string> &)> captures =
+      [&](const onnx::GraphProto &sub, SmallVectorImpl<std::string> &out) {
+        for (const auto &n : sub.node()) {
+          out.append(n.input().begin(), n.input().end());
+          for (const onnx::GraphProto *sg : subgraphsOf(n))
+            captures(*sg, out);
+        }
+      };
+  llvm::StringMap<bool> isTensorInput;
+  for (const auto &in : g.input())
+    isTensorInput[in.name()] = in.type().has_tensor_type();
+  llvm::StringSet<> seen, found;
+  SmallVector<std::string> work(names.begin(), names.end());
+  while (!work.empty()) {
+    std::string v = work.pop_back_val();
+    if (v.empty() || initializers.contains(v) || !seen.insert(v).second)
+      continue;
+    if (auto in = isTensorInput.find(v); in != isTensorInput.end()) {
+      if (!in->second)
+        return {};
+      found.insert(v);
+      continue;
+    }
+    auto p = producer.find(v);
+    if (p == producer.end())
+      return {};
+    const onnx::NodeProto &n = *p->second;
+    if (n.op_type() == "Shape" || n.op_type() == "Size")
+      continue;
+    work.append(n.input().begin(), n.input().end());
+    for (const onnx::GraphProto *sg : subgraphsOf(n))
+      captures(*sg, work);
+  }
+  SmallVector<std::string> ordered;
+  for (const auto &in : g.input())
+    if (found.contains(in.name()))
+      ordered.push_back(in.name());
+  return ordered;
+}
+
 llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
   auto fail = [&](const Twine &msg) {
     return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
@@ -882,14 +986,29 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
   if (!name.empty())
     module->setAttr("kiln.model_name", b.getStringAttr(name));
   module->setAttr("kiln.opset", b.getI64IntegerAttr(opset));
-  if (failed(importGraph()))
-    return fail(errorText.empty() ? path + ": import failed" : errorText);
+  if (failed(importGraph())) {
+    if (errorText.empty())
+      return fail(path + ": import failed");
+    SmallVector<std::string> inputs = graphInputsFeeding(model.graph(), neededAtFailure);
+    if (inputs.empty())
+      return fail(errorText);
+    auto e = std::make_unique<InputValuesNeeded>();
+    e->message = errorText;
+    e->inputs = std::move(inputs);
+    e->signature = signature;
+    e->externalData = llvm::any_of(model.graph().initializer(), [](const auto &t) {
+      return t.data_location() == onnx::TensorProto::EXTERNAL;
+    });
+    return llvm::Error(std::move(e));
+  }
   return std::move(owned);
 }
 
 //===----------------------------------------------------------------------===//
 // Public API
 //===----------------------------------------------------------------------===//
+
+char kiln::InputValuesNeeded::ID = 0;
 
 llvm::Error kiln::parseInputShape(StringRef spec, ImportOptions &options) {
   auto [name, dims] = spec.rsplit('=');

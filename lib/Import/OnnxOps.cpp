@@ -2035,10 +2035,12 @@ static LogicalResult handlePad(Importer &im) {
       return failure();
     pads = *p;
     if (im.hasInput(2)) {
-      auto c = im.constInput(2);
-      auto h = c ? HostTensor::fromAttr(*c) : std::nullopt;
+      auto c = im.requireConst(2, "constant_value");
+      if (failed(c))
+        return failure();
+      auto h = HostTensor::fromAttr(*c);
       if (!h)
-        return im.fail("constant_value must be known at compile time");
+        return im.fail("constant_value has an unsupported element type");
       value = h->get(0);
     }
   }
@@ -2938,11 +2940,9 @@ static LogicalResult handleResize(Importer &im, bool upsample) {
   }
   // Operands: the scales / sizes / roi as host values.
   auto floatsOf = [&](unsigned i, StringRef what) -> FailureOr<SmallVector<double>> {
-    auto c = im.constInput(i);
-    if (!c)
-      return im.fail("input '" + what + "' ('" + im.node->input(i) +
-                     "') must be known at compile time (a constant, or bound with "
-                     "--input-value)");
+    auto c = im.requireConst(i, what);
+    if (failed(c))
+      return failure();
     auto h = HostTensor::fromAttr(*c);
     if (!h)
       return im.fail("input '" + what + "' has an unsupported element type");
@@ -3459,6 +3459,8 @@ static LogicalResult handleOneHot(Importer &im) {
   Value idx = im.input(0), values = im.input(2);
   SmallVector<int64_t> is(im.shapeOf(idx));
   auto dc = im.constInput(1);
+  if (!dc)
+    im.noteRequired(1);
   auto dh = dc ? HostTensor::fromAttr(*dc) : std::nullopt;
   if (!dh || dh->numel() != 1)
     return im.fail("input 'depth' must be a one-element compile-time constant (or bound "
@@ -4116,9 +4118,12 @@ const llvm::StringMap<Handler> &kiln::detail::opHandlers() {
         return h->get(0);
       };
       // Training with ratio 0 drops nothing: still deterministic.
-      if (im.hasInput(2) && scalar(2) != 0.0 && !(scalar(2) && scalar(1) == 0.0))
+      if (im.hasInput(2) && scalar(2) != 0.0 && !(scalar(2) && scalar(1) == 0.0)) {
+        im.noteRequired(1);
+        im.noteRequired(2);
         return im.fail("training_mode must be a constant false, or the ratio a constant 0 "
                        "(random dropout masks are not supported)");
+      }
       if (im.wantsOutput(1))
         im.setOutput(1, im.fill(im.shapeOf(im.input(0)), im.b.getBoolAttr(true)));
       return handleIdentity(im);

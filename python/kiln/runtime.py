@@ -92,6 +92,8 @@ def _load():
         "kiln_session_set_input": ([vp, ctypes.c_char_p, st, ctypes.c_uint32,
                                     ctypes.POINTER(ctypes.c_int64), vp, sz], st),
         "kiln_session_run": ([vp], st),
+        "kiln_session_output_count": ([vp], sz),
+        "kiln_artifact_input_specializes": ([vp, sz], ctypes.c_int),
         "kiln_session_output_info": ([vp, sz, ctypes.POINTER(_TensorInfo)], st),
         "kiln_session_output_read": ([vp, sz, vp, sz], st),
     }
@@ -154,6 +156,10 @@ class Artifact:
         self._handle = h
         self.inputs = self._infos(lib.kiln_artifact_input_count, lib.kiln_artifact_input_info)
         self.outputs = self._infos(lib.kiln_artifact_output_count, lib.kiln_artifact_output_info)
+        # Inputs that decide shapes: the artifact holds the model, compiled
+        # for their values on the first run with each (no outputs till then).
+        self.specializes_on = [t.name for i, t in enumerate(self.inputs)
+                               if lib.kiln_artifact_input_specializes(self._handle, i)]
 
     def _infos(self, count_fn, info_fn):
         infos = []
@@ -227,7 +233,7 @@ class Session:
             self.set_input(name, value)
         _check(self._lib.kiln_session_run(self._handle))
         results = []
-        for i in range(len(self.outputs)):
+        for i in range(self._lib.kiln_session_output_count(self._handle)):
             # The run's shape: data-dependent dims are known only now.
             raw = _TensorInfo()
             _check(self._lib.kiln_session_output_info(self._handle, i, ctypes.byref(raw)))

@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "kiln/artifact_format.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
@@ -60,6 +61,14 @@ public:
       error = std::move(msg);
   }
   bool ok() const { return error.empty(); }
+  bool atEnd() const { return pos == size; }
+  /// `n` bytes in place, or null (and the error) if fewer are left.
+  const uint8_t *take(uint64_t n, const char *what) {
+    if (!need(n, what))
+      return nullptr;
+    pos += n;
+    return data + pos - n;
+  }
   std::string error;
 
 private:
@@ -260,6 +269,36 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
       return where + " reads its extent past the end of buffer " + std::to_string(d.buffer);
     a.outputs[output].dynamicDims.push_back(d);
   }
+  // Format 3.1: the inputs whose values decide the code, and the source
+  // section that lets the runtime compile for them.
+  if (!r.ok() || r.atEnd())
+    return r.error;
+  uint32_t nSpecialize = r.count("specializing input", 4);
+  for (uint32_t i = 0; i < nSpecialize && r.ok(); ++i) {
+    uint32_t input = r.u32("specializing input");
+    if (r.ok() && input >= a.inputs.size())
+      return "specializing input " + std::to_string(input) + " does not exist";
+    a.specializeOn.push_back(input);
+  }
+  if (!r.ok() || a.specializeOn.empty())
+    return r.error;
+  auto source = sections.find(KILN_ART_SECTION_SOURCE);
+  if (source == sections.end())
+    return "the artifact specializes on inputs but has no 'source' section";
+  if (!a.executables.empty() || !a.dispatches.empty())
+    return "the artifact specializes on inputs but also holds code";
+  MetaReader src(source->second.data, source->second.size);
+  uint32_t nTargets = src.count("source target", 4);
+  for (uint32_t i = 0; i < nTargets && src.ok(); ++i)
+    a.sourceTargets.push_back(src.str("source target"));
+  uint32_t nArgs = src.count("source argument", 4);
+  for (uint32_t i = 0; i < nArgs && src.ok(); ++i)
+    a.sourceArgs.push_back(src.str("source argument"));
+  a.sourceModelName = src.str("source model name");
+  a.sourceModelSize = src.u64("source model size");
+  a.sourceModel = src.take(a.sourceModelSize, "source model");
+  if (!src.ok())
+    return "source section: " + src.error;
   // Bytes after the last record belong to newer minor versions: ignored.
   return r.error;
 }
@@ -413,6 +452,11 @@ kiln_status kiln_artifact_input_info(const kiln_artifact *a, size_t index,
   if (!a)
     return setError(KILN_ERROR_INVALID_ARGUMENT, "artifact is NULL");
   return tensorInfo(a->inputs, index, info, "input");
+}
+
+int kiln_artifact_input_specializes(const kiln_artifact *a, size_t index) {
+  return a && std::find(a->specializeOn.begin(), a->specializeOn.end(), index) !=
+                  a->specializeOn.end();
 }
 
 kiln_status kiln_artifact_output_info(const kiln_artifact *a, size_t index,

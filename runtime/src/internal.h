@@ -75,7 +75,29 @@ struct kiln_artifact {
   std::vector<kiln::rt::Tensor> inputs, outputs;
   std::vector<kiln::rt::Executable> executables;
   std::vector<kiln::rt::Dispatch> dispatches;
+  /// Inputs whose values decide the code (indices into `inputs`): such an
+  /// artifact holds no code but the model and how to compile it, and
+  /// sessions compile it for the values of each run (specialize.cpp).
+  std::vector<uint32_t> specializeOn;
+  std::vector<std::string> sourceTargets, sourceArgs;
+  std::string sourceModelName;
+  const uint8_t *sourceModel = nullptr; // Into the mapping.
+  uint64_t sourceModelSize = 0;
   ~kiln_artifact();
 };
+
+namespace kiln::rt {
+
+/// "i64[2]=[0, 2]": an input's value in messages.
+std::string describeValue(const Tensor &t, const std::vector<uint8_t> &bytes);
+
+/// Compiles `a` (which specializes on inputs) with values[k] bound to input
+/// a.specializeOn[k], or finds it compiled in the cache; sets `path` to the
+/// resulting artifact. The compiler's own message is the error on failure.
+kiln_status compileForValues(const kiln_artifact &a,
+                             const std::vector<const std::vector<uint8_t> *> &values,
+                             std::string &path);
+
+} // namespace kiln::rt
 
 #endif // KILN_RUNTIME_INTERNAL_H

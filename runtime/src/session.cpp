@@ -12,6 +12,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 using namespace kiln::rt;
@@ -106,21 +107,22 @@ kiln_status chooseDevice(const kiln_artifact &a, const char *want,
                                               want + "' (devices: " +
                                               deviceNames() + ")");
   }
-  std::string targets;
+  // An artifact compiled at run time names the targets it will have.
+  std::vector<std::string> seen = a.sourceTargets;
+  for (const Executable &e : a.executables)
+    if (std::find(seen.begin(), seen.end(), e.target) == seen.end())
+      seen.push_back(e.target);
   // Device-table order is the preference order (GPUs before cpu).
   for (const Device &d : devices())
-    for (const Executable &e : a.executables)
-      if (d.available && e.target == d.driver->name) {
+    for (const std::string &t : seen)
+      if (d.available && t == d.driver->name) {
         out = &d;
         return KILN_OK;
       }
-  std::vector<std::string> seen;
-  for (const Executable &e : a.executables)
-    if (std::find(seen.begin(), seen.end(), e.target) == seen.end()) {
-      seen.push_back(e.target);
-      targets += (targets.empty() ? "" : ", ") + e.target;
-    }
-  if (a.executables.empty() && !devices().empty()) {
+  std::string targets;
+  for (const std::string &t : seen)
+    targets += (targets.empty() ? "" : ", ") + t;
+  if (seen.empty() && !devices().empty()) {
     // Nothing to run (e.g. outputs are constants): any device will do.
     for (const Device &d : devices())
       if (d.available) {
@@ -165,7 +167,20 @@ struct kiln_session {
   /// data-dependent dim replaced by the extent the run computed.
   std::vector<std::vector<int64_t>> outputDims;
 
+  // An artifact that specializes on inputs: they stay on the host, and each
+  // distinct value of the specializing ones gets a session of its own over
+  // the artifact compiled for it; `active` ran last.
+  std::vector<std::vector<uint8_t>> hostInputs;
+  std::map<std::vector<uint8_t>, kiln_session *> specialized;
+  kiln_session *active = nullptr;
+  kiln_session_options options{};
+  std::string profilePath, statsPath;
+
+  bool specializes() const { return !artifact->specializeOn.empty(); }
+
   ~kiln_session() {
+    for (auto &kv : specialized)
+      delete kv.second;
     if (handle) {
       const kiln_driver *d = device->driver;
       if (executable)
@@ -271,6 +286,18 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
   artifact->refs.fetch_add(1, std::memory_order_relaxed);
   s->artifact = artifact;
   s->device = dev;
+  s->inputSet.assign(a.inputs.size(), false);
+  if (s->specializes()) {
+    // The device is opened by the sessions of the compiled artifacts.
+    if (options) {
+      s->options = *options;
+      s->profilePath = options->profile_path ? options->profile_path : "";
+      s->statsPath = options->stats_path ? options->stats_path : "";
+    }
+    s->hostInputs.resize(a.inputs.size());
+    *session = s;
+    return KILN_OK;
+  }
   const kiln_driver *d = dev->driver;
   auto fail = [&](kiln_status st, const std::string &what) {
     std::string msg = what + ": " + lastError;
@@ -330,7 +357,6 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
     delete s;
     return setError(KILN_ERROR_UNAVAILABLE, msg);
   }
-  s->inputSet.assign(a.inputs.size(), false);
   *session = s;
   return KILN_OK;
 }
@@ -391,6 +417,14 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
                             (highBits == 0xf0 ? "4" : "2") +
                             " (one element per byte, in the low bits, the "
                             "rest zero)");
+  session->inputSet[index] = true;
+  session->haveOutputs = false;
+  if (session->specializes()) {
+    auto *p = static_cast<const uint8_t *>(data);
+    session->hostInputs[index].assign(p, p + bytes);
+    session->active = nullptr;
+    return KILN_OK;
+  }
   const kiln_driver *d = session->device->driver;
   if (bytes)
     if (kiln_status st = d->buffer_write(session->handle,
@@ -398,10 +432,74 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
                                          bytes);
         st != KILN_OK)
       return setError(st, "input '" + t.name + "': " + lastError);
-  session->inputSet[index] = true;
-  session->haveOutputs = false;
   return KILN_OK;
 }
+
+namespace {
+
+/// Runs a session over an artifact that specializes on inputs: finds or
+/// compiles the artifact for this run's values, gives it the other inputs
+/// and runs it.
+kiln_status runSpecialized(kiln_session &s) {
+  const kiln_artifact &a = *s.artifact;
+  std::vector<const std::vector<uint8_t> *> values;
+  std::vector<uint8_t> key;
+  for (uint32_t i : a.specializeOn) {
+    const std::vector<uint8_t> &v = s.hostInputs[i];
+    values.push_back(&v);
+    uint64_t n = v.size();
+    auto *np = reinterpret_cast<const uint8_t *>(&n);
+    key.insert(key.end(), np, np + sizeof(n));
+    key.insert(key.end(), v.begin(), v.end());
+  }
+  auto describe = [&] {
+    std::string d;
+    for (size_t k = 0; k < values.size(); ++k)
+      d += (k ? ", '" : "'") + a.inputs[a.specializeOn[k]].name + "' " +
+           describeValue(a.inputs[a.specializeOn[k]], *values[k]);
+    return d;
+  };
+  kiln_session *&inner = s.specialized[key];
+  if (!inner) {
+    std::string path;
+    if (kiln_status st = compileForValues(a, values, path); st != KILN_OK) {
+      s.specialized.erase(key);
+      return setError(st, "compiling the model for input " + describe() + ": " + lastError);
+    }
+    kiln_artifact *compiled = nullptr;
+    if (kiln_status st = kiln_artifact_open(path.c_str(), &compiled); st != KILN_OK) {
+      s.specialized.erase(key);
+      return st;
+    }
+    kiln_session_options o = s.options;
+    o.profile_path = s.profilePath.empty() ? nullptr : s.profilePath.c_str();
+    o.stats_path = s.statsPath.empty() ? nullptr : s.statsPath.c_str();
+    kiln_status st = kiln_session_create(compiled, s.device->name.c_str(), &o, &inner);
+    kiln_artifact_release(compiled);
+    if (st != KILN_OK) {
+      s.specialized.erase(key);
+      return st;
+    }
+  }
+  // The compiled artifact has the other inputs (the bound ones are gone).
+  for (size_t i = 0; i < a.inputs.size(); ++i) {
+    if (std::find(a.specializeOn.begin(), a.specializeOn.end(), i) != a.specializeOn.end())
+      continue;
+    const Tensor &t = a.inputs[i];
+    const std::vector<uint8_t> &v = s.hostInputs[i];
+    if (kiln_status st = kiln_session_set_input(inner, t.name.c_str(), t.dtype,
+                                                static_cast<uint32_t>(t.dims.size()),
+                                                t.dims.data(), v.data(), v.size());
+        st != KILN_OK)
+      return setError(st, "the model compiled for input " + describe() + ": " + lastError);
+  }
+  if (kiln_status st = kiln_session_run(inner); st != KILN_OK)
+    return st;
+  s.active = inner;
+  return KILN_OK;
+}
+
+} // namespace
 
 kiln_status kiln_session_run(kiln_session *session) {
   if (!session)
@@ -412,6 +510,12 @@ kiln_status kiln_session_run(kiln_session *session) {
       return setError(KILN_ERROR_INVALID_ARGUMENT,
                       "input '" + a.inputs[i].name + "' was never set");
   session->haveOutputs = false;
+  if (session->specializes()) {
+    session->active = nullptr;
+    kiln_status st = runSpecialized(*session);
+    session->haveOutputs = st == KILN_OK;
+    return st;
+  }
   const kiln_driver *d = session->device->driver;
   for (size_t i = 0; i < a.dispatches.size(); ++i) {
     const Dispatch &disp = a.dispatches[i];
@@ -452,6 +556,8 @@ kiln_status kiln_session_run(kiln_session *session) {
 }
 
 size_t kiln_session_output_count(const kiln_session *session) {
+  if (session && session->specializes())
+    return session->active ? kiln_session_output_count(session->active) : 0;
   return session ? session->artifact->outputs.size() : 0;
 }
 
@@ -459,6 +565,13 @@ kiln_status kiln_session_output_info(const kiln_session *session, size_t index,
                                      kiln_tensor_info *info) {
   if (!session)
     return setError(KILN_ERROR_INVALID_ARGUMENT, "session is NULL");
+  if (session->specializes()) {
+    if (!session->active)
+      return setError(KILN_ERROR_INVALID_ARGUMENT,
+                      "the outputs are known after a run (the artifact is compiled for the "
+                      "values of inputs it is run with)");
+    return kiln_session_output_info(session->active, index, info);
+  }
   kiln_status st = kiln_artifact_output_info(session->artifact, index, info);
   if (st == KILN_OK && session->haveOutputs) {
     const std::vector<int64_t> &dims = session->outputDims[index];
@@ -471,6 +584,12 @@ kiln_status kiln_session_output_read(kiln_session *session, size_t index,
                                      void *data, size_t bytes) {
   if (!session)
     return setError(KILN_ERROR_INVALID_ARGUMENT, "session is NULL");
+  if (session->specializes()) {
+    if (!session->active)
+      return setError(KILN_ERROR_INVALID_ARGUMENT,
+                      "no successful run since the inputs were last set");
+    return kiln_session_output_read(session->active, index, data, bytes);
+  }
   const kiln_artifact &a = *session->artifact;
   if (index >= a.outputs.size())
     return setError(KILN_ERROR_INVALID_ARGUMENT,

@@ -58,10 +58,12 @@ PLUMBING = {"Constant", "Identity", "Shape", "Gather", "Unsqueeze", "Squeeze",
             "Transpose", "Flatten"}
 
 # Inputs that ONNX defines as shape- or attribute-like (op -> input indices):
-# the tests feed them as graph inputs, Kiln needs them at compile time. The
-# runner binds such an input with kiln-compile --input-value (specializing
-# the artifact to that value) when every use of it is one of these slots,
-# and counts the passing tests that relied on it separately.
+# the tests feed them as graph inputs, and Kiln compiles for their values.
+# By default the runner passes them to kiln-run like any input and the
+# runtime compiles the model for the values it is run with (kiln-compile
+# finds which inputs those are). Only --bind-inputs, and --compile-only
+# (nothing runs), bind them with kiln-compile --input-value instead, using
+# this table: an input is bound when every use of it is one of these slots.
 _REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
            "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
            "ReduceSumSquare")
@@ -156,14 +158,15 @@ def is_fatal(stderr):
             "PLEASE submit a bug report" in stderr)
 
 
-def run_cmd(cmd, deadline, what, diagnose, capture=False):
+def run_cmd(cmd, deadline, what, diagnose, capture=False, env=None):
     """Runs cmd in its own process group; raises Failed on any failure.
-    Returns its stdout when `capture`."""
+    Returns its stderr, and (stdout, stderr) when `capture`."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise Failed(TIMEOUT, "%s: per-test time limit reached" % what)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            env=env)
     try:
         out, err = proc.communicate(timeout=remaining)
     except subprocess.TimeoutExpired:
@@ -183,7 +186,7 @@ def run_cmd(cmd, deadline, what, diagnose, capture=False):
                         err.strip().splitlines()[0] if err.strip() else "")
             raise Failed(CRASH, "%s: %s" % (what, one_line(line)))
         raise Failed(*diagnose(err))
-    return out.decode("utf-8", "replace") if capture else None
+    return (out.decode("utf-8", "replace"), err) if capture else err
 
 
 def tensor_dims(vi):
@@ -361,7 +364,7 @@ def run_test(task):
     deadline = start + cfg["timeout"]
     info = {"suite": suite, "name": name, "op": None, "ops": [],
             "opset": None, "dtypes": [], "outcome": PASSED, "reason": "",
-            "bound": []}
+            "bound": [], "specialized": []}
     tmp = tempfile.mkdtemp(prefix="kiln-conf-", dir=cfg["tmp_root"])
     try:
         model_path = os.path.join(path, "model.onnx")
@@ -376,8 +379,12 @@ def run_test(task):
         bind = attribute_like_inputs(model, {
             i.name for i in inputs
             if i.type.WhichOneof("value") == "tensor_type"}) \
-            if cfg["input_values"] else set()
+            if cfg["inputs"] == "bind" or cfg["compile_only"] else set()
         info["bound"] = sorted(bind)
+        # The runtime compiles at run time into this cache, with this build.
+        run_env = dict(os.environ, KILN_CACHE_DIR=os.path.join(tmp, "cache"),
+                       KILN_COMPILE=cfg["compile"])
+        static = ["--specialize-at-run=false"] if cfg["inputs"] == "static" else []
 
         sets = sorted(d for d in os.listdir(path)
                       if d.startswith("test_data_set_"))
@@ -423,9 +430,14 @@ def run_test(task):
                 continue
             if key not in artifacts:
                 art = os.path.join(tmp, "m%d.kiln" % len(artifacts))
-                run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
-                         "-o", art] + flags + cfg["compile_args"], deadline, "kiln-compile",
-                        lambda err: diagnose_compile(err, model_path))
+                notes = run_cmd([cfg["compile"], model_path, "--target=" + cfg["target"],
+                                 "-o", art] + flags + static + cfg["compile_args"],
+                                deadline, "kiln-compile",
+                                lambda err: diagnose_compile(err, model_path))
+                # Inputs the artifact is compiled for at run time.
+                m = re.search(r"compiles for each value of (.*) it is run with", notes)
+                if m:
+                    info["specialized"] = sorted(re.findall(r"'([^']*)'", m.group(1)))
                 artifacts[key] = art
             art = artifacts[key]
 
@@ -460,10 +472,10 @@ def run_test(task):
                 cmd.append("--device=" + cfg["device"])
             cmd += ["--input=%s=@%s" % (n, f) for n, f in feeds]
             cmd += ["--output=@" + f for f in out_files]
-            printed = run_cmd(cmd, deadline, "kiln-run",
-                              lambda err: (RUNTIME_ERROR, one_line(
-                                  err.strip().replace("kiln-run: error: ", "")
-                                  .replace(tmp + "/", ""))), capture=True)
+            printed, _ = run_cmd(cmd, deadline, "kiln-run",
+                                 lambda err: (RUNTIME_ERROR, one_line(
+                                     err.strip().replace("kiln-run: error: ", "")
+                                     .replace(tmp + "/", ""))), capture=True, env=run_env)
             got_names = re.findall(r"^output '(.*)': ", printed, re.M)
             if got_names != [n for n, _ in expected]:
                 raise Failed(WRONG, one_line("%s: outputs %s, expected %s" % (
@@ -652,8 +664,12 @@ def report(results, suites):
             for _, g in groups])
         lines.append(table(rows, header))
         bound = [r for r in rs if r["outcome"] == PASSED and r.get("bound")]
-        lines.append("of the passing tests, %d bind attribute-like graph "
-                     "inputs at compile time (--input-value)" % len(bound))
+        if bound:
+            lines.append("of the passing tests, %d bind attribute-like graph "
+                         "inputs at compile time (--input-value)" % len(bound))
+        late = [r for r in rs if r["outcome"] == PASSED and r.get("specialized")]
+        lines.append("of the passing tests, %d feed shape-deciding inputs at run "
+                     "time, compiled for their values by the runtime" % len(late))
 
         lines.append("")
         lines.append("=== suite %s: by op type ===" % suite)
@@ -711,9 +727,12 @@ def write_ops_md(path, results, target, xfail_dir):
 
     def provenance(t):
         if t == target:
-            return (" — %d of them bind attribute-like graph inputs at compile "
-                    "time (`--input-value`)" % sum(
-                        r["outcome"] == PASSED and bool(r.get("bound")) for r in node))
+            bound = sum(r["outcome"] == PASSED and bool(r.get("bound")) for r in node)
+            late = sum(r["outcome"] == PASSED and bool(r.get("specialized")) for r in node)
+            return (" — %d of them feed shape-deciding inputs at run time (the runtime "
+                    "compiles the model for their values)" % late +
+                    (", %d bind them at compile time (`--input-value`)" % bound
+                     if bound else ""))
         if t in COMPILE_ONLY_TARGETS:
             return (" — compiled and binaries validated, not run on a GPU: the cpu-"
                     "passing tests minus `test/conformance/%s.xfail`" % t)
@@ -789,9 +808,14 @@ def main(argv=None):
                    help="report only; treat every failure as unexpected")
     p.add_argument("--update-xfail", action="store_true",
                    help="rewrite the xfail list from this run")
-    p.add_argument("--no-input-values", action="store_true",
-                   help="do not bind attribute-like graph inputs (Reshape's "
-                   "shape, Reduce* axes, ...) with kiln-compile --input-value")
+    inputs = p.add_mutually_exclusive_group()
+    inputs.add_argument("--bind-inputs", action="store_true",
+                        help="bind attribute-like graph inputs (Reshape's shape, "
+                        "Reduce* axes, ...) at compile time with kiln-compile "
+                        "--input-value instead of feeding them at run time")
+    inputs.add_argument("--no-input-values", action="store_true",
+                        help="neither: kiln-compile --specialize-at-run=false, so "
+                        "tests with such inputs fail (static coverage)")
     p.add_argument("--ops-md", help="write the op coverage table here")
     p.add_argument("--build-dir", default=os.environ.get(
         "KILN_BUILD_DIR", os.path.join(REPO, "build")))
@@ -839,7 +863,8 @@ def main(argv=None):
            "timeout": args.timeout, "tmp_root": tmp_root,
            "device": args.device, "compile_only": args.compile_only,
            "compile_args": args.compile_arg,
-           "input_values": not args.no_input_values}
+           "inputs": "bind" if args.bind_inputs else
+                     "static" if args.no_input_values else "run"}
     print("%s %d tests (%s) on %s with %d jobs, %gs per test" % (
         "compiling and validating" if args.compile_only else "running",
         len(tests), ", ".join(suites), args.target, args.jobs, args.timeout),

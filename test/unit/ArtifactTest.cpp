@@ -76,7 +76,7 @@ TEST(Artifact, LayoutFollowsSpec) {
   kiln_art_header h = header(bytes);
   EXPECT_EQ(std::memcmp(h.magic, "KILNART\0", 8), 0);
   EXPECT_EQ(h.version_major, 3u);
-  EXPECT_EQ(h.version_minor, 0u);
+  EXPECT_EQ(h.version_minor, 1u);
   EXPECT_EQ(h.file_size, bytes.size());
   EXPECT_EQ(h.section_table_offset, 64u);
   ASSERT_EQ(h.section_count, 3u);
@@ -152,7 +152,7 @@ TEST(Artifact, MajorVersionMismatch) {
   setHeader(bytes, h);
   writeFile(path, bytes);
   expectOpenError(path, KILN_ERROR_VERSION,
-                  "format version 1.0 is not supported (this runtime reads 3.x)");
+                  "format version 1.1 is not supported (this runtime reads 3.x)");
 }
 
 TEST(Artifact, NewerMinorVersionAndExtraSectionAccepted) {
@@ -164,6 +164,30 @@ TEST(Artifact, NewerMinorVersionAndExtraSectionAccepted) {
   writeFile(path, bytes);
   kiln_artifact *a = nullptr;
   EXPECT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_artifact_release(a);
+}
+
+TEST(Artifact, Version30WithoutSpecializeRecordAccepted) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  // 3.0 files end the meta section before the specializing-input count.
+  kiln_art_section meta;
+  std::memcpy(&meta, bytes.data() + 64, sizeof(meta));
+  ASSERT_STREQ(meta.name, "meta");
+  uint32_t count;
+  std::memcpy(&count, bytes.data() + meta.offset + meta.size - 4, 4);
+  ASSERT_EQ(count, 0u);
+  meta.size -= 4;
+  std::memset(bytes.data() + meta.offset + meta.size, 0, 4);
+  std::memcpy(bytes.data() + 64, &meta, sizeof(meta));
+  kiln_art_header h = header(bytes);
+  h.version_minor = 0;
+  setHeader(bytes, h);
+  rechecksum(bytes);
+  writeFile(path, bytes);
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  EXPECT_FALSE(kiln_artifact_input_specializes(a, 0));
   kiln_artifact_release(a);
 }
 

@@ -1,4 +1,5 @@
 //===- kiln-compile.cpp - ONNX model -> .kiln artifact --------------------===//
+#include "kiln/Artifact/ArtifactWriter.h"
 #include "kiln/Import/OnnxImporter.h"
 #include "kiln/Pipeline/Pipeline.h"
 
@@ -9,6 +10,7 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
@@ -54,7 +56,8 @@ static cl::list<std::string> inputShapes(
 static cl::list<std::string> inputValues(
     "input-value",
     cl::desc("Specialize: bind an input to a compile-time value and drop it from the "
-             "signature, e.g. --input-value=axes=0,2 or --input-value=shape=@shape.pb"),
+             "signature, e.g. --input-value=axes=0,2 or --input-value=shape=@shape.pb "
+             "(repeatable)"),
     cl::value_desc("NAME=@FILE.pb|V,V,..."), cl::cat(category));
 static cl::list<std::string> inputSequenceLengths(
     "input-sequence-length",
@@ -88,12 +91,116 @@ static cl::opt<int64_t> maxWorkgroups(
     "max-workgroups",
     cl::desc("Upper bound on workgroups per dispatch (default: the target's; cpu 64)"),
     cl::init(0), cl::cat(category));
+static cl::opt<bool> specializeAtRun(
+    "specialize-at-run",
+    cl::desc("When graph inputs decide shapes or control flow (Reshape's shape, Reduce* axes, "
+             "Slice starts, a Loop's trip count...) and no --input-value binds them, write an "
+             "artifact holding the model that the runtime compiles for the values of each run "
+             "(default: true; false makes it an error)"),
+    cl::init(true), cl::cat(category));
 static cl::opt<bool> verbose("v", cl::desc("Print each stage as it runs, with timings"),
                              cl::cat(category));
 
 static int fail(const Twine &msg) {
   errs() << "kiln-compile: error: " << msg << "\n";
   return 1;
+}
+
+/// Bytes per element of ONNX TensorProto.DataType `t` in the runtime's
+/// buffers (small types take a byte), or 0 for types it has no buffers for.
+static uint64_t elementBytes(int t) {
+  switch (t) {
+  case 2: case 3: case 9: return 1;            // u8 i8 bool
+  case 4: case 5: case 10: case 16: return 2;  // u16 i16 f16 bf16
+  case 1: case 6: case 12: return 4;           // f32 i32 u32
+  case 7: case 11: case 13: return 8;          // i64 f64 u64
+  default: return t >= 17 && t <= 26 ? 1 : 0;  // float8, float4, int4, int2
+  }
+}
+
+/// The command line the runtime compiles the model with for each run's
+/// values: this one without the model path, -o, -v and
+/// --specialize-at-run, and with --input-value files made absolute.
+static std::vector<std::string> recompileArgs(int argc, char **argv) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    StringRef a = argv[i];
+    StringRef flag = a.ltrim('-');
+    if (a == inputPath.getValue() && !a.starts_with("-"))
+      continue;
+    if (a.starts_with("-") && (flag == "o" || flag == "v")) {
+      i += flag == "o";
+      continue;
+    }
+    if (a.starts_with("-") && (flag.starts_with("o=") || flag.starts_with("v=") ||
+                               flag.starts_with("specialize-at-run")))
+      continue;
+    if (a.starts_with("-") && flag.starts_with("input-value=")) {
+      auto [name, value] = flag.drop_front(strlen("input-value=")).split('=');
+      if (value.starts_with("@")) {
+        SmallString<256> file(value.drop_front());
+        sys::fs::make_absolute(file);
+        args.push_back(("--input-value=" + name + "=@" + file).str());
+        continue;
+      }
+    }
+    args.push_back(a.str());
+  }
+  return args;
+}
+
+constexpr uint64_t kMaxSpecializedElements = 4096;
+
+/// Writes an artifact for a model whose graph inputs `needed->inputs`
+/// decide what gets compiled: its signature, the model and how to compile
+/// it, and no code. The runtime compiles it for the values of each run.
+static int writeSpecializable(const kiln::InputValuesNeeded &needed,
+                              ArrayRef<std::string> targetNames,
+                              std::vector<std::string> args, const std::string &outPath) {
+  namespace art = kiln::artifact;
+  art::Module m;
+  m.producer = "kiln 0.1.0";
+  m.name = sys::path::stem(inputPath).str();
+  for (const auto &in : needed.signature) {
+    uint64_t bytes = elementBytes(in.onnxType), numel = 1;
+    if (!bytes)
+      return fail(needed.message);
+    for (int64_t d : in.shape)
+      numel *= d;
+    bytes *= numel;
+    // A compile per value is for shape-like inputs, not for data.
+    if (numel > kMaxSpecializedElements && llvm::is_contained(needed.inputs, in.name))
+      return fail(needed.message + " (it comes from input '" + in.name + "', " +
+                  Twine(numel) + " elements: too large to compile for each of its values)");
+    m.buffers.push_back({art::BufferKind::Input, bytes, nullptr});
+    art::TensorDesc t;
+    t.name = in.name;
+    t.dtype = static_cast<art::DType>(in.onnxType);
+    t.shape.assign(in.shape.begin(), in.shape.end());
+    t.buffer = m.buffers.size() - 1;
+    if (llvm::is_contained(needed.inputs, in.name))
+      m.specializeOn.push_back(m.inputs.size());
+    m.inputs.push_back(std::move(t));
+  }
+  auto model = MemoryBuffer::getFile(inputPath, /*IsText=*/false,
+                                     /*RequiresNullTerminator=*/false);
+  if (!model)
+    return fail("cannot read '" + inputPath + "': " + model.getError().message());
+  m.source.model.assign((*model)->getBufferStart(), (*model)->getBufferEnd());
+  m.source.targets.assign(targetNames.begin(), targetNames.end());
+  m.source.modelName = inputPath;
+  m.source.args = std::move(args);
+  std::string err = kiln::artifact::writeArtifact(m, outPath);
+  if (!err.empty())
+    return fail(err);
+  std::string names;
+  for (const std::string &n : needed.inputs)
+    names += (names.empty() ? "'" : ", '") + n + "'";
+  errs() << "kiln-compile: note: " << needed.message << "\n"
+         << "kiln-compile: note: wrote " << outPath
+         << ", which the runtime compiles for each value of " << names
+         << " it is run with; bind them with --input-value to compile now\n";
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -174,11 +281,6 @@ int main(int argc, char **argv) {
   context.loadAllAvailableDialects();
   step("importing " + inputPath.getValue());
   auto imported = kiln::importOnnxFile(context, inputPath, importOptions);
-  if (!imported)
-    return fail(toString(imported.takeError()));
-  mlir::ModuleOp module = **imported;
-  if (failed(mlir::verify(module)))
-    return fail("internal error: imported IR does not verify");
 
   bool binaries = emit == Emit::Ptx || emit == Emit::Cubin || emit == Emit::Hsaco ||
                   emit == Emit::Spirv;
@@ -191,6 +293,33 @@ int main(int argc, char **argv) {
                                  (sys::path::parent_path(inputPath).empty() ? "" : "/") +
                                  sys::path::stem(inputPath) + ".kiln")
                                     .str();
+
+  if (!imported) {
+    std::unique_ptr<kiln::InputValuesNeeded> needed;
+    Error e = handleErrors(imported.takeError(),
+                           [&](std::unique_ptr<kiln::InputValuesNeeded> n) {
+                             needed = std::move(n);
+                           });
+    if (e)
+      return fail(toString(std::move(e)));
+    std::string names;
+    for (const std::string &n : needed->inputs)
+      names += (names.empty() ? "" : " ") + ("--input-value=" + n + "=...");
+    if (emit != Emit::Artifact || !specializeAtRun)
+      return fail(needed->message + " (bind it: " + names + ")");
+    if (needed->externalData)
+      return fail(needed->message + " (the model has external data, so the artifact cannot "
+                                    "carry it for compiling at run time; bind it: " +
+                  names + ")");
+    step("inputs decide shapes: writing an artifact that compiles at run time");
+    std::vector<std::string> targetNames;
+    for (const kiln::TargetBackend *backend : backends)
+      targetNames.push_back(backend->name().str());
+    return writeSpecializable(*needed, targetNames, recompileArgs(argc, argv), outPath);
+  }
+  mlir::ModuleOp module = **imported;
+  if (failed(mlir::verify(module)))
+    return fail("internal error: imported IR does not verify");
   auto printModule = [&](mlir::Operation *op) -> int {
     std::error_code ec;
     ToolOutputFile out(outPath, ec, sys::fs::OF_Text);

@@ -50,7 +50,12 @@ options:
                      dtypes: f16 f32 f64 bf16 i8 i16 i32 i64 u8 u16 u32 u64
                      i1 (bool). Give every input or none; with none, inputs
                      are random (floats uniform in [-1,1), integers in
-                     [0,10), booleans 0/1), seeded by --seed.
+                     [0,10), booleans 0/1), seeded by --seed. Inputs that
+                     decide shapes (an artifact kiln-compile wrote without
+                     their --input-value) are never random: the model is
+                     compiled for the values given, on the first run with
+                     each (kiln-compile from $KILN_COMPILE or beside the
+                     runtime; cached in $KILN_CACHE_DIR, ~/.cache/kiln)
   --output=@FILE.npy write the next output (in output order) to FILE.npy;
                      repeat for several. A FILE.pb is written as an ONNX
                      TensorProto instead (named like the output; the only
@@ -691,18 +696,23 @@ void run(const Options &o) {
   Handles h;
   check(kiln_artifact_open(o.model.c_str(), &h.artifact));
   size_t nIn = kiln_artifact_input_count(h.artifact);
-  size_t nOut = kiln_artifact_output_count(h.artifact);
-  std::vector<kiln_tensor_info> ins(nIn), outs(nOut);
-  std::string inputNames;
+  std::vector<kiln_tensor_info> ins(nIn);
+  std::string inputNames, specializing;
+  size_t nSpecializing = 0;
   for (size_t i = 0; i < nIn; ++i) {
     check(kiln_artifact_input_info(h.artifact, i, &ins[i]));
     inputNames += (i ? ", " : "") + std::string(ins[i].name);
+    if (kiln_artifact_input_specializes(h.artifact, i))
+      specializing += (nSpecializing++ ? ", '" : "'") + std::string(ins[i].name) + "'";
   }
-  for (size_t i = 0; i < nOut; ++i)
-    check(kiln_artifact_output_info(h.artifact, i, &outs[i]));
-  if (o.outputs.size() > nOut)
-    error(std::to_string(o.outputs.size()) + " --output given but the model has " +
-          std::to_string(nOut) + " output" + (nOut == 1 ? "" : "s"));
+  // An artifact compiled at run time has outputs once it ran.
+  auto checkOutputCount = [&](size_t nOut) {
+    if (o.outputs.size() > nOut)
+      error(std::to_string(o.outputs.size()) + " --output given but the model has " +
+            std::to_string(nOut) + " output" + (nOut == 1 ? "" : "s"));
+  };
+  if (specializing.empty())
+    checkOutputCount(kiln_artifact_output_count(h.artifact));
 
   // Resolve every spec to an input index before touching files.
   std::vector<const InputSpec *> bound(nIn, nullptr);
@@ -732,6 +742,12 @@ void run(const Options &o) {
     if (!bound[i])
       error("no --input for '" + std::string(ins[i].name) + "' (inputs: " +
             inputNames + "); give every input, or none for random inputs");
+  if (o.inputs.empty() && !specializing.empty())
+    error((nSpecializing > 1 ? "inputs " + specializing + " decide" : "input " + specializing +
+                                                                      " decides") +
+          " the model's shapes, so it cannot run on random inputs: give every input with "
+          "--input (or bind " + (nSpecializing > 1 ? "those" : "it") +
+          " with kiln-compile --input-value)");
 
   // Utilization is read back from the stats file, so ask for one whenever
   // a profile is wanted; removing stale files tells "not written" apart.
@@ -770,6 +786,9 @@ void run(const Options &o) {
     times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
 
+  size_t nOut = kiln_session_output_count(h.session);
+  checkOutputCount(nOut);
+  std::vector<kiln_tensor_info> outs(nOut);
   for (size_t i = 0; i < nOut; ++i) {
     // The run's shape: data-dependent dims are known only now.
     check(kiln_session_output_info(h.session, i, &outs[i]));

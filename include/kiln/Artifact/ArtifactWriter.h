@@ -82,6 +82,16 @@ struct Dispatch {
   std::vector<Binding> bindings;
 };
 
+/// What the runtime needs to compile a model it is run with: the ONNX model
+/// and the kiln-compile arguments (besides the model path, -o and the
+/// --input-value bindings it adds).
+struct Source {
+  std::vector<std::string> targets;
+  std::vector<std::string> args;
+  std::string modelName; // the model's path as given, for messages
+  std::vector<uint8_t> model;
+};
+
 struct Module {
   std::string producer;
   std::string name;
@@ -91,6 +101,11 @@ struct Module {
   std::vector<Executable> executables;
   /// Run in order; each may read buffers written by earlier ones.
   std::vector<Dispatch> dispatches;
+  /// Indices into `inputs` whose values decide what gets compiled (they
+  /// feed shapes). A module with any holds no code, only its inputs and
+  /// `source`: the runtime compiles it for the values of each run.
+  std::vector<uint32_t> specializeOn;
+  Source source;
 };
 
 /// Writes `module` to `path` atomically (temporary file in the same directory,

@@ -48,8 +48,32 @@ llvm::Error parseInputValue(llvm::StringRef spec, ImportOptions &options);
 /// malformed text.
 llvm::Error parseInputShape(llvm::StringRef spec, ImportOptions &options);
 
+/// The import failed because a node needs, at compile time, values that come
+/// from graph inputs (Reshape's shape, Reduce* axes, a Loop's trip count...).
+/// Binding `inputs` (ImportOptions::inputValues) may let it through; more
+/// inputs may be needed after that, one failing node at a time.
+class InputValuesNeeded : public llvm::ErrorInfo<InputValuesNeeded> {
+public:
+  static char ID;
+  struct Input {
+    std::string name;
+    int onnxType;                     // TensorProto.DataType
+    llvm::SmallVector<int64_t> shape; // static
+  };
+  std::string message;               // the importer's error, naming the node
+  llvm::SmallVector<std::string> inputs; // graph inputs to bind, graph order
+  std::vector<Input> signature;      // every (flattened) graph input
+  bool externalData = false;         // the model reads external data files
+
+  void log(llvm::raw_ostream &os) const override { os << message; }
+  std::error_code convertToErrorCode() const override {
+    return llvm::inconvertibleErrorCode();
+  }
+};
+
 /// Imports the model at `path`. Errors name the file, and for node-level
-/// problems the node, its op type and the opset in use.
+/// problems the node, its op type and the opset in use; an
+/// InputValuesNeeded when graph inputs must be bound first.
 llvm::Expected<mlir::OwningOpRef<mlir::ModuleOp>>
 importOnnxFile(mlir::MLIRContext &context, llvm::StringRef path,
                const ImportOptions &options);

@@ -19,7 +19,7 @@ extern "C" {
 #define KILN_ART_MAGIC "KILNART" /* 7 chars + NUL fill the 8-byte field. */
 #define KILN_ART_MAGIC_SIZE 8
 #define KILN_ART_VERSION_MAJOR 3u
-#define KILN_ART_VERSION_MINOR 0u
+#define KILN_ART_VERSION_MINOR 1u
 /* Header size, section alignment and constant alignment: one cache line, and
  * enough for any vector load the kernels might do on mapped constants. */
 #define KILN_ART_ALIGN 64u
@@ -28,6 +28,7 @@ extern "C" {
 #define KILN_ART_SECTION_META "meta"
 #define KILN_ART_SECTION_CONSTANTS "constants"
 #define KILN_ART_SECTION_EXEC_PREFIX "exec."
+#define KILN_ART_SECTION_SOURCE "source"
 
 #define KILN_ART_FNV_OFFSET_BASIS 0xcbf29ce484222325ull
 #define KILN_ART_FNV_PRIME 0x100000001b3ull

@@ -132,8 +132,20 @@ KILN_API size_t kiln_artifact_output_count(const kiln_artifact *artifact);
 KILN_API kiln_status kiln_artifact_input_info(const kiln_artifact *artifact,
                                               size_t index,
                                               kiln_tensor_info *info);
+/* Nonzero when input `index` decides what gets compiled: a graph input that
+ * feeds a shape or control flow (Reshape's shape, Reduce* axes, Slice starts,
+ * a Loop's trip count) that kiln-compile was not given with --input-value.
+ * Such an artifact holds the model instead of code and has no outputs until
+ * a session runs it: each run with a new value of these inputs compiles the
+ * model for that value by starting kiln-compile ($KILN_COMPILE, else the one
+ * installed beside this library, else from PATH) and keeps the result in a
+ * cache directory ($KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else
+ * ~/.cache/kiln); runs with a value seen before reuse it. */
+KILN_API int kiln_artifact_input_specializes(const kiln_artifact *artifact,
+                                             size_t index);
 /* For an output with a data-dependent shape, each such dim is its upper
- * bound; kiln_session_output_info gives the shape of a run. */
+ * bound; kiln_session_output_info gives the shape of a run. An artifact that
+ * specializes on inputs lists no outputs: ask the session after a run. */
 KILN_API kiln_status kiln_artifact_output_info(const kiln_artifact *artifact,
                                                size_t index,
                                                kiln_tensor_info *info);
@@ -169,8 +181,12 @@ KILN_API kiln_status kiln_session_set_input(kiln_session *session,
                                             uint32_t rank, const int64_t *dims,
                                             const void *data, size_t bytes);
 /* Runs every dispatch and waits for completion. Fails if an input was never
- * set. */
+ * set. For an artifact that specializes on inputs, first compiles it for
+ * their values unless done before (see kiln_artifact_input_specializes); a
+ * failed compile is the error, naming the inputs and their values. */
 KILN_API kiln_status kiln_session_run(kiln_session *session);
+/* Outputs of the last run's artifact (0 before the first run when the
+ * artifact specializes on inputs). */
 KILN_API size_t kiln_session_output_count(const kiln_session *session);
 /* Same as kiln_artifact_output_info of the session's artifact, except that
  * after a successful run (until an input is set again) `dims` are the shape
