@@ -444,12 +444,9 @@ kiln_status runSpecialized(kiln_session &s) {
   const kiln_artifact &a = *s.artifact;
   std::vector<const std::vector<uint8_t> *> values;
   std::vector<uint8_t> key;
-  for (uint32_t i : a.specializeOn) {
+  for (uint32_t i : a.specializeOn) { // each of a fixed size
     const std::vector<uint8_t> &v = s.hostInputs[i];
     values.push_back(&v);
-    uint64_t n = v.size();
-    auto *np = reinterpret_cast<const uint8_t *>(&n);
-    key.insert(key.end(), np, np + sizeof(n));
     key.insert(key.end(), v.begin(), v.end());
   }
   auto describe = [&] {

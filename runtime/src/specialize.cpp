@@ -6,8 +6,8 @@
 // model and its command line instead of code. A session over it compiles the
 // model for each distinct value of those inputs by running kiln-compile with
 // them bound (--input-value), once per value: results are kept in a cache
-// directory keyed by the artifact's checksum and the values. The runtime
-// itself still links no compiler; it starts one as a process.
+// directory keyed by the artifact's checksum, the compiler binary and the
+// values. The runtime itself links no compiler; it starts one as a process.
 //
 //===----------------------------------------------------------------------===//
 #include "internal.h"
@@ -15,6 +15,7 @@
 #include "npy.h"
 #include "tensor_proto.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -162,16 +163,22 @@ kiln_status kiln::rt::compileForValues(const kiln_artifact &a,
   std::string dir;
   if (kiln_status st = cacheDir(dir); st != KILN_OK)
     return st;
-  // The generic artifact's checksum covers the model and the command line.
+  // The key: the generic artifact's checksum (the model and the command
+  // line), the compiler (a rebuilt one may compile differently) and the
+  // values, each of its input's fixed size.
   uint64_t sum;
   std::memcpy(&sum, static_cast<const uint8_t *>(a.map) + offsetof(kiln_art_header, checksum),
               sizeof(sum));
   uint64_t key = kiln_art_fnv1a(KILN_ART_FNV_OFFSET_BASIS, &sum, sizeof(sum));
-  for (const std::vector<uint8_t> *v : values) {
-    uint64_t n = v->size();
-    key = kiln_art_fnv1a(key, &n, sizeof(n));
+  std::string compiler = compilerPath();
+  struct stat st{};
+  ::stat(compiler.c_str(), &st);
+  int64_t stamp[2] = {static_cast<int64_t>(st.st_size),
+                      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+  key = kiln_art_fnv1a(key, compiler.data(), compiler.size());
+  key = kiln_art_fnv1a(key, stamp, sizeof(stamp));
+  for (const std::vector<uint8_t> *v : values)
     key = kiln_art_fnv1a(key, v->data(), v->size());
-  }
   std::string base = dir + "/" + hex(key);
   path = base + ".kiln";
   if (::access(path.c_str(), R_OK) == 0)
@@ -180,7 +187,7 @@ kiln_status kiln::rt::compileForValues(const kiln_artifact &a,
   std::string model = dir + "/" + hex(sum) + ".onnx";
   if (std::string err = writeOnce(model, a.sourceModel, a.sourceModelSize); !err.empty())
     return setError(KILN_ERROR_IO, "writing the model to compile: " + err);
-  std::vector<std::string> argv{compilerPath(), model};
+  std::vector<std::string> argv{compiler, model};
   argv.insert(argv.end(), a.sourceArgs.begin(), a.sourceArgs.end());
   for (size_t k = 0; k < values.size(); ++k) {
     const Tensor &t = a.inputs[a.specializeOn[k]];
@@ -190,11 +197,14 @@ kiln_status kiln::rt::compileForValues(const kiln_artifact &a,
       return setError(KILN_ERROR_IO, "writing the value of input '" + t.name + "': " + err);
     argv.push_back("--input-value=" + t.name + "=@" + pb);
   }
-  // Written under a temporary name: a failed or concurrent compile never
-  // leaves a partial artifact under the cache name.
-  std::string tmp = base + ".tmp" + std::to_string(::getpid()) + ".kiln";
+  // Written under a name of this compile's own (sessions in other threads
+  // and processes may be compiling the same values): a failed or concurrent
+  // compile never leaves a partial artifact under the cache name.
+  static std::atomic<uint64_t> compiles{0};
+  std::string own = std::to_string(::getpid()) + "-" + std::to_string(compiles++);
+  std::string tmp = base + ".tmp" + own + ".kiln";
   argv.insert(argv.end(), {"-o", tmp});
-  std::string log = base + ".log" + std::to_string(::getpid());
+  std::string log = base + ".log" + own;
   int rc = runCompiler(argv, log);
   std::string text = readLog(log);
   if (rc != 0) {

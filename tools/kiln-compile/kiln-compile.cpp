@@ -135,6 +135,12 @@ static std::vector<std::string> recompileArgs(int argc, char **argv) {
     if (a.starts_with("-") && (flag.starts_with("o=") || flag.starts_with("v=") ||
                                flag.starts_with("specialize-at-run")))
       continue;
+    std::string joined; // "--input-value NAME=..." as one argument
+    if (a.starts_with("-") && flag == "input-value" && i + 1 < argc) {
+      joined = ("--input-value=" + StringRef(argv[++i])).str();
+      a = joined;
+      flag = a.ltrim('-');
+    }
     if (a.starts_with("-") && flag.starts_with("input-value=")) {
       auto [name, value] = flag.drop_front(strlen("input-value=")).split('=');
       if (value.starts_with("@")) {
@@ -151,7 +157,7 @@ static std::vector<std::string> recompileArgs(int argc, char **argv) {
 
 constexpr uint64_t kMaxSpecializedElements = 4096;
 
-/// Writes an artifact for a model whose graph inputs `needed->inputs`
+/// Writes an artifact for a model whose graph inputs `needed.inputs`
 /// decide what gets compiled: its signature, the model and how to compile
 /// it, and no code. The runtime compiles it for the values of each run.
 static int writeSpecializable(const kiln::InputValuesNeeded &needed,
@@ -312,9 +318,10 @@ int main(int argc, char **argv) {
                                     "carry it for compiling at run time; bind it: " +
                   names + ")");
     step("inputs decide shapes: writing an artifact that compiles at run time");
+    // The drivers the compiled artifact's executables will be for.
     std::vector<std::string> targetNames;
     for (const kiln::TargetBackend *backend : backends)
-      targetNames.push_back(backend->name().str());
+      targetNames.push_back(backend->driverName().str());
     return writeSpecializable(*needed, targetNames, recompileArgs(argc, argv), outPath);
   }
   mlir::ModuleOp module = **imported;

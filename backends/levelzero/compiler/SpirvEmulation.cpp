@@ -877,6 +877,7 @@ struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
 class LevelZeroCpuTarget : public kiln::TargetBackend {
 public:
   llvm::StringRef name() const override { return "levelzero-cpu"; }
+  llvm::StringRef driverName() const override { return "cpu"; }
   llvm::StringRef description() const override {
     return "levelzero's SPIR-V kernels run on the host CPU through MLIR's SPIR-V to LLVM "
            "conversion (testing)";

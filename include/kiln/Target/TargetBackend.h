@@ -53,6 +53,9 @@ public:
   virtual ~TargetBackend() = default;
   /// The name users pass to --target and the runtime driver's name.
   virtual llvm::StringRef name() const = 0;
+  /// The runtime driver that runs this target's executables, when it is not
+  /// the target's own name (a testing target running on the host).
+  virtual llvm::StringRef driverName() const { return name(); }
   virtual llvm::StringRef description() const = 0;
   /// How this target wants kernels tiled onto workgroups.
   virtual KernelOptions kernelOptions(const TargetOptions &options) const = 0;
