@@ -40,6 +40,14 @@ void setHeader(std::vector<uint8_t> &bytes, const kiln_art_header &h) {
   std::memcpy(bytes.data(), &h, sizeof(h));
 }
 
+/// The first section table entry, which the writer makes the meta section.
+kiln_art_section metaSection(const std::vector<uint8_t> &bytes) {
+  kiln_art_section meta;
+  std::memcpy(&meta, bytes.data() + 64, sizeof(meta));
+  EXPECT_STREQ(meta.name, "meta");
+  return meta;
+}
+
 void rechecksum(std::vector<uint8_t> &bytes) {
   kiln_art_header h = header(bytes);
   h.checksum = kiln_art_fnv1a(KILN_ART_FNV_OFFSET_BASIS, bytes.data() + 64,
@@ -171,9 +179,7 @@ TEST(Artifact, Version30WithoutSpecializeRecordAccepted) {
   std::string path = writeVadd();
   std::vector<uint8_t> bytes = readFile(path);
   // 3.0 files end the meta section before the specializing-input count.
-  kiln_art_section meta;
-  std::memcpy(&meta, bytes.data() + 64, sizeof(meta));
-  ASSERT_STREQ(meta.name, "meta");
+  kiln_art_section meta = metaSection(bytes);
   uint32_t count;
   std::memcpy(&count, bytes.data() + meta.offset + meta.size - 4, 4);
   ASSERT_EQ(count, 0u);
@@ -194,9 +200,7 @@ TEST(Artifact, Version30WithoutSpecializeRecordAccepted) {
 TEST(Artifact, CorruptMetaIsBoundsChecked) {
   std::string path = writeVadd();
   std::vector<uint8_t> bytes = readFile(path);
-  kiln_art_section meta;
-  std::memcpy(&meta, bytes.data() + 64, sizeof(meta));
-  ASSERT_STREQ(meta.name, "meta");
+  kiln_art_section meta = metaSection(bytes);
   uint32_t huge = 0xfffffff0u; // Length of the producer string.
   std::memcpy(bytes.data() + meta.offset, &huge, 4);
   rechecksum(bytes);
