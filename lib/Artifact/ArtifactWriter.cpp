@@ -55,6 +55,10 @@ bool validDType(DType t) {
 // Catch compiler bugs here, where the message can still name the module part,
 // rather than as a "corrupt artifact" at load time.
 std::string validate(const Module &m) {
+  std::set<const TensorDesc *> shapeDecided; // inputs that may have dims of -1
+  for (const Module::Specialization &sp : m.specializeOn)
+    if (sp.input < m.inputs.size() && (sp.kinds & KILN_ART_SPECIALIZE_SHAPE))
+      shapeDecided.insert(&m.inputs[sp.input]);
   auto checkTensors = [&](const std::vector<TensorDesc> &ts,
                           const char *what) -> std::string {
     std::set<std::string> names;
@@ -68,7 +72,7 @@ std::string validate(const Module &m) {
       if (!validDType(t.dtype))
         return std::string(what) + " '" + t.name + "' has an unknown dtype";
       for (int64_t d : t.shape)
-        if (d < 0)
+        if (d < 0 && !(d == -1 && shapeDecided.count(&t)))
           return std::string(what) + " '" + t.name + "' has a dynamic dim";
     }
     return "";
@@ -80,9 +84,11 @@ std::string validate(const Module &m) {
   for (const TensorDesc &t : m.inputs)
     if (!t.dynamicDims.empty())
       return "input '" + t.name + "' has a dynamic dim";
-  for (uint32_t i : m.specializeOn)
-    if (i >= m.inputs.size())
-      return "specializing on input " + std::to_string(i) + ", which does not exist";
+  for (const Module::Specialization &sp : m.specializeOn)
+    if (sp.input >= m.inputs.size() || !sp.kinds ||
+        (sp.kinds & ~(KILN_ART_SPECIALIZE_VALUE | KILN_ART_SPECIALIZE_SHAPE)))
+      return "specializing on input " + std::to_string(sp.input) + " (kinds " +
+             std::to_string(sp.kinds) + "), which does not exist";
   if (!m.specializeOn.empty() && (!m.executables.empty() || !m.dispatches.empty() ||
                                   m.source.model.empty()))
     return "a module that specializes at run time holds its source and no code";
@@ -247,8 +253,10 @@ std::string writeArtifact(const Module &module, const std::string &path) {
     }
 
   meta.u32(static_cast<uint32_t>(module.specializeOn.size()));
-  for (uint32_t i : module.specializeOn)
-    meta.u32(i);
+  for (const Module::Specialization &sp : module.specializeOn) {
+    meta.u32(sp.input);
+    meta.u32(sp.kinds);
+  }
 
   std::vector<Section> sections;
   sections.push_back({KILN_ART_SECTION_META, meta.bytes.data(), meta.bytes.size()});

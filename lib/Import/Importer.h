@@ -82,7 +82,7 @@ public:
   /// Records that the node needs input `i` at compile time and it is not a
   /// constant, for handlers that word their own error. If the import then
   /// fails, the graph inputs the value comes from are the ones to specialize
-  /// on (InputValuesNeeded).
+  /// on (SpecializationNeeded).
   void noteRequired(unsigned i);
   unsigned numOutputs() const { return node->output_size(); }
   /// Unsigned integers are signless iN in MLIR; the importer remembers which
@@ -194,8 +194,12 @@ private:
   /// Values the current node needed at compile time and did not get;
   /// `neededAtFailure` is what it held when the first error was reported.
   SmallVector<std::string> neededValues, neededAtFailure;
-  /// The flattened graph inputs (the compiled signature before binding).
-  std::vector<kiln::InputValuesNeeded::Input> signature;
+  /// The flattened graph inputs (the compiled signature before binding),
+  /// and those left with symbolic dimensions (kept dynamic while the
+  /// signature is read, so that every one of them is found).
+  std::vector<kiln::SpecializationNeeded::Input> signature;
+  SmallVector<std::string> symbolicInputs;
+  bool needsShapes = false; // the import stopped for symbolicInputs alone
   Location fileLoc;
   unsigned freshCount = 0;
 

@@ -468,12 +468,17 @@ FailureOr<Type> Importer::valueInfoType(const onnx::ValueInfoProto &info,
                   "=DxDx...");
     for (int i = 0; i < tt.shape().dim_size(); ++i) {
       const auto &d = tt.shape().dim(i);
-      if (!d.has_dim_value() || d.dim_value() < 0)
-        return fail(llvm::formatv("graph input '{0}' has symbolic dimension {1} ('{2}'); "
-                                  "pin it with --input-shape {0}=DxDx...",
-                                  info.name(), i,
-                                  d.has_dim_param() ? d.dim_param() : "?")
-                        .str());
+      if (!d.has_dim_value() || d.dim_value() < 0) {
+        // Reported once the whole signature is read (importGraph).
+        fail(llvm::formatv("graph input '{0}' has symbolic dimension {1} ('{2}'); "
+                           "pin it with --input-shape {0}=DxDx...",
+                           info.name(), i, d.has_dim_param() ? d.dim_param() : "?")
+                 .str());
+        if (symbolicInputs.empty() || symbolicInputs.back() != info.name())
+          symbolicInputs.push_back(info.name());
+        shape.push_back(ShapedType::kDynamic);
+        continue;
+      }
       shape.push_back(d.dim_value());
     }
   }
@@ -722,9 +727,14 @@ LogicalResult Importer::importGraph() {
   SmallVector<Type> argTypes;
   for (const FlatValue &arg : args) {
     argTypes.push_back(arg.mlirType);
-    auto shape = cast<RankedTensorType>(arg.mlirType).getShape();
-    signature.push_back({arg.external, arg.type->tensor_type().elem_type(),
-                         SmallVector<int64_t>(shape.begin(), shape.end())});
+    SmallVector<int64_t> shape;
+    for (int64_t d : cast<RankedTensorType>(arg.mlirType).getShape())
+      shape.push_back(ShapedType::isDynamic(d) ? -1 : d);
+    signature.push_back({arg.external, arg.type->tensor_type().elem_type(), shape});
+  }
+  if (!symbolicInputs.empty()) {
+    needsShapes = true;
+    return failure(); // errorText names the first
   }
   b.setInsertionPointToEnd(module.getBody());
   auto func = func::FuncOp::create(b, fileLoc, "main", b.getFunctionType(argTypes, {}));
@@ -989,12 +999,16 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
   if (failed(importGraph())) {
     if (errorText.empty())
       return fail(path + ": import failed");
-    SmallVector<std::string> inputs = graphInputsFeeding(model.graph(), neededAtFailure);
-    if (inputs.empty())
+    SmallVector<std::string> inputs;
+    if (!needsShapes)
+      inputs = graphInputsFeeding(model.graph(), neededAtFailure);
+    if (inputs.empty() && !needsShapes)
       return fail(errorText);
-    auto e = std::make_unique<InputValuesNeeded>();
+    auto e = std::make_unique<SpecializationNeeded>();
     e->message = errorText;
-    e->inputs = std::move(inputs);
+    e->valueInputs = std::move(inputs);
+    if (needsShapes)
+      e->shapeInputs = symbolicInputs;
     e->signature = signature;
     e->externalData = llvm::any_of(model.graph().initializer(), [](const auto &t) {
       return t.data_location() == onnx::TensorProto::EXTERNAL;
@@ -1008,7 +1022,7 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
 // Public API
 //===----------------------------------------------------------------------===//
 
-char kiln::InputValuesNeeded::ID = 0;
+char kiln::SpecializationNeeded::ID = 0;
 
 llvm::Error kiln::parseInputShape(StringRef spec, ImportOptions &options) {
   auto [name, dims] = spec.rsplit('=');

@@ -119,7 +119,8 @@ class TensorInfo:
     def __init__(self, raw):
         self.name = raw.name.decode("utf-8")
         self.kiln_dtype = raw.dtype
-        self.shape = tuple(raw.dims[i] for i in range(raw.rank))
+        # None for a symbolic dim (an input the artifact compiles per shape).
+        self.shape = tuple(None if raw.dims[i] < 0 else raw.dims[i] for i in range(raw.rank))
         self.dtype = _DTYPES.get(raw.dtype)
 
     @property
@@ -156,8 +157,9 @@ class Artifact:
         self._handle = h
         self.inputs = self._infos(lib.kiln_artifact_input_count, lib.kiln_artifact_input_info)
         self.outputs = self._infos(lib.kiln_artifact_output_count, lib.kiln_artifact_output_info)
-        # Inputs that decide shapes: the artifact holds the model, compiled
-        # for their values on the first run with each (no outputs till then).
+        # Inputs whose values (shape inputs) or shapes (symbolic dims)
+        # decide the code: the artifact holds the model, compiled for them on
+        # the first run with each (no outputs till then).
         self.specializes_on = [t.name for i, t in enumerate(self.inputs)
                                if lib.kiln_artifact_input_specializes(self._handle, i)]
 

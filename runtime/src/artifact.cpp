@@ -100,8 +100,10 @@ struct SectionView {
   uint64_t size;
 };
 
+/// `unknownDims`: dims of -1 are allowed (inputs whose shape a run decides;
+/// checked against the specializing records later) and take no buffer.
 void readTensors(MetaReader &r, const std::vector<Buffer> &buffers,
-                 std::vector<Tensor> &out, const char *what) {
+                 std::vector<Tensor> &out, const char *what, bool unknownDims) {
   uint32_t n = r.count(what, 16);
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     Tensor t;
@@ -123,6 +125,10 @@ void readTensors(MetaReader &r, const std::vector<Buffer> &buffers,
                     " but there are " + std::to_string(buffers.size()));
     uint64_t bytes = elem;
     for (int64_t d : t.dims) {
+      if (d == -1 && unknownDims) {
+        bytes = 0;
+        continue;
+      }
       if (d < 0)
         return r.fail(where + " has negative dim " + std::to_string(d));
       if (d && bytes > UINT64_MAX / static_cast<uint64_t>(d))
@@ -175,8 +181,8 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
     }
     a.buffers.push_back(b);
   }
-  readTensors(r, a.buffers, a.inputs, "input");
-  readTensors(r, a.buffers, a.outputs, "output");
+  readTensors(r, a.buffers, a.inputs, "input", /*unknownDims=*/true);
+  readTensors(r, a.buffers, a.outputs, "output", /*unknownDims=*/false);
 
   uint32_t nExecs = r.count("executable", 16);
   for (uint32_t i = 0; i < nExecs && r.ok(); ++i) {
@@ -269,18 +275,32 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
       return where + " reads its extent past the end of buffer " + std::to_string(d.buffer);
     a.outputs[output].dynamicDims.push_back(d);
   }
-  // Format 3.1: the inputs whose values decide the code, and the source
-  // section that lets the runtime compile for them.
-  if (!r.ok() || r.atEnd())
-    return r.error;
-  uint32_t nSpecialize = r.count("specializing input", 4);
+  // Format 3.1: the inputs whose values or shapes decide the code, and the
+  // source section that lets the runtime compile for them.
+  auto unknownShape = [](const Tensor &t) {
+    return std::find(t.dims.begin(), t.dims.end(), -1) != t.dims.end();
+  };
+  uint32_t nSpecialize = r.ok() && !r.atEnd() ? r.count("specializing input", 8) : 0;
   for (uint32_t i = 0; i < nSpecialize && r.ok(); ++i) {
-    uint32_t input = r.u32("specializing input");
-    if (r.ok() && input >= a.inputs.size())
-      return "specializing input " + std::to_string(input) + " does not exist";
-    a.specializeOn.push_back(input);
+    kiln_artifact::Specialization sp;
+    sp.input = r.u32("specializing input");
+    sp.kinds = r.u32("specializing input kinds");
+    if (!r.ok())
+      break;
+    const uint32_t known = KILN_ART_SPECIALIZE_VALUE | KILN_ART_SPECIALIZE_SHAPE;
+    if (sp.input >= a.inputs.size() || !sp.kinds || (sp.kinds & ~known))
+      return "specializing input record " + std::to_string(i) + " (input " +
+             std::to_string(sp.input) + ", kinds " + std::to_string(sp.kinds) + ") is invalid";
+    a.specializeOn.push_back(sp);
   }
-  if (!r.ok() || a.specializeOn.empty())
+  if (!r.ok())
+    return r.error;
+  for (size_t i = 0; i < a.inputs.size(); ++i)
+    if (unknownShape(a.inputs[i]) &&
+        !(kiln_artifact_input_specializes(&a, i) & KILN_ART_SPECIALIZE_SHAPE))
+      return "input '" + a.inputs[i].name + "' has a dim of -1 but its shape does not "
+             "specialize the artifact";
+  if (a.specializeOn.empty())
     return r.error;
   auto source = sections.find(KILN_ART_SECTION_SOURCE);
   if (source == sections.end())
@@ -455,8 +475,11 @@ kiln_status kiln_artifact_input_info(const kiln_artifact *a, size_t index,
 }
 
 int kiln_artifact_input_specializes(const kiln_artifact *a, size_t index) {
-  return a && std::find(a->specializeOn.begin(), a->specializeOn.end(), index) !=
-                  a->specializeOn.end();
+  if (a)
+    for (const kiln_artifact::Specialization &sp : a->specializeOn)
+      if (sp.input == index)
+        return static_cast<int>(sp.kinds);
+  return 0;
 }
 
 kiln_status kiln_artifact_output_info(const kiln_artifact *a, size_t index,

@@ -75,10 +75,14 @@ struct kiln_artifact {
   std::vector<kiln::rt::Tensor> inputs, outputs;
   std::vector<kiln::rt::Executable> executables;
   std::vector<kiln::rt::Dispatch> dispatches;
-  /// Inputs whose values decide the code (indices into `inputs`): such an
+  /// Inputs whose values or shapes (dims of -1) decide the code: such an
   /// artifact holds no code but the model and how to compile it, and
-  /// sessions compile it for the values of each run (specialize.cpp).
-  std::vector<uint32_t> specializeOn;
+  /// sessions compile it for each run's (specialize.cpp).
+  struct Specialization {
+    uint32_t input; // index into `inputs`
+    uint32_t kinds; // KILN_ART_SPECIALIZE_VALUE | _SHAPE
+  };
+  std::vector<Specialization> specializeOn;
   std::vector<std::string> sourceTargets, sourceArgs;
   std::string sourceModelName;
   const uint8_t *sourceModel = nullptr; // Into the mapping.
@@ -88,15 +92,17 @@ struct kiln_artifact {
 
 namespace kiln::rt {
 
-/// "i64[2]=[0, 2]": an input's value in messages.
-std::string describeValue(const Tensor &t, const std::vector<uint8_t> &bytes);
+/// The specializing inputs of a run for messages: "'axes' i64[1]=[0], 'x'
+/// f32[3,5]" (values for inputs whose value decides, else the shape).
+std::string describeSpecialization(const kiln_artifact &a,
+                                   const std::vector<std::vector<uint8_t>> &inputs,
+                                   const std::vector<std::vector<int64_t>> &dims);
 
-/// Compiles `a` (which specializes on inputs) with values[k] bound to input
-/// a.specializeOn[k], or finds it compiled in the cache; sets `path` to the
-/// resulting artifact. The compiler's own message is the error on failure.
-kiln_status compileForValues(const kiln_artifact &a,
-                             const std::vector<const std::vector<uint8_t> *> &values,
-                             std::string &path);
+/// Compiles `a` (which specializes on inputs) for a run whose input i holds
+/// `inputs[i]` with shape `dims[i]`, or finds it compiled in the cache; sets
+/// `path` to the resulting artifact. The compiler's message is the error.
+kiln_status compileFor(const kiln_artifact &a, const std::vector<std::vector<uint8_t>> &inputs,
+                       const std::vector<std::vector<int64_t>> &dims, std::string &path);
 
 } // namespace kiln::rt
 

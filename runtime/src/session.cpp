@@ -171,6 +171,7 @@ struct kiln_session {
   // distinct value of the specializing ones gets a session of its own over
   // the artifact compiled for it; `active` ran last.
   std::vector<std::vector<uint8_t>> hostInputs;
+  std::vector<std::vector<int64_t>> hostDims;
   std::map<std::vector<uint8_t>, kiln_session *> specialized;
   kiln_session *active = nullptr;
   kiln_session_options options{};
@@ -295,6 +296,7 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
       s->statsPath = options->stats_path ? options->stats_path : "";
     }
     s->hostInputs.resize(a.inputs.size());
+    s->hostDims.resize(a.inputs.size());
     *session = s;
     return KILN_OK;
   }
@@ -389,17 +391,25 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
                         (names.empty() ? "none" : names) + ")");
   }
   const Tensor &t = a.inputs[index];
+  // A dim of -1: the run decides (the artifact compiles for each shape).
   bool same = dtype == t.dtype && rank == t.dims.size() &&
-              std::equal(t.dims.begin(), t.dims.end(), dims);
+              std::equal(t.dims.begin(), t.dims.end(), dims,
+                         [](int64_t want, int64_t got) { return want == -1 ? got >= 0 : want == got; });
   if (!same)
     return setError(KILN_ERROR_INVALID_ARGUMENT,
                     "input '" + t.name + "': expected " +
                         formatType(t.dtype, t.dims.data(), t.dims.size()) +
                         ", got " + formatType(dtype, dims, rank));
-  if (bytes != t.bytes || (bytes && !data))
+  uint64_t want = t.bytes;
+  if (std::find(t.dims.begin(), t.dims.end(), -1) != t.dims.end()) {
+    want = kiln_dtype_size(t.dtype);
+    for (uint32_t k = 0; k < rank; ++k)
+      want *= static_cast<uint64_t>(dims[k]);
+  }
+  if (bytes != want || (bytes && !data))
     return setError(KILN_ERROR_INVALID_ARGUMENT,
                     "input '" + t.name + "': expected " +
-                        std::to_string(t.bytes) + " bytes of data, got " +
+                        std::to_string(want) + " bytes of data, got " +
                         std::to_string(data ? bytes : 0));
   // Kernels load 4- and 2-bit elements assuming the bits above them are zero
   // (as LLVM stores them); anything else would read as a wrong value.
@@ -422,6 +432,7 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
   if (session->specializes()) {
     auto *p = static_cast<const uint8_t *>(data);
     session->hostInputs[index].assign(p, p + bytes);
+    session->hostDims[index].assign(dims, dims + rank);
     session->active = nullptr;
     return KILN_OK;
   }
@@ -438,30 +449,26 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
 namespace {
 
 /// Runs a session over an artifact that specializes on inputs: finds or
-/// compiles the artifact for this run's values, gives it the other inputs
-/// and runs it.
+/// compiles the artifact for this run's values and shapes, gives it the
+/// other inputs and runs it.
 kiln_status runSpecialized(kiln_session &s) {
   const kiln_artifact &a = *s.artifact;
-  std::vector<const std::vector<uint8_t> *> values;
   std::vector<uint8_t> key;
-  for (uint32_t i : a.specializeOn) { // each of a fixed size
-    const std::vector<uint8_t> &v = s.hostInputs[i];
-    values.push_back(&v);
-    key.insert(key.end(), v.begin(), v.end());
+  for (const kiln_artifact::Specialization &sp : a.specializeOn) {
+    const std::vector<int64_t> &d = s.hostDims[sp.input];
+    auto *dp = reinterpret_cast<const uint8_t *>(d.data());
+    key.insert(key.end(), dp, dp + d.size() * sizeof(int64_t));
+    if (sp.kinds & KILN_ART_SPECIALIZE_VALUE)
+      key.insert(key.end(), s.hostInputs[sp.input].begin(), s.hostInputs[sp.input].end());
   }
-  auto describe = [&] {
-    std::string d;
-    for (size_t k = 0; k < values.size(); ++k)
-      d += (k ? ", '" : "'") + a.inputs[a.specializeOn[k]].name + "' " +
-           describeValue(a.inputs[a.specializeOn[k]], *values[k]);
-    return d;
-  };
   kiln_session *&inner = s.specialized[key];
   if (!inner) {
     std::string path;
-    if (kiln_status st = compileForValues(a, values, path); st != KILN_OK) {
+    if (kiln_status st = compileFor(a, s.hostInputs, s.hostDims, path); st != KILN_OK) {
       s.specialized.erase(key);
-      return setError(st, "compiling the model for input " + describe() + ": " + lastError);
+      return setError(st, "compiling the model for input " +
+                              describeSpecialization(a, s.hostInputs, s.hostDims) + ": " +
+                              lastError);
     }
     kiln_artifact *compiled = nullptr;
     if (kiln_status st = kiln_artifact_open(path.c_str(), &compiled); st != KILN_OK) {
@@ -478,17 +485,20 @@ kiln_status runSpecialized(kiln_session &s) {
       return st;
     }
   }
-  // The compiled artifact has the other inputs (the bound ones are gone).
+  // The compiled artifact has the inputs that were not bound to a value.
   for (size_t i = 0; i < a.inputs.size(); ++i) {
-    if (std::find(a.specializeOn.begin(), a.specializeOn.end(), i) != a.specializeOn.end())
+    if (kiln_artifact_input_specializes(&a, i) & KILN_ART_SPECIALIZE_VALUE)
       continue;
     const Tensor &t = a.inputs[i];
     const std::vector<uint8_t> &v = s.hostInputs[i];
+    const std::vector<int64_t> &d = s.hostDims[i];
     if (kiln_status st = kiln_session_set_input(inner, t.name.c_str(), t.dtype,
-                                                static_cast<uint32_t>(t.dims.size()),
-                                                t.dims.data(), v.data(), v.size());
+                                                static_cast<uint32_t>(d.size()), d.data(),
+                                                v.data(), v.size());
         st != KILN_OK)
-      return setError(st, "the model compiled for input " + describe() + ": " + lastError);
+      return setError(st, "the model compiled for input " +
+                              describeSpecialization(a, s.hostInputs, s.hostDims) + ": " +
+                              lastError);
   }
   if (kiln_status st = kiln_session_run(inner); st != KILN_OK)
     return st;

@@ -131,9 +131,12 @@ int runCompiler(const std::vector<std::string> &argv, const std::string &log) {
 
 } // namespace
 
-/// A short rendering of an input's value for messages: "i64[2]=[0, 2]".
-std::string kiln::rt::describeValue(const Tensor &t, const std::vector<uint8_t> &bytes) {
-  std::string s = formatType(t.dtype, t.dims.data(), t.dims.size()) + "=[";
+namespace {
+
+/// "i64[2]=[0, 2]": a value in messages.
+std::string describeValue(const Tensor &t, const std::vector<int64_t> &dims,
+                          const std::vector<uint8_t> &bytes) {
+  std::string s = formatType(t.dtype, dims.data(), dims.size()) + "=[";
   size_t elem = kiln_dtype_size(t.dtype), n = elem ? bytes.size() / elem : 0;
   for (size_t i = 0; i < n && i < 8; ++i) {
     const uint8_t *p = bytes.data() + i * elem;
@@ -157,15 +160,33 @@ std::string kiln::rt::describeValue(const Tensor &t, const std::vector<uint8_t> 
   return s + (n > 8 ? ", ...]" : "]");
 }
 
-kiln_status kiln::rt::compileForValues(const kiln_artifact &a,
-                                       const std::vector<const std::vector<uint8_t> *> &values,
-                                       std::string &path) {
+} // namespace
+
+std::string kiln::rt::describeSpecialization(const kiln_artifact &a,
+                                             const std::vector<std::vector<uint8_t>> &inputs,
+                                             const std::vector<std::vector<int64_t>> &dims) {
+  std::string d;
+  for (const kiln_artifact::Specialization &sp : a.specializeOn) {
+    const Tensor &t = a.inputs[sp.input];
+    const std::vector<int64_t> &shape = dims[sp.input];
+    d += (d.empty() ? "'" : ", '") + t.name + "' " +
+         (sp.kinds & KILN_ART_SPECIALIZE_VALUE
+              ? describeValue(t, shape, inputs[sp.input])
+              : formatType(t.dtype, shape.data(), shape.size()));
+  }
+  return d;
+}
+
+kiln_status kiln::rt::compileFor(const kiln_artifact &a,
+                                 const std::vector<std::vector<uint8_t>> &inputs,
+                                 const std::vector<std::vector<int64_t>> &dims,
+                                 std::string &path) {
   std::string dir;
   if (kiln_status st = cacheDir(dir); st != KILN_OK)
     return st;
   // The key: the generic artifact's checksum (the model and the command
-  // line), the compiler (a rebuilt one may compile differently) and the
-  // values, each of its input's fixed size.
+  // line), the compiler (a rebuilt one may compile differently), and each
+  // specializing input's shape and, where it decides, value.
   uint64_t sum;
   std::memcpy(&sum, static_cast<const uint8_t *>(a.map) + offsetof(kiln_art_header, checksum),
               sizeof(sum));
@@ -177,8 +198,13 @@ kiln_status kiln::rt::compileForValues(const kiln_artifact &a,
                       static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
   key = kiln_art_fnv1a(key, compiler.data(), compiler.size());
   key = kiln_art_fnv1a(key, stamp, sizeof(stamp));
-  for (const std::vector<uint8_t> *v : values)
-    key = kiln_art_fnv1a(key, v->data(), v->size());
+  for (const kiln_artifact::Specialization &sp : a.specializeOn) {
+    uint64_t rank = dims[sp.input].size();
+    key = kiln_art_fnv1a(key, &rank, sizeof(rank));
+    key = kiln_art_fnv1a(key, dims[sp.input].data(), rank * sizeof(int64_t));
+    if (sp.kinds & KILN_ART_SPECIALIZE_VALUE)
+      key = kiln_art_fnv1a(key, inputs[sp.input].data(), inputs[sp.input].size());
+  }
   std::string base = dir + "/" + hex(key);
   path = base + ".kiln";
   if (::access(path.c_str(), R_OK) == 0)
@@ -189,13 +215,22 @@ kiln_status kiln::rt::compileForValues(const kiln_artifact &a,
     return setError(KILN_ERROR_IO, "writing the model to compile: " + err);
   std::vector<std::string> argv{compiler, model};
   argv.insert(argv.end(), a.sourceArgs.begin(), a.sourceArgs.end());
-  for (size_t k = 0; k < values.size(); ++k) {
-    const Tensor &t = a.inputs[a.specializeOn[k]];
-    npy::Array arr{t.dtype, t.dims, *values[k]};
-    std::string pb = base + "." + std::to_string(k) + ".pb";
-    if (std::string err = tensor_proto::write(pb, arr, t.name); !err.empty())
-      return setError(KILN_ERROR_IO, "writing the value of input '" + t.name + "': " + err);
-    argv.push_back("--input-value=" + t.name + "=@" + pb);
+  for (const kiln_artifact::Specialization &sp : a.specializeOn) {
+    const Tensor &t = a.inputs[sp.input];
+    const std::vector<int64_t> &shape = dims[sp.input];
+    if (sp.kinds & KILN_ART_SPECIALIZE_SHAPE) {
+      std::string spec;
+      for (int64_t d : shape)
+        spec += (spec.empty() ? "" : "x") + std::to_string(d);
+      argv.push_back("--input-shape=" + t.name + "=" + (spec.empty() ? "scalar" : spec));
+    }
+    if (sp.kinds & KILN_ART_SPECIALIZE_VALUE) {
+      npy::Array arr{t.dtype, shape, inputs[sp.input]};
+      std::string pb = base + "." + std::to_string(sp.input) + ".pb";
+      if (std::string err = tensor_proto::write(pb, arr, t.name); !err.empty())
+        return setError(KILN_ERROR_IO, "writing the value of input '" + t.name + "': " + err);
+      argv.push_back("--input-value=" + t.name + "=@" + pb);
+    }
   }
   // Written under a name of this compile's own (sessions in other threads
   // and processes may be compiling the same values): a failed or concurrent

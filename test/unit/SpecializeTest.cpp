@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 #include "TestUtil.h"
 
+#include "kiln/artifact_format.h"
 #include "kiln/runtime.h"
 
 #include <algorithm>
@@ -22,19 +23,20 @@ namespace {
 
 constexpr int64_t kN = 32;
 
-/// The vadd inputs plus "k", an i64[2] the model is compiled for.
+/// The vadd inputs plus "k", an i64[2] whose value the model is compiled
+/// for; "a" has a symbolic dim, so its shape is compiled for too.
 std::string writeSpecializing(const std::string &path) {
   artifact::Module m;
   m.producer = "kiln-tests";
   m.name = "vadd_mul";
   uint64_t bytes = kN * 4;
-  m.buffers = {{artifact::BufferKind::Input, bytes, nullptr},
+  m.buffers = {{artifact::BufferKind::Input, 0, nullptr},
                {artifact::BufferKind::Input, 16, nullptr},
                {artifact::BufferKind::Input, bytes, nullptr}};
-  m.inputs = {{"a", artifact::DType::F32, {kN}, 0},
+  m.inputs = {{"a", artifact::DType::F32, {-1}, 0},
               {"k", artifact::DType::I64, {2}, 1},
               {"b", artifact::DType::F32, {kN}, 2}};
-  m.specializeOn = {1};
+  m.specializeOn = {{0, KILN_ART_SPECIALIZE_SHAPE}, {1, KILN_ART_SPECIALIZE_VALUE}};
   m.source.targets = {"cpu"};
   m.source.args = {"--target=cpu"};
   m.source.modelName = "model.onnx";
@@ -88,8 +90,13 @@ TEST_F(Fixture, CompilesOncePerValue) {
   ASSERT_EQ(kiln_artifact_open(writeSpecializing(dir + "/m.kiln").c_str(), &art), KILN_OK)
       << kiln_last_error();
   EXPECT_EQ(kiln_artifact_output_count(art), 0u);
-  EXPECT_FALSE(kiln_artifact_input_specializes(art, 0));
-  EXPECT_TRUE(kiln_artifact_input_specializes(art, 1));
+  EXPECT_EQ(kiln_artifact_input_specializes(art, 0), KILN_SPECIALIZE_SHAPE);
+  EXPECT_EQ(kiln_artifact_input_specializes(art, 1), KILN_SPECIALIZE_VALUE);
+  EXPECT_EQ(kiln_artifact_input_specializes(art, 2), 0);
+  kiln_tensor_info in;
+  ASSERT_EQ(kiln_artifact_input_info(art, 0, &in), KILN_OK);
+  ASSERT_EQ(in.rank, 1u);
+  EXPECT_EQ(in.dims[0], -1);
   kiln_session *s = nullptr;
   ASSERT_EQ(kiln_session_create(art, nullptr, nullptr, &s), KILN_OK) << kiln_last_error();
   EXPECT_STREQ(kiln_session_device(s), "cpu:0");
@@ -117,7 +124,7 @@ TEST_F(Fixture, CompilesOncePerValue) {
   EXPECT_EQ(calls(), 2);
   std::vector<uint8_t> calls_ = readFile(log);
   std::string args(calls_.begin(), calls_.end());
-  EXPECT_THAT(args, HasSubstr("--target=cpu --input-value=k=@" + cache + "/"));
+  EXPECT_THAT(args, HasSubstr("--target=cpu --input-shape=a=32 --input-value=k=@" + cache + "/"));
   kiln_session_release(s);
 
   // Another session (or process) finds the compiled artifacts in the cache.
@@ -144,8 +151,8 @@ TEST_F(Fixture, CompilerFailureNamesTheValue) {
   EXPECT_EQ(kiln_session_run(s), KILN_ERROR_INVALID_ARGUMENT);
   std::string msg = kiln_last_error();
   // The model is named as the user gave it, not the cache's copy.
-  EXPECT_THAT(msg, HasSubstr("compiling the model for input 'k' i64[2]=[7, -1]: model.onnx: "
-                             "node 'r' (Reshape, opset 13): bad shape"));
+  EXPECT_THAT(msg, HasSubstr("compiling the model for input 'a' f32[32], 'k' i64[2]=[7, -1]: "
+                             "model.onnx: node 'r' (Reshape, opset 13): bad shape"));
   EXPECT_EQ(kiln_session_output_count(s), 0u);
   // A wrongly shaped input is refused before anything is compiled.
   int64_t three = 3;
@@ -153,17 +160,28 @@ TEST_F(Fixture, CompilerFailureNamesTheValue) {
   EXPECT_EQ(kiln_session_set_input(s, "k", KILN_DTYPE_I64, 1, &three, k3.data(), 24),
             KILN_ERROR_INVALID_ARGUMENT);
   EXPECT_THAT(kiln_last_error(), HasSubstr("expected i64[2], got i64[3]"));
+  // Any extent where the signature says -1, but not another rank.
+  int64_t twoByTwo[2] = {2, 2};
+  EXPECT_EQ(kiln_session_set_input(s, "a", KILN_DTYPE_F32, 2, twoByTwo, a.data(), 16),
+            KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("expected f32[-1], got f32[2,2]"));
+  int64_t five = 5;
+  EXPECT_EQ(kiln_session_set_input(s, "a", KILN_DTYPE_F32, 1, &five, a.data(), 20), KILN_OK);
   kiln_session_release(s);
   kiln_artifact_release(art);
 }
 
 TEST(Specialize, WriterRequiresSourceAndNoCode) {
   VaddModule m(16);
-  m.module.specializeOn = {0};
+  m.module.specializeOn = {{0, KILN_ART_SPECIALIZE_VALUE}};
   std::string path = tempPath(".kiln");
   EXPECT_THAT(artifact::writeArtifact(m.module, path), HasSubstr("holds its source and no code"));
-  m.module.specializeOn = {5};
-  EXPECT_THAT(artifact::writeArtifact(m.module, path), HasSubstr("input 5, which does not exist"));
+  m.module.specializeOn = {{5, KILN_ART_SPECIALIZE_VALUE}};
+  EXPECT_THAT(artifact::writeArtifact(m.module, path), HasSubstr("input 5 (kinds 1), which does not exist"));
+  // A dim of -1 only where the input's shape specializes.
+  VaddModule dyn(16);
+  dyn.module.inputs[0].shape = {-1};
+  EXPECT_THAT(artifact::writeArtifact(dyn.module, path), HasSubstr("input 'a' has a dynamic dim"));
 }
 
 } // namespace

@@ -1,5 +1,6 @@
 //===- kiln-compile.cpp - ONNX model -> .kiln artifact --------------------===//
 #include "kiln/Artifact/ArtifactWriter.h"
+#include "kiln/artifact_format.h"
 #include "kiln/Import/OnnxImporter.h"
 #include "kiln/Pipeline/Pipeline.h"
 
@@ -157,10 +158,11 @@ static std::vector<std::string> recompileArgs(int argc, char **argv) {
 
 constexpr uint64_t kMaxSpecializedElements = 4096;
 
-/// Writes an artifact for a model whose graph inputs `needed.inputs`
-/// decide what gets compiled: its signature, the model and how to compile
-/// it, and no code. The runtime compiles it for the values of each run.
-static int writeSpecializable(const kiln::InputValuesNeeded &needed,
+/// Writes an artifact for a model whose graph inputs `needed.valueInputs`
+/// (their values) and `needed.shapeInputs` (their symbolic dims) decide what
+/// gets compiled: its signature, the model and how to compile it, and no
+/// code. The runtime compiles it for the values and shapes of each run.
+static int writeSpecializable(const kiln::SpecializationNeeded &needed,
                               ArrayRef<std::string> targetNames,
                               std::vector<std::string> args, const std::string &outPath) {
   namespace art = kiln::artifact;
@@ -172,20 +174,26 @@ static int writeSpecializable(const kiln::InputValuesNeeded &needed,
     if (!bytes)
       return fail(needed.message);
     for (int64_t d : in.shape)
-      numel *= d;
+      numel *= std::max<int64_t>(d, 0); // a buffer only for fixed shapes
     bytes *= numel;
-    // A compile per value is for shape-like inputs, not for data.
-    if (numel > kMaxSpecializedElements && llvm::is_contained(needed.inputs, in.name))
-      return fail(needed.message + " (it comes from input '" + in.name + "', " +
-                  Twine(numel) + " elements: too large to compile for each of its values)");
+    uint32_t kinds = 0;
+    if (llvm::is_contained(needed.valueInputs, in.name)) {
+      kinds |= KILN_ART_SPECIALIZE_VALUE;
+      // A compile per value is for shape-like inputs, not for data.
+      if (numel > kMaxSpecializedElements)
+        return fail(needed.message + " (it comes from input '" + in.name + "', " +
+                    Twine(numel) + " elements: too large to compile for each of its values)");
+    }
+    if (llvm::is_contained(needed.shapeInputs, in.name))
+      kinds |= KILN_ART_SPECIALIZE_SHAPE;
     m.buffers.push_back({art::BufferKind::Input, bytes, nullptr});
     art::TensorDesc t;
     t.name = in.name;
     t.dtype = static_cast<art::DType>(in.onnxType);
     t.shape.assign(in.shape.begin(), in.shape.end());
     t.buffer = m.buffers.size() - 1;
-    if (llvm::is_contained(needed.inputs, in.name))
-      m.specializeOn.push_back(m.inputs.size());
+    if (kinds)
+      m.specializeOn.push_back({static_cast<uint32_t>(m.inputs.size()), kinds});
     m.inputs.push_back(std::move(t));
   }
   auto model = MemoryBuffer::getFile(inputPath, /*IsText=*/false,
@@ -199,13 +207,21 @@ static int writeSpecializable(const kiln::InputValuesNeeded &needed,
   std::string err = kiln::artifact::writeArtifact(m, outPath);
   if (!err.empty())
     return fail(err);
-  std::string names;
-  for (const std::string &n : needed.inputs)
-    names += (names.empty() ? "'" : ", '") + n + "'";
+  auto names = [](ArrayRef<std::string> list) {
+    std::string s;
+    for (const std::string &n : list)
+      s += (s.empty() ? "'" : ", '") + n + "'";
+    return s;
+  };
+  std::string what = needed.shapeInputs.empty()
+                         ? "value of " + names(needed.valueInputs)
+                         : "shape of " + names(needed.shapeInputs);
   errs() << "kiln-compile: note: " << needed.message << "\n"
-         << "kiln-compile: note: wrote " << outPath
-         << ", which the runtime compiles for each value of " << names
-         << " it is run with; bind them with --input-value to compile now\n";
+         << "kiln-compile: note: wrote " << outPath << ", which the runtime compiles for each "
+         << what << " it is run with; "
+         << (needed.shapeInputs.empty() ? "bind them with --input-value"
+                                        : "pin them with --input-shape")
+         << " to compile now\n";
   return 0;
 }
 
@@ -301,22 +317,23 @@ int main(int argc, char **argv) {
                                     .str();
 
   if (!imported) {
-    std::unique_ptr<kiln::InputValuesNeeded> needed;
+    std::unique_ptr<kiln::SpecializationNeeded> needed;
     Error e = handleErrors(imported.takeError(),
-                           [&](std::unique_ptr<kiln::InputValuesNeeded> n) {
+                           [&](std::unique_ptr<kiln::SpecializationNeeded> n) {
                              needed = std::move(n);
                            });
     if (e)
       return fail(toString(std::move(e)));
-    std::string names;
-    for (const std::string &n : needed->inputs)
-      names += (names.empty() ? "" : " ") + ("--input-value=" + n + "=...");
+    // (The importer's message already says how to pin a symbolic dim.)
+    std::string hint;
+    for (const std::string &n : needed->valueInputs)
+      hint += (hint.empty() ? " (bind it: " : " ") + ("--input-value=" + n + "=...");
+    hint += hint.empty() ? "" : ")";
     if (emit != Emit::Artifact || !specializeAtRun)
-      return fail(needed->message + " (bind it: " + names + ")");
+      return fail(needed->message + hint);
     if (needed->externalData)
       return fail(needed->message + " (the model has external data, so the artifact cannot "
-                                    "carry it for compiling at run time; bind it: " +
-                  names + ")");
+                                    "carry it for compiling at run time)" + hint);
     step("inputs decide shapes: writing an artifact that compiles at run time");
     // The drivers the compiled artifact's executables will be for.
     std::vector<std::string> targetNames;

@@ -51,11 +51,13 @@ options:
                      i1 (bool). Give every input or none; with none, inputs
                      are random (floats uniform in [-1,1), integers in
                      [0,10), booleans 0/1), seeded by --seed. Inputs that
-                     decide shapes (an artifact kiln-compile wrote without
-                     their --input-value) are never random: the model is
-                     compiled for the values given, on the first run with
-                     each (kiln-compile from $KILN_COMPILE or beside the
-                     runtime; cached in $KILN_CACHE_DIR, ~/.cache/kiln)
+                     decide what is compiled (kiln-compile wrote the
+                     artifact without their --input-value, or without
+                     --input-shape for their symbolic dims) are never
+                     random: the model is compiled for the values and
+                     shapes given, on the first run with each (kiln-compile
+                     from $KILN_COMPILE or beside the runtime; cached in
+                     $KILN_CACHE_DIR, else ~/.cache/kiln)
   --output=@FILE.npy write the next output (in output order) to FILE.npy;
                      repeat for several. A FILE.pb is written as an ONNX
                      TensorProto instead (named like the output; the only
@@ -745,9 +747,10 @@ void run(const Options &o) {
   if (o.inputs.empty() && !specializing.empty())
     error((nSpecializing > 1 ? "inputs " + specializing + " decide" : "input " + specializing +
                                                                       " decides") +
-          " the model's shapes, so it cannot run on random inputs: give every input with "
-          "--input (or bind " + (nSpecializing > 1 ? "those" : "it") +
-          " with kiln-compile --input-value)");
+          " what is compiled (by value, or by a shape with symbolic dims), so the model "
+          "cannot run on random inputs: give every input with --input (or bind or pin " +
+          (nSpecializing > 1 ? "those" : "it") +
+          " with kiln-compile --input-value / --input-shape)");
 
   // Utilization is read back from the stats file, so ask for one whenever
   // a profile is wanted; removing stale files tells "not written" apart.

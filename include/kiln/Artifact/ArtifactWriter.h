@@ -101,10 +101,14 @@ struct Module {
   std::vector<Executable> executables;
   /// Run in order; each may read buffers written by earlier ones.
   std::vector<Dispatch> dispatches;
-  /// Indices into `inputs` whose values decide what gets compiled (they
-  /// feed shapes). A module with any holds no code, only its inputs and
-  /// `source`: the runtime compiles it for the values of each run.
-  std::vector<uint32_t> specializeOn;
+  /// Inputs whose values (they feed shapes) or shapes (dims of -1 in
+  /// `inputs`) decide what gets compiled. A module with any holds no code,
+  /// only its inputs and `source`: the runtime compiles it for each run's.
+  struct Specialization {
+    uint32_t input = 0; // index into `inputs`
+    uint32_t kinds = 0; // KILN_ART_SPECIALIZE_VALUE | _SHAPE
+  };
+  std::vector<Specialization> specializeOn;
   Source source;
 };
 

@@ -48,22 +48,25 @@ llvm::Error parseInputValue(llvm::StringRef spec, ImportOptions &options);
 /// malformed text.
 llvm::Error parseInputShape(llvm::StringRef spec, ImportOptions &options);
 
-/// The import failed because a node needs, at compile time, values that come
-/// from graph inputs (Reshape's shape, Reduce* axes, a Loop's trip count...).
-/// Binding `inputs` (ImportOptions::inputValues) may let it through; more
-/// inputs may be needed after that, one failing node at a time.
-class InputValuesNeeded : public llvm::ErrorInfo<InputValuesNeeded> {
+/// The import failed for want of what only a run knows: graph inputs with
+/// symbolic dimensions (ImportOptions::inputShapes pins them), or a node
+/// that needs, at compile time, values that come from graph inputs
+/// (Reshape's shape, Reduce* axes, a Loop's trip count...; inputValues binds
+/// them). Giving them may let it through; more may be needed after that:
+/// values once shapes are known, and one failing node at a time.
+class SpecializationNeeded : public llvm::ErrorInfo<SpecializationNeeded> {
 public:
   static char ID;
   struct Input {
     std::string name;
     int onnxType;                     // TensorProto.DataType
-    llvm::SmallVector<int64_t> shape; // static
+    llvm::SmallVector<int64_t> shape; // -1 for a symbolic dimension
   };
-  std::string message;               // the importer's error, naming the node
-  llvm::SmallVector<std::string> inputs; // graph inputs to bind, graph order
-  std::vector<Input> signature;      // every (flattened) graph input
-  bool externalData = false;         // the model reads external data files
+  std::string message;                        // the importer's error
+  llvm::SmallVector<std::string> valueInputs; // to bind, in graph order
+  llvm::SmallVector<std::string> shapeInputs; // to pin, in signature order
+  std::vector<Input> signature;               // every (flattened) graph input
+  bool externalData = false;                  // the model reads external data files
 
   void log(llvm::raw_ostream &os) const override { os << message; }
   std::error_code convertToErrorCode() const override {
@@ -72,8 +75,8 @@ public:
 };
 
 /// Imports the model at `path`. Errors name the file, and for node-level
-/// problems the node, its op type and the opset in use; an
-/// InputValuesNeeded when graph inputs must be bound first.
+/// problems the node, its op type and the opset in use; a
+/// SpecializationNeeded when graph inputs must be bound or pinned first.
 llvm::Expected<mlir::OwningOpRef<mlir::ModuleOp>>
 importOnnxFile(mlir::MLIRContext &context, llvm::StringRef path,
                const ImportOptions &options);

@@ -51,6 +51,12 @@ typedef struct kiln_art_section {
   uint64_t size;
 } kiln_art_section;
 
+/* What of a specializing input decides the code (bits of its record). */
+enum {
+  KILN_ART_SPECIALIZE_VALUE = 1, /* its value (a shape input) */
+  KILN_ART_SPECIALIZE_SHAPE = 2  /* its shape: dims of -1 in the signature */
+};
+
 /* Values of the buffer kind field in the meta section. */
 enum {
   KILN_ART_BUFFER_INPUT = 0,

@@ -132,15 +132,19 @@ KILN_API size_t kiln_artifact_output_count(const kiln_artifact *artifact);
 KILN_API kiln_status kiln_artifact_input_info(const kiln_artifact *artifact,
                                               size_t index,
                                               kiln_tensor_info *info);
-/* Nonzero when input `index` decides what gets compiled: a graph input that
- * feeds a shape or control flow (Reshape's shape, Reduce* axes, Slice starts,
- * a Loop's trip count) that kiln-compile was not given with --input-value.
- * Such an artifact holds the model instead of code and has no outputs until
- * a session runs it: each run with a new value of these inputs compiles the
- * model for that value by starting kiln-compile ($KILN_COMPILE, else the one
- * installed beside this library, else from PATH) and keeps the result in a
- * cache directory ($KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else
- * ~/.cache/kiln); runs with a value seen before reuse it. */
+/* What of input `index` decides what gets compiled, as bits (0: nothing):
+ * KILN_SPECIALIZE_VALUE for a graph input that feeds a shape or control flow
+ * (Reshape's shape, Reduce* axes, Slice starts, a Loop's trip count) that
+ * kiln-compile was not given with --input-value; KILN_SPECIALIZE_SHAPE for
+ * one with symbolic dimensions not pinned with --input-shape (they are -1 in
+ * its info, and a run may give any extent there). Such an artifact holds the
+ * model instead of code and has no outputs until a session runs it: each run
+ * with new values or shapes of these inputs compiles the model for them by
+ * starting kiln-compile ($KILN_COMPILE, else the one installed beside this
+ * library, else from PATH) and keeps the result in a cache directory
+ * ($KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln); runs
+ * with values and shapes seen before reuse it. */
+enum { KILN_SPECIALIZE_VALUE = 1, KILN_SPECIALIZE_SHAPE = 2 };
 KILN_API int kiln_artifact_input_specializes(const kiln_artifact *artifact,
                                              size_t index);
 /* For an output with a data-dependent shape, each such dim is its upper
@@ -174,8 +178,9 @@ KILN_API void kiln_session_release(kiln_session *session);
 KILN_API const char *kiln_session_device(const kiln_session *session);
 
 /* Copies `bytes` bytes from `data` (caller-owned, only read during the call)
- * into input `name`. dtype, rank and dims must match the input exactly and
- * `bytes` must equal the tensor size. Inputs keep their value across runs. */
+ * into input `name`. dtype, rank and dims must match the input exactly (any
+ * extent where its info says -1) and `bytes` must equal the tensor size.
+ * Inputs keep their value across runs. */
 KILN_API kiln_status kiln_session_set_input(kiln_session *session,
                                             const char *name, kiln_dtype dtype,
                                             uint32_t rank, const int64_t *dims,
