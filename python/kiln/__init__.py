@@ -29,7 +29,10 @@ def compile(model, out_path=None, input_shapes=None, target="cpu",  # noqa: A001
             extra_args=(), timeout=300):
     """Compiles `model` (a path, an onnx.ModelProto or serialized bytes) into a .kiln file.
 
-    input_shapes: {input name: shape sequence} pinning symbolic dims.
+    input_shapes: {input name: shape sequence} pinning symbolic dims. Inputs
+    left with symbolic dims, and graph inputs whose values decide shapes
+    (Reshape's shape, Reduce* axes...), make an artifact that the runtime
+    compiles for each run's shapes and values (Artifact.specializes_on).
     Returns the artifact path. Raises CompileError with kiln-compile's stderr.
     """
     tmp = None
