@@ -727,10 +727,12 @@ LogicalResult Importer::importGraph() {
   SmallVector<Type> argTypes;
   for (const FlatValue &arg : args) {
     argTypes.push_back(arg.mlirType);
+    auto type = cast<RankedTensorType>(arg.mlirType);
     SmallVector<int64_t> shape;
-    for (int64_t d : cast<RankedTensorType>(arg.mlirType).getShape())
+    for (int64_t d : type.getShape())
       shape.push_back(ShapedType::isDynamic(d) ? -1 : d);
-    signature.push_back({arg.external, arg.type->tensor_type().elem_type(), shape});
+    signature.push_back({arg.external, arg.type->tensor_type().elem_type(),
+                         (type.getElementType().getIntOrFloatBitWidth() + 7) / 8, shape});
   }
   if (!symbolicInputs.empty()) {
     needsShapes = true;

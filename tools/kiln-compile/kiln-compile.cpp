@@ -95,9 +95,10 @@ static cl::opt<int64_t> maxWorkgroups(
 static cl::opt<bool> specializeAtRun(
     "specialize-at-run",
     cl::desc("When graph inputs decide shapes or control flow (Reshape's shape, Reduce* axes, "
-             "Slice starts, a Loop's trip count...) and no --input-value binds them, write an "
-             "artifact holding the model that the runtime compiles for the values of each run "
-             "(default: true; false makes it an error)"),
+             "Slice starts, a Loop's trip count...) and no --input-value binds them, or have "
+             "symbolic dims that no --input-shape pins, write an artifact holding the model "
+             "that the runtime compiles for the values and shapes of each run (default: true; "
+             "false makes it an error)"),
     cl::init(true), cl::cat(category));
 static cl::opt<bool> verbose("v", cl::desc("Print each stage as it runs, with timings"),
                              cl::cat(category));
@@ -105,18 +106,6 @@ static cl::opt<bool> verbose("v", cl::desc("Print each stage as it runs, with ti
 static int fail(const Twine &msg) {
   errs() << "kiln-compile: error: " << msg << "\n";
   return 1;
-}
-
-/// Bytes per element of ONNX TensorProto.DataType `t` in the runtime's
-/// buffers (small types take a byte), or 0 for types it has no buffers for.
-static uint64_t elementBytes(int t) {
-  switch (t) {
-  case 2: case 3: case 9: return 1;            // u8 i8 bool
-  case 4: case 5: case 10: case 16: return 2;  // u16 i16 f16 bf16
-  case 1: case 6: case 12: return 4;           // f32 i32 u32
-  case 7: case 11: case 13: return 8;          // i64 f64 u64
-  default: return t >= 17 && t <= 26 ? 1 : 0;  // float8, float4, int4, int2
-  }
 }
 
 /// The command line the runtime compiles the model with for each run's
@@ -170,9 +159,7 @@ static int writeSpecializable(const kiln::SpecializationNeeded &needed,
   m.producer = "kiln 0.1.0";
   m.name = sys::path::stem(inputPath).str();
   for (const auto &in : needed.signature) {
-    uint64_t bytes = elementBytes(in.onnxType), numel = 1;
-    if (!bytes)
-      return fail(needed.message);
+    uint64_t bytes = in.elementBytes, numel = 1;
     for (int64_t d : in.shape)
       numel *= std::max<int64_t>(d, 0); // a buffer only for fixed shapes
     bytes *= numel;

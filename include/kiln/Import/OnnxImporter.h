@@ -60,6 +60,7 @@ public:
   struct Input {
     std::string name;
     int onnxType;                     // TensorProto.DataType
+    unsigned elementBytes;            // in buffers (a byte for small types)
     llvm::SmallVector<int64_t> shape; // -1 for a symbolic dimension
   };
   std::string message;                        // the importer's error
