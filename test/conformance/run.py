@@ -364,7 +364,7 @@ def run_test(task):
     deadline = start + cfg["timeout"]
     info = {"suite": suite, "name": name, "op": None, "ops": [],
             "opset": None, "dtypes": [], "outcome": PASSED, "reason": "",
-            "bound": [], "specialized": []}
+            "bound": [], "specialized": [], "shaped": []}
     tmp = tempfile.mkdtemp(prefix="kiln-conf-", dir=cfg["tmp_root"])
     try:
         model_path = os.path.join(path, "model.onnx")
@@ -411,6 +411,10 @@ def run_test(task):
                     continue
                 if tensor_dims(vi) is not None or not os.path.exists(f):
                     continue
+                # Symbolic dims: the runtime compiles for each shape it is
+                # run with, unless the artifact must be complete up front.
+                if cfg["inputs"] == "run" and not cfg["compile_only"]:
+                    continue
                 dims = list(load_pb(f).dims)
                 pins.append("--input-shape=%s=%s" % (
                     vi.name, "x".join(map(str, dims)) if dims else "scalar"))
@@ -435,9 +439,10 @@ def run_test(task):
                                 deadline, "kiln-compile",
                                 lambda err: diagnose_compile(err, model_path))
                 # Inputs the artifact is compiled for at run time.
-                m = re.search(r"compiles for each value of (.*) it is run with", notes)
+                m = re.search(r"compiles for each (value|shape) of (.*) it is run with", notes)
                 if m:
-                    info["specialized"] = sorted(re.findall(r"'([^']*)'", m.group(1)))
+                    info["specialized" if m.group(1) == "value" else "shaped"] = \
+                        sorted(re.findall(r"'([^']*)'", m.group(2)))
                 artifacts[key] = art
             art = artifacts[key]
 
@@ -670,6 +675,10 @@ def report(results, suites):
         late = [r for r in rs if r["outcome"] == PASSED and r.get("specialized")]
         lines.append("of the passing tests, %d feed shape-deciding inputs at run "
                      "time, compiled for their values by the runtime" % len(late))
+        shaped = [r for r in rs if r["outcome"] == PASSED and r.get("shaped")]
+        if shaped:
+            lines.append("of the passing tests, %d have symbolic input dims, compiled "
+                         "for the run's shapes by the runtime" % len(shaped))
 
         lines.append("")
         lines.append("=== suite %s: by op type ===" % suite)
