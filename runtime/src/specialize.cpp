@@ -1,13 +1,15 @@
-//===- specialize.cpp - Compile an artifact for the values of a run -------===//
+//===- specialize.cpp - Compile an artifact for the inputs of a run -------===//
 //
 // Some graph inputs decide shapes or control flow (Reshape's shape, Reduce*
-// axes, Slice starts, a Loop's trip count). kiln-compile cannot compile such
-// a model until their values are known, so it writes an artifact holding the
-// model and its command line instead of code. A session over it compiles the
-// model for each distinct value of those inputs by running kiln-compile with
-// them bound (--input-value), once per value: results are kept in a cache
-// directory keyed by the artifact's checksum, the compiler binary and the
-// values. The runtime itself links no compiler; it starts one as a process.
+// axes, Slice starts, a Loop's trip count), and some have symbolic dims.
+// kiln-compile cannot compile such a model until their values or shapes are
+// known, so it writes an artifact holding the model and its command line
+// instead of code. A session over it compiles the model for each distinct
+// value and shape of those inputs by running kiln-compile with them bound
+// (--input-value) and pinned (--input-shape), once each: results are kept in
+// a cache directory keyed by the artifact's checksum, the compiler binary and
+// the inputs. The runtime itself links no compiler; it starts one as a
+// process.
 //
 //===----------------------------------------------------------------------===//
 #include "internal.h"
@@ -128,10 +130,6 @@ int runCompiler(const std::vector<std::string> &argv, const std::string &log) {
     return WEXITSTATUS(status);
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
-
-} // namespace
-
-namespace {
 
 /// "i64[2]=[0, 2]": a value in messages.
 std::string describeValue(const Tensor &t, const std::vector<int64_t> &dims,
