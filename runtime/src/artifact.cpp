@@ -288,7 +288,8 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
     if (!r.ok())
       break;
     const uint32_t known = KILN_ART_SPECIALIZE_VALUE | KILN_ART_SPECIALIZE_SHAPE;
-    if (sp.input >= a.inputs.size() || !sp.kinds || (sp.kinds & ~known))
+    if (sp.input >= a.inputs.size() || !sp.kinds || (sp.kinds & ~known) ||
+        kiln_artifact_input_specializes(&a, sp.input))
       return "specializing input record " + std::to_string(i) + " (input " +
              std::to_string(sp.input) + ", kinds " + std::to_string(sp.kinds) + ") is invalid";
     a.specializeOn.push_back(sp);
