@@ -315,13 +315,10 @@ static const onnx::GraphProto *graphAttr(Importer &im, StringRef name) {
 /// One element of compile-time input `i` (a condition, a count, a position),
 /// or an error saying why Kiln needs it at compile time.
 static FailureOr<int64_t> constScalar(Importer &im, unsigned i, StringRef what) {
-  auto c = im.constInput(i);
-  if (!c) {
-    im.noteRequired(i);
-    return im.fail("input '" + what + "' ('" + im.node->input(i) +
-                   "') must be known at compile time (Kiln resolves control flow "
-                   "and sequences while compiling)");
-  }
+  // (Kiln resolves control flow and sequences while compiling.)
+  auto c = im.requireConst(i, what);
+  if (failed(c))
+    return failure();
   auto h = HostTensor::fromAttr(*c);
   if (!h || h->numel() != 1)
     return im.fail("input '" + what + "' must hold exactly one element");

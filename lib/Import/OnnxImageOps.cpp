@@ -1226,13 +1226,12 @@ static LogicalResult handleWindow(Importer &im, double a0, double a1, double a2)
 /// its bin spacing of (high - low) / (num_mel_bins + 2) mels.
 static LogicalResult handleMelWeightMatrix(Importer &im) {
   auto scalar = [&](unsigned i, StringRef what) -> FailureOr<double> {
-    std::optional<DenseElementsAttr> c = im.constInput(i);
-    if (!c)
-      im.noteRequired(i);
-    std::optional<HostTensor> h = c ? HostTensor::fromAttr(*c) : std::nullopt;
+    auto c = im.requireConst(i, what);
+    if (failed(c))
+      return failure();
+    std::optional<HostTensor> h = HostTensor::fromAttr(*c);
     if (!h || h->numel() != 1)
-      return im.fail(what + " must be a compile-time constant scalar (bind it with "
-                            "kiln-compile --input-value)");
+      return im.fail(what + " must hold exactly one number");
     return h->get(0);
   };
   auto bins = scalar(0, "num_mel_bins"), dft = scalar(1, "dft_length"),

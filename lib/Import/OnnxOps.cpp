@@ -3458,13 +3458,12 @@ static LogicalResult handleEyeLike(Importer &im) {
 static LogicalResult handleOneHot(Importer &im) {
   Value idx = im.input(0), values = im.input(2);
   SmallVector<int64_t> is(im.shapeOf(idx));
-  auto dc = im.constInput(1);
-  if (!dc)
-    im.noteRequired(1);
-  auto dh = dc ? HostTensor::fromAttr(*dc) : std::nullopt;
+  auto dc = im.requireConst(1, "depth");
+  if (failed(dc))
+    return failure();
+  auto dh = HostTensor::fromAttr(*dc);
   if (!dh || dh->numel() != 1)
-    return im.fail("input 'depth' must be a one-element compile-time constant (or bound "
-                   "with --input-value)");
+    return im.fail("input 'depth' must hold exactly one number");
   int64_t depth = (int64_t)dh->get(0);
   if (im.shapeOf(values).size() != 1 || im.shapeOf(values)[0] != 2)
     return im.fail("values must be [off_value, on_value]");
