@@ -7,7 +7,7 @@ cd "$root"
 
 APT_PACKAGES=(
   cmake ninja-build g++ pkg-config python3-venv
-  llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22
+  llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22 libclang-rt-22-dev
   libprotobuf-dev protobuf-compiler libgtest-dev libfmt-dev
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev libffi-dev
   libamdhip64-dev libze-dev libze1 rocm-device-libs spirv-tools

@@ -41,6 +41,8 @@ void kiln::buildKernelPipeline(OpPassManager &pm, const KernelOptions &options) 
   tile.maxWorkgroups = options.maxWorkgroups;
   tile.minTileElements = options.minTileElements;
   tile.innermostFirst = options.innermostFirst;
+  tile.registerTileRows = options.registerTileRows;
+  tile.registerTileCols = options.registerTileCols;
   pm.addPass(kiln::createTileWorkgroups(tile));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(kiln::createBufferizeKernels());

@@ -14,6 +14,7 @@
 
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -123,8 +124,13 @@ llvm::Expected<std::string> emitMachineCode(llvm::Module &mod, llvm::TargetMachi
   return std::string(buf.begin(), buf.end());
 }
 
-/// Links one relocatable object into a shared object with ld.lld.
-llvm::Expected<std::vector<uint8_t>> linkSharedObject(llvm::StringRef object) {
+/// Links one relocatable object into a shared object with ld.lld. For the
+/// build machine's architecture, compiler-rt's builtins are linked in: LLVM
+/// calls them for conversions the target CPU lacks (`__truncsfbf2` below
+/// AVX512-BF16, `__extendhfsf2` below F16C), and the runtime that dlopens the
+/// kernels does not export them. Only the members the kernels use are pulled.
+llvm::Expected<std::vector<uint8_t>> linkSharedObject(llvm::StringRef object,
+                                                      const llvm::Triple &triple) {
   std::string lld = KILN_LD_LLD;
   if (const char *env = getenv("KILN_LD_LLD"))
     lld = env;
@@ -142,7 +148,10 @@ llvm::Expected<std::vector<uint8_t>> linkSharedObject(llvm::StringRef object) {
   llvm::SmallString<128> logPath;
   llvm::sys::fs::createTemporaryFile("kiln-lld", "log", logPath);
   std::optional<llvm::StringRef> redirects[] = {std::nullopt, logPath.str(), logPath.str()};
-  llvm::StringRef args[] = {lld, "-shared", "--hash-style=gnu", "-o", soPath, objPath};
+  llvm::SmallVector<llvm::StringRef> args = {lld, "-shared", "--hash-style=gnu", "-o", soPath,
+                                             objPath};
+  if (triple.getArch() == llvm::Triple(hostTriple()).getArch())
+    args.push_back(KILN_RT_BUILTINS);
   int rc = llvm::sys::ExecuteAndWait(lld, args, std::nullopt, redirects, 0, 0, &errMsg);
   auto log = llvm::MemoryBuffer::getFile(logPath);
   std::string logText = log ? (*log)->getBuffer().str() : "";
@@ -184,13 +193,25 @@ kiln::host::buildSharedObject(ModuleOp executable, const TargetOptions &options)
   auto obj = emitMachineCode(*lowered->mod, *lowered->tm, llvm::CodeGenFileType::ObjectFile);
   if (!obj)
     return obj.takeError();
-  auto so = linkSharedObject(*obj);
+  llvm::Triple triple = lowered->tm->getTargetTriple();
+  auto so = linkSharedObject(*obj, triple);
   if (!so)
     return so.takeError();
   artifact::Executable exe;
   exe.target = "cpu";
-  llvm::Triple triple = lowered->tm->getTargetTriple();
   exe.format = "elf-" + std::string(triple.getArchName()) + "-so";
   exe.image = std::move(*so);
   return exe;
+}
+
+llvm::Expected<unsigned> kiln::host::vectorRegisterBits(const TargetOptions &options) {
+  auto tm = makeTargetMachine(options);
+  if (!tm)
+    return tm.takeError();
+  const llvm::MCSubtargetInfo *sti = (*tm)->getMCSubtargetInfo();
+  if (!(*tm)->getTargetTriple().isX86())
+    return 128;
+  if (sti->checkFeatures("+avx512f"))
+    return 512;
+  return sti->checkFeatures("+avx") ? 256 : 128;
 }

@@ -1,5 +1,6 @@
 //===- TileWorkgroups.cpp - distribute a kernel over workgroups -----------===//
 #include "kiln/Transforms/Passes.h"
+#include "kiln/Transforms/RegisterTile.h"
 
 #include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
 #include "mlir/IR/PatternMatch.h"
@@ -16,10 +17,13 @@ namespace {
 
 /// Picks per-loop tile sizes (0 = untiled) for up to three parallel loops so
 /// the grid has about `target` workgroups, outermost loops first unless
-/// `innermostFirst`. Returns the grid in loop order, one count per tiled loop.
+/// `innermostFirst`. A tile is a multiple of its loop's `quantum` unless it
+/// covers the whole loop. Returns the grid in loop order, one count per tiled
+/// loop.
 SmallVector<int64_t> chooseTiles(ArrayRef<int64_t> ranges,
-                                 ArrayRef<utils::IteratorType> iters, int64_t target,
-                                 bool innermostFirst, SmallVectorImpl<int64_t> &tiles) {
+                                 ArrayRef<utils::IteratorType> iters, ArrayRef<int64_t> quantum,
+                                 int64_t target, bool innermostFirst,
+                                 SmallVectorImpl<int64_t> &tiles) {
   tiles.assign(ranges.size(), 0);
   SmallVector<int64_t> counts(ranges.size(), 0);
   int64_t want = target;
@@ -28,9 +32,13 @@ SmallVector<int64_t> chooseTiles(ArrayRef<int64_t> ranges,
     size_t i = innermostFirst ? ranges.size() - 1 - k : k;
     if (iters[i] != utils::IteratorType::parallel || ranges[i] <= 1)
       continue;
-    int64_t count = std::min(ranges[i], want);
-    int64_t tile = (ranges[i] + count - 1) / count;
+    int64_t q = quantum[i];
+    int64_t count = std::min((ranges[i] + q - 1) / q, want);
+    int64_t tile = llvm::alignTo((ranges[i] + count - 1) / count, q);
+    tile = std::min(tile, ranges[i]);
     count = (ranges[i] + tile - 1) / tile;
+    if (count <= 1)
+      continue;
     tiles[i] = tile;
     counts[i] = count;
     ++tiled;
@@ -90,9 +98,16 @@ struct TileWorkgroupsPass : kiln::impl::TileWorkgroupsBase<TileWorkgroupsPass> {
         parallelWork *= r;
     int64_t target = std::clamp<int64_t>(parallelWork / std::max<int64_t>(minTileElements, 1), 1,
                                          maxWorkgroups);
+    // Whole register tiles per workgroup (kiln/Transforms/RegisterTile.h).
+    SmallVector<int64_t> quantum(ranges.size(), 1);
+    if (auto rt = kiln::matchRegisterTileContraction(root)) {
+      quantum[rt->n] = std::max<int64_t>(registerTileCols, 1);
+      if (rt->m)
+        quantum[*rt->m] = std::max<int64_t>(registerTileRows, 1);
+    }
     SmallVector<int64_t> tiles;
-    SmallVector<int64_t> grid =
-        chooseTiles(ranges, root.getIteratorTypesArray(), target, innermostFirst, tiles);
+    SmallVector<int64_t> grid = chooseTiles(ranges, root.getIteratorTypesArray(), quantum, target,
+                                            innermostFirst, tiles);
     if (grid.empty()) {
       setGrid({});
       return success();

@@ -20,6 +20,8 @@
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassRegistry.h"
 
+#include "llvm/Support/FormatVariadic.h"
+
 using namespace mlir;
 
 namespace {
@@ -100,6 +102,25 @@ struct LowerCpuAbiPass : PassWrapper<LowerCpuAbiPass, OperationPass<ModuleOp>> {
   }
 };
 
+/// The contraction micro-kernel's shape for the target CPU: about 2/3 of the
+/// vector registers hold accumulators, the rest rhs vectors and a broadcast.
+struct RegisterTile {
+  int64_t lanes32, rows, vectors;
+};
+
+RegisterTile registerTile(const kiln::TargetOptions &options) {
+  auto bits = kiln::host::vectorRegisterBits(options);
+  if (!bits) {
+    llvm::consumeError(bits.takeError()); // serialize() reports a bad target
+    return {4, 6, 2};
+  }
+  if (*bits == 512)
+    return {16, 8, 2}; // 16 of 32 zmm
+  if (*bits == 256)
+    return {8, 6, 2}; // 12 of 16 ymm
+  return {4, 6, 2};   // 12 of 16 xmm (SSE) or of 32 NEON registers
+}
+
 class CpuTarget : public kiln::TargetBackend {
 public:
   llvm::StringRef name() const override { return "cpu"; }
@@ -111,17 +132,23 @@ public:
     kiln::KernelOptions k;
     if (options.maxWorkgroups > 0)
       k.maxWorkgroups = options.maxWorkgroups;
+    RegisterTile rt = registerTile(options);
+    k.registerTileRows = rt.rows;
+    k.registerTileCols = rt.vectors * rt.lanes32;
     return k;
   }
 
-  void buildCodegenPipeline(OpPassManager &pm, const kiln::TargetOptions &) const override {
+  void buildCodegenPipeline(OpPassManager &pm, const kiln::TargetOptions &options) const override {
+    RegisterTile rt = registerTile(options);
     // Written as text so the stage list reads top to bottom.
-    static const char *pipeline =
-        "func.func(convert-linalg-to-loops, canonicalize),"
+    std::string pipeline = llvm::formatv(
+        "func.func(kiln-cpu-vectorize-contractions{{vector-bits={0} rows={1} vectors={2}},"
+        "convert-linalg-to-loops, canonicalize, cse),"
         "kiln-cpu-lower-abi,"
         "expand-strided-metadata,"
         "lower-affine,"
         "convert-scf-to-cf,"
+        "convert-vector-to-llvm,"
         "convert-math-to-llvm,"
         "convert-math-to-libm,"
         "convert-arith-to-llvm,"
@@ -130,7 +157,8 @@ public:
         "convert-func-to-llvm,"
         "convert-cf-to-llvm,"
         "reconcile-unrealized-casts,"
-        "canonicalize";
+        "canonicalize",
+        rt.lanes32 * 32, rt.rows, rt.vectors);
     if (failed(parsePassPipeline(pipeline, pm, llvm::errs())))
       llvm::report_fatal_error("kiln: invalid cpu codegen pipeline");
   }
@@ -166,7 +194,10 @@ public:
 
 } // namespace
 
+void registerCpuVectorizeContractions();
+
 void registerCpuTarget() {
   static PassRegistration<LowerCpuAbiPass> abi;
+  registerCpuVectorizeContractions();
   kiln::registerTargetBackend(std::make_unique<CpuTarget>());
 }

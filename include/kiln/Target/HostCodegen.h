@@ -25,6 +25,10 @@ llvm::Expected<std::string> emitText(mlir::ModuleOp executable, llvm::StringRef 
 llvm::Expected<artifact::Executable> buildSharedObject(mlir::ModuleOp executable,
                                                        const TargetOptions &options);
 
+/// Width in bits of the widest vector registers of the CPU `options` compile
+/// for (x86: 512 with AVX-512F, 256 with AVX, else 128; 128 elsewhere).
+llvm::Expected<unsigned> vectorRegisterBits(const TargetOptions &options);
+
 } // namespace kiln::host
 
 #endif // KILN_TARGET_HOSTCODEGEN_H

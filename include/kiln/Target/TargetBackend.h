@@ -43,6 +43,9 @@ struct KernelOptions {
   /// Tile the innermost parallel loops first (GPU threads want neighbouring
   /// workgroups on neighbouring addresses); else the outermost first.
   bool innermostFirst = false;
+  /// Register tile (rows x columns) of contractions (kiln/Transforms/RegisterTile.h):
+  /// workgroups get whole tiles. 1 x 1 when the target has none.
+  int64_t registerTileRows = 1, registerTileCols = 1;
 };
 
 /// Each kernel's grid of workgroups after tiling, by kernel name.

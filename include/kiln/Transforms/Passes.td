@@ -34,7 +34,8 @@ def TileWorkgroups : Pass<"kiln-tile-workgroups", "mlir::ModuleOp"> {
     kernel's other ops into the loop body, and records the grid on the kernel
     as `kiln.workgroups = [x, y, z]`. Tile sizes aim at `max-workgroups`
     workgroups with at least `min-tile-elements` outputs each, so small ops do
-    not drown in scheduling overhead.
+    not drown in scheduling overhead. A contraction that the target computes in
+    register tiles (kiln/Transforms/RegisterTile.h) is cut in whole tiles.
   }];
   let options = [
     Option<"maxWorkgroups", "max-workgroups", "int64_t", "64",
@@ -43,6 +44,10 @@ def TileWorkgroups : Pass<"kiln-tile-workgroups", "mlir::ModuleOp"> {
            "Smallest number of output elements one workgroup should compute">,
     Option<"innermostFirst", "innermost-first", "bool", "false",
            "Tile the innermost parallel loops first (for GPU coalescing)">,
+    Option<"registerTileRows", "register-tile-rows", "int64_t", "1",
+           "Rows of a contraction's register tile: its m loop is cut in multiples">,
+    Option<"registerTileCols", "register-tile-cols", "int64_t", "1",
+           "Columns of a contraction's register tile: its n loop is cut in multiples">,
   ];
   let dependentDialects = ["mlir::scf::SCFDialect", "mlir::tensor::TensorDialect",
                            "mlir::affine::AffineDialect"];

@@ -1,0 +1,324 @@
+//===- VectorizeContractions.cpp - register-tiled contraction micro-kernels ===//
+//
+// kiln-cpu-vectorize-contractions: every contraction the register-tile matcher
+// accepts (kiln/Transforms/RegisterTile.h: MatMul, Gemm, batched MatMul,
+// convolutions of stride 1) becomes loops over Mr x (NV * VL) tiles whose
+// accumulators are vectors carried through the reduction loops in registers.
+// Per reduction step a tile loads NV vectors of `rhs`, broadcasts Mr scalars
+// of `lhs` and applies the op's own body to Mr x NV vectors; mulf and addf
+// are marked `contract`, so LLVM emits FMAs.
+//
+// Shapes that do not divide the tile: columns past the last whole tile are
+// masked vector loads and stores; rows left over are one smaller tile when the
+// extent is static, else tiles of one row (still vectors along n). Nothing
+// falls back to scalar code. The scalar loop nest stays for what the matcher
+// or the stride check refuses.
+//
+//===----------------------------------------------------------------------===//
+#include "kiln/Transforms/RegisterTile.h"
+
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/Pass/Pass.h"
+
+using namespace mlir;
+
+namespace {
+
+/// The accumulators of one tile: acc[i * nv + j] is row i, vector j.
+using Tile = SmallVector<Value>;
+
+class MicroKernelEmitter {
+public:
+  MicroKernelEmitter(linalg::GenericOp op, kiln::ContractionTiling t, int64_t vl, int64_t mr,
+                     int64_t nv)
+      : op(op), t(t), vl(vl), mr(mr), nv(nv), b(op.getLoc(), op) {
+    maskTy = VectorType::get({vl}, b.getI1Type());
+    maps = op.getIndexingMapsArray();
+  }
+
+  void emit() {
+    for (Range r : cast<linalg::LinalgOp>(op.getOperation()).createLoopRanges(b, b.getLoc()))
+      sizes.push_back(r.size);
+    ivs.assign(sizes.size(), Value());
+    SmallVector<unsigned> outer;
+    for (auto [d, it] : llvm::enumerate(op.getIteratorTypesArray()))
+      if (it == utils::IteratorType::parallel && d != t.n && (!t.m || d != *t.m))
+        outer.push_back(d);
+    loopNest(outer, [&] { columns(); });
+  }
+
+private:
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value size(unsigned d) { return getValueOrCreateConstantIndexOp(b, b.getLoc(), sizes[d]); }
+  std::optional<int64_t> staticSize(unsigned d) { return getConstantIntValue(sizes[d]); }
+
+  /// scf.for over `dims` (each 0..size), setting ivs, around `body`.
+  void loopNest(ArrayRef<unsigned> dims, llvm::function_ref<void()> body) {
+    if (dims.empty())
+      return body();
+    auto loop = scf::ForOp::create(b, idx(0), size(dims.front()), idx(1));
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    ivs[dims.front()] = loop.getInductionVar();
+    loopNest(dims.drop_front(), body);
+  }
+
+  /// Whole tiles of nv * vl columns, then one masked tile for the rest.
+  void columns() {
+    int64_t nr = nv * vl;
+    if (auto n = staticSize(t.n)) {
+      int64_t full = *n / nr * nr;
+      if (full > 0)
+        forRange(idx(0), idx(full), nr, [&](Value n0) { rows(n0, nv, Value()); });
+      if (*n % nr)
+        rows(idx(full), llvm::divideCeil(*n % nr, vl), idx(*n % nr));
+      return;
+    }
+    Value n = size(t.n), c = idx(nr);
+    Value full = arith::MulIOp::create(b, arith::DivUIOp::create(b, n, c), c);
+    forRange(idx(0), full, nr, [&](Value n0) { rows(n0, nv, Value()); });
+    Value rest = arith::SubIOp::create(b, n, full);
+    Value any = arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, rest, idx(0));
+    auto ifOp = scf::IfOp::create(b, any, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(ifOp.thenBlock());
+    rows(full, nv, rest);
+  }
+
+  void forRange(Value lo, Value hi, int64_t step, llvm::function_ref<void(Value)> body) {
+    auto loop = scf::ForOp::create(b, lo, hi, idx(step));
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    body(loop.getInductionVar());
+  }
+
+  /// Tiles of mr rows over the m loop (the remainder in a smaller tile) for
+  /// columns n0.., `vectors` vectors wide, the last `count` columns valid
+  /// when `count` is set.
+  void rows(Value n0, int64_t vectors, Value count) {
+    if (!t.m)
+      return tile(Value(), 1, n0, vectors, count);
+    if (auto m = staticSize(*t.m)) {
+      int64_t full = *m / mr * mr;
+      if (full > 0)
+        forRange(idx(0), idx(full), mr, [&](Value m0) { tile(m0, mr, n0, vectors, count); });
+      if (*m % mr)
+        tile(idx(full), *m % mr, n0, vectors, count);
+      return;
+    }
+    Value m = size(*t.m), c = idx(mr);
+    Value full = arith::MulIOp::create(b, arith::DivUIOp::create(b, m, c), c);
+    forRange(idx(0), full, mr, [&](Value m0) { tile(m0, mr, n0, vectors, count); });
+    forRange(full, m, 1, [&](Value m0) { tile(m0, 1, n0, vectors, count); });
+  }
+
+  /// Operand `i`'s indices at the current ivs.
+  SmallVector<Value> indices(unsigned operand) {
+    AffineMap map = maps[operand];
+    SmallVector<Value> out;
+    for (AffineExpr e : map.getResults())
+      out.push_back(affine::AffineApplyOp::create(
+          b, AffineMap::get(map.getNumDims(), 0, e), ivs));
+    return out;
+  }
+
+  Value load(unsigned operand, Value mask) {
+    Value base = op->getOperand(operand);
+    Type elem = getElementTypeOrSelf(base.getType());
+    auto ty = VectorType::get({vl}, elem);
+    SmallVector<Value> at = indices(operand);
+    if (!mask)
+      return vector::LoadOp::create(b, ty, base, at);
+    Value zero = arith::ConstantOp::create(b, ty, b.getZeroAttr(ty));
+    return vector::MaskedLoadOp::create(b, ty, base, at, mask, zero);
+  }
+
+  /// The op's body on vectors: `args` replace its block arguments.
+  Value body(ValueRange args) {
+    Block &block = op.getRegion().front();
+    IRMapping map;
+    map.map(block.getArguments(), args);
+    for (Operation &inner : block.without_terminator()) {
+      if (auto c = dyn_cast<arith::ConstantOp>(inner)) {
+        auto ty = VectorType::get({vl}, c.getType());
+        map.map(c.getResult(), arith::ConstantOp::create(
+                                   b, ty, DenseElementsAttr::get(ty, c.getValue())));
+        continue;
+      }
+      SmallVector<Value> operands;
+      for (Value v : inner.getOperands()) {
+        if (Value m = map.lookupOrNull(v)) {
+          operands.push_back(m);
+          continue;
+        }
+        // Defined above the op: the same scalar in every lane.
+        operands.push_back(vector::BroadcastOp::create(b, VectorType::get({vl}, v.getType()), v));
+      }
+      OperationState state(b.getLoc(), inner.getName(), operands,
+                           TypeRange{VectorType::get({vl}, inner.getResult(0).getType())},
+                           inner.getAttrs());
+      Operation *clone = b.create(state);
+      // Without `contract`, mulf + addf stay two instructions.
+      if (auto fm = dyn_cast<arith::ArithFastMathInterface>(clone)) {
+        auto flags = fm.getFastMathFlagsAttr().getValue() | arith::FastMathFlags::contract;
+        clone->setAttr(fm.getFastMathAttrName(),
+                       arith::FastMathFlagsAttr::get(b.getContext(), flags));
+      }
+      map.map(inner.getResult(0), clone->getResult(0));
+    }
+    return map.lookup(block.getTerminator()->getOperand(0));
+  }
+
+  void tile(Value m0, int64_t rowCount, Value n0, int64_t vectors, Value count) {
+    // Masks of the last columns: lane l of vector j is valid if j*vl + l < count.
+    SmallVector<Value> masks(vectors);
+    if (count)
+      for (int64_t j = 0; j < vectors; ++j) {
+        Value left = arith::SubIOp::create(b, count, idx(j * vl));
+        left = arith::MaxSIOp::create(b, arith::MinSIOp::create(b, left, idx(vl)), idx(0));
+        masks[j] = vector::CreateMaskOp::create(b, maskTy, ValueRange{left});
+      }
+    auto at = [&](int64_t i, int64_t j) {
+      if (t.m)
+        ivs[*t.m] = arith::AddIOp::create(b, m0, idx(i));
+      ivs[t.n] = arith::AddIOp::create(b, n0, idx(j * vl));
+    };
+    unsigned outOperand = op.getNumDpsInputs();
+    Value out = op.getDpsInitOperand(0)->get();
+
+    // Reduction loops are innermost so the tile stays in registers.
+    SmallVector<unsigned> reductions;
+    for (auto [d, it] : llvm::enumerate(op.getIteratorTypesArray()))
+      if (it == utils::IteratorType::reduction)
+        reductions.push_back(d);
+    for (unsigned d : reductions)
+      ivs[d] = idx(0); // the output does not depend on them
+    Tile acc;
+    for (int64_t i = 0; i < rowCount; ++i)
+      for (int64_t j = 0; j < vectors; ++j) {
+        at(i, j);
+        acc.push_back(load(outOperand, masks[j]));
+      }
+
+    std::function<Tile(ArrayRef<unsigned>, Tile)> reduce = [&](ArrayRef<unsigned> dims,
+                                                               Tile acc) -> Tile {
+      if (dims.empty())
+        return step(m0, rowCount, vectors, masks, at, std::move(acc));
+      auto loop = scf::ForOp::create(b, idx(0), size(dims.front()), idx(1), acc);
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(loop.getBody());
+      ivs[dims.front()] = loop.getInductionVar();
+      Tile inner(loop.getRegionIterArgs().begin(), loop.getRegionIterArgs().end());
+      scf::YieldOp::create(b, reduce(dims.drop_front(), std::move(inner)));
+      return Tile(loop.getResults().begin(), loop.getResults().end());
+    };
+    acc = reduce(reductions, std::move(acc));
+    for (unsigned d : reductions)
+      ivs[d] = idx(0); // the loops' ivs are out of scope here
+
+    for (int64_t i = 0; i < rowCount; ++i)
+      for (int64_t j = 0; j < vectors; ++j) {
+        at(i, j);
+        Value v = acc[i * vectors + j];
+        if (masks[j])
+          vector::MaskedStoreOp::create(b, out, indices(outOperand), masks[j], v);
+        else
+          vector::StoreOp::create(b, v, out, indices(outOperand));
+      }
+  }
+
+  /// One reduction step: rhs vectors once, each lhs scalar once, the body per
+  /// accumulator.
+  Tile step(Value m0, int64_t rowCount, int64_t vectors, ArrayRef<Value> masks,
+            llvm::function_ref<void(int64_t, int64_t)> at, Tile acc) {
+    SmallVector<Value> rhs;
+    for (int64_t j = 0; j < vectors; ++j) {
+      at(0, j);
+      rhs.push_back(load(t.rhs, masks[j]));
+    }
+    for (int64_t i = 0; i < rowCount; ++i) {
+      at(i, 0);
+      Value lhsOperand = op->getOperand(t.lhs);
+      Value scalar = memref::LoadOp::create(b, lhsOperand, indices(t.lhs));
+      Value lhs = vector::BroadcastOp::create(b, VectorType::get({vl}, scalar.getType()), scalar);
+      for (int64_t j = 0; j < vectors; ++j) {
+        SmallVector<Value> args(3);
+        args[t.lhs] = lhs;
+        args[t.rhs] = rhs[j];
+        args[2] = acc[i * vectors + j];
+        acc[i * vectors + j] = body(args);
+      }
+    }
+    return acc;
+  }
+
+  linalg::GenericOp op;
+  kiln::ContractionTiling t;
+  int64_t vl, mr, nv;
+  ImplicitLocOpBuilder b;
+  VectorType maskTy;
+  SmallVector<AffineMap> maps;
+  SmallVector<OpFoldResult> sizes;
+  SmallVector<Value> ivs;
+};
+
+bool unitInnerStride(Value v) {
+  auto type = dyn_cast<MemRefType>(v.getType());
+  if (!type || type.getRank() == 0)
+    return false;
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  return succeeded(type.getStridesAndOffset(strides, offset)) && strides.back() == 1;
+}
+
+struct VectorizeContractionsPass
+    : PassWrapper<VectorizeContractionsPass, OperationPass<func::FuncOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(VectorizeContractionsPass)
+  VectorizeContractionsPass() = default;
+  VectorizeContractionsPass(const VectorizeContractionsPass &other) : PassWrapper(other) {}
+  StringRef getArgument() const final { return "kiln-cpu-vectorize-contractions"; }
+  StringRef getDescription() const final {
+    return "Compute contractions in register tiles of vector accumulators";
+  }
+  void getDependentDialects(DialectRegistry &registry) const override {
+    registry.insert<affine::AffineDialect, arith::ArithDialect, memref::MemRefDialect,
+                    scf::SCFDialect, vector::VectorDialect>();
+  }
+
+  Option<int64_t> vectorBits{*this, "vector-bits", llvm::cl::desc("Vector register width"),
+                             llvm::cl::init(256)};
+  Option<int64_t> rows{*this, "rows", llvm::cl::desc("Rows (Mr) of a register tile"),
+                       llvm::cl::init(6)};
+  Option<int64_t> vectors{*this, "vectors",
+                          llvm::cl::desc("Vectors per row (Nr / VL) of a register tile"),
+                          llvm::cl::init(2)};
+
+  void runOnOperation() override {
+    SmallVector<std::pair<linalg::GenericOp, kiln::ContractionTiling>> work;
+    getOperation().walk([&](linalg::GenericOp op) {
+      if (!op.hasPureBufferSemantics())
+        return;
+      auto t = kiln::matchRegisterTileContraction(op);
+      if (!t || !unitInnerStride(op.getDpsInitOperand(0)->get()) ||
+          !unitInnerStride(op->getOperand(t->rhs)))
+        return;
+      work.push_back({op, *t});
+    });
+    for (auto [op, t] : work) {
+      unsigned bits = getElementTypeOrSelf(op.getDpsInitOperand(0)->get().getType())
+                          .getIntOrFloatBitWidth();
+      MicroKernelEmitter(op, t, std::max<int64_t>(vectorBits / bits, 1), rows, vectors).emit();
+      op.erase();
+    }
+  }
+};
+
+} // namespace
+
+void registerCpuVectorizeContractions() { static PassRegistration<VectorizeContractionsPass> p; }

@@ -1,0 +1,41 @@
+//===- RegisterTile.h - contractions as broadcast x vector outer products -*- C++ -*-===//
+//
+// The register-tile strategy every target grows into (docs/design.md, "Register
+// tiles"): a contraction `out[.., m, n] += f(lhs(.., m, k..), rhs(.., k.., n))`
+// is computed as an Mr x Nr tile of accumulators held in registers; per step
+// of the reduction, Mr scalars of `lhs` are broadcast, Nr/VL vectors of `rhs`
+// are loaded along `n`, and the tile takes Mr x Nr/VL fused multiply-adds.
+// `n` must be the output's contiguous dim and enter `rhs`'s last index with
+// coefficient 1, so both are read and written as whole vectors.
+//
+// The workgroup tiler uses the match to hand each workgroup whole register
+// tiles; the cpu backend uses it to emit the micro-kernel.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_TRANSFORMS_REGISTERTILE_H
+#define KILN_TRANSFORMS_REGISTERTILE_H
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+
+#include <optional>
+
+namespace kiln {
+
+struct ContractionTiling {
+  /// Loop of the output's contiguous (vector) dimension.
+  unsigned n;
+  /// Loop broadcast along the tile's rows (in `lhs`, not in `rhs`), if any.
+  std::optional<unsigned> m;
+  /// Input operand indices: `lhs` is read as scalars, `rhs` as vectors.
+  unsigned lhs, rhs;
+};
+
+/// Matches a linalg.generic with two inputs, one init and at least one
+/// reduction loop whose body is elementwise arith/math code (so it can run on
+/// vectors). Layout is checked on the indexing maps only; a caller on buffers
+/// also checks that the output's and `rhs`'s last strides are 1.
+std::optional<ContractionTiling> matchRegisterTileContraction(mlir::linalg::LinalgOp op);
+
+} // namespace kiln
+
+#endif // KILN_TRANSFORMS_REGISTERTILE_H
