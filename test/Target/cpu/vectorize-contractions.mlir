@@ -1,0 +1,98 @@
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(func.func(kiln-cpu-vectorize-contractions{vector-bits=256 rows=6 vectors=2},canonicalize,cse))' | FileCheck %s
+
+#a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (k, n)>
+#c = affine_map<(m, n, k) -> (m, n)>
+
+// 13 x 37 does not divide 6 x 16: two whole row tiles and one of a single row;
+// columns 32..36 are masked vectors. The accumulators are the reduction
+// loop's iter_args; the body runs on vectors with `contract` (FMAs).
+// CHECK-LABEL: func.func @matmul
+// CHECK: scf.for %[[N0:.+]] = %c0 to %c32 step %c16
+// CHECK:   scf.for %[[M0:.+]] = %c0 to %c12 step %c6
+// CHECK-COUNT-12: vector.load %arg2
+// CHECK:     scf.for %{{.+}} = %c0 to %c5 step %c1 iter_args({{.+}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// CHECK-COUNT-2: vector.load %arg1
+// CHECK:       %[[S:.+]] = memref.load %arg0
+// CHECK:       %[[V:.+]] = vector.broadcast %[[S]] : f32 to vector<8xf32>
+// CHECK:       %[[P:.+]] = arith.mulf %[[V]], %{{.+}} fastmath<contract> : vector<8xf32>
+// CHECK:       arith.addf %{{.+}}, %[[P]] fastmath<contract> : vector<8xf32>
+// CHECK-COUNT-12: vector.store
+// The last row of these columns:
+// CHECK:   scf.for {{.+}} -> (vector<8xf32>, vector<8xf32>)
+// The masked columns:
+// CHECK: scf.for %{{.+}} = %c0 to %c12 step %c6
+// CHECK:   %[[MASK:.+]] = vector.constant_mask [5] : vector<8xi1>
+// CHECK:   vector.maskedload %arg2[{{.+}}], %[[MASK]]
+// CHECK:   vector.maskedload %arg1[{{.+}}], %[[MASK]]
+// CHECK:   vector.maskedstore %arg2[{{.+}}], %[[MASK]]
+// CHECK-NOT: linalg.generic
+func.func @matmul(%A: memref<13x5xf32>, %B: memref<5x37xf32>, %C: memref<13x37xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%A, %B : memref<13x5xf32>, memref<5x37xf32>) outs(%C : memref<13x37xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// A workgroup's partial tile has dynamic extents: whole tiles, then one-row
+// tiles, and a masked column tile under an scf.if.
+// CHECK-LABEL: func.func @dynamic
+// CHECK: arith.divui
+// CHECK: scf.for
+// CHECK: scf.if
+// CHECK: vector.create_mask
+// CHECK-NOT: linalg.generic
+func.func @dynamic(%A: memref<?x5xf32>, %B: memref<5x?xf32>, %C: memref<?x?xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%A, %B : memref<?x5xf32>, memref<5x?xf32>) outs(%C : memref<?x?xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// A convolution (n, f, c, kh, kw, oh, ow): f is broadcast across rows, ow
+// runs along the vectors, and rhs reads x[c, oh + kh, ow + kw].
+// CHECK-LABEL: func.func @conv
+// CHECK: scf.for {{.+}} iter_args
+// CHECK: scf.for {{.+}} iter_args
+// CHECK: scf.for {{.+}} iter_args
+// CHECK: vector.load %arg0
+// CHECK: memref.load %arg1
+// CHECK-NOT: linalg.generic
+func.func @conv(%x: memref<4x10x10xf32>, %w: memref<8x4x3x3xf32>, %y: memref<8x8x8xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(f, c, kh, kw, oh, ow) -> (c, oh + kh, ow + kw)>,
+                                   affine_map<(f, c, kh, kw, oh, ow) -> (f, c, kh, kw)>,
+                                   affine_map<(f, c, kh, kw, oh, ow) -> (f, oh, ow)>],
+                  iterator_types = ["parallel", "reduction", "reduction", "reduction", "parallel", "parallel"]}
+      ins(%x, %w : memref<4x10x10xf32>, memref<8x4x3x3xf32>) outs(%y : memref<8x8x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// Stride 2 along the vector dim cannot be one vector load: left to loops.
+// CHECK-LABEL: func.func @strided
+// CHECK: linalg.generic
+func.func @strided(%x: memref<4x17xf32>, %w: memref<8x4xf32>, %y: memref<8x8xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(f, c, o) -> (c, 2 * o)>,
+                                   affine_map<(f, c, o) -> (f, c)>,
+                                   affine_map<(f, c, o) -> (f, o)>],
+                  iterator_types = ["parallel", "reduction", "parallel"]}
+      ins(%x, %w : memref<4x17xf32>, memref<8x4xf32>) outs(%y : memref<8x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
