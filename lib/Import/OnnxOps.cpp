@@ -1263,7 +1263,11 @@ static LogicalResult handleGemm(Importer &im) {
                      " does not broadcast to " + shapeStr(mn));
     init = *c;
   }
-  auto r = contraction(im, a, bm, ta, tb, init, alpha);
+  // B^T as its own (constant-folded) transpose: a contraction reading B
+  // across its rows could not load columns of outputs as vectors.
+  if (tb)
+    bm = im.transpose(bm, {1, 0});
+  auto r = contraction(im, a, bm, ta, /*transB=*/false, init, alpha);
   if (failed(r))
     return failure();
   im.setOutput(0, *r);
@@ -1384,14 +1388,28 @@ FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value
   lo.append(g->padLo);
   hi.append(g->padHi);
   Value xp = im.pad(x, lo, hi, 0.0);
-  ArrayRef<int64_t> ps = im.shapeOf(xp);
+  SmallVector<int64_t> in(im.shapeOf(xp).drop_front(2)), out(g->out);
+  SmallVector<int64_t> strides(g->strides), dilations(g->dilations);
+  // A pointwise convolution (1x1 kernel, stride 1, no padding) is a matmul
+  // over the flattened image: one long contiguous spatial dim fills whole
+  // vectors where rows of a 7x7 feature map would not.
+  bool pointwise = llvm::all_of(kernel, [](int64_t k) { return k == 1; }) &&
+                   llvm::all_of(strides, [](int64_t v) { return v == 1; }) && in == out;
+  if (pointwise && s > 1) {
+    int64_t pixels = 1;
+    for (int64_t v : in)
+      pixels *= v;
+    in = out = {pixels};
+    kernel = strides = dilations = {1};
+    s = 1;
+  }
   int64_t cg = c / groups, fg = f / groups;
   // Split channels into (group, channel-in-group) so every loop indexes a
   // dimension directly; these reshapes are views.
   SmallVector<int64_t> xg = {nBatch, groups, cg}, wg = {groups, fg, cg}, og = {nBatch, groups, fg};
-  xg.append(ps.begin() + 2, ps.end());
+  xg.append(in);
   wg.append(kernel);
-  og.append(g->out);
+  og.append(out);
   Value xv = im.reshape(xp, xg), wv = im.reshape(w, wg);
   Type et = im.elementType(x);
 
@@ -1402,7 +1420,7 @@ FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value
   SmallVector<AffineExpr> ex = {d(0), d(1), d(3)}, ew = {d(1), d(2), d(3)};
   for (int64_t i = 0; i < s; ++i) {
     AffineExpr k = d(4 + i), o = d(4 + s + i);
-    ex.push_back(o * g->strides[i] + k * g->dilations[i]);
+    ex.push_back(o * strides[i] + k * dilations[i]);
     ew.push_back(k);
   }
   auto y = groupedConvolution(im, xv, wv, bias, og, ex, ew);

@@ -99,8 +99,10 @@ kiln::matchRegisterTileContraction(linalg::LinalgOp op) {
   for (AffineExpr e : rhsMap.getResults().drop_back())
     if (e.isFunctionOfDim(n))
       return std::nullopt;
-  if (linearCoefficient(rhsMap.getResults().back(), n) != 1)
+  std::optional<int64_t> stride = linearCoefficient(rhsMap.getResults().back(), n);
+  if (stride != 1 && stride != 2)
     return std::nullopt;
+  t.rhsStride = *stride;
   AffineMap lhsMap = generic.getIndexingMapsArray()[t.lhs];
 
   // m: the output's innermost other dim that lhs reads and rhs does not.

@@ -148,9 +148,9 @@ public:
         "expand-strided-metadata,"
         "lower-affine,"
         "convert-scf-to-cf,"
-        "convert-vector-to-llvm,"
         "convert-math-to-llvm,"
-        "convert-math-to-libm,"
+        "convert-math-to-libm," // scalarizes vector math: vector lowering after it
+        "convert-vector-to-llvm,"
         "convert-arith-to-llvm,"
         "convert-index-to-llvm,"
         "finalize-memref-to-llvm,"

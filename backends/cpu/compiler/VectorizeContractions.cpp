@@ -139,50 +139,88 @@ private:
     return vector::MaskedLoadOp::create(b, ty, base, at, mask, zero);
   }
 
-  /// The op's body on vectors: `args` replace its block arguments.
-  Value body(ValueRange args) {
+  Value clamp(Value v) {
+    return arith::MaxSIOp::create(b, arith::MinSIOp::create(b, v, idx(vl)), idx(0));
+  }
+
+  /// rhs lanes at stride 2 (a strided convolution): the 2*vl elements from
+  /// the first lane's address in two loads, then the even ones. Masks keep
+  /// both loads inside the elements the lanes need, `valid` of them (all when
+  /// null), so the row's and the buffer's end are never read past.
+  Value loadEveryOther(Value validLanes) {
+    Value base = op->getOperand(t.rhs);
+    auto ty = VectorType::get({vl}, getElementTypeOrSelf(base.getType()));
+    Value span = validLanes ? arith::SubIOp::create(b, arith::MulIOp::create(b, validLanes, idx(2)),
+                                                    idx(1))
+                            : idx(2 * vl - 1);
+    SmallVector<Value> at = indices(t.rhs);
+    Value zero = arith::ConstantOp::create(b, ty, b.getZeroAttr(ty));
+    Value lo = vector::MaskedLoadOp::create(
+        b, ty, base, at, vector::CreateMaskOp::create(b, maskTy, ValueRange{clamp(span)}), zero);
+    at.back() = arith::AddIOp::create(b, at.back(), idx(vl));
+    Value hiCount = clamp(arith::SubIOp::create(b, span, idx(vl)));
+    Value hi = vector::MaskedLoadOp::create(
+        b, ty, base, at, vector::CreateMaskOp::create(b, maskTy, ValueRange{hiCount}), zero);
+    SmallVector<int64_t> even;
+    for (int64_t l = 0; l < vl; ++l)
+      even.push_back(2 * l);
+    return vector::ShuffleOp::create(b, lo, hi, even);
+  }
+
+  /// The body ops that only depend on `lhs` (an exp or extf of a fused
+  /// producer), cloned as scalar code once per row and reduction step.
+  void lhsPrefix(Value lhs, IRMapping &scalars) {
+    Block &block = op.getRegion().front();
+    scalars.map(block.getArgument(t.lhs), lhs);
+    for (Operation &inner : block.without_terminator()) {
+      bool scalar = llvm::all_of(inner.getOperands(), [&](Value v) {
+        return scalars.contains(v) || v.getParentBlock() != &block;
+      });
+      if (scalar)
+        b.clone(inner, scalars);
+    }
+  }
+
+  /// The rest of the body on vectors: `args` replace its block arguments,
+  /// scalars from `lhsPrefix` and from above are broadcast.
+  Value body(ValueRange args, const IRMapping &scalars) {
     Block &block = op.getRegion().front();
     IRMapping map;
     map.map(block.getArguments(), args);
+    auto operand = [&](Value v) -> Value {
+      if (Value m = map.lookupOrNull(v))
+        return m;
+      Value s = scalars.lookupOrDefault(v);
+      return vector::BroadcastOp::create(b, VectorType::get({vl}, s.getType()), s);
+    };
     for (Operation &inner : block.without_terminator()) {
-      if (auto c = dyn_cast<arith::ConstantOp>(inner)) {
-        auto ty = VectorType::get({vl}, c.getType());
-        map.map(c.getResult(), arith::ConstantOp::create(
-                                   b, ty, DenseElementsAttr::get(ty, c.getValue())));
+      if (scalars.contains(inner.getResult(0)))
         continue;
-      }
-      SmallVector<Value> operands;
-      for (Value v : inner.getOperands()) {
-        if (Value m = map.lookupOrNull(v)) {
-          operands.push_back(m);
-          continue;
-        }
-        // Defined above the op: the same scalar in every lane.
-        operands.push_back(vector::BroadcastOp::create(b, VectorType::get({vl}, v.getType()), v));
-      }
+      SmallVector<Value> operands = llvm::map_to_vector(inner.getOperands(), operand);
       OperationState state(b.getLoc(), inner.getName(), operands,
                            TypeRange{VectorType::get({vl}, inner.getResult(0).getType())},
                            inner.getAttrs());
       Operation *clone = b.create(state);
       // Without `contract`, mulf + addf stay two instructions.
       if (auto fm = dyn_cast<arith::ArithFastMathInterface>(clone)) {
-        auto flags = fm.getFastMathFlagsAttr().getValue() | arith::FastMathFlags::contract;
+        arith::FastMathFlagsAttr old = fm.getFastMathFlagsAttr();
+        auto flags = (old ? old.getValue() : arith::FastMathFlags::none) |
+                     arith::FastMathFlags::contract;
         clone->setAttr(fm.getFastMathAttrName(),
                        arith::FastMathFlagsAttr::get(b.getContext(), flags));
       }
       map.map(inner.getResult(0), clone->getResult(0));
     }
-    return map.lookup(block.getTerminator()->getOperand(0));
+    return operand(block.getTerminator()->getOperand(0));
   }
 
   void tile(Value m0, int64_t rowCount, Value n0, int64_t vectors, Value count) {
     // Masks of the last columns: lane l of vector j is valid if j*vl + l < count.
-    SmallVector<Value> masks(vectors);
+    SmallVector<Value> masks(vectors), valid(vectors);
     if (count)
       for (int64_t j = 0; j < vectors; ++j) {
-        Value left = arith::SubIOp::create(b, count, idx(j * vl));
-        left = arith::MaxSIOp::create(b, arith::MinSIOp::create(b, left, idx(vl)), idx(0));
-        masks[j] = vector::CreateMaskOp::create(b, maskTy, ValueRange{left});
+        valid[j] = clamp(arith::SubIOp::create(b, count, idx(j * vl)));
+        masks[j] = vector::CreateMaskOp::create(b, maskTy, ValueRange{valid[j]});
       }
     auto at = [&](int64_t i, int64_t j) {
       if (t.m)
@@ -209,7 +247,7 @@ private:
     std::function<Tile(ArrayRef<unsigned>, Tile)> reduce = [&](ArrayRef<unsigned> dims,
                                                                Tile acc) -> Tile {
       if (dims.empty())
-        return step(m0, rowCount, vectors, masks, at, std::move(acc));
+        return step(m0, rowCount, vectors, masks, valid, at, std::move(acc));
       auto loop = scf::ForOp::create(b, idx(0), size(dims.front()), idx(1), acc);
       OpBuilder::InsertionGuard g(b);
       b.setInsertionPointToStart(loop.getBody());
@@ -236,23 +274,25 @@ private:
   /// One reduction step: rhs vectors once, each lhs scalar once, the body per
   /// accumulator.
   Tile step(Value m0, int64_t rowCount, int64_t vectors, ArrayRef<Value> masks,
-            llvm::function_ref<void(int64_t, int64_t)> at, Tile acc) {
+            ArrayRef<Value> valid, llvm::function_ref<void(int64_t, int64_t)> at, Tile acc) {
     SmallVector<Value> rhs;
     for (int64_t j = 0; j < vectors; ++j) {
       at(0, j);
-      rhs.push_back(load(t.rhs, masks[j]));
+      rhs.push_back(t.rhsStride == 1 ? load(t.rhs, masks[j]) : loadEveryOther(valid[j]));
     }
     for (int64_t i = 0; i < rowCount; ++i) {
       at(i, 0);
       Value lhsOperand = op->getOperand(t.lhs);
       Value scalar = memref::LoadOp::create(b, lhsOperand, indices(t.lhs));
+      IRMapping scalars;
+      lhsPrefix(scalar, scalars);
       Value lhs = vector::BroadcastOp::create(b, VectorType::get({vl}, scalar.getType()), scalar);
       for (int64_t j = 0; j < vectors; ++j) {
         SmallVector<Value> args(3);
         args[t.lhs] = lhs;
         args[t.rhs] = rhs[j];
         args[2] = acc[i * vectors + j];
-        acc[i * vectors + j] = body(args);
+        acc[i * vectors + j] = body(args, scalars);
       }
     }
     return acc;

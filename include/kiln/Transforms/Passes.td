@@ -4,6 +4,19 @@
 
 include "mlir/Pass/PassBase.td"
 
+def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::ModuleOp"> {
+  let summary = "Upstream elementwise fusion, keeping transposes out of contractions";
+  let description = [{
+    `linalg-fuse-elementwise-ops` with one more rule: a producer that only
+    permutes its input (Transpose, Gemm's transB) is not fused into an op
+    with reduction loops. Fused, the contraction would read that operand
+    across its contiguous dimension, and no vector micro-kernel can load it;
+    left alone it is one copy (folded away when its input is a constant).
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect",
+                           "mlir::affine::AffineDialect", "mlir::arith::ArithDialect"];
+}
+
 def FormDispatches : Pass<"kiln-form-dispatches", "mlir::ModuleOp"> {
   let summary = "Group linalg ops into dispatches and outline them as kernels";
   let description = [{

@@ -6,7 +6,8 @@
 // of the reduction, Mr scalars of `lhs` are broadcast, Nr/VL vectors of `rhs`
 // are loaded along `n`, and the tile takes Mr x Nr/VL fused multiply-adds.
 // `n` must be the output's contiguous dim and enter `rhs`'s last index with
-// coefficient 1, so both are read and written as whole vectors.
+// coefficient 1 (or 2: every other element of two vectors), so both are read
+// and written as whole vectors.
 //
 // The workgroup tiler uses the match to hand each workgroup whole register
 // tiles; the cpu backend uses it to emit the micro-kernel.
@@ -28,6 +29,8 @@ struct ContractionTiling {
   std::optional<unsigned> m;
   /// Input operand indices: `lhs` is read as scalars, `rhs` as vectors.
   unsigned lhs, rhs;
+  /// Step of rhs's last index per step of `n`: 1, or 2 (a strided convolution).
+  int64_t rhsStride;
 };
 
 /// Matches a linalg.generic with two inputs, one init and at least one
