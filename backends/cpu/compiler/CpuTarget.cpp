@@ -143,7 +143,7 @@ public:
     // Written as text so the stage list reads top to bottom.
     std::string pipeline = llvm::formatv(
         "func.func(kiln-cpu-vectorize-contractions{{vector-bits={0} rows={1} vectors={2}},"
-        "convert-linalg-to-loops, canonicalize, cse),"
+        "convert-linalg-to-loops, kiln-cpu-approximate-math, canonicalize, cse),"
         "kiln-cpu-lower-abi,"
         "expand-strided-metadata,"
         "lower-affine,"
@@ -195,9 +195,11 @@ public:
 } // namespace
 
 void registerCpuVectorizeContractions();
+void registerCpuApproximateMath();
 
 void registerCpuTarget() {
   static PassRegistration<LowerCpuAbiPass> abi;
   registerCpuVectorizeContractions();
+  registerCpuApproximateMath();
   kiln::registerTargetBackend(std::make_unique<CpuTarget>());
 }

@@ -80,15 +80,38 @@ func.func @conv(%x: memref<4x10x10xf32>, %w: memref<8x4x3x3xf32>, %y: memref<8x8
   return
 }
 
-// Stride 2 along the vector dim cannot be one vector load: left to loops.
-// CHECK-LABEL: func.func @strided
-// CHECK: linalg.generic
-func.func @strided(%x: memref<4x17xf32>, %w: memref<8x4xf32>, %y: memref<8x8xf32>) {
+// Stride 2 along the vector dim: two masked loads (the second stops one
+// element short, so the row's last element is never passed) and the even lanes.
+// CHECK-LABEL: func.func @stride2
+// CHECK: scf.for {{.+}} iter_args
+// CHECK:   %[[A:.+]] = vector.load %arg0[%{{.+}}, %c0]
+// CHECK:   %[[HI:.+]] = vector.constant_mask [7] : vector<8xi1>
+// CHECK:   %[[B:.+]] = vector.maskedload %arg0[%{{.+}}, %c8], %[[HI]]
+// CHECK:   vector.shuffle %[[A]], %[[B]] [0, 2, 4, 6, 8, 10, 12, 14]
+// CHECK-NOT: linalg.generic
+func.func @stride2(%x: memref<4x17xf32>, %w: memref<8x4xf32>, %y: memref<8x8xf32>) {
   linalg.generic {indexing_maps = [affine_map<(f, c, o) -> (c, 2 * o)>,
                                    affine_map<(f, c, o) -> (f, c)>,
                                    affine_map<(f, c, o) -> (f, o)>],
                   iterator_types = ["parallel", "reduction", "parallel"]}
       ins(%x, %w : memref<4x17xf32>, memref<8x4xf32>) outs(%y : memref<8x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// Stride 3 along the vector dim: left to loops.
+// CHECK-LABEL: func.func @stride3
+// CHECK: linalg.generic
+func.func @stride3(%x: memref<4x25xf32>, %w: memref<8x4xf32>, %y: memref<8x8xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(f, c, o) -> (c, 3 * o)>,
+                                   affine_map<(f, c, o) -> (f, c)>,
+                                   affine_map<(f, c, o) -> (f, o)>],
+                  iterator_types = ["parallel", "reduction", "parallel"]}
+      ins(%x, %w : memref<4x25xf32>, memref<8x4xf32>) outs(%y : memref<8x8xf32>) {
   ^bb0(%a: f32, %b: f32, %o: f32):
     %p = arith.mulf %a, %b : f32
     %s = arith.addf %o, %p : f32
