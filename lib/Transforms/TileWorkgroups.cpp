@@ -6,6 +6,8 @@
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Interfaces/TilingInterface.h"
 
+#include <cmath>
+
 namespace kiln {
 #define GEN_PASS_DEF_TILEWORKGROUPS
 #include "kiln/Transforms/Passes.h.inc"
@@ -18,11 +20,15 @@ namespace {
 /// Picks per-loop tile sizes (0 = untiled) for up to three parallel loops so
 /// the grid has about `target` workgroups, outermost loops first unless
 /// `innermostFirst`. A tile is a multiple of its loop's `quantum` unless it
-/// covers the whole loop. Returns the grid in loop order, one count per tiled
-/// loop.
+/// covers the whole loop. Loop `squareWith` (a contraction's rows, when its
+/// columns can be cut too) takes about the square root of the pieces left, so
+/// workgroups get square-ish blocks whose operands fit the caches instead of
+/// full-width strips that each stream all of `rhs`. Returns the grid in loop
+/// order, one count per tiled loop.
 SmallVector<int64_t> chooseTiles(ArrayRef<int64_t> ranges,
                                  ArrayRef<utils::IteratorType> iters, ArrayRef<int64_t> quantum,
                                  int64_t target, bool innermostFirst,
+                                 std::optional<size_t> squareWith,
                                  SmallVectorImpl<int64_t> &tiles) {
   tiles.assign(ranges.size(), 0);
   SmallVector<int64_t> counts(ranges.size(), 0);
@@ -33,7 +39,10 @@ SmallVector<int64_t> chooseTiles(ArrayRef<int64_t> ranges,
     if (iters[i] != utils::IteratorType::parallel || ranges[i] <= 1)
       continue;
     int64_t q = quantum[i];
-    int64_t count = std::min((ranges[i] + q - 1) / q, want);
+    int64_t share = want;
+    if (squareWith == i)
+      share = std::max<int64_t>(1, (int64_t)std::ceil(std::sqrt((double)want)));
+    int64_t count = std::min((ranges[i] + q - 1) / q, share);
     int64_t tile = llvm::alignTo((ranges[i] + count - 1) / count, q);
     tile = std::min(tile, ranges[i]);
     count = (ranges[i] + tile - 1) / tile;
@@ -100,14 +109,19 @@ struct TileWorkgroupsPass : kiln::impl::TileWorkgroupsBase<TileWorkgroupsPass> {
                                          maxWorkgroups);
     // Whole register tiles per workgroup (kiln/Transforms/RegisterTile.h).
     SmallVector<int64_t> quantum(ranges.size(), 1);
-    if (auto rt = kiln::matchRegisterTileContraction(root)) {
+    std::optional<size_t> square;
+    if (auto rt = kiln::matchRegisterTileContraction(root);
+        rt && (registerTileRows > 1 || registerTileCols > 1)) {
       quantum[rt->n] = std::max<int64_t>(registerTileCols, 1);
-      if (rt->m)
+      if (rt->m) {
         quantum[*rt->m] = std::max<int64_t>(registerTileRows, 1);
+        if (ranges[rt->n] > quantum[rt->n])
+          square = *rt->m;
+      }
     }
     SmallVector<int64_t> tiles;
     SmallVector<int64_t> grid = chooseTiles(ranges, root.getIteratorTypesArray(), quantum, target,
-                                            innermostFirst, tiles);
+                                            innermostFirst, square, tiles);
     if (grid.empty()) {
       setGrid({});
       return success();

@@ -1,0 +1,47 @@
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(builtin.module(kiln-tile-workgroups{max-workgroups=64 register-tile-rows=8 register-tile-cols=32}))' | FileCheck %s
+
+#a = affine_map<(m, n, k) -> (m, k)>
+#b = affine_map<(m, n, k) -> (k, n)>
+#c = affine_map<(m, n, k) -> (m, n)>
+module {
+  module @kernels attributes {kiln.executable} {
+    // A contraction with register tiles of 8 x 32: 64 workgroups as 8 x 8
+    // square blocks of 128 x 128 (whole tiles), not 64 strips of 16 rows
+    // that would each read all of B.
+    // CHECK-LABEL: func.func @square
+    // CHECK-SAME: kiln.workgroups = array<i64: 8, 8, 1>
+    // CHECK: scf.forall (%{{.+}}, %{{.+}}) = (0, 0) to (1024, 1024) step (128, 128)
+    func.func @square(%x: tensor<1024x1024xf32>, %y: tensor<1024x1024xf32>) -> tensor<1024x1024xf32> {
+      %z = arith.constant 0.0 : f32
+      %e = tensor.empty() : tensor<1024x1024xf32>
+      %f = linalg.fill ins(%z : f32) outs(%e : tensor<1024x1024xf32>) -> tensor<1024x1024xf32>
+      %r = linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+          ins(%x, %y : tensor<1024x1024xf32>, tensor<1024x1024xf32>) outs(%f : tensor<1024x1024xf32>) {
+        ^bb0(%p: f32, %q: f32, %o: f32):
+          %m = arith.mulf %p, %q : f32
+          %s = arith.addf %o, %m : f32
+          linalg.yield %s : f32
+      } -> tensor<1024x1024xf32>
+      return %r : tensor<1024x1024xf32>
+    }
+
+    // 30000 outputs make 7 workgroups of at least 4096: 3 x 3 blocks whose
+    // rows are a multiple of 8 and columns of 32 (the last ones partial).
+    // CHECK-LABEL: func.func @ragged
+    // CHECK-SAME: kiln.workgroups = array<i64: 3, 3, 1>
+    // CHECK: scf.forall (%{{.+}}, %{{.+}}) = (0, 0) to (100, 300) step (40, 128)
+    func.func @ragged(%x: tensor<100x64xf32>, %y: tensor<64x300xf32>) -> tensor<100x300xf32> {
+      %z = arith.constant 0.0 : f32
+      %e = tensor.empty() : tensor<100x300xf32>
+      %f = linalg.fill ins(%z : f32) outs(%e : tensor<100x300xf32>) -> tensor<100x300xf32>
+      %r = linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+          ins(%x, %y : tensor<100x64xf32>, tensor<64x300xf32>) outs(%f : tensor<100x300xf32>) {
+        ^bb0(%p: f32, %q: f32, %o: f32):
+          %m = arith.mulf %p, %q : f32
+          %s = arith.addf %o, %m : f32
+          linalg.yield %s : f32
+      } -> tensor<100x300xf32>
+      return %r : tensor<100x300xf32>
+    }
+  }
+}

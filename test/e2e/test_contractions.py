@@ -1,0 +1,89 @@
+"""Contractions on shapes that divide no register tile (6x16, 8x32, 6x8) and
+no workgroup block, through the cpu micro-kernel's masked columns and
+leftover rows, against onnxruntime at 1 and 2 threads."""
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+F = TensorProto.FLOAT
+
+
+def _model(nodes, inputs, outputs, inits=()):
+    graph = helper.make_graph(
+        nodes, "contraction",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        [numpy_helper.from_array(a, n) for n, a in inits])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _rand(rng, *shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _conv(rng, x_shape, w_shape, **attrs):
+    w = _rand(rng, *w_shape)
+    b = _rand(rng, w_shape[0])
+    node = helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs)
+    relu = helper.make_node("Relu", ["c"], ["y"])
+    # Output shape for the value info: ONNX's formula.
+    k = w_shape[2:]
+    s = attrs.get("strides", [1] * len(k))
+    d = attrs.get("dilations", [1] * len(k))
+    p = attrs.get("pads", [0] * 2 * len(k))
+    out = [(x_shape[2 + i] + p[i] + p[i + len(k)] - d[i] * (k[i] - 1) - 1) // s[i] + 1
+           for i in range(len(k))]
+    model = _model([node, relu], [("x", F, x_shape)], [("y", F, [x_shape[0], w_shape[0]] + out)],
+                   [("w", w), ("b", b)])
+    return model, {"x": _rand(rng, *x_shape)}
+
+
+CASES = {
+    "matmul": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "b"], ["y"])],
+               [("a", F, [37, 53]), ("b", F, [53, 71])], [("y", F, [37, 71])]),
+        {"a": _rand(rng, 37, 53), "b": _rand(rng, 53, 71)}),
+    "matmul_constant_weight": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
+               [("a", F, [13, 100])], [("y", F, [13, 201])], [("w", _rand(rng, 100, 201))]),
+        {"a": _rand(rng, 13, 100)}),
+    "batched_matmul": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "b"], ["y"])],
+               [("a", F, [3, 17, 29]), ("b", F, [3, 29, 45])], [("y", F, [3, 17, 45])]),
+        {"a": _rand(rng, 3, 17, 29), "b": _rand(rng, 3, 29, 45)}),
+    "matmul_transposed_operand": lambda rng: (
+        _model([helper.make_node("Transpose", ["b"], ["bt"], perm=[1, 0]),
+                helper.make_node("MatMul", ["a", "bt"], ["y"])],
+               [("a", F, [9, 40]), ("b", F, [33, 40])], [("y", F, [9, 33])]),
+        {"a": _rand(rng, 9, 40), "b": _rand(rng, 33, 40)}),
+    "gemm_transB_alpha_bias": lambda rng: (
+        _model([helper.make_node("Gemm", ["a", "w", "c"], ["y"], transB=1, alpha=0.5, beta=2.0)],
+               [("a", F, [19, 23])], [("y", F, [19, 31])],
+               [("w", _rand(rng, 31, 23)), ("c", _rand(rng, 31))]),
+        {"a": _rand(rng, 19, 23)}),
+    "matmul_fp16": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "b"], ["y"])],
+               [("a", TensorProto.FLOAT16, [11, 35]), ("b", TensorProto.FLOAT16, [35, 21])],
+               [("y", TensorProto.FLOAT16, [11, 21])]),
+        {"a": _rand(rng, 11, 35, dtype=np.float16), "b": _rand(rng, 35, 21, dtype=np.float16)}),
+    "conv3x3_pad": lambda rng: _conv(rng, [1, 5, 13, 17], [7, 5, 3, 3], pads=[1, 1, 1, 1]),
+    "conv3x3_stride2": lambda rng: _conv(rng, [2, 3, 15, 19], [9, 3, 3, 3], pads=[1, 1, 1, 1],
+                                         strides=[2, 2]),
+    "conv7x7_stride2_stem": lambda rng: _conv(rng, [1, 3, 37, 41], [10, 3, 7, 7],
+                                              pads=[3, 3, 3, 3], strides=[2, 2]),
+    "conv1x1": lambda rng: _conv(rng, [2, 6, 9, 11], [10, 6, 1, 1]),
+    "conv1x1_stride2": lambda rng: _conv(rng, [1, 6, 9, 11], [10, 6, 1, 1], strides=[2, 2]),
+    "conv_dilated": lambda rng: _conv(rng, [1, 4, 16, 18], [5, 4, 3, 3], dilations=[2, 2]),
+    "conv_depthwise": lambda rng: _conv(rng, [1, 12, 14, 15], [12, 1, 3, 3], pads=[1, 1, 1, 1],
+                                        group=12),
+    "conv_grouped": lambda rng: _conv(rng, [1, 8, 10, 9], [12, 4, 3, 3], group=2),
+    "conv1d": lambda rng: _conv(rng, [2, 5, 50], [6, 5, 4], pads=[2, 1]),
+}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ragged_contraction(check, case, threads):
+    model, feeds = CASES[case](np.random.default_rng(len(case)))
+    kw = {"rtol": 2e-3, "atol": 2e-3} if case.endswith("fp16") else {}
+    check(model, feeds, threads=threads, **kw)
