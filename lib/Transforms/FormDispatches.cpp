@@ -108,7 +108,19 @@ void collectInitProducers(linalg::LinalgOp op, SetVector<Operation *> &group,
   for (OpOperand &init : op.getDpsInitsMutable()) {
     auto producer = init.get().getDefiningOp<linalg::LinalgOp>();
     if (!producer || taken.contains(producer) || !isAllParallel(producer) ||
-        !init.get().hasOneUse() || producer->getNumResults() != 1)
+        producer->getNumResults() != 1)
+      continue;
+    // CSE merges the zero fills of equally shaped contractions into one:
+    // materialized once, each kernel would copy it in (a pass over memory
+    // per use). Every use recomputes its own instead, as cheaply as a copy.
+    if (!init.get().hasOneUse() &&
+        llvm::all_of(producer.getDpsInits(),
+                     [](Value v) { return v.getDefiningOp<tensor::EmptyOp>(); })) {
+      OpBuilder b(producer);
+      producer = cast<linalg::LinalgOp>(b.clone(*producer));
+      init.set(producer->getResult(0));
+    }
+    if (!init.get().hasOneUse())
       continue;
     collectInitProducers(producer, group, taken);
     group.insert(producer);

@@ -27,6 +27,25 @@ bool isTranspose(Operation *op) {
   return in.isPermutation() && out.isPermutation() && in != out;
 }
 
+/// A generic whose body indexes memory itself (Pad's bounds-checked loads,
+/// Gather): fused into a contraction its operand would no longer be an
+/// affine load that a vector micro-kernel can issue.
+bool isGather(Operation *op) {
+  auto g = dyn_cast_or_null<linalg::GenericOp>(op);
+  if (!g)
+    return false;
+  WalkResult r = g.getRegion().walk([](Operation *inner) {
+    return isa<linalg::IndexOp, tensor::ExtractOp>(inner) ? WalkResult::interrupt()
+                                                          : WalkResult::advance();
+  });
+  return r.wasInterrupted();
+}
+
+bool multiplies(linalg::LinalgOp op) {
+  return llvm::any_of(op.getBlock()->getOperations(),
+                      [](Operation &inner) { return isa<arith::MulFOp, arith::MulIOp>(inner); });
+}
+
 struct FuseElementwisePass : kiln::impl::FuseElementwiseBase<FuseElementwisePass> {
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
@@ -37,7 +56,10 @@ struct FuseElementwisePass : kiln::impl::FuseElementwiseBase<FuseElementwisePass
       if (!producer || !producer->hasOneUse())
         return false;
       auto consumer = dyn_cast<linalg::LinalgOp>(fused->getOwner());
-      return !(consumer && consumer.getNumReductionLoops() > 0 && isTranspose(producer));
+      // Contractions only: a pooling window keeps its bounds-checked reads.
+      if (!consumer || consumer.getNumReductionLoops() == 0 || !multiplies(consumer))
+        return true;
+      return !isTranspose(producer) && !isGather(producer);
     };
     // The pattern set of upstream's linalg-fuse-elementwise-ops.
     RewritePatternSet patterns(ctx);

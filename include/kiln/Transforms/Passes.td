@@ -8,10 +8,12 @@ def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::ModuleOp"> {
   let summary = "Upstream elementwise fusion, keeping transposes out of contractions";
   let description = [{
     `linalg-fuse-elementwise-ops` with one more rule: a producer that only
-    permutes its input (Transpose, Gemm's transB) is not fused into an op
+    permutes its input (Transpose, Gemm's transB) or that indexes memory in
+    its body (Pad's bounds-checked loads, Gather) is not fused into an op
     with reduction loops. Fused, the contraction would read that operand
-    across its contiguous dimension, and no vector micro-kernel can load it;
-    left alone it is one copy (folded away when its input is a constant).
+    across its contiguous dimension or through computed indices, and no
+    vector micro-kernel can load it; left alone it is one copy (folded away
+    when its input is a constant).
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect",
                            "mlir::affine::AffineDialect", "mlir::arith::ArithDialect"];
