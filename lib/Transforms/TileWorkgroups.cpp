@@ -60,6 +60,34 @@ SmallVector<int64_t> chooseTiles(ArrayRef<int64_t> ranges,
   return grid;
 }
 
+/// The root's loops that are the (m, n) of the kernel's register-tiled
+/// contraction: the root itself, or an epilogue that reads the contraction's
+/// result elementwise (its loops are the contraction's output dims).
+std::optional<std::pair<std::optional<unsigned>, unsigned>>
+registerTileLoops(func::FuncOp kernel, linalg::LinalgOp root) {
+  if (auto rt = kiln::matchRegisterTileContraction(root))
+    return std::make_pair(rt->m, rt->n);
+  if (root.getNumLoops() != root.getNumParallelLoops() ||
+      !llvm::all_of(root.getIndexingMapsArray(), [](AffineMap m) { return m.isIdentity(); }))
+    return std::nullopt;
+  std::optional<std::pair<std::optional<unsigned>, unsigned>> found;
+  kernel.walk([&](linalg::GenericOp op) {
+    auto rt = kiln::matchRegisterTileContraction(op);
+    if (!rt || op->getResult(0).getType() != root->getResult(0).getType())
+      return;
+    AffineMap out = op.getIndexingMapMatchingResult(op->getResult(0));
+    auto position = [&](unsigned loop) -> std::optional<unsigned> {
+      return out.getResultPosition(getAffineDimExpr(loop, op.getContext()));
+    };
+    std::optional<unsigned> n = position(rt->n), m;
+    if (rt->m)
+      m = position(*rt->m);
+    if (n)
+      found = std::make_pair(m, *n);
+  });
+  return found;
+}
+
 struct TileWorkgroupsPass : kiln::impl::TileWorkgroupsBase<TileWorkgroupsPass> {
   using TileWorkgroupsBase::TileWorkgroupsBase;
 
@@ -110,15 +138,16 @@ struct TileWorkgroupsPass : kiln::impl::TileWorkgroupsBase<TileWorkgroupsPass> {
     // Whole register tiles per workgroup (kiln/Transforms/RegisterTile.h).
     SmallVector<int64_t> quantum(ranges.size(), 1);
     std::optional<size_t> square;
-    if (auto rt = kiln::matchRegisterTileContraction(root);
-        rt && (registerTileRows > 1 || registerTileCols > 1)) {
-      quantum[rt->n] = std::max<int64_t>(registerTileCols, 1);
-      if (rt->m) {
-        quantum[*rt->m] = std::max<int64_t>(registerTileRows, 1);
-        if (ranges[rt->n] > quantum[rt->n])
-          square = *rt->m;
+    if (registerTileRows > 1 || registerTileCols > 1)
+      if (auto loops = registerTileLoops(kernel, root)) {
+        auto [m, n] = *loops;
+        quantum[n] = registerTileCols;
+        if (m) {
+          quantum[*m] = registerTileRows;
+          if (ranges[n] > quantum[n])
+            square = *m;
+        }
       }
-    }
     SmallVector<int64_t> tiles;
     SmallVector<int64_t> grid = chooseTiles(ranges, root.getIteratorTypesArray(), quantum, target,
                                             innermostFirst, square, tiles);
