@@ -41,6 +41,23 @@ bool isGather(Operation *op) {
   return r.wasInterrupted();
 }
 
+/// A producer a contraction may recompute: it reads each operand element
+/// once per tile of the other operand (N / Nr times for lhs), so only data
+/// movement and casts (f16 -> f32, i8 -> i32) pay for themselves. A GELU
+/// fused into a down-projection's lhs is evaluated 24 times per element at
+/// BERT's sizes; materialized it is one pass, usually an epilogue of the
+/// contraction before.
+bool isCheap(Operation *op) {
+  auto g = dyn_cast_or_null<linalg::GenericOp>(op);
+  if (!g || isGather(op))
+    return false;
+  Block &body = g.getRegion().front();
+  return llvm::all_of(body.without_terminator(), [](Operation &inner) {
+    return isa<arith::ExtFOp, arith::TruncFOp, arith::ExtSIOp, arith::ExtUIOp, arith::SIToFPOp,
+               arith::UIToFPOp, arith::BitcastOp>(inner);
+  });
+}
+
 bool multiplies(linalg::LinalgOp op) {
   return llvm::any_of(op.getBlock()->getOperations(),
                       [](Operation &inner) { return isa<arith::MulFOp, arith::MulIOp>(inner); });
@@ -59,7 +76,7 @@ struct FuseElementwisePass : kiln::impl::FuseElementwiseBase<FuseElementwisePass
       // Contractions only: a pooling window keeps its bounds-checked reads.
       if (!consumer || consumer.getNumReductionLoops() == 0 || !multiplies(consumer))
         return true;
-      return !isTranspose(producer) && !isGather(producer);
+      return !isTranspose(producer) && isCheap(producer);
     };
     // The pattern set of upstream's linalg-fuse-elementwise-ops.
     RewritePatternSet patterns(ctx);

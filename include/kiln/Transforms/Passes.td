@@ -7,13 +7,15 @@ include "mlir/Pass/PassBase.td"
 def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::ModuleOp"> {
   let summary = "Upstream elementwise fusion, keeping transposes out of contractions";
   let description = [{
-    `linalg-fuse-elementwise-ops` with one more rule: a producer that only
-    permutes its input (Transpose, Gemm's transB) or that indexes memory in
-    its body (Pad's bounds-checked loads, Gather) is not fused into an op
-    with reduction loops. Fused, the contraction would read that operand
-    across its contiguous dimension or through computed indices, and no
-    vector micro-kernel can load it; left alone it is one copy (folded away
-    when its input is a constant).
+    `linalg-fuse-elementwise-ops` with one more rule for contractions (ops
+    with reduction loops that multiply): only producers that move data or
+    cast are fused into them, and not transposes. A fused transpose makes the
+    contraction read across its contiguous dimension; a fused Pad or Gather
+    reads through computed indices, so no vector micro-kernel can load the
+    operand; and a fused computation (a GELU, a softmax) is redone for every
+    tile of the other operand. Left alone each is one pass over memory (a
+    transpose of a constant folds away), usually an epilogue of the kernel
+    before.
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect",
                            "mlir::affine::AffineDialect", "mlir::arith::ArithDialect"];
