@@ -192,6 +192,9 @@ def iree_config(threads):
         rt.flags.parse_flags(f"--task_topology_group_count={threads}")
         driver = rt._binding.create_hal_driver("local-task")
         device = driver.create_default_device()
+        deadline = time.perf_counter() + 2  # workers name themselves once they start
+        while workers() - before < threads and time.perf_counter() < deadline:
+            time.sleep(0.01)
         made = workers() - before
         log(f"IREE local-task device: {made} worker thread(s) for threads={threads}")
         if made != threads:
@@ -247,7 +250,7 @@ def bench_models(args, wd):
         path, feeds, art = ensure_onnx(name, wd), make_inputs(name), {}
         try:
             art["kiln"], comp[name, "kiln"] = kiln_compile(path, wd, name)
-        except kiln.CompileError as e:
+        except (kiln.CompileError, OSError) as e:  # OSError: build/bin/kiln-compile being relinked
             comp[name, "kiln"] = short(e)
             log(f"{name}: kiln compile failed:\n{e}")
         comp[name, "iree"] = args.iree
@@ -404,7 +407,7 @@ def bench_gemms(args, wd):
         onnx.save(gemm_model(m, k, n), wd / f"{name}.onnx")
         try:
             art, err = kiln_compile(wd / f"{name}.onnx", wd, name)[0], None
-        except kiln.CompileError as e:
+        except (kiln.CompileError, OSError) as e:
             art, err = None, short(e)
         for T in args.threads:
             runners = {"kiln": kiln_session(art, T)} if art else {}
