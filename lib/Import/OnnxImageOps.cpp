@@ -276,21 +276,30 @@ static LogicalResult handleConvTranspose(Importer &im) {
     return arith::SelectOp::create(ob, l, ok, v, im.constantScalar(ob, l, et, 0.0)).getResult();
   });
 
+  // The spatially flipped kernel, as its own small op: with the flip in the
+  // convolution's input map (o - k) tiling could not bound the input window,
+  // and the loops must stay recoverable from plain dims (k from W, o from Y).
+  MLIRContext *ctx = &im.ctx;
+  int64_t rank = ws.size();
+  SmallVector<AffineExpr> flip = {getAffineDimExpr(0, ctx), getAffineDimExpr(1, ctx)};
+  for (int64_t i = 0; i < s; ++i)
+    flip.push_back(kernel[i] - 1 - getAffineDimExpr(2 + i, ctx));
+  Value wf = indexedGeneric(
+      im, ws, et, [&](OpBuilder &, Location, ValueRange a) { return a[rank]; }, {w},
+      {AffineMap::get(rank, 0, flip, ctx)});
+
   SmallVector<int64_t> xg = {nBatch, groups, cg}, wg = {groups, cg, mg}, og = {nBatch, groups, mg};
   xg.append(dshape.begin() + 2, dshape.end());
   wg.append(kernel);
   og.append(out);
-  Value xv = im.reshape(xd, xg), wv = im.reshape(w, wg);
+  Value xv = im.reshape(xd, xg), wv = im.reshape(wf, wg);
 
   // Loops: n, g, m, c, k_0.., o_0..
-  MLIRContext *ctx = &im.ctx;
   auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
   SmallVector<AffineExpr> ex = {d(0), d(1), d(3)}, ew = {d(1), d(3), d(2)};
   for (int64_t i = 0; i < s; ++i) {
     AffineExpr k = d(4 + i), o = d(4 + s + i);
-    // The flip goes on the input side: loops must stay recoverable from
-    // the operands' plain dimensions (k from W, o from Y).
-    ex.push_back(o + (kernel[i] - 1) * dil[i] - k * dil[i]);
+    ex.push_back(o + k * dil[i]);
     ew.push_back(k);
   }
   auto y = groupedConvolution(im, xv, wv, im.hasInput(2) ? im.input(2) : Value(), og, ex, ew);

@@ -37,9 +37,9 @@ std::optional<int64_t> linearCoefficient(AffineExpr e, unsigned d) {
   return std::nullopt;
 }
 
-/// The body only computes with elementwise arith/math ops on its arguments
-/// and values from above: cloning it with vector types vectorizes it.
-bool isVectorizableBody(Block &body) {
+} // namespace
+
+bool kiln::isVectorizableBody(Block &body) {
   for (Operation &op : body.without_terminator()) {
     if (!isa<arith::ArithDialect, math::MathDialect>(op.getDialect()))
       return false;
@@ -56,8 +56,6 @@ bool isVectorizableBody(Block &body) {
   return true;
 }
 
-} // namespace
-
 std::optional<kiln::ContractionTiling>
 kiln::matchRegisterTileContraction(linalg::LinalgOp op) {
   auto generic = dyn_cast<linalg::GenericOp>(op.getOperation());
@@ -72,7 +70,7 @@ kiln::matchRegisterTileContraction(linalg::LinalgOp op) {
     if (!isa<ShapedType>(in->get().getType()))
       return std::nullopt;
   Block &body = generic.getRegion().front();
-  if (!isVectorizableBody(body) || body.getArgument(2).use_empty())
+  if (!kiln::isVectorizableBody(body) || body.getArgument(2).use_empty())
     return std::nullopt;
 
   AffineMap outMap = generic.getMatchingIndexingMap(init);
@@ -105,11 +103,24 @@ kiln::matchRegisterTileContraction(linalg::LinalgOp op) {
   t.rhsStride = *stride;
   AffineMap lhsMap = generic.getIndexingMapsArray()[t.lhs];
 
-  // m: the output's innermost other dim that lhs reads and rhs does not.
-  for (AffineExpr e : llvm::reverse(outMap.getResults().drop_back())) {
+  // m: the output's innermost other dim that lhs reads and rhs does not (a
+  // matmul's rows, a convolution's filters): one rhs vector serves all rows.
+  // Failing that, its innermost other dim of more than one element (a
+  // depthwise convolution's output rows): each row loads its own rhs, but
+  // the rows still give the tile independent accumulators.
+  auto outerDims = llvm::reverse(outMap.getResults().drop_back());
+  for (AffineExpr e : outerDims) {
     unsigned d = cast<AffineDimExpr>(e).getPosition();
     if (iters[d] == utils::IteratorType::parallel && lhsMap.isFunctionOfDim(d) &&
         !rhsMap.isFunctionOfDim(d)) {
+      t.m = d;
+      return t;
+    }
+  }
+  SmallVector<int64_t> ranges = generic.getStaticLoopRanges();
+  for (AffineExpr e : outerDims) {
+    unsigned d = cast<AffineDimExpr>(e).getPosition();
+    if (ranges[d] != 1) {
       t.m = d;
       break;
     }

@@ -30,8 +30,15 @@ namespace {
 // kiln-cpu-lower-abi
 //===----------------------------------------------------------------------===//
 
-/// Rewrites `(memref..., )` kernels to the cpu ABI: buffers come as an array
-/// of base pointers, the workgroup id as three integers.
+/// Gives kernels the cpu ABI: buffers come as an array of base pointers, the
+/// workgroup id as three integers. The kernel's body moves to an internal,
+/// always-inlined `<name>.body(memref {llvm.noalias}..., wg_x, wg_y, wg_z)`
+/// that the ABI function calls: pointers loaded from an array carry no alias
+/// facts, and without them LLVM keeps a reduction's accumulator in memory and
+/// guards every vectorized loop with run-time overlap checks. Bindings are
+/// distinct buffers (an output never shares storage with an input: the
+/// schedule copies such outputs), and LLVM keeps `noalias` as scoped alias
+/// metadata when it inlines the body.
 struct LowerCpuAbiPass : PassWrapper<LowerCpuAbiPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(LowerCpuAbiPass)
   StringRef getArgument() const final { return "kiln-cpu-lower-abi"; }
@@ -43,28 +50,53 @@ struct LowerCpuAbiPass : PassWrapper<LowerCpuAbiPass, OperationPass<ModuleOp>> {
   }
 
   void runOnOperation() override {
+    SmallVector<func::FuncOp> kernels;
     for (auto kernel : getOperation().getOps<func::FuncOp>())
       if (!kernel.isExternal())
-        lower(kernel);
+        kernels.push_back(kernel);
+    for (func::FuncOp kernel : kernels)
+      lower(kernel);
   }
 
-  void lower(func::FuncOp kernel) {
-    MLIRContext *ctx = kernel.getContext();
-    Block &entry = kernel.getBody().front();
+  void lower(func::FuncOp body) {
+    MLIRContext *ctx = body.getContext();
+    Location loc = body.getLoc();
+    std::string name = body.getSymName().str();
     OpBuilder b(ctx);
-    b.setInsertionPointToStart(&entry);
-    Location loc = kernel.getLoc();
-    auto ptrTy = LLVM::LLVMPointerType::get(ctx);
-    auto i64 = b.getI64Type();
+
+    // The body: workgroup ids become arguments, buffers noalias.
+    Block &entry = body.getBody().front();
     unsigned numBuffers = entry.getNumArguments();
-    Value bindings = entry.addArgument(ptrTy, loc);
     Value wg[3];
     for (Value &v : wg)
       v = entry.addArgument(b.getIndexType(), loc);
+    body.walk([&](gpu::BlockIdOp id) {
+      id.replaceAllUsesWith(wg[(int)id.getDimension()]);
+      id.erase();
+    });
+    body.setType(FunctionType::get(ctx, entry.getArgumentTypes(), {}));
+    for (unsigned i = 0; i < numBuffers; ++i)
+      body.setArgAttr(i, LLVM::LLVMDialect::getNoAliasAttrName(), b.getUnitAttr());
+    body.setSymName(name + ".body");
+    body->setAttr("llvm.linkage", LLVM::LinkageAttr::get(ctx, LLVM::Linkage::Internal));
+    body->setAttr("passthrough", b.getArrayAttr({b.getStringAttr("alwaysinline")}));
 
+    // The ABI function.
+    b.setInsertionPointAfter(body);
+    auto ptrTy = LLVM::LLVMPointerType::get(ctx);
+    auto i64 = b.getI64Type();
+    auto kernel = func::FuncOp::create(
+        b, loc, name, FunctionType::get(ctx, {ptrTy, b.getIndexType(), b.getIndexType(),
+                                              b.getIndexType()}, {}));
+    for (NamedAttribute attr : body->getDiscardableAttrs())
+      if (attr.getName() != "llvm.linkage" && attr.getName() != "passthrough")
+        kernel->setAttr(attr.getName(), attr.getValue());
+    Block *abi = kernel.addEntryBlock();
+    b.setInsertionPointToStart(abi);
+    Value bindings = abi->getArgument(0);
+    SmallVector<Value> operands;
     for (unsigned i = 0; i < numBuffers; ++i) {
-      BlockArgument old = entry.getArgument(i);
-      auto type = cast<MemRefType>(old.getType());
+      auto type = cast<MemRefType>(entry.getArgument(i).getType());
       Value slot = LLVM::GEPOp::create(b, loc, ptrTy, ptrTy, bindings,
                                        ArrayRef<LLVM::GEPArg>{(int32_t)i});
       Value base = LLVM::LoadOp::create(b, loc, ptrTy, slot);
@@ -90,15 +122,11 @@ struct LowerCpuAbiPass : PassWrapper<LowerCpuAbiPass, OperationPass<ModuleOp>> {
         desc = LLVM::InsertValueOp::create(b, loc, desc, c(stride), ArrayRef<int64_t>{4, d});
         stride *= type.getDimSize(d);
       }
-      Value m = UnrealizedConversionCastOp::create(b, loc, type, desc).getResult(0);
-      old.replaceAllUsesWith(m);
+      operands.push_back(UnrealizedConversionCastOp::create(b, loc, type, desc).getResult(0));
     }
-    kernel.walk([&](gpu::BlockIdOp id) {
-      id.replaceAllUsesWith(wg[(int)id.getDimension()]);
-      id.erase();
-    });
-    entry.eraseArguments(0, numBuffers);
-    kernel.setType(FunctionType::get(ctx, entry.getArgumentTypes(), {}));
+    operands.append(abi->getArguments().begin() + 1, abi->getArguments().end());
+    func::CallOp::create(b, loc, body, operands);
+    func::ReturnOp::create(b, loc);
   }
 };
 
@@ -143,7 +171,8 @@ public:
     // Written as text so the stage list reads top to bottom.
     std::string pipeline = llvm::formatv(
         "func.func(kiln-cpu-vectorize-contractions{{vector-bits={0} rows={1} vectors={2}},"
-        "convert-linalg-to-loops, kiln-cpu-approximate-math, canonicalize, cse),"
+        "kiln-cpu-reassociate-reductions, convert-linalg-to-loops, kiln-cpu-approximate-math,"
+        "canonicalize, cse),"
         "kiln-cpu-lower-abi,"
         "expand-strided-metadata,"
         "lower-affine,"
@@ -176,7 +205,8 @@ public:
       return built.takeError();
     kiln::artifact::Executable exe = std::move(*built);
     for (auto kernel : executable.getOps<LLVM::LLVMFuncOp>()) {
-      if (kernel.isExternal())
+      // Bodies are inlined into their ABI functions: not entries.
+      if (kernel.isExternal() || kernel.getLinkage() == LLVM::Linkage::Internal)
         continue;
       kiln::artifact::Entry entry;
       entry.name = kernel.getSymName().str();
@@ -196,10 +226,12 @@ public:
 
 void registerCpuVectorizeContractions();
 void registerCpuApproximateMath();
+void registerCpuReassociateReductions();
 
 void registerCpuTarget() {
   static PassRegistration<LowerCpuAbiPass> abi;
   registerCpuVectorizeContractions();
   registerCpuApproximateMath();
+  registerCpuReassociateReductions();
   kiln::registerTargetBackend(std::make_unique<CpuTarget>());
 }

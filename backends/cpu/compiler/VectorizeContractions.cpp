@@ -183,10 +183,11 @@ private:
 
   /// The rest of the body on vectors: `args` replace its block arguments,
   /// scalars from `lhsPrefix` and from above are broadcast.
-  Value body(ValueRange args, const IRMapping &scalars) {
-    Block &block = op.getRegion().front();
+  Value body(Block &block, ArrayRef<Value> args, const IRMapping &scalars) {
     IRMapping map;
-    map.map(block.getArguments(), args);
+    for (auto [arg, v] : llvm::zip(block.getArguments(), args))
+      if (v)
+        map.map(arg, v);
     auto operand = [&](Value v) -> Value {
       if (Value m = map.lookupOrNull(v))
         return m;
@@ -196,6 +197,13 @@ private:
     for (Operation &inner : block.without_terminator()) {
       if (scalars.contains(inner.getResult(0)))
         continue;
+      // A constant stays scalar; its users broadcast it (and fold that).
+      if (isa<arith::ConstantOp>(inner)) {
+        Value c = b.clone(inner)->getResult(0);
+        map.map(inner.getResult(0),
+                vector::BroadcastOp::create(b, VectorType::get({vl}, c.getType()), c));
+        continue;
+      }
       SmallVector<Value> operands = llvm::map_to_vector(inner.getOperands(), operand);
       OperationState state(b.getLoc(), inner.getName(), operands,
                            TypeRange{VectorType::get({vl}, inner.getResult(0).getType())},
@@ -264,6 +272,10 @@ private:
       for (int64_t j = 0; j < vectors; ++j) {
         at(i, j);
         Value v = acc[i * vectors + j];
+        if (epilogue) {
+          storeThroughEpilogue(v, masks[j]);
+          continue;
+        }
         if (masks[j])
           vector::MaskedStoreOp::create(b, out, indices(outOperand), masks[j], v);
         else
@@ -271,33 +283,99 @@ private:
       }
   }
 
+  /// The epilogue's ivs at the current contraction ivs: its loops are the
+  /// contraction's output dims.
+  SmallVector<Value> epilogueIvs() {
+    AffineMap out = maps[op.getNumDpsInputs()];
+    SmallVector<Value> e;
+    for (AffineExpr r : out.getResults())
+      e.push_back(ivs[cast<AffineDimExpr>(r).getPosition()]);
+    return e;
+  }
+
+  /// Applies the elementwise epilogue to one accumulator vector while it is
+  /// in registers and stores the result where the epilogue would have.
+  void storeThroughEpilogue(Value acc, Value mask) {
+    SmallVector<Value> eivs = epilogueIvs();
+    auto at = [&](OpOperand &operand) {
+      AffineMap map = epilogue.getMatchingIndexingMap(&operand);
+      SmallVector<Value> idx;
+      for (AffineExpr e : map.getResults())
+        idx.push_back(affine::AffineApplyOp::create(b, AffineMap::get(map.getNumDims(), 0, e), eivs));
+      return idx;
+    };
+    Block &block = epilogue.getRegion().front();
+    SmallVector<Value> args;
+    unsigned n = eivs.size() - 1;
+    for (OpOperand *in : epilogue.getDpsInputOperands()) {
+      if (in->get() == contractionOut) {
+        args.push_back(acc);
+        continue;
+      }
+      Type elem = getElementTypeOrSelf(in->get().getType());
+      auto ty = VectorType::get({vl}, elem);
+      if (!epilogue.getMatchingIndexingMap(in).isFunctionOfDim(n)) {
+        Value scalar = memref::LoadOp::create(b, in->get(), at(*in));
+        args.push_back(vector::BroadcastOp::create(b, ty, scalar));
+      } else if (mask) {
+        Value zero = arith::ConstantOp::create(b, ty, b.getZeroAttr(ty));
+        args.push_back(vector::MaskedLoadOp::create(b, ty, in->get(), at(*in), mask, zero));
+      } else {
+        args.push_back(vector::LoadOp::create(b, ty, in->get(), at(*in)));
+      }
+    }
+    OpOperand *init = epilogue.getDpsInitOperand(0);
+    args.push_back(Value()); // the epilogue's init is write-only (checked)
+    Value v = body(block, args, IRMapping());
+    if (mask)
+      vector::MaskedStoreOp::create(b, init->get(), at(*init), mask, v);
+    else
+      vector::StoreOp::create(b, v, init->get(), at(*init));
+  }
+
   /// One reduction step: rhs vectors once, each lhs scalar once, the body per
   /// accumulator.
   Tile step(Value m0, int64_t rowCount, int64_t vectors, ArrayRef<Value> masks,
             ArrayRef<Value> valid, llvm::function_ref<void(int64_t, int64_t)> at, Tile acc) {
+    // Operands that do not depend on the row are loaded once for all rows.
+    bool lhsPerRow = t.m && maps[t.lhs].isFunctionOfDim(*t.m);
+    bool rhsPerRow = t.m && maps[t.rhs].isFunctionOfDim(*t.m);
     SmallVector<Value> rhs;
-    for (int64_t j = 0; j < vectors; ++j) {
-      at(0, j);
-      rhs.push_back(t.rhsStride == 1 ? load(t.rhs, masks[j]) : loadEveryOther(valid[j]));
-    }
+    Value lhs;
+    IRMapping scalars;
     for (int64_t i = 0; i < rowCount; ++i) {
-      at(i, 0);
-      Value lhsOperand = op->getOperand(t.lhs);
-      Value scalar = memref::LoadOp::create(b, lhsOperand, indices(t.lhs));
-      IRMapping scalars;
-      lhsPrefix(scalar, scalars);
-      Value lhs = vector::BroadcastOp::create(b, VectorType::get({vl}, scalar.getType()), scalar);
+      if (i == 0 || rhsPerRow) {
+        rhs.clear();
+        for (int64_t j = 0; j < vectors; ++j) {
+          at(i, j);
+          rhs.push_back(t.rhsStride == 1 ? load(t.rhs, masks[j]) : loadEveryOther(valid[j]));
+        }
+      }
+      if (i == 0 || lhsPerRow) {
+        at(i, 0);
+        Value scalar = memref::LoadOp::create(b, op->getOperand(t.lhs), indices(t.lhs));
+        scalars.clear();
+        lhsPrefix(scalar, scalars);
+        lhs = vector::BroadcastOp::create(b, VectorType::get({vl}, scalar.getType()), scalar);
+      }
       for (int64_t j = 0; j < vectors; ++j) {
         SmallVector<Value> args(3);
         args[t.lhs] = lhs;
         args[t.rhs] = rhs[j];
         args[2] = acc[i * vectors + j];
-        acc[i * vectors + j] = body(args, scalars);
+        acc[i * vectors + j] = body(op.getRegion().front(), args, scalars);
       }
     }
     return acc;
   }
 
+public:
+  /// An elementwise consumer of the contraction's result applied in
+  /// registers (`matchEpilogue`); it replaces the result's store.
+  linalg::GenericOp epilogue;
+  Value contractionOut;
+
+private:
   linalg::GenericOp op;
   kiln::ContractionTiling t;
   int64_t vl, mr, nv;
@@ -315,6 +393,60 @@ bool unitInnerStride(Value v) {
   SmallVector<int64_t> strides;
   int64_t offset;
   return succeeded(type.getStridesAndOffset(strides, offset)) && strides.back() == 1;
+}
+
+/// The op that reads `op`'s result next, when it can run on the result's
+/// accumulators: an all-parallel generic with identity maps on that buffer
+/// and its output, a vectorizable body that does not read its output, other
+/// inputs that either run along the vector dim with unit stride or do not
+/// depend on it, and nothing else touching the buffer after `op`.
+linalg::GenericOp matchEpilogue(linalg::GenericOp op) {
+  Value out = op.getDpsInitOperand(0)->get();
+  linalg::GenericOp epilogue;
+  for (Operation *user : out.getUsers()) {
+    if (user == op.getOperation() || !op->isBeforeInBlock(user) || isa<memref::DeallocOp>(user))
+      continue;
+    auto g = dyn_cast<linalg::GenericOp>(user);
+    if (!g || epilogue)
+      return {};
+    epilogue = g;
+  }
+  if (!epilogue || epilogue->getBlock() != op->getBlock() || epilogue.getNumDpsInits() != 1 ||
+      epilogue.getNumLoops() != epilogue.getNumParallelLoops() ||
+      !kiln::isVectorizableBody(epilogue.getRegion().front()))
+    return {};
+  // Nothing between the two may touch the buffer (the users above) or write
+  // what the epilogue reads.
+  for (Operation *o = op->getNextNode(); o != epilogue.getOperation(); o = o->getNextNode())
+    if (!isMemoryEffectFree(o))
+      return {};
+  OpOperand *init = epilogue.getDpsInitOperand(0);
+  auto outType = cast<MemRefType>(out.getType());
+  if (epilogue.getRegion().front().getArgument(init->getOperandNumber()).getNumUses() != 0 ||
+      !epilogue.getMatchingIndexingMap(init).isIdentity() || !unitInnerStride(init->get()) ||
+      init->get() == out || epilogue.getNumLoops() != (unsigned)outType.getRank())
+    return {};
+  unsigned n = epilogue.getNumLoops() - 1;
+  bool readsOut = false;
+  for (OpOperand *in : epilogue.getDpsInputOperands()) {
+    AffineMap map = epilogue.getMatchingIndexingMap(in);
+    if (in->get() == out) {
+      if (!map.isIdentity())
+        return {};
+      readsOut = true;
+      continue;
+    }
+    if (!isa<MemRefType>(in->get().getType()))
+      return {};
+    if (!map.isFunctionOfDim(n))
+      continue;
+    if (map.getNumResults() == 0 || map.getResults().back() != getAffineDimExpr(n, op.getContext()) ||
+        llvm::any_of(map.getResults().drop_back(),
+                     [&](AffineExpr e) { return e.isFunctionOfDim(n); }) ||
+        !unitInnerStride(in->get()))
+      return {};
+  }
+  return readsOut ? epilogue : linalg::GenericOp();
 }
 
 struct VectorizeContractionsPass
@@ -353,7 +485,18 @@ struct VectorizeContractionsPass
     for (auto [op, t] : work) {
       unsigned bits = getElementTypeOrSelf(op.getDpsInitOperand(0)->get().getType())
                           .getIntOrFloatBitWidth();
-      MicroKernelEmitter(op, t, std::max<int64_t>(vectorBits / bits, 1), rows, vectors).emit();
+      MicroKernelEmitter emitter(op, t, std::max<int64_t>(vectorBits / bits, 1), rows, vectors);
+      emitter.epilogue = matchEpilogue(op);
+      emitter.contractionOut = op.getDpsInitOperand(0)->get();
+      // What the epilogue reads may be defined between the two (subviews of
+      // the kernel's output; side-effect free, checked): the tile's code
+      // goes where the contraction is, so they move up.
+      if (emitter.epilogue)
+        while (op->getNextNode() != emitter.epilogue.getOperation())
+          op->getNextNode()->moveBefore(op);
+      emitter.emit();
+      if (emitter.epilogue)
+        emitter.epilogue.erase();
       op.erase();
     }
   }

@@ -25,7 +25,8 @@ namespace kiln {
 struct ContractionTiling {
   /// Loop of the output's contiguous (vector) dimension.
   unsigned n;
-  /// Loop broadcast along the tile's rows (in `lhs`, not in `rhs`), if any.
+  /// Loop along the tile's rows, if any: one `lhs` reads and `rhs` does not
+  /// where there is one, else another of the output's parallel loops.
   std::optional<unsigned> m;
   /// Input operand indices: `lhs` is read as scalars, `rhs` as vectors.
   unsigned lhs, rhs;
@@ -38,6 +39,10 @@ struct ContractionTiling {
 /// vectors). Layout is checked on the indexing maps only; a caller on buffers
 /// also checks that the output's and `rhs`'s last strides are 1.
 std::optional<ContractionTiling> matchRegisterTileContraction(mlir::linalg::LinalgOp op);
+
+/// The body only computes with elementwise arith/math ops on its arguments
+/// and values from above: cloning it with vector types vectorizes it.
+bool isVectorizableBody(mlir::Block &body);
 
 } // namespace kiln
 

@@ -1,16 +1,23 @@
 // RUN: kiln-opt %s --kiln-cpu-lower-abi | FileCheck %s
 
-// cpu kernels take (bindings, wg_x, wg_y, wg_z): each buffer is loaded from
-// the bindings array and wrapped in a static descriptor; gpu.block_id reads
-// the workgroup arguments.
-// CHECK-LABEL: func.func @k
-// CHECK-SAME: (%[[B:.+]]: !llvm.ptr, %[[X:.+]]: index, %{{.+}}: index, %{{.+}}: index)
-// CHECK: %[[SLOT1:.+]] = llvm.getelementptr %[[B]][1] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
-// CHECK: llvm.load %[[SLOT1]] : !llvm.ptr -> !llvm.ptr
-// CHECK: builtin.unrealized_conversion_cast %{{.+}} : !llvm.struct<(ptr, ptr, i64, array<1 x i64>, array<1 x i64>)> to memref<8xf32>
+// cpu kernels take (bindings, wg_x, wg_y, wg_z): the body moves to an
+// internal, always-inlined function whose buffers are noalias and whose
+// workgroup ids are arguments; the ABI function loads each buffer from the
+// bindings array, wraps it in a static descriptor and calls the body.
+// CHECK-LABEL: func.func @k.body(
+// CHECK-SAME: %{{.+}}: memref<8xf32> {llvm.noalias}, %[[OUT:.+]]: memref<8xf32> {llvm.noalias}, %[[X:.+]]: index, %{{.+}}: index, %{{.+}}: index)
+// CHECK-SAME: llvm.linkage = #llvm.linkage<internal>
+// CHECK-SAME: passthrough = ["alwaysinline"]
 // CHECK-NOT: gpu.block_id
 // CHECK: memref.load %{{.+}}[%[[X]]]
-func.func @k(%in: memref<8xf32>, %out: memref<8xf32>) {
+// CHECK-LABEL: func.func @k(
+// CHECK-SAME: %[[B:.+]]: !llvm.ptr, %[[WX:.+]]: index, %[[WY:.+]]: index, %[[WZ:.+]]: index)
+// CHECK-SAME: kiln.workgroups = array<i64: 8, 1, 1>
+// CHECK: %[[SLOT1:.+]] = llvm.getelementptr %[[B]][1] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
+// CHECK: llvm.load %[[SLOT1]] : !llvm.ptr -> !llvm.ptr
+// CHECK: %[[M1:.+]] = builtin.unrealized_conversion_cast %{{.+}} : !llvm.struct<(ptr, ptr, i64, array<1 x i64>, array<1 x i64>)> to memref<8xf32>
+// CHECK: call @k.body(%{{.+}}, %[[M1]], %[[WX]], %[[WY]], %[[WZ]])
+func.func @k(%in: memref<8xf32>, %out: memref<8xf32>) attributes {kiln.workgroups = array<i64: 8, 1, 1>} {
   %i = gpu.block_id x
   %v = memref.load %in[%i] : memref<8xf32>
   memref.store %v, %out[%i] : memref<8xf32>

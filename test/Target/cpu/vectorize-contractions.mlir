@@ -119,3 +119,42 @@ func.func @stride3(%x: memref<4x25xf32>, %w: memref<8x4xf32>, %y: memref<8x8xf32
   }
   return
 }
+
+// An elementwise epilogue (bias + Relu) that reads the contraction's result
+// runs on the accumulators before the only store: the intermediate buffer is
+// never read back, the bias (one per row) is broadcast, the residual loaded
+// along the vectors.
+// CHECK-LABEL: func.func @epilogue
+// CHECK: scf.for {{.+}} iter_args
+// CHECK: }
+// CHECK: %[[B:.+]] = memref.load %arg3
+// CHECK: %[[BV:.+]] = vector.broadcast %[[B]]
+// CHECK: %[[R:.+]] = vector.load %arg4
+// CHECK: %[[S:.+]] = arith.addf %{{.+}}, %[[BV]]
+// CHECK: %[[T:.+]] = arith.addf %[[S]], %[[R]]
+// CHECK: %[[U:.+]] = arith.maximumf %[[T]]
+// CHECK: vector.store %[[U]], %arg5
+// CHECK-NOT: linalg.generic
+func.func @epilogue(%A: memref<16x8xf32>, %B: memref<8x32xf32>, %tmp: memref<16x32xf32>,
+                    %bias: memref<16xf32>, %res: memref<16x32xf32>, %out: memref<16x32xf32>) {
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%A, %B : memref<16x8xf32>, memref<8x32xf32>) outs(%tmp : memref<16x32xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i)>,
+                                   affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%tmp, %bias, %res : memref<16x32xf32>, memref<16xf32>, memref<16x32xf32>)
+      outs(%out : memref<16x32xf32>) {
+  ^bb0(%v: f32, %c: f32, %r: f32, %o: f32):
+    %zero = arith.constant 0.0 : f32
+    %s = arith.addf %v, %c : f32
+    %t = arith.addf %s, %r : f32
+    %u = arith.maximumf %t, %zero : f32
+    linalg.yield %u : f32
+  }
+  return
+}
