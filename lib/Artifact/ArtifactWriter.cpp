@@ -124,6 +124,9 @@ std::string validate(const Module &m) {
                e.entries[j].name + "' but executable 0 has '" + first.entries[j].name + "'";
   }
   size_t kernels = m.executables.empty() ? 0 : m.executables.front().entries.size();
+  if (!m.kernelOps.empty() && m.kernelOps.size() != kernels)
+    return std::to_string(m.kernelOps.size()) + " kernel descriptions for " +
+           std::to_string(kernels) + " kernels";
   for (size_t i = 0; i < m.dispatches.size(); ++i) {
     const Dispatch &d = m.dispatches[i];
     std::string where = "dispatch " + std::to_string(i);
@@ -257,6 +260,10 @@ std::string writeArtifact(const Module &module, const std::string &path) {
     meta.u32(sp.input);
     meta.u32(sp.kinds);
   }
+  // 3.2: what each kernel computes, for profiles.
+  meta.u32(static_cast<uint32_t>(module.kernelOps.size()));
+  for (const std::string &ops : module.kernelOps)
+    meta.str(ops);
 
   std::vector<Section> sections;
   sections.push_back({KILN_ART_SECTION_META, meta.bytes.data(), meta.bytes.size()});

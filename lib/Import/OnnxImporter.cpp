@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Importer.h"
+#include "kiln/Import/NodeLocation.h"
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/IR/Diagnostics.h"
@@ -572,7 +573,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   neededValues.clear();
   std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
                                          : n.name();
-  loc = NameLoc::get(b.getStringAttr(locName), fileLoc);
+  loc = onnxNodeLoc(b.getStringAttr(locName), b.getStringAttr(n.op_type()), fileLoc);
   // Ops of other domains are registered as "domain.OpType". The preview
   // domain holds ops that may still change; its handlers implement the
   // version the installed onnx defines (1).

@@ -159,8 +159,15 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
       std::string kernel = d.getKernel().getLeafReference().str();
       auto known = llvm::find(s.kernels, kernel);
       dispatch.kernel = known - s.kernels.begin();
-      if (known == s.kernels.end())
+      if (known == s.kernels.end()) {
         s.kernels.push_back(kernel);
+        // What the kernel computes, for profiles: the ONNX nodes dispatch
+        // formation recorded.
+        StringAttr ops;
+        if (auto fn = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(d, d.getKernel()))
+          ops = fn->getAttrOfType<StringAttr>(kOnnxOpsAttr);
+        m.kernelOps.push_back(ops ? ops.str() : "");
+      }
       m.dispatches.push_back(std::move(dispatch));
       continue;
     }
@@ -202,6 +209,10 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
     return error("unexpected op in the host function after dispatch formation: " +
                  op.getName().getStringRef());
   }
+  // An artifact without node locations (IR not from the importer) records
+  // no descriptions rather than empty ones.
+  if (llvm::all_of(m.kernelOps, [](const std::string &o) { return o.empty(); }))
+    m.kernelOps.clear();
   return s;
 }
 

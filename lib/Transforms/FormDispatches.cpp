@@ -1,6 +1,7 @@
 //===- FormDispatches.cpp - group linalg ops into kernels -----------------===//
 #include "kiln/Transforms/Passes.h"
 
+#include "kiln/Import/NodeLocation.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/SymbolTable.h"
@@ -148,6 +149,52 @@ linalg::LinalgOp fusableConsumer(Operation *op, const DenseSet<Operation *> &tak
   return consumer;
 }
 
+/// Adds the ONNX nodes `loc` names to `nodes`, looking through FusedLocs
+/// (rewrites that merge ops, such as folding, fuse their locations).
+void collectNodes(Location loc, llvm::SetVector<std::pair<StringAttr, StringAttr>> &nodes) {
+  if (auto fused = dyn_cast<FusedLoc>(loc)) {
+    for (Location l : fused.getLocations())
+      collectNodes(l, nodes);
+    return;
+  }
+  if (auto node = kiln::getOnnxNode(loc))
+    nodes.insert({node->opType, node->name});
+}
+
+/// "Conv(conv1) + Relu(relu1)": the ONNX nodes a group of ops computes, in
+/// program order. Elementwise fusion gives a fused op its consumer's
+/// location and keeps the producers' on the body ops it inlines first, so
+/// bodies are visited before the ops that hold them. Init producers (fills,
+/// bias broadcasts) belong to the node that accumulates into them, and CSE
+/// may have merged equal fills of several nodes under one's location, so
+/// they count only in a group of nothing else. Empty when the ops carry no
+/// node locations.
+std::string describeNodes(ArrayRef<Operation *> ops) {
+  DenseSet<Operation *> group(ops.begin(), ops.end());
+  auto isInit = [&](Operation *op) {
+    return llvm::any_of(op->getUses(), [&](OpOperand &use) {
+      auto user = dyn_cast<linalg::LinalgOp>(use.getOwner());
+      return user && group.contains(user) && user.isDpsInit(&use);
+    });
+  };
+  llvm::SetVector<std::pair<StringAttr, StringAttr>> nodes;
+  auto collect = [&](bool inits) {
+    for (Operation *op : ops)
+      if (isInit(op) == inits)
+        op->walk([&](Operation *nested) { collectNodes(nested->getLoc(), nodes); });
+  };
+  collect(/*inits=*/false);
+  if (nodes.empty())
+    collect(/*inits=*/true);
+  std::string text;
+  for (auto [type, name] : nodes) {
+    if (!text.empty())
+      text += " + ";
+    text += type ? (type.strref() + "(" + name.strref() + ")").str() : name.str();
+  }
+  return text;
+}
+
 struct FormDispatchesPass : kiln::impl::FormDispatchesBase<FormDispatchesPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
@@ -267,6 +314,8 @@ struct FormDispatchesPass : kiln::impl::FormDispatchesBase<FormDispatchesPass> {
                                   last->getResultTypes());
     auto kernel = func::FuncOp::create(b, last->getLoc(), name, type);
     kernels.insert(kernel);
+    if (std::string nodes = describeNodes(ops); !nodes.empty())
+      kernel->setAttr(kiln::kOnnxOpsAttr, b.getStringAttr(nodes));
     Block *entry = kernel.addEntryBlock();
     b.setInsertionPointToStart(entry);
     IRMapping map;

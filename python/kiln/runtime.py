@@ -1,4 +1,5 @@
 """ctypes binding of Kiln's C runtime (runtime/include/kiln/runtime.h)."""
+import collections
 import ctypes
 import os
 
@@ -58,6 +59,17 @@ class _SessionOptions(ctypes.Structure):
                 ("stats_path", ctypes.c_char_p)]
 
 
+class _DispatchInfo(ctypes.Structure):
+    _fields_ = [("kernel", ctypes.c_char_p), ("ops", ctypes.c_char_p),
+                ("workgroup_count", ctypes.c_uint32 * 3),
+                ("start_ns", ctypes.c_double), ("time_ns", ctypes.c_double)]
+
+
+# One kernel launch of a run: its ONNX ops ("" if the artifact does not say)
+# and, in a profiled session, when it started and how long it took (ns).
+Dispatch = collections.namedtuple("Dispatch", "kernel ops workgroups start_ns time_ns")
+
+
 _lib = None
 
 
@@ -96,6 +108,8 @@ def _load():
         "kiln_artifact_input_specializes": ([vp, sz], ctypes.c_int),
         "kiln_session_output_info": ([vp, sz, ctypes.POINTER(_TensorInfo)], st),
         "kiln_session_output_read": ([vp, sz, vp, sz], st),
+        "kiln_session_dispatch_count": ([vp], sz),
+        "kiln_session_dispatch_info": ([vp, sz, ctypes.POINTER(_DispatchInfo)], st),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)
@@ -193,13 +207,18 @@ class Session:
 
     >>> s = Session("model.kiln", threads=2)
     >>> (y,) = s.run({"x": x})
+
+    With `profile` and/or `stats` paths, every run writes a Chrome/Perfetto
+    trace and JSON statistics there (cpu, npu), and `dispatches()` says how
+    long each dispatch of the last run took.
     """
 
-    def __init__(self, artifact_path, device=None, threads=0):
+    def __init__(self, artifact_path, device=None, threads=0, profile=None, stats=None):
         self._lib = _load()
         self._handle = None
         self.artifact = Artifact(artifact_path)
-        opts = _SessionOptions(int(threads))
+        opts = _SessionOptions(int(threads), str(profile).encode() if profile else None,
+                               str(stats).encode() if stats else None)
         h = ctypes.c_void_p()
         _check(self._lib.kiln_session_create(
             self.artifact._handle, device.encode() if device else None,
@@ -248,6 +267,19 @@ class Session:
                 self._handle, i, out.ctypes.data_as(ctypes.c_void_p), out.nbytes))
             results.append(out)
         return results
+
+    def dispatches(self):
+        """The dispatches of a run, in launch order, as Dispatch tuples;
+        start_ns and time_ns are None unless the last run was profiled."""
+        out = []
+        for i in range(self._lib.kiln_session_dispatch_count(self._handle)):
+            d = _DispatchInfo()
+            _check(self._lib.kiln_session_dispatch_info(self._handle, i, ctypes.byref(d)))
+            timed = d.time_ns >= 0
+            out.append(Dispatch(d.kernel.decode(), d.ops.decode("utf-8", "replace"),
+                                tuple(d.workgroup_count), d.start_ns if timed else None,
+                                d.time_ns if timed else None))
+        return out
 
     def close(self):
         if self._handle is not None:

@@ -218,14 +218,6 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
     e.imageSize = it->second.size;
     a.executables.push_back(std::move(e));
   }
-  // Pointers into `entries` are taken only once the vector stops moving.
-  for (Executable &e : a.executables)
-    for (const Entry &entry : e.entries) {
-      kiln_driver_entry d;
-      d.name = entry.name.c_str();
-      std::copy(entry.workgroupSize, entry.workgroupSize + 3, d.workgroup_size);
-      e.driverEntries.push_back(d);
-    }
   size_t kernels = a.executables.empty() ? 0 : a.executables[0].entries.size();
 
   uint32_t nDispatches = r.count("dispatch", 8);
@@ -294,8 +286,26 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
              std::to_string(sp.input) + ", kinds " + std::to_string(sp.kinds) + ") is invalid";
     a.specializeOn.push_back(sp);
   }
+  // Format 3.2: what each kernel computes (none, or one per kernel).
+  uint32_t nOps = r.ok() && !r.atEnd() ? r.count("kernel description", 4) : 0;
+  if (nOps && nOps != kernels)
+    return std::to_string(nOps) + " kernel descriptions for " + std::to_string(kernels) +
+           " kernels";
+  for (uint32_t i = 0; i < nOps && r.ok(); ++i)
+    a.kernelOps.push_back(r.str("kernel description"));
   if (!r.ok())
     return r.error;
+  a.kernelOps.resize(kernels);
+  // Pointers into `entries` and `kernelOps` are taken only once the vectors
+  // stop moving.
+  for (Executable &e : a.executables)
+    for (size_t k = 0; k < e.entries.size(); ++k) {
+      kiln_driver_entry d;
+      d.name = e.entries[k].name.c_str();
+      std::copy(e.entries[k].workgroupSize, e.entries[k].workgroupSize + 3, d.workgroup_size);
+      d.ops = a.kernelOps[k].c_str();
+      e.driverEntries.push_back(d);
+    }
   for (size_t i = 0; i < a.inputs.size(); ++i)
     if (unknownShape(a.inputs[i]) &&
         !(kiln_artifact_input_specializes(&a, i) & KILN_ART_SPECIALIZE_SHAPE))

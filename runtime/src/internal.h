@@ -75,6 +75,9 @@ struct kiln_artifact {
   std::vector<kiln::rt::Tensor> inputs, outputs;
   std::vector<kiln::rt::Executable> executables;
   std::vector<kiln::rt::Dispatch> dispatches;
+  /// Per kernel, the ONNX nodes it computes ("Conv(c1) + Relu(r1)"; format
+  /// 3.2, else ""). Drivers get them with the entries, for profiles.
+  std::vector<std::string> kernelOps;
   /// Inputs whose values or shapes (dims of -1) decide the code: such an
   /// artifact holds no code but the model and how to compile it, and
   /// sessions compile it for each run's (specialize.cpp).

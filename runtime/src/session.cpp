@@ -176,6 +176,10 @@ struct kiln_session {
   kiln_session *active = nullptr;
   kiln_session_options options{};
   std::string profilePath, statsPath;
+  /// Per dispatch, when it ran in the last run; empty unless profiled on a
+  /// device that times dispatches.
+  bool profiling = false;
+  std::vector<kiln_driver_dispatch_time> times;
 
   bool specializes() const { return !artifact->specializeOn.empty(); }
 
@@ -311,6 +315,7 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
     opts.num_threads = options->num_threads;
     opts.trace_path = options->profile_path;
     opts.stats_path = options->stats_path;
+    s->profiling = options->profile_path || options->stats_path;
   }
   if (kiln_status st = d->device_open(dev->index, &opts, &s->handle);
       st != KILN_OK) {
@@ -524,6 +529,7 @@ kiln_status kiln_session_run(kiln_session *session) {
     return st;
   }
   const kiln_driver *d = session->device->driver;
+  session->times.clear();
   for (size_t i = 0; i < a.dispatches.size(); ++i) {
     const Dispatch &disp = a.dispatches[i];
     session->scratch.resize(disp.bindingBuffers.size());
@@ -540,6 +546,14 @@ kiln_status kiln_session_run(kiln_session *session) {
   }
   if (kiln_status st = d->synchronize(session->handle); st != KILN_OK)
     return setError(st, "synchronize: " + lastError);
+  if (session->profiling && d->dispatch_times) {
+    uint32_t n = static_cast<uint32_t>(a.dispatches.size());
+    session->times.resize(n);
+    // A driver that skipped some dispatches (empty grids) cannot say which
+    // time is whose.
+    if (d->dispatch_times(session->handle, session->times.data(), n) != n)
+      session->times.clear();
+  }
   session->outputDims.resize(a.outputs.size());
   for (size_t i = 0; i < a.outputs.size(); ++i) {
     const Tensor &t = a.outputs[i];
@@ -648,6 +662,39 @@ kiln_status kiln_session_output_read(kiln_session *session, size_t index,
       at[k] = 0;
     }
   }
+  return KILN_OK;
+}
+
+size_t kiln_session_dispatch_count(const kiln_session *session) {
+  if (session && session->specializes())
+    return session->active ? kiln_session_dispatch_count(session->active) : 0;
+  return session ? session->artifact->dispatches.size() : 0;
+}
+
+kiln_status kiln_session_dispatch_info(const kiln_session *session, size_t index,
+                                       kiln_dispatch_info *info) {
+  if (!session || !info)
+    return setError(KILN_ERROR_INVALID_ARGUMENT, "session or info is NULL");
+  if (session->specializes()) {
+    if (!session->active)
+      return setError(KILN_ERROR_INVALID_ARGUMENT,
+                      "the dispatches are known after a run (the artifact is compiled for "
+                      "the values of inputs it is run with)");
+    return kiln_session_dispatch_info(session->active, index, info);
+  }
+  const kiln_artifact &a = *session->artifact;
+  if (index >= a.dispatches.size())
+    return setError(KILN_ERROR_INVALID_ARGUMENT,
+                    "dispatch index " + std::to_string(index) + " out of range (" +
+                        std::to_string(a.dispatches.size()) + " dispatches)");
+  uint32_t kernel = a.dispatches[index].kernel;
+  const Entry &entry = session->exe->entries[kernel];
+  info->kernel = entry.name.c_str();
+  info->ops = a.kernelOps[kernel].c_str();
+  std::copy(entry.workgroupCount, entry.workgroupCount + 3, info->workgroup_count);
+  bool timed = index < session->times.size();
+  info->start_ns = timed ? session->times[index].start_ns : -1;
+  info->time_ns = timed ? session->times[index].duration_ns : -1;
   return KILN_OK;
 }
 

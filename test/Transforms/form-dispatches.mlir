@@ -53,3 +53,48 @@ func.func @main(%x: tensor<4x8xf32>, %w: tensor<8x16xf32>) -> tensor<4x16xf32> {
 func.func @main(%x: tensor<3xf32>) -> tensor<3xf32> {
   return %x : tensor<3xf32>
 }
+
+// -----
+
+// Each kernel records the ONNX nodes it computes, read from the importer's
+// locations NameLoc(node, NameLoc(op type, file)): through fused locations
+// and the ops' bodies, once each, in program order. A name over a file
+// location alone (IR from before op types were recorded) is the node's
+// name; other locations (the initializer "w") name no node.
+#add = loc("a"("Add"("m.onnx":0:0)))
+#mul = loc("m"("Mul"("m.onnx":0:0)))
+#relu = loc("r"("Relu"("m.onnx":0:0)))
+#total = loc("total"("m.onnx":0:0))
+#v = affine_map<(d0) -> (d0)>
+#s = affine_map<(d0) -> ()>
+// CHECK-LABEL: func.func @main(
+// CHECK-LABEL: func.func @main_dispatch_0(
+// CHECK-SAME: attributes {kiln.onnx_ops = "Add(a) + Mul(m) + Relu(r)"}
+// CHECK-LABEL: func.func @main_dispatch_1(
+// CHECK-SAME: attributes {kiln.onnx_ops = "total"}
+func.func @main(%x: tensor<8xf32>) -> tensor<f32> {
+  %zero = arith.constant 0.0 : f32 loc("w")
+  %e = tensor.empty() : tensor<8xf32> loc(#relu)
+  %am = linalg.generic {indexing_maps = [#v, #v], iterator_types = ["parallel"]}
+      ins(%x : tensor<8xf32>) outs(%e : tensor<8xf32>) {
+    ^bb0(%a: f32, %o: f32):
+      %sum = arith.addf %a, %a : f32 loc(#add)
+      %p = arith.mulf %sum, %sum : f32 loc(#mul)
+      linalg.yield %p : f32 loc(#mul)
+  } -> tensor<8xf32> loc(fused[#add, #mul])
+  %r = linalg.generic {indexing_maps = [#v, #v], iterator_types = ["parallel"]}
+      ins(%am : tensor<8xf32>) outs(%e : tensor<8xf32>) {
+    ^bb0(%a: f32, %o: f32):
+      %m = arith.maximumf %a, %zero : f32 loc(#relu)
+      linalg.yield %m : f32 loc(#relu)
+  } -> tensor<8xf32> loc(#relu)
+  %e0 = tensor.empty() : tensor<f32> loc(#total)
+  %init = linalg.fill ins(%zero : f32) outs(%e0 : tensor<f32>) -> tensor<f32> loc(#total)
+  %t = linalg.generic {indexing_maps = [#v, #s], iterator_types = ["reduction"]}
+      ins(%r : tensor<8xf32>) outs(%init : tensor<f32>) {
+    ^bb0(%a: f32, %acc: f32):
+      %n = arith.addf %a, %acc : f32 loc(#total)
+      linalg.yield %n : f32 loc(#total)
+  } -> tensor<f32> loc(#total)
+  return %t : tensor<f32>
+}

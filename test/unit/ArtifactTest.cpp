@@ -84,7 +84,7 @@ TEST(Artifact, LayoutFollowsSpec) {
   kiln_art_header h = header(bytes);
   EXPECT_EQ(std::memcmp(h.magic, "KILNART\0", 8), 0);
   EXPECT_EQ(h.version_major, 3u);
-  EXPECT_EQ(h.version_minor, 1u);
+  EXPECT_EQ(h.version_minor, 2u);
   EXPECT_EQ(h.file_size, bytes.size());
   EXPECT_EQ(h.section_table_offset, 64u);
   ASSERT_EQ(h.section_count, 3u);
@@ -157,6 +157,7 @@ TEST(Artifact, MajorVersionMismatch) {
   std::vector<uint8_t> bytes = readFile(path);
   kiln_art_header h = header(bytes);
   h.version_major = 1;
+  h.version_minor = 1;
   setHeader(bytes, h);
   writeFile(path, bytes);
   expectOpenError(path, KILN_ERROR_VERSION,
@@ -175,26 +176,100 @@ TEST(Artifact, NewerMinorVersionAndExtraSectionAccepted) {
   kiln_artifact_release(a);
 }
 
-TEST(Artifact, Version30WithoutSpecializeRecordAccepted) {
-  std::string path = writeVadd();
+/// Makes the artifact at `path` an older minor version by cutting the last
+/// `bytes` bytes (the records that version lacks) off its meta section.
+void downgrade(const std::string &path, uint32_t minor, uint64_t cut) {
   std::vector<uint8_t> bytes = readFile(path);
-  // 3.0 files end the meta section before the specializing-input count.
   kiln_art_section meta = metaSection(bytes);
-  uint32_t count;
-  std::memcpy(&count, bytes.data() + meta.offset + meta.size - 4, 4);
-  ASSERT_EQ(count, 0u);
-  meta.size -= 4;
-  std::memset(bytes.data() + meta.offset + meta.size, 0, 4);
+  meta.size -= cut;
+  std::memset(bytes.data() + meta.offset + meta.size, 0, cut);
   std::memcpy(bytes.data() + 64, &meta, sizeof(meta));
   kiln_art_header h = header(bytes);
-  h.version_minor = 0;
+  h.version_minor = minor;
   setHeader(bytes, h);
   rechecksum(bytes);
   writeFile(path, bytes);
+}
+
+/// The u32 `back` bytes before the end of the meta section.
+uint32_t metaTail(const std::string &path, uint64_t back) {
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_section meta = metaSection(bytes);
+  uint32_t v;
+  std::memcpy(&v, bytes.data() + meta.offset + meta.size - back, 4);
+  return v;
+}
+
+TEST(Artifact, Version30WithoutSpecializeRecordAccepted) {
+  std::string path = writeVadd();
+  // 3.0 files end the meta section before the specializing-input count, 3.1
+  // before the kernel descriptions: both counts are 0 here.
+  ASSERT_EQ(metaTail(path, 8), 0u);
+  ASSERT_EQ(metaTail(path, 4), 0u);
+  downgrade(path, 0, 8);
   kiln_artifact *a = nullptr;
   ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
   EXPECT_FALSE(kiln_artifact_input_specializes(a, 0));
   kiln_artifact_release(a);
+}
+
+TEST(Artifact, KernelDescriptionsRoundTrip) {
+  VaddModule m(100);
+  m.module.kernelOps = {"Add(add_0)", "Mul(\"m\")"};
+  std::string path = tempPath(".kiln");
+  ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_session *s = nullptr;
+  ASSERT_EQ(kiln_session_create(a, "cpu", nullptr, &s), KILN_OK) << kiln_last_error();
+  ASSERT_EQ(kiln_session_dispatch_count(s), 2u);
+  kiln_dispatch_info info;
+  ASSERT_EQ(kiln_session_dispatch_info(s, 1, &info), KILN_OK) << kiln_last_error();
+  EXPECT_STREQ(info.kernel, "vmul");
+  EXPECT_STREQ(info.ops, "Mul(\"m\")");
+  EXPECT_EQ(info.workgroup_count[0], 7u);
+  EXPECT_EQ(info.time_ns, -1); // Not profiled.
+  kiln_session_release(s);
+  kiln_artifact_release(a);
+}
+
+TEST(Artifact, Version31WithoutKernelDescriptionsAccepted) {
+  VaddModule m(100);
+  m.module.kernelOps = {"Add(a)", "Mul(m)"};
+  std::string path = tempPath(".kiln");
+  ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
+  // The record: count 2, then "Add(a)" and "Mul(m)" with their lengths.
+  uint64_t record = 4 + (4 + 6) + (4 + 6);
+  ASSERT_EQ(metaTail(path, record), 2u);
+  downgrade(path, 1, record);
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_session *s = nullptr;
+  ASSERT_EQ(kiln_session_create(a, "cpu", nullptr, &s), KILN_OK) << kiln_last_error();
+  kiln_dispatch_info info;
+  ASSERT_EQ(kiln_session_dispatch_info(s, 0, &info), KILN_OK) << kiln_last_error();
+  EXPECT_STREQ(info.kernel, "vadd");
+  EXPECT_STREQ(info.ops, ""); // Unknown, not missing.
+  kiln_session_release(s);
+  kiln_artifact_release(a);
+}
+
+TEST(Artifact, KernelDescriptionCountMustMatch) {
+  VaddModule m(16);
+  m.module.kernelOps = {"Add(a)"};
+  std::string path = tempPath(".kiln");
+  EXPECT_THAT(artifact::writeArtifact(m.module, path),
+              HasSubstr("1 kernel descriptions for 2 kernels"));
+  // A file that says so anyway is corrupt.
+  m.module.kernelOps = {"Add(a)", "Mul(m)"};
+  ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_section meta = metaSection(bytes);
+  uint32_t one = 1;
+  std::memcpy(bytes.data() + meta.offset + meta.size - (4 + 10 + 10), &one, 4);
+  rechecksum(bytes);
+  writeFile(path, bytes);
+  expectOpenError(path, KILN_ERROR_CORRUPT, "1 kernel descriptions for 2 kernels");
 }
 
 TEST(Artifact, CorruptMetaIsBoundsChecked) {

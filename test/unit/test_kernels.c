@@ -1,7 +1,9 @@
 /* Test kernels in the CPU kernel ABI: bindings[i] = buffer base + offset.
  * Workgroup x covers elements [16x, 16x+16); the element count is an int64
  * read through bindings[3] so the tests exercise constants and offsets. */
+#include <sched.h>
 #include <stdint.h>
+#include <time.h>
 
 #define TILE 16
 
@@ -41,4 +43,26 @@ void box(void *const *b, int64_t x, int64_t y, int64_t z) {
       out[i * 4 + j] = 10 * i + j;
   extents[0] = want[0];
   extents[1] = want[1];
+}
+
+/* Returns once as many workgroups as the grid has (the i64 through
+ * bindings[1]) are running at the same time, or after two seconds: with as
+ * many pool threads as workgroups, every thread then runs exactly one, which
+ * the profiling tests count on. bindings[0] is an i32 counter that only
+ * grows, so the kernel can run again (the n arrivals after ticket t share
+ * the goal (t / n + 1) * n). */
+void meet(void *const *b, int64_t x, int64_t y, int64_t z) {
+  (void)x; (void)y; (void)z;
+  int32_t *arrived = (int32_t *)b[0];
+  int64_t n = *(const int64_t *)b[1];
+  int64_t ticket = __atomic_fetch_add(arrived, 1, __ATOMIC_SEQ_CST);
+  int64_t goal = (ticket / n + 1) * n;
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (__atomic_load_n(arrived, __ATOMIC_SEQ_CST) < goal) {
+    sched_yield();
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - start.tv_sec > 2)
+      break;
+  }
 }

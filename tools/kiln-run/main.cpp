@@ -65,10 +65,15 @@ options:
   --seed=N           seed for random inputs (default 0)
   --repeat=N         run N times and print min/median latency
   --print-all        print every output value, not just the first 16
-  --profile=FILE     devices that model time (npu) write a Chrome/Perfetto
-                     trace of the last run to FILE (open in ui.perfetto.dev)
-  --stats=FILE       ... and per-engine statistics as JSON; with either
-                     option kiln-run prints each engine's utilization
+  --profile=FILE     write a Chrome/Perfetto trace of the last run to FILE
+                     (open in ui.perfetto.dev): on cpu each dispatch's wall
+                     time on every worker thread, named by the ONNX ops
+                     fused into it; on npu the simulated engines
+  --stats=FILE       ... and statistics as JSON (cpu: dispatches slowest
+                     first, worker utilization; npu: per engine). With
+                     either option kiln-run prints the 10 slowest dispatches
+                     of the last run (and the npu's engine utilization);
+                     GPU devices record no profile
   --list-devices     list the devices of the built-in drivers and exit
 
 exit status: 0 on success, 1 on errors, 2 on command-line misuse.
@@ -577,6 +582,42 @@ std::string readText(const std::string &path) {
   return text;
 }
 
+/// The dispatches that took longest in the last run, with their share of
+/// it (from the start of its first dispatch to the end of its last).
+void printSlowest(kiln_session *session, size_t shown = 10) {
+  size_t n = kiln_session_dispatch_count(session);
+  std::vector<kiln_dispatch_info> infos(n);
+  double begin = 0, end = 0;
+  for (size_t i = 0; i < n; ++i) {
+    check(kiln_session_dispatch_info(session, i, &infos[i]));
+    if (infos[i].time_ns < 0)
+      return;
+    begin = i ? std::min(begin, infos[i].start_ns) : infos[i].start_ns;
+    end = std::max(end, infos[i].start_ns + infos[i].time_ns);
+  }
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return infos[a].time_ns > infos[b].time_ns; });
+  double span = end - begin;
+  std::printf("profile of the last run on %s: %zu dispatches in %.3f ms\n",
+              kiln_session_device(session), n, span / 1e6);
+  if (!n)
+    return;
+  std::printf("  %-8s %10s %9s  %s\n", "dispatch", "ms", "% of run", "ONNX ops");
+  for (size_t k = 0; k < std::min(shown, n); ++k) {
+    const kiln_dispatch_info &d = infos[order[k]];
+    std::string ops = *d.ops ? d.ops : std::string("(") + d.kernel + ")";
+    if (ops.size() > 100)
+      ops = ops.substr(0, 96) + " ...";
+    std::printf("  %-8zu %10.3f %8.1f%%  %s\n", order[k], d.time_ns / 1e6,
+                span > 0 ? 100 * d.time_ns / span : 0.0, ops.c_str());
+  }
+  if (n > shown)
+    std::printf("  (%zu more)\n", n - shown);
+}
+
 /// Reads the fixed stats format of docs/npu.md: {"total_ns": T, "engines":
 /// {"NAME": {"busy_ns": B, "instructions": N}, ...}}.
 void printUtilization(const std::string &text) {
@@ -825,9 +866,13 @@ void run(const Options &o) {
     std::string text = readText(statsPath);
     if (tempStats)
       std::remove(statsPath.c_str());
-    if (text.empty())
+    if (text.empty()) {
       std::printf("device %s records no profile\n", kiln_session_device(h.session));
-    else
+      return;
+    }
+    printSlowest(h.session);
+    // The npu's stats add what each engine did.
+    if (text.find("\"engines\"") != std::string::npos)
       printUtilization(text);
   }
 }

@@ -6,14 +6,20 @@
 //   void entry(void *const *bindings, int64_t wg_x, int64_t wg_y, int64_t wg_z)
 // with bindings[i] = buffer base + byte offset. A dispatch runs the whole
 // workgroup grid on a persistent thread pool and returns when it is done.
+// A device opened with a trace or stats path times every dispatch and its
+// threads (cpu_profile.h); otherwise no clock is read.
 //
 //===----------------------------------------------------------------------===//
 #include "kiln/driver.h"
 
+#include "cpu_profile.h"
+
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
@@ -27,6 +33,9 @@
 
 namespace {
 
+using kiln::cpu::DispatchRecord;
+using kiln::cpu::nowNs;
+using kiln::cpu::WorkerSpan;
 using KernelFn = void (*)(void *const *, int64_t, int64_t, int64_t);
 
 #if defined(__x86_64__)
@@ -47,7 +56,7 @@ class ThreadPool {
 public:
   explicit ThreadPool(unsigned threads) {
     for (unsigned i = 1; i < threads; ++i)
-      workers.emplace_back([this] { workerLoop(); });
+      workers.emplace_back([this, i] { workerLoop(i); });
   }
   ~ThreadPool() {
     {
@@ -59,14 +68,18 @@ public:
       t.join();
   }
 
+  unsigned threads() const { return static_cast<unsigned>(workers.size()) + 1; }
+
+  /// Runs the grid. With `spans` (one per thread, zeroed), each thread
+  /// records its part in spans[its index]; the caller is thread 0.
   void run(KernelFn fn, void *const *bindings, int64_t x, int64_t y,
-           int64_t total) {
+           int64_t total, WorkerSpan *spans = nullptr) {
     if (total <= 0)
       return;
-    job = {fn, bindings, x, y, total};
+    job = {fn, bindings, x, y, total, spans};
     next.store(0, std::memory_order_relaxed);
     if (workers.empty() || total == 1) {
-      work();
+      work(0);
       return;
     }
     {
@@ -75,7 +88,7 @@ public:
       ++generation;
     }
     wake.notify_all();
-    work();
+    work(0);
     std::unique_lock<std::mutex> lock(mutex);
     done.wait(lock, [this] { return busy == 0; });
   }
@@ -85,10 +98,13 @@ private:
     KernelFn fn;
     void *const *bindings;
     int64_t x, y, total;
+    WorkerSpan *spans;
   };
 
-  void work() {
+  void work(unsigned self) {
     const Job j = job;
+    if (j.spans)
+      return workTimed(j, j.spans[self]);
     for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < j.total;) {
       int64_t plane = j.x * j.y;
       int64_t z = i / plane, rest = i % plane;
@@ -96,7 +112,23 @@ private:
     }
   }
 
-  void workerLoop() {
+  /// work() with two clock reads around each workgroup, kept apart so that
+  /// the loop above stays free of them.
+  void workTimed(const Job &j, WorkerSpan &span) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < j.total;) {
+      int64_t plane = j.x * j.y;
+      int64_t z = i / plane, rest = i % plane;
+      int64_t start = nowNs();
+      j.fn(j.bindings, rest % j.x, rest / j.x, z);
+      int64_t end = nowNs();
+      if (!span.workgroups++)
+        span.firstNs = start;
+      span.lastNs = end;
+      span.busyNs += end - start;
+    }
+  }
+
+  void workerLoop(unsigned self) {
     uint64_t seen = 0;
     for (;;) {
       {
@@ -106,7 +138,7 @@ private:
           return;
         seen = generation;
       }
-      work();
+      work(self);
       std::lock_guard<std::mutex> lock(mutex);
       if (--busy == 0)
         done.notify_one();
@@ -126,6 +158,11 @@ private:
 struct Device {
   ThreadPool pool;
   std::vector<void *> pointers; // Scratch for dispatch bindings.
+  // Profiling: on when either path is set. `window` holds the dispatches
+  // since the last synchronize(), `lastWindow` those before it.
+  std::string tracePath, statsPath;
+  bool profiling = false;
+  std::vector<DispatchRecord> window, lastWindow;
   explicit Device(unsigned threads) : pool(threads) {}
 };
 
@@ -133,6 +170,7 @@ struct Executable {
   void *handle = nullptr;
   int fd = -1; // Kept open: while loaded, "/proc/self/fd/N" must stay unique.
   std::vector<KernelFn> entries;
+  std::vector<std::string> names, ops; // Per entry, for profiles.
 };
 
 uint32_t deviceCount() { return 1; }
@@ -154,12 +192,19 @@ kiln_status deviceOpen(uint32_t index, const kiln_driver_device_options *opts,
     return kiln_driver_error(KILN_ERROR_NOT_FOUND, "no cpu device %u", index);
   unsigned threads = opts && opts->num_threads ? opts->num_threads
                                                : std::thread::hardware_concurrency();
+  Device *dev;
   try {
-    *device = new Device(threads ? threads : 1);
+    dev = new Device(threads ? threads : 1);
   } catch (const std::exception &e) {
     return kiln_driver_error(KILN_ERROR_INTERNAL,
                              "cannot start %u threads: %s", threads, e.what());
   }
+  if (opts && opts->trace_path)
+    dev->tracePath = opts->trace_path;
+  if (opts && opts->stats_path)
+    dev->statsPath = opts->stats_path;
+  dev->profiling = !dev->tracePath.empty() || !dev->statsPath.empty();
+  *device = dev;
   return KILN_OK;
 }
 
@@ -325,6 +370,8 @@ kiln_status executableLoad(void *, const char *format, const void *image,
                                "executable has no entry point '%s'", entries[i].name);
     }
     exe->entries.push_back(reinterpret_cast<KernelFn>(sym));
+    exe->names.push_back(entries[i].name);
+    exe->ops.push_back(entries[i].ops ? entries[i].ops : "");
   }
   *executable = exe;
   return KILN_OK;
@@ -346,11 +393,58 @@ kiln_status dispatch(void *device, void *executable, uint32_t entry,
     return kiln_driver_error(KILN_ERROR_INVALID_ARGUMENT,
                              "workgroup grid %u x %u x %u is too large",
                              workgroups[0], workgroups[1], workgroups[2]);
-  dev->pool.run(exe->entries[entry], dev->pointers.data(), x, y, x * y * z);
+  if (!dev->profiling) {
+    dev->pool.run(exe->entries[entry], dev->pointers.data(), x, y, x * y * z);
+    return KILN_OK;
+  }
+  DispatchRecord &r = dev->window.emplace_back();
+  r.kernel = exe->names[entry];
+  r.ops = exe->ops[entry];
+  std::copy(workgroups, workgroups + 3, r.grid);
+  r.workers.resize(dev->pool.threads());
+  r.startNs = nowNs();
+  dev->pool.run(exe->entries[entry], dev->pointers.data(), x, y, x * y * z,
+                r.workers.data());
+  r.endNs = nowNs();
   return KILN_OK;
 }
 
-kiln_status synchronize(void *) { return KILN_OK; } // Dispatch is synchronous.
+kiln_status writeFile(const std::string &path, const std::string &text) {
+  FILE *f = std::fopen(path.c_str(), "wb");
+  if (!f)
+    return kiln_driver_error(KILN_ERROR_IO, "cannot write %s: %s",
+                             path.c_str(), std::strerror(errno));
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok)
+    return kiln_driver_error(KILN_ERROR_IO, "cannot write %s", path.c_str());
+  return KILN_OK;
+}
+
+/// Dispatches are synchronous, so there is nothing to wait for; when
+/// profiling, this closes the window and writes its files.
+kiln_status synchronize(void *device) {
+  auto *dev = static_cast<Device *>(device);
+  if (!dev->profiling)
+    return KILN_OK;
+  dev->lastWindow = std::move(dev->window);
+  dev->window.clear();
+  if (!dev->tracePath.empty())
+    if (kiln_status s = writeFile(dev->tracePath, kiln::cpu::traceJson(dev->lastWindow));
+        s != KILN_OK)
+      return s;
+  if (!dev->statsPath.empty())
+    return writeFile(dev->statsPath, kiln::cpu::statsJson(dev->lastWindow));
+  return KILN_OK;
+}
+
+uint32_t dispatchTimes(void *device, kiln_driver_dispatch_time *times, uint32_t count) {
+  auto *dev = static_cast<Device *>(device);
+  const std::vector<DispatchRecord> &w = dev->lastWindow;
+  for (uint32_t i = 0; i < count && i < w.size(); ++i)
+    times[i] = {double(w[i].startNs - w[0].startNs), double(w[i].endNs - w[i].startNs)};
+  return static_cast<uint32_t>(w.size());
+}
 
 const kiln_driver cpuDriver = {
     KILN_DRIVER_ABI_VERSION,
@@ -367,6 +461,7 @@ const kiln_driver cpuDriver = {
     executableUnload,
     dispatch,
     synchronize,
+    dispatchTimes,
 };
 
 } // namespace

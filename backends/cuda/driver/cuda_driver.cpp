@@ -500,6 +500,7 @@ const kiln_driver cudaDriver = {
     executableUnload,
     dispatch,
     synchronize,
+    nullptr, // dispatch_times: no profiling.
 };
 
 } // namespace

@@ -446,6 +446,7 @@ const kiln_driver hipDriver = {
     executableUnload,
     dispatch,
     synchronize,
+    nullptr, // dispatch_times: no profiling.
 };
 
 } // namespace

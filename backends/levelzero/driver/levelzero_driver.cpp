@@ -674,6 +674,7 @@ const kiln_driver levelZeroDriver = {
     executableUnload,
     dispatch,
     synchronize,
+    nullptr, // dispatch_times: no profiling.
 };
 
 } // namespace

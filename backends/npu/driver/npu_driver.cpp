@@ -31,6 +31,7 @@ struct Device {
   Simulator sim;
   std::string tracePath, statsPath;
   SimResult window;
+  std::vector<kiln_driver_dispatch_time> lastTimes; // The closed window's.
   explicit Device(const MachineModel &m) : sim(m) {}
 };
 
@@ -195,12 +196,24 @@ kiln_status synchronize(void *device) {
   auto *dev = static_cast<Device *>(device);
   SimResult window = std::move(dev->window);
   dev->window = SimResult();
+  dev->lastTimes.clear();
+  for (const Span &d : window.spans)
+    dev->lastTimes.push_back({d.startNs, d.totalNs});
   if (!dev->tracePath.empty())
     if (kiln_status s = writeFile(dev->tracePath, traceJson(window)); s != KILN_OK)
       return s;
   if (!dev->statsPath.empty())
     return writeFile(dev->statsPath, statsJson(window));
   return KILN_OK;
+}
+
+uint32_t dispatchTimes(void *device, kiln_driver_dispatch_time *times, uint32_t count) {
+  auto *dev = static_cast<Device *>(device);
+  if (dev->tracePath.empty() && dev->statsPath.empty())
+    return 0;
+  for (uint32_t i = 0; i < count && i < dev->lastTimes.size(); ++i)
+    times[i] = dev->lastTimes[i];
+  return static_cast<uint32_t>(dev->lastTimes.size());
 }
 
 const kiln_driver npuDriver = {
@@ -218,6 +231,7 @@ const kiln_driver npuDriver = {
     executableUnload,
     dispatch,
     synchronize,
+    dispatchTimes,
 };
 
 } // namespace

@@ -101,6 +101,10 @@ struct Module {
   std::vector<Executable> executables;
   /// Run in order; each may read buffers written by earlier ones.
   std::vector<Dispatch> dispatches;
+  /// Per kernel (index of the executables' entries), the ONNX nodes it
+  /// computes, e.g. "Conv(conv1) + Relu(relu1)"; "" where unknown. Empty, or
+  /// one per kernel (format 3.2).
+  std::vector<std::string> kernelOps;
   /// Inputs whose values (they feed shapes) or shapes (dims of -1 in
   /// `inputs`) decide what gets compiled. A module with any holds no code,
   /// only its inputs and `source`: the runtime compiles it for each run's.

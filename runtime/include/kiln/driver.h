@@ -27,7 +27,8 @@
 extern "C" {
 #endif
 
-#define KILN_DRIVER_ABI_VERSION 2u
+/* 3: entries carry `ops`; drivers may report dispatch_times. */
+#define KILN_DRIVER_ABI_VERSION 3u
 
 /* Strings are static (or live as long as the process). */
 typedef struct kiln_driver_device_desc {
@@ -37,11 +38,12 @@ typedef struct kiln_driver_device_desc {
 
 typedef struct kiln_driver_device_options {
   uint32_t num_threads; /* 0: driver default. */
-  /* Profiling outputs, or NULL. A driver that models time (the npu
-   * simulator) rewrites these files at every synchronize() with what ran
-   * since the previous one: trace_path a Chrome/Perfetto trace JSON,
-   * stats_path the per-engine summary described in docs/npu.md. Drivers
-   * without a timeline ignore them. */
+  /* Profiling outputs, or NULL. A driver that profiles (cpu: measured wall
+   * time; npu: simulated time) rewrites these files at every synchronize()
+   * with what ran since the previous one: trace_path a Chrome/Perfetto trace
+   * JSON, stats_path a JSON summary (docs/npu.md; for the cpu README.md,
+   * "Profiling"). Other drivers ignore them. With neither set a driver must
+   * not spend time on profiling. */
   const char *trace_path;
   const char *stats_path;
 } kiln_driver_device_options;
@@ -51,6 +53,10 @@ typedef struct kiln_driver_device_options {
 typedef struct kiln_driver_entry {
   const char *name;
   uint32_t workgroup_size[3];
+  /* The ONNX nodes the kernel computes, "Conv(conv1) + Relu(relu1)", for
+   * naming it in profiles; "" when the artifact does not say. Lives as long
+   * as the executable. */
+  const char *ops;
 } kiln_driver_entry;
 
 /* A buffer handle plus a byte offset into it. */
@@ -58,6 +64,13 @@ typedef struct kiln_driver_binding {
   void *buffer;
   uint64_t offset;
 } kiln_driver_binding;
+
+/* When a profiled dispatch ran, in ns from the start of the first dispatch
+ * of its window (wall time on the cpu, simulated time on the npu). */
+typedef struct kiln_driver_dispatch_time {
+  double start_ns;
+  double duration_ns;
+} kiln_driver_dispatch_time;
 
 typedef struct kiln_driver {
   uint32_t abi_version; /* KILN_DRIVER_ABI_VERSION. */
@@ -97,6 +110,14 @@ typedef struct kiln_driver {
                           const kiln_driver_binding *bindings,
                           uint32_t binding_count);
   kiln_status (*synchronize)(void *device);
+
+  /* Optional (NULL: the driver does not profile). On a device opened with a
+   * trace or stats path, after a synchronize(): when each dispatch of the
+   * window it closed ran, in launch order, into times[0 .. min(count, n)),
+   * returning n, the window's number of dispatches (0 when the device does
+   * not profile). */
+  uint32_t (*dispatch_times)(void *device, kiln_driver_dispatch_time *times,
+                             uint32_t count);
 } kiln_driver;
 
 typedef const kiln_driver *(*kiln_driver_entry_fn)(void);

@@ -91,13 +91,32 @@ typedef struct kiln_device_info {
 
 typedef struct kiln_session_options {
   uint32_t num_threads; /* 0: driver default (CPU: hardware concurrency). */
-  /* NULL or a path. Devices that model time (npu) write, after each
+  /* NULL or a path. Devices that profile write, after each
    * kiln_session_run, a Chrome/Perfetto trace of it to profile_path and
-   * {"total_ns", "engines": {...}} statistics to stats_path; other devices
-   * ignore both. */
+   * statistics as JSON to stats_path, and time its dispatches
+   * (kiln_session_dispatch_info): the cpu measures wall time per dispatch
+   * and worker thread (README.md, "Profiling"), the npu simulates time per
+   * engine (docs/npu.md). GPU devices ignore both. With neither set nothing
+   * is timed. */
   const char *profile_path;
   const char *stats_path;
 } kiln_session_options;
+
+/* One kernel launch of a session's run. Strings are owned by the artifact. */
+typedef struct kiln_dispatch_info {
+  const char *kernel;          /* Entry point, e.g. "main_dispatch_3". */
+  const char *ops;             /* The ONNX nodes it computes, as
+                                  "Conv(conv1) + Relu(relu1)": op types
+                                  and node names (else first outputs);
+                                  "" when the artifact does not say. */
+  uint32_t workgroup_count[3]; /* Its grid on the session's device. */
+  /* Profiled sessions (profile_path or stats_path) on devices that time
+   * dispatches (cpu: wall time, npu: simulated), after a run: when the
+   * dispatch started, from the start of the run's first dispatch, and how
+   * long it took, in ns. Otherwise both are -1. */
+  double start_ns;
+  double time_ns;
+} kiln_dispatch_info;
 
 /*--- Errors and dtypes ----------------------------------------------------*/
 
@@ -209,6 +228,14 @@ KILN_API kiln_status kiln_session_output_info(const kiln_session *session,
 KILN_API kiln_status kiln_session_output_read(kiln_session *session,
                                               size_t index, void *data,
                                               size_t bytes);
+
+/* Dispatches of a run, in launch order: where the time of a profiled run
+ * went. For an artifact that specializes on inputs, those of the last run's
+ * compiled artifact (0 before the first run). */
+KILN_API size_t kiln_session_dispatch_count(const kiln_session *session);
+KILN_API kiln_status kiln_session_dispatch_info(const kiln_session *session,
+                                                size_t index,
+                                                kiln_dispatch_info *info);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,9 @@ namespace kiln {
 /// Attribute names shared by the passes and the artifact builder.
 inline constexpr llvm::StringLiteral kExecutableAttr = "kiln.executable";
 inline constexpr llvm::StringLiteral kWorkgroupsAttr = "kiln.workgroups";
+/// On a kernel: the ONNX nodes it computes, "Conv(conv1) + Relu(relu1)"
+/// (dispatch formation; the artifact carries it for profiles).
+inline constexpr llvm::StringLiteral kOnnxOpsAttr = "kiln.onnx_ops";
 } // namespace kiln
 
 #endif // KILN_DIALECT_KILN_IR_KILNDIALECT_H
