@@ -76,7 +76,6 @@ kiln::matchRegisterTileContraction(linalg::LinalgOp op) {
   AffineMap outMap = generic.getMatchingIndexingMap(init);
   if (outMap.getNumResults() == 0 || !outMap.isProjectedPermutation())
     return std::nullopt;
-  SmallVector<utils::IteratorType> iters = generic.getIteratorTypesArray();
   unsigned n = cast<AffineDimExpr>(outMap.getResults().back()).getPosition();
 
   // rhs: the input that runs along n, in its last index only, with step 1.
@@ -109,15 +108,14 @@ kiln::matchRegisterTileContraction(linalg::LinalgOp op) {
   // depthwise convolution's output rows): each row loads its own rhs, but
   // the rows still give the tile independent accumulators.
   auto outerDims = llvm::reverse(outMap.getResults().drop_back());
+  SmallVector<int64_t> ranges = generic.getStaticLoopRanges();
   for (AffineExpr e : outerDims) {
     unsigned d = cast<AffineDimExpr>(e).getPosition();
-    if (iters[d] == utils::IteratorType::parallel && lhsMap.isFunctionOfDim(d) &&
-        !rhsMap.isFunctionOfDim(d)) {
+    if (ranges[d] != 1 && lhsMap.isFunctionOfDim(d) && !rhsMap.isFunctionOfDim(d)) {
       t.m = d;
       return t;
     }
   }
-  SmallVector<int64_t> ranges = generic.getStaticLoopRanges();
   for (AffineExpr e : outerDims) {
     unsigned d = cast<AffineDimExpr>(e).getPosition();
     if (ranges[d] != 1) {

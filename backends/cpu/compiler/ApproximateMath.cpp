@@ -7,7 +7,9 @@
 // vectors back into lanes; as arithmetic LLVM vectorizes them. Upstream
 // documents these as accurate to a few ulp over f32; the conformance and
 // end-to-end suites check them against onnxruntime at the usual tolerances.
-// Functions without an approximation, or not listed here, stay libm calls.
+// Functions without an approximation, or not listed here, stay libm calls,
+// except powf by a small integer or one half (GPT-2's GELU cubes its input),
+// which becomes multiplications or a square root.
 //
 //===----------------------------------------------------------------------===//
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -18,9 +20,51 @@
 #include "mlir/Pass/Pass.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
+#include <cmath>
+
 using namespace mlir;
 
 namespace {
+
+/// x^n for a constant integer |n| <= 4 as multiplications (a reciprocal for
+/// n < 0), x^0.5 as sqrt. Looks through the broadcast that puts a constant
+/// exponent into a vector.
+struct PowByConstant : OpRewritePattern<math::PowFOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(math::PowFOp op, PatternRewriter &rewriter) const override {
+    Value e = op.getRhs();
+    if (auto bcast = e.getDefiningOp<vector::BroadcastOp>())
+      e = bcast.getSource();
+    FloatAttr attr;
+    if (auto splat = dyn_cast_or_null<SplatElementsAttr>(
+            e.getDefiningOp<arith::ConstantOp>() ? e.getDefiningOp<arith::ConstantOp>().getValue()
+                                                 : Attribute()))
+      attr = dyn_cast<FloatAttr>(splat.getSplatValue<Attribute>());
+    else if (auto c = e.getDefiningOp<arith::ConstantOp>())
+      attr = dyn_cast<FloatAttr>(c.getValue());
+    if (!attr)
+      return failure();
+    double n = attr.getValueAsDouble();
+    Location loc = op.getLoc();
+    Value x = op.getLhs();
+    if (n == 0.5) {
+      rewriter.replaceOpWithNewOp<math::SqrtOp>(op, x);
+      return success();
+    }
+    if (n != std::floor(n) || std::abs(n) > 4 || n == 0)
+      return failure();
+    Value r = x;
+    for (int i = 1; i < (int)std::abs(n); ++i)
+      r = arith::MulFOp::create(rewriter, loc, r, x);
+    if (n < 0) {
+      Value one = arith::ConstantOp::create(rewriter, loc, x.getType(),
+                                            rewriter.getOneAttr(x.getType()));
+      r = arith::DivFOp::create(rewriter, loc, one, r);
+    }
+    rewriter.replaceOp(op, r);
+    return success();
+  }
+};
 
 struct ApproximateMathPass : PassWrapper<ApproximateMathPass, OperationPass<func::FuncOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ApproximateMathPass)
@@ -45,6 +89,7 @@ struct ApproximateMathPass : PassWrapper<ApproximateMathPass, OperationPass<func
     };
     RewritePatternSet patterns(&getContext());
     populateMathPolynomialApproximationPatterns(patterns, approximated);
+    patterns.add<PowByConstant>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
   }
