@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdarg>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -210,6 +211,17 @@ kiln_status kiln_driver_error(kiln_status status, const char *format, ...) {
   std::vsnprintf(buf, sizeof(buf), format, ap);
   va_end(ap);
   return setError(status, buf);
+}
+
+kiln_status kiln_driver_write_file(const char *path, const void *data, size_t size) {
+  FILE *f = std::fopen(path, "wb");
+  if (!f)
+    return kiln_driver_error(KILN_ERROR_IO, "cannot write %s: %s", path, std::strerror(errno));
+  bool ok = std::fwrite(data, 1, size, f) == size;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok)
+    return kiln_driver_error(KILN_ERROR_IO, "cannot write %s", path);
+  return KILN_OK;
 }
 
 const char *kiln_status_name(kiln_status status) {

@@ -410,15 +410,7 @@ kiln_status dispatch(void *device, void *executable, uint32_t entry,
 }
 
 kiln_status writeFile(const std::string &path, const std::string &text) {
-  FILE *f = std::fopen(path.c_str(), "wb");
-  if (!f)
-    return kiln_driver_error(KILN_ERROR_IO, "cannot write %s: %s",
-                             path.c_str(), std::strerror(errno));
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok)
-    return kiln_driver_error(KILN_ERROR_IO, "cannot write %s", path.c_str());
-  return KILN_OK;
+  return kiln_driver_write_file(path.c_str(), text.data(), text.size());
 }
 
 /// Dispatches are synchronous, so there is nothing to wait for; when

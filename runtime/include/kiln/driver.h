@@ -130,6 +130,11 @@ kiln_status kiln_driver_error(kiln_status status, const char *format, ...)
 #endif
     ;
 
+/* Writes `size` bytes to `path` (replacing it); on failure records why, as
+ * kiln_driver_error does, and returns KILN_ERROR_IO. For drivers that write
+ * profiles (cpu, npu). */
+kiln_status kiln_driver_write_file(const char *path, const void *data, size_t size);
+
 #ifdef __cplusplus
 }
 #endif
