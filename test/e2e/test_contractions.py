@@ -47,6 +47,13 @@ CASES = {
         _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
                [("a", F, [13, 100])], [("y", F, [13, 201])], [("w", _rand(rng, 100, 201))]),
         {"a": _rand(rng, 13, 100)}),
+    # Rows of B over 1 KB apart and enough rows of A: B's columns are packed
+    # into a panel per column tile (the last one partial).
+    "matmul_packed_panel": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
+               [("a", F, [45, 70])], [("y", F, [45, 301])], [("w", _rand(rng, 70, 301))]),
+        {"a": _rand(rng, 45, 70)}),
+    "conv1x1_packed_panel": lambda rng: _conv(rng, [1, 20, 17, 19], [33, 20, 1, 1]),
     "batched_matmul": lambda rng: (
         _model([helper.make_node("MatMul", ["a", "b"], ["y"])],
                [("a", F, [3, 17, 29]), ("b", F, [3, 29, 45])], [("y", F, [3, 17, 45])]),

@@ -46,6 +46,7 @@ public:
     for (Range r : cast<linalg::LinalgOp>(op.getOperation()).createLoopRanges(b, b.getLoc()))
       sizes.push_back(r.size);
     ivs.assign(sizes.size(), Value());
+    makePanel();
     SmallVector<unsigned> outer;
     for (auto [d, it] : llvm::enumerate(op.getIteratorTypesArray()))
       if (it == utils::IteratorType::parallel && d != t.n && (!t.m || d != *t.m))
@@ -67,6 +68,41 @@ private:
     b.setInsertionPointToStart(loop.getBody());
     ivs[dims.front()] = loop.getInductionVar();
     loopNest(dims.drop_front(), body);
+  }
+
+  /// A stack buffer for packed rhs columns (`packPanel`) when it pays: the
+  /// rows share one rhs (a matmul's B, a convolution's input), at least two
+  /// row tiles reuse it, rhs rows are apart in memory, and the reduction's
+  /// extents are static and small enough for the panel to stay in L2.
+  void makePanel() {
+    if (!t.m || maps[t.rhs].isFunctionOfDim(*t.m))
+      return;
+    std::optional<int64_t> m = staticSize(*t.m);
+    if (!m || *m < 2 * mr)
+      return;
+    int64_t steps = 1;
+    SmallVector<int64_t> shape;
+    for (unsigned d : reductions()) {
+      std::optional<int64_t> k = staticSize(d);
+      if (!k)
+        return;
+      shape.push_back(*k);
+      steps *= *k;
+    }
+    auto rhsType = cast<MemRefType>(op->getOperand(t.rhs).getType());
+    SmallVector<int64_t> strides;
+    int64_t offset;
+    if (failed(rhsType.getStridesAndOffset(strides, offset)) || rhsType.getRank() < 2 ||
+        (strides[rhsType.getRank() - 2] != ShapedType::kDynamic &&
+         strides[rhsType.getRank() - 2] * (int64_t)rhsType.getElementTypeBitWidth() / 8 < 1024))
+      return;
+    panelElem = rhsType.getElementType();
+    int64_t bytes = steps * nv * vl * rhsType.getElementTypeBitWidth() / 8;
+    if (bytes > (512 << 10))
+      return;
+    shape.push_back(nv * vl);
+    panel = memref::AllocaOp::create(b, MemRefType::get(shape, panelElem), ValueRange(),
+                                     b.getI64IntegerAttr(64));
   }
 
   /// Whole tiles of nv * vl columns, then one masked tile for the rest.
@@ -104,6 +140,8 @@ private:
   void rows(Value n0, int64_t vectors, Value count) {
     if (!t.m)
       return tile(Value(), 1, n0, vectors, count);
+    if (panel)
+      packPanel(n0, vectors, count);
     if (auto m = staticSize(*t.m)) {
       int64_t full = *m / mr * mr;
       if (full > 0)
@@ -222,14 +260,68 @@ private:
     return operand(block.getTerminator()->getOperand(0));
   }
 
-  void tile(Value m0, int64_t rowCount, Value n0, int64_t vectors, Value count) {
-    // Masks of the last columns: lane l of vector j is valid if j*vl + l < count.
-    SmallVector<Value> masks(vectors), valid(vectors);
+  /// Masks of the last columns: lane l of vector j is valid if j*vl + l <
+  /// count (none when `count` is null: all columns valid).
+  void columnMasks(int64_t vectors, Value count, SmallVectorImpl<Value> &masks,
+                   SmallVectorImpl<Value> &valid) {
+    masks.assign(vectors, Value());
+    valid.assign(vectors, Value());
     if (count)
       for (int64_t j = 0; j < vectors; ++j) {
         valid[j] = clamp(arith::SubIOp::create(b, count, idx(j * vl)));
         masks[j] = vector::CreateMaskOp::create(b, maskTy, ValueRange{valid[j]});
       }
+  }
+
+  /// One rhs vector at the current ivs (columns j*vl.. of the tile).
+  Value loadRhs(Value mask, Value validLanes) {
+    return t.rhsStride == 1 ? load(t.rhs, mask) : loadEveryOther(validLanes);
+  }
+
+  /// Copies the rhs columns n0.. of every reduction step into `panel`, one
+  /// contiguous row of vectors per step: the tiles then stream it instead of
+  /// reading rows a matrix's width apart, one page each (TLB misses cost a
+  /// quarter of a 1024-wide GEMM's time). Columns past `count` are zeros.
+  void packPanel(Value n0, int64_t vectors, Value count) {
+    SmallVector<Value> masks, valid;
+    columnMasks(vectors, count, masks, valid);
+    if (t.m)
+      ivs[*t.m] = idx(0); // rhs does not depend on the row
+    std::function<void(ArrayRef<unsigned>, SmallVector<Value>)> nest =
+        [&](ArrayRef<unsigned> dims, SmallVector<Value> at) {
+          if (dims.empty()) {
+            for (int64_t j = 0; j < vectors; ++j) {
+              ivs[t.n] = arith::AddIOp::create(b, n0, idx(j * vl));
+              Value v = loadRhs(masks[j], valid[j]);
+              SmallVector<Value> to(at);
+              to.push_back(idx(j * vl));
+              vector::StoreOp::create(b, v, panel, to);
+            }
+            return;
+          }
+          forRange(idx(0), size(dims.front()), 1, [&](Value iv) {
+            ivs[dims.front()] = iv;
+            SmallVector<Value> inner(at);
+            inner.push_back(iv);
+            nest(dims.drop_front(), inner);
+          });
+        };
+    nest(reductions(), {});
+    for (unsigned d : reductions())
+      ivs[d] = idx(0);
+  }
+
+  SmallVector<unsigned> reductions() {
+    SmallVector<unsigned> r;
+    for (auto [d, it] : llvm::enumerate(op.getIteratorTypesArray()))
+      if (it == utils::IteratorType::reduction)
+        r.push_back(d);
+    return r;
+  }
+
+  void tile(Value m0, int64_t rowCount, Value n0, int64_t vectors, Value count) {
+    SmallVector<Value> masks, valid;
+    columnMasks(vectors, count, masks, valid);
     auto at = [&](int64_t i, int64_t j) {
       if (t.m)
         ivs[*t.m] = arith::AddIOp::create(b, m0, idx(i));
@@ -347,8 +439,16 @@ private:
       if (i == 0 || rhsPerRow) {
         rhs.clear();
         for (int64_t j = 0; j < vectors; ++j) {
+          if (panel) {
+            SmallVector<Value> at;
+            for (unsigned d : reductions())
+              at.push_back(ivs[d]);
+            at.push_back(idx(j * vl));
+            rhs.push_back(vector::LoadOp::create(b, VectorType::get({vl}, panelElem), panel, at));
+            continue;
+          }
           at(i, j);
-          rhs.push_back(t.rhsStride == 1 ? load(t.rhs, masks[j]) : loadEveryOther(valid[j]));
+          rhs.push_back(loadRhs(masks[j], valid[j]));
         }
       }
       if (i == 0 || lhsPerRow) {
@@ -381,6 +481,8 @@ private:
   int64_t vl, mr, nv;
   ImplicitLocOpBuilder b;
   VectorType maskTy;
+  Value panel;
+  Type panelElem;
   SmallVector<AffineMap> maps;
   SmallVector<OpFoldResult> sizes;
   SmallVector<Value> ivs;
