@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import kiln
+from conftest import assert_outputs_close, ort_run
+
 F = TensorProto.FLOAT
 
 
@@ -47,13 +50,6 @@ CASES = {
         _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
                [("a", F, [13, 100])], [("y", F, [13, 201])], [("w", _rand(rng, 100, 201))]),
         {"a": _rand(rng, 13, 100)}),
-    # Rows of B over 1 KB apart and enough rows of A: B's columns are packed
-    # into a panel per column tile (the last one partial).
-    "matmul_packed_panel": lambda rng: (
-        _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
-               [("a", F, [45, 70])], [("y", F, [45, 301])], [("w", _rand(rng, 70, 301))]),
-        {"a": _rand(rng, 45, 70)}),
-    "conv1x1_packed_panel": lambda rng: _conv(rng, [1, 20, 17, 19], [33, 20, 1, 1]),
     "batched_matmul": lambda rng: (
         _model([helper.make_node("MatMul", ["a", "b"], ["y"])],
                [("a", F, [3, 17, 29]), ("b", F, [3, 29, 45])], [("y", F, [3, 17, 45])]),
@@ -94,3 +90,25 @@ def test_ragged_contraction(check, case, threads):
     model, feeds = CASES[case](np.random.default_rng(len(case)))
     kw = {"rtol": 2e-3, "atol": 2e-3} if case.endswith("fp16") else {}
     check(model, feeds, threads=threads, **kw)
+
+
+# Rows of B over 1 KB apart and at least eight row tiles in one workgroup
+# (one or two workgroups): B's columns are packed into a panel per column
+# tile, the last one partial, the rows' remainder a smaller tile.
+PACKED = {
+    "matmul": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
+               [("a", F, [141, 70])], [("y", F, [141, 301])], [("w", _rand(rng, 70, 301))]),
+        {"a": _rand(rng, 141, 70)}),
+    "conv1x1": lambda rng: _conv(rng, [1, 20, 17, 19], [133, 20, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("workgroups", [1, 2])
+@pytest.mark.parametrize("case", sorted(PACKED))
+def test_packed_panel(compiler, case, workgroups):
+    model, feeds = PACKED[case](np.random.default_rng(3))
+    artifact = compiler(model, extra_args=[f"--max-workgroups={workgroups}"])
+    with kiln.Session(artifact, threads=2) as s:
+        got = s.run(feeds)
+    assert_outputs_close(got, ort_run(model, feeds))

@@ -159,7 +159,7 @@ func.func @epilogue(%A: memref<16x8xf32>, %B: memref<8x32xf32>, %tmp: memref<16x
   return
 }
 
-// B's rows are 1200 bytes apart and 24 rows share it: each 16-column tile of
+// B's rows are 1200 bytes apart and 48 rows (eight tiles) share it: each 16-column tile of
 // B is first copied into a contiguous panel (one row of two vectors per k,
 // zeros past column 300), which the row tiles then stream.
 // CHECK-LABEL: func.func @packed
@@ -174,9 +174,9 @@ func.func @epilogue(%A: memref<16x8xf32>, %B: memref<8x32xf32>, %tmp: memref<16x
 // CHECK:       vector.load %[[P]][%[[K2]], %c8]
 // CHECK: vector.maskedload %arg1
 // CHECK-NOT: linalg.generic
-func.func @packed(%A: memref<24x8xf32>, %B: memref<8x300xf32>, %C: memref<24x300xf32>) {
+func.func @packed(%A: memref<48x8xf32>, %B: memref<8x300xf32>, %C: memref<48x300xf32>) {
   linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
-      ins(%A, %B : memref<24x8xf32>, memref<8x300xf32>) outs(%C : memref<24x300xf32>) {
+      ins(%A, %B : memref<48x8xf32>, memref<8x300xf32>) outs(%C : memref<48x300xf32>) {
   ^bb0(%x: f32, %y: f32, %o: f32):
     %p = arith.mulf %x, %y : f32
     %s = arith.addf %o, %p : f32
