@@ -2,11 +2,14 @@
 //
 // kiln-cpu-vectorize-contractions: every contraction the register-tile matcher
 // accepts (kiln/Transforms/RegisterTile.h: MatMul, Gemm, batched MatMul,
-// convolutions of stride 1) becomes loops over Mr x (NV * VL) tiles whose
-// accumulators are vectors carried through the reduction loops in registers.
-// Per reduction step a tile loads NV vectors of `rhs`, broadcasts Mr scalars
-// of `lhs` and applies the op's own body to Mr x NV vectors; mulf and addf
-// are marked `contract`, so LLVM emits FMAs.
+// convolutions of stride 1 and 2, depthwise ones) becomes loops over
+// Mr x (NV * VL) tiles whose accumulators are vectors carried through the
+// reduction loops in registers. Per reduction step a tile loads NV vectors of
+// `rhs`, broadcasts Mr scalars of `lhs` and applies the op's own body to
+// Mr x NV vectors; mulf and addf are marked `contract`, so LLVM emits FMAs.
+// The kernel's elementwise epilogue, if any, runs on the accumulators before
+// the only store (`matchEpilogue`), and a wide `rhs` shared by many row tiles
+// is first copied into a contiguous panel (`makePanel`).
 //
 // Shapes that do not divide the tile: columns past the last whole tile are
 // masked vector loads and stores; rows left over are one smaller tile when the
