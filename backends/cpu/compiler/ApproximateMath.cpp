@@ -17,6 +17,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
@@ -35,13 +36,12 @@ struct PowByConstant : OpRewritePattern<math::PowFOp> {
     Value e = op.getRhs();
     if (auto bcast = e.getDefiningOp<vector::BroadcastOp>())
       e = bcast.getSource();
-    FloatAttr attr;
-    if (auto splat = dyn_cast_or_null<SplatElementsAttr>(
-            e.getDefiningOp<arith::ConstantOp>() ? e.getDefiningOp<arith::ConstantOp>().getValue()
-                                                 : Attribute()))
-      attr = dyn_cast<FloatAttr>(splat.getSplatValue<Attribute>());
-    else if (auto c = e.getDefiningOp<arith::ConstantOp>())
-      attr = dyn_cast<FloatAttr>(c.getValue());
+    Attribute value;
+    if (!matchPattern(e, m_Constant(&value)))
+      return failure();
+    if (auto splat = dyn_cast<SplatElementsAttr>(value))
+      value = splat.getSplatValue<Attribute>();
+    auto attr = dyn_cast<FloatAttr>(value);
     if (!attr)
       return failure();
     double n = attr.getValueAsDouble();

@@ -66,11 +66,10 @@ private:
   void loopNest(ArrayRef<unsigned> dims, llvm::function_ref<void()> body) {
     if (dims.empty())
       return body();
-    auto loop = scf::ForOp::create(b, idx(0), size(dims.front()), idx(1));
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(loop.getBody());
-    ivs[dims.front()] = loop.getInductionVar();
-    loopNest(dims.drop_front(), body);
+    forRange(idx(0), size(dims.front()), 1, [&](Value iv) {
+      ivs[dims.front()] = iv;
+      loopNest(dims.drop_front(), body);
+    });
   }
 
   /// A stack buffer for packed rhs columns (`packPanel`) when it pays: the
@@ -100,12 +99,11 @@ private:
         (strides[rhsType.getRank() - 2] != ShapedType::kDynamic &&
          strides[rhsType.getRank() - 2] * (int64_t)rhsType.getElementTypeBitWidth() / 8 < 1024))
       return;
-    panelElem = rhsType.getElementType();
     int64_t bytes = steps * nv * vl * rhsType.getElementTypeBitWidth() / 8;
     if (bytes > (512 << 10))
       return;
     shape.push_back(nv * vl);
-    panel = memref::AllocaOp::create(b, MemRefType::get(shape, panelElem), ValueRange(),
+    panel = memref::AllocaOp::create(b, MemRefType::get(shape, rhsType.getElementType()), ValueRange(),
                                      b.getI64IntegerAttr(64));
   }
 
@@ -160,25 +158,37 @@ private:
     forRange(full, m, 1, [&](Value m0) { tile(m0, 1, n0, vectors, count); });
   }
 
-  /// Operand `i`'s indices at the current ivs.
-  SmallVector<Value> indices(unsigned operand) {
-    AffineMap map = maps[operand];
+  /// `map`'s results at `dims`, one index each.
+  SmallVector<Value> apply(AffineMap map, ValueRange dims) {
     SmallVector<Value> out;
     for (AffineExpr e : map.getResults())
       out.push_back(affine::AffineApplyOp::create(
-          b, AffineMap::get(map.getNumDims(), 0, e), ivs));
+          b, AffineMap::get(map.getNumDims(), 0, e), dims));
     return out;
   }
 
-  Value load(unsigned operand, Value mask) {
-    Value base = op->getOperand(operand);
-    Type elem = getElementTypeOrSelf(base.getType());
-    auto ty = VectorType::get({vl}, elem);
-    SmallVector<Value> at = indices(operand);
+  /// Operand `i`'s indices at the current ivs.
+  SmallVector<Value> indices(unsigned operand) { return apply(maps[operand], ivs); }
+
+  /// A vector of `base`'s elements from `at`, only the lanes of `mask` (the
+  /// others zero) when there is one.
+  Value loadVector(Value base, ValueRange at, Value mask) {
+    auto ty = VectorType::get({vl}, getElementTypeOrSelf(base.getType()));
     if (!mask)
       return vector::LoadOp::create(b, ty, base, at);
     Value zero = arith::ConstantOp::create(b, ty, b.getZeroAttr(ty));
     return vector::MaskedLoadOp::create(b, ty, base, at, mask, zero);
+  }
+
+  void storeVector(Value v, Value base, ValueRange at, Value mask) {
+    if (mask)
+      vector::MaskedStoreOp::create(b, base, at, mask, v);
+    else
+      vector::StoreOp::create(b, v, base, at);
+  }
+
+  Value load(unsigned operand, Value mask) {
+    return loadVector(op->getOperand(operand), indices(operand), mask);
   }
 
   Value clamp(Value v) {
@@ -191,18 +201,14 @@ private:
   /// null), so the row's and the buffer's end are never read past.
   Value loadEveryOther(Value validLanes) {
     Value base = op->getOperand(t.rhs);
-    auto ty = VectorType::get({vl}, getElementTypeOrSelf(base.getType()));
     Value span = validLanes ? arith::SubIOp::create(b, arith::MulIOp::create(b, validLanes, idx(2)),
                                                     idx(1))
                             : idx(2 * vl - 1);
+    auto lanes = [&](Value n) { return vector::CreateMaskOp::create(b, maskTy, ValueRange{n}); };
     SmallVector<Value> at = indices(t.rhs);
-    Value zero = arith::ConstantOp::create(b, ty, b.getZeroAttr(ty));
-    Value lo = vector::MaskedLoadOp::create(
-        b, ty, base, at, vector::CreateMaskOp::create(b, maskTy, ValueRange{clamp(span)}), zero);
+    Value lo = loadVector(base, at, lanes(clamp(span)));
     at.back() = arith::AddIOp::create(b, at.back(), idx(vl));
-    Value hiCount = clamp(arith::SubIOp::create(b, span, idx(vl)));
-    Value hi = vector::MaskedLoadOp::create(
-        b, ty, base, at, vector::CreateMaskOp::create(b, maskTy, ValueRange{hiCount}), zero);
+    Value hi = loadVector(base, at, lanes(clamp(arith::SubIOp::create(b, span, idx(vl)))));
     SmallVector<int64_t> even;
     for (int64_t l = 0; l < vl; ++l)
       even.push_back(2 * l);
@@ -291,28 +297,24 @@ private:
     columnMasks(vectors, count, masks, valid);
     if (t.m)
       ivs[*t.m] = idx(0); // rhs does not depend on the row
-    std::function<void(ArrayRef<unsigned>, SmallVector<Value>)> nest =
-        [&](ArrayRef<unsigned> dims, SmallVector<Value> at) {
-          if (dims.empty()) {
-            for (int64_t j = 0; j < vectors; ++j) {
-              ivs[t.n] = arith::AddIOp::create(b, n0, idx(j * vl));
-              Value v = loadRhs(masks[j], valid[j]);
-              SmallVector<Value> to(at);
-              to.push_back(idx(j * vl));
-              vector::StoreOp::create(b, v, panel, to);
-            }
-            return;
-          }
-          forRange(idx(0), size(dims.front()), 1, [&](Value iv) {
-            ivs[dims.front()] = iv;
-            SmallVector<Value> inner(at);
-            inner.push_back(iv);
-            nest(dims.drop_front(), inner);
-          });
-        };
-    nest(reductions(), {});
-    for (unsigned d : reductions())
+    SmallVector<unsigned> dims = reductions();
+    loopNest(dims, [&] {
+      for (int64_t j = 0; j < vectors; ++j) {
+        ivs[t.n] = arith::AddIOp::create(b, n0, idx(j * vl));
+        vector::StoreOp::create(b, loadRhs(masks[j], valid[j]), panel, panelAt(j));
+      }
+    });
+    for (unsigned d : dims)
       ivs[d] = idx(0);
+  }
+
+  /// Where vector j of the current reduction step lives in `panel`.
+  SmallVector<Value> panelAt(int64_t j) {
+    SmallVector<Value> at;
+    for (unsigned d : reductions())
+      at.push_back(ivs[d]);
+    at.push_back(idx(j * vl));
+    return at;
   }
 
   SmallVector<unsigned> reductions() {
@@ -335,10 +337,7 @@ private:
     Value out = op.getDpsInitOperand(0)->get();
 
     // Reduction loops are innermost so the tile stays in registers.
-    SmallVector<unsigned> reductions;
-    for (auto [d, it] : llvm::enumerate(op.getIteratorTypesArray()))
-      if (it == utils::IteratorType::reduction)
-        reductions.push_back(d);
+    SmallVector<unsigned> reductions = this->reductions();
     for (unsigned d : reductions)
       ivs[d] = idx(0); // the output does not depend on them
     Tile acc;
@@ -372,10 +371,7 @@ private:
           storeThroughEpilogue(v, masks[j]);
           continue;
         }
-        if (masks[j])
-          vector::MaskedStoreOp::create(b, out, indices(outOperand), masks[j], v);
-        else
-          vector::StoreOp::create(b, v, out, indices(outOperand));
+        storeVector(v, out, indices(outOperand), masks[j]);
       }
   }
 
@@ -394,11 +390,7 @@ private:
   void storeThroughEpilogue(Value acc, Value mask) {
     SmallVector<Value> eivs = epilogueIvs();
     auto at = [&](OpOperand &operand) {
-      AffineMap map = epilogue.getMatchingIndexingMap(&operand);
-      SmallVector<Value> idx;
-      for (AffineExpr e : map.getResults())
-        idx.push_back(affine::AffineApplyOp::create(b, AffineMap::get(map.getNumDims(), 0, e), eivs));
-      return idx;
+      return apply(epilogue.getMatchingIndexingMap(&operand), eivs);
     };
     Block &block = epilogue.getRegion().front();
     SmallVector<Value> args;
@@ -408,25 +400,16 @@ private:
         args.push_back(acc);
         continue;
       }
-      Type elem = getElementTypeOrSelf(in->get().getType());
-      auto ty = VectorType::get({vl}, elem);
-      if (!epilogue.getMatchingIndexingMap(in).isFunctionOfDim(n)) {
-        Value scalar = memref::LoadOp::create(b, in->get(), at(*in));
-        args.push_back(vector::BroadcastOp::create(b, ty, scalar));
-      } else if (mask) {
-        Value zero = arith::ConstantOp::create(b, ty, b.getZeroAttr(ty));
-        args.push_back(vector::MaskedLoadOp::create(b, ty, in->get(), at(*in), mask, zero));
-      } else {
-        args.push_back(vector::LoadOp::create(b, ty, in->get(), at(*in)));
+      if (epilogue.getMatchingIndexingMap(in).isFunctionOfDim(n)) {
+        args.push_back(loadVector(in->get(), at(*in), mask));
+        continue;
       }
+      Value scalar = memref::LoadOp::create(b, in->get(), at(*in));
+      args.push_back(vector::BroadcastOp::create(b, VectorType::get({vl}, scalar.getType()), scalar));
     }
     OpOperand *init = epilogue.getDpsInitOperand(0);
     args.push_back(Value()); // the epilogue's init is write-only (checked)
-    Value v = body(block, args, IRMapping());
-    if (mask)
-      vector::MaskedStoreOp::create(b, init->get(), at(*init), mask, v);
-    else
-      vector::StoreOp::create(b, v, init->get(), at(*init));
+    storeVector(body(block, args, IRMapping()), init->get(), at(*init), mask);
   }
 
   /// One reduction step: rhs vectors once, each lhs scalar once, the body per
@@ -444,11 +427,7 @@ private:
         rhs.clear();
         for (int64_t j = 0; j < vectors; ++j) {
           if (panel) {
-            SmallVector<Value> at;
-            for (unsigned d : reductions())
-              at.push_back(ivs[d]);
-            at.push_back(idx(j * vl));
-            rhs.push_back(vector::LoadOp::create(b, VectorType::get({vl}, panelElem), panel, at));
+            rhs.push_back(loadVector(panel, panelAt(j), Value()));
             continue;
           }
           at(i, j);
@@ -486,7 +465,6 @@ private:
   ImplicitLocOpBuilder b;
   VectorType maskTy;
   Value panel;
-  Type panelElem;
   SmallVector<AffineMap> maps;
   SmallVector<OpFoldResult> sizes;
   SmallVector<Value> ivs;
