@@ -66,8 +66,8 @@ bool multiplies(linalg::LinalgOp op) {
 struct FuseElementwisePass : kiln::impl::FuseElementwiseBase<FuseElementwisePass> {
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
-    // Upstream's rule (a producer with one use), minus transposes feeding
-    // contractions.
+    // Upstream's rule (a producer with one use); into a contraction only
+    // cheap producers that are not transposes.
     linalg::ControlFusionFn control = [](OpOperand *fused) {
       Operation *producer = fused->get().getDefiningOp();
       if (!producer || !producer->hasOneUse())
