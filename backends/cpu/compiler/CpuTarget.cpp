@@ -171,7 +171,8 @@ public:
     // Written as text so the stage list reads top to bottom.
     std::string pipeline = llvm::formatv(
         "func.func(kiln-cpu-vectorize-contractions{{vector-bits={0} rows={1} vectors={2}},"
-        "kiln-cpu-reassociate-reductions, convert-linalg-to-loops, kiln-cpu-approximate-math,"
+        "kiln-cpu-reassociate-reductions, convert-linalg-to-loops, kiln-cpu-guard-padded-reads,"
+        "kiln-cpu-approximate-math,"
         "canonicalize, cse),"
         "kiln-cpu-lower-abi,"
         "expand-strided-metadata,"
@@ -227,11 +228,13 @@ public:
 void registerCpuVectorizeContractions();
 void registerCpuApproximateMath();
 void registerCpuReassociateReductions();
+void registerCpuGuardPaddedReads();
 
 void registerCpuTarget() {
   static PassRegistration<LowerCpuAbiPass> abi;
   registerCpuVectorizeContractions();
   registerCpuApproximateMath();
   registerCpuReassociateReductions();
+  registerCpuGuardPaddedReads();
   kiln::registerTargetBackend(std::make_unique<CpuTarget>());
 }
