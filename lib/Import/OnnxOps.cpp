@@ -1367,6 +1367,11 @@ FailureOr<Value> kiln::detail::groupedConvolution(Importer &im, Value xv, Value 
       .getResult(0);
 }
 
+/// Output pixels up to which a convolution with a window goes through
+/// im2col (14x14 and smaller feature maps), and the filters per group it
+/// needs.
+constexpr int64_t kIm2colMaxPixels = 196, kIm2colMinFilters = 16;
+
 FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value bias) {
   ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w);
   if (xs.size() < 3 || ws.size() != xs.size())
@@ -1395,15 +1400,59 @@ FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value
   // vectors where rows of a 7x7 feature map would not.
   bool pointwise = llvm::all_of(kernel, [](int64_t k) { return k == 1; }) &&
                    llvm::all_of(strides, [](int64_t v) { return v == 1; }) && in == out;
+  int64_t cg = c / groups, fg = f / groups;
+  // A strided 1x1 convolution, or a window over a small image, reads its
+  // windows into columns first (im2col): the contraction is then a matmul
+  // over every output pixel at once, where rows of a 7x7 output would fill
+  // a fraction of a vector and a stride would split its loads. Writing the
+  // columns costs one pass over (channels x window x pixels), small for
+  // such images, and at most 1/kIm2colMinFilters of the matmul's
+  // multiply-adds.
+  int64_t pixels = 1;
+  for (int64_t v : out)
+    pixels *= v;
+  bool strided1x1 = llvm::all_of(kernel, [](int64_t k) { return k == 1; }) &&
+                    llvm::any_of(strides, [](int64_t v) { return v != 1; });
+  if (s == 2 && fg >= kIm2colMinFilters && !pointwise &&
+      (strided1x1 || pixels <= kIm2colMaxPixels)) {
+    MLIRContext *ctx = &im.ctx;
+    // col[n, g, c, k_0.., o_0..] = xp[n, g, c, o_i * stride_i + k_i * dilation_i]
+    SmallVector<int64_t> xg = {nBatch, groups, cg}, colShape = {nBatch, groups, cg};
+    xg.append(in);
+    colShape.append(kernel);
+    colShape.append(out);
+    int64_t dims = colShape.size();
+    auto d = [&](int64_t i) { return getAffineDimExpr(i, ctx); };
+    SmallVector<AffineExpr> ex = {d(0), d(1), d(2)};
+    for (int64_t i = 0; i < s; ++i)
+      ex.push_back(d(3 + s + i) * strides[i] + d(3 + i) * dilations[i]);
+    Type et = im.elementType(x);
+    Value init = tensor::EmptyOp::create(im.b, im.loc, colShape, et);
+    Value col = linalg::GenericOp::create(
+                    im.b, im.loc, TypeRange{init.getType()}, ValueRange{im.reshape(xp, xg)},
+                    ValueRange{init},
+                    SmallVector<AffineMap>{AffineMap::get(dims, 0, ex, ctx),
+                                           im.b.getMultiDimIdentityMap(dims)},
+                    SmallVector<IteratorType>(dims, IteratorType::parallel),
+                    [](OpBuilder &ob, Location l, ValueRange v) {
+                      linalg::YieldOp::create(ob, l, v[0]);
+                    })
+                    .getResult(0);
+    int64_t window = 1;
+    for (int64_t k : kernel)
+      window *= k;
+    // As a pointwise convolution over the flattened image with cg * window
+    // channels; W's [f, c, k..] rows are already in the columns' order.
+    xp = im.reshape(col, {nBatch, groups * cg * window, pixels});
+    w = im.reshape(w, {f, cg * window, 1});
+    cg *= window;
+    pointwise = true;
+  }
   if (pointwise && s > 1) {
-    int64_t pixels = 1;
-    for (int64_t v : in)
-      pixels *= v;
     in = out = {pixels};
     kernel = strides = dilations = {1};
     s = 1;
   }
-  int64_t cg = c / groups, fg = f / groups;
   // Split channels into (group, channel-in-group) so every loop indexes a
   // dimension directly; these reshapes are views.
   SmallVector<int64_t> xg = {nBatch, groups, cg}, wg = {groups, fg, cg}, og = {nBatch, groups, fg};

@@ -24,11 +24,15 @@ def _rand(rng, *shape, dtype=np.float32):
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _conv(rng, x_shape, w_shape, **attrs):
+def _conv(rng, x_shape, w_shape, residual=False, **attrs):
+    """Conv + bias + Relu; with `residual`, Conv + bias + Add(r) + Relu."""
     w = _rand(rng, *w_shape)
     b = _rand(rng, w_shape[0])
     node = helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs)
-    relu = helper.make_node("Relu", ["c"], ["y"])
+    nodes = [node]
+    if residual:
+        nodes.append(helper.make_node("Add", ["c", "r"], ["a"]))
+    relu = helper.make_node("Relu", ["a" if residual else "c"], ["y"])
     # Output shape for the value info: ONNX's formula.
     k = w_shape[2:]
     s = attrs.get("strides", [1] * len(k))
@@ -36,9 +40,13 @@ def _conv(rng, x_shape, w_shape, **attrs):
     p = attrs.get("pads", [0] * 2 * len(k))
     out = [(x_shape[2 + i] + p[i] + p[i + len(k)] - d[i] * (k[i] - 1) - 1) // s[i] + 1
            for i in range(len(k))]
-    model = _model([node, relu], [("x", F, x_shape)], [("y", F, [x_shape[0], w_shape[0]] + out)],
-                   [("w", w), ("b", b)])
-    return model, {"x": _rand(rng, *x_shape)}
+    y_shape = [x_shape[0], w_shape[0]] + out
+    inputs = [("x", F, x_shape)] + ([("r", F, y_shape)] if residual else [])
+    model = _model(nodes + [relu], inputs, [("y", F, y_shape)], [("w", w), ("b", b)])
+    feeds = {"x": _rand(rng, *x_shape)}
+    if residual:
+        feeds["r"] = _rand(rng, *y_shape)
+    return model, feeds
 
 
 CASES = {
@@ -77,6 +85,17 @@ CASES = {
     "conv1x1": lambda rng: _conv(rng, [2, 6, 9, 11], [10, 6, 1, 1]),
     "conv1x1_stride2": lambda rng: _conv(rng, [1, 6, 9, 11], [10, 6, 1, 1], strides=[2, 2]),
     "conv_dilated": lambda rng: _conv(rng, [1, 4, 16, 18], [5, 4, 3, 3], dilations=[2, 2]),
+    # Computed over flattened pixels (im2col or a pointwise matmul) and viewed
+    # back as an image: the residual Add + Relu is the contraction's epilogue.
+    "conv3x3_small_image_residual": lambda rng: _conv(rng, [1, 13, 7, 7], [19, 13, 3, 3],
+                                                      residual=True, pads=[1, 1, 1, 1]),
+    "conv_grouped_dilated_im2col": lambda rng: _conv(rng, [2, 8, 11, 10], [34, 4, 3, 3], group=2,
+                                                     dilations=[2, 2], pads=[1, 2, 2, 1]),
+    "conv3x3_stride2_im2col": lambda rng: _conv(rng, [1, 5, 15, 13], [21, 5, 3, 3],
+                                                pads=[1, 1, 1, 1], strides=[2, 2]),
+    "conv1x1_residual": lambda rng: _conv(rng, [1, 6, 9, 11], [10, 6, 1, 1], residual=True),
+    "conv1x1_stride2_residual": lambda rng: _conv(rng, [2, 7, 13, 11], [17, 7, 1, 1],
+                                                  residual=True, strides=[2, 2]),
     "conv_depthwise": lambda rng: _conv(rng, [1, 12, 14, 15], [12, 1, 3, 3], pads=[1, 1, 1, 1],
                                         group=12),
     "conv_grouped": lambda rng: _conv(rng, [1, 8, 10, 9], [12, 4, 3, 3], group=2),
