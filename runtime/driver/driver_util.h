@@ -18,6 +18,16 @@
 #include <string>
 #include <vector>
 
+/// The vtable of a driver whose functions are named after the fields they
+/// fill (deviceCount for device_count, ...), for `const kiln_driver x =
+/// KILN_DRIVER_VTABLE("cpu", dispatchTimes);`; `dispatchTimes` may be
+/// nullptr.
+#define KILN_DRIVER_VTABLE(name, dispatchTimes)                               \
+  {KILN_DRIVER_ABI_VERSION, name,         deviceCount,      deviceDescribe,   \
+   deviceOpen,              deviceClose,  bufferAlloc,      bufferFree,       \
+   bufferWrite,             bufferRead,   executableLoad,   executableUnload, \
+   dispatch,                synchronize,  dispatchTimes}
+
 namespace kiln::driver {
 
 /// A vendor library, or why it did not open.
@@ -107,6 +117,26 @@ private:
                              index);
   }
 };
+
+/// What a driver finds at first use: its library's entry points, bound
+/// into `State::api`, and `State::devices`, listed by `find(api, gpus)`,
+/// which returns why there are none. When the library does not open or
+/// lacks an entry point, that is why ("NAME has no SYMBOL" + `hint`).
+template <typename State, typename FindGpus>
+State loadGpus(const char *envVar, std::initializer_list<const char *> names,
+               const char *hint, FindGpus find) {
+  State s;
+  std::string &error = s.devices.error;
+  Library lib = openLibrary(envVar, names);
+  if (!lib.handle)
+    error = lib.error;
+  else if (std::string missing = bindSymbols(lib.handle, s.api);
+           !missing.empty())
+    error = lib.name + " has no " + missing + hint;
+  else
+    error = find(s.api, s.devices.gpus);
+  return s;
+}
 
 /// Kernel parameters in the GPU kernel ABI: one 64-bit device address per
 /// binding (its buffer's address plus its offset), in binding order. Kept

@@ -17,9 +17,8 @@
 //   static const char *const kName;
 //   static const DeviceList<...> &devices();
 //   static kiln_status enter(const Device *);
-//   static kiln_status fail(const Api &, Result, const char *what);
-//   static deviceOpen, deviceClose and executableLoad (which loads the
-//   module and calls resolveEntries), as in kiln_driver.
+//   static kiln_status fail(const Api &, Result, const char *what).
+// and passes vtable() its device_open, device_close and executable_load.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_RUNTIME_DRIVER_STREAM_DRIVER_H
@@ -221,23 +220,29 @@ template <typename V> struct StreamDriver {
     return check(d, V::streamSynchronize, d->stream);
   }
 
-  static inline const kiln_driver vtable = {
-      KILN_DRIVER_ABI_VERSION,
-      V::kName,
-      deviceCount,
-      deviceDescribe,
-      V::deviceOpen,
-      V::deviceClose,
-      bufferAlloc,
-      bufferFree,
-      bufferWrite,
-      bufferRead,
-      V::executableLoad,
-      executableUnload,
-      dispatch,
-      synchronize,
-      nullptr, // dispatch_times: no profiling.
-  };
+  /// The driver, with the vendor's own device_open, device_close and
+  /// executable_load (which loads the module and calls resolveEntries).
+  static kiln_driver vtable(decltype(kiln_driver::device_open) deviceOpen,
+                            decltype(kiln_driver::device_close) deviceClose,
+                            decltype(kiln_driver::executable_load) load) {
+    return {
+        KILN_DRIVER_ABI_VERSION,
+        V::kName,
+        deviceCount,
+        deviceDescribe,
+        deviceOpen,
+        deviceClose,
+        bufferAlloc,
+        bufferFree,
+        bufferWrite,
+        bufferRead,
+        load,
+        executableUnload,
+        dispatch,
+        synchronize,
+        nullptr, // dispatch_times: no profiling.
+    };
+  }
 };
 
 } // namespace kiln::driver

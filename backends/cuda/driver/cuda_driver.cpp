@@ -84,23 +84,9 @@ std::string findGpus(const CudaSymbols &a, std::vector<Gpu> &gpus) {
   return gpus.empty() ? "cuDeviceGetCount found no devices" : "";
 }
 
-State load() {
-  State s;
-  std::string &error = s.devices.error;
-  kiln::driver::Library lib =
-      kiln::driver::openLibrary("KILN_CUDA_LIBRARY", {"libcuda.so.1"});
-  if (!lib.handle)
-    error = lib.error;
-  else if (std::string missing = kiln::driver::bindSymbols(lib.handle, s.api);
-           !missing.empty())
-    error = lib.name + " has no " + missing + " (driver too old?)";
-  else
-    error = findGpus(s.api, s.devices.gpus);
-  return s;
-}
-
 const State &state() {
-  static const State s = load();
+  static const State s = kiln::driver::loadGpus<State>(
+      "KILN_CUDA_LIBRARY", {"libcuda.so.1"}, " (driver too old?)", findGpus);
   return s;
 }
 
@@ -143,21 +129,12 @@ struct Cuda {
     CUresult r = d->api->cuCtxSetCurrent(d->context);
     return r == CUDA_SUCCESS ? KILN_OK : fail(*d->api, r, "cuCtxSetCurrent");
   }
-
-  static void deviceClose(void *device);
-  static kiln_status deviceOpen(uint32_t index,
-                                const kiln_driver_device_options *,
-                                void **device);
-  static kiln_status executableLoad(void *device, const char *format,
-                                    const void *image, uint64_t size,
-                                    const kiln_driver_entry *entries,
-                                    uint32_t entryCount, void **executable);
 };
 
 using Driver = kiln::driver::StreamDriver<Cuda>;
 
-void Cuda::deviceClose(void *device) {
-  auto *d = static_cast<Device *>(device);
+void deviceClose(void *device) {
+  auto *d = static_cast<Cuda::Device *>(device);
   if (d->context) {
     Driver::closeStream(d);
     d->api->cuDevicePrimaryCtxRelease(d->device);
@@ -165,13 +142,13 @@ void Cuda::deviceClose(void *device) {
   delete d;
 }
 
-kiln_status Cuda::deviceOpen(uint32_t index, const kiln_driver_device_options *,
-                             void **device) {
+kiln_status deviceOpen(uint32_t index, const kiln_driver_device_options *,
+                       void **device) {
   const State &s = state();
   const Gpu *g = nullptr;
-  if (kiln_status st = s.devices.find(kName, index, g); st != KILN_OK)
+  if (kiln_status st = s.devices.find(Cuda::kName, index, g); st != KILN_OK)
     return st;
-  auto *d = new Device();
+  auto *d = new Cuda::Device();
   d->api = &s.api;
   d->device = g->device;
   d->arch = g->arch;
@@ -179,16 +156,16 @@ kiln_status Cuda::deviceOpen(uint32_t index, const kiln_driver_device_options *,
       r != CUDA_SUCCESS) {
     d->context = nullptr;
     deviceClose(d);
-    return fail(s.api, r, "cuDevicePrimaryCtxRetain");
+    return Cuda::fail(s.api, r, "cuDevicePrimaryCtxRetain");
   }
-  if (kiln_status st = enter(d); st != KILN_OK) {
+  if (kiln_status st = Cuda::enter(d); st != KILN_OK) {
     deviceClose(d);
     return st;
   }
   if (CUresult r = s.api.cuStreamCreate(&d->stream, 0); r != CUDA_SUCCESS) {
     d->stream = nullptr;
     deviceClose(d);
-    return fail(s.api, r, "cuStreamCreate");
+    return Cuda::fail(s.api, r, "cuStreamCreate");
   }
   *device = d;
   return KILN_OK;
@@ -232,12 +209,11 @@ kiln_status loadPtx(const CudaSymbols &api, const void *image, uint64_t size,
   return kiln_driver_error(st, "%s", msg.c_str());
 }
 
-kiln_status Cuda::executableLoad(void *device, const char *format,
-                                 const void *image, uint64_t size,
-                                 const kiln_driver_entry *entries,
-                                 uint32_t entryCount, void **executable) {
-  auto *d = static_cast<Device *>(device);
-  const Api &api = *d->api;
+kiln_status executableLoad(void *device, const char *format, const void *image,
+                           uint64_t size, const kiln_driver_entry *entries,
+                           uint32_t entryCount, void **executable) {
+  auto *d = static_cast<Cuda::Device *>(device);
+  const Cuda::Api &api = *d->api;
   int cubin = parseArch(format, "cubin-sm_");
   int ptx = parseArch(format, "ptx-sm_");
   if (cubin < 0 && ptx < 0)
@@ -259,14 +235,14 @@ kiln_status Cuda::executableLoad(void *device, const char *format,
     return kiln_driver_error(KILN_ERROR_CORRUPT,
                              "cubin image (%llu bytes) is not an ELF file",
                              static_cast<unsigned long long>(size));
-  if (kiln_status st = enter(d); st != KILN_OK)
+  if (kiln_status st = Cuda::enter(d); st != KILN_OK)
     return st;
   auto *exe = new Driver::Executable();
   if (cubin >= 0) {
     if (CUresult r = api.cuModuleLoadData(&exe->module, image);
         r != CUDA_SUCCESS) {
       delete exe;
-      return fail(api, r, "cuModuleLoadData (cubin)");
+      return Cuda::fail(api, r, "cuModuleLoadData (cubin)");
     }
   } else if (kiln_status st = loadPtx(api, image, size, exe->module);
              st != KILN_OK) {
@@ -283,5 +259,7 @@ kiln_status Cuda::executableLoad(void *device, const char *format,
 } // namespace
 
 extern "C" const kiln_driver *kiln_driver_cuda_entry(void) {
-  return &Driver::vtable;
+  static const kiln_driver driver =
+      Driver::vtable(deviceOpen, deviceClose, executableLoad);
+  return &driver;
 }

@@ -160,53 +160,43 @@ struct Hip {
     hipError_t r = d->api->hipSetDevice(d->ordinal);
     return r == hipSuccess ? KILN_OK : fail(*d->api, r, "hipSetDevice");
   }
-
-  static void deviceClose(void *device);
-  static kiln_status deviceOpen(uint32_t index,
-                                const kiln_driver_device_options *,
-                                void **device);
-  static kiln_status executableLoad(void *device, const char *format,
-                                    const void *image, uint64_t size,
-                                    const kiln_driver_entry *entries,
-                                    uint32_t entryCount, void **executable);
 };
 
 using Driver = kiln::driver::StreamDriver<Hip>;
 
-void Hip::deviceClose(void *device) {
-  auto *d = static_cast<Device *>(device);
+void deviceClose(void *device) {
+  auto *d = static_cast<Hip::Device *>(device);
   Driver::closeStream(d);
   delete d;
 }
 
-kiln_status Hip::deviceOpen(uint32_t index, const kiln_driver_device_options *,
-                            void **device) {
+kiln_status deviceOpen(uint32_t index, const kiln_driver_device_options *,
+                       void **device) {
   const State &s = state();
   const Gpu *g = nullptr;
-  if (kiln_status st = s.devices.find(kName, index, g); st != KILN_OK)
+  if (kiln_status st = s.devices.find(Hip::kName, index, g); st != KILN_OK)
     return st;
-  auto *d = new Device();
+  auto *d = new Hip::Device();
   d->api = &s.api;
   d->ordinal = g->ordinal;
   d->arch = g->arch;
-  if (kiln_status st = enter(d); st != KILN_OK) {
+  if (kiln_status st = Hip::enter(d); st != KILN_OK) {
     delete d;
     return st;
   }
   if (hipError_t r = s.api.hipStreamCreate(&d->stream); r != hipSuccess) {
     d->stream = nullptr;
     deviceClose(d);
-    return fail(s.api, r, "hipStreamCreate");
+    return Hip::fail(s.api, r, "hipStreamCreate");
   }
   *device = d;
   return KILN_OK;
 }
 
-kiln_status Hip::executableLoad(void *device, const char *format,
-                                const void *image, uint64_t size,
-                                const kiln_driver_entry *entries,
-                                uint32_t entryCount, void **executable) {
-  auto *d = static_cast<Device *>(device);
+kiln_status executableLoad(void *device, const char *format, const void *image,
+                           uint64_t size, const kiln_driver_entry *entries,
+                           uint32_t entryCount, void **executable) {
+  auto *d = static_cast<Hip::Device *>(device);
   if (std::strncmp(format, "hsaco-gfx", 9) != 0)
     return kiln_driver_error(KILN_ERROR_UNAVAILABLE,
                              "hip driver cannot load format '%s' (it loads "
@@ -221,13 +211,13 @@ kiln_status Hip::executableLoad(void *device, const char *format,
     return kiln_driver_error(KILN_ERROR_CORRUPT,
                              "code object (%llu bytes) is not an ELF file",
                              static_cast<unsigned long long>(size));
-  if (kiln_status st = enter(d); st != KILN_OK)
+  if (kiln_status st = Hip::enter(d); st != KILN_OK)
     return st;
   auto *exe = new Driver::Executable();
   if (hipError_t r = d->api->hipModuleLoadData(&exe->module, image);
       r != hipSuccess) {
     delete exe;
-    return fail(*d->api, r, "hipModuleLoadData");
+    return Hip::fail(*d->api, r, "hipModuleLoadData");
   }
   if (kiln_status st = Driver::resolveEntries(d, exe, entries, entryCount);
       st != KILN_OK)
@@ -239,5 +229,7 @@ kiln_status Hip::executableLoad(void *device, const char *format,
 } // namespace
 
 extern "C" const kiln_driver *kiln_driver_hip_entry(void) {
-  return &Driver::vtable;
+  static const kiln_driver driver =
+      Driver::vtable(deviceOpen, deviceClose, executableLoad);
+  return &driver;
 }

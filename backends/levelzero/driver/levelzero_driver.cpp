@@ -137,23 +137,9 @@ std::string findGpus(const LevelZeroSymbols &a, std::vector<Gpu> &gpus) {
 }
 
 
-State load() {
-  State s;
-  std::string &error = s.devices.error;
-  kiln::driver::Library lib = kiln::driver::openLibrary(
-      "KILN_LEVEL_ZERO_LIBRARY", {"libze_loader.so.1"});
-  if (!lib.handle)
-    error = lib.error;
-  else if (std::string missing = kiln::driver::bindSymbols(lib.handle, s.api);
-           !missing.empty())
-    error = lib.name + " has no " + missing;
-  else
-    error = findGpus(s.api, s.devices.gpus);
-  return s;
-}
-
 const State &state() {
-  static const State s = load();
+  static const State s = kiln::driver::loadGpus<State>(
+      "KILN_LEVEL_ZERO_LIBRARY", {"libze_loader.so.1"}, "", findGpus);
   return s;
 }
 
@@ -457,23 +443,8 @@ kiln_status synchronize(void *device) {
   return flush(static_cast<Device *>(device));
 }
 
-const kiln_driver levelZeroDriver = {
-    KILN_DRIVER_ABI_VERSION,
-    "levelzero",
-    deviceCount,
-    deviceDescribe,
-    deviceOpen,
-    deviceClose,
-    bufferAlloc,
-    bufferFree,
-    bufferWrite,
-    bufferRead,
-    executableLoad,
-    executableUnload,
-    dispatch,
-    synchronize,
-    nullptr, // dispatch_times: no profiling.
-};
+// No profiling: no dispatch_times.
+const kiln_driver levelZeroDriver = KILN_DRIVER_VTABLE("levelzero", nullptr);
 
 } // namespace
 
