@@ -10,22 +10,19 @@
 // particular to one driver (formats by architecture, profiles) stays in its
 // own tests.
 //
-// The driver objects are linked in directly, so this binary defines the two
-// functions libkiln_runtime gives them.
+// The driver objects are linked in directly (DirectDriver.h).
 //
 //===----------------------------------------------------------------------===//
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "DirectDriver.h"
 #include "kiln/driver.h"
 
 #ifdef KILN_CONFORMANCE_NPU
 #include "isa/Isa.h"
 #endif
 
-#include <cstdarg>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -33,6 +30,7 @@
 #include <string>
 #include <vector>
 
+using kiln::test::driverError;
 using ::testing::HasSubstr;
 
 #define KILN_DECLARE_DRIVER(name)                                             \
@@ -42,28 +40,6 @@ KILN_DECLARE_DRIVER(npu)
 KILN_DECLARE_DRIVER(cuda)
 KILN_DECLARE_DRIVER(hip)
 KILN_DECLARE_DRIVER(levelzero)
-
-namespace {
-thread_local std::string driverError;
-} // namespace
-
-extern "C" kiln_status kiln_driver_error(kiln_status status, const char *format,
-                                         ...) {
-  char buf[4096];
-  va_list ap;
-  va_start(ap, format);
-  std::vsnprintf(buf, sizeof(buf), format, ap);
-  va_end(ap);
-  driverError = buf;
-  return status;
-}
-
-extern "C" kiln_status kiln_driver_write_file(const char *path, const void *data,
-                                              size_t size) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(static_cast<const char *>(data), static_cast<std::streamsize>(size));
-  return f ? KILN_OK : kiln_driver_error(KILN_ERROR_IO, "cannot write %s", path);
-}
 
 namespace {
 
@@ -282,17 +258,7 @@ INSTANTIATE_TEST_SUITE_P(Conformance, Driver, ::testing::ValuesIn(cases()),
 } // namespace
 
 int main(int argc, char **argv) {
-  // Before the first device query: the GPU drivers read these once.
-#ifdef KILN_MOCK_CUDA
-  ::setenv("KILN_CUDA_LIBRARY", KILN_MOCK_CUDA, 1);
-#endif
-#ifdef KILN_MOCK_HIP
-  ::setenv("KILN_HIP_LIBRARY", KILN_MOCK_HIP, 1);
-#endif
-#ifdef KILN_MOCK_LEVELZERO
-  ::setenv("KILN_LEVEL_ZERO_LIBRARY", KILN_MOCK_LEVELZERO, 1);
-#endif
-  ::unsetenv("KILN_MOCK_INIT_ERROR");
+  kiln::test::useMockLibraries();
   ::testing::InitGoogleMock(&argc, argv);
   return RUN_ALL_TESTS();
 }
