@@ -6,6 +6,7 @@
 // anything runs), so they share its record of allocations and launches.
 //
 //===----------------------------------------------------------------------===//
+#include "DirectDriver.h"
 #include "MockGpu.h"
 #include "TestUtil.h"
 
@@ -24,25 +25,6 @@ using ::testing::StartsWith;
 extern "C" const kiln_driver *kiln_driver_cuda_entry(void);
 extern "C" const kiln_driver *kiln_driver_hip_entry(void);
 extern "C" const kiln_driver *kiln_driver_levelzero_entry(void);
-
-namespace {
-
-thread_local std::string driverError;
-
-} // namespace
-
-// The directly linked driver objects report errors here; libkiln_runtime
-// keeps its own, hidden, definition.
-extern "C" kiln_status kiln_driver_error(kiln_status status, const char *format,
-                                         ...) {
-  char buf[4096];
-  va_list ap;
-  va_start(ap, format);
-  std::vsnprintf(buf, sizeof(buf), format, ap);
-  va_end(ap);
-  driverError = buf;
-  return status;
-}
 
 namespace {
 
@@ -454,17 +436,7 @@ TEST(GpuDevices, GpusComeBeforeTheCpu) {
 } // namespace
 
 int main(int argc, char **argv) {
-  // Before the first device query: both driver copies read these once.
-#ifdef KILN_MOCK_CUDA
-  ::setenv("KILN_CUDA_LIBRARY", KILN_MOCK_CUDA, 1);
-#endif
-#ifdef KILN_MOCK_HIP
-  ::setenv("KILN_HIP_LIBRARY", KILN_MOCK_HIP, 1);
-#endif
-#ifdef KILN_MOCK_LEVELZERO
-  ::setenv("KILN_LEVEL_ZERO_LIBRARY", KILN_MOCK_LEVELZERO, 1);
-#endif
-  ::unsetenv("KILN_MOCK_INIT_ERROR");
+  useMockLibraries();
   ::testing::InitGoogleMock(&argc, argv);
   return RUN_ALL_TESTS();
 }

@@ -8,7 +8,10 @@
 // one element per thread (i = blockIdx.x * blockDim.x + threadIdx.x), with
 // parameters (a, b, out, &n) as the test kernels of the cpu tests.
 //
-// The tests read the record back through the kiln_mock_* functions.
+// Each mock declares its vendor's entry points from the driver's symbol list
+// (KILN_<VENDOR>_SYMBOLS with KILN_SYMBOL_EXPORT), so a definition that
+// disagrees with what the driver calls does not compile. The tests read the
+// record back through the kiln_mock_* functions.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_TEST_UNIT_MOCKGPU_H
@@ -160,6 +163,14 @@ inline bool launch(const Kernel &k, const unsigned grid[3],
         out[i] = k.name == "vadd" ? a[i] + b[i] : a[i] * b[i];
     }
   return true;
+}
+
+/// Mock objects travel as the vendor's opaque handle types.
+template <typename Handle, typename T> Handle toHandle(T *p) {
+  return reinterpret_cast<Handle>(p);
+}
+template <typename T, typename Handle> T *fromHandle(Handle h) {
+  return reinterpret_cast<T *>(h);
 }
 
 inline void sync() {

@@ -13,13 +13,18 @@
 //===----------------------------------------------------------------------===//
 #define KILN_MOCK_DEFINE_RECORD
 #include "MockGpu.h"
+#include "cuda_symbols.h"
 
 #include <cstdio>
 
+using namespace kiln::cuda;
 using namespace kiln::mock;
 
+extern "C" {
+KILN_CUDA_SYMBOLS(KILN_SYMBOL_EXPORT)
+}
+
 namespace {
-using CUresult = int;
 constexpr CUresult kSuccess = 0, kInvalidValue = 1, kNotInitialized = 3,
                    kNoDevice = 100, kInvalidDevice = 101, kNoBinaryForGpu = 209,
                    kInvalidContext = 201, kInvalidPtx = 218, kNotFound = 500,
@@ -42,7 +47,7 @@ int archOf(const std::string &line) {
   return at == std::string::npos ? -1 : std::atoi(line.c_str() + at + 3);
 }
 
-CUresult load(void **module, const std::string &text) {
+CUresult load(CUmodule *module, const std::string &text) {
   Module *m = parseModule(text);
   if (!m)
     return kInvalidPtx;
@@ -51,7 +56,7 @@ CUresult load(void **module, const std::string &text) {
     freeModule(m);
     return kNoBinaryForGpu;
   }
-  *module = m;
+  *module = toHandle<CUmodule>(m);
   return kSuccess;
 }
 } // namespace
@@ -107,14 +112,14 @@ API CUresult cuDeviceGet(int *device, int ordinal) {
   return kSuccess;
 }
 
-API CUresult cuDeviceGetName(char *name, int len, int device) {
+API CUresult cuDeviceGetName(char *name, int len, CUdevice device) {
   if (device != 0 || len < 1)
     return kInvalidValue;
   std::snprintf(name, len, "%s", "Kiln Mock GPU");
   return kSuccess;
 }
 
-API CUresult cuDeviceGetAttribute(int *value, int attribute, int device) {
+API CUresult cuDeviceGetAttribute(int *value, int attribute, CUdevice device) {
   if (device != 0)
     return kInvalidDevice;
   if (attribute == 75)
@@ -126,52 +131,52 @@ API CUresult cuDeviceGetAttribute(int *value, int attribute, int device) {
   return kSuccess;
 }
 
-API CUresult cuDeviceTotalMem_v2(size_t *bytes, int device) {
+API CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice device) {
   if (device != 0)
     return kInvalidDevice;
   *bytes = 80ull << 30;
   return kSuccess;
 }
 
-API CUresult cuDevicePrimaryCtxRetain(void **context, int device) {
+API CUresult cuDevicePrimaryCtxRetain(CUcontext *context, CUdevice device) {
   if (!initialized)
     return kNotInitialized;
   if (device != 0)
     return kInvalidDevice;
   ++primaryRefs;
-  *context = &contextTag;
+  *context = toHandle<CUcontext>(&contextTag);
   return kSuccess;
 }
 
-API CUresult cuDevicePrimaryCtxRelease_v2(int device) {
+API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
   if (device != 0 || primaryRefs == 0)
     return kInvalidValue;
   --primaryRefs;
   return kSuccess;
 }
 
-API CUresult cuCtxSetCurrent(void *context) {
-  if (context && context != &contextTag)
+API CUresult cuCtxSetCurrent(CUcontext context) {
+  if (context && fromHandle<int>(context) != &contextTag)
     return kInvalidContext;
   current = context;
   return kSuccess;
 }
 
-API CUresult cuStreamCreate(void **stream, unsigned) {
+API CUresult cuStreamCreate(CUstream *stream, unsigned) {
   if (CUresult r = ready())
     return r;
-  *stream = new int(0);
+  *stream = toHandle<CUstream>(new int(0));
   return kSuccess;
 }
 
-API CUresult cuStreamDestroy_v2(void *stream) {
+API CUresult cuStreamDestroy_v2(CUstream stream) {
   if (CUresult r = ready())
     return r;
-  delete static_cast<int *>(stream);
+  delete fromHandle<int>(stream);
   return kSuccess;
 }
 
-API CUresult cuStreamSynchronize(void *stream) {
+API CUresult cuStreamSynchronize(CUstream stream) {
   if (CUresult r = ready())
     return r;
   if (!stream)
@@ -180,7 +185,7 @@ API CUresult cuStreamSynchronize(void *stream) {
   return kSuccess;
 }
 
-API CUresult cuMemAlloc_v2(unsigned long long *p, size_t size) {
+API CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t size) {
   if (CUresult r = ready())
     return r;
   if (size == 0)
@@ -189,14 +194,14 @@ API CUresult cuMemAlloc_v2(unsigned long long *p, size_t size) {
   return kSuccess;
 }
 
-API CUresult cuMemFree_v2(unsigned long long p) {
+API CUresult cuMemFree_v2(CUdeviceptr p) {
   if (CUresult r = ready())
     return r;
   return release(reinterpret_cast<void *>(p)) ? kSuccess : kInvalidValue;
 }
 
-API CUresult cuMemsetD8Async(unsigned long long p, unsigned char v, size_t n,
-                             void *) {
+API CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n,
+                             CUstream) {
   if (CUresult r = ready())
     return r;
   if (!inRange(reinterpret_cast<void *>(p), n))
@@ -205,8 +210,8 @@ API CUresult cuMemsetD8Async(unsigned long long p, unsigned char v, size_t n,
   return kSuccess;
 }
 
-API CUresult cuMemcpyHtoDAsync_v2(unsigned long long dst, const void *src,
-                                  size_t n, void *) {
+API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src,
+                                  size_t n, CUstream) {
   if (CUresult r = ready())
     return r;
   if (!inRange(reinterpret_cast<void *>(dst), n))
@@ -215,8 +220,8 @@ API CUresult cuMemcpyHtoDAsync_v2(unsigned long long dst, const void *src,
   return kSuccess;
 }
 
-API CUresult cuMemcpyDtoHAsync_v2(void *dst, unsigned long long src, size_t n,
-                                  void *) {
+API CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n,
+                                  CUstream) {
   if (CUresult r = ready())
     return r;
   if (!inRange(reinterpret_cast<void *>(src), n))
@@ -225,7 +230,7 @@ API CUresult cuMemcpyDtoHAsync_v2(void *dst, unsigned long long src, size_t n,
   return kSuccess;
 }
 
-API CUresult cuModuleLoadData(void **module, const void *image) {
+API CUresult cuModuleLoadData(CUmodule *module, const void *image) {
   if (CUresult r = ready())
     return r;
   auto *c = static_cast<const char *>(image);
@@ -234,7 +239,7 @@ API CUresult cuModuleLoadData(void **module, const void *image) {
   return load(module, c);
 }
 
-API CUresult cuModuleLoadDataEx(void **module, const void *image,
+API CUresult cuModuleLoadDataEx(CUmodule *module, const void *image,
                                 unsigned count, int *options, void **values) {
   if (CUresult r = ready())
     return r;
@@ -255,31 +260,32 @@ API CUresult cuModuleLoadDataEx(void **module, const void *image,
   return load(module, text);
 }
 
-API CUresult cuModuleGetFunction(void **fn, void *module, const char *name) {
+API CUresult cuModuleGetFunction(CUfunction *fn, CUmodule module,
+                                const char *name) {
   if (CUresult r = ready())
     return r;
-  for (Kernel &k : static_cast<Module *>(module)->kernels)
+  for (Kernel &k : fromHandle<Module>(module)->kernels)
     if (k.name == name) {
-      *fn = &k;
+      *fn = toHandle<CUfunction>(&k);
       return kSuccess;
     }
   return kNotFound;
 }
 
-API CUresult cuModuleUnload(void *module) {
+API CUresult cuModuleUnload(CUmodule module) {
   if (CUresult r = ready())
     return r;
-  freeModule(static_cast<Module *>(module));
+  freeModule(fromHandle<Module>(module));
   return kSuccess;
 }
 
-API CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz,
-                            unsigned bx, unsigned by, unsigned bz,
-                            unsigned shared, void *stream, void **params,
+API CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy,
+                            unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                            unsigned shared, CUstream stream, void **params,
                             void **extra) {
   if (CUresult r = ready())
     return r;
-  auto *k = static_cast<Kernel *>(fn);
+  auto *k = fromHandle<Kernel>(fn);
   if (!stream || extra || !gx || !gy || !gz || !bx || !by || !bz ||
       bx * by * bz > 1024 || (k->params && !params))
     return kInvalidValue;

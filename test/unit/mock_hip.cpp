@@ -10,13 +10,18 @@
 //===----------------------------------------------------------------------===//
 #define KILN_MOCK_DEFINE_RECORD
 #include "MockGpu.h"
+#include "hip_symbols.h"
 
 #include <cstdio>
 
+using namespace kiln::hip;
 using namespace kiln::mock;
 
+extern "C" {
+KILN_HIP_SYMBOLS(KILN_SYMBOL_EXPORT)
+}
+
 namespace {
-using hipError_t = int;
 constexpr hipError_t kSuccess = 0, kInvalidValue = 1, kNotInitialized = 3,
                      kInvalidDevice = 101, kNoDevice = 100,
                      kInvalidImage = 200, kNotFound = 500,
@@ -68,14 +73,14 @@ API hipError_t hipGetDeviceCount(int *count) {
   return kSuccess;
 }
 
-API hipError_t hipDeviceGetName(char *name, int len, int device) {
+API hipError_t hipDeviceGetName(char *name, int len, hipDevice_t device) {
   if (device != 0 || len < 1)
     return kInvalidValue;
   std::snprintf(name, len, "%s", "Kiln Mock GPU");
   return kSuccess;
 }
 
-API hipError_t hipDeviceTotalMem(size_t *bytes, int device) {
+API hipError_t hipDeviceTotalMem(size_t *bytes, hipDevice_t device) {
   if (device != 0)
     return kInvalidDevice;
   *bytes = 64ull << 30;
@@ -103,21 +108,21 @@ API hipError_t hipSetDevice(int device) {
   return kSuccess;
 }
 
-API hipError_t hipStreamCreate(void **stream) {
+API hipError_t hipStreamCreate(hipStream_t *stream) {
   if (hipError_t r = ready())
     return r;
-  *stream = new int(0);
+  *stream = toHandle<hipStream_t>(new int(0));
   return kSuccess;
 }
 
-API hipError_t hipStreamDestroy(void *stream) {
+API hipError_t hipStreamDestroy(hipStream_t stream) {
   if (hipError_t r = ready())
     return r;
-  delete static_cast<int *>(stream);
+  delete fromHandle<int>(stream);
   return kSuccess;
 }
 
-API hipError_t hipStreamSynchronize(void *stream) {
+API hipError_t hipStreamSynchronize(hipStream_t stream) {
   if (hipError_t r = ready())
     return r;
   if (!stream)
@@ -143,7 +148,7 @@ API hipError_t hipFree(void *p) {
   return release(p) ? kSuccess : kInvalidValue;
 }
 
-API hipError_t hipMemsetAsync(void *p, int v, size_t n, void *) {
+API hipError_t hipMemsetAsync(void *p, int v, size_t n, hipStream_t) {
   if (hipError_t r = ready())
     return r;
   if (!inRange(p, n))
@@ -152,7 +157,8 @@ API hipError_t hipMemsetAsync(void *p, int v, size_t n, void *) {
   return kSuccess;
 }
 
-API hipError_t hipMemcpyHtoDAsync(void *dst, void *src, size_t n, void *) {
+API hipError_t hipMemcpyHtoDAsync(void *dst, void *src, size_t n,
+                              hipStream_t) {
   if (hipError_t r = ready())
     return r;
   if (!inRange(dst, n))
@@ -161,7 +167,8 @@ API hipError_t hipMemcpyHtoDAsync(void *dst, void *src, size_t n, void *) {
   return kSuccess;
 }
 
-API hipError_t hipMemcpyDtoHAsync(void *dst, void *src, size_t n, void *) {
+API hipError_t hipMemcpyDtoHAsync(void *dst, void *src, size_t n,
+                              hipStream_t) {
   if (hipError_t r = ready())
     return r;
   if (!inRange(src, n))
@@ -170,7 +177,7 @@ API hipError_t hipMemcpyDtoHAsync(void *dst, void *src, size_t n, void *) {
   return kSuccess;
 }
 
-API hipError_t hipModuleLoadData(void **module, const void *image) {
+API hipError_t hipModuleLoadData(hipModule_t *module, const void *image) {
   if (hipError_t r = ready())
     return r;
   auto *c = static_cast<const char *>(image);
@@ -179,35 +186,37 @@ API hipError_t hipModuleLoadData(void **module, const void *image) {
   Module *m = parseModule(c);
   if (!m)
     return kInvalidImage;
-  *module = m;
+  *module = toHandle<hipModule_t>(m);
   return kSuccess;
 }
 
-API hipError_t hipModuleGetFunction(void **fn, void *module, const char *name) {
+API hipError_t hipModuleGetFunction(hipFunction_t *fn, hipModule_t module,
+                                    const char *name) {
   if (hipError_t r = ready())
     return r;
-  for (Kernel &k : static_cast<Module *>(module)->kernels)
+  for (Kernel &k : fromHandle<Module>(module)->kernels)
     if (k.name == name) {
-      *fn = &k;
+      *fn = toHandle<hipFunction_t>(&k);
       return kSuccess;
     }
   return kNotFound;
 }
 
-API hipError_t hipModuleUnload(void *module) {
+API hipError_t hipModuleUnload(hipModule_t module) {
   if (hipError_t r = ready())
     return r;
-  freeModule(static_cast<Module *>(module));
+  freeModule(fromHandle<Module>(module));
   return kSuccess;
 }
 
-API hipError_t hipModuleLaunchKernel(void *fn, unsigned gx, unsigned gy,
+API hipError_t hipModuleLaunchKernel(hipFunction_t fn, unsigned gx, unsigned gy,
                                      unsigned gz, unsigned bx, unsigned by,
-                                     unsigned bz, unsigned shared, void *stream,
-                                     void **params, void **extra) {
+                                     unsigned bz, unsigned shared,
+                                     hipStream_t stream, void **params,
+                                     void **extra) {
   if (hipError_t r = ready())
     return r;
-  auto *k = static_cast<Kernel *>(fn);
+  auto *k = fromHandle<Kernel>(fn);
   if (!stream || extra || !gx || !gy || !gz || !bx || !by || !bz ||
       bx * by * bz > 1024 || (k->params && !params))
     return kInvalidValue;

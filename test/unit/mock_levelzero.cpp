@@ -14,14 +14,20 @@
 #define KILN_MOCK_DEFINE_RECORD
 #include "MockGpu.h"
 
+#include "levelzero_symbols.h"
+
 #include <cstdio>
 #include <functional>
 #include <memory>
 
+using namespace kiln::levelzero;
 using namespace kiln::mock;
 
+extern "C" {
+KILN_LEVEL_ZERO_SYMBOLS(KILN_SYMBOL_EXPORT)
+}
+
 namespace {
-using ze_result_t = uint32_t;
 constexpr ze_result_t kSuccess = 0, kUninitialized = 0x78000001,
                       kInvalidArgument = 0x78000004,
                       kBuildFailure = 0x70000004,
@@ -96,10 +102,12 @@ API ze_result_t zeDeviceGet(void *driver, uint32_t *count, void **devices) {
   return kSuccess;
 }
 
-API ze_result_t zeDeviceGetProperties(void *device, void *props) {
-  if (device != &deviceTag || static_cast<Stype *>(props)->stype != 0x3)
+// Properties and descriptors are read and written at ze_api.h's offsets, not
+// through the driver's declarations, so a wrong declaration shows.
+API ze_result_t zeDeviceGetProperties(void *device, DeviceProperties *props) {
+  char *p = reinterpret_cast<char *>(props);
+  if (device != &deviceTag || reinterpret_cast<Stype *>(p)->stype != 0x3)
     return kInvalidArgument;
-  char *p = static_cast<char *>(props);
   std::memset(p + 16, 0, 368 - 16);
   uint32_t type = 1; // GPU
   std::memcpy(p + 16, &type, 4);
@@ -108,12 +116,12 @@ API ze_result_t zeDeviceGetProperties(void *device, void *props) {
 }
 
 API ze_result_t zeDeviceGetMemoryProperties(void *device, uint32_t *count,
-                                            void *props) {
+                                            MemoryProperties *props) {
   if (device != &deviceTag)
     return kInvalidNullHandle;
   if (props)
     for (uint32_t i = 0; i < *count && i < 2; ++i) {
-      char *p = static_cast<char *>(props) + i * 296;
+      char *p = reinterpret_cast<char *>(props) + i * 296;
       if (reinterpret_cast<Stype *>(p)->stype != 0x7)
         return kInvalidArgument;
       uint64_t size = 8ull << 30;
@@ -125,7 +133,7 @@ API ze_result_t zeDeviceGetMemoryProperties(void *device, uint32_t *count,
 
 API ze_result_t zeDeviceGetCommandQueueGroupProperties(void *device,
                                                        uint32_t *count,
-                                                       void *props) {
+                                                       QueueGroupProperties *props) {
   if (device != &deviceTag)
     return kInvalidNullHandle;
   struct Group {
@@ -137,7 +145,7 @@ API ze_result_t zeDeviceGetCommandQueueGroupProperties(void *device,
   };
   if (props)
     for (uint32_t i = 0; i < *count && i < 2; ++i) {
-      auto *g = static_cast<Group *>(props) + i;
+      auto *g = reinterpret_cast<Group *>(props) + i;
       if (g->stype != 0x6)
         return kInvalidArgument;
       g->flags = i == 0 ? 2 /* copy */ : 1 | 2 /* compute, copy */;
@@ -148,7 +156,7 @@ API ze_result_t zeDeviceGetCommandQueueGroupProperties(void *device,
   return kSuccess;
 }
 
-API ze_result_t zeContextCreate(void *driver, const void *, void **context) {
+API ze_result_t zeContextCreate(void *driver, const Desc *, void **context) {
   if (driver != &driverTag)
     return kInvalidNullHandle;
   *context = new int(0);
@@ -161,8 +169,9 @@ API ze_result_t zeContextDestroy(void *context) {
 }
 
 API ze_result_t zeCommandQueueCreate(void *context, void *device,
-                                     const uint32_t *desc, void **queue) {
+                                     const QueueDesc *queueDesc, void **queue) {
   // desc: stype, pad, pNext (2 words), ordinal, index, flags, mode, priority.
+  auto *desc = reinterpret_cast<const uint32_t *>(queueDesc);
   if (!context || device != &deviceTag || desc[0] != 0xe || desc[4] != 1)
     return kInvalidArgument;
   *queue = new int(desc[4]);
@@ -175,7 +184,8 @@ API ze_result_t zeCommandQueueDestroy(void *queue) {
 }
 
 API ze_result_t zeCommandListCreate(void *context, void *device,
-                                    const uint32_t *desc, void **list) {
+                                    const Desc *listDesc, void **list) {
+  auto *desc = reinterpret_cast<const uint32_t *>(listDesc);
   if (!context || device != &deviceTag || desc[0] != 0xf || desc[4] != 1)
     return kInvalidArgument;
   *list = new List{static_cast<int>(desc[4])};
@@ -236,8 +246,9 @@ API ze_result_t zeCommandListAppendMemoryFill(void *list, void *p,
 }
 
 API ze_result_t zeCommandListAppendLaunchKernel(void *list, void *kernel,
-                                               const uint32_t *groups, void *,
-                                               uint32_t, void **) {
+                                               const GroupCount *groupCount,
+                                               void *, uint32_t, void **) {
+  auto *groups = reinterpret_cast<const uint32_t *>(groupCount);
   MockKernel k = *static_cast<MockKernel *>(kernel); // Arguments captured.
   if (!k.group[0] || !groups[0] || !groups[1] || !groups[2])
     return kInvalidArgument;
@@ -262,7 +273,7 @@ API ze_result_t zeCommandQueueExecuteCommandLists(void *queue, uint32_t count,
   return kSuccess;
 }
 
-API ze_result_t zeFenceCreate(void *queue, const void *, void **fence) {
+API ze_result_t zeFenceCreate(void *queue, const Desc *, void **fence) {
   if (!queue)
     return kInvalidNullHandle;
   *fence = new int(0);
@@ -286,7 +297,7 @@ API ze_result_t zeFenceReset(void *fence) {
   return kSuccess;
 }
 
-API ze_result_t zeMemAllocDevice(void *context, const void *, size_t size,
+API ze_result_t zeMemAllocDevice(void *context, const Desc *, size_t size,
                                  size_t alignment, void *device, void **p) {
   if (!context || device != &deviceTag || size == 0 || alignment > 64)
     return kInvalidArgument;
@@ -294,7 +305,7 @@ API ze_result_t zeMemAllocDevice(void *context, const void *, size_t size,
   return kSuccess;
 }
 
-API ze_result_t zeMemAllocHost(void *context, const void *, size_t size,
+API ze_result_t zeMemAllocHost(void *context, const Desc *, size_t size,
                                size_t, void **p) {
   if (!context || size == 0)
     return kInvalidArgument;
@@ -310,9 +321,10 @@ API ze_result_t zeMemFree(void *context, void *p) {
   return kSuccess;
 }
 
-API ze_result_t zeModuleCreate(void *context, void *device, const void *desc,
-                               void **module, void **log) {
-  struct ModuleDesc {
+API ze_result_t zeModuleCreate(void *context, void *device,
+                               const ModuleDesc *desc, void **module,
+                               void **log) {
+  struct Layout {
     uint32_t stype;
     const void *pNext;
     uint32_t format;
@@ -321,7 +333,7 @@ API ze_result_t zeModuleCreate(void *context, void *device, const void *desc,
     const char *flags;
     const void *constants;
   };
-  auto *d = static_cast<const ModuleDesc *>(desc);
+  auto *d = reinterpret_cast<const Layout *>(desc);
   if (!context || device != &deviceTag || d->stype != 0x1b || d->format != 0)
     return kInvalidArgument;
   std::string text(reinterpret_cast<const char *>(d->input), d->size);
@@ -357,14 +369,15 @@ API ze_result_t zeModuleBuildLogDestroy(void *log) {
   return kSuccess;
 }
 
-API ze_result_t zeKernelCreate(void *module, const void *desc, void **kernel) {
-  struct KernelDesc {
+API ze_result_t zeKernelCreate(void *module, const KernelDesc *desc,
+                               void **kernel) {
+  struct Layout {
     uint32_t stype;
     const void *pNext;
     uint32_t flags;
     const char *name;
   };
-  auto *d = static_cast<const KernelDesc *>(desc);
+  auto *d = reinterpret_cast<const Layout *>(desc);
   if (d->stype != 0x1d)
     return kInvalidArgument;
   for (const Kernel &k : static_cast<Module *>(module)->kernels)

@@ -66,3 +66,20 @@ void meet(void *const *b, int64_t x, int64_t y, int64_t z) {
       break;
   }
 }
+
+/* What levelzero-cpu makes of a GPU kernel with workgroups of 16 invocations:
+ * one cpu-ABI function per workgroup (workgroup_count is the GPU grid) that
+ * runs each invocation with its global id, here one element each with the
+ * MockGpu vadd's parameters. For the driver conformance test. */
+static void vaddInvocation(void *const *b, int64_t gid) {
+  const float *lhs = (const float *)b[0], *rhs = (const float *)b[1];
+  float *out = (float *)b[2];
+  if (gid < *(const int64_t *)b[3])
+    out[gid] = lhs[gid] + rhs[gid];
+}
+
+void vadd_wg16(void *const *b, int64_t x, int64_t y, int64_t z) {
+  (void)y; (void)z;
+  for (int64_t lid = 0; lid < 16; ++lid)
+    vaddInvocation(b, x * 16 + lid);
+}

@@ -10,6 +10,7 @@
 // threads (cpu_profile.h); otherwise no clock is read.
 //
 //===----------------------------------------------------------------------===//
+#include "driver_util.h"
 #include "kiln/driver.h"
 
 #include "cpu_profile.h"
@@ -438,23 +439,7 @@ uint32_t dispatchTimes(void *device, kiln_driver_dispatch_time *times, uint32_t 
   return static_cast<uint32_t>(w.size());
 }
 
-const kiln_driver cpuDriver = {
-    KILN_DRIVER_ABI_VERSION,
-    "cpu",
-    deviceCount,
-    deviceDescribe,
-    deviceOpen,
-    deviceClose,
-    bufferAlloc,
-    bufferFree,
-    bufferWrite,
-    bufferRead,
-    executableLoad,
-    executableUnload,
-    dispatch,
-    synchronize,
-    dispatchTimes,
-};
+const kiln_driver cpuDriver = KILN_DRIVER_VTABLE("cpu", dispatchTimes);
 
 } // namespace
 

@@ -8,6 +8,7 @@
 // in the device options.
 //
 //===----------------------------------------------------------------------===//
+#include "driver_util.h"
 #include "kiln/driver.h"
 
 #include "../isa/Isa.h"
@@ -153,11 +154,11 @@ kiln_status dispatch(void *device, void *executable, uint32_t entry,
                      const kiln_driver_binding *bindings, uint32_t count) {
   auto *dev = static_cast<Device *>(device);
   auto *exe = static_cast<Executable *>(executable);
-  if (entry >= exe->entries.size())
-    return kiln_driver_error(KILN_ERROR_INVALID_ARGUMENT,
-                             "entry %u out of range", entry);
-  if (!workgroups[0] || !workgroups[1] || !workgroups[2])
-    return KILN_OK;
+  bool launch = false;
+  if (kiln_status st = kiln::driver::checkDispatch(
+          entry, exe->entries.size(), workgroups, launch);
+      st != KILN_OK || !launch)
+    return st;
   // A program covers the whole kernel; it has no workgroup id to split on.
   if (workgroups[0] * uint64_t(workgroups[1]) * workgroups[2] != 1)
     return kiln_driver_error(KILN_ERROR_INVALID_ARGUMENT,
@@ -208,23 +209,7 @@ uint32_t dispatchTimes(void *device, kiln_driver_dispatch_time *times, uint32_t 
   return static_cast<uint32_t>(dev->lastTimes.size());
 }
 
-const kiln_driver npuDriver = {
-    KILN_DRIVER_ABI_VERSION,
-    "npu",
-    deviceCount,
-    deviceDescribe,
-    deviceOpen,
-    deviceClose,
-    bufferAlloc,
-    bufferFree,
-    bufferWrite,
-    bufferRead,
-    executableLoad,
-    executableUnload,
-    dispatch,
-    synchronize,
-    dispatchTimes,
-};
+const kiln_driver npuDriver = KILN_DRIVER_VTABLE("npu", dispatchTimes);
 
 } // namespace
 

@@ -11,6 +11,7 @@
 
 #include "../isa/Isa.h"
 #include "../model/MachineModel.h"
+#include "half.h"
 
 #include <string>
 #include <vector>
@@ -99,10 +100,11 @@ std::string traceJson(const SimResult &r);
 ///                  "engines": {...}}, ...]}
 std::string statsJson(const SimResult &r);
 
-float bf16ToFloat(uint16_t v);
-uint16_t floatToBf16(float f);
-float f16ToFloat(uint16_t v);
-uint16_t floatToF16(float f);
+// The element conversions the simulator computes with: the tools' own.
+using tooling::bf16ToFloat;
+using tooling::floatToBf16;
+inline float f16ToFloat(uint16_t v) { return tooling::halfToFloat(v); }
+inline uint16_t floatToF16(float f) { return tooling::floatToHalf(f); }
 
 } // namespace kiln::npu
 
