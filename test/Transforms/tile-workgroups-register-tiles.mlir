@@ -43,5 +43,43 @@ module {
       } -> tensor<100x300xf32>
       return %r : tensor<100x300xf32>
     }
+    // Few rows, a wide B over 768 steps (BERT's up-projection): blocks keep
+    // 64 rows (8 register tiles, which then share a packed B panel), 2 x 32
+    // blocks, rather than 8 x 8 blocks of 16 rows that each stream their
+    // B strip.
+    // CHECK-LABEL: func.func @short_wide
+    // CHECK-SAME: kiln.workgroups = array<i64: 2, 32, 1>
+    // CHECK: scf.forall (%{{.+}}, %{{.+}}) = (0, 0) to (128, 3072) step (64, 96)
+    func.func @short_wide(%x: tensor<128x768xf32>, %y: tensor<768x3072xf32>) -> tensor<128x3072xf32> {
+      %z = arith.constant 0.0 : f32
+      %e = tensor.empty() : tensor<128x3072xf32>
+      %f = linalg.fill ins(%z : f32) outs(%e : tensor<128x3072xf32>) -> tensor<128x3072xf32>
+      %r = linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+          ins(%x, %y : tensor<128x768xf32>, tensor<768x3072xf32>) outs(%f : tensor<128x3072xf32>) {
+        ^bb0(%p: f32, %q: f32, %o: f32):
+          %m = arith.mulf %p, %q : f32
+          %s = arith.addf %o, %m : f32
+          linalg.yield %s : f32
+      } -> tensor<128x3072xf32>
+      return %r : tensor<128x3072xf32>
+    }
+
+    // The same shape over 3072 steps (the down-projection's panel would
+    // outgrow L2): square-ish in count again, 8 x 8 blocks of 16 rows.
+    // CHECK-LABEL: func.func @short_wide_long_reduction
+    // CHECK-SAME: kiln.workgroups = array<i64: 8, 8, 1>
+    func.func @short_wide_long_reduction(%x: tensor<128x3072xf32>, %y: tensor<3072x3072xf32>) -> tensor<128x3072xf32> {
+      %z = arith.constant 0.0 : f32
+      %e = tensor.empty() : tensor<128x3072xf32>
+      %f = linalg.fill ins(%z : f32) outs(%e : tensor<128x3072xf32>) -> tensor<128x3072xf32>
+      %r = linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+          ins(%x, %y : tensor<128x3072xf32>, tensor<3072x3072xf32>) outs(%f : tensor<128x3072xf32>) {
+        ^bb0(%p: f32, %q: f32, %o: f32):
+          %m = arith.mulf %p, %q : f32
+          %s = arith.addf %o, %m : f32
+          linalg.yield %s : f32
+      } -> tensor<128x3072xf32>
+      return %r : tensor<128x3072xf32>
+    }
   }
 }
