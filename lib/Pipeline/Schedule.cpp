@@ -5,6 +5,7 @@
 // arguments are inputs, constants are constant buffers, dispatch results are
 // fresh buffers, and reshapes are views of their operand's buffer (all
 // buffers are dense and row-major, so a reshape moves no data).
+// planTransientBuffers (MemoryPlan.cpp) may then share transient buffers.
 //
 //===----------------------------------------------------------------------===//
 #include "kiln/Pipeline/Pipeline.h"

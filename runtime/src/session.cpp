@@ -8,6 +8,9 @@
 #include "internal.h"
 #include "kiln/artifact_format.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdarg>
 #include <cerrno>
@@ -23,6 +26,17 @@ extern const kiln_driver_entry_fn kilnDriverEntries[];
 extern const size_t kilnDriverEntryCount;
 
 namespace {
+
+/// Drops the artifact mapping's pages of a constant once the device has its
+/// copy: they would otherwise stay resident, counting the weights twice in
+/// the process (read-only private file pages: a later read faults them back
+/// in from the file, so other sessions of the artifact are unaffected).
+void releasePages(const uint8_t *data, size_t size) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t lo = reinterpret_cast<uintptr_t>(data) & ~(page - 1);
+  uintptr_t hi = (reinterpret_cast<uintptr_t>(data) + size + page - 1) & ~(page - 1);
+  ::madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED);
+}
 
 thread_local std::string lastError;
 
@@ -343,11 +357,13 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
       return fail(st, "buffer " + std::to_string(i) + " (" +
                           std::to_string(b.size) + " bytes)");
     }
-    if (b.kind == KILN_ART_BUFFER_CONSTANT && b.size)
+    if (b.kind == KILN_ART_BUFFER_CONSTANT && b.size) {
       if (kiln_status st =
               d->buffer_write(s->handle, s->buffers[i], 0, b.constData, b.size);
           st != KILN_OK)
         return fail(st, "uploading constant buffer " + std::to_string(i));
+      releasePages(b.constData, b.size);
+    }
   }
   // A target may ship several executables (one per GPU arch, then portable
   // code); the first the driver accepts on this device wins.

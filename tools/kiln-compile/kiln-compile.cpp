@@ -365,6 +365,8 @@ int main(int argc, char **argv) {
   auto schedule = kiln::buildSchedule(module);
   if (!schedule)
     return fail(toString(schedule.takeError()));
+  if (llvm::all_of(backends, [](const kiln::TargetBackend *b) { return b->writesWholeResults(); }))
+    kiln::planTransientBuffers(schedule->module);
   step((Twine("schedule: ") + Twine(schedule->module.dispatches.size()) + " dispatches, " +
         Twine(schedule->module.buffers.size()) + " buffers")
            .str());

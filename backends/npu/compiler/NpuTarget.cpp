@@ -1968,6 +1968,9 @@ public:
   llvm::StringRef description() const override {
     return "simulated NeuronCore (backends/npu): one npu-isa-v1 program per kernel";
   }
+  // A padding kernel with padding only past the end (SAME_UPPER) DMAs the
+  // input's part and leaves the rest to the zero-filled buffer.
+  bool writesWholeResults() const override { return false; }
   kiln::KernelOptions kernelOptions(const kiln::TargetOptions &) const override {
     // A program spreads a dispatch over partitions and engines itself: one
     // workgroup holding the whole iteration space.

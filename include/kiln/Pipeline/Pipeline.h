@@ -42,6 +42,10 @@ struct Schedule {
 };
 llvm::Expected<Schedule> buildSchedule(mlir::ModuleOp module);
 
+/// Lets transient buffers whose lifetimes (first to last dispatch binding
+/// them) do not overlap share one buffer, renumbering the module's buffers.
+void planTransientBuffers(artifact::Module &m);
+
 /// Adds the executable with its entries in the schedule's kernel order.
 llvm::Error attachExecutable(Schedule &schedule, artifact::Executable executable);
 

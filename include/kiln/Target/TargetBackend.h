@@ -60,6 +60,11 @@ public:
   /// the target's own name (a testing target running on the host).
   virtual llvm::StringRef driverName() const { return name(); }
   virtual llvm::StringRef description() const = 0;
+  /// Whether every kernel writes all of its results. Transient buffers are
+  /// shared between tensors (planTransientBuffers) only when every target
+  /// of an artifact says so: a kernel that leaves part of its result to the
+  /// zero-filled buffer would read another tensor's data.
+  virtual bool writesWholeResults() const { return true; }
   /// How this target wants kernels tiled onto workgroups.
   virtual KernelOptions kernelOptions(const TargetOptions &options) const = 0;
   /// Passes from the shared kernel form to the backend's final dialects.
