@@ -81,5 +81,23 @@ module {
       } -> tensor<128x3072xf32>
       return %r : tensor<128x3072xf32>
     }
+    // 7840 outputs (one workgroup by their count) over 960 steps: 7.5M
+    // multiply-adds, so about seven workgroups share them (3 x 2 blocks).
+    // CHECK-LABEL: func.func @few_outputs_long_reduction
+    // CHECK-SAME: kiln.workgroups = array<i64: 3, 2, 1>
+    // CHECK: scf.forall (%{{.+}}, %{{.+}}) = (0, 0) to (160, 49) step (56, 32)
+    func.func @few_outputs_long_reduction(%x: tensor<160x960xf32>, %y: tensor<960x49xf32>) -> tensor<160x49xf32> {
+      %z = arith.constant 0.0 : f32
+      %e = tensor.empty() : tensor<160x49xf32>
+      %f = linalg.fill ins(%z : f32) outs(%e : tensor<160x49xf32>) -> tensor<160x49xf32>
+      %r = linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+          ins(%x, %y : tensor<160x960xf32>, tensor<960x49xf32>) outs(%f : tensor<160x49xf32>) {
+        ^bb0(%p: f32, %q: f32, %o: f32):
+          %m = arith.mulf %p, %q : f32
+          %s = arith.addf %o, %m : f32
+          linalg.yield %s : f32
+      } -> tensor<160x49xf32>
+      return %r : tensor<160x49xf32>
+    }
   }
 }
