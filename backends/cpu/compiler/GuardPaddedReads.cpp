@@ -12,6 +12,8 @@
 // elements.
 //
 //===----------------------------------------------------------------------===//
+#include "kiln/Transforms/PaddingReads.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -23,36 +25,6 @@
 using namespace mlir;
 
 namespace {
-
-/// The operand of `v`'s defining OpTy other than the constant `c`.
-template <typename OpTy>
-Value otherThanConstant(Value v, int64_t c) {
-  auto op = v.getDefiningOp<OpTy>();
-  if (!op)
-    return {};
-  for (int i = 0; i < 2; ++i)
-    if (getConstantIntValue(op->getOperand(i)) == c)
-      return op->getOperand(1 - i);
-  return {};
-}
-
-/// `s` where `v` is `minsi(maxsi(s, 0), hi)` or `maxsi(minsi(s, hi), 0)`.
-Value unclamped(Value v, int64_t hi) {
-  if (Value inner = otherThanConstant<arith::MinSIOp>(v, hi))
-    return otherThanConstant<arith::MaxSIOp>(inner, 0);
-  if (Value inner = otherThanConstant<arith::MaxSIOp>(v, 0))
-    return otherThanConstant<arith::MinSIOp>(inner, hi);
-  return {};
-}
-
-void andLeaves(Value v, SmallVectorImpl<Value> &leaves) {
-  if (auto a = v.getDefiningOp<arith::AndIOp>()) {
-    andLeaves(a.getLhs(), leaves);
-    andLeaves(a.getRhs(), leaves);
-    return;
-  }
-  leaves.push_back(v);
-}
 
 /// Whether `leaves` (all true) include `s >= 0` and `s < size`.
 bool checksBothEnds(ArrayRef<Value> leaves, Value s, int64_t size) {
@@ -76,12 +48,12 @@ void guard(arith::SelectOp sel) {
     return;
   MemRefType type = load.getMemRefType();
   SmallVector<Value> leaves;
-  andLeaves(sel.getCondition(), leaves);
+  kiln::conjuncts(sel.getCondition(), leaves);
   SmallVector<Value> indices;
   bool any = false;
   for (auto [d, idx] : llvm::enumerate(load.getIndices())) {
     int64_t size = type.getDimSize(d);
-    Value s = ShapedType::isDynamic(size) ? Value() : unclamped(idx, size - 1);
+    Value s = ShapedType::isDynamic(size) ? Value() : kiln::unclampedIndex(idx, size - 1);
     if (s && checksBothEnds(leaves, s, size)) {
       indices.push_back(s);
       any = true;

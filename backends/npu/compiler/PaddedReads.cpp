@@ -12,6 +12,8 @@
 //===----------------------------------------------------------------------===//
 #include "PaddedReads.h"
 
+#include "kiln/Transforms/PaddingReads.h"
+
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -54,36 +56,6 @@ std::optional<AffineExpr> indexExpr(Value v) {
   if (!isa<AffineConstantExpr>(*l) && !isa<AffineConstantExpr>(*r))
     return std::nullopt;
   return *l * *r;
-}
-
-/// The operand of `op` other than the constant `c`, if `op` has one.
-template <typename OpTy>
-Value otherThanConstant(Value v, int64_t c) {
-  auto op = v.getDefiningOp<OpTy>();
-  if (!op)
-    return {};
-  for (int i = 0; i < 2; ++i)
-    if (getConstantIntValue(op->getOperand(i)) == c)
-      return op->getOperand(1 - i);
-  return {};
-}
-
-/// Matches `minsi(maxsi(s, 0), hi)` or `maxsi(minsi(s, hi), 0)`.
-Value unclamped(Value v, int64_t hi) {
-  if (Value inner = otherThanConstant<arith::MinSIOp>(v, hi))
-    return otherThanConstant<arith::MaxSIOp>(inner, 0);
-  if (Value inner = otherThanConstant<arith::MaxSIOp>(v, 0))
-    return otherThanConstant<arith::MinSIOp>(inner, hi);
-  return {};
-}
-
-void andLeaves(Value v, SmallVectorImpl<Value> &leaves) {
-  if (auto a = v.getDefiningOp<arith::AndIOp>()) {
-    andLeaves(a.getLhs(), leaves);
-    andLeaves(a.getRhs(), leaves);
-    return;
-  }
-  leaves.push_back(v);
 }
 
 /// Smallest and largest value of `e` over the loop ranges.
@@ -142,7 +114,7 @@ std::optional<GuardedRead> matchGuardedRead(arith::SelectOp sel,
       r.index.push_back(getAffineConstantExpr(*c, sel.getContext()));
       continue;
     }
-    Value s = unclamped(idx, type.getDimSize(j) - 1);
+    Value s = kiln::unclampedIndex(idx, type.getDimSize(j) - 1);
     auto e = s ? indexExpr(s) : std::nullopt;
     if (!e)
       return std::nullopt;
@@ -152,7 +124,7 @@ std::optional<GuardedRead> matchGuardedRead(arith::SelectOp sel,
   // Every conjunct must be one of the bound checks, and every bound check
   // the loop ranges cannot prove must be present.
   SmallVector<Value> leaves;
-  andLeaves(sel.getCondition(), leaves);
+  kiln::conjuncts(sel.getCondition(), leaves);
   SmallVector<bool> hasLo(unclampedIdx.size()), hasHi(unclampedIdx.size());
   for (Value leaf : leaves) {
     auto cmp = leaf.getDefiningOp<arith::CmpIOp>();
