@@ -7,7 +7,8 @@ the work directory: torchvision resnet50 and mobilenet_v2 (224x224), a bert-base
 process, per model and thread count, the three runtimes get the same inputs and are timed in
 blocks in turn (warm-up, N runs of kiln, N of onnxruntime, N of IREE): median latencies, ratios,
 output differences against onnxruntime, the issue's targets. Then this CPU's measured FMA peak
-and kiln's and onnxruntime's GFLOP/s on single-MatMul models; with --memory, peak RSS.
+and kiln's and onnxruntime's GFLOP/s on single-MatMul models, and each model's contraction
+dispatches' GFLOP/s as a fraction of that peak; with --memory, peak RSS.
 
 Dependencies: bash scripts/setup-bench.sh (torch, torchvision, transformers, IREE into .venv).
 
@@ -16,6 +17,7 @@ Dependencies: bash scripts/setup-bench.sh (torch, torchvision, transformers, IRE
 import argparse
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -395,8 +397,7 @@ def gemm_model(m, k, n):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def bench_gemms(args, wd):
-    peak, isa = fma_peak(wd, args.threads)
+def bench_gemms(args, wd, peak, isa):
     print(f"\n## FMA peak and GEMMs\n\nMeasured FMA peak ({isa}, clang-22 -O2 -march=native, per second of CPU "
           f"time, best of 3): " + ", ".join(f"{peak[T]:.1f} GFLOP/s at {T} thread(s)" for T in args.threads))
     print("\n| M x K x N | threads | kiln ms | kiln GFLOP/s | kiln % peak | ort ms | ort GFLOP/s | ort % peak |\n"
@@ -422,6 +423,75 @@ def bench_gemms(args, wd):
     if target is not None:
         print(f"\nTarget: f32 GEMM 1024^3 at 1 thread >= 70% of the FMA peak: {100 * target:.0f}%, "
               + ("holds" if target >= 0.7 else "does NOT hold"))
+
+
+def contraction_flops(path, feeds):
+    """{node name: FLOPs} of the model's MatMul, Gemm and Conv nodes at the
+    shapes of `feeds` (ONNX shape inference)."""
+    m = onnx.load(str(path))
+    for inp in m.graph.input:
+        if inp.name in feeds:
+            for d, v in zip(inp.type.tensor_type.shape.dim, feeds[inp.name].shape):
+                d.dim_value = v  # replaces a symbolic dim_param
+    m = onnx.shape_inference.infer_shapes(m)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*m.graph.value_info, *m.graph.input, *m.graph.output]}
+    shapes.update({t.name: list(t.dims) for t in m.graph.initializer})
+    flops = {}
+    for n in m.graph.node:
+        if n.op_type not in ("MatMul", "Gemm", "Conv"):
+            continue
+        out, a, b = (shapes.get(v) for v in (n.output[0], n.input[0], n.input[1]))
+        if not (out and a and b) or 0 in out + a + b:
+            continue
+        if n.op_type == "Conv":  # W is [F, C / group, k...]
+            flops[n.name] = 2 * math.prod(out) * math.prod(b[1:])
+        else:
+            trans_a = any(at.name == "transA" and at.i for at in n.attribute)
+            flops[n.name] = 2 * math.prod(out) * (a[0] if trans_a else a[-1])
+    return flops
+
+
+def bench_dispatches(args, wd, peak):
+    """Each contraction dispatch's GFLOP/s as a fraction of the FMA peak, at
+    one thread, from profiled runs (best of 5 per dispatch)."""
+    print("\n## Contraction dispatches at 1 thread\n\n"
+          f"Per dispatch with a MatMul, Gemm or Conv: its FLOPs (ONNX shape inference) over its best time "
+          f"in 5 profiled runs, against the FMA peak ({peak:.1f} GFLOP/s). The slowest five per model, "
+          "then all of its contraction dispatches together.\n\n"
+          "| model | dispatch | GFLOP | ms | GFLOP/s | % peak |\n|---|---|---|---|---|---|")
+    for name in args.models:
+        art, path = wd / f"{name}.kiln", wd / f"{name}.onnx"
+        if not art.exists():
+            continue
+        feeds = make_inputs(name)
+        flops = contraction_flops(path, feeds)
+        best = {}
+        stats = wd / f"{name}.stats.json"
+        with kiln.Session(art, threads=1, stats=str(stats)) as sess:
+            for _ in range(6):
+                sess.run(feeds)
+                for i, d in enumerate(sess.dispatches()):
+                    if d.time_ns is not None:
+                        best[i] = (min(best.get(i, (math.inf,))[0], d.time_ns), d.ops)
+        # A node's padding or im2col columns are dispatches of their own that
+        # name it too, before it: its FLOPs go to the last one.
+        nodes = {i: [node for _, node in re.findall(r"(\w+)\(([^)]*)\)", ops)] for i, (_, ops) in best.items()}
+        last = {node: i for i in sorted(nodes) for node in nodes[i]}
+        rows = []
+        for i, (t_ns, ops) in best.items():
+            f = sum(flops.get(node, 0) for node in nodes[i] if last[node] == i)
+            if f:
+                rows.append((t_ns, f, ops))
+        total_t, total_f = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        for t_ns, f, ops in sorted(rows, reverse=True)[:5]:
+            label = ops if len(ops) <= 70 else ops[:67] + "..."
+            print(f"| {name} | {label} | {f / 1e9:.3f} | {t_ns / 1e6:.3f} | {f / t_ns:.1f} | {100 * f / t_ns / peak:.0f}% |")
+        if rows:
+            share = total_t / sum(b[0] for b in best.values())
+            print(f"| {name} | all {len(rows)} contraction dispatches ({100 * share:.0f}% of the run) | "
+                  f"{total_f / 1e9:.2f} | {total_t / 1e6:.2f} | {total_f / total_t:.1f} | "
+                  f"{100 * total_f / total_t / peak:.0f}% |")
 
 
 def mem_child(runtime, name, wd):
@@ -505,8 +575,12 @@ def main(argv=None):
           f"{args.block_seconds:g} s x {args.rounds} round(s), work dir {wd}")
     if not args.no_models:
         report_models(*bench_models(args, wd), args)
+    if not args.no_gemm or not args.no_models:
+        peak, isa = fma_peak(wd, sorted(set(args.threads) | {1}))
     if not args.no_gemm:
-        bench_gemms(args, wd)
+        bench_gemms(args, wd, peak, isa)
+    if not args.no_models:
+        bench_dispatches(args, wd, peak[1])
     if args.memory:
         bench_memory(args, wd)
     log(f"done in {time.perf_counter() - T0:.0f}s")
