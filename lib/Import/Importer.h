@@ -1,7 +1,8 @@
 //===- Importer.h - ONNX importer internals ---------------------*- C++ -*-===//
 //
-// Shared by the graph walker (OnnxImporter.cpp), the op handlers (OnnxOps.cpp)
-// and the compile-time folder (OnnxFolding.cpp).
+// Shared by the graph walker (OnnxImporter.cpp), the op handlers (see
+// OpRegistry.h for where they live) and the compile-time folder
+// (OnnxFolding.cpp).
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_LIB_IMPORT_IMPORTER_H
@@ -58,7 +59,11 @@ public:
   OpBuilder b;
   Location loc;
   const onnx::NodeProto *node = nullptr;
+  /// The model's opset of the default domain (13 inside nodes the importer
+  /// makes up, see emitNode).
   int64_t opset = 0;
+  /// The opset a node of `domain` ("" is the default domain) is imported at.
+  int64_t domainOpset(StringRef domain) const;
 
   LogicalResult fail(const Twine &message);
 
@@ -123,7 +128,7 @@ public:
   Value pad(Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi, double padValue);
   FailureOr<int64_t> normalizeAxis(int64_t axis, int64_t rank, StringRef what = "axis");
 
-  // --- subgraphs, sequences and optionals (OnnxControlFlow.cpp) ------------
+  // --- subgraphs, sequences and optionals (Subgraphs.cpp) ------------------
   // Control flow is resolved at import time: loops unroll, sequences are
   // compile-time lists of values and optionals have compile-time presence.
   /// A sequence: the (internal) names of its elements, in order.
@@ -181,6 +186,8 @@ private:
   const ImportOptions &options;
   onnx::ModelProto model;
   ModuleOp module;
+  /// The model's opsets of the other domains it imports.
+  llvm::StringMap<int64_t> domainOpsets;
   llvm::StringMap<Value> values;
   llvm::StringMap<DenseElementsAttr> consts;
   llvm::StringSet<> unsignedValues;
@@ -274,21 +281,8 @@ FailureOr<Value> groupedConvolution(Importer &im, Value xv, Value wv, Value bias
 /// Softmax over the last axis (max-shifted, like the ONNX reference).
 FailureOr<Value> softmaxLastAxis(Importer &im, Value x);
 
-/// Op handlers: "Add" -> handler; ops of other domains are keyed
-/// "domain.OpType". Each builds the node's outputs.
-using Handler = LogicalResult (*)(Importer &);
-const llvm::StringMap<Handler> &opHandlers();
-/// RotaryEmbedding, CausalConvWithState, LinearAttention, FlexAttention
-/// (OnnxAttentionOps.cpp).
-void registerAttentionOps(llvm::StringMap<Handler> &t);
-
-/// Control flow (If, Loop, Scan), sequence and optional ops.
-void registerControlFlowOps(llvm::StringMap<Handler> &t);
 /// True for the ops that take sequence or optional inputs.
 bool acceptsContainers(StringRef opType);
-
-/// ConvTranspose, GridSample, Col2Im, DFT, STFT, windows (OnnxImageOps.cpp).
-void registerImageOps(llvm::StringMap<Handler> &t);
 
 /// A generic that computes each output element from its indices alone:
 /// `body(indices, ins...)` may read any captured tensor with tensor.extract.
@@ -306,12 +300,6 @@ Value maxPoolIndices(Importer &im, Value x, Value y, ArrayRef<int64_t> kernel,
 /// Pad modes that read the input itself: "reflect", "edge" or "wrap".
 Value padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi,
                   StringRef mode);
-/// Einsum, quantized matmul/conv, RNN/LSTM/GRU, Det, TensorScatter,
-/// TfIdfVectorizer, TreeEnsemble, the training optimizers and the
-/// data-dependent-shape ops NonZero, Compress, Unique, NonMaxSuppression
-/// (OnnxMiscOps.cpp).
-void registerMiscOps(llvm::StringMap<Handler> &t);
-
 /// Compile-time evaluation for the ops shape subgraphs use.
 FailureOr<bool> foldNode(Importer &im, SmallVectorImpl<DenseElementsAttr> &results);
 

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Importer.h"
+#include "OpRegistry.h"
 #include "kiln/Import/NodeLocation.h"
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -559,6 +560,14 @@ Importer::boundInputValue(const onnx::ValueInfoProto &info, StringRef spec) {
 // Graph
 //===----------------------------------------------------------------------===//
 
+int64_t Importer::domainOpset(StringRef domain) const {
+  if (domain.empty())
+    return opset;
+  // A domain the model uses without importing it: its newest version.
+  auto it = domainOpsets.find(domain);
+  return it == domainOpsets.end() ? std::numeric_limits<int64_t>::max() : it->second;
+}
+
 LogicalResult Importer::importNodes(const onnx::GraphProto &g) {
   for (const auto &n : g.node())
     if (failed(importNode(n)))
@@ -568,23 +577,18 @@ LogicalResult Importer::importNodes(const onnx::GraphProto &g) {
 }
 
 LogicalResult Importer::importNode(const onnx::NodeProto &n) {
-  const auto &handlers = opHandlers();
+  const OpRegistry &registry = opRegistry();
   node = &n;
   neededValues.clear();
   std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
                                          : n.name();
   loc = onnxNodeLoc(b.getStringAttr(locName), b.getStringAttr(n.op_type()), fileLoc);
-  // Ops of other domains are registered as "domain.OpType". The preview
-  // domain holds ops that may still change; its handlers implement the
-  // version the installed onnx defines (1).
-  std::string key = n.op_type();
-  if (n.domain() == "ai.onnx.preview")
-    key = n.domain() + "." + key;
-  else if (!n.domain().empty() && n.domain() != "ai.onnx") {
-    key = n.domain() + "." + key;
-    if (!handlers.count(key))
-      return fail("operator domain '" + n.domain() + "' is not supported");
-  }
+  // The preview domain holds ops that may still change; its handlers
+  // implement the version the installed onnx defines (1).
+  StringRef domain = OpRegistry::canonicalDomain(n.domain());
+  if (!domain.empty() && domain != "ai.onnx.preview" &&
+      !registry.firstVersion(domain, n.op_type()))
+    return fail("operator domain '" + n.domain() + "' is not supported");
   for (int i = 0; i < n.input_size(); ++i)
     if (auto it = dynamicShapes.find(n.input(i)); it != dynamicShapes.end())
       return fail("input '" + n.input(i) + "' has a data-dependent shape (computed by " +
@@ -623,18 +627,24 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
       return success();
     }
   }
-  auto it = handlers.find(key);
+  int64_t version = domainOpset(domain);
+  Handler handler = registry.lookup(domain, n.op_type(), version);
   // Only the folder evaluates these: their output shape is an input's value.
   static const llvm::StringSet<> foldedOnly = {"ConstantOfShape", "Range"};
-  if (it == handlers.end() && foldedOnly.contains(key)) {
+  if (!handler && domain.empty() && foldedOnly.contains(n.op_type())) {
     for (int i = 0; i < n.input_size(); ++i)
       noteRequired(i);
     return fail("the inputs of " + n.op_type() +
                 " must be known at compile time (its output shape is their value)");
   }
-  if (it == handlers.end())
+  if (!handler) {
+    if (auto first = registry.firstVersion(domain, n.op_type()))
+      return fail("operator '" + n.op_type() + "' is supported from opset " + Twine(*first) +
+                  " of domain '" + (domain.empty() ? "ai.onnx" : domain) +
+                  "'; the model imports opset " + Twine(version));
     return fail("unsupported operator '" + n.op_type() + "'");
-  if (failed(it->second(*this)))
+  }
+  if (failed(handler(*this)))
     return fail("could not import this node");
   // Views of constants stay constants, so shape subgraphs keep folding.
   static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
@@ -979,9 +989,12 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
                        "may be truncated or not ONNX)");
   if (!model.has_graph() || model.ir_version() <= 0)
     return fail(path + ": not a valid ONNX model (no graph or IR version)");
-  for (const auto &op : model.opset_import())
+  for (const auto &op : model.opset_import()) {
     if (op.domain().empty() || op.domain() == "ai.onnx")
       opset = op.version();
+    else
+      domainOpsets[op.domain()] = op.version();
+  }
   if (opset == 0)
     opset = 1;
   // Opsets 24 and 25 only added element types (float8e8m0, int2/uint2) to
