@@ -30,6 +30,7 @@ std::string kiln::detail::shapeStr(ArrayRef<int64_t> s) {
     r += (i ? "," : "") + std::to_string(d);
   return r + "]";
 }
+
 bool kiln::detail::isFloat(Type t) { return isa<FloatType>(t); }
 
 // Shared builders
@@ -205,9 +206,11 @@ Value kiln::detail::indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Typ
              })
       .getResult(0);
 }
+
 Value kiln::detail::idxConst(OpBuilder &ob, Location l, int64_t v) {
   return arith::ConstantIndexOp::create(ob, l, v);
 }
+
 Value kiln::detail::clampIndex(OpBuilder &ob, Location l, Value i, int64_t lo, int64_t hi) {
   Value r = arith::MaxSIOp::create(ob, l, i, idxConst(ob, l, lo));
   return arith::MinSIOp::create(ob, l, r, idxConst(ob, l, hi));
@@ -258,9 +261,11 @@ SliceRange kiln::detail::resolveSlice(int64_t dim, int64_t start, int64_t end, i
   end = std::clamp<int64_t>(end, -1, dim - 1);
   return {start, std::max<int64_t>(0, (start - end - step - 1) / -step)};
 }
+
 Value kiln::detail::zeroOf(OpBuilder &ob, Location l, Type t) {
   return arith::ConstantOp::create(ob, l, ob.getZeroAttr(t));
 }
+
 LogicalResult kiln::detail::binary(Importer &im, BinFn fn, bool compare) {
   Value a = im.input(0), c = im.input(1);
   Type ea = im.elementType(a), ec = im.elementType(c);
@@ -278,12 +283,15 @@ LogicalResult kiln::detail::binary(Importer &im, BinFn fn, bool compare) {
   im.setOutput(0, *r);
   return success();
 }
+
 Value kiln::detail::orOp(OpBuilder &ob, Location l, Value a, Value b) {
   return arith::OrIOp::create(ob, l, a, b);
 }
+
 Value kiln::detail::xorOp(OpBuilder &ob, Location l, Value a, Value b) {
   return arith::XOrIOp::create(ob, l, a, b);
 }
+
 LogicalResult kiln::detail::variadic(Importer &im, BinFn fn, bool mean) {
   Value acc = im.input(0);
   for (int i = 1; i < im.node->input_size(); ++i) {
@@ -310,6 +318,7 @@ LogicalResult kiln::detail::variadic(Importer &im, BinFn fn, bool mean) {
   im.setOutput(0, acc);
   return success();
 }
+
 LogicalResult kiln::detail::unary(Importer &im, BodyFn fn, bool floatOnly) {
   Value x = im.input(0);
   if (floatOnly && !isFloat(im.elementType(x)))
@@ -320,15 +329,18 @@ LogicalResult kiln::detail::unary(Importer &im, BodyFn fn, bool floatOnly) {
   im.setOutput(0, *r);
   return success();
 }
+
 Value kiln::detail::cst(Importer &im, OpBuilder &ob, Location l, Value like, double v) {
   return im.constantScalar(ob, l, like.getType(), v);
 }
+
 Value kiln::detail::sigmoid(Importer &im, OpBuilder &ob, Location l, Value x) {
   Value neg = arith::NegFOp::create(ob, l, x);
   Value e = math::ExpOp::create(ob, l, neg);
   Value d = arith::AddFOp::create(ob, l, cst(im, ob, l, x, 1.0), e);
   return arith::DivFOp::create(ob, l, cst(im, ob, l, x, 1.0), d);
 }
+
 Value kiln::detail::castScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU,
                         bool toU, bool saturate) {
   Type from = v.getType();
@@ -357,6 +369,7 @@ Value kiln::detail::castScalar(OpBuilder &ob, Location l, Value v, Type to, bool
                                       : (Value)arith::ExtSIOp::create(ob, l, to, v);
   return arith::TruncIOp::create(ob, l, to, v);
 }
+
 LogicalResult kiln::detail::mapInputs(Importer &im, Type resultElem, BodyFn fn) {
   SmallVector<Value> ins;
   for (unsigned i = 0; i < (unsigned)im.node->input_size(); ++i)
@@ -412,6 +425,7 @@ FailureOr<MatmulIndexing> kiln::detail::matmulIndexing(Importer &im, ArrayRef<in
   x.n = dn;
   return x;
 }
+
 FailureOr<Value> kiln::detail::contraction(Importer &im, Value a, Value bm, bool transA,
                                     bool transB, Value init, double alpha) {
   auto idx = matmulIndexing(im, im.shapeOf(a), im.shapeOf(bm), transA, transB);
@@ -459,6 +473,7 @@ FailureOr<Value> kiln::detail::contraction(Importer &im, Value a, Value bm, bool
     return arith::TruncFOp::create(ob, l, et, v[0]);
   });
 }
+
 FailureOr<WindowGeometry> kiln::detail::windowGeometry(Importer &im, ArrayRef<int64_t> in,
                                                 ArrayRef<int64_t> kernel, bool ceilMode) {
   size_t s = in.size();
@@ -655,6 +670,7 @@ FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value
   outShape.append(g->out);
   return im.reshape(*y, outShape);
 }
+
 Value kiln::detail::affineCopy(Importer &im, Value x, ArrayRef<int64_t> outShape, AffineMap inMap) {
   Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, im.elementType(x));
   int64_t rank = outShape.size();
@@ -667,6 +683,7 @@ Value kiln::detail::affineCopy(Importer &im, Value x, ArrayRef<int64_t> outShape
                                    })
       .getResult(0);
 }
+
 AffineMap kiln::detail::broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef<int64_t> out) {
   int64_t rank = out.size(), r = s.size();
   SmallVector<AffineExpr> e;
@@ -694,28 +711,35 @@ FailureOr<Value> kiln::detail::softmaxLastAxis(Importer &im, Value x) {
     return arith::DivFOp::create(ob, l, v[0], v[1]);
   });
 }
+
 Value kiln::detail::indexToI64(OpBuilder &ob, Location l, Value i) {
   return arith::IndexCastOp::create(ob, l, ob.getI64Type(), i);
 }
+
 Value kiln::detail::normIndex(OpBuilder &ob, Location l, Value raw, int64_t dim) {
   Value i = arith::IndexCastOp::create(ob, l, ob.getIndexType(), raw);
   Value neg = arith::CmpIOp::create(ob, l, arith::CmpIPredicate::slt, i, idxConst(ob, l, 0));
   i = arith::SelectOp::create(ob, l, neg, arith::AddIOp::create(ob, l, i, idxConst(ob, l, dim)), i);
   return clampIndex(ob, l, i, 0, std::max<int64_t>(dim - 1, 0));
 }
+
 Value kiln::detail::idx(OpBuilder &ob, Location l, int64_t v) {
   return arith::ConstantIndexOp::create(ob, l, v);
 }
+
 Value kiln::detail::cmpI(OpBuilder &ob, Location l, arith::CmpIPredicate p, Value a, Value b) {
   return arith::CmpIOp::create(ob, l, p, a, b);
 }
+
 Value kiln::detail::andI(OpBuilder &ob, Location l, Value a, Value b) {
   return a ? arith::AndIOp::create(ob, l, a, b).getResult() : b;
 }
+
 Value kiln::detail::clampIdx(OpBuilder &ob, Location l, Value i, int64_t lo, int64_t hi) {
   Value r = arith::MaxSIOp::create(ob, l, i, idx(ob, l, lo));
   return arith::MinSIOp::create(ob, l, r, idx(ob, l, hi));
 }
+
 Value kiln::detail::reduceOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
                         TypedAttr init,
                         function_ref<Value(OpBuilder &, Location, ValueRange, ValueRange)> body,
@@ -859,12 +883,14 @@ Value kiln::detail::padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo,
     return tensor::ExtractOp::create(ob, l, v, src);
   });
 }
+
 LogicalResult kiln::detail::requireInputs(Importer &im, unsigned n) {
   for (unsigned i = 0; i < n; ++i)
     if (!im.hasInput(i))
       return im.fail("input " + Twine(i) + " is required");
   return success();
 }
+
 Value kiln::detail::contract(Importer &im, ValueRange ins, ArrayRef<SmallVector<AffineExpr>> inExprs,
                       int64_t numLoops, ArrayRef<AffineExpr> outExprs,
                       ArrayRef<int64_t> outShape, Type accType,
@@ -886,12 +912,14 @@ Value kiln::detail::contract(Importer &im, ValueRange ins, ArrayRef<SmallVector<
                                    })
       .getResult(0);
 }
+
 Value kiln::detail::extendTo(OpBuilder &ob, Location l, Value v, Type to, bool uns) {
   if (v.getType() == to)
     return v;
   return uns ? (Value)arith::ExtUIOp::create(ob, l, to, v)
              : (Value)arith::ExtSIOp::create(ob, l, to, v);
 }
+
 Value kiln::detail::mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem, ValueRange ins,
                         ArrayRef<SmallVector<AffineExpr>> inExprs,
                         function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
@@ -909,6 +937,7 @@ Value kiln::detail::mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type el
                                    })
       .getResult(0);
 }
+
 Value kiln::detail::nonZero(OpBuilder &ob, Location l, Value v) {
   Type t = v.getType();
   if (isFloat(t))
@@ -917,9 +946,11 @@ Value kiln::detail::nonZero(OpBuilder &ob, Location l, Value v) {
   return arith::CmpIOp::create(ob, l, arith::CmpIPredicate::ne, v,
                                arith::ConstantOp::create(ob, l, ob.getZeroAttr(t)));
 }
+
 Type kiln::detail::computeType(Type t) {
   return t.getIntOrFloatBitWidth() < 32 ? Float32Type::get(t.getContext()) : t;
 }
+
 Value kiln::detail::convertF(OpBuilder &ob, Location l, Value v, Type to) {
   Type from = v.getType();
   if (from == to)
@@ -928,6 +959,7 @@ Value kiln::detail::convertF(OpBuilder &ob, Location l, Value v, Type to) {
     return arith::ExtFOp::create(ob, l, to, v);
   return arith::TruncFOp::create(ob, l, to, v);
 }
+
 Value kiln::detail::generic(Importer &im, Value init, AffineMap outMap, ValueRange ins,
                      ArrayRef<AffineMap> inMaps, ArrayRef<IteratorType> iters, GenericBody body) {
   SmallVector<AffineMap> maps(inMaps.begin(), inMaps.end());
@@ -945,6 +977,7 @@ Value kiln::detail::generic(Importer &im, Value init, AffineMap outMap, ValueRan
       iv.getDefiningOp()->erase();
   return op.getResult(0);
 }
+
 Value kiln::detail::parallelGeneric(Importer &im, ArrayRef<int64_t> shape, Type elem, ValueRange ins,
                              ArrayRef<AffineMap> inMaps, GenericBody body) {
   Value init = tensor::EmptyOp::create(im.b, im.loc, shape, elem);
@@ -952,7 +985,9 @@ Value kiln::detail::parallelGeneric(Importer &im, ArrayRef<int64_t> shape, Type 
   return generic(im, init, AffineMap::getMultiDimIdentityMap(shape.size(), &im.ctx), ins,
                  inMaps, iters, body);
 }
+
 AffineMap kiln::detail::map(Importer &im, unsigned dims, ArrayRef<AffineExpr> exprs) {
   return AffineMap::get(dims, 0, exprs, &im.ctx);
 }
+
 bool kiln::detail::isHalfOrFloat(Type t) { return t.isF16() || t.isBF16() || t.isF32(); }

@@ -199,7 +199,9 @@ bool isHalfOrFloat(Type t);
 
 // --- OpFamilies.cpp ------------------------------------------------------------
 
-LogicalResult handleSoftmax(Importer &im, bool log);
+/// Softmax, or LogSoftmax with `log`, along the node's axis; with
+/// `coerce2D` (before opset 13) over the input coerced to 2-D at the axis.
+LogicalResult handleSoftmax(Importer &im, bool log, bool coerce2D);
 
 /// (x - mean) * rsqrt(var + eps) over `axes`; also returns mean and 1/stddev.
 FailureOr<std::array<Value, 3>> normalize(Importer &im, Value x,

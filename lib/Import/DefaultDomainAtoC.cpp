@@ -27,13 +27,15 @@ static Value andOp(OpBuilder &ob, Location l, Value a, Value b) {
   return arith::AndIOp::create(ob, l, a, b);
 }
 
-static LogicalResult handleClip(Importer &im) {
+/// Clip; its bounds are the min/max attributes, or the optional inputs 1
+/// and 2 with `boundInputs` (opset 11).
+static LogicalResult handleClip(Importer &im, bool boundInputs) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   SmallVector<Value> ins = {x};
   bool hasMin = false, hasMax = false;
   double minAttr = -INFINITY, maxAttr = INFINITY;
-  if (im.opset < 11) {
+  if (!boundInputs) {
     minAttr = im.attrFloat("min", -std::numeric_limits<float>::max());
     maxAttr = im.attrFloat("max", std::numeric_limits<float>::max());
   } else {
@@ -50,9 +52,9 @@ static LogicalResult handleClip(Importer &im) {
     unsigned next = 1;
     Value lo = hasMin ? v[next++] : Value();
     Value hi = hasMax ? v[next++] : Value();
-    if (!lo && im.opset < 11)
+    if (!lo && !boundInputs)
       lo = im.constantScalar(ob, l, et, minAttr);
-    if (!hi && im.opset < 11)
+    if (!hi && !boundInputs)
       hi = im.constantScalar(ob, l, et, maxAttr);
     if (lo)
       y = maxOp(ob, l, y, lo);
@@ -1274,7 +1276,8 @@ void kiln::detail::registerDefaultDomainAtoC(OpRegistry &r) {
     });
   });
   r.onOp("", "CenterCropPad", 1, handleCenterCropPad);
-  r.onOp("", "Clip", 1, handleClip);
+  r.onOp("", "Clip", 1, [](Importer &im) { return handleClip(im, /*boundInputs=*/false); });
+  r.onOp("", "Clip", 11, [](Importer &im) { return handleClip(im, /*boundInputs=*/true); });
   r.onOp("", "Col2Im", 1, handleCol2Im);
   r.onOp("", "Compress", 1, handleCompress);
   r.onOp("", "Concat", 1, handleConcat);

@@ -140,21 +140,21 @@ static LogicalResult handleMatMul(Importer &im) {
   return success();
 }
 
-/// Hardmax: 1 at the first maximum along `axis` (before opset 13: over the
-/// input coerced to 2-D at `axis`), 0 elsewhere.
-static LogicalResult handleHardmax(Importer &im) {
+/// Hardmax: 1 at the first maximum along `axis` (with `coerce2D`, before
+/// opset 13: over the input coerced to 2-D at `axis`), 0 elsewhere.
+static LogicalResult handleHardmax(Importer &im, bool coerce2D) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
     return im.fail("supported for floating-point inputs only");
   SmallVector<int64_t> shape(im.shapeOf(x));
   int64_t rank = shape.size();
-  auto axis = im.normalizeAxis(im.attrInt("axis", im.opset < 13 ? 1 : -1), rank);
+  auto axis = im.normalizeAxis(im.attrInt("axis", coerce2D ? 1 : -1), rank);
   if (failed(axis))
     return failure();
   Value v = x;
   int64_t ax = *axis;
-  if (im.opset < 13) {
+  if (coerce2D) {
     int64_t outer = 1, inner = 1;
     for (int64_t i = 0; i < rank; ++i)
       (i < ax ? outer : inner) *= shape[i];
@@ -864,7 +864,8 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
       return arith::MulFOp::create(ob, l, v[0], h);
     });
   });
-  r.onOp("", "Hardmax", 1, handleHardmax);
+  r.onOp("", "Hardmax", 1, [](Importer &im) { return handleHardmax(im, /*coerce2D=*/true); });
+  r.onOp("", "Hardmax", 13, [](Importer &im) { return handleHardmax(im, /*coerce2D=*/false); });
   r.onOp("", "Identity", 1, handleIdentity);
   r.onOp("", "If", 1, handleIf);
   r.onOp("", "InstanceNormalization", 1, handleInstanceNorm);
@@ -893,7 +894,9 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
   });
   r.onOp("", "LinearAttention", 1, handleLinearAttention);
   r.onOp("", "Log", 1, [](Importer &im) { return mathUnary<math::LogOp>(im); });
-  r.onOp("", "LogSoftmax", 1, [](Importer &im) { return handleSoftmax(im, true); });
+  r.onOp("", "LogSoftmax", 1, [](Importer &im) { return handleSoftmax(im, true, /*coerce2D=*/true); });
+  r.onOp("", "LogSoftmax", 13,
+         [](Importer &im) { return handleSoftmax(im, true, /*coerce2D=*/false); });
   r.onOp("", "Loop", 1, handleLoop);
   r.onOp("", "LpNormalization", 1, handleLpNormalization);
   r.onOp("", "LpPool", 1, [](Importer &im) {

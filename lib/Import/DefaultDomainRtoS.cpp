@@ -55,11 +55,11 @@ static LogicalResult handleShrink(Importer &im) {
 
 // Reductions and normalizations
 
-/// Axes of a Reduce* node: an attribute before `inputSince`, input 1 after.
-static FailureOr<SmallVector<int64_t>> reduceAxes(Importer &im, int64_t rank,
-                                                  int64_t inputSince) {
+/// Axes of a Reduce* node: an attribute, or input 1 with `axesInput`
+/// (opset 13 for ReduceSum, 18 for the others).
+static FailureOr<SmallVector<int64_t>> reduceAxes(Importer &im, int64_t rank, bool axesInput) {
   SmallVector<int64_t> axes;
-  if (im.opset >= inputSince) {
+  if (axesInput) {
     if (im.hasInput(1)) {
       auto c = im.constInts(1, "axes");
       if (failed(c))
@@ -70,7 +70,7 @@ static FailureOr<SmallVector<int64_t>> reduceAxes(Importer &im, int64_t rank,
     axes = *a;
   }
   if (axes.empty()) {
-    if (im.opset >= inputSince && im.attrInt("noop_with_empty_axes", 0))
+    if (axesInput && im.attrInt("noop_with_empty_axes", 0))
       return axes;
     for (int64_t i = 0; i < rank; ++i)
       axes.push_back(i);
@@ -87,11 +87,11 @@ static FailureOr<SmallVector<int64_t>> reduceAxes(Importer &im, int64_t rank,
 
 enum class ReduceKind { Sum, Mean, Max, Min, Prod, SumSquare, L1, L2, LogSum, LogSumExp };
 
-static LogicalResult handleReduce(Importer &im, ReduceKind kind, int64_t inputSince) {
+static LogicalResult handleReduce(Importer &im, ReduceKind kind, bool axesInput) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   int64_t rank = im.shapeOf(x).size();
-  auto axes = reduceAxes(im, rank, inputSince);
+  auto axes = reduceAxes(im, rank, axesInput);
   if (failed(axes))
     return failure();
   bool keep = im.attrInt("keepdims", 1);
@@ -204,9 +204,10 @@ static LogicalResult handleReshape(Importer &im) {
   return success();
 }
 
-static FailureOr<SmallVector<int64_t>> squeezeAxes(Importer &im, int64_t rank) {
+/// Squeeze's axes: an attribute, or input 1 with `axesInput` (opset 13).
+static FailureOr<SmallVector<int64_t>> squeezeAxes(Importer &im, int64_t rank, bool axesInput) {
   SmallVector<int64_t> axes;
-  if (im.opset >= 13) {
+  if (axesInput) {
     if (im.hasInput(1)) {
       auto c = im.constInts(1, "axes");
       if (failed(c))
@@ -225,10 +226,10 @@ static FailureOr<SmallVector<int64_t>> squeezeAxes(Importer &im, int64_t rank) {
   return axes;
 }
 
-static LogicalResult handleSqueeze(Importer &im) {
+static LogicalResult handleSqueeze(Importer &im, bool axesInput) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
-  auto axes = squeezeAxes(im, in.size());
+  auto axes = squeezeAxes(im, in.size(), axesInput);
   if (failed(axes))
     return failure();
   SmallVector<int64_t> out;
@@ -1304,6 +1305,15 @@ static LogicalResult handleSequenceMap(Importer &im) {
 // Registration
 //===----------------------------------------------------------------------===//
 
+/// Registers Reduce* op `name`: its axes are an attribute until opset
+/// `inputSince`, input 1 from then on.
+template <ReduceKind kind>
+static void onReduce(OpRegistry &r, StringRef name, int64_t inputSince) {
+  r.onOp("", name, 1, [](Importer &im) { return handleReduce(im, kind, /*axesInput=*/false); });
+  r.onOp("", name, inputSince,
+         [](Importer &im) { return handleReduce(im, kind, /*axesInput=*/true); });
+}
+
 void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   r.onOp("", "RMSNormalization", 1, handleRMSNorm);
   r.onOp("", "RNN", 1, [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); });
@@ -1312,18 +1322,16 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
       return arith::DivFOp::create(ob, l, cst(im, ob, l, v[0], 1.0), v[0]);
     });
   });
-  r.onOp("", "ReduceL1", 1, [](Importer &im) { return handleReduce(im, ReduceKind::L1, 18); });
-  r.onOp("", "ReduceL2", 1, [](Importer &im) { return handleReduce(im, ReduceKind::L2, 18); });
-  r.onOp("", "ReduceLogSum", 1, [](Importer &im) { return handleReduce(im, ReduceKind::LogSum, 18); });
-  r.onOp("", "ReduceLogSumExp", 1, [](Importer &im) {
-    return handleReduce(im, ReduceKind::LogSumExp, 18);
-  });
-  r.onOp("", "ReduceMax", 1, [](Importer &im) { return handleReduce(im, ReduceKind::Max, 18); });
-  r.onOp("", "ReduceMean", 1, [](Importer &im) { return handleReduce(im, ReduceKind::Mean, 18); });
-  r.onOp("", "ReduceMin", 1, [](Importer &im) { return handleReduce(im, ReduceKind::Min, 18); });
-  r.onOp("", "ReduceProd", 1, [](Importer &im) { return handleReduce(im, ReduceKind::Prod, 18); });
-  r.onOp("", "ReduceSum", 1, [](Importer &im) { return handleReduce(im, ReduceKind::Sum, 13); });
-  r.onOp("", "ReduceSumSquare", 1, [](Importer &im) { return handleReduce(im, ReduceKind::SumSquare, 18); });
+  onReduce<ReduceKind::L1>(r, "ReduceL1", 18);
+  onReduce<ReduceKind::L2>(r, "ReduceL2", 18);
+  onReduce<ReduceKind::LogSum>(r, "ReduceLogSum", 18);
+  onReduce<ReduceKind::LogSumExp>(r, "ReduceLogSumExp", 18);
+  onReduce<ReduceKind::Max>(r, "ReduceMax", 18);
+  onReduce<ReduceKind::Mean>(r, "ReduceMean", 18);
+  onReduce<ReduceKind::Min>(r, "ReduceMin", 18);
+  onReduce<ReduceKind::Prod>(r, "ReduceProd", 18);
+  onReduce<ReduceKind::Sum>(r, "ReduceSum", 13);
+  onReduce<ReduceKind::SumSquare>(r, "ReduceSumSquare", 18);
   r.onOp("", "Relu", 1, [](Importer &im) {
     return unary(im, F_BODY(maxOp(ob, l, v[0], zeroOf(ob, l, v[0].getType()))), false);
   });
@@ -1371,7 +1379,8 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   r.onOp("", "Sin", 1, [](Importer &im) { return mathUnary<math::SinOp>(im); });
   r.onOp("", "Sinh", 1, [](Importer &im) { return mathUnary<math::SinhOp>(im); });
   r.onOp("", "Slice", 1, handleSlice);
-  r.onOp("", "Softmax", 1, [](Importer &im) { return handleSoftmax(im, false); });
+  r.onOp("", "Softmax", 1, [](Importer &im) { return handleSoftmax(im, false, /*coerce2D=*/true); });
+  r.onOp("", "Softmax", 13, [](Importer &im) { return handleSoftmax(im, false, /*coerce2D=*/false); });
   r.onOp("", "SoftmaxCrossEntropyLoss", 1, handleSCELoss);
   r.onOp("", "Softplus", 1, [](Importer &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -1389,7 +1398,8 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   r.onOp("", "Split", 1, handleSplit);
   r.onOp("", "SplitToSequence", 1, handleSplitToSequence);
   r.onOp("", "Sqrt", 1, [](Importer &im) { return mathUnary<math::SqrtOp>(im); });
-  r.onOp("", "Squeeze", 1, handleSqueeze);
+  r.onOp("", "Squeeze", 1, [](Importer &im) { return handleSqueeze(im, /*axesInput=*/false); });
+  r.onOp("", "Squeeze", 13, [](Importer &im) { return handleSqueeze(im, /*axesInput=*/true); });
   r.onOp("", "Sub", 1, [](Importer &im) { return binary(im, subOp); });
   r.onOp("", "Sum", 1, [](Importer &im) { return variadic(im, addOp); });
   r.onOp("", "Swish", 1, [](Importer &im) {

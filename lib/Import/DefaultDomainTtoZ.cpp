@@ -35,11 +35,13 @@ static LogicalResult handleWhere(Importer &im) {
   return success();
 }
 
-static LogicalResult handleUnsqueeze(Importer &im) {
+/// Unsqueeze; its axes are an attribute, or input 1 with `axesInput` (opset
+/// 13).
+static LogicalResult handleUnsqueeze(Importer &im, bool axesInput) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   SmallVector<int64_t> axes;
-  if (im.opset >= 13) {
+  if (axesInput) {
     auto c = im.constInts(1, "axes");
     if (failed(c))
       return failure();
@@ -613,7 +615,8 @@ void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
   r.onOp("", "Transpose", 1, handleTranspose);
   r.onOp("", "Trilu", 1, handleTrilu);
   r.onOp("", "Unique", 1, handleUnique);
-  r.onOp("", "Unsqueeze", 1, handleUnsqueeze);
+  r.onOp("", "Unsqueeze", 1, [](Importer &im) { return handleUnsqueeze(im, /*axesInput=*/false); });
+  r.onOp("", "Unsqueeze", 13, [](Importer &im) { return handleUnsqueeze(im, /*axesInput=*/true); });
   r.onOp("", "Upsample", 1, [](Importer &im) { return handleResize(im, true); });
   r.onOp("", "Where", 1, handleWhere);
   r.onOp("", "Xor", 1, [](Importer &im) { return binary(im, xorOp); });

@@ -24,20 +24,19 @@ namespace onnx = kiln::onnx;
 
 using utils::IteratorType;
 
-LogicalResult kiln::detail::handleSoftmax(Importer &im, bool log) {
+LogicalResult kiln::detail::handleSoftmax(Importer &im, bool log, bool coerce2D) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
     return im.fail("supported for floating-point inputs only");
   int64_t rank = im.shapeOf(x).size();
-  bool legacy = im.opset < 13;
-  auto axis = im.normalizeAxis(im.attrInt("axis", legacy ? 1 : -1), rank);
+  auto axis = im.normalizeAxis(im.attrInt("axis", coerce2D ? 1 : -1), rank);
   if (failed(axis))
     return failure();
   // Before opset 13 the input is coerced to 2-D at `axis`: reduce all
   // trailing dimensions together.
   SmallVector<int64_t> axes = {*axis};
-  if (legacy)
+  if (coerce2D)
     for (int64_t i = *axis + 1; i < rank; ++i)
       axes.push_back(i);
   auto negInf = FloatAttr::get(et, -INFINITY);
@@ -70,6 +69,7 @@ LogicalResult kiln::detail::handleSoftmax(Importer &im, bool log) {
   im.setOutput(0, *r);
   return success();
 }
+
 FailureOr<std::array<Value, 3>> kiln::detail::normalize(Importer &im, Value x,
                                                  ArrayRef<int64_t> axes, double eps) {
   Type et = im.elementType(x);
@@ -109,12 +109,14 @@ FailureOr<std::array<Value, 3>> kiln::detail::normalize(Importer &im, Value x,
     return failure();
   return std::array<Value, 3>{*y, *mean, *inv};
 }
+
 Value kiln::detail::channelVector(Importer &im, Value v, int64_t rank) {
   SmallVector<int64_t> shape = {im.shapeOf(v)[0]};
   for (int64_t i = 2; i < rank; ++i)
     shape.push_back(1);
   return im.reshape(v, shape);
 }
+
 LogicalResult kiln::detail::handlePool(Importer &im, bool isMax, int64_t lpP) {
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
@@ -262,10 +264,12 @@ LogicalResult kiln::detail::handlePool(Importer &im, bool isMax, int64_t lpP) {
   im.setOutput(0, y);
   return success();
 }
+
 LogicalResult kiln::detail::handleIdentity(Importer &im) {
   im.setOutput(0, im.input(0));
   return success();
 }
+
 FailureOr<Value> kiln::detail::nllLoss(Importer &im, Value logp, Value target, Value weight) {
   Type et = im.elementType(logp);
   ArrayRef<int64_t> xs = im.shapeOf(logp);
@@ -556,6 +560,7 @@ static FailureOr<Value> resizeAxis(Importer &im, Value x, int64_t ax, int64_t ou
     return acc;
   }, ins, maps);
 }
+
 LogicalResult kiln::detail::handleResize(Importer &im, bool upsample) {
   Value x = im.input(0);
   SmallVector<int64_t> inShape(im.shapeOf(x));
@@ -698,6 +703,7 @@ LogicalResult kiln::detail::handleResize(Importer &im, bool upsample) {
   im.setOutput(0, r);
   return success();
 }
+
 LogicalResult kiln::detail::handleDepthSpace(Importer &im, bool toSpace) {
   Value x = im.input(0);
   SmallVector<int64_t> s(im.shapeOf(x));
@@ -721,6 +727,7 @@ LogicalResult kiln::detail::handleDepthSpace(Importer &im, bool toSpace) {
   im.setOutput(0, im.reshape(r, {N, C * b * b, H / b, W / b}));
   return success();
 }
+
 FailureOr<AffineMap> kiln::detail::quantParamMap(Importer &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps) {
   int64_t rank = xs.size();
   if (ps.empty())
@@ -748,11 +755,13 @@ FailureOr<AffineMap> kiln::detail::quantParamMap(Importer &im, ArrayRef<int64_t>
   }
   return AffineMap::get(rank, 0, e, &im.ctx);
 }
+
 Value kiln::detail::toFloat(OpBuilder &ob, Location l, Value v, Type ft, bool uns) {
   if (isFloat(v.getType()))
     return v.getType() == ft ? v : castScalar(ob, l, v, ft);
   return uns ? (Value)arith::UIToFPOp::create(ob, l, ft, v) : (Value)arith::SIToFPOp::create(ob, l, ft, v);
 }
+
 DftMatrix kiln::detail::dftMatrix(int64_t n, int64_t len, int64_t ci, bool inverse, bool onesided) {
   DftMatrix d;
   bool irfft = inverse && onesided;
@@ -804,6 +813,7 @@ FailureOr<Value> kiln::detail::dftConstant(Importer &im, const DftMatrix &d, Typ
   h.floats = d.m;
   return (Value)arith::ConstantOp::create(im.b, im.loc, h.toAttr());
 }
+
 LogicalResult kiln::detail::handleWindow(Importer &im, double a0, double a1, double a2) {
   auto size = im.constInts(0, "size");
   if (failed(size))
@@ -828,6 +838,7 @@ LogicalResult kiln::detail::handleWindow(Importer &im, double a0, double a1, dou
   im.setConstOutput(0, h.toAttr());
   return success();
 }
+
 FailureOr<Value> kiln::detail::shiftedInt8(Importer &im, unsigned i, unsigned zpIndex, bool perChannel,
                                     StringRef name) {
   Type i32 = im.b.getI32Type();
@@ -866,6 +877,7 @@ FailureOr<Value> kiln::detail::shiftedInt8(Importer &im, unsigned i, unsigned zp
     return r;
   });
 }
+
 Value kiln::detail::prefixCount(Importer &im, Value x,
                          function_ref<Value(OpBuilder &, Location, Value)> keep) {
   MLIRContext *ctx = &im.ctx;
@@ -880,6 +892,7 @@ Value kiln::detail::prefixCount(Importer &im, Value x,
                     return arith::ExtUIOp::create(ob, l, i64, in);
                   });
 }
+
 Value kiln::detail::kthKept(OpBuilder &ob, Location l, Value prefix, Value k, int64_t m) {
   auto idx = [&](int64_t c) -> Value { return arith::ConstantIndexOp::create(ob, l, c); };
   Value target = arith::IndexCastOp::create(ob, l, ob.getI64Type(),
@@ -900,12 +913,14 @@ Value kiln::detail::kthKept(OpBuilder &ob, Location l, Value prefix, Value k, in
   }
   return lo;
 }
+
 Value kiln::detail::keptCount(Importer &im, Value prefix) {
   int64_t m = im.shapeOf(prefix)[0];
   return mapGeneric(im, {1}, im.b.getI64Type(), {prefix},
                     {{getAffineConstantExpr(m - 1, &im.ctx)}},
                     [](OpBuilder &, Location, ValueRange v) { return v[0]; });
 }
+
 Value kiln::detail::foldLoops(Importer &im, ArrayRef<int64_t> outShape, int64_t numLoops, ValueRange ins,
                        ArrayRef<SmallVector<AffineExpr>> inExprs, ArrayRef<AffineExpr> outExprs,
                        TypedAttr init,
@@ -999,6 +1014,7 @@ static FailureOr<ActFn> recurrentActivation(Importer &im, StringRef name,
   }
   return im.fail("unsupported activation '" + name + "'");
 }
+
 LogicalResult kiln::detail::handleRecurrent(Importer &im, const RecurrentSpec &spec) {
   if (failed(requireInputs(im, 3)))
     return failure();

@@ -275,27 +275,33 @@ LogicalResult Importer::flattenOutput(const onnx::TypeProto &type, const std::st
   flat.push_back({external, internal, &type, Type()});
   return success();
 }
+
 void kiln::detail::setIntAttr(onnx::NodeProto &n, StringRef name, int64_t v) {
   onnx::AttributeProto *a = n.add_attribute();
   a->set_name(name.str());
   a->set_type(onnx::AttributeProto::INT);
   a->set_i(v);
 }
+
 DenseElementsAttr kiln::detail::i64Attr(Importer &im, ArrayRef<int64_t> shape,
                                  ArrayRef<int64_t> vals) {
   return DenseElementsAttr::get(RankedTensorType::get(shape, im.b.getI64Type()), vals);
 }
+
 DenseElementsAttr kiln::detail::boolAttr(Importer &im, bool v) {
   return DenseElementsAttr::get(RankedTensorType::get({}, im.b.getI1Type()), v);
 }
+
 RankedTensorType kiln::detail::tensorType(Importer &im, StringRef name) {
   if (auto c = im.constOf(name))
     return cast<RankedTensorType>(c->getType());
   return cast<RankedTensorType>(im.valueOf(name).getType());
 }
+
 bool kiln::detail::isTensor(Importer &im, StringRef name) {
   return !im.sequences.count(name) && !im.optionals.count(name);
 }
+
 const onnx::GraphProto *kiln::detail::graphAttr(Importer &im, StringRef name) {
   const onnx::AttributeProto *a = im.attr(name);
   if (!a || !a->has_g()) {
@@ -304,6 +310,7 @@ const onnx::GraphProto *kiln::detail::graphAttr(Importer &im, StringRef name) {
   }
   return &a->g();
 }
+
 FailureOr<int64_t> kiln::detail::constScalar(Importer &im, unsigned i, StringRef what) {
   // (Kiln resolves control flow and sequences while compiling.)
   auto c = im.requireConst(i, what);
@@ -314,6 +321,7 @@ FailureOr<int64_t> kiln::detail::constScalar(Importer &im, unsigned i, StringRef
     return im.fail("input '" + what + "' must hold exactly one element");
   return (int64_t)h->get(0);
 }
+
 FailureOr<std::string> kiln::detail::stack(Importer &im, ArrayRef<std::string> elems, int64_t axis) {
   std::string axes = im.defineConst(i64Attr(im, {1}, {axis}));
   SmallVector<std::string> parts;
@@ -328,6 +336,7 @@ FailureOr<std::string> kiln::detail::stack(Importer &im, ArrayRef<std::string> e
   return im.emitNode("Concat", parts,
                      [&](onnx::NodeProto &n) { setIntAttr(n, "axis", axis); });
 }
+
 FailureOr<std::string> kiln::detail::take(Importer &im, StringRef name, int64_t index, int64_t axis) {
   std::string axes = im.defineConst(i64Attr(im, {1}, {axis}));
   auto slice = im.emitNode("Slice", {name.str(), im.defineConst(i64Attr(im, {1}, {index})),
@@ -336,16 +345,19 @@ FailureOr<std::string> kiln::detail::take(Importer &im, StringRef name, int64_t 
     return failure();
   return im.emitNode("Squeeze", {*slice, axes});
 }
+
 void kiln::detail::setOutputs(Importer &im, ArrayRef<std::string> names) {
   for (auto [i, name] : llvm::enumerate(names))
     if (im.wantsOutput(i))
       im.alias(name, im.node->output(i));
 }
+
 FailureOr<SmallVector<std::string>> kiln::detail::sequenceInput(Importer &im, unsigned i) {
   if (!im.isSequence(i))
     return im.fail("input " + Twine(i) + " must be a sequence");
   return im.sequences.lookup(im.node->input(i));
 }
+
 std::string kiln::detail::elementOf(Importer &im, StringRef name) {
   std::string e = im.freshName();
   im.alias(name, e);
