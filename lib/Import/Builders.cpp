@@ -36,7 +36,7 @@ bool kiln::detail::isFloat(Type t) { return isa<FloatType>(t); }
 // Shared builders
 
 FailureOr<SmallVector<int64_t>>
-Importer::broadcastShapes(ArrayRef<SmallVector<int64_t>> shapes) {
+OpContext::broadcastShapes(ArrayRef<SmallVector<int64_t>> shapes) {
   size_t rank = 0;
   for (const auto &s : shapes)
     rank = std::max(rank, s.size());
@@ -57,7 +57,7 @@ Importer::broadcastShapes(ArrayRef<SmallVector<int64_t>> shapes) {
   return out;
 }
 
-FailureOr<Value> Importer::elementwise(ValueRange inputs, Type resultElem,
+FailureOr<Value> OpContext::elementwise(ValueRange inputs, Type resultElem,
                                        BodyFn body,
                                        std::optional<ArrayRef<int64_t>> extraShape) {
   SmallVector<SmallVector<int64_t>> shapes;
@@ -91,19 +91,19 @@ FailureOr<Value> Importer::elementwise(ValueRange inputs, Type resultElem,
   return op.getResult(0);
 }
 
-Value Importer::constantScalar(OpBuilder &ob, Location l, Type type, double value) {
+Value OpContext::constantScalar(OpBuilder &ob, Location l, Type type, double value) {
   if (auto ft = dyn_cast<FloatType>(type))
     return arith::ConstantOp::create(ob, l, FloatAttr::get(ft, value));
   return arith::ConstantOp::create(ob, l, IntegerAttr::get(type, (int64_t)value));
 }
 
-Value Importer::fill(ArrayRef<int64_t> shape, TypedAttr value) {
+Value OpContext::fill(ArrayRef<int64_t> shape, TypedAttr value) {
   Value init = tensor::EmptyOp::create(b, loc, shape, value.getType());
   Value c = arith::ConstantOp::create(b, loc, value);
   return linalg::FillOp::create(b, loc, ValueRange{c}, ValueRange{init}).getResult(0);
 }
 
-Value Importer::reduce(Value in, ArrayRef<int64_t> axes, bool keepDims,
+Value OpContext::reduce(Value in, ArrayRef<int64_t> axes, bool keepDims,
                        TypedAttr init,
                        function_ref<Value(OpBuilder &, Location, Value, Value)> combine) {
   ArrayRef<int64_t> shape = shapeOf(in);
@@ -136,7 +136,7 @@ Value Importer::reduce(Value in, ArrayRef<int64_t> axes, bool keepDims,
   return keepDims ? reshape(r, keptShape) : r;
 }
 
-Value Importer::reshape(Value v, ArrayRef<int64_t> shape) {
+Value OpContext::reshape(Value v, ArrayRef<int64_t> shape) {
   auto type = cast<RankedTensorType>(v.getType());
   if (type.getShape() == shape)
     return v;
@@ -163,7 +163,7 @@ Value Importer::reshape(Value v, ArrayRef<int64_t> shape) {
   return tensor::ExpandShapeOp::create(b, loc, target, flat, seq(shape.size()));
 }
 
-Value Importer::transpose(Value v, ArrayRef<int64_t> perm) {
+Value OpContext::transpose(Value v, ArrayRef<int64_t> perm) {
   ArrayRef<int64_t> shape = shapeOf(v);
   int64_t rank = shape.size();
   SmallVector<int64_t> outShape;
@@ -184,7 +184,7 @@ Value Importer::transpose(Value v, ArrayRef<int64_t> perm) {
       .getResult(0);
 }
 
-Value kiln::detail::indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+Value kiln::detail::indexedGeneric(OpContext &im, ArrayRef<int64_t> outShape, Type elem,
                                   function_ref<Value(OpBuilder &, Location, ValueRange)> body,
                                   ValueRange ins, ArrayRef<AffineMap> inMaps) {
   MLIRContext *ctx = im.b.getContext();
@@ -216,7 +216,7 @@ Value kiln::detail::clampIndex(OpBuilder &ob, Location l, Value i, int64_t lo, i
   return arith::MinSIOp::create(ob, l, r, idxConst(ob, l, hi));
 }
 
-Value Importer::pad(Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi, double padValue) {
+Value OpContext::pad(Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi, double padValue) {
   ArrayRef<int64_t> shape = shapeOf(v);
   bool any = false;
   SmallVector<int64_t> outShape;
@@ -266,7 +266,7 @@ Value kiln::detail::zeroOf(OpBuilder &ob, Location l, Type t) {
   return arith::ConstantOp::create(ob, l, ob.getZeroAttr(t));
 }
 
-LogicalResult kiln::detail::binary(Importer &im, BinFn fn, bool compare) {
+LogicalResult kiln::detail::binary(OpContext &im, BinFn fn, bool compare) {
   Value a = im.input(0), c = im.input(1);
   Type ea = im.elementType(a), ec = im.elementType(c);
   if (ea != ec)
@@ -292,7 +292,7 @@ Value kiln::detail::xorOp(OpBuilder &ob, Location l, Value a, Value b) {
   return arith::XOrIOp::create(ob, l, a, b);
 }
 
-LogicalResult kiln::detail::variadic(Importer &im, BinFn fn, bool mean) {
+LogicalResult kiln::detail::variadic(OpContext &im, BinFn fn, bool mean) {
   Value acc = im.input(0);
   for (int i = 1; i < im.node->input_size(); ++i) {
     Value next = im.input(i);
@@ -319,7 +319,7 @@ LogicalResult kiln::detail::variadic(Importer &im, BinFn fn, bool mean) {
   return success();
 }
 
-LogicalResult kiln::detail::unary(Importer &im, BodyFn fn, bool floatOnly) {
+LogicalResult kiln::detail::unary(OpContext &im, BodyFn fn, bool floatOnly) {
   Value x = im.input(0);
   if (floatOnly && !isFloat(im.elementType(x)))
     return im.fail("supported for floating-point inputs only");
@@ -330,11 +330,11 @@ LogicalResult kiln::detail::unary(Importer &im, BodyFn fn, bool floatOnly) {
   return success();
 }
 
-Value kiln::detail::cst(Importer &im, OpBuilder &ob, Location l, Value like, double v) {
+Value kiln::detail::cst(OpContext &im, OpBuilder &ob, Location l, Value like, double v) {
   return im.constantScalar(ob, l, like.getType(), v);
 }
 
-Value kiln::detail::sigmoid(Importer &im, OpBuilder &ob, Location l, Value x) {
+Value kiln::detail::sigmoid(OpContext &im, OpBuilder &ob, Location l, Value x) {
   Value neg = arith::NegFOp::create(ob, l, x);
   Value e = math::ExpOp::create(ob, l, neg);
   Value d = arith::AddFOp::create(ob, l, cst(im, ob, l, x, 1.0), e);
@@ -370,7 +370,7 @@ Value kiln::detail::castScalar(OpBuilder &ob, Location l, Value v, Type to, bool
   return arith::TruncIOp::create(ob, l, to, v);
 }
 
-LogicalResult kiln::detail::mapInputs(Importer &im, Type resultElem, BodyFn fn) {
+LogicalResult kiln::detail::mapInputs(OpContext &im, Type resultElem, BodyFn fn) {
   SmallVector<Value> ins;
   for (unsigned i = 0; i < (unsigned)im.node->input_size(); ++i)
     ins.push_back(im.input(i));
@@ -383,7 +383,7 @@ LogicalResult kiln::detail::mapInputs(Importer &im, Type resultElem, BodyFn fn) 
 
 // Contractions
 
-FailureOr<MatmulIndexing> kiln::detail::matmulIndexing(Importer &im, ArrayRef<int64_t> sa,
+FailureOr<MatmulIndexing> kiln::detail::matmulIndexing(OpContext &im, ArrayRef<int64_t> sa,
                                                        ArrayRef<int64_t> sb, bool transA,
                                                        bool transB) {
   int64_t ra = sa.size(), rb = sb.size();
@@ -426,7 +426,7 @@ FailureOr<MatmulIndexing> kiln::detail::matmulIndexing(Importer &im, ArrayRef<in
   return x;
 }
 
-FailureOr<Value> kiln::detail::contraction(Importer &im, Value a, Value bm, bool transA,
+FailureOr<Value> kiln::detail::contraction(OpContext &im, Value a, Value bm, bool transA,
                                     bool transB, Value init, double alpha) {
   auto idx = matmulIndexing(im, im.shapeOf(a), im.shapeOf(bm), transA, transB);
   if (failed(idx))
@@ -474,7 +474,7 @@ FailureOr<Value> kiln::detail::contraction(Importer &im, Value a, Value bm, bool
   });
 }
 
-FailureOr<WindowGeometry> kiln::detail::windowGeometry(Importer &im, ArrayRef<int64_t> in,
+FailureOr<WindowGeometry> kiln::detail::windowGeometry(OpContext &im, ArrayRef<int64_t> in,
                                                 ArrayRef<int64_t> kernel, bool ceilMode) {
   size_t s = in.size();
   WindowGeometry g;
@@ -521,7 +521,7 @@ FailureOr<WindowGeometry> kiln::detail::windowGeometry(Importer &im, ArrayRef<in
   return g;
 }
 
-FailureOr<Value> kiln::detail::groupedConvolution(Importer &im, Value xv, Value wv, Value bias,
+FailureOr<Value> kiln::detail::groupedConvolution(OpContext &im, Value xv, Value wv, Value bias,
                                                   ArrayRef<int64_t> og, ArrayRef<AffineExpr> ex,
                                                   ArrayRef<AffineExpr> ew) {
   MLIRContext *ctx = &im.ctx;
@@ -563,7 +563,7 @@ FailureOr<Value> kiln::detail::groupedConvolution(Importer &im, Value xv, Value 
 /// needs.
 constexpr int64_t kIm2colMaxPixels = 196, kIm2colMinFilters = 16;
 
-FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value bias) {
+FailureOr<Value> kiln::detail::convolution(OpContext &im, Value x, Value w, Value bias) {
   ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w);
   if (xs.size() < 3 || ws.size() != xs.size())
     return im.fail("X and W must have the same rank >= 3, got " + shapeStr(xs) + " and " +
@@ -671,7 +671,7 @@ FailureOr<Value> kiln::detail::convolution(Importer &im, Value x, Value w, Value
   return im.reshape(*y, outShape);
 }
 
-Value kiln::detail::affineCopy(Importer &im, Value x, ArrayRef<int64_t> outShape, AffineMap inMap) {
+Value kiln::detail::affineCopy(OpContext &im, Value x, ArrayRef<int64_t> outShape, AffineMap inMap) {
   Value init = tensor::EmptyOp::create(im.b, im.loc, outShape, im.elementType(x));
   int64_t rank = outShape.size();
   SmallVector<AffineMap> maps = {inMap, AffineMap::getMultiDimIdentityMap(rank, &im.ctx)};
@@ -684,7 +684,7 @@ Value kiln::detail::affineCopy(Importer &im, Value x, ArrayRef<int64_t> outShape
       .getResult(0);
 }
 
-AffineMap kiln::detail::broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef<int64_t> out) {
+AffineMap kiln::detail::broadcastMap(OpContext &im, ArrayRef<int64_t> s, ArrayRef<int64_t> out) {
   int64_t rank = out.size(), r = s.size();
   SmallVector<AffineExpr> e;
   for (int64_t i = 0; i < r; ++i) {
@@ -695,7 +695,7 @@ AffineMap kiln::detail::broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef
   return AffineMap::get(rank, 0, e, &im.ctx);
 }
 
-FailureOr<Value> kiln::detail::softmaxLastAxis(Importer &im, Value x) {
+FailureOr<Value> kiln::detail::softmaxLastAxis(OpContext &im, Value x) {
   Type et = im.elementType(x);
   int64_t last = im.shapeOf(x).size() - 1;
   Value m = im.reduce(x, {last}, true, FloatAttr::get(et, -INFINITY),
@@ -740,7 +740,7 @@ Value kiln::detail::clampIdx(OpBuilder &ob, Location l, Value i, int64_t lo, int
   return arith::MinSIOp::create(ob, l, r, idx(ob, l, hi));
 }
 
-Value kiln::detail::reduceOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
+Value kiln::detail::reduceOver(OpContext &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
                         TypedAttr init,
                         function_ref<Value(OpBuilder &, Location, ValueRange, ValueRange)> body,
                         CombineFn combine) {
@@ -774,7 +774,7 @@ Value kiln::detail::reduceOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRe
 
 // MaxPool indices
 
-Value kiln::detail::maxPoolIndices(Importer &im, Value x, Value y, ArrayRef<int64_t> kernel,
+Value kiln::detail::maxPoolIndices(OpContext &im, Value x, Value y, ArrayRef<int64_t> kernel,
                                    ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations,
                                    ArrayRef<int64_t> padLo, bool columnMajor) {
   ArrayRef<int64_t> xs = im.shapeOf(x), ys = im.shapeOf(y);
@@ -844,7 +844,7 @@ Value kiln::detail::maxPoolIndices(Importer &im, Value x, Value y, ArrayRef<int6
 
 // Pad: reflect, edge, wrap
 
-Value kiln::detail::padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo,
+Value kiln::detail::padWithMode(OpContext &im, Value v, ArrayRef<int64_t> lo,
                                 ArrayRef<int64_t> hi, StringRef mode) {
   ArrayRef<int64_t> shape = im.shapeOf(v);
   SmallVector<int64_t> dims(shape), lows(lo), outShape;
@@ -884,14 +884,14 @@ Value kiln::detail::padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo,
   });
 }
 
-LogicalResult kiln::detail::requireInputs(Importer &im, unsigned n) {
+LogicalResult kiln::detail::requireInputs(OpContext &im, unsigned n) {
   for (unsigned i = 0; i < n; ++i)
     if (!im.hasInput(i))
       return im.fail("input " + Twine(i) + " is required");
   return success();
 }
 
-Value kiln::detail::contract(Importer &im, ValueRange ins, ArrayRef<SmallVector<AffineExpr>> inExprs,
+Value kiln::detail::contract(OpContext &im, ValueRange ins, ArrayRef<SmallVector<AffineExpr>> inExprs,
                       int64_t numLoops, ArrayRef<AffineExpr> outExprs,
                       ArrayRef<int64_t> outShape, Type accType,
                       function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
@@ -920,7 +920,7 @@ Value kiln::detail::extendTo(OpBuilder &ob, Location l, Value v, Type to, bool u
              : (Value)arith::ExtSIOp::create(ob, l, to, v);
 }
 
-Value kiln::detail::mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem, ValueRange ins,
+Value kiln::detail::mapGeneric(OpContext &im, ArrayRef<int64_t> outShape, Type elem, ValueRange ins,
                         ArrayRef<SmallVector<AffineExpr>> inExprs,
                         function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
   int64_t rank = outShape.size();
@@ -960,7 +960,7 @@ Value kiln::detail::convertF(OpBuilder &ob, Location l, Value v, Type to) {
   return arith::TruncFOp::create(ob, l, to, v);
 }
 
-Value kiln::detail::generic(Importer &im, Value init, AffineMap outMap, ValueRange ins,
+Value kiln::detail::generic(OpContext &im, Value init, AffineMap outMap, ValueRange ins,
                      ArrayRef<AffineMap> inMaps, ArrayRef<IteratorType> iters, GenericBody body) {
   SmallVector<AffineMap> maps(inMaps.begin(), inMaps.end());
   maps.push_back(outMap);
@@ -978,7 +978,7 @@ Value kiln::detail::generic(Importer &im, Value init, AffineMap outMap, ValueRan
   return op.getResult(0);
 }
 
-Value kiln::detail::parallelGeneric(Importer &im, ArrayRef<int64_t> shape, Type elem, ValueRange ins,
+Value kiln::detail::parallelGeneric(OpContext &im, ArrayRef<int64_t> shape, Type elem, ValueRange ins,
                              ArrayRef<AffineMap> inMaps, GenericBody body) {
   Value init = tensor::EmptyOp::create(im.b, im.loc, shape, elem);
   SmallVector<IteratorType> iters(shape.size(), IteratorType::parallel);
@@ -986,7 +986,7 @@ Value kiln::detail::parallelGeneric(Importer &im, ArrayRef<int64_t> shape, Type 
                  inMaps, iters, body);
 }
 
-AffineMap kiln::detail::map(Importer &im, unsigned dims, ArrayRef<AffineExpr> exprs) {
+AffineMap kiln::detail::map(OpContext &im, unsigned dims, ArrayRef<AffineExpr> exprs) {
   return AffineMap::get(dims, 0, exprs, &im.ctx);
 }
 

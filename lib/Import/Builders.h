@@ -37,7 +37,7 @@ Value zeroOf(OpBuilder &ob, Location l, Type t);
 
 using BinFn = Value (*)(OpBuilder &, Location, Value, Value);
 
-LogicalResult binary(Importer &im, BinFn fn, bool compare = false);
+LogicalResult binary(OpContext &im, BinFn fn, bool compare = false);
 
 #define ARITH_BINARY(NAME, FOP, IOP)                                              \
   inline Value NAME(OpBuilder &ob, Location l, Value a, Value b) {                \
@@ -78,20 +78,20 @@ Value orOp(OpBuilder &ob, Location l, Value a, Value b);
 Value xorOp(OpBuilder &ob, Location l, Value a, Value b);
 
 /// Folds a variadic op (Sum, Max, Min, Mean) pairwise.
-LogicalResult variadic(Importer &im, BinFn fn, bool mean = false);
+LogicalResult variadic(OpContext &im, BinFn fn, bool mean = false);
 
-LogicalResult unary(Importer &im, BodyFn fn, bool floatOnly = true);
+LogicalResult unary(OpContext &im, BodyFn fn, bool floatOnly = true);
 
 template <typename MathOp>
-inline LogicalResult mathUnary(Importer &im) {
+inline LogicalResult mathUnary(OpContext &im) {
   return unary(im, [](OpBuilder &ob, Location l, ValueRange v) -> Value {
     return MathOp::create(ob, l, v[0]);
   });
 }
 
-Value cst(Importer &im, OpBuilder &ob, Location l, Value like, double v);
+Value cst(OpContext &im, OpBuilder &ob, Location l, Value like, double v);
 
-Value sigmoid(Importer &im, OpBuilder &ob, Location l, Value x);
+Value sigmoid(OpContext &im, OpBuilder &ob, Location l, Value x);
 
 /// `fromU`/`toU`: the source/target integers are unsigned.
 Value castScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU = false,
@@ -99,11 +99,11 @@ Value castScalar(OpBuilder &ob, Location l, Value v, Type to, bool fromU = false
 
 /// Applies `fn` elementwise over all inputs of the node (broadcast), with a
 /// result of element type `resultElem`.
-LogicalResult mapInputs(Importer &im, Type resultElem, BodyFn fn);
+LogicalResult mapInputs(OpContext &im, Type resultElem, BodyFn fn);
 
 /// out[b.., m, n] = init + alpha * sum_k A[b.., m, k] * B[b.., k, n], with
 /// numpy batch broadcasting.
-FailureOr<Value> contraction(Importer &im, Value a, Value bm, bool transA,
+FailureOr<Value> contraction(OpContext &im, Value a, Value bm, bool transA,
                                     bool transB, Value init, double alpha);
 
 struct WindowGeometry {
@@ -111,16 +111,16 @@ struct WindowGeometry {
 };
 
 /// Resolves kernel/strides/dilations/pads/auto_pad for `in` spatial sizes.
-FailureOr<WindowGeometry> windowGeometry(Importer &im, ArrayRef<int64_t> in,
+FailureOr<WindowGeometry> windowGeometry(OpContext &im, ArrayRef<int64_t> in,
                                                 ArrayRef<int64_t> kernel, bool ceilMode);
 
 /// out[i...] = x[inMap(i...)]: repeats, broadcasts and transposes as one
 /// affine (fusable) copy.
-Value affineCopy(Importer &im, Value x, ArrayRef<int64_t> outShape, AffineMap inMap);
+Value affineCopy(OpContext &im, Value x, ArrayRef<int64_t> outShape, AffineMap inMap);
 
 /// The map that reads a tensor of shape `s` broadcast (numpy rules) to an
 /// output of rank `rank` whose shape is `out`.
-AffineMap broadcastMap(Importer &im, ArrayRef<int64_t> s, ArrayRef<int64_t> out);
+AffineMap broadcastMap(OpContext &im, ArrayRef<int64_t> s, ArrayRef<int64_t> out);
 
 Value indexToI64(OpBuilder &ob, Location l, Value i);
 
@@ -142,18 +142,18 @@ Value clampIdx(OpBuilder &ob, Location l, Value i, int64_t lo, int64_t hi);
 /// over the trailing reduction loops with `combine(acc, v)`, starting from
 /// `init`. A reduction-shaped operand whose values are unused gives those
 /// loops their ranges, as in linalg's pooling ops.
-Value reduceOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
+Value reduceOver(OpContext &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
                         TypedAttr init,
                         function_ref<Value(OpBuilder &, Location, ValueRange, ValueRange)> body,
                         CombineFn combine);
 
 /// Handlers read their required inputs unconditionally: a model that
 /// leaves one out gets an error instead.
-LogicalResult requireInputs(Importer &im, unsigned n);
+LogicalResult requireInputs(OpContext &im, unsigned n);
 
 /// Sum over the loops not in `outExprs` of the product computed by `body`
 /// from the operands' elements: one linalg.generic, accumulating into zeros.
-Value contract(Importer &im, ValueRange ins, ArrayRef<SmallVector<AffineExpr>> inExprs,
+Value contract(OpContext &im, ValueRange ins, ArrayRef<SmallVector<AffineExpr>> inExprs,
                       int64_t numLoops, ArrayRef<AffineExpr> outExprs,
                       ArrayRef<int64_t> outShape, Type accType,
                       function_ref<Value(OpBuilder &, Location, ValueRange)> body);
@@ -162,7 +162,7 @@ Value extendTo(OpBuilder &ob, Location l, Value v, Type to, bool uns);
 
 /// A parallel generic over `outShape` whose operands are read through
 /// `inExprs` (affine in the output's dims).
-Value mapGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem, ValueRange ins,
+Value mapGeneric(OpContext &im, ArrayRef<int64_t> outShape, Type elem, ValueRange ins,
                         ArrayRef<SmallVector<AffineExpr>> inExprs,
                         function_ref<Value(OpBuilder &, Location, ValueRange)> body);
 
@@ -185,15 +185,15 @@ using GenericBody = function_ref<Value(OpBuilder &, Location, ValueRange idx, Va
 /// through `outMap`. `body` gets the loop indices and the scalar operands
 /// (inputs, then the current output element) and returns the value to yield.
 /// Captured tensors may be read in `body` with tensor.extract.
-Value generic(Importer &im, Value init, AffineMap outMap, ValueRange ins,
+Value generic(OpContext &im, Value init, AffineMap outMap, ValueRange ins,
                      ArrayRef<AffineMap> inMaps, ArrayRef<IteratorType> iters, GenericBody body);
 
 /// An all-parallel generic producing a fresh tensor of `shape` (identity
 /// output map).
-Value parallelGeneric(Importer &im, ArrayRef<int64_t> shape, Type elem, ValueRange ins,
+Value parallelGeneric(OpContext &im, ArrayRef<int64_t> shape, Type elem, ValueRange ins,
                              ArrayRef<AffineMap> inMaps, GenericBody body);
 
-AffineMap map(Importer &im, unsigned dims, ArrayRef<AffineExpr> exprs);
+AffineMap map(OpContext &im, unsigned dims, ArrayRef<AffineExpr> exprs);
 
 bool isHalfOrFloat(Type t);
 
@@ -201,36 +201,36 @@ bool isHalfOrFloat(Type t);
 
 /// Softmax, or LogSoftmax with `log`, along the node's axis; with
 /// `coerce2D` (before opset 13) over the input coerced to 2-D at the axis.
-LogicalResult handleSoftmax(Importer &im, bool log, bool coerce2D);
+LogicalResult handleSoftmax(OpContext &im, bool log, bool coerce2D);
 
 /// (x - mean) * rsqrt(var + eps) over `axes`; also returns mean and 1/stddev.
-FailureOr<std::array<Value, 3>> normalize(Importer &im, Value x,
+FailureOr<std::array<Value, 3>> normalize(OpContext &im, Value x,
                                                  ArrayRef<int64_t> axes, double eps);
 
 /// Reshapes a per-channel vector [C] to [C, 1, ...] so it broadcasts against
 /// an N x C x spatial tensor.
-Value channelVector(Importer &im, Value v, int64_t rank);
+Value channelVector(OpContext &im, Value v, int64_t rank);
 
 /// MaxPool / AveragePool, and LpPool when `lpP` > 0 (sum of |x|^p, then the
 /// p-th root).
-LogicalResult handlePool(Importer &im, bool isMax, int64_t lpP = 0);
+LogicalResult handlePool(OpContext &im, bool isMax, int64_t lpP = 0);
 
-LogicalResult handleIdentity(Importer &im);
+LogicalResult handleIdentity(OpContext &im);
 
 /// The loss of NegativeLogLikelihoodLoss for `logp` (N, C, d...) and integer
 /// `target` (N, d...): -logp[n, t, d...] * weight[t], 0 where t equals
 /// ignore_index; reduced by "none", "sum" or "mean" (divided by the summed
 /// weights of the counted elements).
-FailureOr<Value> nllLoss(Importer &im, Value logp, Value target, Value weight);
+FailureOr<Value> nllLoss(OpContext &im, Value logp, Value target, Value weight);
 
-LogicalResult handleResize(Importer &im, bool upsample);
+LogicalResult handleResize(OpContext &im, bool upsample);
 
-LogicalResult handleDepthSpace(Importer &im, bool toSpace);
+LogicalResult handleDepthSpace(OpContext &im, bool toSpace);
 
 /// DequantizeLinear: y = (x - zero_point) * scale with per-tensor, per-axis
 /// or blocked (block_size) scales; the scale index along `axis` is an
 /// affine floordiv, so all three are one elementwise generic.
-FailureOr<AffineMap> quantParamMap(Importer &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps);
+FailureOr<AffineMap> quantParamMap(OpContext &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps);
 
 Value toFloat(OpBuilder &ob, Location l, Value v, Type ft, bool uns);
 
@@ -246,23 +246,23 @@ struct DftMatrix {
 /// and rebuilds the rest by Hermitian symmetry.
 DftMatrix dftMatrix(int64_t n, int64_t len, int64_t ci, bool inverse, bool onesided);
 
-FailureOr<Value> dftConstant(Importer &im, const DftMatrix &d, Type et);
+FailureOr<Value> dftConstant(OpContext &im, const DftMatrix &d, Type et);
 
 /// Hann/Hamming/Blackman: a0 - a1 cos(2 pi n / N) + a2 cos(4 pi n / N), with
 /// N = size (periodic) or size - 1 (symmetric). The size is a compile-time
 /// constant, so the window is one too.
-LogicalResult handleWindow(Importer &im, double a0, double a1, double a2);
+LogicalResult handleWindow(OpContext &im, double a0, double a1, double a2);
 
 /// ConvInteger: the zero points are subtracted in i32 first (so padding
 /// contributes zero, like the reference), then an ordinary i32 convolution.
 /// Input `i` (8-bit) widened to i32 minus its zero point `zpIndex` (a
 /// scalar, or one per output channel when `perChannel`).
-FailureOr<Value> shiftedInt8(Importer &im, unsigned i, unsigned zpIndex, bool perChannel,
+FailureOr<Value> shiftedInt8(OpContext &im, unsigned i, unsigned zpIndex, bool perChannel,
                                     StringRef name);
 
 /// prefix[j] = number of true `keep(k)` for k <= j, as i64 [m] (a quadratic
 /// scan, like CumSum's), where `keep` reads element k of `x`.
-Value prefixCount(Importer &im, Value x,
+Value prefixCount(OpContext &im, Value x,
                          function_ref<Value(OpBuilder &, Location, Value)> keep);
 
 /// The index j of the (k+1)-th kept element: the least j with
@@ -271,11 +271,11 @@ Value prefixCount(Importer &im, Value x,
 Value kthKept(OpBuilder &ob, Location l, Value prefix, Value k, int64_t m);
 
 /// The count of kept elements, prefix[m-1], as i64 [1].
-Value keptCount(Importer &im, Value prefix);
+Value keptCount(OpContext &im, Value prefix);
 
 /// A generic over `numLoops` loops that folds `step(acc, operands)` into an
 /// output (initialized to `init`) indexed by the parallel loops `outExprs`.
-Value foldLoops(Importer &im, ArrayRef<int64_t> outShape, int64_t numLoops, ValueRange ins,
+Value foldLoops(OpContext &im, ArrayRef<int64_t> outShape, int64_t numLoops, ValueRange ins,
                        ArrayRef<SmallVector<AffineExpr>> inExprs, ArrayRef<AffineExpr> outExprs,
                        TypedAttr init,
                        function_ref<Value(OpBuilder &, Location, Value, ValueRange)> step);
@@ -292,7 +292,7 @@ struct RecurrentSpec {
 /// RNN, LSTM and GRU, unrolled over the static sequence length: per step and
 /// direction one contraction with R and elementwise gate maps that read the
 /// precomputed input projection X*W^T + biases through affine maps.
-LogicalResult handleRecurrent(Importer &im, const RecurrentSpec &spec);
+LogicalResult handleRecurrent(OpContext &im, const RecurrentSpec &spec);
 
 // --- Subgraphs.cpp ------------------------------------------------------------
 
@@ -302,21 +302,21 @@ inline constexpr int64_t kMaxUnroll = 4096;
 
 void setIntAttr(onnx::NodeProto &n, StringRef name, int64_t v);
 
-DenseElementsAttr i64Attr(Importer &im, ArrayRef<int64_t> shape,
+DenseElementsAttr i64Attr(OpContext &im, ArrayRef<int64_t> shape,
                                  ArrayRef<int64_t> vals);
 
-DenseElementsAttr boolAttr(Importer &im, bool v);
+DenseElementsAttr boolAttr(OpContext &im, bool v);
 
 /// The type of tensor `name` (a constant or a runtime value).
 RankedTensorType tensorType(Importer &im, StringRef name);
 
 bool isTensor(Importer &im, StringRef name);
 
-const onnx::GraphProto *graphAttr(Importer &im, StringRef name);
+const onnx::GraphProto *graphAttr(OpContext &im, StringRef name);
 
 /// One element of compile-time input `i` (a condition, a count, a position),
 /// or an error saying why Kiln needs it at compile time.
-FailureOr<int64_t> constScalar(Importer &im, unsigned i, StringRef what);
+FailureOr<int64_t> constScalar(OpContext &im, unsigned i, StringRef what);
 
 /// Stacks same-shaped tensors along a new axis `axis`.
 FailureOr<std::string> stack(Importer &im, ArrayRef<std::string> elems, int64_t axis);

@@ -29,7 +29,7 @@ static Value andOp(OpBuilder &ob, Location l, Value a, Value b) {
 
 /// Clip; its bounds are the min/max attributes, or the optional inputs 1
 /// and 2 with `boundInputs` (opset 11).
-static LogicalResult handleClip(Importer &im, bool boundInputs) {
+static LogicalResult handleClip(OpContext &im, bool boundInputs) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   SmallVector<Value> ins = {x};
@@ -70,7 +70,7 @@ static LogicalResult handleClip(Importer &im, bool boundInputs) {
 
 /// BitShift (defined on unsigned integers): shifting by the width or more
 /// gives 0, as in numpy.
-static LogicalResult handleBitShift(Importer &im) {
+static LogicalResult handleBitShift(OpContext &im) {
   std::string dir = im.attrString("direction", "");
   if (dir != "LEFT" && dir != "RIGHT")
     return im.fail("direction must be LEFT or RIGHT, got '" + dir + "'");
@@ -87,7 +87,7 @@ static LogicalResult handleBitShift(Importer &im) {
   });
 }
 
-static LogicalResult handleCastLike(Importer &im) {
+static LogicalResult handleCastLike(OpContext &im) {
   Type t = im.inputType(1).getElementType();
   bool fromU = im.isUnsigned(0), toU = im.isUnsigned(1);
   // A constant cast to a run-time value's type (e.g. -inf cast like a mask)
@@ -122,7 +122,7 @@ static LogicalResult handleCastLike(Importer &im) {
   return success();
 }
 
-static LogicalResult handleCast(Importer &im) {
+static LogicalResult handleCast(OpContext &im) {
   int to = im.attrInt("to", 0);
   Type t = onnxElementType(im.ctx, to);
   if (!t)
@@ -148,7 +148,7 @@ static LogicalResult handleCast(Importer &im) {
 /// BatchNormalization with training_mode=1 (opset 14+): normalizes with the
 /// batch's own mean and population variance (over every axis but 1) and
 /// outputs the running statistics blended with `momentum`.
-static LogicalResult handleBatchNormTraining(Importer &im) {
+static LogicalResult handleBatchNormTraining(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   int64_t rank = im.shapeOf(x).size(), c = im.shapeOf(x)[1], n = 1;
@@ -209,7 +209,7 @@ static LogicalResult handleBatchNormTraining(Importer &im) {
   return success();
 }
 
-static LogicalResult handleBatchNorm(Importer &im) {
+static LogicalResult handleBatchNorm(OpContext &im) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   if (rank < 2)
@@ -236,7 +236,7 @@ static LogicalResult handleBatchNorm(Importer &im) {
   return success();
 }
 
-static LogicalResult handleConv(Importer &im) {
+static LogicalResult handleConv(OpContext &im) {
   auto y = convolution(im, im.input(0), im.input(1), im.hasInput(2) ? im.input(2) : Value());
   if (failed(y))
     return failure();
@@ -245,7 +245,7 @@ static LogicalResult handleConv(Importer &im) {
 }
 
 /// Concatenates `ins` (same rank, equal outside `ax`, non-empty) along `ax`.
-static Value concatValues(Importer &im, ArrayRef<Value> ins, int64_t ax) {
+static Value concatValues(OpContext &im, ArrayRef<Value> ins, int64_t ax) {
   SmallVector<int64_t> offsets, out(im.shapeOf(ins[0]));
   out[ax] = 0;
   for (Value v : ins) {
@@ -273,7 +273,7 @@ static Value concatValues(Importer &im, ArrayRef<Value> ins, int64_t ax) {
   });
 }
 
-static LogicalResult handleConcat(Importer &im) {
+static LogicalResult handleConcat(OpContext &im) {
   SmallVector<Value> ins;
   for (int i = 0; i < im.node->input_size(); ++i)
     if (im.hasInput(i) && cast<RankedTensorType>(im.input(i).getType()).getNumElements() > 0)
@@ -311,7 +311,7 @@ static LogicalResult handleConcat(Importer &im) {
 /// ArgMax/ArgMin: the extreme value along `axis`, then the first (or last,
 /// with select_last_index) index holding it. NaN counts as the extreme, like
 /// numpy.
-static LogicalResult handleArgExtreme(Importer &im, bool isMax) {
+static LogicalResult handleArgExtreme(OpContext &im, bool isMax) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   ArrayRef<int64_t> shape = im.shapeOf(x);
@@ -383,7 +383,7 @@ static LogicalResult handleArgExtreme(Importer &im, bool isMax) {
 }
 
 /// BitCast (opset 26): the same bits as another element type of equal width.
-static LogicalResult handleBitCast(Importer &im) {
+static LogicalResult handleBitCast(OpContext &im) {
   int to = im.attrInt("to", 0);
   Type t = onnxElementType(im.ctx, to);
   Type et = im.elementType(im.input(0));
@@ -406,7 +406,7 @@ static LogicalResult handleBitCast(Importer &im) {
 
 /// CumSum (CumProd) along a constant axis: out[.., i, ..] sums x[.., k, ..] over k <= i
 /// (k < i exclusive; k >= i / k > i reversed).
-static LogicalResult handleCumulative(Importer &im, bool product) {
+static LogicalResult handleCumulative(OpContext &im, bool product) {
   Value x = im.input(0);
   ArrayRef<int64_t> shape = im.shapeOf(x);
   int64_t rank = shape.size();
@@ -455,7 +455,7 @@ static LogicalResult handleCumulative(Importer &im, bool product) {
 }
 
 /// [B, S, H*D] -> [B, H, S, D]; 4-D inputs pass through.
-static FailureOr<Value> splitHeads(Importer &im, Value x, int64_t heads, StringRef what) {
+static FailureOr<Value> splitHeads(OpContext &im, Value x, int64_t heads, StringRef what) {
   ArrayRef<int64_t> s = im.shapeOf(x);
   if (s.size() == 4)
     return x;
@@ -470,7 +470,7 @@ static FailureOr<Value> splitHeads(Importer &im, Value x, int64_t heads, StringR
 /// is_causal and nonpad_kv_seqlen; past_key/value are concatenated in front
 /// of K/V (present_key/value); grouped-query attention repeats each KV head
 /// q_num_heads / kv_num_heads times through an affine floordiv map.
-static LogicalResult handleAttention(Importer &im) {
+static LogicalResult handleAttention(OpContext &im) {
   Value q = im.input(0), k = im.input(1), v = im.input(2);
   Type et = im.elementType(q);
   if (!isFloat(et))
@@ -637,7 +637,7 @@ static LogicalResult handleAttention(Importer &im) {
   return success();
 }
 
-static LogicalResult handleCenterCropPad(Importer &im) {
+static LogicalResult handleCenterCropPad(OpContext &im) {
   Value x = im.input(0);
   SmallVector<int64_t> s(im.shapeOf(x));
   int64_t rank = s.size();
@@ -683,7 +683,7 @@ static LogicalResult handleCenterCropPad(Importer &im) {
   return success();
 }
 
-static Value sumOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
+static Value sumOver(OpContext &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t> redShape,
                      Type elem,
                      function_ref<Value(OpBuilder &, Location, ValueRange, ValueRange)> body) {
   return reduceOver(im, outShape, redShape, cast<TypedAttr>(im.b.getZeroAttr(elem)), body,
@@ -698,7 +698,7 @@ static Value sumOver(Importer &im, ArrayRef<int64_t> outShape, ArrayRef<int64_t>
 /// (zeros between elements) and padded by (effective kernel - 1 - pads),
 /// then convolved with the spatially flipped kernel whose in/out channel
 /// roles are swapped.
-static LogicalResult handleConvTranspose(Importer &im) {
+static LogicalResult handleConvTranspose(OpContext &im) {
   Value x = im.input(0), w = im.input(1);
   ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w);
   if (xs.size() < 3 || ws.size() != xs.size())
@@ -840,7 +840,7 @@ static LogicalResult handleConvTranspose(Importer &im) {
 
 // Col2Im
 
-static LogicalResult handleCol2Im(Importer &im) {
+static LogicalResult handleCol2Im(OpContext &im) {
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   Type et = im.elementType(x);
@@ -915,7 +915,7 @@ static LogicalResult handleCol2Im(Importer &im) {
 
 /// AffineGrid: each output point is theta[n] applied to the homogeneous
 /// normalized coordinates of its position (x innermost, as GridSample reads).
-static LogicalResult handleAffineGrid(Importer &im) {
+static LogicalResult handleAffineGrid(OpContext &im) {
   Value theta = im.input(0);
   ArrayRef<int64_t> ts = im.shapeOf(theta);
   Type et = im.elementType(theta);
@@ -989,7 +989,7 @@ static LogicalResult handleAffineGrid(Importer &im) {
   return success();
 }
 
-static LogicalResult handleConvInteger(Importer &im) {
+static LogicalResult handleConvInteger(OpContext &im) {
   if (failed(requireInputs(im, 2)))
     return failure();
   auto x = shiftedInt8(im, 0, 2, false, "x");
@@ -1008,7 +1008,7 @@ static LogicalResult handleConvInteger(Importer &im) {
 /// Compress: the kept slices along the axis (all elements, flattened, without
 /// one). A constant condition gives a static gather; a runtime one a
 /// data-dependent extent along the axis, bounded by the axis length.
-static LogicalResult handleCompress(Importer &im) {
+static LogicalResult handleCompress(OpContext &im) {
   if (failed(requireInputs(im, 2)))
     return failure();
   Value x = im.input(0), cond = im.input(1);
@@ -1094,7 +1094,7 @@ static LogicalResult handleCompress(Importer &im) {
 /// Depthwise causal conv1d over [past_state | input] (zeros when there is no
 /// past): a padded copy, then one window reduction with affine maps. The
 /// present state is the padded sequence's last k-1 positions.
-static LogicalResult handleCausalConvWithState(Importer &im) {
+static LogicalResult handleCausalConvWithState(OpContext &im) {
   Value x = im.input(0), w = im.input(1);
   Type et = im.elementType(x);
   if (!isHalfOrFloat(et))
@@ -1194,7 +1194,8 @@ static LogicalResult handleCausalConvWithState(Importer &im) {
   return success();
 }
 
-static LogicalResult handleConcatFromSequence(Importer &im) {
+static LogicalResult handleConcatFromSequence(OpContext &ctx) {
+  Importer &im = ctx.importer();
   auto seq = sequenceInput(im, 0);
   if (failed(seq))
     return failure();
@@ -1227,42 +1228,42 @@ static LogicalResult handleConcatFromSequence(Importer &im) {
 //===----------------------------------------------------------------------===//
 
 void kiln::detail::registerDefaultDomainAtoC(OpRegistry &r) {
-  r.onOp("", "Abs", 1, [](Importer &im) {
+  r.onOp("", "Abs", 1, [](OpContext &im) {
     return unary(im, F_BODY(isFloat(v[0].getType()) ? (Value)math::AbsFOp::create(ob, l, v[0])
                                                     : (Value)math::AbsIOp::create(ob, l, v[0])),
                  false);
   });
-  r.onOp("", "Acos", 1, [](Importer &im) { return mathUnary<math::AcosOp>(im); });
-  r.onOp("", "Acosh", 1, [](Importer &im) { return mathUnary<math::AcoshOp>(im); });
-  r.onOp("", "Add", 1, [](Importer &im) { return binary(im, addOp); });
+  r.onOp("", "Acos", 1, [](OpContext &im) { return mathUnary<math::AcosOp>(im); });
+  r.onOp("", "Acosh", 1, [](OpContext &im) { return mathUnary<math::AcoshOp>(im); });
+  r.onOp("", "Add", 1, [](OpContext &im) { return binary(im, addOp); });
   r.onOp("", "AffineGrid", 1, handleAffineGrid);
-  r.onOp("", "And", 1, [](Importer &im) { return binary(im, andOp); });
-  r.onOp("", "ArgMax", 1, [](Importer &im) { return handleArgExtreme(im, true); });
-  r.onOp("", "ArgMin", 1, [](Importer &im) { return handleArgExtreme(im, false); });
-  r.onOp("", "Asin", 1, [](Importer &im) { return mathUnary<math::AsinOp>(im); });
-  r.onOp("", "Asinh", 1, [](Importer &im) { return mathUnary<math::AsinhOp>(im); });
-  r.onOp("", "Atan", 1, [](Importer &im) { return mathUnary<math::AtanOp>(im); });
-  r.onOp("", "Atanh", 1, [](Importer &im) { return mathUnary<math::AtanhOp>(im); });
+  r.onOp("", "And", 1, [](OpContext &im) { return binary(im, andOp); });
+  r.onOp("", "ArgMax", 1, [](OpContext &im) { return handleArgExtreme(im, true); });
+  r.onOp("", "ArgMin", 1, [](OpContext &im) { return handleArgExtreme(im, false); });
+  r.onOp("", "Asin", 1, [](OpContext &im) { return mathUnary<math::AsinOp>(im); });
+  r.onOp("", "Asinh", 1, [](OpContext &im) { return mathUnary<math::AsinhOp>(im); });
+  r.onOp("", "Atan", 1, [](OpContext &im) { return mathUnary<math::AtanOp>(im); });
+  r.onOp("", "Atanh", 1, [](OpContext &im) { return mathUnary<math::AtanhOp>(im); });
   r.onOp("", "Attention", 1, handleAttention);
-  r.onOp("", "AveragePool", 1, [](Importer &im) { return handlePool(im, false); });
+  r.onOp("", "AveragePool", 1, [](OpContext &im) { return handlePool(im, false); });
   r.onOp("", "BatchNormalization", 1, handleBatchNorm);
   r.onOp("", "BitCast", 1, handleBitCast);
   r.onOp("", "BitShift", 1, handleBitShift);
-  r.onOp("", "BitwiseAnd", 1, [](Importer &im) { return binary(im, andOp); });
-  r.onOp("", "BitwiseNot", 1, [](Importer &im) {
+  r.onOp("", "BitwiseAnd", 1, [](OpContext &im) { return binary(im, andOp); });
+  r.onOp("", "BitwiseNot", 1, [](OpContext &im) {
     return unary(im, F_BODY(arith::XOrIOp::create(
                          ob, l, v[0], arith::ConstantOp::create(
                                           ob, l, ob.getIntegerAttr(v[0].getType(), -1)))),
                  false);
   });
-  r.onOp("", "BitwiseOr", 1, [](Importer &im) { return binary(im, orOp); });
-  r.onOp("", "BitwiseXor", 1, [](Importer &im) { return binary(im, xorOp); });
-  r.onOp("", "BlackmanWindow", 1, [](Importer &im) { return handleWindow(im, 0.42, 0.5, 0.08); });
+  r.onOp("", "BitwiseOr", 1, [](OpContext &im) { return binary(im, orOp); });
+  r.onOp("", "BitwiseXor", 1, [](OpContext &im) { return binary(im, xorOp); });
+  r.onOp("", "BlackmanWindow", 1, [](OpContext &im) { return handleWindow(im, 0.42, 0.5, 0.08); });
   r.onOp("", "Cast", 1, handleCast);
   r.onOp("", "CastLike", 1, handleCastLike);
   r.onOp("", "CausalConvWithState", 1, handleCausalConvWithState);
-  r.onOp("", "Ceil", 1, [](Importer &im) { return mathUnary<math::CeilOp>(im); });
-  r.onOp("", "Celu", 1, [](Importer &im) {
+  r.onOp("", "Ceil", 1, [](OpContext &im) { return mathUnary<math::CeilOp>(im); });
+  r.onOp("", "Celu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       // max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
@@ -1276,8 +1277,8 @@ void kiln::detail::registerDefaultDomainAtoC(OpRegistry &r) {
     });
   });
   r.onOp("", "CenterCropPad", 1, handleCenterCropPad);
-  r.onOp("", "Clip", 1, [](Importer &im) { return handleClip(im, /*boundInputs=*/false); });
-  r.onOp("", "Clip", 11, [](Importer &im) { return handleClip(im, /*boundInputs=*/true); });
+  r.onOp("", "Clip", 1, [](OpContext &im) { return handleClip(im, /*boundInputs=*/false); });
+  r.onOp("", "Clip", 11, [](OpContext &im) { return handleClip(im, /*boundInputs=*/true); });
   r.onOp("", "Col2Im", 1, handleCol2Im);
   r.onOp("", "Compress", 1, handleCompress);
   r.onOp("", "Concat", 1, handleConcat);
@@ -1285,8 +1286,8 @@ void kiln::detail::registerDefaultDomainAtoC(OpRegistry &r) {
   r.onOp("", "Conv", 1, handleConv);
   r.onOp("", "ConvInteger", 1, handleConvInteger);
   r.onOp("", "ConvTranspose", 1, handleConvTranspose);
-  r.onOp("", "Cos", 1, [](Importer &im) { return mathUnary<math::CosOp>(im); });
-  r.onOp("", "Cosh", 1, [](Importer &im) { return mathUnary<math::CoshOp>(im); });
-  r.onOp("", "CumProd", 1, [](Importer &im) { return handleCumulative(im, true); });
-  r.onOp("", "CumSum", 1, [](Importer &im) { return handleCumulative(im, false); });
+  r.onOp("", "Cos", 1, [](OpContext &im) { return mathUnary<math::CosOp>(im); });
+  r.onOp("", "Cosh", 1, [](OpContext &im) { return mathUnary<math::CoshOp>(im); });
+  r.onOp("", "CumProd", 1, [](OpContext &im) { return handleCumulative(im, true); });
+  r.onOp("", "CumSum", 1, [](OpContext &im) { return handleCumulative(im, false); });
 }

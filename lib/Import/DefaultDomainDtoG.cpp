@@ -23,7 +23,7 @@ namespace onnx = kiln::onnx;
 
 using utils::IteratorType;
 
-static Value geluErf(Importer &im, OpBuilder &ob, Location l, Value x) {
+static Value geluErf(OpContext &im, OpBuilder &ob, Location l, Value x) {
   Value s = arith::MulFOp::create(ob, l, x, cst(im, ob, l, x, M_SQRT1_2));
   Value e = math::ErfOp::create(ob, l, s);
   Value one = arith::AddFOp::create(ob, l, e, cst(im, ob, l, x, 1.0));
@@ -31,7 +31,7 @@ static Value geluErf(Importer &im, OpBuilder &ob, Location l, Value x) {
   return arith::MulFOp::create(ob, l, hx, one);
 }
 
-static Value geluTanh(Importer &im, OpBuilder &ob, Location l, Value x) {
+static Value geluTanh(OpContext &im, OpBuilder &ob, Location l, Value x) {
   Value x3 = arith::MulFOp::create(ob, l, x, arith::MulFOp::create(ob, l, x, x));
   Value inner = arith::AddFOp::create(
       ob, l, x, arith::MulFOp::create(ob, l, x3, cst(im, ob, l, x, 0.044715)));
@@ -42,7 +42,7 @@ static Value geluTanh(Importer &im, OpBuilder &ob, Location l, Value x) {
   return arith::MulFOp::create(ob, l, hx, one);
 }
 
-static LogicalResult handleGemm(Importer &im) {
+static LogicalResult handleGemm(OpContext &im) {
   Value a = im.input(0), bm = im.input(1);
   if (im.shapeOf(a).size() != 2 || im.shapeOf(bm).size() != 2)
     return im.fail("Gemm inputs A and B must be 2-D");
@@ -75,7 +75,7 @@ static LogicalResult handleGemm(Importer &im) {
   return success();
 }
 
-static LogicalResult handleGlobalPool(Importer &im, bool isMax) {
+static LogicalResult handleGlobalPool(OpContext &im, bool isMax) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   int64_t rank = im.shapeOf(x).size();
@@ -101,7 +101,7 @@ static LogicalResult handleGlobalPool(Importer &im, bool isMax) {
   return success();
 }
 
-static LogicalResult handleFlatten(Importer &im) {
+static LogicalResult handleFlatten(OpContext &im) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   int64_t rank = in.size();
@@ -117,7 +117,7 @@ static LogicalResult handleFlatten(Importer &im) {
   return success();
 }
 
-static LogicalResult handleGatherElements(Importer &im) {
+static LogicalResult handleGatherElements(OpContext &im) {
   Value data = im.input(0), indices = im.input(1);
   ArrayRef<int64_t> ds = im.shapeOf(data), is = im.shapeOf(indices);
   if (ds.size() != is.size())
@@ -141,7 +141,7 @@ static LogicalResult handleGatherElements(Importer &im) {
   return success();
 }
 
-static LogicalResult handleGather(Importer &im) {
+static LogicalResult handleGather(OpContext &im) {
   Value data = im.input(0), indices = im.input(1);
   ArrayRef<int64_t> ds = im.shapeOf(data), is = im.shapeOf(indices);
   auto axis = im.normalizeAxis(im.attrInt("axis", 0), ds.size());
@@ -174,7 +174,7 @@ static LogicalResult handleGather(Importer &im) {
   return success();
 }
 
-static LogicalResult handleExpand(Importer &im) {
+static LogicalResult handleExpand(OpContext &im) {
   Value x = im.input(0);
   auto shape = im.constInts(1, "shape");
   if (failed(shape))
@@ -188,7 +188,7 @@ static LogicalResult handleExpand(Importer &im) {
   return success();
 }
 
-static LogicalResult handleGatherND(Importer &im) {
+static LogicalResult handleGatherND(OpContext &im) {
   Value data = im.input(0), indices = im.input(1);
   SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices));
   int64_t bd = im.attrInt("batch_dims", 0);
@@ -212,7 +212,7 @@ static LogicalResult handleGatherND(Importer &im) {
   return success();
 }
 
-static LogicalResult handleEyeLike(Importer &im) {
+static LogicalResult handleEyeLike(OpContext &im) {
   SmallVector<int64_t> s(im.inputType(0).getShape());
   if (s.size() != 2)
     return im.fail("input must be 2-D");
@@ -233,7 +233,7 @@ static LogicalResult handleEyeLike(Importer &im) {
   return success();
 }
 
-static LogicalResult handleGroupNorm(Importer &im) {
+static LogicalResult handleGroupNorm(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   SmallVector<int64_t> s(im.shapeOf(x));
@@ -269,7 +269,7 @@ static LogicalResult handleGroupNorm(Importer &im) {
   return success();
 }
 
-static LogicalResult handleDequantizeLinear(Importer &im) {
+static LogicalResult handleDequantizeLinear(OpContext &im) {
   Value x = im.input(0), scale = im.input(1);
   Type st = im.elementType(scale);
   SmallVector<int64_t> xs(im.shapeOf(x));
@@ -311,7 +311,7 @@ static LogicalResult handleDequantizeLinear(Importer &im) {
 
 /// DynamicQuantizeLinear: uint8 quantization with scale and zero point from
 /// the input's range (which always includes 0).
-static LogicalResult handleDynamicQuantizeLinear(Importer &im) {
+static LogicalResult handleDynamicQuantizeLinear(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!et.isF32())
@@ -426,7 +426,7 @@ static SmallVector<Value, 4> cubicWeights(OpBuilder &ob, Location l, Value t) {
   return {outer(add(t, one)), inner(t), inner(sub(one, t)), outer(sub(f(2.0), t))};
 }
 
-static LogicalResult handleGridSample(Importer &im) {
+static LogicalResult handleGridSample(OpContext &im) {
   Value x = im.input(0), grid = im.input(1);
   ArrayRef<int64_t> xs = im.shapeOf(x), gs = im.shapeOf(grid);
   int64_t r = (int64_t)xs.size() - 2;
@@ -576,7 +576,7 @@ static LogicalResult handleGridSample(Importer &im) {
 /// cols[n, ic, a, b, i, j] = mask * bilinear(X[n, ic], sample point of kernel
 /// tap (a, b) at output (i, j), zero outside), then a grouped contraction
 /// with W sums them, like Conv after im2col.
-static LogicalResult handleDeformConv(Importer &im) {
+static LogicalResult handleDeformConv(OpContext &im) {
   Value x = im.input(0), w = im.input(1), off = im.input(2);
   ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w), os = im.shapeOf(off);
   Type et = im.elementType(x);
@@ -713,7 +713,7 @@ static LogicalResult handleDeformConv(Importer &im) {
   return success();
 }
 
-static LogicalResult handleDFT(Importer &im) {
+static LogicalResult handleDFT(OpContext &im) {
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   Type et = im.elementType(x);
@@ -797,7 +797,7 @@ struct EinsumTerm {
 };
 } // namespace
 
-static FailureOr<EinsumTerm> parseEinsumTerm(Importer &im, StringRef s, StringRef eq) {
+static FailureOr<EinsumTerm> parseEinsumTerm(OpContext &im, StringRef s, StringRef eq) {
   EinsumTerm t;
   for (size_t i = 0; i < s.size();) {
     if (s.substr(i).starts_with("...")) {
@@ -814,7 +814,7 @@ static FailureOr<EinsumTerm> parseEinsumTerm(Importer &im, StringRef s, StringRe
   return t;
 }
 
-static LogicalResult handleEinsum(Importer &im) {
+static LogicalResult handleEinsum(OpContext &im) {
   std::string raw = im.attrString("equation", "");
   std::string eq;
   for (char c : raw)
@@ -962,7 +962,7 @@ static LogicalResult handleEinsum(Importer &im) {
 /// Det: Gaussian elimination with partial pivoting, unrolled on scalars in
 /// the body of one generic over the batch dimensions (O(n^3) operations per
 /// matrix, so only small matrices are accepted).
-static LogicalResult handleDet(Importer &im) {
+static LogicalResult handleDet(OpContext &im) {
   if (failed(requireInputs(im, 1)))
     return failure();
   constexpr int64_t kMaxN = 16;
@@ -1040,13 +1040,13 @@ static LogicalResult handleDet(Importer &im) {
 void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
   r.onOp("", "DFT", 1, handleDFT);
   r.onOp("", "DeformConv", 1, handleDeformConv);
-  r.onOp("", "DepthToSpace", 1, [](Importer &im) { return handleDepthSpace(im, true); });
+  r.onOp("", "DepthToSpace", 1, [](OpContext &im) { return handleDepthSpace(im, true); });
   r.onOp("", "DequantizeLinear", 1, handleDequantizeLinear);
   r.onOp("", "Det", 1, handleDet);
-  r.onOp("", "Div", 1, [](Importer &im) { return binary(im, im.anyUnsigned() ? divUOp : divOp); });
+  r.onOp("", "Div", 1, [](OpContext &im) { return binary(im, im.anyUnsigned() ? divUOp : divOp); });
   // Inference only: the output is the input and the mask all true;
   // training mode (random masks) is rejected.
-  r.onOp("", "Dropout", 1, [](Importer &im) {
+  r.onOp("", "Dropout", 1, [](OpContext &im) {
     auto scalar = [&](unsigned i) -> std::optional<double> {
       auto c = im.hasInput(i) ? im.constInput(i) : std::nullopt;
       auto h = c ? HostTensor::fromAttr(*c) : std::nullopt;
@@ -1067,7 +1067,7 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
   });
   r.onOp("", "DynamicQuantizeLinear", 1, handleDynamicQuantizeLinear);
   r.onOp("", "Einsum", 1, handleEinsum);
-  r.onOp("", "Elu", 1, [](Importer &im) {
+  r.onOp("", "Elu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value neg = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, v[0],
@@ -1077,28 +1077,28 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
       return arith::SelectOp::create(ob, l, neg, scaled, v[0]);
     });
   });
-  r.onOp("", "Equal", 1, [](Importer &im) { return binary(im, eqOp, true); });
-  r.onOp("", "Erf", 1, [](Importer &im) { return mathUnary<math::ErfOp>(im); });
-  r.onOp("", "Exp", 1, [](Importer &im) { return mathUnary<math::ExpOp>(im); });
+  r.onOp("", "Equal", 1, [](OpContext &im) { return binary(im, eqOp, true); });
+  r.onOp("", "Erf", 1, [](OpContext &im) { return mathUnary<math::ErfOp>(im); });
+  r.onOp("", "Exp", 1, [](OpContext &im) { return mathUnary<math::ExpOp>(im); });
   r.onOp("", "Expand", 1, handleExpand);
   r.onOp("", "EyeLike", 1, handleEyeLike);
   r.onOp("", "Flatten", 1, handleFlatten);
-  r.onOp("", "Floor", 1, [](Importer &im) { return mathUnary<math::FloorOp>(im); });
-  r.onOp("", "GRU", 1, [](Importer &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); });
+  r.onOp("", "Floor", 1, [](OpContext &im) { return mathUnary<math::FloorOp>(im); });
+  r.onOp("", "GRU", 1, [](OpContext &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); });
   r.onOp("", "Gather", 1, handleGather);
   r.onOp("", "GatherElements", 1, handleGatherElements);
   r.onOp("", "GatherND", 1, handleGatherND);
-  r.onOp("", "Gelu", 1, [](Importer &im) {
+  r.onOp("", "Gelu", 1, [](OpContext &im) {
     bool tanhApprox = im.attrString("approximate", "none") == "tanh";
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) {
       return tanhApprox ? geluTanh(im, ob, l, v[0]) : geluErf(im, ob, l, v[0]);
     });
   });
   r.onOp("", "Gemm", 1, handleGemm);
-  r.onOp("", "GlobalAveragePool", 1, [](Importer &im) { return handleGlobalPool(im, false); });
-  r.onOp("", "GlobalMaxPool", 1, [](Importer &im) { return handleGlobalPool(im, true); });
-  r.onOp("", "Greater", 1, [](Importer &im) { return binary(im, im.anyUnsigned() ? gtUOp : gtOp, true); });
-  r.onOp("", "GreaterOrEqual", 1, [](Importer &im) {
+  r.onOp("", "GlobalAveragePool", 1, [](OpContext &im) { return handleGlobalPool(im, false); });
+  r.onOp("", "GlobalMaxPool", 1, [](OpContext &im) { return handleGlobalPool(im, true); });
+  r.onOp("", "Greater", 1, [](OpContext &im) { return binary(im, im.anyUnsigned() ? gtUOp : gtOp, true); });
+  r.onOp("", "GreaterOrEqual", 1, [](OpContext &im) {
     return binary(im, im.anyUnsigned() ? geUOp : geOp, true);
   });
   r.onOp("", "GridSample", 1, handleGridSample);

@@ -25,7 +25,7 @@ using utils::IteratorType;
 
 /// ONNX Mod: with fmod=0 the result takes the divisor's sign (Python's %),
 /// with fmod=1 the dividend's (C's fmod); floats require fmod=1.
-static LogicalResult handleMod(Importer &im) {
+static LogicalResult handleMod(OpContext &im) {
   bool fmod = im.attrInt("fmod", 0) != 0;
   Value a = im.input(0), c = im.input(1);
   Type et = im.elementType(a);
@@ -52,7 +52,7 @@ static LogicalResult handleMod(Importer &im) {
   });
 }
 
-static LogicalResult handleIsInf(Importer &im) {
+static LogicalResult handleIsInf(OpContext &im) {
   bool pos = im.attrInt("detect_positive", 1), neg = im.attrInt("detect_negative", 1);
   Type et = im.elementType(im.input(0));
   if (!isFloat(et))
@@ -67,7 +67,7 @@ static LogicalResult handleIsInf(Importer &im) {
   });
 }
 
-static LogicalResult handleLayerNorm(Importer &im) {
+static LogicalResult handleLayerNorm(OpContext &im) {
   Value x = im.input(0);
   if (!isFloat(im.elementType(x)))
     return im.fail("supported for floating-point inputs only");
@@ -97,7 +97,7 @@ static LogicalResult handleLayerNorm(Importer &im) {
   return success();
 }
 
-static LogicalResult handleInstanceNorm(Importer &im) {
+static LogicalResult handleInstanceNorm(OpContext &im) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   SmallVector<int64_t> axes;
@@ -118,7 +118,7 @@ static LogicalResult handleInstanceNorm(Importer &im) {
   return success();
 }
 
-static LogicalResult handleMatMul(Importer &im) {
+static LogicalResult handleMatMul(OpContext &im) {
   Value a = im.input(0), bm = im.input(1);
   SmallVector<int64_t> sa(im.shapeOf(a)), sb(im.shapeOf(bm));
   if (sa.empty() || sb.empty())
@@ -142,7 +142,7 @@ static LogicalResult handleMatMul(Importer &im) {
 
 /// Hardmax: 1 at the first maximum along `axis` (with `coerce2D`, before
 /// opset 13: over the input coerced to 2-D at `axis`), 0 elsewhere.
-static LogicalResult handleHardmax(Importer &im, bool coerce2D) {
+static LogicalResult handleHardmax(OpContext &im, bool coerce2D) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
@@ -187,7 +187,7 @@ static LogicalResult handleHardmax(Importer &im, bool coerce2D) {
   return success();
 }
 
-static LogicalResult handleLpNormalization(Importer &im) {
+static LogicalResult handleLpNormalization(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
@@ -217,7 +217,7 @@ static LogicalResult handleLpNormalization(Importer &im) {
   return success();
 }
 
-static LogicalResult handleLRN(Importer &im) {
+static LogicalResult handleLRN(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   SmallVector<int64_t> s(im.shapeOf(x));
@@ -267,7 +267,7 @@ static LogicalResult handleLRN(Importer &im) {
 
 /// MeanVarianceNormalization, as its ONNX function: (x - E[x]) /
 /// (sqrt(E[x^2] - E[x]^2) + 1e-9) over `axes`.
-static LogicalResult handleMeanVarianceNormalization(Importer &im) {
+static LogicalResult handleMeanVarianceNormalization(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
@@ -309,7 +309,7 @@ static LogicalResult handleMeanVarianceNormalization(Importer &im) {
 
 /// MatMulInteger: (A - a_zero_point) x (B - b_zero_point) in int32; a 1-D
 /// a_zero_point is per row of A, a 1-D b_zero_point per column of B.
-static LogicalResult handleMatMulInteger(Importer &im) {
+static LogicalResult handleMatMulInteger(OpContext &im) {
   Type i32 = im.b.getI32Type();
   auto widen = [&](unsigned data, unsigned zp, bool perRow) -> FailureOr<Value> {
     Value v = im.input(data);
@@ -349,7 +349,7 @@ static LogicalResult handleMatMulInteger(Importer &im) {
 /// output_shape (as ONNX's reference places it). A scatter is a gather that
 /// scans every X element per output: O(|Y| * |X|), exact for any indices,
 /// with the last write winning like the reference's loop.
-static LogicalResult handleMaxUnpool(Importer &im) {
+static LogicalResult handleMaxUnpool(OpContext &im) {
   Value x = im.input(0), ind = im.input(1);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   int64_t rank = xs.size(), s = rank - 2;
@@ -423,7 +423,7 @@ static LogicalResult handleMaxUnpool(Importer &im) {
 /// [dft_length / 2 + 1, num_mel_bins]; every input is a compile-time
 /// constant, so the matrix is one too. Follows the ONNX reference, including
 /// its bin spacing of (high - low) / (num_mel_bins + 2) mels.
-static LogicalResult handleMelWeightMatrix(Importer &im) {
+static LogicalResult handleMelWeightMatrix(OpContext &im) {
   auto scalar = [&](unsigned i, StringRef what) -> FailureOr<double> {
     auto c = im.requireConst(i, what);
     if (failed(c))
@@ -487,7 +487,7 @@ static LogicalResult handleMelWeightMatrix(Importer &im) {
 // LinearAttention (opset 27)
 
 /// Stacks `rows` (each [B, 1, N]) along axis 1.
-static Value stackRows(Importer &im, ArrayRef<Value> rows) {
+static Value stackRows(OpContext &im, ArrayRef<Value> rows) {
   if (rows.size() == 1)
     return rows.front();
   SmallVector<int64_t> shape(im.shapeOf(rows.front()));
@@ -520,7 +520,7 @@ static Value stackRows(Importer &im, ArrayRef<Value> rows) {
 /// through affine maps. Each token costs three kernels (retrieve, update,
 /// read), so compile time grows linearly with T: right for decoding and
 /// short prefills; long prefills would want the chunked (WY) form.
-static LogicalResult handleLinearAttention(Importer &im) {
+static LogicalResult handleLinearAttention(OpContext &im) {
   Value q = im.input(0), k = im.input(1), v = im.input(2);
   Type et = im.elementType(q);
   if (!isHalfOrFloat(et))
@@ -688,7 +688,8 @@ static LogicalResult handleLinearAttention(Importer &im) {
 
 // If
 
-static LogicalResult handleIf(Importer &im) {
+static LogicalResult handleIf(OpContext &ctx) {
+  Importer &im = ctx.importer();
   const onnx::GraphProto *thenG = graphAttr(im, "then_branch");
   const onnx::GraphProto *elseG = graphAttr(im, "else_branch");
   if (!thenG || !elseG)
@@ -750,7 +751,8 @@ static LogicalResult handleIf(Importer &im) {
 
 // Loop
 
-static LogicalResult handleLoop(Importer &im) {
+static LogicalResult handleLoop(OpContext &ctx) {
+  Importer &im = ctx.importer();
   const onnx::GraphProto *body = graphAttr(im, "body");
   if (!body)
     return failure();
@@ -840,11 +842,11 @@ static LogicalResult handleLoop(Importer &im) {
 //===----------------------------------------------------------------------===//
 
 void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
-  r.onOp("", "HammingWindow", 1, [](Importer &im) {
+  r.onOp("", "HammingWindow", 1, [](OpContext &im) {
     return handleWindow(im, 25.0 / 46.0, 1.0 - 25.0 / 46.0, 0.0);
   });
-  r.onOp("", "HannWindow", 1, [](Importer &im) { return handleWindow(im, 0.5, 0.5, 0.0); });
-  r.onOp("", "HardSigmoid", 1, [](Importer &im) {
+  r.onOp("", "HannWindow", 1, [](OpContext &im) { return handleWindow(im, 0.5, 0.5, 0.0); });
+  r.onOp("", "HardSigmoid", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 0.2f), beta = im.attrFloat("beta", 0.5f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value y = arith::AddFOp::create(
@@ -854,7 +856,7 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
       return arith::MinimumFOp::create(ob, l, y, cst(im, ob, l, v[0], 1.0));
     });
   });
-  r.onOp("", "HardSwish", 1, [](Importer &im) {
+  r.onOp("", "HardSwish", 1, [](OpContext &im) {
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value h = arith::AddFOp::create(
           ob, l, arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], 1.0 / 6.0)),
@@ -864,22 +866,22 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
       return arith::MulFOp::create(ob, l, v[0], h);
     });
   });
-  r.onOp("", "Hardmax", 1, [](Importer &im) { return handleHardmax(im, /*coerce2D=*/true); });
-  r.onOp("", "Hardmax", 13, [](Importer &im) { return handleHardmax(im, /*coerce2D=*/false); });
+  r.onOp("", "Hardmax", 1, [](OpContext &im) { return handleHardmax(im, /*coerce2D=*/true); });
+  r.onOp("", "Hardmax", 13, [](OpContext &im) { return handleHardmax(im, /*coerce2D=*/false); });
   r.onOp("", "Identity", 1, handleIdentity);
   r.onOp("", "If", 1, handleIf);
   r.onOp("", "InstanceNormalization", 1, handleInstanceNorm);
   r.onOp("", "IsInf", 1, handleIsInf);
-  r.onOp("", "IsNaN", 1, [](Importer &im) {
+  r.onOp("", "IsNaN", 1, [](OpContext &im) {
     if (!isFloat(im.elementType(im.input(0))))
       return im.fail("IsNaN needs a floating-point input");
     return mapInputs(im, im.b.getI1Type(), F_BODY(arith::CmpFOp::create(
                                                ob, l, arith::CmpFPredicate::UNO, v[0], v[0])));
   });
   r.onOp("", "LRN", 1, handleLRN);
-  r.onOp("", "LSTM", 1, [](Importer &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); });
+  r.onOp("", "LSTM", 1, [](OpContext &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); });
   r.onOp("", "LayerNormalization", 1, handleLayerNorm);
-  r.onOp("", "LeakyRelu", 1, [](Importer &im) {
+  r.onOp("", "LeakyRelu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 0.01f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value neg = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OLT, v[0],
@@ -888,18 +890,18 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
       return arith::SelectOp::create(ob, l, neg, scaled, v[0]);
     });
   });
-  r.onOp("", "Less", 1, [](Importer &im) { return binary(im, im.anyUnsigned() ? ltUOp : ltOp, true); });
-  r.onOp("", "LessOrEqual", 1, [](Importer &im) {
+  r.onOp("", "Less", 1, [](OpContext &im) { return binary(im, im.anyUnsigned() ? ltUOp : ltOp, true); });
+  r.onOp("", "LessOrEqual", 1, [](OpContext &im) {
     return binary(im, im.anyUnsigned() ? leUOp : leOp, true);
   });
   r.onOp("", "LinearAttention", 1, handleLinearAttention);
-  r.onOp("", "Log", 1, [](Importer &im) { return mathUnary<math::LogOp>(im); });
-  r.onOp("", "LogSoftmax", 1, [](Importer &im) { return handleSoftmax(im, true, /*coerce2D=*/true); });
+  r.onOp("", "Log", 1, [](OpContext &im) { return mathUnary<math::LogOp>(im); });
+  r.onOp("", "LogSoftmax", 1, [](OpContext &im) { return handleSoftmax(im, true, /*coerce2D=*/true); });
   r.onOp("", "LogSoftmax", 13,
-         [](Importer &im) { return handleSoftmax(im, true, /*coerce2D=*/false); });
+         [](OpContext &im) { return handleSoftmax(im, true, /*coerce2D=*/false); });
   r.onOp("", "Loop", 1, handleLoop);
   r.onOp("", "LpNormalization", 1, handleLpNormalization);
-  r.onOp("", "LpPool", 1, [](Importer &im) {
+  r.onOp("", "LpPool", 1, [](OpContext &im) {
     int64_t p = im.attrInt("p", 2);
     if (p <= 0)
       return im.fail("p must be positive");
@@ -907,19 +909,19 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
   });
   r.onOp("", "MatMul", 1, handleMatMul);
   r.onOp("", "MatMulInteger", 1, handleMatMulInteger);
-  r.onOp("", "Max", 1, [](Importer &im) { return variadic(im, im.anyUnsigned() ? maxUOp : maxOp); });
-  r.onOp("", "MaxPool", 1, [](Importer &im) { return handlePool(im, true); });
+  r.onOp("", "Max", 1, [](OpContext &im) { return variadic(im, im.anyUnsigned() ? maxUOp : maxOp); });
+  r.onOp("", "MaxPool", 1, [](OpContext &im) { return handlePool(im, true); });
   r.onOp("", "MaxUnpool", 1, handleMaxUnpool);
-  r.onOp("", "Mean", 1, [](Importer &im) { return variadic(im, addOp, true); });
+  r.onOp("", "Mean", 1, [](OpContext &im) { return variadic(im, addOp, true); });
   r.onOp("", "MeanVarianceNormalization", 1, handleMeanVarianceNormalization);
   r.onOp("", "MelWeightMatrix", 1, handleMelWeightMatrix);
-  r.onOp("", "Min", 1, [](Importer &im) { return variadic(im, im.anyUnsigned() ? minUOp : minOp); });
-  r.onOp("", "Mish", 1, [](Importer &im) {
+  r.onOp("", "Min", 1, [](OpContext &im) { return variadic(im, im.anyUnsigned() ? minUOp : minOp); });
+  r.onOp("", "Mish", 1, [](OpContext &im) {
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value sp = math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, v[0]));
       return arith::MulFOp::create(ob, l, v[0], math::TanhOp::create(ob, l, sp));
     });
   });
   r.onOp("", "Mod", 1, handleMod);
-  r.onOp("", "Mul", 1, [](Importer &im) { return binary(im, mulOp); });
+  r.onOp("", "Mul", 1, [](OpContext &im) { return binary(im, mulOp); });
 }

@@ -23,9 +23,9 @@ namespace onnx = kiln::onnx;
 
 using utils::IteratorType;
 
-static LogicalResult integerPow(Importer &im);
+static LogicalResult integerPow(OpContext &im);
 
-static LogicalResult handlePow(Importer &im) {
+static LogicalResult handlePow(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
@@ -69,7 +69,7 @@ static LogicalResult handlePow(Importer &im) {
 /// exponent multiplies exactly (square and multiply over the exponent's bits,
 /// wrapping like numpy); a float exponent goes through f64 and truncates,
 /// like numpy's power(...).astype(base type).
-static LogicalResult integerPow(Importer &im) {
+static LogicalResult integerPow(OpContext &im) {
   Value x = im.input(0), y = im.input(1);
   Type et = im.elementType(x), yt = im.elementType(y);
   if (et.isInteger(1) || yt.isInteger(1))
@@ -118,7 +118,7 @@ static LogicalResult integerPow(Importer &im) {
   return success();
 }
 
-static LogicalResult handlePRelu(Importer &im) {
+static LogicalResult handlePRelu(OpContext &im) {
   Value x = im.input(0), slope = im.input(1);
   Type et = im.elementType(x);
   if (et != im.elementType(slope))
@@ -144,7 +144,7 @@ static LogicalResult handlePRelu(Importer &im) {
   return success();
 }
 
-static LogicalResult handlePad(Importer &im) {
+static LogicalResult handlePad(OpContext &im) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   std::string mode = im.attrString("mode", "constant");
@@ -206,7 +206,7 @@ static LogicalResult handlePad(Importer &im) {
   return success();
 }
 
-static LogicalResult handleNLLLoss(Importer &im) {
+static LogicalResult handleNLLLoss(OpContext &im) {
   Value x = im.input(0);
   if (!isFloat(im.elementType(x)))
     return im.fail("supported for floating-point inputs only");
@@ -217,7 +217,7 @@ static LogicalResult handleNLLLoss(Importer &im) {
   return success();
 }
 
-static LogicalResult handleOneHot(Importer &im) {
+static LogicalResult handleOneHot(OpContext &im) {
   Value idx = im.input(0), values = im.input(2);
   SmallVector<int64_t> is(im.shapeOf(idx));
   auto dc = im.requireConst(1, "depth");
@@ -260,7 +260,7 @@ static LogicalResult handleOneHot(Importer &im) {
 
 /// QuantizeLinear: saturate(round_half_even(x / scale) + zero_point) to the
 /// output integer type (zero_point's, output_dtype, or uint8).
-static LogicalResult handleQuantizeLinear(Importer &im) {
+static LogicalResult handleQuantizeLinear(OpContext &im) {
   Value x = im.input(0), scale = im.input(1);
   SmallVector<int64_t> xs(im.shapeOf(x));
   if (!isFloat(im.elementType(x)) || !isFloat(im.elementType(scale)))
@@ -340,7 +340,7 @@ static Value toF32(OpBuilder &ob, Location l, Value v, bool uns = false) {
 /// The index expression of a per-tensor (scalar or [1]) or 1-D per-`what`
 /// quantization parameter of shape `ps`, where `loop` walks the `size`
 /// elements it is indexed by.
-static FailureOr<SmallVector<AffineExpr>> quantParamExprs(Importer &im, ArrayRef<int64_t> ps,
+static FailureOr<SmallVector<AffineExpr>> quantParamExprs(OpContext &im, ArrayRef<int64_t> ps,
                                                           AffineExpr loop, int64_t size,
                                                           StringRef name, StringRef what) {
   int64_t numel = 1;
@@ -358,7 +358,7 @@ static FailureOr<SmallVector<AffineExpr>> quantParamExprs(Importer &im, ArrayRef
                  " (" + Twine(size) + " elements)");
 }
 
-static LogicalResult handleQLinearMatMul(Importer &im) {
+static LogicalResult handleQLinearMatMul(OpContext &im) {
   if (failed(requireInputs(im, 8)))
     return failure();
   Value a = im.input(0), bm = im.input(3);
@@ -445,7 +445,7 @@ static LogicalResult handleQLinearMatMul(Importer &im) {
 /// the i32 bias, requantized as the reference does: acc * (x_scale *
 /// w_scale / y_scale) in f64 (numpy promotes the int32 accumulator), plus
 /// y_zero_point, rounded half to even and saturated.
-static LogicalResult handleQLinearConv(Importer &im) {
+static LogicalResult handleQLinearConv(OpContext &im) {
   if (failed(requireInputs(im, 8)))
     return failure();
   auto x = shiftedInt8(im, 0, 2, false, "x");
@@ -509,7 +509,7 @@ static LogicalResult handleQLinearConv(Importer &im) {
 /// NonZero: [rank, n] i64 (n = numel, the bound) whose column k holds the
 /// coordinates of the (k+1)-th nonzero element in row-major order; the
 /// number of nonzeros is the extent of dim 1. A constant input folds.
-static LogicalResult handleNonZero(Importer &im) {
+static LogicalResult handleNonZero(OpContext &im) {
   if (failed(requireInputs(im, 1)))
     return failure();
   Value x = im.input(0);
@@ -570,7 +570,7 @@ static LogicalResult handleNonZero(Importer &im) {
 /// one more box per round, so N rounds (one generic each) are exact. The
 /// first max_output_boxes_per_class kept boxes of each (batch, class) are
 /// then written in that order: [B*C*N, 3] bound, the count data-dependent.
-static LogicalResult handleNonMaxSuppression(Importer &im) {
+static LogicalResult handleNonMaxSuppression(OpContext &im) {
   if (failed(requireInputs(im, 2)))
     return failure();
   Value boxes = im.input(0), scores = im.input(1);
@@ -765,21 +765,24 @@ static LogicalResult handleNonMaxSuppression(Importer &im) {
 
 // Optionals
 
-static LogicalResult handleOptional(Importer &im) {
+static LogicalResult handleOptional(OpContext &ctx) {
+  Importer &im = ctx.importer();
   if (im.wantsOutput(0))
     im.optionals[im.node->output(0)] =
         im.hasInput(0) ? elementOf(im, im.node->input(0)) : std::string();
   return success();
 }
 
-static LogicalResult handleOptionalHasElement(Importer &im) {
+static LogicalResult handleOptionalHasElement(OpContext &ctx) {
+  Importer &im = ctx.importer();
   bool has = im.hasInput(0) &&
              (!im.isOptional(0) || !im.optionals.lookup(im.node->input(0)).empty());
   im.setConstOutput(0, boolAttr(im, has));
   return success();
 }
 
-static LogicalResult handleOptionalGetElement(Importer &im) {
+static LogicalResult handleOptionalGetElement(OpContext &ctx) {
+  Importer &im = ctx.importer();
   if (!im.hasInput(0))
     return im.fail("missing input");
   std::string contents = im.node->input(0);
@@ -797,7 +800,7 @@ static LogicalResult handleOptionalGetElement(Importer &im) {
 //===----------------------------------------------------------------------===//
 
 void kiln::detail::registerDefaultDomainNtoQ(OpRegistry &r) {
-  r.onOp("", "Neg", 1, [](Importer &im) {
+  r.onOp("", "Neg", 1, [](OpContext &im) {
     return unary(im, F_BODY(isFloat(v[0].getType()) ? (Value)arith::NegFOp::create(ob, l, v[0])
                                                     : subOp(ob, l, zeroOf(ob, l, v[0].getType()), v[0])),
                  false);
@@ -805,7 +808,7 @@ void kiln::detail::registerDefaultDomainNtoQ(OpRegistry &r) {
   r.onOp("", "NegativeLogLikelihoodLoss", 1, handleNLLLoss);
   r.onOp("", "NonMaxSuppression", 1, handleNonMaxSuppression);
   r.onOp("", "NonZero", 1, handleNonZero);
-  r.onOp("", "Not", 1, [](Importer &im) {
+  r.onOp("", "Not", 1, [](OpContext &im) {
     return unary(im, F_BODY(arith::XOrIOp::create(ob, l, v[0],
                                                   arith::ConstantOp::create(ob, l, ob.getBoolAttr(true)))),
                  false);
@@ -814,7 +817,7 @@ void kiln::detail::registerDefaultDomainNtoQ(OpRegistry &r) {
   r.onOp("", "Optional", 1, handleOptional);
   r.onOp("", "OptionalGetElement", 1, handleOptionalGetElement);
   r.onOp("", "OptionalHasElement", 1, handleOptionalHasElement);
-  r.onOp("", "Or", 1, [](Importer &im) { return binary(im, orOp); });
+  r.onOp("", "Or", 1, [](OpContext &im) { return binary(im, orOp); });
   r.onOp("", "PRelu", 1, handlePRelu);
   r.onOp("", "Pad", 1, handlePad);
   r.onOp("", "Pow", 1, handlePow);

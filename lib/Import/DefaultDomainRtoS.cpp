@@ -23,7 +23,7 @@ namespace onnx = kiln::onnx;
 
 using utils::IteratorType;
 
-static LogicalResult handleSign(Importer &im) {
+static LogicalResult handleSign(OpContext &im) {
   Type et = im.elementType(im.input(0));
   return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
     Value zero = zeroOf(ob, l, et);
@@ -40,7 +40,7 @@ static LogicalResult handleSign(Importer &im) {
   });
 }
 
-static LogicalResult handleShrink(Importer &im) {
+static LogicalResult handleShrink(OpContext &im) {
   double bias = im.attrFloat("bias", 0.0f), lambd = im.attrFloat("lambd", 0.5f);
   Type et = im.elementType(im.input(0));
   return mapInputs(im, et, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -57,7 +57,7 @@ static LogicalResult handleShrink(Importer &im) {
 
 /// Axes of a Reduce* node: an attribute, or input 1 with `axesInput`
 /// (opset 13 for ReduceSum, 18 for the others).
-static FailureOr<SmallVector<int64_t>> reduceAxes(Importer &im, int64_t rank, bool axesInput) {
+static FailureOr<SmallVector<int64_t>> reduceAxes(OpContext &im, int64_t rank, bool axesInput) {
   SmallVector<int64_t> axes;
   if (axesInput) {
     if (im.hasInput(1)) {
@@ -87,7 +87,7 @@ static FailureOr<SmallVector<int64_t>> reduceAxes(Importer &im, int64_t rank, bo
 
 enum class ReduceKind { Sum, Mean, Max, Min, Prod, SumSquare, L1, L2, LogSum, LogSumExp };
 
-static LogicalResult handleReduce(Importer &im, ReduceKind kind, bool axesInput) {
+static LogicalResult handleReduce(OpContext &im, ReduceKind kind, bool axesInput) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   int64_t rank = im.shapeOf(x).size();
@@ -163,7 +163,7 @@ static LogicalResult handleReduce(Importer &im, ReduceKind kind, bool axesInput)
 
 // Data movement
 
-static LogicalResult handleReshape(Importer &im) {
+static LogicalResult handleReshape(OpContext &im) {
   Value x = im.input(0);
   auto shape = im.constInts(1, "shape");
   if (failed(shape))
@@ -205,7 +205,7 @@ static LogicalResult handleReshape(Importer &im) {
 }
 
 /// Squeeze's axes: an attribute, or input 1 with `axesInput` (opset 13).
-static FailureOr<SmallVector<int64_t>> squeezeAxes(Importer &im, int64_t rank, bool axesInput) {
+static FailureOr<SmallVector<int64_t>> squeezeAxes(OpContext &im, int64_t rank, bool axesInput) {
   SmallVector<int64_t> axes;
   if (axesInput) {
     if (im.hasInput(1)) {
@@ -226,7 +226,7 @@ static FailureOr<SmallVector<int64_t>> squeezeAxes(Importer &im, int64_t rank, b
   return axes;
 }
 
-static LogicalResult handleSqueeze(Importer &im, bool axesInput) {
+static LogicalResult handleSqueeze(OpContext &im, bool axesInput) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   auto axes = squeezeAxes(im, in.size(), axesInput);
@@ -248,7 +248,7 @@ static LogicalResult handleSqueeze(Importer &im, bool axesInput) {
 
 /// out = x[starts + i*steps] along `axes`, other dims whole. Affine access, so
 /// it is an ordinary (fusable) elementwise generic.
-static Value strided(Importer &im, Value x, ArrayRef<int64_t> starts, ArrayRef<int64_t> steps,
+static Value strided(OpContext &im, Value x, ArrayRef<int64_t> starts, ArrayRef<int64_t> steps,
                      ArrayRef<int64_t> outShape) {
   MLIRContext *ctx = &im.ctx;
   int64_t rank = outShape.size();
@@ -294,7 +294,7 @@ static Value strided(Importer &im, Value x, ArrayRef<int64_t> starts, ArrayRef<i
       .getResult(0);
 }
 
-static LogicalResult handleSlice(Importer &im) {
+static LogicalResult handleSlice(OpContext &im) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   int64_t rank = in.size();
@@ -346,7 +346,7 @@ static LogicalResult handleSlice(Importer &im) {
   return success();
 }
 
-static LogicalResult handleSplit(Importer &im) {
+static LogicalResult handleSplit(OpContext &im) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   auto axis = im.normalizeAxis(im.attrInt("axis", 0), in.size());
@@ -388,7 +388,7 @@ static LogicalResult handleSplit(Importer &im) {
 
 /// RMSNormalization (opset 23): x / sqrt(mean(x^2 over axis..) + eps) in the
 /// stash type (float32), cast back, times scale.
-static LogicalResult handleRMSNorm(Importer &im) {
+static LogicalResult handleRMSNorm(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
@@ -439,7 +439,7 @@ static LogicalResult handleRMSNorm(Importer &im) {
 
 /// SoftmaxCrossEntropyLoss: log-softmax over axis 1, then the NLL loss;
 /// output 1 (optional) is the log-probabilities.
-static LogicalResult handleSCELoss(Importer &im) {
+static LogicalResult handleSCELoss(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
@@ -474,7 +474,7 @@ static LogicalResult handleSCELoss(Importer &im) {
 }
 
 static FailureOr<std::function<Value(OpBuilder &, Location, Value, Value)>>
-scatterReduction(Importer &im) {
+scatterReduction(OpContext &im) {
   std::string red = im.attrString("reduction", "none");
   bool uns = im.isUnsigned(0);
   if (red == "none")
@@ -495,7 +495,7 @@ scatterReduction(Importer &im) {
 /// constant indices: out[p] folds, in order, every update u with
 /// u = p except along `axis` and indices[u] == p[axis] into data[p]. One
 /// reduction loop over the indices' axis, O(out * indices.shape[axis]).
-static LogicalResult handleScatterElements(Importer &im) {
+static LogicalResult handleScatterElements(OpContext &im) {
   Value data = im.input(0), indices = im.input(1), updates = im.input(2);
   SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices));
   int64_t rank = ds.size();
@@ -551,7 +551,7 @@ static LogicalResult handleScatterElements(Importer &im) {
 
 /// ScatterND as an inverse map: out[p] folds every update b (over the
 /// indices' batch dims, in row-major order) with indices[b] == p[:L].
-static LogicalResult handleScatterND(Importer &im) {
+static LogicalResult handleScatterND(OpContext &im) {
   Value data = im.input(0), indices = im.input(1), updates = im.input(2);
   SmallVector<int64_t> ds(im.shapeOf(data)), is(im.shapeOf(indices)), us(im.shapeOf(updates));
   int64_t rank = ds.size();
@@ -617,7 +617,7 @@ static LogicalResult handleScatterND(Importer &im) {
 /// RoiAlign with a fixed sampling grid per bin: the bins' sample points
 /// are the reduction loops, each sample bilinearly interpolated in f64 the
 /// way ONNX's reference computes them, then averaged or maxed.
-static LogicalResult handleRoiAlign(Importer &im) {
+static LogicalResult handleRoiAlign(OpContext &im) {
   Value x = im.input(0), rois = im.input(1), batch = im.input(2);
   ArrayRef<int64_t> xs = im.shapeOf(x), rs = im.shapeOf(rois);
   Type et = im.elementType(x);
@@ -729,7 +729,7 @@ static LogicalResult handleRoiAlign(Importer &im) {
   return success();
 }
 
-static LogicalResult handleSTFT(Importer &im) {
+static LogicalResult handleSTFT(OpContext &im) {
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   Type et = im.elementType(x);
@@ -802,7 +802,7 @@ static LogicalResult handleSTFT(Importer &im) {
 
 /// ReverseSequence: along time_axis, the first sequence_lens[b] elements of
 /// batch b come reversed, the rest unchanged. The lengths are runtime data.
-static LogicalResult handleReverseSequence(Importer &im) {
+static LogicalResult handleReverseSequence(OpContext &im) {
   Value x = im.input(0), lens = im.input(1);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   if (xs.size() < 2)
@@ -835,7 +835,7 @@ static LogicalResult handleReverseSequence(Importer &im) {
 /// Each output element reads its rotation partner and its cos/sin entry with
 /// tensor.extract: the partner index (d +- rotary_dim/2, or d ^ 1 when
 /// interleaved) and the position gather are not affine.
-static LogicalResult handleRotaryEmbedding(Importer &im) {
+static LogicalResult handleRotaryEmbedding(OpContext &im) {
   Value x = im.input(0), cosC = im.input(1), sinC = im.input(2);
   Type et = im.elementType(x);
   if (!isHalfOrFloat(et))
@@ -1025,7 +1025,7 @@ static LogicalResult unrollScan(Importer &im, const onnx::GraphProto &body,
 
 /// Reads list attribute `name` with `n` entries, all zero by default;
 /// `flags` lists hold directions, 0 or 1.
-static FailureOr<SmallVector<int64_t>> listAttr(Importer &im, StringRef name, int64_t n,
+static FailureOr<SmallVector<int64_t>> listAttr(OpContext &im, StringRef name, int64_t n,
                                                 bool flags) {
   auto v = im.attrInts(name).value_or(SmallVector<int64_t>(n, 0));
   if ((int64_t)v.size() != n)
@@ -1038,7 +1038,8 @@ static FailureOr<SmallVector<int64_t>> listAttr(Importer &im, StringRef name, in
   return v;
 }
 
-static LogicalResult handleScan(Importer &im) {
+static LogicalResult handleScan(OpContext &ctx) {
+  Importer &im = ctx.importer();
   const onnx::GraphProto *body = graphAttr(im, "body");
   if (!body)
     return failure();
@@ -1139,7 +1140,7 @@ static void setSequence(Importer &im, unsigned i, SmallVector<std::string> elems
 
 /// Position input `i` resolved against a sequence of `size` elements;
 /// `size` itself is allowed when `allowEnd` (insertion).
-static FailureOr<int64_t> position(Importer &im, unsigned i, int64_t size, bool allowEnd,
+static FailureOr<int64_t> position(OpContext &im, unsigned i, int64_t size, bool allowEnd,
                                    int64_t dflt) {
   int64_t pos = dflt;
   if (im.hasInput(i)) {
@@ -1157,7 +1158,8 @@ static FailureOr<int64_t> position(Importer &im, unsigned i, int64_t size, bool 
   return pos < 0 ? pos + size : pos;
 }
 
-static LogicalResult handleSequenceConstruct(Importer &im) {
+static LogicalResult handleSequenceConstruct(OpContext &ctx) {
+  Importer &im = ctx.importer();
   SmallVector<std::string> elems;
   for (int i = 0; i < im.node->input_size(); ++i) {
     if (!im.hasInput(i) || !isTensor(im, im.node->input(i)))
@@ -1168,7 +1170,8 @@ static LogicalResult handleSequenceConstruct(Importer &im) {
   return success();
 }
 
-static LogicalResult handleSequenceInsert(Importer &im) {
+static LogicalResult handleSequenceInsert(OpContext &ctx) {
+  Importer &im = ctx.importer();
   auto seq = sequenceInput(im, 0);
   if (failed(seq))
     return failure();
@@ -1182,7 +1185,8 @@ static LogicalResult handleSequenceInsert(Importer &im) {
   return success();
 }
 
-static LogicalResult handleSequenceErase(Importer &im) {
+static LogicalResult handleSequenceErase(OpContext &ctx) {
+  Importer &im = ctx.importer();
   auto seq = sequenceInput(im, 0);
   if (failed(seq))
     return failure();
@@ -1196,7 +1200,8 @@ static LogicalResult handleSequenceErase(Importer &im) {
   return success();
 }
 
-static LogicalResult handleSequenceAt(Importer &im) {
+static LogicalResult handleSequenceAt(OpContext &ctx) {
+  Importer &im = ctx.importer();
   auto seq = sequenceInput(im, 0);
   if (failed(seq))
     return failure();
@@ -1209,7 +1214,8 @@ static LogicalResult handleSequenceAt(Importer &im) {
   return success();
 }
 
-static LogicalResult handleSequenceLength(Importer &im) {
+static LogicalResult handleSequenceLength(OpContext &ctx) {
+  Importer &im = ctx.importer();
   auto seq = sequenceInput(im, 0);
   if (failed(seq))
     return failure();
@@ -1217,7 +1223,8 @@ static LogicalResult handleSequenceLength(Importer &im) {
   return success();
 }
 
-static LogicalResult handleSplitToSequence(Importer &im) {
+static LogicalResult handleSplitToSequence(OpContext &ctx) {
+  Importer &im = ctx.importer();
   RankedTensorType type = im.inputType(0);
   auto axis = im.normalizeAxis(im.attrInt("axis", 0), type.getRank());
   if (failed(axis))
@@ -1273,7 +1280,8 @@ static LogicalResult handleSplitToSequence(Importer &im) {
   return success();
 }
 
-static LogicalResult handleSequenceMap(Importer &im) {
+static LogicalResult handleSequenceMap(OpContext &ctx) {
+  Importer &im = ctx.importer();
   const onnx::GraphProto *body = graphAttr(im, "body");
   if (!body)
     return failure();
@@ -1309,15 +1317,15 @@ static LogicalResult handleSequenceMap(Importer &im) {
 /// `inputSince`, input 1 from then on.
 template <ReduceKind kind>
 static void onReduce(OpRegistry &r, StringRef name, int64_t inputSince) {
-  r.onOp("", name, 1, [](Importer &im) { return handleReduce(im, kind, /*axesInput=*/false); });
+  r.onOp("", name, 1, [](OpContext &im) { return handleReduce(im, kind, /*axesInput=*/false); });
   r.onOp("", name, inputSince,
-         [](Importer &im) { return handleReduce(im, kind, /*axesInput=*/true); });
+         [](OpContext &im) { return handleReduce(im, kind, /*axesInput=*/true); });
 }
 
 void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   r.onOp("", "RMSNormalization", 1, handleRMSNorm);
-  r.onOp("", "RNN", 1, [](Importer &im) { return handleRecurrent(im, {1, {"Tanh"}}); });
-  r.onOp("", "Reciprocal", 1, [](Importer &im) {
+  r.onOp("", "RNN", 1, [](OpContext &im) { return handleRecurrent(im, {1, {"Tanh"}}); });
+  r.onOp("", "Reciprocal", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
       return arith::DivFOp::create(ob, l, cst(im, ob, l, v[0], 1.0), v[0]);
     });
@@ -1332,22 +1340,22 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   onReduce<ReduceKind::Prod>(r, "ReduceProd", 18);
   onReduce<ReduceKind::Sum>(r, "ReduceSum", 13);
   onReduce<ReduceKind::SumSquare>(r, "ReduceSumSquare", 18);
-  r.onOp("", "Relu", 1, [](Importer &im) {
+  r.onOp("", "Relu", 1, [](OpContext &im) {
     return unary(im, F_BODY(maxOp(ob, l, v[0], zeroOf(ob, l, v[0].getType()))), false);
   });
   r.onOp("", "Reshape", 1, handleReshape);
-  r.onOp("", "Resize", 1, [](Importer &im) { return handleResize(im, false); });
+  r.onOp("", "Resize", 1, [](OpContext &im) { return handleResize(im, false); });
   r.onOp("", "ReverseSequence", 1, handleReverseSequence);
   r.onOp("", "RoiAlign", 1, handleRoiAlign);
   r.onOp("", "RotaryEmbedding", 1, handleRotaryEmbedding);
   // ONNX rounds halves to even, like numpy.
-  r.onOp("", "Round", 1, [](Importer &im) { return mathUnary<math::RoundEvenOp>(im); });
+  r.onOp("", "Round", 1, [](OpContext &im) { return mathUnary<math::RoundEvenOp>(im); });
   r.onOp("", "STFT", 1, handleSTFT);
   r.onOp("", "Scan", 1, handleScan);
   r.onOp("", "Scatter", 1, handleScatterElements);
   r.onOp("", "ScatterElements", 1, handleScatterElements);
   r.onOp("", "ScatterND", 1, handleScatterND);
-  r.onOp("", "Selu", 1, [](Importer &im) {
+  r.onOp("", "Selu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.67326319217681884765625f);
     double gamma = im.attrFloat("gamma", 1.05070102214813232421875f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -1363,8 +1371,8 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   });
   r.onOp("", "SequenceAt", 1, handleSequenceAt);
   r.onOp("", "SequenceConstruct", 1, handleSequenceConstruct);
-  r.onOp("", "SequenceEmpty", 1, [](Importer &im) {
-    setSequence(im, 0, {});
+  r.onOp("", "SequenceEmpty", 1, [](OpContext &ctx) {
+    setSequence(ctx.importer(), 0, {});
     return success();
   });
   r.onOp("", "SequenceErase", 1, handleSequenceErase);
@@ -1372,37 +1380,37 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   r.onOp("", "SequenceLength", 1, handleSequenceLength);
   r.onOp("", "SequenceMap", 1, handleSequenceMap);
   r.onOp("", "Shrink", 1, handleShrink);
-  r.onOp("", "Sigmoid", 1, [](Importer &im) {
+  r.onOp("", "Sigmoid", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) { return sigmoid(im, ob, l, v[0]); });
   });
   r.onOp("", "Sign", 1, handleSign);
-  r.onOp("", "Sin", 1, [](Importer &im) { return mathUnary<math::SinOp>(im); });
-  r.onOp("", "Sinh", 1, [](Importer &im) { return mathUnary<math::SinhOp>(im); });
+  r.onOp("", "Sin", 1, [](OpContext &im) { return mathUnary<math::SinOp>(im); });
+  r.onOp("", "Sinh", 1, [](OpContext &im) { return mathUnary<math::SinhOp>(im); });
   r.onOp("", "Slice", 1, handleSlice);
-  r.onOp("", "Softmax", 1, [](Importer &im) { return handleSoftmax(im, false, /*coerce2D=*/true); });
-  r.onOp("", "Softmax", 13, [](Importer &im) { return handleSoftmax(im, false, /*coerce2D=*/false); });
+  r.onOp("", "Softmax", 1, [](OpContext &im) { return handleSoftmax(im, false, /*coerce2D=*/true); });
+  r.onOp("", "Softmax", 13, [](OpContext &im) { return handleSoftmax(im, false, /*coerce2D=*/false); });
   r.onOp("", "SoftmaxCrossEntropyLoss", 1, handleSCELoss);
-  r.onOp("", "Softplus", 1, [](Importer &im) {
+  r.onOp("", "Softplus", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
       return math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, v[0]));
     });
   });
-  r.onOp("", "Softsign", 1, [](Importer &im) {
+  r.onOp("", "Softsign", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value d = arith::AddFOp::create(ob, l, cst(im, ob, l, v[0], 1.0),
                                       math::AbsFOp::create(ob, l, v[0]));
       return arith::DivFOp::create(ob, l, v[0], d);
     });
   });
-  r.onOp("", "SpaceToDepth", 1, [](Importer &im) { return handleDepthSpace(im, false); });
+  r.onOp("", "SpaceToDepth", 1, [](OpContext &im) { return handleDepthSpace(im, false); });
   r.onOp("", "Split", 1, handleSplit);
   r.onOp("", "SplitToSequence", 1, handleSplitToSequence);
-  r.onOp("", "Sqrt", 1, [](Importer &im) { return mathUnary<math::SqrtOp>(im); });
-  r.onOp("", "Squeeze", 1, [](Importer &im) { return handleSqueeze(im, /*axesInput=*/false); });
-  r.onOp("", "Squeeze", 13, [](Importer &im) { return handleSqueeze(im, /*axesInput=*/true); });
-  r.onOp("", "Sub", 1, [](Importer &im) { return binary(im, subOp); });
-  r.onOp("", "Sum", 1, [](Importer &im) { return variadic(im, addOp); });
-  r.onOp("", "Swish", 1, [](Importer &im) {
+  r.onOp("", "Sqrt", 1, [](OpContext &im) { return mathUnary<math::SqrtOp>(im); });
+  r.onOp("", "Squeeze", 1, [](OpContext &im) { return handleSqueeze(im, /*axesInput=*/false); });
+  r.onOp("", "Squeeze", 13, [](OpContext &im) { return handleSqueeze(im, /*axesInput=*/true); });
+  r.onOp("", "Sub", 1, [](OpContext &im) { return binary(im, subOp); });
+  r.onOp("", "Sum", 1, [](OpContext &im) { return variadic(im, addOp); });
+  r.onOp("", "Swish", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value ax = arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha));

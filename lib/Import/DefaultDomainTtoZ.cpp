@@ -23,7 +23,7 @@ namespace onnx = kiln::onnx;
 
 using utils::IteratorType;
 
-static LogicalResult handleWhere(Importer &im) {
+static LogicalResult handleWhere(OpContext &im) {
   Value c = im.input(0), x = im.input(1), y = im.input(2);
   auto r = im.elementwise({c, x, y}, im.elementType(x),
                           [](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -37,7 +37,7 @@ static LogicalResult handleWhere(Importer &im) {
 
 /// Unsqueeze; its axes are an attribute, or input 1 with `axesInput` (opset
 /// 13).
-static LogicalResult handleUnsqueeze(Importer &im, bool axesInput) {
+static LogicalResult handleUnsqueeze(OpContext &im, bool axesInput) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   SmallVector<int64_t> axes;
@@ -65,7 +65,7 @@ static LogicalResult handleUnsqueeze(Importer &im, bool axesInput) {
   return success();
 }
 
-static LogicalResult handleTranspose(Importer &im) {
+static LogicalResult handleTranspose(OpContext &im) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   SmallVector<int64_t> perm;
@@ -87,7 +87,7 @@ static LogicalResult handleTranspose(Importer &im) {
 
 /// Trilu: keeps the upper (j - i >= k) or lower (j - i <= k) triangle of the
 /// last two dimensions, zeroing the rest.
-static LogicalResult handleTrilu(Importer &im) {
+static LogicalResult handleTrilu(OpContext &im) {
   Value x = im.input(0);
   ArrayRef<int64_t> shape = im.shapeOf(x);
   int64_t rank = shape.size();
@@ -125,7 +125,7 @@ static LogicalResult handleTrilu(Importer &im) {
 /// before x_i} (ties: lower index first), an O(n^2) reduction per row; then
 /// output slot r takes the element whose rank is r, an O(n k) reduction.
 /// Fine for small axes; a sort would be needed for long ones.
-static LogicalResult handleTopK(Importer &im) {
+static LogicalResult handleTopK(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   SmallVector<int64_t> shape(im.shapeOf(x));
@@ -205,7 +205,7 @@ static LogicalResult handleTopK(Importer &im) {
   return success();
 }
 
-static LogicalResult handleTile(Importer &im) {
+static LogicalResult handleTile(OpContext &im) {
   Value x = im.input(0);
   SmallVector<int64_t> shape(im.shapeOf(x));
   auto reps = im.constInts(1, "repeats");
@@ -231,7 +231,7 @@ static LogicalResult handleTile(Importer &im) {
 /// fd[i][j] is the first position where slices i and j differ (m if equal),
 /// which gives both equality and the lexicographic order. Y, indices and
 /// counts have the data-dependent extent U (the number of distinct slices).
-static LogicalResult handleUnique(Importer &im) {
+static LogicalResult handleUnique(OpContext &im) {
   if (failed(requireInputs(im, 1)))
     return failure();
   Value x = im.input(0);
@@ -386,7 +386,7 @@ static LogicalResult handleUnique(Importer &im) {
 /// TensorScatter in gather form: present[..., p, ...] is
 /// update[..., s, ...] with s = p - write_indices[batch] (mod the cache
 /// length in circular mode) when 0 <= s < sequence_length, else past.
-static LogicalResult handleTensorScatter(Importer &im) {
+static LogicalResult handleTensorScatter(OpContext &im) {
   if (failed(requireInputs(im, 2)))
     return failure();
   Value past = im.input(0), update = im.input(1);
@@ -460,7 +460,7 @@ static LogicalResult handleTensorScatter(Importer &im) {
 /// distance and start position (tokens read from constant tables); a
 /// contraction with a constant one-hot matrix sums the counts per output
 /// index, then the weighting.
-static LogicalResult handleTfIdfVectorizer(Importer &im) {
+static LogicalResult handleTfIdfVectorizer(OpContext &im) {
   if (failed(requireInputs(im, 1)))
     return failure();
   if (im.attr("pool_strings"))
@@ -598,11 +598,11 @@ static LogicalResult handleTfIdfVectorizer(Importer &im) {
 //===----------------------------------------------------------------------===//
 
 void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
-  r.onOp("", "Tan", 1, [](Importer &im) { return mathUnary<math::TanOp>(im); });
-  r.onOp("", "Tanh", 1, [](Importer &im) { return mathUnary<math::TanhOp>(im); });
+  r.onOp("", "Tan", 1, [](OpContext &im) { return mathUnary<math::TanOp>(im); });
+  r.onOp("", "Tanh", 1, [](OpContext &im) { return mathUnary<math::TanhOp>(im); });
   r.onOp("", "TensorScatter", 1, handleTensorScatter);
   r.onOp("", "TfIdfVectorizer", 1, handleTfIdfVectorizer);
-  r.onOp("", "ThresholdedRelu", 1, [](Importer &im) {
+  r.onOp("", "ThresholdedRelu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value gt = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, v[0],
@@ -615,9 +615,9 @@ void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
   r.onOp("", "Transpose", 1, handleTranspose);
   r.onOp("", "Trilu", 1, handleTrilu);
   r.onOp("", "Unique", 1, handleUnique);
-  r.onOp("", "Unsqueeze", 1, [](Importer &im) { return handleUnsqueeze(im, /*axesInput=*/false); });
-  r.onOp("", "Unsqueeze", 13, [](Importer &im) { return handleUnsqueeze(im, /*axesInput=*/true); });
-  r.onOp("", "Upsample", 1, [](Importer &im) { return handleResize(im, true); });
+  r.onOp("", "Unsqueeze", 1, [](OpContext &im) { return handleUnsqueeze(im, /*axesInput=*/false); });
+  r.onOp("", "Unsqueeze", 13, [](OpContext &im) { return handleUnsqueeze(im, /*axesInput=*/true); });
+  r.onOp("", "Upsample", 1, [](OpContext &im) { return handleResize(im, true); });
   r.onOp("", "Where", 1, handleWhere);
-  r.onOp("", "Xor", 1, [](Importer &im) { return binary(im, xorOp); });
+  r.onOp("", "Xor", 1, [](OpContext &im) { return binary(im, xorOp); });
 }

@@ -26,11 +26,11 @@ using utils::IteratorType;
 // ai.onnx.ml TreeEnsemble
 
 /// The values of tensor attribute `name` as doubles (empty if absent).
-static FailureOr<std::vector<double>> tensorAttrValues(Importer &im, StringRef name) {
+static FailureOr<std::vector<double>> tensorAttrValues(OpContext &im, StringRef name) {
   const auto *a = im.attr(name);
   if (!a)
     return std::vector<double>{};
-  auto attr = im.tensorToAttr(a->t());
+  auto attr = im.importer().tensorToAttr(a->t());
   if (failed(attr))
     return failure();
   auto h = HostTensor::fromAttr(*attr);
@@ -45,7 +45,7 @@ static FailureOr<std::vector<double>> tensorAttrValues(Importer &im, StringRef n
 /// TreeEnsemble with static trees: in one generic over [N, n_targets], each
 /// tree's reached leaf is a select chain over its (all evaluated) split
 /// comparisons, and the leaves whose target is the column aggregate.
-static LogicalResult handleTreeEnsemble(Importer &im) {
+static LogicalResult handleTreeEnsemble(OpContext &im) {
   if (failed(requireInputs(im, 1)))
     return failure();
   Value x = im.input(0);
@@ -197,7 +197,7 @@ static LogicalResult handleTreeEnsemble(Importer &im) {
 
 // ai.onnx.ml Binarizer and ArrayFeatureExtractor
 
-static LogicalResult handleBinarizer(Importer &im) {
+static LogicalResult handleBinarizer(OpContext &im) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isa<FloatType>(et))
@@ -217,7 +217,7 @@ static LogicalResult handleBinarizer(Importer &im) {
 
 /// Y = X[..., indices] with the indices flattened; a 1-D X gives [1, n], as
 /// onnxruntime and ONNX's reference shape it.
-static LogicalResult handleArrayFeatureExtractor(Importer &im) {
+static LogicalResult handleArrayFeatureExtractor(OpContext &im) {
   Value x = im.input(0), idx = im.input(1);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   if (xs.empty())

@@ -44,7 +44,7 @@ Type kiln::detail::onnxElementType(MLIRContext &ctx, int dataType) {
   case onnx::TensorProto::INT32: return b.getI32Type();
   case onnx::TensorProto::INT64: return b.getI64Type();
   case onnx::TensorProto::BOOL: return b.getI1Type();
-  // Signless: Importer::isUnsigned tells handlers the data is unsigned.
+  // Signless: OpContext::isUnsigned tells handlers the data is unsigned.
   case onnx::TensorProto::UINT8: return b.getIntegerType(8);
   case onnx::TensorProto::UINT16: return b.getIntegerType(16);
   case onnx::TensorProto::UINT32: return b.getI32Type();
@@ -149,13 +149,17 @@ DenseElementsAttr HostTensor::toAttr() const {
 // Importer
 //===----------------------------------------------------------------------===//
 
+OpContext::OpContext(MLIRContext &context, StringRef path)
+    : ctx(context), b(&context), loc(UnknownLoc::get(&context)), path(path.str()) {}
+
+Importer &OpContext::importer() { return static_cast<Importer &>(*this); }
+
 Importer::Importer(MLIRContext &context, StringRef path,
                    const ImportOptions &options)
-    : ctx(context), b(&context), loc(UnknownLoc::get(&context)), path(path.str()),
-      modelDir(llvm::sys::path::parent_path(path).str()), options(options),
-      fileLoc(FileLineColLoc::get(&context, path, 0, 0)) {}
+    : OpContext(context, path), modelDir(llvm::sys::path::parent_path(path).str()),
+      options(options), fileLoc(FileLineColLoc::get(&context, path, 0, 0)) {}
 
-LogicalResult Importer::fail(const Twine &message) {
+LogicalResult OpContext::fail(const Twine &message) {
   std::string where = path + ": ";
   if (node) {
     std::string name = node->name().empty()
@@ -174,40 +178,40 @@ LogicalResult Importer::fail(const Twine &message) {
   return failure();
 }
 
-const onnx::AttributeProto *Importer::attr(StringRef name) const {
+const onnx::AttributeProto *OpContext::attr(StringRef name) const {
   for (const auto &a : node->attribute())
     if (a.name() == name)
       return &a;
   return nullptr;
 }
 
-int64_t Importer::attrInt(StringRef name, int64_t dflt) const {
+int64_t OpContext::attrInt(StringRef name, int64_t dflt) const {
   const auto *a = attr(name);
   return a ? a->i() : dflt;
 }
 
-float Importer::attrFloat(StringRef name, float dflt) const {
+float OpContext::attrFloat(StringRef name, float dflt) const {
   const auto *a = attr(name);
   return a ? a->f() : dflt;
 }
 
-std::string Importer::attrString(StringRef name, StringRef dflt) const {
+std::string OpContext::attrString(StringRef name, StringRef dflt) const {
   const auto *a = attr(name);
   return a ? a->s() : dflt.str();
 }
 
-std::optional<SmallVector<int64_t>> Importer::attrInts(StringRef name) const {
+std::optional<SmallVector<int64_t>> OpContext::attrInts(StringRef name) const {
   const auto *a = attr(name);
   if (!a)
     return std::nullopt;
   return SmallVector<int64_t>(a->ints().begin(), a->ints().end());
 }
 
-bool Importer::hasInput(unsigned i) const {
+bool OpContext::hasInput(unsigned i) const {
   return (int)i < node->input_size() && !node->input(i).empty();
 }
 
-Value Importer::materialize(StringRef name) {
+Value OpContext::materialize(StringRef name) {
   auto it = values.find(name);
   if (it != values.end())
     return it->second;
@@ -225,17 +229,17 @@ Value Importer::materialize(StringRef name) {
   return v;
 }
 
-Value Importer::input(unsigned i) {
+Value OpContext::input(unsigned i) {
   return hasInput(i) ? materialize(node->input(i)) : Value();
 }
 
-RankedTensorType Importer::inputType(unsigned i) {
+RankedTensorType OpContext::inputType(unsigned i) {
   if (auto c = constInput(i))
     return cast<RankedTensorType>(c->getType());
   return cast<RankedTensorType>(input(i).getType());
 }
 
-std::optional<DenseElementsAttr> Importer::constInput(unsigned i) const {
+std::optional<DenseElementsAttr> OpContext::constInput(unsigned i) const {
   if (!hasInput(i))
     return std::nullopt;
   auto it = consts.find(node->input(i));
@@ -244,12 +248,12 @@ std::optional<DenseElementsAttr> Importer::constInput(unsigned i) const {
   return it->second;
 }
 
-void Importer::noteRequired(unsigned i) {
+void OpContext::noteRequired(unsigned i) {
   if (hasInput(i) && !consts.count(node->input(i)))
     neededValues.push_back(node->input(i));
 }
 
-FailureOr<DenseElementsAttr> Importer::requireConst(unsigned i, StringRef what) {
+FailureOr<DenseElementsAttr> OpContext::requireConst(unsigned i, StringRef what) {
   if (auto c = constInput(i))
     return *c;
   noteRequired(i);
@@ -258,7 +262,7 @@ FailureOr<DenseElementsAttr> Importer::requireConst(unsigned i, StringRef what) 
               "shapes, or a graph input bound with --input-value)");
 }
 
-FailureOr<SmallVector<int64_t>> Importer::constInts(unsigned i, StringRef what) {
+FailureOr<SmallVector<int64_t>> OpContext::constInts(unsigned i, StringRef what) {
   auto c = requireConst(i, what);
   if (failed(c))
     return failure();
@@ -268,24 +272,24 @@ FailureOr<SmallVector<int64_t>> Importer::constInts(unsigned i, StringRef what) 
   return SmallVector<int64_t>(host->ints.begin(), host->ints.end());
 }
 
-void Importer::setOutput(unsigned i, Value v) {
+void OpContext::setOutput(unsigned i, Value v) {
   if (wantsOutput(i))
     values[node->output(i)] = v;
 }
 
-void Importer::setDynamicOutput(unsigned i, Value v, Value extents, ArrayRef<int64_t> dims) {
+void OpContext::setDynamicOutput(unsigned i, Value v, Value extents, ArrayRef<int64_t> dims) {
   if (!wantsOutput(i))
     return;
   values[node->output(i)] = v;
   dynamicShapes[node->output(i)] = {node->op_type(), extents, llvm::to_vector(dims)};
 }
 
-void Importer::setConstOutput(unsigned i, DenseElementsAttr attr) {
+void OpContext::setConstOutput(unsigned i, DenseElementsAttr attr) {
   if (wantsOutput(i))
     consts[node->output(i)] = attr;
 }
 
-FailureOr<int64_t> Importer::normalizeAxis(int64_t axis, int64_t rank,
+FailureOr<int64_t> OpContext::normalizeAxis(int64_t axis, int64_t rank,
                                            StringRef what) {
   if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
     return fail(llvm::formatv("{0} {1} is out of range for rank {2}", what, axis, rank)
@@ -812,7 +816,7 @@ LogicalResult Importer::importGraph() {
   return success();
 }
 
-bool Importer::anyUnsigned() const {
+bool OpContext::anyUnsigned() const {
   for (int i = 0; i < node->input_size(); ++i)
     if (isUnsigned(i))
       return true;

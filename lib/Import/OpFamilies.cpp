@@ -24,7 +24,7 @@ namespace onnx = kiln::onnx;
 
 using utils::IteratorType;
 
-LogicalResult kiln::detail::handleSoftmax(Importer &im, bool log, bool coerce2D) {
+LogicalResult kiln::detail::handleSoftmax(OpContext &im, bool log, bool coerce2D) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   if (!isFloat(et))
@@ -70,7 +70,7 @@ LogicalResult kiln::detail::handleSoftmax(Importer &im, bool log, bool coerce2D)
   return success();
 }
 
-FailureOr<std::array<Value, 3>> kiln::detail::normalize(Importer &im, Value x,
+FailureOr<std::array<Value, 3>> kiln::detail::normalize(OpContext &im, Value x,
                                                  ArrayRef<int64_t> axes, double eps) {
   Type et = im.elementType(x);
   int64_t n = 1;
@@ -110,14 +110,14 @@ FailureOr<std::array<Value, 3>> kiln::detail::normalize(Importer &im, Value x,
   return std::array<Value, 3>{*y, *mean, *inv};
 }
 
-Value kiln::detail::channelVector(Importer &im, Value v, int64_t rank) {
+Value kiln::detail::channelVector(OpContext &im, Value v, int64_t rank) {
   SmallVector<int64_t> shape = {im.shapeOf(v)[0]};
   for (int64_t i = 2; i < rank; ++i)
     shape.push_back(1);
   return im.reshape(v, shape);
 }
 
-LogicalResult kiln::detail::handlePool(Importer &im, bool isMax, int64_t lpP) {
+LogicalResult kiln::detail::handlePool(OpContext &im, bool isMax, int64_t lpP) {
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   if (xs.size() < 3)
@@ -265,12 +265,12 @@ LogicalResult kiln::detail::handlePool(Importer &im, bool isMax, int64_t lpP) {
   return success();
 }
 
-LogicalResult kiln::detail::handleIdentity(Importer &im) {
+LogicalResult kiln::detail::handleIdentity(OpContext &im) {
   im.setOutput(0, im.input(0));
   return success();
 }
 
-FailureOr<Value> kiln::detail::nllLoss(Importer &im, Value logp, Value target, Value weight) {
+FailureOr<Value> kiln::detail::nllLoss(OpContext &im, Value logp, Value target, Value weight) {
   Type et = im.elementType(logp);
   ArrayRef<int64_t> xs = im.shapeOf(logp);
   ArrayRef<int64_t> ts = im.shapeOf(target);
@@ -427,7 +427,7 @@ static std::vector<double> resizeCoeffs(const ResizeMode &m, double ratio, doubl
   return c;
 }
 
-static FailureOr<AxisTaps> resizeAxisTaps(Importer &im, const ResizeMode &m, int64_t in,
+static FailureOr<AxisTaps> resizeAxisTaps(OpContext &im, const ResizeMode &m, int64_t in,
                                           int64_t out, double scale, double roiStart,
                                           double roiEnd) {
   AxisTaps r;
@@ -496,7 +496,7 @@ static FailureOr<AxisTaps> resizeAxisTaps(Importer &im, const ResizeMode &m, int
 /// Resizes axis `ax` of `x` to `out` elements with precomputed taps:
 /// y[.., o, ..] = sum_t w[o, t] * x[.., index[o, t], ..] (a gather when every
 /// row is one-hot), or the extrapolation value where flagged.
-static FailureOr<Value> resizeAxis(Importer &im, Value x, int64_t ax, int64_t out,
+static FailureOr<Value> resizeAxis(OpContext &im, Value x, int64_t ax, int64_t out,
                                    const AxisTaps &taps, double extrapolation) {
   Type et = im.elementType(x);
   SmallVector<int64_t> shape(im.shapeOf(x));
@@ -561,7 +561,7 @@ static FailureOr<Value> resizeAxis(Importer &im, Value x, int64_t ax, int64_t ou
   }, ins, maps);
 }
 
-LogicalResult kiln::detail::handleResize(Importer &im, bool upsample) {
+LogicalResult kiln::detail::handleResize(OpContext &im, bool upsample) {
   Value x = im.input(0);
   SmallVector<int64_t> inShape(im.shapeOf(x));
   int64_t rank = inShape.size();
@@ -704,7 +704,7 @@ LogicalResult kiln::detail::handleResize(Importer &im, bool upsample) {
   return success();
 }
 
-LogicalResult kiln::detail::handleDepthSpace(Importer &im, bool toSpace) {
+LogicalResult kiln::detail::handleDepthSpace(OpContext &im, bool toSpace) {
   Value x = im.input(0);
   SmallVector<int64_t> s(im.shapeOf(x));
   int64_t b = im.attrInt("blocksize", 0);
@@ -728,7 +728,7 @@ LogicalResult kiln::detail::handleDepthSpace(Importer &im, bool toSpace) {
   return success();
 }
 
-FailureOr<AffineMap> kiln::detail::quantParamMap(Importer &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps) {
+FailureOr<AffineMap> kiln::detail::quantParamMap(OpContext &im, ArrayRef<int64_t> xs, ArrayRef<int64_t> ps) {
   int64_t rank = xs.size();
   if (ps.empty())
     return AffineMap::get(rank, 0, {}, &im.ctx);
@@ -801,7 +801,7 @@ DftMatrix kiln::detail::dftMatrix(int64_t n, int64_t len, int64_t ci, bool inver
 }
 
 static constexpr int64_t kMaxDftMatrix = int64_t(1) << 24;
-FailureOr<Value> kiln::detail::dftConstant(Importer &im, const DftMatrix &d, Type et) {
+FailureOr<Value> kiln::detail::dftConstant(OpContext &im, const DftMatrix &d, Type et) {
   if ((int64_t)d.m.size() > kMaxDftMatrix)
     return im.fail(llvm::formatv("a DFT of {0} outputs over {1} samples needs a {2}-element "
                                  "matrix, over the limit of {3}",
@@ -814,7 +814,7 @@ FailureOr<Value> kiln::detail::dftConstant(Importer &im, const DftMatrix &d, Typ
   return (Value)arith::ConstantOp::create(im.b, im.loc, h.toAttr());
 }
 
-LogicalResult kiln::detail::handleWindow(Importer &im, double a0, double a1, double a2) {
+LogicalResult kiln::detail::handleWindow(OpContext &im, double a0, double a1, double a2) {
   auto size = im.constInts(0, "size");
   if (failed(size))
     return failure();
@@ -839,7 +839,7 @@ LogicalResult kiln::detail::handleWindow(Importer &im, double a0, double a1, dou
   return success();
 }
 
-FailureOr<Value> kiln::detail::shiftedInt8(Importer &im, unsigned i, unsigned zpIndex, bool perChannel,
+FailureOr<Value> kiln::detail::shiftedInt8(OpContext &im, unsigned i, unsigned zpIndex, bool perChannel,
                                     StringRef name) {
   Type i32 = im.b.getI32Type();
   Value v = im.input(i);
@@ -878,7 +878,7 @@ FailureOr<Value> kiln::detail::shiftedInt8(Importer &im, unsigned i, unsigned zp
   });
 }
 
-Value kiln::detail::prefixCount(Importer &im, Value x,
+Value kiln::detail::prefixCount(OpContext &im, Value x,
                          function_ref<Value(OpBuilder &, Location, Value)> keep) {
   MLIRContext *ctx = &im.ctx;
   int64_t m = im.shapeOf(x)[0];
@@ -914,14 +914,14 @@ Value kiln::detail::kthKept(OpBuilder &ob, Location l, Value prefix, Value k, in
   return lo;
 }
 
-Value kiln::detail::keptCount(Importer &im, Value prefix) {
+Value kiln::detail::keptCount(OpContext &im, Value prefix) {
   int64_t m = im.shapeOf(prefix)[0];
   return mapGeneric(im, {1}, im.b.getI64Type(), {prefix},
                     {{getAffineConstantExpr(m - 1, &im.ctx)}},
                     [](OpBuilder &, Location, ValueRange v) { return v[0]; });
 }
 
-Value kiln::detail::foldLoops(Importer &im, ArrayRef<int64_t> outShape, int64_t numLoops, ValueRange ins,
+Value kiln::detail::foldLoops(OpContext &im, ArrayRef<int64_t> outShape, int64_t numLoops, ValueRange ins,
                        ArrayRef<SmallVector<AffineExpr>> inExprs, ArrayRef<AffineExpr> outExprs,
                        TypedAttr init,
                        function_ref<Value(OpBuilder &, Location, Value, ValueRange)> step) {
@@ -945,7 +945,7 @@ Value kiln::detail::foldLoops(Importer &im, ArrayRef<int64_t> outShape, int64_t 
 
 /// The activation `name` (ONNX's RNN activation names) with its alpha and
 /// beta where given.
-static FailureOr<ActFn> recurrentActivation(Importer &im, StringRef name,
+static FailureOr<ActFn> recurrentActivation(OpContext &im, StringRef name,
                                             std::optional<double> alphaAttr,
                                             std::optional<double> betaAttr) {
   auto take = [](std::optional<double> v, double dflt) { return v.value_or(dflt); };
@@ -1015,7 +1015,7 @@ static FailureOr<ActFn> recurrentActivation(Importer &im, StringRef name,
   return im.fail("unsupported activation '" + name + "'");
 }
 
-LogicalResult kiln::detail::handleRecurrent(Importer &im, const RecurrentSpec &spec) {
+LogicalResult kiln::detail::handleRecurrent(OpContext &im, const RecurrentSpec &spec) {
   if (failed(requireInputs(im, 3)))
     return failure();
   StringRef op = im.node->op_type();

@@ -29,10 +29,10 @@
 namespace kiln::detail {
 using namespace mlir;
 
-class Importer;
+class OpContext;
 
 /// Builds the current node's outputs, or reports why it cannot.
-using Handler = mlir::LogicalResult (*)(Importer &);
+using Handler = mlir::LogicalResult (*)(OpContext &);
 
 class OpRegistry {
 public:

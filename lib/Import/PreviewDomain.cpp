@@ -29,7 +29,7 @@ using utils::IteratorType;
 /// out[b, h, m, n] = sum_k a[b, h, m, k] * bm[b, h / group, k, n] (or
 /// bm[.., n, k] with `transB`), each operand widened to `acc`. Reading the
 /// shared key/value head through a floordiv map avoids a repeated copy.
-static Value headMatmul(Importer &im, Value a, Value bm, bool transB, int64_t group, Type acc) {
+static Value headMatmul(OpContext &im, Value a, Value bm, bool transB, int64_t group, Type acc) {
   ArrayRef<int64_t> sa = im.shapeOf(a), sb = im.shapeOf(bm);
   int64_t n = transB ? sb[2] : sb[3];
   MLIRContext *ctx = &im.ctx;
@@ -55,7 +55,8 @@ static Value headMatmul(Importer &im, Value a, Value bm, bool transB, int64_t gr
 /// in softmax_precision, optional prob_mod, then P V, as the reference:
 /// sqrt(scale) is taken in f32 and both scaled operands are rounded to the
 /// input type before the product.
-static LogicalResult handleFlexAttention(Importer &im) {
+static LogicalResult handleFlexAttention(OpContext &ctx) {
+  Importer &im = ctx.importer();
   Value q = im.input(0), k = im.input(1), v = im.input(2);
   Type et = im.elementType(q);
   if (!isa<FloatType>(et) || et.getIntOrFloatBitWidth() > 64 || et.getIntOrFloatBitWidth() < 16)

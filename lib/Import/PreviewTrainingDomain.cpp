@@ -29,7 +29,7 @@ using utils::IteratorType;
 /// R, T, then `groups` runs of n tensors (X..., G..., ...); `step` gets
 /// (r, t as f32, elements of each group) and returns one value per output
 /// group; outputs are likewise grouped.
-static LogicalResult optimizer(Importer &im, unsigned groups, unsigned outGroups,
+static LogicalResult optimizer(OpContext &im, unsigned groups, unsigned outGroups,
                                function_ref<SmallVector<Value>(OpBuilder &, Location, Value,
                                                                Value, ValueRange)>
                                    step) {
@@ -76,7 +76,7 @@ static LogicalResult optimizer(Importer &im, unsigned groups, unsigned outGroups
   return success();
 }
 
-static LogicalResult handleAdagrad(Importer &im) {
+static LogicalResult handleAdagrad(OpContext &im) {
   double decay = im.attrFloat("decay_factor", 0), eps = im.attrFloat("epsilon", 0),
          norm = im.attrFloat("norm_coefficient", 0);
   return optimizer(im, 3, 2, [&](OpBuilder &ob, Location l, Value r, Value t, ValueRange v) {
@@ -95,7 +95,7 @@ static LogicalResult handleAdagrad(Importer &im) {
   });
 }
 
-static LogicalResult handleAdam(Importer &im) {
+static LogicalResult handleAdam(OpContext &im) {
   double alpha = im.attrFloat("alpha", 0.9f), beta = im.attrFloat("beta", 0.999f),
          eps = im.attrFloat("epsilon", 0), norm = im.attrFloat("norm_coefficient", 0),
          post = im.attrFloat("norm_coefficient_post", 0);
@@ -125,7 +125,7 @@ static LogicalResult handleAdam(Importer &im) {
   });
 }
 
-static LogicalResult handleMomentum(Importer &im) {
+static LogicalResult handleMomentum(OpContext &im) {
   for (StringRef a : {"alpha", "beta", "mode", "norm_coefficient"})
     if (!im.attr(a))
       return im.fail("required attribute '" + a + "' is missing");

@@ -283,12 +283,12 @@ void kiln::detail::setIntAttr(onnx::NodeProto &n, StringRef name, int64_t v) {
   a->set_i(v);
 }
 
-DenseElementsAttr kiln::detail::i64Attr(Importer &im, ArrayRef<int64_t> shape,
+DenseElementsAttr kiln::detail::i64Attr(OpContext &im, ArrayRef<int64_t> shape,
                                  ArrayRef<int64_t> vals) {
   return DenseElementsAttr::get(RankedTensorType::get(shape, im.b.getI64Type()), vals);
 }
 
-DenseElementsAttr kiln::detail::boolAttr(Importer &im, bool v) {
+DenseElementsAttr kiln::detail::boolAttr(OpContext &im, bool v) {
   return DenseElementsAttr::get(RankedTensorType::get({}, im.b.getI1Type()), v);
 }
 
@@ -302,7 +302,7 @@ bool kiln::detail::isTensor(Importer &im, StringRef name) {
   return !im.sequences.count(name) && !im.optionals.count(name);
 }
 
-const onnx::GraphProto *kiln::detail::graphAttr(Importer &im, StringRef name) {
+const onnx::GraphProto *kiln::detail::graphAttr(OpContext &im, StringRef name) {
   const onnx::AttributeProto *a = im.attr(name);
   if (!a || !a->has_g()) {
     im.fail("missing graph attribute '" + name + "'");
@@ -311,7 +311,7 @@ const onnx::GraphProto *kiln::detail::graphAttr(Importer &im, StringRef name) {
   return &a->g();
 }
 
-FailureOr<int64_t> kiln::detail::constScalar(Importer &im, unsigned i, StringRef what) {
+FailureOr<int64_t> kiln::detail::constScalar(OpContext &im, unsigned i, StringRef what) {
   // (Kiln resolves control flow and sequences while compiling.)
   auto c = im.requireConst(i, what);
   if (failed(c))
