@@ -3,8 +3,9 @@
 // Declarations of what more than one op file (DefaultDomain*.cpp and the
 // other domains' files) uses: builders (Builders.cpp), op families whose
 // members fall in several files (OpFamilies.cpp) and the helpers of the
-// sequence and control-flow ops (Subgraphs.cpp). The builders that are
-// Importer methods (elementwise, reduce, reshape, pad...) are in Importer.h.
+// sequence and control-flow ops (Subgraphs.cpp, taking the Importer). The
+// builders that are OpContext methods (elementwise, reduce, reshape, pad...)
+// are declared in Importer.h.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_LIB_IMPORT_BUILDERS_H
@@ -197,7 +198,7 @@ AffineMap map(OpContext &im, unsigned dims, ArrayRef<AffineExpr> exprs);
 
 bool isHalfOrFloat(Type t);
 
-// --- OpFamilies.cpp ------------------------------------------------------------
+// --- OpFamilies.cpp ----------------------------------------------------------
 
 /// Softmax, or LogSoftmax with `log`, along the node's axis; with
 /// `coerce2D` (before opset 13) over the input coerced to 2-D at the axis.
@@ -294,7 +295,7 @@ struct RecurrentSpec {
 /// precomputed input projection X*W^T + biases through affine maps.
 LogicalResult handleRecurrent(OpContext &im, const RecurrentSpec &spec);
 
-// --- Subgraphs.cpp ------------------------------------------------------------
+// --- Subgraphs.cpp -----------------------------------------------------------
 
 /// Unrolling trades code size for loop support; past this many iterations
 /// the model needs real loops, which Kiln does not have.

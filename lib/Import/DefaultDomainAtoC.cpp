@@ -1,8 +1,8 @@
-//===- DefaultDomainAtoC.cpp - ONNX ops A to C ------------------------------===//
+//===- DefaultDomainAtoC.cpp - ONNX ops A to C ----------------------------===//
 //
-// Handlers of the default-domain (ai.onnx) ops whose names start with A, B or C,
-// registered by registerDefaultDomainAtoC at the end of the file with the opset each
-// handler applies from.
+// Handlers of the default-domain (ai.onnx) ops whose names start with A, B or
+// C, registered by registerDefaultDomainAtoC at the end of the file with the
+// opset each handler applies from.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"

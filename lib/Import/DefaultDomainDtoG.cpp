@@ -1,8 +1,8 @@
-//===- DefaultDomainDtoG.cpp - ONNX ops D to G ------------------------------===//
+//===- DefaultDomainDtoG.cpp - ONNX ops D to G ----------------------------===//
 //
-// Handlers of the default-domain (ai.onnx) ops whose names start with D, E, F or G,
-// registered by registerDefaultDomainDtoG at the end of the file with the opset each
-// handler applies from.
+// Handlers of the default-domain (ai.onnx) ops whose names start with D, E, F
+// or G, registered by registerDefaultDomainDtoG at the end of the file with the
+// opset each handler applies from.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"

@@ -1,8 +1,8 @@
-//===- DefaultDomainHtoM.cpp - ONNX ops H to M ------------------------------===//
+//===- DefaultDomainHtoM.cpp - ONNX ops H to M ----------------------------===//
 //
 // Handlers of the default-domain (ai.onnx) ops whose names start with H to M,
-// registered by registerDefaultDomainHtoM at the end of the file with the opset each
-// handler applies from.
+// registered by registerDefaultDomainHtoM at the end of the file with the opset
+// each handler applies from.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"

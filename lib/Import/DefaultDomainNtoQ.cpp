@@ -1,8 +1,8 @@
-//===- DefaultDomainNtoQ.cpp - ONNX ops N to Q ------------------------------===//
+//===- DefaultDomainNtoQ.cpp - ONNX ops N to Q ----------------------------===//
 //
 // Handlers of the default-domain (ai.onnx) ops whose names start with N to Q,
-// registered by registerDefaultDomainNtoQ at the end of the file with the opset each
-// handler applies from.
+// registered by registerDefaultDomainNtoQ at the end of the file with the opset
+// each handler applies from.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"

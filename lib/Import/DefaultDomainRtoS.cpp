@@ -1,8 +1,8 @@
-//===- DefaultDomainRtoS.cpp - ONNX ops R and S -----------------------------===//
+//===- DefaultDomainRtoS.cpp - ONNX ops R and S ---------------------------===//
 //
 // Handlers of the default-domain (ai.onnx) ops whose names start with R or S,
-// registered by registerDefaultDomainRtoS at the end of the file with the opset each
-// handler applies from.
+// registered by registerDefaultDomainRtoS at the end of the file with the opset
+// each handler applies from.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"

@@ -1,8 +1,8 @@
-//===- DefaultDomainTtoZ.cpp - ONNX ops T to Z ------------------------------===//
+//===- DefaultDomainTtoZ.cpp - ONNX ops T to Z ----------------------------===//
 //
 // Handlers of the default-domain (ai.onnx) ops whose names start with T to Z,
-// registered by registerDefaultDomainTtoZ at the end of the file with the opset each
-// handler applies from.
+// registered by registerDefaultDomainTtoZ at the end of the file with the opset
+// each handler applies from.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"

@@ -1,8 +1,8 @@
-//===- MlDomain.cpp - ai.onnx.ml ops ----------------------------------------===//
+//===- MlDomain.cpp - ai.onnx.ml ops --------------------------------------===//
 //
-// Handlers of the ai.onnx.ml ops (TreeEnsemble, Binarizer, ArrayFeatureExtractor),
-// registered by registerMlDomain at the end of the file with the opset each
-// handler applies from.
+// Handlers of the ai.onnx.ml ops (TreeEnsemble, Binarizer,
+// ArrayFeatureExtractor), registered by registerMlDomain at the end of the file
+// with the opset each handler applies from.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"

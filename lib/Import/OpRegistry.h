@@ -1,4 +1,4 @@
-//===- OpRegistry.h - ONNX op handlers by domain, name and opset -*- C++ -*-===//
+//===- OpRegistry.h - ONNX op handlers by domain, name, opset ---*- C++ -*-===//
 //
 // Every op file registers its handlers beside their bodies with
 // onOp(domain, name, sinceVersion, handler), the way torch-mlir's

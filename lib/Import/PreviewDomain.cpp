@@ -1,9 +1,9 @@
-//===- PreviewDomain.cpp - ai.onnx.preview ops ------------------------------===//
+//===- PreviewDomain.cpp - ai.onnx.preview ops ----------------------------===//
 //
-// Handlers of the ai.onnx.preview ops (FlexAttention); the preview domain holds ops
-// that may still change, and these implement its version 1,
-// registered by registerPreviewDomain at the end of the file with the opset each
-// handler applies from.
+// Handlers of the ai.onnx.preview ops (FlexAttention), registered by
+// registerPreviewDomain at the end of the file with the opset each handler
+// applies from. The preview domain holds ops that may still change; these
+// implement its version 1.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"

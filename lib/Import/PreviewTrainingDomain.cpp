@@ -1,8 +1,8 @@
-//===- PreviewTrainingDomain.cpp - ai.onnx.preview.training ops -------------===//
+//===- PreviewTrainingDomain.cpp - ai.onnx.preview.training ops -----------===//
 //
-// Handlers of the ai.onnx.preview.training optimizers (Adagrad, Adam, Momentum),
-// registered by registerPreviewTrainingDomain at the end of the file with the opset each
-// handler applies from.
+// Handlers of the ai.onnx.preview.training optimizers (Adagrad, Adam,
+// Momentum), registered by registerPreviewTrainingDomain at the end of the file
+// with the opset each handler applies from.
 //
 //===----------------------------------------------------------------------===//
 #include "Builders.h"
