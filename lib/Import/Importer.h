@@ -1,7 +1,8 @@
 //===- Importer.h - ONNX importer internals ---------------------*- C++ -*-===//
 //
-// Shared by the graph walker (OnnxImporter.cpp), the op handlers (OnnxOps.cpp)
-// and the compile-time folder (OnnxFolding.cpp).
+// Shared by the graph walker (OnnxImporter.cpp), the op handlers (see
+// OpRegistry.h for where they live) and the compile-time folder
+// (OnnxFolding.cpp).
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_LIB_IMPORT_IMPORTER_H
@@ -48,16 +49,21 @@ struct HostTensor {
 
 using BodyFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
 
-class Importer {
-public:
-  Importer(MLIRContext &context, StringRef path, const ImportOptions &options);
-  llvm::Expected<OwningOpRef<ModuleOp>> run();
+class Importer;
 
-  // --- used by op handlers -------------------------------------------------
+/// What an op handler sees: the node being imported (its attributes, inputs
+/// and outputs), the builder, failure reporting and the builders every
+/// handler uses. The Importer (graph walking, scopes, sequences, subgraphs)
+/// derives from it; the handlers of the ops that import subgraphs or take
+/// sequences and optionals reach it with importer().
+class OpContext {
+public:
   MLIRContext &ctx;
   OpBuilder b;
   Location loc;
   const onnx::NodeProto *node = nullptr;
+  /// The model's opset of the default domain (13 inside nodes the importer
+  /// makes up, see Importer::emitNode).
   int64_t opset = 0;
 
   LogicalResult fail(const Twine &message);
@@ -102,7 +108,6 @@ public:
   /// sub-box.
   void setDynamicOutput(unsigned i, Value v, Value extents, ArrayRef<int64_t> dims);
   void setConstOutput(unsigned i, DenseElementsAttr attr);
-  FailureOr<DenseElementsAttr> tensorToAttr(const onnx::TensorProto &t);
 
   // Builders shared by the handlers.
   Type elementType(Value v) { return cast<RankedTensorType>(v.getType()).getElementType(); }
@@ -123,7 +128,43 @@ public:
   Value pad(Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi, double padValue);
   FailureOr<int64_t> normalizeAxis(int64_t axis, int64_t rank, StringRef what = "axis");
 
-  // --- subgraphs, sequences and optionals (OnnxControlFlow.cpp) ------------
+  /// The whole importer, for the handlers of the ops that import subgraphs
+  /// or take sequences and optionals (If, Loop, Scan, Sequence*, Optional*,
+  /// FlexAttention's score_mod) and those reading tensor attributes.
+  Importer &importer();
+
+protected:
+  OpContext(MLIRContext &context, StringRef path);
+
+  std::string path;
+  ModuleOp module;
+  llvm::StringMap<Value> values;
+  llvm::StringMap<DenseElementsAttr> consts;
+  llvm::StringSet<> unsignedValues;
+  struct DynamicShape {
+    std::string producer; // op type, for diagnostics
+    Value extents;
+    SmallVector<int64_t> dims;
+  };
+  llvm::StringMap<DynamicShape> dynamicShapes;
+  std::string errorText;
+  /// Values the current node needed at compile time and did not get;
+  /// `neededAtFailure` is what it held when the first error was reported.
+  SmallVector<std::string> neededValues, neededAtFailure;
+
+  Value materialize(StringRef name);
+};
+
+class Importer : public OpContext {
+public:
+  Importer(MLIRContext &context, StringRef path, const ImportOptions &options);
+  llvm::Expected<OwningOpRef<ModuleOp>> run();
+
+  /// The opset a node of `domain` ("" is the default domain) is imported at.
+  int64_t domainOpset(StringRef domain) const;
+  FailureOr<DenseElementsAttr> tensorToAttr(const onnx::TensorProto &t);
+
+  // --- subgraphs, sequences and optionals (Subgraphs.cpp) ------------------
   // Control flow is resolved at import time: loops unroll, sequences are
   // compile-time lists of values and optionals have compile-time presence.
   /// A sequence: the (internal) names of its elements, in order.
@@ -177,23 +218,11 @@ public:
   Value valueOf(StringRef name) { return materialize(name); }
 
 private:
-  std::string path, modelDir;
+  std::string modelDir;
   const ImportOptions &options;
   onnx::ModelProto model;
-  ModuleOp module;
-  llvm::StringMap<Value> values;
-  llvm::StringMap<DenseElementsAttr> consts;
-  llvm::StringSet<> unsignedValues;
-  struct DynamicShape {
-    std::string producer; // op type, for diagnostics
-    Value extents;
-    SmallVector<int64_t> dims;
-  };
-  llvm::StringMap<DynamicShape> dynamicShapes;
-  std::string errorText;
-  /// Values the current node needed at compile time and did not get;
-  /// `neededAtFailure` is what it held when the first error was reported.
-  SmallVector<std::string> neededValues, neededAtFailure;
+  /// The model's opsets of the other domains it imports.
+  llvm::StringMap<int64_t> domainOpsets;
   /// The flattened graph inputs (the compiled signature before binding),
   /// and those left with symbolic dimensions (kept dynamic while the
   /// signature is read, so that every one of them is found).
@@ -218,7 +247,6 @@ private:
   /// Evaluates the node at compile time when all its inputs are constants.
   /// Returns true if it did.
   FailureOr<bool> tryFold();
-  Value materialize(StringRef name);
 };
 
 /// Element type for an ONNX TensorProto.DataType, or null if unsupported.
@@ -258,60 +286,41 @@ struct MatmulIndexing {
   int64_t numLoops;
   AffineExpr m, n;
 };
-FailureOr<MatmulIndexing> matmulIndexing(Importer &im, ArrayRef<int64_t> sa,
+FailureOr<MatmulIndexing> matmulIndexing(OpContext &im, ArrayRef<int64_t> sa,
                                          ArrayRef<int64_t> sb, bool transA, bool transB);
 
 /// ONNX Conv of `x` by `w` (+ `bias`, may be null) with the current node's
 /// attributes (group, pads, strides, dilations, auto_pad, kernel_shape).
-FailureOr<Value> convolution(Importer &im, Value x, Value w, Value bias);
+FailureOr<Value> convolution(OpContext &im, Value x, Value w, Value bias);
 /// The grouped convolution generic over loops n, g, m, c, k_0.., o_0..: the
 /// grouped input xv read through `ex`, the grouped weights wv through `ew`,
 /// into [N, G, M/G, out...] (`og`) starting from `bias` ([M]; null: zeros).
-FailureOr<Value> groupedConvolution(Importer &im, Value xv, Value wv, Value bias,
+FailureOr<Value> groupedConvolution(OpContext &im, Value xv, Value wv, Value bias,
                                     ArrayRef<int64_t> og, ArrayRef<AffineExpr> ex,
                                     ArrayRef<AffineExpr> ew);
 
 /// Softmax over the last axis (max-shifted, like the ONNX reference).
-FailureOr<Value> softmaxLastAxis(Importer &im, Value x);
+FailureOr<Value> softmaxLastAxis(OpContext &im, Value x);
 
-/// Op handlers: "Add" -> handler; ops of other domains are keyed
-/// "domain.OpType". Each builds the node's outputs.
-using Handler = LogicalResult (*)(Importer &);
-const llvm::StringMap<Handler> &opHandlers();
-/// RotaryEmbedding, CausalConvWithState, LinearAttention, FlexAttention
-/// (OnnxAttentionOps.cpp).
-void registerAttentionOps(llvm::StringMap<Handler> &t);
-
-/// Control flow (If, Loop, Scan), sequence and optional ops.
-void registerControlFlowOps(llvm::StringMap<Handler> &t);
 /// True for the ops that take sequence or optional inputs.
 bool acceptsContainers(StringRef opType);
-
-/// ConvTranspose, GridSample, Col2Im, DFT, STFT, windows (OnnxImageOps.cpp).
-void registerImageOps(llvm::StringMap<Handler> &t);
 
 /// A generic that computes each output element from its indices alone:
 /// `body(indices, ins...)` may read any captured tensor with tensor.extract.
 /// Used where the input element is not an affine function of the output
 /// index (padding, concatenation, gathers).
-Value indexedGeneric(Importer &im, ArrayRef<int64_t> outShape, Type elem,
+Value indexedGeneric(OpContext &im, ArrayRef<int64_t> outShape, Type elem,
                      function_ref<Value(OpBuilder &, Location, ValueRange)> body,
                      ValueRange ins = {}, ArrayRef<AffineMap> inMaps = {});
 /// MaxPool's Indices output for input `x` and pooled `y`: the flat index
 /// into `x` of each window's first maximum, spatial dims in row-major order,
 /// or column-major with `columnMajor` (storage_order=1).
-Value maxPoolIndices(Importer &im, Value x, Value y, ArrayRef<int64_t> kernel,
+Value maxPoolIndices(OpContext &im, Value x, Value y, ArrayRef<int64_t> kernel,
                      ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations,
                      ArrayRef<int64_t> padLo, bool columnMajor);
 /// Pad modes that read the input itself: "reflect", "edge" or "wrap".
-Value padWithMode(Importer &im, Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi,
+Value padWithMode(OpContext &im, Value v, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi,
                   StringRef mode);
-/// Einsum, quantized matmul/conv, RNN/LSTM/GRU, Det, TensorScatter,
-/// TfIdfVectorizer, TreeEnsemble, the training optimizers and the
-/// data-dependent-shape ops NonZero, Compress, Unique, NonMaxSuppression
-/// (OnnxMiscOps.cpp).
-void registerMiscOps(llvm::StringMap<Handler> &t);
-
 /// Compile-time evaluation for the ops shape subgraphs use.
 FailureOr<bool> foldNode(Importer &im, SmallVectorImpl<DenseElementsAttr> &results);
 

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Importer.h"
+#include "OpRegistry.h"
 #include "kiln/Import/NodeLocation.h"
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -43,7 +44,7 @@ Type kiln::detail::onnxElementType(MLIRContext &ctx, int dataType) {
   case onnx::TensorProto::INT32: return b.getI32Type();
   case onnx::TensorProto::INT64: return b.getI64Type();
   case onnx::TensorProto::BOOL: return b.getI1Type();
-  // Signless: Importer::isUnsigned tells handlers the data is unsigned.
+  // Signless: OpContext::isUnsigned tells handlers the data is unsigned.
   case onnx::TensorProto::UINT8: return b.getIntegerType(8);
   case onnx::TensorProto::UINT16: return b.getIntegerType(16);
   case onnx::TensorProto::UINT32: return b.getI32Type();
@@ -148,13 +149,17 @@ DenseElementsAttr HostTensor::toAttr() const {
 // Importer
 //===----------------------------------------------------------------------===//
 
+OpContext::OpContext(MLIRContext &context, StringRef path)
+    : ctx(context), b(&context), loc(UnknownLoc::get(&context)), path(path.str()) {}
+
+Importer &OpContext::importer() { return static_cast<Importer &>(*this); }
+
 Importer::Importer(MLIRContext &context, StringRef path,
                    const ImportOptions &options)
-    : ctx(context), b(&context), loc(UnknownLoc::get(&context)), path(path.str()),
-      modelDir(llvm::sys::path::parent_path(path).str()), options(options),
-      fileLoc(FileLineColLoc::get(&context, path, 0, 0)) {}
+    : OpContext(context, path), modelDir(llvm::sys::path::parent_path(path).str()),
+      options(options), fileLoc(FileLineColLoc::get(&context, path, 0, 0)) {}
 
-LogicalResult Importer::fail(const Twine &message) {
+LogicalResult OpContext::fail(const Twine &message) {
   std::string where = path + ": ";
   if (node) {
     std::string name = node->name().empty()
@@ -173,40 +178,40 @@ LogicalResult Importer::fail(const Twine &message) {
   return failure();
 }
 
-const onnx::AttributeProto *Importer::attr(StringRef name) const {
+const onnx::AttributeProto *OpContext::attr(StringRef name) const {
   for (const auto &a : node->attribute())
     if (a.name() == name)
       return &a;
   return nullptr;
 }
 
-int64_t Importer::attrInt(StringRef name, int64_t dflt) const {
+int64_t OpContext::attrInt(StringRef name, int64_t dflt) const {
   const auto *a = attr(name);
   return a ? a->i() : dflt;
 }
 
-float Importer::attrFloat(StringRef name, float dflt) const {
+float OpContext::attrFloat(StringRef name, float dflt) const {
   const auto *a = attr(name);
   return a ? a->f() : dflt;
 }
 
-std::string Importer::attrString(StringRef name, StringRef dflt) const {
+std::string OpContext::attrString(StringRef name, StringRef dflt) const {
   const auto *a = attr(name);
   return a ? a->s() : dflt.str();
 }
 
-std::optional<SmallVector<int64_t>> Importer::attrInts(StringRef name) const {
+std::optional<SmallVector<int64_t>> OpContext::attrInts(StringRef name) const {
   const auto *a = attr(name);
   if (!a)
     return std::nullopt;
   return SmallVector<int64_t>(a->ints().begin(), a->ints().end());
 }
 
-bool Importer::hasInput(unsigned i) const {
+bool OpContext::hasInput(unsigned i) const {
   return (int)i < node->input_size() && !node->input(i).empty();
 }
 
-Value Importer::materialize(StringRef name) {
+Value OpContext::materialize(StringRef name) {
   auto it = values.find(name);
   if (it != values.end())
     return it->second;
@@ -224,17 +229,17 @@ Value Importer::materialize(StringRef name) {
   return v;
 }
 
-Value Importer::input(unsigned i) {
+Value OpContext::input(unsigned i) {
   return hasInput(i) ? materialize(node->input(i)) : Value();
 }
 
-RankedTensorType Importer::inputType(unsigned i) {
+RankedTensorType OpContext::inputType(unsigned i) {
   if (auto c = constInput(i))
     return cast<RankedTensorType>(c->getType());
   return cast<RankedTensorType>(input(i).getType());
 }
 
-std::optional<DenseElementsAttr> Importer::constInput(unsigned i) const {
+std::optional<DenseElementsAttr> OpContext::constInput(unsigned i) const {
   if (!hasInput(i))
     return std::nullopt;
   auto it = consts.find(node->input(i));
@@ -243,12 +248,12 @@ std::optional<DenseElementsAttr> Importer::constInput(unsigned i) const {
   return it->second;
 }
 
-void Importer::noteRequired(unsigned i) {
+void OpContext::noteRequired(unsigned i) {
   if (hasInput(i) && !consts.count(node->input(i)))
     neededValues.push_back(node->input(i));
 }
 
-FailureOr<DenseElementsAttr> Importer::requireConst(unsigned i, StringRef what) {
+FailureOr<DenseElementsAttr> OpContext::requireConst(unsigned i, StringRef what) {
   if (auto c = constInput(i))
     return *c;
   noteRequired(i);
@@ -257,7 +262,7 @@ FailureOr<DenseElementsAttr> Importer::requireConst(unsigned i, StringRef what) 
               "shapes, or a graph input bound with --input-value)");
 }
 
-FailureOr<SmallVector<int64_t>> Importer::constInts(unsigned i, StringRef what) {
+FailureOr<SmallVector<int64_t>> OpContext::constInts(unsigned i, StringRef what) {
   auto c = requireConst(i, what);
   if (failed(c))
     return failure();
@@ -267,24 +272,24 @@ FailureOr<SmallVector<int64_t>> Importer::constInts(unsigned i, StringRef what) 
   return SmallVector<int64_t>(host->ints.begin(), host->ints.end());
 }
 
-void Importer::setOutput(unsigned i, Value v) {
+void OpContext::setOutput(unsigned i, Value v) {
   if (wantsOutput(i))
     values[node->output(i)] = v;
 }
 
-void Importer::setDynamicOutput(unsigned i, Value v, Value extents, ArrayRef<int64_t> dims) {
+void OpContext::setDynamicOutput(unsigned i, Value v, Value extents, ArrayRef<int64_t> dims) {
   if (!wantsOutput(i))
     return;
   values[node->output(i)] = v;
   dynamicShapes[node->output(i)] = {node->op_type(), extents, llvm::to_vector(dims)};
 }
 
-void Importer::setConstOutput(unsigned i, DenseElementsAttr attr) {
+void OpContext::setConstOutput(unsigned i, DenseElementsAttr attr) {
   if (wantsOutput(i))
     consts[node->output(i)] = attr;
 }
 
-FailureOr<int64_t> Importer::normalizeAxis(int64_t axis, int64_t rank,
+FailureOr<int64_t> OpContext::normalizeAxis(int64_t axis, int64_t rank,
                                            StringRef what) {
   if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
     return fail(llvm::formatv("{0} {1} is out of range for rank {2}", what, axis, rank)
@@ -559,6 +564,14 @@ Importer::boundInputValue(const onnx::ValueInfoProto &info, StringRef spec) {
 // Graph
 //===----------------------------------------------------------------------===//
 
+int64_t Importer::domainOpset(StringRef domain) const {
+  if (domain.empty())
+    return opset;
+  // A domain the model uses without importing it: its newest version.
+  auto it = domainOpsets.find(domain);
+  return it == domainOpsets.end() ? std::numeric_limits<int64_t>::max() : it->second;
+}
+
 LogicalResult Importer::importNodes(const onnx::GraphProto &g) {
   for (const auto &n : g.node())
     if (failed(importNode(n)))
@@ -568,23 +581,18 @@ LogicalResult Importer::importNodes(const onnx::GraphProto &g) {
 }
 
 LogicalResult Importer::importNode(const onnx::NodeProto &n) {
-  const auto &handlers = opHandlers();
+  const OpRegistry &registry = opRegistry();
   node = &n;
   neededValues.clear();
   std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
                                          : n.name();
   loc = onnxNodeLoc(b.getStringAttr(locName), b.getStringAttr(n.op_type()), fileLoc);
-  // Ops of other domains are registered as "domain.OpType". The preview
-  // domain holds ops that may still change; its handlers implement the
-  // version the installed onnx defines (1).
-  std::string key = n.op_type();
-  if (n.domain() == "ai.onnx.preview")
-    key = n.domain() + "." + key;
-  else if (!n.domain().empty() && n.domain() != "ai.onnx") {
-    key = n.domain() + "." + key;
-    if (!handlers.count(key))
-      return fail("operator domain '" + n.domain() + "' is not supported");
-  }
+  // The preview domain holds ops that may still change; its handlers
+  // implement the version the installed onnx defines (1).
+  StringRef domain = OpRegistry::canonicalDomain(n.domain());
+  if (!domain.empty() && domain != "ai.onnx.preview" &&
+      !registry.firstVersion(domain, n.op_type()))
+    return fail("operator domain '" + n.domain() + "' is not supported");
   for (int i = 0; i < n.input_size(); ++i)
     if (auto it = dynamicShapes.find(n.input(i)); it != dynamicShapes.end())
       return fail("input '" + n.input(i) + "' has a data-dependent shape (computed by " +
@@ -623,18 +631,24 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
       return success();
     }
   }
-  auto it = handlers.find(key);
+  int64_t version = domainOpset(domain);
+  Handler handler = registry.lookup(domain, n.op_type(), version);
   // Only the folder evaluates these: their output shape is an input's value.
   static const llvm::StringSet<> foldedOnly = {"ConstantOfShape", "Range"};
-  if (it == handlers.end() && foldedOnly.contains(key)) {
+  if (!handler && domain.empty() && foldedOnly.contains(n.op_type())) {
     for (int i = 0; i < n.input_size(); ++i)
       noteRequired(i);
     return fail("the inputs of " + n.op_type() +
                 " must be known at compile time (its output shape is their value)");
   }
-  if (it == handlers.end())
+  if (!handler) {
+    if (auto first = registry.firstVersion(domain, n.op_type()))
+      return fail("operator '" + n.op_type() + "' is supported from opset " + Twine(*first) +
+                  " of domain '" + (domain.empty() ? "ai.onnx" : domain) +
+                  "'; the model imports opset " + Twine(version));
     return fail("unsupported operator '" + n.op_type() + "'");
-  if (failed(it->second(*this)))
+  }
+  if (failed(handler(*this)))
     return fail("could not import this node");
   // Views of constants stay constants, so shape subgraphs keep folding.
   static const llvm::StringSet<> views = {"Identity", "Reshape", "Squeeze",
@@ -802,7 +816,7 @@ LogicalResult Importer::importGraph() {
   return success();
 }
 
-bool Importer::anyUnsigned() const {
+bool OpContext::anyUnsigned() const {
   for (int i = 0; i < node->input_size(); ++i)
     if (isUnsigned(i))
       return true;
@@ -979,9 +993,12 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
                        "may be truncated or not ONNX)");
   if (!model.has_graph() || model.ir_version() <= 0)
     return fail(path + ": not a valid ONNX model (no graph or IR version)");
-  for (const auto &op : model.opset_import())
+  for (const auto &op : model.opset_import()) {
     if (op.domain().empty() || op.domain() == "ai.onnx")
       opset = op.version();
+    else
+      domainOpsets[op.domain()] = op.version();
+  }
   if (opset == 0)
     opset = 1;
   // Opsets 24 and 25 only added element types (float8e8m0, int2/uint2) to
