@@ -105,6 +105,9 @@ public:
   llvm::StringRef description() const override {
     return "simulated NeuronCore (backends/npu): one npu-isa-v1 program per kernel";
   }
+  std::vector<kiln::EmitStage> emitStages() const override {
+    return {{"npu-asm", "npu: the kernels' programs in text form"}};
+  }
   kiln::KernelOptions kernelOptions(const kiln::TargetOptions &) const override {
     // A program spreads a dispatch over partitions and engines itself: one
     // workgroup holding the whole iteration space.
@@ -121,7 +124,7 @@ public:
   }
   llvm::Expected<std::string> emitText(ModuleOp executable, llvm::StringRef stage,
                                        const kiln::TargetOptions &) const override {
-    if (stage != "asm")
+    if (stage != "asm" && stage != "npu-asm")
       return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                      "--emit=llvm is not available for npu; use "
                                      "--emit=npu-asm (or --emit=asm)");
