@@ -6,7 +6,7 @@ import lit.formats
 
 config.name = "Kiln"
 config.test_format = lit.formats.ShTest(execute_external=True)
-config.suffixes = [".mlir", ".onnxtxt"]
+config.suffixes = [".mlir", ".onnxtxt", ".test"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
 config.excludes = ["Inputs", "e2e", "unit", "conformance", "lit.cfg.py", "onnx_text.py"]
@@ -14,6 +14,7 @@ config.excludes = ["Inputs", "e2e", "unit", "conformance", "lit.cfg.py", "onnx_t
 config.environment["PATH"] = os.pathsep.join(
     [config.kiln_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])
 config.substitutions.append(("%python", config.python_executable))
+config.substitutions.append(("%kiln_src", config.kiln_src_root))
 config.substitutions.append(
     ("%onnx", config.python_executable + " " + os.path.join(config.test_source_root, "onnx_text.py")))
 

@@ -95,9 +95,9 @@ kiln::gpu::serializeGpuModule(ModuleOp executable, llvm::StringRef format,
   return objects;
 }
 
-std::vector<std::string> kiln::gpu::archsOrDefault(const TargetOptions &options,
+std::vector<std::string> kiln::gpu::archsOrDefault(llvm::ArrayRef<std::string> given,
                                                    llvm::ArrayRef<std::string> defaults) {
-  if (!options.archs.empty())
-    return options.archs;
+  if (!given.empty())
+    return given.vec();
   return defaults.vec();
 }

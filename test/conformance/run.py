@@ -21,6 +21,8 @@ Standalone:
 import argparse
 import collections
 import concurrent.futures
+import glob
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -36,20 +38,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from checks import (COMPILE_ERROR, CRASH, OUTCOMES, PASSED, RUNTIME_ERROR, TIMEOUT,
+                    UNSUPPORTED, WRONG, Failed, one_line)
+
 SUITES = ("node", "simple", "pytorch-converted", "pytorch-operator")
 RTOL, ATOL = 1e-3, 1e-7
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-
-PASSED = "passed"
-UNSUPPORTED = "unsupported op"
-COMPILE_ERROR = "compile error"
-WRONG = "wrong result"
-RUNTIME_ERROR = "runtime error"
-CRASH = "crash"
-TIMEOUT = "timeout"
-OUTCOMES = (PASSED, UNSUPPORTED, COMPILE_ERROR, WRONG, RUNTIME_ERROR, CRASH,
-            TIMEOUT)
 
 # Ops that only move shapes or constants around; for multi-node models the
 # "main op" is the first node that is not one of these.
@@ -117,18 +112,6 @@ def all_test_suites():
 
 
 #===--- One test (runs in a worker process) ------------------------------===#
-
-class Failed(Exception):
-    def __init__(self, outcome, reason):
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
-
-
-def one_line(text, limit=160):
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
 
 def diagnose_compile(stderr, model_path):
     """Turns kiln-compile's stderr into (outcome, reason)."""
@@ -501,76 +484,27 @@ def run_test(task):
     return info
 
 
-#===--- Reporting ---------------------------------------------------------===#
+#===--- Targets checked without running them -----------------------------===#
 
-#===--- GPU binaries without a GPU ---------------------------------------===#
-
-LLVM_BIN = "/usr/lib/llvm-22/bin"
-
-
-def tool_output(cmd, deadline, what):
-    """Runs a validator; a failure is a compile error of the test."""
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True,
-                           timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        raise Failed(TIMEOUT, "%s timed out" % what)
-    if r.returncode != 0:
-        raise Failed(COMPILE_ERROR, one_line("%s rejected the output: %s" % (
-            what, (r.stderr or r.stdout).strip())))
-    return r.stdout
-
-
-def binaries(folder, suffix):
-    # None at all means the model has no kernels (kiln-compile says so).
-    files = sorted(f for f in os.listdir(folder) if f.endswith(suffix))
-    return [os.path.join(folder, f) for f in files]
-
-
-def validate_ptx(folder, deadline):
-    ptxas = os.environ.get("KILN_PTXAS", "/usr/local/cuda/bin/ptxas")
-    for f in binaries(folder, ".ptx"):
-        arch = re.search(r"ptx-(sm_\w+)\.ptx$", f).group(1)
-        tool_output([ptxas, "-arch=" + arch, f, "-o", os.devnull], deadline,
-                    "ptxas -arch=" + arch)
-
-
-def validate_hsaco(folder, deadline):
-    for f in binaries(folder, ".hsaco"):
-        notes = tool_output([os.path.join(LLVM_BIN, "llvm-readobj"), "--notes", f],
-                            deadline, "llvm-readobj")
-        if "amdhsa.kernels" not in notes or ".name:" not in notes:
-            raise Failed(COMPILE_ERROR, "%s lists no kernels in its notes" %
-                         os.path.basename(f))
-        asm = tool_output([os.path.join(LLVM_BIN, "llvm-objdump"), "-d", f],
-                          deadline, "llvm-objdump")
-        if "s_endpgm" not in asm:
-            raise Failed(COMPILE_ERROR, "%s disassembles to no kernel code" %
-                         os.path.basename(f))
-
-
-def validate_spirv(folder, deadline):
-    for f in binaries(folder, ".spv"):
-        try:
-            tool_output(["spirv-val", "--target-env", "opencl1.2", f], deadline,
-                        "spirv-val")
-        except Failed as e:
-            # f16 arithmetic needs cl_khr_fp16, which Level Zero GPUs have but
-            # spirv-val's OpenCL environments cannot be told about: such
-            # modules are held to the core SPIR-V rules instead.
-            if "Capability Float16 is not allowed" not in e.reason:
-                raise
-            tool_output(["spirv-val", "--target-env", "spv1.2", f], deadline,
-                        "spirv-val (spv1.2)")
+def load_target_checks():
+    """target -> (--emit stage, validate(folder, deadline)) for --compile-only,
+    from every backends/<name>/conformance.py that declares COMPILE_ONLY (a
+    backend describes its own checks; this runner names no target)."""
+    checks = {}
+    for path in sorted(glob.glob(os.path.join(REPO, "backends", "*", "conformance.py"))):
+        name = "conformance_" + os.path.basename(os.path.dirname(path))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        checks.update(getattr(module, "COMPILE_ONLY", {}))
+    return checks
 
 
 # What --compile-only asks kiln-compile to write, and how it is checked.
-VALIDATORS = {
-    "cuda": ("ptx", validate_ptx),
-    "hip": ("hsaco", validate_hsaco),
-    "levelzero": ("spirv", validate_spirv),
-}
+VALIDATORS = load_target_checks()
 
+
+#===--- Reporting ---------------------------------------------------------===#
 
 def is_expanded(name):
     return bool(EXPANDED_RE.search(name))
@@ -702,7 +636,7 @@ def report(results, suites):
     return "\n".join(lines)
 
 
-COMPILE_ONLY_TARGETS = {"cuda", "hip", "levelzero"}
+COMPILE_ONLY_TARGETS = set(VALIDATORS)
 
 
 def write_ops_md(path, results, target, xfail_dir):
@@ -833,11 +767,12 @@ def main(argv=None):
                    "runtime's choice)")
     p.add_argument("--compile-arg", action="append", default=[],
                    help="extra kiln-compile flag (repeatable), e.g. "
-                   "--compile-arg=--npu-autocast=none")
+                   "--compile-arg=--max-workgroups=1")
     p.add_argument("--compile-only", action="store_true",
                    help="for GPU targets without a GPU: compile the tests "
-                   "that pass on cpu and validate the binaries (ptxas, "
-                   "llvm-readobj/objdump, spirv-val) instead of running them")
+                   "that pass on cpu and validate the binaries with the "
+                   "vendor checkers of backends/<target>/conformance.py "
+                   "instead of running them")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print every test's outcome as it finishes")
     args = p.parse_args(argv)

@@ -33,23 +33,19 @@ static cl::list<std::string> targets("target",
                                      cl::cat(category));
 static cl::opt<bool> listTargets("list-targets", cl::desc("List the compiled-in targets and exit"),
                                  cl::cat(category));
-enum class Emit { OnnxMlir, Linalg, Dispatch, Codegen, Llvm, Asm, NpuAsm, Ptx, Cubin, Hsaco, Spirv, Artifact };
+// The stages every target has, in pipeline order. Backends add their own
+// (kiln::TargetBackend::emitStages) from BackendStage on; --help lists them
+// between "asm" and "artifact" (addBackendStages).
+enum Emit : int { OnnxMlir, Linalg, Dispatch, Codegen, Llvm, Asm, Artifact, BackendStage };
 static cl::opt<Emit> emit(
-    "emit", cl::desc("Stage to stop at and print"), cl::init(Emit::Artifact),
-    cl::values(clEnumValN(Emit::OnnxMlir, "onnx-mlir", "MLIR straight from the importer"),
-               clEnumValN(Emit::Linalg, "linalg", "after canonicalization and elementwise fusion"),
-               clEnumValN(Emit::Dispatch, "dispatch",
+    "emit", cl::desc("Stage to stop at and print"), cl::init(Artifact),
+    cl::values(clEnumValN(OnnxMlir, "onnx-mlir", "MLIR straight from the importer"),
+               clEnumValN(Linalg, "linalg", "after canonicalization and elementwise fusion"),
+               clEnumValN(Dispatch, "dispatch",
                           "host schedule + bufferized kernels over workgroups"),
-               clEnumValN(Emit::Codegen, "codegen", "kernels in the target's final dialects"),
-               clEnumValN(Emit::Llvm, "llvm", "optimized LLVM IR of the kernels"),
-               clEnumValN(Emit::Asm, "asm", "target assembly of the kernels"),
-               clEnumValN(Emit::NpuAsm, "npu-asm", "npu: the kernels' programs in text form"),
-               clEnumValN(Emit::Ptx, "ptx", "write each cuda arch's PTX into the -o folder"),
-               clEnumValN(Emit::Cubin, "cubin", "write each cuda arch's cubin into the -o folder"),
-               clEnumValN(Emit::Hsaco, "hsaco",
-                          "write each hip arch's code object into the -o folder"),
-               clEnumValN(Emit::Spirv, "spirv", "write the levelzero SPIR-V into the -o folder"),
-               clEnumValN(Emit::Artifact, "artifact", "the .kiln file (default)")),
+               clEnumValN(Codegen, "codegen", "kernels in the target's final dialects"),
+               clEnumValN(Llvm, "llvm", "optimized LLVM IR of the kernels"),
+               clEnumValN(Asm, "asm", "target assembly of the kernels")),
     cl::cat(category));
 static cl::list<std::string> inputShapes(
     "input-shape", cl::desc("Pin an input's shape, e.g. --input-shape=x=1x3x224x224 (repeatable)"),
@@ -78,16 +74,6 @@ static cl::opt<std::string> triple("target-triple",
                                    cl::desc("LLVM triple to cross-compile for, e.g. "
                                             "aarch64-linux-gnu (default: host)"),
                                    cl::cat(category));
-static cl::list<std::string> cudaArchs(
-    "cuda-arch",
-    cl::desc("cuda: GPU archs to build cubins for; PTX of the lowest is kept for newer GPUs "
-             "(default: sm_80,sm_90)"),
-    cl::CommaSeparated, cl::value_desc("sm_XY,..."), cl::cat(category));
-static cl::list<std::string> hipArchs("hip-arch",
-                                      cl::desc("hip: AMDGPU archs to build code objects for "
-                                               "(default: gfx90a,gfx942,gfx1100)"),
-                                      cl::CommaSeparated, cl::value_desc("gfxN,..."),
-                                      cl::cat(category));
 static cl::opt<int64_t> maxWorkgroups(
     "max-workgroups",
     cl::desc("Upper bound on workgroups per dispatch (default: the target's; cpu 64)"),
@@ -106,6 +92,34 @@ static cl::opt<bool> verbose("v", cl::desc("Print each stage as it runs, with ti
 static int fail(const Twine &msg) {
   errs() << "kiln-compile: error: " << msg << "\n";
   return 1;
+}
+
+/// A stage a backend added to --emit, and the backend.
+struct OwnedStage {
+  kiln::EmitStage stage;
+  const kiln::TargetBackend *owner;
+};
+/// Every backend's stages, in target name order; --emit=BackendStage+i is the
+/// i-th. Filled once, before the command line is parsed (the parser keeps
+/// references to the names and descriptions).
+static std::vector<OwnedStage> backendStages;
+
+static void addBackendStages() {
+  for (const std::string &name : kiln::registeredTargetNames()) {
+    const kiln::TargetBackend *backend = kiln::lookupTargetBackend(name);
+    for (kiln::EmitStage &stage : backend->emitStages()) {
+      for (const OwnedStage &other : backendStages)
+        if (other.stage.name == stage.name)
+          report_fatal_error("kiln-compile: targets '" + other.owner->name() + "' and '" +
+                             name + "' both add --emit=" + stage.name);
+      backendStages.push_back({std::move(stage), backend});
+    }
+  }
+  for (size_t i = 0; i < backendStages.size(); ++i)
+    emit.getParser().addLiteralOption(backendStages[i].stage.name,
+                                      static_cast<Emit>(BackendStage + i),
+                                      backendStages[i].stage.description);
+  emit.getParser().addLiteralOption("artifact", Artifact, "the .kiln file (default)");
 }
 
 /// The command line the runtime compiles the model with for each run's
@@ -218,11 +232,13 @@ int main(int argc, char **argv) {
   mlir::registerPassManagerCLOptions();
   mlir::registerMLIRContextCLOptions();
   cl::HideUnrelatedOptions({&category, &kiln::targetOptionCategory()});
+  // The backends first: they add --emit stages.
+  mlir::DialectRegistry registry;
+  kiln::registerKilnCompiler(registry);
+  addBackendStages();
   // --list-targets needs no model: let it through before required checks.
   for (int i = 1; i < argc; ++i)
     if (StringRef(argv[i]) == "--list-targets" || StringRef(argv[i]) == "-list-targets") {
-      mlir::DialectRegistry r;
-      kiln::registerKilnCompiler(r);
       for (const auto &t : kiln::registeredTargetNames())
         outs() << t << ": " << kiln::lookupTargetBackend(t)->description() << "\n";
       return 0;
@@ -233,8 +249,6 @@ int main(int argc, char **argv) {
       "  kiln-compile model.onnx --target=cpu -o model.kiln\n"
       "  kiln-compile model.onnx --emit=linalg      # print an intermediate stage\n");
 
-  mlir::DialectRegistry registry;
-  kiln::registerKilnCompiler(registry);
   if (targets.empty())
     targets.push_back("cpu");
   std::vector<const kiln::TargetBackend *> backends;
@@ -250,8 +264,11 @@ int main(int argc, char **argv) {
       return fail("target '" + t + "' is given twice");
     backends.push_back(backend);
   }
-  bool perTargetText = emit == Emit::Dispatch || emit == Emit::Codegen || emit == Emit::Llvm ||
-                       emit == Emit::Asm || emit == Emit::NpuAsm;
+  // The backend's stage --emit names, if it names one.
+  const OwnedStage *own = emit >= BackendStage ? &backendStages[emit - BackendStage] : nullptr;
+  bool binaries = own && own->stage.kind == kiln::EmitStage::Kind::Files;
+  bool perTargetText =
+      emit == Dispatch || emit == Codegen || emit == Llvm || emit == Asm || (own && !binaries);
   if (perTargetText && backends.size() != 1)
     return fail("--emit of a per-target stage needs exactly one --target");
   kiln::ImportOptions importOptions;
@@ -266,17 +283,11 @@ int main(int argc, char **argv) {
       return fail(toString(std::move(e)));
   for (const auto &name : absentInputs)
     importOptions.absentInputs[name] = true;
-  auto optionsFor = [&](const kiln::TargetBackend &backend) {
-    kiln::TargetOptions o;
-    o.cpu = cpu;
-    o.triple = triple;
-    o.maxWorkgroups = maxWorkgroups;
-    if (backend.name() == "cuda")
-      o.archs.assign(cudaArchs.begin(), cudaArchs.end());
-    if (backend.name() == "hip")
-      o.archs.assign(hipArchs.begin(), hipArchs.end());
-    return o;
-  };
+  // Backends read their own options (targetOptionCategory) themselves.
+  kiln::TargetOptions targetOptions;
+  targetOptions.cpu = cpu;
+  targetOptions.triple = triple;
+  targetOptions.maxWorkgroups = maxWorkgroups;
 
   auto start = std::chrono::steady_clock::now();
   auto step = [&](StringRef what) {
@@ -291,12 +302,10 @@ int main(int argc, char **argv) {
   step("importing " + inputPath.getValue());
   auto imported = kiln::importOnnxFile(context, inputPath, importOptions);
 
-  bool binaries = emit == Emit::Ptx || emit == Emit::Cubin || emit == Emit::Hsaco ||
-                  emit == Emit::Spirv;
-  bool textStage = emit != Emit::Artifact && !binaries;
+  bool textStage = emit != Artifact && !binaries;
   std::string outPath = outputPath;
   if (binaries && outPath.empty())
-    return fail("--emit of GPU binaries needs -o <folder>");
+    return fail("--emit=" + own->stage.name + " writes binaries: it needs -o <folder>");
   if (outPath.empty())
     outPath = textStage ? "-" : (sys::path::parent_path(inputPath) +
                                  (sys::path::parent_path(inputPath).empty() ? "" : "/") +
@@ -316,7 +325,7 @@ int main(int argc, char **argv) {
     for (const std::string &n : needed->valueInputs)
       hint += (hint.empty() ? " (bind it: " : " ") + ("--input-value=" + n + "=...");
     hint += hint.empty() ? "" : ")";
-    if (emit != Emit::Artifact || !specializeAtRun)
+    if (emit != Artifact || !specializeAtRun)
       return fail(needed->message + hint);
     if (needed->externalData)
       return fail(needed->message + " (the model has external data, so the artifact cannot "
@@ -341,7 +350,7 @@ int main(int argc, char **argv) {
     out.keep();
     return 0;
   };
-  if (emit == Emit::OnnxMlir)
+  if (emit == OnnxMlir)
     return printModule(module);
 
   auto runStage = [&](mlir::Operation *op, StringRef name,
@@ -356,7 +365,7 @@ int main(int argc, char **argv) {
   if (!runStage(module, "linalg: canonicalize and fuse elementwise ops",
                 [](mlir::OpPassManager &pm) { kiln::buildLinalgPipeline(pm); }))
     return fail("the linalg stage failed (see the diagnostics above)");
-  if (emit == Emit::Linalg)
+  if (emit == Linalg)
     return printModule(module);
   if (!runStage(module, "dispatch: form dispatches",
                 [&](mlir::OpPassManager &pm) { kiln::buildDispatchPipeline(pm); }))
@@ -375,7 +384,7 @@ int main(int argc, char **argv) {
     return fail("cannot create the folder '" + outPath + "'");
   if (schedule->module.dispatches.empty()) {
     // Every output is an input or a constant: no target has code to make.
-    if (emit == Emit::Dispatch)
+    if (emit == Dispatch)
       return printModule(module);
     if (textStage)
       return fail("the model has no kernels (its outputs are inputs or constants)");
@@ -387,7 +396,6 @@ int main(int argc, char **argv) {
   }
   for (const kiln::TargetBackend *backend : backends) {
     std::string target = backend->name().str();
-    kiln::TargetOptions targetOptions = optionsFor(*backend);
     // Each target tiles its own copy of the kernels.
     mlir::OwningOpRef<mlir::ModuleOp> copy = module.clone();
     // Dispatches exist, so the executable module does.
@@ -396,7 +404,7 @@ int main(int argc, char **argv) {
     if (!runStage(executable, "kernels: tile onto " + target + " workgroups, bufferize",
                   [&](mlir::OpPassManager &pm) { kiln::buildKernelPipeline(pm, kernelOptions); }))
       return fail("the kernel stage for '" + target + "' failed (see the diagnostics above)");
-    if (emit == Emit::Dispatch)
+    if (emit == Dispatch)
       return printModule(*copy);
     kiln::KernelGrids grids = kiln::collectKernelGrids(executable);
     if (!runStage(executable, "codegen: lower kernels for " + target,
@@ -404,13 +412,14 @@ int main(int argc, char **argv) {
                     backend->buildCodegenPipeline(pm, targetOptions);
                   }))
       return fail("code generation for '" + target + "' failed (see the diagnostics above)");
-    if (emit == Emit::Codegen)
+    if (emit == Codegen)
       return printModule(executable);
-    if (emit == Emit::NpuAsm && target != "npu")
-      return fail("--emit=npu-asm needs --target=npu");
-    if (emit == Emit::Llvm || emit == Emit::Asm || emit == Emit::NpuAsm) {
-      step(emit == Emit::Llvm ? "llvm: translate and optimize" : "asm: emit assembly");
-      auto text = backend->emitText(executable, emit == Emit::Llvm ? "llvm" : "asm", targetOptions);
+    if (own && !binaries && own->owner != backend)
+      return fail("--emit=" + own->stage.name + " needs --target=" + own->owner->name());
+    if (emit == Llvm || emit == Asm || (own && !binaries)) {
+      step(emit == Llvm ? "llvm: translate and optimize" : "asm: emit assembly");
+      std::string stage = emit == Llvm ? "llvm" : emit == Asm ? "asm" : own->stage.name;
+      auto text = backend->emitText(executable, stage, targetOptions);
       if (!text)
         return fail(toString(text.takeError()));
       std::error_code ec;
@@ -430,14 +439,11 @@ int main(int argc, char **argv) {
       step("  " + target + ": " + exe.format + ", " + std::to_string(exe.image.size()) +
            " bytes");
       if (binaries) {
-        StringRef kind = emit == Emit::Ptx     ? "ptx"
-                         : emit == Emit::Cubin ? "cubin"
-                         : emit == Emit::Hsaco ? "hsaco"
-                                               : "spirv";
-        if (!StringRef(exe.format).starts_with(kind))
+        if (!StringRef(exe.format).starts_with(own->stage.formatPrefix))
           continue;
-        std::string ext = kind == "spirv" ? "spv" : kind.str();
-        std::string file = (outPath + "/" + sys::path::stem(inputPath) + "." + exe.format + "." + ext).str();
+        std::string file = (outPath + "/" + sys::path::stem(inputPath) + "." + exe.format + "." +
+                            own->stage.extension)
+                               .str();
         std::error_code ec;
         ToolOutputFile out(file, ec, sys::fs::OF_None);
         if (ec)

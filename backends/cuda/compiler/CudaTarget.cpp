@@ -14,6 +14,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Bitcode/BitcodeReader.h"
 #include "llvm/IR/Module.h"
+#include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -25,6 +26,18 @@ using kiln::gpu::makeError;
 namespace {
 
 const std::string kDefaultArchs[] = {"sm_80", "sm_90"};
+
+llvm::cl::list<std::string> cudaArchs(
+    "cuda-arch",
+    llvm::cl::desc("cuda: GPU archs to build cubins for; PTX of the lowest is kept for newer "
+                   "GPUs (default: sm_80,sm_90)"),
+    llvm::cl::CommaSeparated, llvm::cl::value_desc("sm_XY,..."),
+    llvm::cl::cat(kiln::targetOptionCategory()));
+
+/// The archs to build for: --cuda-arch or the defaults.
+std::vector<std::string> chosenArchs() {
+  return kiln::gpu::archsOrDefault(cudaArchs, kDefaultArchs);
+}
 
 std::string cudaToolkit() {
   for (const char *var : {"KILN_CUDA_PATH", "CUDA_HOME", "CUDA_PATH"})
@@ -80,17 +93,23 @@ public:
            "(--cuda-arch, default sm_80,sm_90)";
   }
 
+  std::vector<kiln::EmitStage> emitStages() const override {
+    using Kind = kiln::EmitStage::Kind;
+    return {{"ptx", "write each cuda arch's PTX into the -o folder", Kind::Files, "ptx", "ptx"},
+            {"cubin", "write each cuda arch's cubin into the -o folder", Kind::Files, "cubin",
+             "cubin"}};
+  }
+
   kiln::KernelOptions kernelOptions(const kiln::TargetOptions &options) const override {
     return kiln::gpu::kernelOptions(options);
   }
 
-  void buildCodegenPipeline(OpPassManager &pm,
-                            const kiln::TargetOptions &options) const override {
+  void buildCodegenPipeline(OpPassManager &pm, const kiln::TargetOptions &) const override {
     kiln::gpu::buildDistributionPipeline(pm);
     std::string pipeline = "gpu.module(expand-strided-metadata, lower-affine, convert-scf-to-cf,"
                            "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=true}),"
                            "reconcile-unrealized-casts";
-    for (const std::string &arch : kiln::gpu::archsOrDefault(options, kDefaultArchs))
+    for (const std::string &arch : chosenArchs())
       pipeline += ",nvvm-attach-target{chip=" + arch + " O=3}";
     if (failed(parsePassPipeline(pipeline, pm, llvm::errs())))
       llvm::report_fatal_error("kiln: invalid cuda codegen pipeline");
@@ -119,9 +138,9 @@ public:
   }
 
   llvm::Expected<std::vector<kiln::artifact::Executable>>
-  serialize(ModuleOp executable, const kiln::TargetOptions &options,
+  serialize(ModuleOp executable, const kiln::TargetOptions &,
             const kiln::KernelGrids &) const override {
-    std::vector<std::string> archs = kiln::gpu::archsOrDefault(options, kDefaultArchs);
+    std::vector<std::string> archs = chosenArchs();
     auto ptxs = kiln::gpu::serializeGpuModule(executable, "isa", cudaToolkit());
     if (!ptxs)
       return ptxs.takeError();

@@ -17,6 +17,7 @@
 #include "llvm/IR/GlobalVariable.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
+#include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
@@ -28,6 +29,17 @@ using kiln::gpu::makeError;
 namespace {
 
 const std::string kDefaultArchs[] = {"gfx90a", "gfx942", "gfx1100"};
+
+llvm::cl::list<std::string> hipArchs("hip-arch",
+                                     llvm::cl::desc("hip: AMDGPU archs to build code objects "
+                                                    "for (default: gfx90a,gfx942,gfx1100)"),
+                                     llvm::cl::CommaSeparated, llvm::cl::value_desc("gfxN,..."),
+                                     llvm::cl::cat(kiln::targetOptionCategory()));
+
+/// The archs to build for: --hip-arch or the defaults.
+std::vector<std::string> chosenArchs() {
+  return kiln::gpu::archsOrDefault(hipArchs, kDefaultArchs);
+}
 
 std::string envOr(const char *var, const char *fallback) {
   const char *v = getenv(var);
@@ -115,13 +127,17 @@ public:
            "(--hip-arch, default gfx90a,gfx942,gfx1100)";
   }
 
+  std::vector<kiln::EmitStage> emitStages() const override {
+    return {{"hsaco", "write each hip arch's code object into the -o folder",
+             kiln::EmitStage::Kind::Files, "hsaco", "hsaco"}};
+  }
+
   kiln::KernelOptions kernelOptions(const kiln::TargetOptions &options) const override {
     return kiln::gpu::kernelOptions(options);
   }
 
-  void buildCodegenPipeline(OpPassManager &pm,
-                            const kiln::TargetOptions &options) const override {
-    std::vector<std::string> archs = kiln::gpu::archsOrDefault(options, kDefaultArchs);
+  void buildCodegenPipeline(OpPassManager &pm, const kiln::TargetOptions &) const override {
+    std::vector<std::string> archs = chosenArchs();
     kiln::gpu::buildDistributionPipeline(pm);
     // Math goes to the device libraries (__ocml_*) first: left to the GPU
     // conversion, tanh and friends become LLVM intrinsics AMDGPU cannot lower.
@@ -142,8 +158,8 @@ public:
   }
 
   llvm::Expected<std::string> emitText(ModuleOp executable, llvm::StringRef stage,
-                                       const kiln::TargetOptions &options) const override {
-    auto tree = RocmTree::create(kiln::gpu::archsOrDefault(options, kDefaultArchs));
+                                       const kiln::TargetOptions &) const override {
+    auto tree = RocmTree::create(chosenArchs());
     if (!tree)
       return tree.takeError();
     auto objects = kiln::gpu::serializeGpuModule(executable, stage == "asm" ? "isa" : "llvm",
@@ -156,9 +172,9 @@ public:
   }
 
   llvm::Expected<std::vector<kiln::artifact::Executable>>
-  serialize(ModuleOp executable, const kiln::TargetOptions &options,
+  serialize(ModuleOp executable, const kiln::TargetOptions &,
             const kiln::KernelGrids &) const override {
-    std::vector<std::string> archs = kiln::gpu::archsOrDefault(options, kDefaultArchs);
+    std::vector<std::string> archs = chosenArchs();
     auto tree = RocmTree::create(archs);
     if (!tree)
       return tree.takeError();

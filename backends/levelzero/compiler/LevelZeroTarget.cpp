@@ -184,6 +184,11 @@ public:
            "conversion";
   }
 
+  std::vector<kiln::EmitStage> emitStages() const override {
+    return {{"spirv", "write the levelzero SPIR-V into the -o folder",
+             kiln::EmitStage::Kind::Files, "spirv", "spv"}};
+  }
+
   kiln::KernelOptions kernelOptions(const kiln::TargetOptions &options) const override {
     return kiln::gpu::kernelOptions(options);
   }

@@ -36,8 +36,9 @@ llvm::Expected<std::vector<Object>> serializeGpuModule(mlir::ModuleOp executable
 
 llvm::Error makeError(const llvm::Twine &message);
 
-/// The comma-separated defaults when the user gave no archs.
-std::vector<std::string> archsOrDefault(const TargetOptions &options,
+/// The archs the user gave (a backend's own --<target>-arch option), or the
+/// defaults when there are none.
+std::vector<std::string> archsOrDefault(llvm::ArrayRef<std::string> given,
                                         llvm::ArrayRef<std::string> defaults);
 
 } // namespace kiln::gpu

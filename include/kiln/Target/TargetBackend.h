@@ -3,7 +3,10 @@
 // The target-independent pipeline hands every backend the same thing: an
 // executable module of bufferized kernels whose workgroup is `gpu.block_id`.
 // A backend lowers that to its code object. Backends live in backends/<name>/
-// and register themselves; the core never names one.
+// and register themselves; the core never names one. A backend also owns its
+// command-line options (cl options in targetOptionCategory(), defined in its
+// own files) and the --emit stages that only it has (emitStages()), which
+// kiln-compile lists from the registry.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_TARGET_TARGETBACKEND_H
@@ -28,9 +31,6 @@ struct TargetOptions {
   std::string triple;
   /// CPU / chip name; empty means the backend's default (cpu: the host CPU).
   std::string cpu;
-  /// Chips to build for (GPU archs such as sm_90 or gfx942); empty means the
-  /// backend's documented default list.
-  std::vector<std::string> archs;
   /// Upper bound on workgroups per dispatch; 0 means the backend's default.
   int64_t maxWorkgroups = 0;
 };
@@ -51,6 +51,24 @@ struct KernelOptions {
 /// Each kernel's grid of workgroups after tiling, by kernel name.
 using KernelGrids = std::map<std::string, std::array<int64_t, 3>>;
 
+/// A value of kiln-compile --emit that one backend adds to the stages every
+/// target has (onnx-mlir, linalg, dispatch, codegen, llvm, asm, artifact).
+struct EmitStage {
+  enum class Kind {
+    /// Text of the lowered kernels: TargetBackend::emitText with this
+    /// stage's name, written to -o (default stdout).
+    Text,
+    /// Binaries: the executables serialize() returns whose format starts
+    /// with `formatPrefix`, each written into the -o folder as
+    /// <model>.<format>.<extension>.
+    Files,
+  };
+  std::string name;        ///< The --emit value, e.g. "ptx".
+  std::string description; ///< Its line in kiln-compile --help.
+  Kind kind = Kind::Text;
+  std::string formatPrefix, extension; ///< Files only.
+};
+
 class TargetBackend {
 public:
   virtual ~TargetBackend() = default;
@@ -70,7 +88,11 @@ public:
   /// Passes from the shared kernel form to the backend's final dialects.
   virtual void buildCodegenPipeline(mlir::OpPassManager &pm,
                                     const TargetOptions &options) const = 0;
-  /// Textual forms of the lowered executable: "llvm" (IR) or "asm".
+  /// The --emit stages only this backend has (kiln-compile --help lists
+  /// them under --emit, after the shared stages).
+  virtual std::vector<EmitStage> emitStages() const { return {}; }
+  /// Textual forms of the lowered executable: "llvm" (IR), "asm", or the
+  /// name of one of the backend's own Text stages.
   virtual llvm::Expected<std::string> emitText(mlir::ModuleOp executable,
                                                llvm::StringRef stage,
                                                const TargetOptions &options) const = 0;
