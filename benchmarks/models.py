@@ -437,6 +437,16 @@ def contraction_flops(path, feeds):
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*m.graph.value_info, *m.graph.input, *m.graph.output]}
     shapes.update({t.name: list(t.dims) for t in m.graph.initializer})
+    # Where inference lost a dim (BERT's batch after a Reshape), onnxruntime
+    # tells: the contractions' operands become outputs of one run.
+    wanted = {v for n in m.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")
+              for v in (n.output[0], *n.input[:2]) if not shapes.get(v) or 0 in shapes[v]}
+    if wanted:
+        known = {o.name for o in m.graph.output}
+        m.graph.output.extend(onnx.ValueInfoProto(name=v) for v in sorted(wanted - known))
+        names = [o.name for o in m.graph.output]
+        for name, value in zip(names, ort.InferenceSession(m.SerializeToString()).run(names, feeds)):
+            shapes[name] = list(value.shape)
     flops = {}
     for n in m.graph.node:
         if n.op_type not in ("MatMul", "Gemm", "Conv"):
