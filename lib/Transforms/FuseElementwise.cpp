@@ -141,8 +141,9 @@ struct ElementwiseInContractionShape : OpRewritePattern<linalg::GenericOp> {
       }
     }
     auto resultType = cast<RankedTensorType>(op->getResult(0).getType());
-    if (!source || !resultType.hasStaticShape())
-      return failure();
+    if (!source || !resultType.hasStaticShape() || resultType.getRank() == 0 ||
+        cast<RankedTensorType>(source.getType()).getRank() == 0)
+      return failure(); // a scalar has no flat 1-D form to go through
     ArrayRef<int64_t> shape = cast<RankedTensorType>(source.getType()).getShape();
     // One collapse or expand of an elementwise result is upstream's to fold
     // (by expanding the consumer or the producer); moving here would undo

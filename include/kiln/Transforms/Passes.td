@@ -15,7 +15,10 @@ def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::ModuleOp"> {
     operand; and a fused computation (a GELU, a softmax) is redone for every
     tile of the other operand. Left alone each is one pass over memory (a
     transpose of a constant folds away), usually an epilogue of the kernel
-    before.
+    before. And one pattern more: an elementwise op (identity maps) reading
+    a contraction's result through reshapes no single view expresses (a 1x1
+    convolution computed as a matmul over pixels, viewed back as an image)
+    runs in the contraction's shape instead, so it becomes its epilogue.
   }];
   let dependentDialects = ["mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect",
                            "mlir::affine::AffineDialect", "mlir::arith::ArithDialect"];
