@@ -98,6 +98,8 @@ CASES = {
                                                   residual=True, strides=[2, 2]),
     "conv_depthwise": lambda rng: _conv(rng, [1, 12, 14, 15], [12, 1, 3, 3], pads=[1, 1, 1, 1],
                                         group=12),
+    "conv_depthwise_stride2": lambda rng: _conv(rng, [1, 12, 15, 17], [12, 1, 3, 3],
+                                                pads=[1, 1, 1, 1], strides=[2, 2], group=12),
     "conv_grouped": lambda rng: _conv(rng, [1, 8, 10, 9], [12, 4, 3, 3], group=2),
     "conv1d": lambda rng: _conv(rng, [2, 5, 50], [6, 5, 4], pads=[2, 1]),
 }

@@ -344,7 +344,7 @@ private:
     for (int64_t i = 0; i < rowCount; ++i)
       for (int64_t j = 0; j < vectors; ++j) {
         at(i, j);
-        acc.push_back(load(outOperand, masks[j]));
+        acc.push_back(init ? initialValue(masks[j]) : load(outOperand, masks[j]));
       }
 
     std::function<Tile(ArrayRef<unsigned>, Tile)> reduce = [&](ArrayRef<unsigned> dims,
@@ -385,31 +385,48 @@ private:
     return e;
   }
 
-  /// Applies the elementwise epilogue to one accumulator vector while it is
-  /// in registers and stores the result where the epilogue would have.
-  void storeThroughEpilogue(Value acc, Value mask) {
+  /// An all-parallel op over the contraction's output dims (`matchEpilogue`,
+  /// `matchInit`) computed at the current ivs as one vector along n: `acc`
+  /// stands for its reads of the contraction's result, inputs running along
+  /// n are vector loads, the others broadcast scalars.
+  Value elementwiseAt(linalg::GenericOp g, Value acc, Value mask) {
     SmallVector<Value> eivs = epilogueIvs();
-    auto at = [&](OpOperand &operand) {
-      return apply(epilogue.getMatchingIndexingMap(&operand), eivs);
-    };
-    Block &block = epilogue.getRegion().front();
+    Block &block = g.getRegion().front();
     SmallVector<Value> args;
     unsigned n = eivs.size() - 1;
-    for (OpOperand *in : epilogue.getDpsInputOperands()) {
+    for (OpOperand *in : g.getDpsInputOperands()) {
+      SmallVector<Value> at = apply(g.getMatchingIndexingMap(in), eivs);
       if (in->get() == contractionOut) {
         args.push_back(acc);
         continue;
       }
-      if (epilogue.getMatchingIndexingMap(in).isFunctionOfDim(n)) {
-        args.push_back(loadVector(in->get(), at(*in), mask));
+      if (g.getMatchingIndexingMap(in).isFunctionOfDim(n)) {
+        args.push_back(loadVector(in->get(), at, mask));
         continue;
       }
-      Value scalar = memref::LoadOp::create(b, in->get(), at(*in));
+      Value scalar = memref::LoadOp::create(b, in->get(), at);
       args.push_back(vector::BroadcastOp::create(b, VectorType::get({vl}, scalar.getType()), scalar));
     }
+    args.push_back(Value()); // the op's init is write-only (checked)
+    return body(block, args, IRMapping());
+  }
+
+  /// Applies the elementwise epilogue to one accumulator vector while it is
+  /// in registers and stores the result where the epilogue would have.
+  void storeThroughEpilogue(Value acc, Value mask) {
     OpOperand *init = epilogue.getDpsInitOperand(0);
-    args.push_back(Value()); // the epilogue's init is write-only (checked)
-    storeVector(body(block, args, IRMapping()), init->get(), at(*init), mask);
+    SmallVector<Value> at = apply(epilogue.getMatchingIndexingMap(init), epilogueIvs());
+    storeVector(elementwiseAt(epilogue, acc, mask), init->get(), at, mask);
+  }
+
+  /// The accumulators' first value, from the op that initialised the result
+  /// (`matchInit`) instead of from memory.
+  Value initialValue(Value mask) {
+    if (auto fill = dyn_cast<linalg::FillOp>(init.getOperation())) {
+      Value v = fill.getDpsInputOperand(0)->get();
+      return vector::BroadcastOp::create(b, VectorType::get({vl}, v.getType()), v);
+    }
+    return elementwiseAt(cast<linalg::GenericOp>(init.getOperation()), Value(), mask);
   }
 
   /// One reduction step: rhs vectors once, each lhs scalar once, the body per
@@ -456,6 +473,9 @@ public:
   /// An elementwise consumer of the contraction's result applied in
   /// registers (`matchEpilogue`); it replaces the result's store.
   linalg::GenericOp epilogue;
+  /// The fill or broadcast that initialised the result (`matchInit`): the
+  /// accumulators start from its values, and it is not run.
+  linalg::LinalgOp init;
   Value contractionOut;
 
 private:
@@ -478,6 +498,8 @@ bool unitInnerStride(Value v) {
   int64_t offset;
   return succeeded(type.getStridesAndOffset(strides, offset)) && strides.back() == 1;
 }
+
+bool readableAsVectors(linalg::GenericOp g, Value out);
 
 /// The op that reads `op`'s result next, when it can run on the result's
 /// accumulators: an all-parallel generic with identity maps on that buffer
@@ -510,27 +532,70 @@ linalg::GenericOp matchEpilogue(linalg::GenericOp op) {
       !epilogue.getMatchingIndexingMap(init).isIdentity() || !unitInnerStride(init->get()) ||
       init->get() == out || epilogue.getNumLoops() != (unsigned)outType.getRank())
     return {};
-  unsigned n = epilogue.getNumLoops() - 1;
-  bool readsOut = false;
-  for (OpOperand *in : epilogue.getDpsInputOperands()) {
-    AffineMap map = epilogue.getMatchingIndexingMap(in);
+  bool readsOut = llvm::any_of(epilogue.getDpsInputOperands(),
+                               [&](OpOperand *in) { return in->get() == out; });
+  return readsOut && readableAsVectors(epilogue, out) ? epilogue : linalg::GenericOp();
+}
+
+/// `g`'s inputs other than `out` (read as the accumulators themselves, with
+/// an identity map) can be read at a tile's ivs (`elementwiseAt`): memrefs
+/// that run along the last loop, the vector dim, in their last index with
+/// unit stride, or that do not depend on it.
+bool readableAsVectors(linalg::GenericOp g, Value out) {
+  unsigned n = g.getNumLoops() - 1;
+  for (OpOperand *in : g.getDpsInputOperands()) {
+    AffineMap map = g.getMatchingIndexingMap(in);
     if (in->get() == out) {
       if (!map.isIdentity())
-        return {};
-      readsOut = true;
+        return false;
       continue;
     }
     if (!isa<MemRefType>(in->get().getType()))
-      return {};
+      return false;
     if (!map.isFunctionOfDim(n))
       continue;
-    if (map.getNumResults() == 0 || map.getResults().back() != getAffineDimExpr(n, op.getContext()) ||
+    if (map.getNumResults() == 0 || map.getResults().back() != getAffineDimExpr(n, g.getContext()) ||
         llvm::any_of(map.getResults().drop_back(),
                      [&](AffineExpr e) { return e.isFunctionOfDim(n); }) ||
         !unitInnerStride(in->get()))
-      return {};
+      return false;
   }
-  return readsOut ? epilogue : linalg::GenericOp();
+  return true;
+}
+
+/// The op that initialises `op`'s result right before it (a zero fill, a
+/// convolution's bias broadcast) when the accumulators can start from its
+/// values instead: the contraction overwrites every element of the buffer,
+/// so what the op stores is only ever read back as those first values, and
+/// skipping it saves a pass over the result (a scalar one for broadcasts).
+linalg::LinalgOp matchInit(linalg::GenericOp op) {
+  Value out = op.getDpsInitOperand(0)->get();
+  AffineMap outMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  if (!outMap.isProjectedPermutation() ||
+      outMap.getNumResults() != (unsigned)cast<MemRefType>(out.getType()).getRank())
+    return {};
+  for (Operation *o = op->getPrevNode(); o; o = o->getPrevNode()) {
+    auto producer = dyn_cast<linalg::LinalgOp>(o);
+    if (!producer) {
+      if (!isMemoryEffectFree(o))
+        return {};
+      continue;
+    }
+    if (producer.getNumDpsInits() != 1 || producer.getDpsInitOperand(0)->get() != out)
+      return {};
+    if (isa<linalg::FillOp>(o))
+      return producer;
+    auto g = dyn_cast<linalg::GenericOp>(o);
+    if (!g || g.getNumLoops() != g.getNumParallelLoops() ||
+        !g.getMatchingIndexingMap(g.getDpsInitOperand(0)).isIdentity() ||
+        !kiln::isVectorizableBody(g.getRegion().front()) ||
+        !g.getRegion().front().getArguments().back().use_empty() ||
+        llvm::any_of(g.getDpsInputOperands(), [&](OpOperand *in) { return in->get() == out; }) ||
+        !readableAsVectors(g, out))
+      return {};
+    return producer;
+  }
+  return {};
 }
 
 struct VectorizeContractionsPass
@@ -571,6 +636,7 @@ struct VectorizeContractionsPass
                           .getIntOrFloatBitWidth();
       MicroKernelEmitter emitter(op, t, std::max<int64_t>(vectorBits / bits, 1), rows, vectors);
       emitter.epilogue = matchEpilogue(op);
+      emitter.init = matchInit(op);
       emitter.contractionOut = op.getDpsInitOperand(0)->get();
       // What the epilogue reads may be defined between the two (subviews of
       // the kernel's output; side-effect free, checked): the tile's code
@@ -581,6 +647,8 @@ struct VectorizeContractionsPass
       emitter.emit();
       if (emitter.epilogue)
         emitter.epilogue.erase();
+      if (emitter.init)
+        emitter.init->erase();
       op.erase();
     }
   }

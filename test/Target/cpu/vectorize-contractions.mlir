@@ -184,3 +184,80 @@ func.func @packed(%A: memref<48x8xf32>, %B: memref<8x300xf32>, %C: memref<48x300
   }
   return
 }
+
+// The result's zero fill is not run: the accumulators start as a broadcast
+// zero instead of loads of what it stored.
+// CHECK-LABEL: func.func @fill_init
+// CHECK-NOT: linalg.fill
+// CHECK: %[[Z:.+]] = arith.constant dense<0.000000e+00> : vector<8xf32>
+// CHECK: scf.for {{.+}} iter_args(%{{.+}} = %[[Z]], %{{.+}} = %[[Z]]
+// CHECK-NOT: vector.load %arg2
+// CHECK: vector.store
+// CHECK-NOT: linalg.fill
+func.func @fill_init(%A: memref<12x8xf32>, %B: memref<8x16xf32>, %C: memref<12x16xf32>) {
+  %zero = arith.constant 0.0 : f32
+  linalg.fill ins(%zero : f32) outs(%C : memref<12x16xf32>)
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%A, %B : memref<12x8xf32>, memref<8x16xf32>) outs(%C : memref<12x16xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// A convolution's bias broadcast into its result (one value per filter, the
+// tile's rows) becomes the accumulators' first value: one scalar load and
+// broadcast per row, the broadcast loop itself gone. A row vector along n
+// (`%along`) is loaded as a vector.
+// CHECK-LABEL: func.func @bias_init
+// CHECK-NOT: linalg.generic
+// CHECK: %[[B:.+]] = memref.load %arg3
+// CHECK: %[[BV:.+]] = vector.broadcast %[[B]] : f32 to vector<8xf32>
+// CHECK: %[[R:.+]] = vector.load %arg4
+// CHECK: %[[I:.+]] = arith.addf %[[BV]], %[[R]]
+// CHECK: scf.for {{.+}} iter_args(%{{.+}} = %[[I]]
+// CHECK-NOT: linalg.generic
+func.func @bias_init(%A: memref<6x8xf32>, %B: memref<8x16xf32>, %C: memref<6x16xf32>,
+                     %bias: memref<6xf32>, %along: memref<16xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(i, j) -> (i)>, affine_map<(i, j) -> (j)>,
+                                   affine_map<(i, j) -> (i, j)>],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%bias, %along : memref<6xf32>, memref<16xf32>) outs(%C : memref<6x16xf32>) {
+  ^bb0(%b: f32, %r: f32, %o: f32):
+    %s = arith.addf %b, %r : f32
+    linalg.yield %s : f32
+  }
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%A, %B : memref<6x8xf32>, memref<8x16xf32>) outs(%C : memref<6x16xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// An init that reads the result itself (an accumulation into what is there)
+// is not a fill: it runs, and the tile loads what it stored.
+// CHECK-LABEL: func.func @accumulating_init
+// CHECK: linalg.generic
+// CHECK: vector.load %arg2
+// CHECK: scf.for {{.+}} iter_args
+func.func @accumulating_init(%A: memref<6x8xf32>, %B: memref<8x16xf32>, %C: memref<6x16xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>], iterator_types = ["parallel", "parallel"]}
+      outs(%C : memref<6x16xf32>) {
+  ^bb0(%o: f32):
+    %s = arith.addf %o, %o : f32
+    linalg.yield %s : f32
+  }
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%A, %B : memref<6x8xf32>, memref<8x16xf32>) outs(%C : memref<6x16xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
