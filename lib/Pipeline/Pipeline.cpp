@@ -34,7 +34,11 @@ void kiln::buildLinalgPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
 }
 
-void kiln::buildDispatchPipeline(OpPassManager &pm) { pm.addPass(kiln::createFormDispatches()); }
+void kiln::buildDispatchPipeline(OpPassManager &pm, bool fusePadding) {
+  kiln::FormDispatchesOptions options;
+  options.fusePadding = fusePadding;
+  pm.addPass(kiln::createFormDispatches(options));
+}
 
 void kiln::buildKernelPipeline(OpPassManager &pm, const KernelOptions &options) {
   kiln::TileWorkgroupsOptions tile;

@@ -128,6 +128,37 @@ void collectInitProducers(linalg::LinalgOp op, SetVector<Operation *> &group,
   }
 }
 
+/// The importer's padding (`select(inBounds, x[clamp], pad)` over a
+/// captured tensor, kiln/Transforms/PaddingReads.h) feeding a contraction
+/// whose every split loop reads it (a depthwise convolution: channels and
+/// rows): in the contraction's kernel each workgroup pads only the slab it
+/// reads, into a buffer that stays in cache, instead of a dispatch of its own
+/// writing the whole padded image to memory and the convolution reading it
+/// back. A convolution with several filters per input channel is left alone:
+/// every filter block would pad the whole slab again.
+void collectPaddedInputs(linalg::LinalgOp op, SetVector<Operation *> &group,
+                         const DenseSet<Operation *> &taken) {
+  if (op.getNumReductionLoops() == 0)
+    return;
+  SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+  for (OpOperand *in : op.getDpsInputOperands()) {
+    auto pad = in->get().getDefiningOp<linalg::GenericOp>();
+    if (!pad || taken.contains(pad) || !in->get().hasOneUse() || !isAllParallel(pad) ||
+        pad->getNumResults() != 1 || pad.getNumDpsInputs() != 0)
+      continue;
+    auto select = pad.getRegion().front().getTerminator()->getOperand(0).getDefiningOp<arith::SelectOp>();
+    if (!select || !select.getTrueValue().getDefiningOp<tensor::ExtractOp>())
+      continue;
+    AffineMap map = op.getMatchingIndexingMap(in);
+    bool everySplitLoop = llvm::all_of(llvm::enumerate(op.getIteratorTypesArray()), [&](auto it) {
+      auto [d, type] = it;
+      return type != utils::IteratorType::parallel || ranges[d] == 1 || map.isFunctionOfDim(d);
+    });
+    if (everySplitLoop)
+      group.insert(pad);
+  }
+}
+
 /// The single elementwise consumer that reads all of `op`'s result tile
 /// by tile in the same order, if any.
 linalg::LinalgOp fusableConsumer(Operation *op, const DenseSet<Operation *> &taken) {
@@ -196,6 +227,8 @@ std::string describeNodes(ArrayRef<Operation *> ops) {
 }
 
 struct FormDispatchesPass : kiln::impl::FormDispatchesBase<FormDispatchesPass> {
+  using FormDispatchesBase::FormDispatchesBase;
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     MLIRContext *ctx = module.getContext();
@@ -237,6 +270,8 @@ struct FormDispatchesPass : kiln::impl::FormDispatchesBase<FormDispatchesPass> {
       if (auto root = dyn_cast<linalg::LinalgOp>(&op); root && !taken.contains(&op)) {
         SetVector<Operation *> inits;
         collectInitProducers(root, inits, taken);
+        if (fusePadding)
+          collectPaddedInputs(root, inits, taken);
         taken.insert(inits.begin(), inits.end());
         initsOf[&op] = std::move(inits);
       }

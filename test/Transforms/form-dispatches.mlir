@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --kiln-form-dispatches --split-input-file | FileCheck %s
+// RUN: kiln-opt %s --kiln-form-dispatches="fuse-padding=true" --split-input-file | FileCheck %s
 
 // A contraction takes its fill (init producer) and its elementwise consumer
 // into one kernel; tensors from outside become bindings.
@@ -97,4 +97,89 @@ func.func @main(%x: tensor<8xf32>) -> tensor<f32> {
       linalg.yield %n : f32 loc(#total)
   } -> tensor<f32> loc(#total)
   return %t : tensor<f32>
+}
+
+// -----
+
+// Padding feeding a depthwise contraction (every parallel loop reads the
+// padded tensor) joins its kernel, so each workgroup pads only what it
+// reads; feeding a convolution whose filters do not read it (each filter
+// block would pad the whole input again), it stays a dispatch of its own.
+#pad = affine_map<(c, j) -> (c, j)>
+// CHECK-LABEL: func.func @main(
+// CHECK: %[[DW:.+]] = kiln.dispatch @kernels::@main_dispatch_0(%arg0, %arg1)
+// CHECK: %[[P:.+]] = kiln.dispatch @kernels::@main_dispatch_1(%[[DW]])
+// CHECK: kiln.dispatch @kernels::@main_dispatch_2(%[[P]], %arg2)
+// CHECK-LABEL: func.func @main_dispatch_0(
+// CHECK: tensor.extract
+// CHECK: arith.select
+// CHECK: iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK: return
+// CHECK-LABEL: func.func @main_dispatch_1(
+// CHECK: tensor.extract
+// CHECK: return
+// CHECK-LABEL: func.func @main_dispatch_2(
+// CHECK-NOT: tensor.extract
+// CHECK: iterator_types = ["parallel", "parallel", "reduction", "reduction"]
+func.func @main(%x: tensor<4x6xf32>, %w: tensor<4x3xf32>, %w2: tensor<5x4x3xf32>) -> tensor<5x6xf32> {
+  %zero = arith.constant 0.0 : f32
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c5 = arith.constant 5 : index
+  %c6 = arith.constant 6 : index
+  %pad = tensor.empty() : tensor<4x8xf32>
+  %xp = linalg.generic {indexing_maps = [#pad], iterator_types = ["parallel", "parallel"]}
+      outs(%pad : tensor<4x8xf32>) {
+    ^bb0(%o: f32):
+      %c = linalg.index 0 : index
+      %j = linalg.index 1 : index
+      %s = arith.subi %j, %c1 : index
+      %lo = arith.cmpi sge, %s, %c0 : index
+      %hi = arith.cmpi slt, %s, %c6 : index
+      %in = arith.andi %lo, %hi : i1
+      %m = arith.maxsi %s, %c0 : index
+      %cl = arith.minsi %m, %c5 : index
+      %v = tensor.extract %x[%c, %cl] : tensor<4x6xf32>
+      %r = arith.select %in, %v, %zero : f32
+      linalg.yield %r : f32
+  } -> tensor<4x8xf32>
+  %e = tensor.empty() : tensor<4x6xf32>
+  %f = linalg.fill ins(%zero : f32) outs(%e : tensor<4x6xf32>) -> tensor<4x6xf32>
+  %dw = linalg.generic {indexing_maps = [affine_map<(c, o, k) -> (c, o + k)>, affine_map<(c, o, k) -> (c, k)>,
+                                         affine_map<(c, o, k) -> (c, o)>],
+                        iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%xp, %w : tensor<4x8xf32>, tensor<4x3xf32>) outs(%f : tensor<4x6xf32>) {
+    ^bb0(%a: f32, %b: f32, %acc: f32):
+      %p = arith.mulf %a, %b : f32
+      %s = arith.addf %acc, %p : f32
+      linalg.yield %s : f32
+  } -> tensor<4x6xf32>
+  %pad2 = tensor.empty() : tensor<4x8xf32>
+  %dp = linalg.generic {indexing_maps = [#pad], iterator_types = ["parallel", "parallel"]}
+      outs(%pad2 : tensor<4x8xf32>) {
+    ^bb0(%o: f32):
+      %c = linalg.index 0 : index
+      %j = linalg.index 1 : index
+      %s = arith.subi %j, %c1 : index
+      %lo = arith.cmpi sge, %s, %c0 : index
+      %hi = arith.cmpi slt, %s, %c6 : index
+      %in = arith.andi %lo, %hi : i1
+      %m = arith.maxsi %s, %c0 : index
+      %cl = arith.minsi %m, %c5 : index
+      %v = tensor.extract %dw[%c, %cl] : tensor<4x6xf32>
+      %r = arith.select %in, %v, %zero : f32
+      linalg.yield %r : f32
+  } -> tensor<4x8xf32>
+  %e2 = tensor.empty() : tensor<5x6xf32>
+  %f2 = linalg.fill ins(%zero : f32) outs(%e2 : tensor<5x6xf32>) -> tensor<5x6xf32>
+  %conv = linalg.generic {indexing_maps = [affine_map<(f, o, c, k) -> (c, o + k)>, affine_map<(f, o, c, k) -> (f, c, k)>,
+                                           affine_map<(f, o, c, k) -> (f, o)>],
+                          iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+      ins(%dp, %w2 : tensor<4x8xf32>, tensor<5x4x3xf32>) outs(%f2 : tensor<5x6xf32>) {
+    ^bb0(%a: f32, %b: f32, %acc: f32):
+      %p = arith.mulf %a, %b : f32
+      %s = arith.addf %acc, %p : f32
+      linalg.yield %s : f32
+  } -> tensor<5x6xf32>
+  return %conv : tensor<5x6xf32>
 }

@@ -368,7 +368,12 @@ int main(int argc, char **argv) {
   if (emit == Linalg)
     return printModule(module);
   if (!runStage(module, "dispatch: form dispatches",
-                [&](mlir::OpPassManager &pm) { kiln::buildDispatchPipeline(pm); }))
+                [&](mlir::OpPassManager &pm) {
+                  kiln::buildDispatchPipeline(
+                      pm, llvm::all_of(backends, [](const kiln::TargetBackend *b) {
+                        return b->fusesPaddingIntoConsumers();
+                      }));
+                }))
     return fail("the dispatch stage failed (see the diagnostics above)");
 
   auto schedule = kiln::buildSchedule(module);

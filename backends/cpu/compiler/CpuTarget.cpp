@@ -156,6 +156,8 @@ public:
     return "host CPU through LLVM (x86-64, aarch64); workgroups on a thread pool";
   }
 
+  bool fusesPaddingIntoConsumers() const override { return true; }
+
   kiln::KernelOptions kernelOptions(const kiln::TargetOptions &options) const override {
     kiln::KernelOptions k;
     if (options.maxWorkgroups > 0)

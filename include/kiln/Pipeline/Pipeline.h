@@ -18,8 +18,10 @@ void registerKilnCompiler(mlir::DialectRegistry &registry);
 /// Imported IR -> fused linalg on tensors.
 void buildLinalgPipeline(mlir::OpPassManager &pm);
 /// Fused linalg -> host function of kiln.dispatch + executable module of
-/// kernels on tensors. Target-independent: the schedule is built from this.
-void buildDispatchPipeline(mlir::OpPassManager &pm);
+/// kernels on tensors. The schedule is built from this, one for every target
+/// of an artifact: `fusePadding` only when all of them can
+/// (TargetBackend::fusesPaddingIntoConsumers).
+void buildDispatchPipeline(mlir::OpPassManager &pm, bool fusePadding = false);
 /// On an executable module: tile kernels onto workgroups, bufferize, and map
 /// the workgroup loop to gpu.block_id. Each target runs it on its own copy.
 void buildKernelPipeline(mlir::OpPassManager &pm, const KernelOptions &options);

@@ -83,6 +83,10 @@ public:
   /// of an artifact says so: a kernel that leaves part of its result to the
   /// zero-filled buffer would read another tensor's data.
   virtual bool writesWholeResults() const { return true; }
+  /// Whether its kernels can compute a padding producer per workgroup
+  /// (kiln-form-dispatches' fuse-padding): dispatches are formed once for
+  /// every target of an artifact, so only when all of them can.
+  virtual bool fusesPaddingIntoConsumers() const { return false; }
   /// How this target wants kernels tiled onto workgroups.
   virtual KernelOptions kernelOptions(const TargetOptions &options) const = 0;
   /// Passes from the shared kernel form to the backend's final dialects.

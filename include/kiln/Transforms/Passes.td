@@ -44,6 +44,10 @@ def FormDispatches : Pass<"kiln-form-dispatches", "mlir::ModuleOp"> {
   }];
   let dependentDialects = ["kiln::KilnDialect", "mlir::func::FuncDialect",
                            "mlir::linalg::LinalgDialect"];
+  let options = [
+    Option<"fusePadding", "fuse-padding", "bool", "false",
+           "Put padding that feeds a depthwise contraction in its kernel">,
+  ];
 }
 
 def TileWorkgroups : Pass<"kiln-tile-workgroups", "mlir::ModuleOp"> {
