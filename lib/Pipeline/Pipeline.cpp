@@ -34,7 +34,9 @@ void kiln::buildLinalgPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
 }
 
-void kiln::buildDispatchPipeline(OpPassManager &pm, bool fusePadding) {
+void kiln::buildDispatchPipeline(OpPassManager &pm, bool fusePadding, int64_t panelWidth) {
+  if (panelWidth > 0)
+    pm.addNestedPass<func::FuncOp>(kiln::createPackConstantOperands({panelWidth}));
   kiln::FormDispatchesOptions options;
   options.fusePadding = fusePadding;
   pm.addPass(kiln::createFormDispatches(options));

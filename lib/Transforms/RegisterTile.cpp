@@ -93,10 +93,20 @@ kiln::matchRegisterTileContraction(linalg::LinalgOp op) {
   AffineMap rhsMap = generic.getIndexingMapsArray()[t.rhs];
   if (rhsMap.getNumResults() == 0)
     return std::nullopt;
-  for (AffineExpr e : rhsMap.getResults().drop_back())
+  // Column panels: `n floordiv P` first, `n mod P` last.
+  AffineExpr dn = getAffineDimExpr(n, generic.getContext());
+  if (auto mod = dyn_cast<AffineBinaryOpExpr>(rhsMap.getResults().back());
+      mod && mod.getKind() == AffineExprKind::Mod && mod.getLHS() == dn) {
+    auto p = dyn_cast<AffineConstantExpr>(mod.getRHS());
+    if (!p || rhsMap.getResult(0) != dn.floorDiv(p.getValue()))
+      return std::nullopt;
+    t.rhsPanel = p.getValue();
+  }
+  for (AffineExpr e : rhsMap.getResults().drop_back().drop_front(t.rhsPanel ? 1 : 0))
     if (e.isFunctionOfDim(n))
       return std::nullopt;
-  std::optional<int64_t> stride = linearCoefficient(rhsMap.getResults().back(), n);
+  std::optional<int64_t> stride =
+      t.rhsPanel ? 1 : linearCoefficient(rhsMap.getResults().back(), n);
   if (stride != 1 && stride != 2)
     return std::nullopt;
   t.rhsStride = *stride;

@@ -58,6 +58,22 @@ CASES = {
         _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
                [("a", F, [13, 100])], [("y", F, [13, 201])], [("w", _rand(rng, 100, 201))]),
         {"a": _rand(rng, 13, 100)}),
+    # Constant weights 1 KB or more per row are stored as column panels
+    # (kiln-pack-constant-operands); 300 and 1000 columns end in a partial
+    # panel, and the 2-D weight of a batched MatMul is broadcast.
+    "matmul_packed_weight": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
+               [("a", F, [21, 37])], [("y", F, [21, 300])], [("w", _rand(rng, 37, 300))]),
+        {"a": _rand(rng, 21, 37)}),
+    "batched_matmul_packed_weight": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "w"], ["y"])],
+               [("a", F, [2, 19, 45])], [("y", F, [2, 19, 1000])], [("w", _rand(rng, 45, 1000))]),
+        {"a": _rand(rng, 2, 19, 45)}),
+    "gemm_transB_packed_weight_bias": lambda rng: (
+        _model([helper.make_node("Gemm", ["a", "w", "c"], ["y"], transB=1)],
+               [("a", F, [70, 33])], [("y", F, [70, 290])],
+               [("w", _rand(rng, 290, 33)), ("c", _rand(rng, 290))]),
+        {"a": _rand(rng, 70, 33)}),
     "batched_matmul": lambda rng: (
         _model([helper.make_node("MatMul", ["a", "b"], ["y"])],
                [("a", F, [3, 17, 29]), ("b", F, [3, 29, 45])], [("y", F, [3, 17, 45])]),

@@ -369,10 +369,14 @@ int main(int argc, char **argv) {
     return printModule(module);
   if (!runStage(module, "dispatch: form dispatches",
                 [&](mlir::OpPassManager &pm) {
-                  kiln::buildDispatchPipeline(
-                      pm, llvm::all_of(backends, [](const kiln::TargetBackend *b) {
-                        return b->fusesPaddingIntoConsumers();
-                      }));
+                  bool fusePadding = llvm::all_of(backends, [](const kiln::TargetBackend *b) {
+                    return b->fusesPaddingIntoConsumers();
+                  });
+                  int64_t panel = backends.empty() ? 0 : backends[0]->constantPanelWidth(targetOptions);
+                  for (const kiln::TargetBackend *b : backends)
+                    if (b->constantPanelWidth(targetOptions) != panel)
+                      panel = 0;
+                  kiln::buildDispatchPipeline(pm, fusePadding, panel);
                 }))
     return fail("the dispatch stage failed (see the diagnostics above)");
 

@@ -157,6 +157,10 @@ public:
   }
 
   bool fusesPaddingIntoConsumers() const override { return true; }
+  int64_t constantPanelWidth(const kiln::TargetOptions &options) const override {
+    RegisterTile rt = registerTile(options);
+    return rt.vectors * rt.lanes32;
+  }
 
   kiln::KernelOptions kernelOptions(const kiln::TargetOptions &options) const override {
     kiln::KernelOptions k;

@@ -629,6 +629,11 @@ struct VectorizeContractionsPass
       if (!t || !unitInnerStride(op.getDpsInitOperand(0)->get()) ||
           !unitInnerStride(op->getOperand(t->rhs)))
         return;
+      // A column tile must not straddle two panels.
+      unsigned bits = getElementTypeOrSelf(op.getDpsInitOperand(0)->get().getType())
+                          .getIntOrFloatBitWidth();
+      if (t->rhsPanel && t->rhsPanel % (vectors * std::max<int64_t>(vectorBits / bits, 1)))
+        return;
       work.push_back({op, *t});
     });
     for (auto [op, t] : work) {

@@ -21,7 +21,10 @@ void buildLinalgPipeline(mlir::OpPassManager &pm);
 /// kernels on tensors. The schedule is built from this, one for every target
 /// of an artifact: `fusePadding` only when all of them can
 /// (TargetBackend::fusesPaddingIntoConsumers).
-void buildDispatchPipeline(mlir::OpPassManager &pm, bool fusePadding = false);
+/// `panelWidth` (TargetBackend::constantPanelWidth, the same for all of
+/// them, else 0) packs constant contraction operands first.
+void buildDispatchPipeline(mlir::OpPassManager &pm, bool fusePadding = false,
+                           int64_t panelWidth = 0);
 /// On an executable module: tile kernels onto workgroups, bufferize, and map
 /// the workgroup loop to gpu.block_id. Each target runs it on its own copy.
 void buildKernelPipeline(mlir::OpPassManager &pm, const KernelOptions &options);

@@ -87,6 +87,10 @@ public:
   /// (kiln-form-dispatches' fuse-padding): dispatches are formed once for
   /// every target of an artifact, so only when all of them can.
   virtual bool fusesPaddingIntoConsumers() const { return false; }
+  /// Columns per panel its contractions read constant operands in
+  /// (kiln-pack-constant-operands); 0 for none. Constants are shared by all
+  /// targets of an artifact: packed only when all of them agree.
+  virtual int64_t constantPanelWidth(const TargetOptions &) const { return 0; }
   /// How this target wants kernels tiled onto workgroups.
   virtual KernelOptions kernelOptions(const TargetOptions &options) const = 0;
   /// Passes from the shared kernel form to the backend's final dialects.

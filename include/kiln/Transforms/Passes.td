@@ -50,6 +50,27 @@ def FormDispatches : Pass<"kiln-form-dispatches", "mlir::ModuleOp"> {
   ];
 }
 
+def PackConstantOperands : Pass<"kiln-pack-constant-operands", "mlir::func::FuncOp"> {
+  let summary = "Store a contraction's constant vector operand as column panels";
+  let description = [{
+    A register-tiled contraction (kiln/Transforms/RegisterTile.h) streams its
+    `rhs` one tile of columns at a time; when `rhs` is a wide constant (a
+    MatMul's weights, rows 1 KB or more apart), the constant is rewritten at
+    compile time into panels of `panel-width` columns, `[ceil(N/P), ..., P]`,
+    zero past the last column, and the contraction reads it through
+    `(n floordiv P, ..., n mod P)`. Each column tile then streams contiguous
+    memory, with no copy at run time (the cpu's `makePanel` copied such
+    columns into a stack panel per workgroup, a pass over the weights each
+    run). `panel-width` must be the target's register tile width, which
+    also quantizes the workgroup tiles, so no tile straddles a panel.
+    0 disables the pass.
+  }];
+  let options = [
+    Option<"panelWidth", "panel-width", "int64_t", "0", "Columns per panel">,
+  ];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::linalg::LinalgDialect"];
+}
+
 def TileWorkgroups : Pass<"kiln-tile-workgroups", "mlir::ModuleOp"> {
   let summary = "Tile each kernel into an scf.forall over workgroups";
   let description = [{

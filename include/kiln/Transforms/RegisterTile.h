@@ -32,6 +32,10 @@ struct ContractionTiling {
   unsigned lhs, rhs;
   /// Step of rhs's last index per step of `n`: 1, or 2 (a strided convolution).
   int64_t rhsStride;
+  /// Columns per panel when rhs is stored as column panels (kiln-pack-
+  /// constant-operands: its indices `n floordiv P` and last `n mod P`), else 0.
+  /// A tile's columns must then start at a multiple of P and fit in P.
+  int64_t rhsPanel = 0;
 };
 
 /// Matches a linalg.generic with two inputs, one init and at least one

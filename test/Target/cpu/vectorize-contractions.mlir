@@ -261,3 +261,23 @@ func.func @accumulating_init(%A: memref<6x8xf32>, %B: memref<8x16xf32>, %C: memr
   }
   return
 }
+
+// rhs stored as column panels (kiln-pack-constant-operands): a tile's
+// vectors are loads from panel n floordiv 32 at n mod 32; 48 rows (eight tiles)
+// share it, but the panel is already contiguous, so there is no copy.
+// CHECK-LABEL: func.func @column_panels
+// CHECK-NOT: memref.alloca
+// CHECK: scf.for {{.+}} iter_args
+// CHECK: vector.load %arg1[%{{.+}}, %{{.+}}, %{{.+}}] : memref<3x8x32xf32>, vector<8xf32>
+// CHECK-NOT: linalg.generic
+func.func @column_panels(%A: memref<48x8xf32>, %B: memref<3x8x32xf32>, %C: memref<48x90xf32>) {
+  linalg.generic {indexing_maps = [#a, affine_map<(m, n, k) -> (n floordiv 32, k, n mod 32)>, #c],
+                  iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%A, %B : memref<48x8xf32>, memref<3x8x32xf32>) outs(%C : memref<48x90xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
