@@ -563,54 +563,6 @@ FailureOr<Value> kiln::detail::groupedConvolution(OpContext &im, Value xv, Value
 /// needs.
 constexpr int64_t kIm2colMaxPixels = 196, kIm2colMinFilters = 16;
 
-/// Output pixels up to which a pointwise convolution (or one after im2col)
-/// is computed pixel-major, and the filters it needs.
-constexpr int64_t kPixelMajorMaxPixels = 64, kPixelMajorMinFilters = 32;
-
-/// y[n, f, pixels] of a pointwise convolution with few pixels (a 7x7
-/// image) computed as yt[n, pixels, f] = x[n, c, pixels]^T w^T[c, f], then
-/// transposed back: the filters, not 49 pixels, fill the vectors along the
-/// contraction's contiguous dim (49 is three vectors and one lane of 16),
-/// and the transposed weights are a constant the backend can pack
-/// (kiln-pack-constant-operands). The transpose back is one pass over a
-/// small result.
-static FailureOr<Value> pixelMajorPointwise(OpContext &im, Value x, Value w, Value bias,
-                                            ArrayRef<int64_t> spatial) {
-  MLIRContext *ctx = &im.ctx;
-  ArrayRef<int64_t> xs = im.shapeOf(x);
-  int64_t n = xs[0], pixels = xs[2], f = im.shapeOf(w)[0];
-  Type et = im.elementType(x);
-  Value wt = im.transpose(w, {1, 0});
-  SmallVector<int64_t> shape = {n, pixels, f};
-  Value init;
-  if (bias) {
-    auto bi = im.elementwise({bias}, et, [](OpBuilder &, Location, ValueRange v) { return v[0]; },
-                             ArrayRef<int64_t>(shape));
-    if (failed(bi))
-      return failure();
-    init = *bi;
-  } else {
-    init = im.fill(shape, cast<TypedAttr>(im.b.getZeroAttr(et)));
-  }
-  // Loops n, p, f, c.
-  auto d = [&](unsigned i) { return getAffineDimExpr(i, ctx); };
-  SmallVector<AffineMap> maps = {AffineMap::get(4, 0, {d(0), d(3), d(1)}, ctx),
-                                 AffineMap::get(4, 0, {d(3), d(2)}, ctx),
-                                 AffineMap::get(4, 0, {d(0), d(1), d(2)}, ctx)};
-  SmallVector<IteratorType> iters = {IteratorType::parallel, IteratorType::parallel,
-                                     IteratorType::parallel, IteratorType::reduction};
-  Value yt = linalg::GenericOp::create(
-                 im.b, im.loc, TypeRange{init.getType()}, ValueRange{x, wt}, ValueRange{init},
-                 maps, iters,
-                 [&](OpBuilder &ob, Location l, ValueRange v) {
-                   linalg::YieldOp::create(ob, l, addOp(ob, l, v[2], mulOp(ob, l, v[0], v[1])));
-                 })
-                 .getResult(0);
-  SmallVector<int64_t> outShape = {n, f};
-  outShape.append(spatial.begin(), spatial.end());
-  return im.reshape(im.transpose(yt, {0, 2, 1}), outShape);
-}
-
 FailureOr<Value> kiln::detail::convolution(OpContext &im, Value x, Value w, Value bias) {
   ArrayRef<int64_t> xs = im.shapeOf(x), ws = im.shapeOf(w);
   if (xs.size() < 3 || ws.size() != xs.size())
@@ -692,9 +644,6 @@ FailureOr<Value> kiln::detail::convolution(OpContext &im, Value x, Value w, Valu
     kernel = strides = dilations = {1};
     s = 1;
   }
-  if (pointwise && groups == 1 && pixels <= kPixelMajorMaxPixels && f >= kPixelMajorMinFilters)
-    return pixelMajorPointwise(im, im.reshape(xp, {nBatch, cg, pixels}),
-                               im.reshape(w, {f, cg}), bias, g->out);
   // Split channels into (group, channel-in-group) so every loop indexes a
   // dimension directly; these reshapes are views.
   SmallVector<int64_t> xg = {nBatch, groups, cg}, wg = {groups, fg, cg}, og = {nBatch, groups, fg};

@@ -105,13 +105,6 @@ CASES = {
     # back as an image: the residual Add + Relu is the contraction's epilogue.
     "conv3x3_small_image_residual": lambda rng: _conv(rng, [1, 13, 7, 7], [19, 13, 3, 3],
                                                       residual=True, pads=[1, 1, 1, 1]),
-    # 64 pixels or fewer and 32 filters or more: computed pixel-major
-    # (filters along the vectors) and transposed back.
-    "conv3x3_pixel_major_residual": lambda rng: _conv(rng, [1, 13, 5, 7], [40, 13, 3, 3],
-                                                      residual=True, pads=[1, 1, 1, 1]),
-    "conv1x1_pixel_major": lambda rng: _conv(rng, [2, 21, 6, 6], [33, 21, 1, 1]),
-    "conv1x1_stride2_pixel_major": lambda rng: _conv(rng, [1, 24, 13, 13], [70, 24, 1, 1],
-                                                     strides=[2, 2]),
     "conv_grouped_dilated_im2col": lambda rng: _conv(rng, [2, 8, 11, 10], [34, 4, 3, 3], group=2,
                                                      dilations=[2, 2], pads=[1, 2, 2, 1]),
     "conv3x3_stride2_im2col": lambda rng: _conv(rng, [1, 5, 15, 13], [21, 5, 3, 3],
