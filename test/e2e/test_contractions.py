@@ -74,6 +74,15 @@ CASES = {
                [("a", F, [70, 33])], [("y", F, [70, 290])],
                [("w", _rand(rng, 290, 33)), ("c", _rand(rng, 290))]),
         {"a": _rand(rng, 70, 33)}),
+    # Over 1024 reduction steps: blocks of 512 (the last partial) run one
+    # after another over every row tile, partial sums kept in the result.
+    "matmul_reduction_blocks": lambda rng: (
+        _model([helper.make_node("MatMul", ["a", "b"], ["y"])],
+               [("a", F, [19, 1300]), ("b", F, [1300, 45])], [("y", F, [19, 45])]),
+        # Scaled so 1300-term sums stay near 1: the tolerances are f32's.
+        {"a": _rand(rng, 19, 1300) / 36, "b": _rand(rng, 1300, 45)}),
+    "conv3x3_reduction_blocks_residual": lambda rng: _conv(rng, [1, 150, 7, 6], [20, 150, 3, 3],
+                                                           residual=True, pads=[1, 1, 1, 1]),
     "batched_matmul": lambda rng: (
         _model([helper.make_node("MatMul", ["a", "b"], ["y"])],
                [("a", F, [3, 17, 29]), ("b", F, [3, 29, 45])], [("y", F, [3, 17, 45])]),

@@ -281,3 +281,45 @@ func.func @column_panels(%A: memref<48x8xf32>, %B: memref<3x8x32xf32>, %C: memre
   }
   return
 }
+
+// 1600 reduction steps: the row tiles of a column strip run steps 0..511
+// (accumulators from the fill), then each middle block (loading and storing
+// the partial sums), then 1536..1599 (through the epilogue), so a block's
+// strip stays in cache for every row tile.
+// CHECK-LABEL: func.func @reduction_blocks
+// CHECK: %[[Z:.+]] = arith.constant dense<0.000000e+00> : vector<8xf32>
+// CHECK: scf.for %{{.+}} = %c0 to %c12 step %c6
+// CHECK:   scf.for %{{.+}} = %c0 to %c512 step %c1 iter_args(%{{.+}} = %[[Z]]
+// CHECK:   vector.store %{{.+}}, %arg2
+// CHECK: scf.for %[[LO:.+]] = %c512 to %c1536 step %c512
+// CHECK:   %[[HI:.+]] = arith.addi %[[LO]], %c512
+// CHECK:   scf.for %{{.+}} = %c0 to %c12 step %c6
+// CHECK:     vector.load %arg2
+// CHECK:     scf.for %{{.+}} = %[[LO]] to %[[HI]] step %c1 iter_args
+// CHECK:     vector.store %{{.+}}, %arg2
+// CHECK: scf.for %{{.+}} = %c0 to %c12 step %c6
+// CHECK:   vector.load %arg2
+// CHECK:   scf.for %{{.+}} = %c1536 to %c1600 step %c1 iter_args
+// CHECK:   arith.maximumf
+// CHECK:   vector.store %{{.+}}, %arg3
+func.func @reduction_blocks(%A: memref<12x1600xf32>, %B: memref<1600x16xf32>, %C: memref<12x16xf32>,
+                            %D: memref<12x16xf32>) {
+  %zero = arith.constant 0.0 : f32
+  linalg.fill ins(%zero : f32) outs(%C : memref<12x16xf32>)
+  linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%A, %B : memref<12x1600xf32>, memref<1600x16xf32>) outs(%C : memref<12x16xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%C : memref<12x16xf32>) outs(%D : memref<12x16xf32>) {
+  ^bb0(%v: f32, %o: f32):
+    %z = arith.constant 0.0 : f32
+    %r = arith.maximumf %v, %z : f32
+    linalg.yield %r : f32
+  }
+  return
+}
