@@ -38,6 +38,13 @@ class _WithBackendTests(lit.formats.ShTest):
         for folder in sorted(glob.glob(os.path.join(config.kiln_src_root, "backends", "*", "test"))):
             path = tuple(os.path.relpath(folder, config.kiln_src_root).split(os.sep))
             yield from lit.discovery.getTestsInSuite(root, path, lit_config, {}, {})
+        # What lit does to the suites it found once their tests are made.
+        root.test_times = None
+
+    def __reduce__(self):
+        # lit's workers, which cannot import a class defined here, only run
+        # tests: the plain format does that.
+        return (lit.formats.ShTest, (self.execute_external,))
 
 
 config.test_format = _WithBackendTests(execute_external=True)
