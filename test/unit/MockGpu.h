@@ -1,17 +1,20 @@
 //===- MockGpu.h - Host-memory "GPU" behind the mock vendor libraries -*- C++ -*-===//
 //
-// Each mock vendor library (mock_cuda.cpp, ...) includes this and gets its
-// own copy of the state. Device memory is host memory, filled with 0xAB on
-// allocation so a driver that forgets to zero it is caught. A module image
-// is text: a first line naming its target, then one ".entry NAME NPARAMS"
-// line per kernel. Launches are recorded, and kernels named vadd / vmul run
-// one element per thread (i = blockIdx.x * blockDim.x + threadIdx.x), with
-// parameters (a, b, out, &n) as the test kernels of the cpu tests.
+// Each mock vendor library (a GPU backend's test/unit/mock_<vendor>.cpp)
+// includes this and gets its own copy of the state. Device memory is host
+// memory, filled with 0xAB on allocation so a driver that forgets to zero it
+// is caught. A module image is text: a first line naming its target, then
+// one ".entry NAME NPARAMS" line per kernel. Launches are recorded, and
+// kernels named vadd / vmul run one element per thread (i = blockIdx.x *
+// blockDim.x + threadIdx.x), with parameters (a, b, out, &n) as the test
+// kernels of the cpu tests.
 //
 // Each mock declares its vendor's entry points from the driver's symbol list
 // (KILN_<VENDOR>_SYMBOLS with KILN_SYMBOL_EXPORT), so a definition that
 // disagrees with what the driver calls does not compile. The tests read the
-// record back through the kiln_mock_* functions.
+// record back through the kiln_mock_* functions, and from kiln_mock_vendor
+// what the mock's driver should make of it, so the suites in test/unit name
+// no vendor (MockGpus.h).
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_TEST_UNIT_MOCKGPU_H
@@ -32,9 +35,22 @@ struct KilnMockLaunch {
   uint32_t param_count;
   uint64_t params[8];
 };
+
+struct KilnMockVendor {
+  const char *driver;   // The kiln driver that dlopens this library,
+  const char *env;      // the variable that points it here,
+  const char *library;  // and what it loads without that variable.
+  const char *device;   // The driver's description of the one device,
+  const char *noDevice; // and why it is unavailable when init fails.
+  const char *format;   // An executable format the device loads, and the
+  const char *image;    // first line of an image in that format.
+};
 }
 
 namespace kiln::mock {
+
+/// Defined by each mock: what its driver should make of it.
+extern const KilnMockVendor vendor;
 
 struct Alloc {
   char *base;
@@ -184,6 +200,10 @@ inline void sync() {
 // with KILN_MOCK_DEFINE_RECORD.
 #ifdef KILN_MOCK_DEFINE_RECORD
 extern "C" {
+__attribute__((visibility("default"))) const KilnMockVendor *
+kiln_mock_vendor(void) {
+  return &kiln::mock::vendor;
+}
 __attribute__((visibility("default"))) int kiln_mock_launch_count(void) {
   std::lock_guard<std::mutex> lock(kiln::mock::state().mutex);
   return static_cast<int>(kiln::mock::state().launches.size());

@@ -1,6 +1,7 @@
 //===- mock_hip.cpp - A libamdhip64 stand-in for the hip driver tests -----===//
 //
-// Exports the HIP entry points the hip driver dlsyms, backed by MockGpu.h.
+// Exports the HIP entry points the hip driver dlsyms, backed by
+// test/unit/MockGpu.h.
 // One device, "Kiln Mock GPU", gcnArchName "gfx90a:sramecc+:xnack-", 64 GiB,
 // reporting properties in the ROCm 6 layout (hipGetDevicePropertiesR0600).
 // Calls fail until hipSetDevice picked the device on the calling thread.
@@ -20,6 +21,14 @@ using namespace kiln::mock;
 extern "C" {
 KILN_HIP_SYMBOLS(KILN_SYMBOL_EXPORT)
 }
+
+// What the hip driver should make of this library (test/unit/MockGpus.h).
+const KilnMockVendor kiln::mock::vendor = {
+    "hip", "KILN_HIP_LIBRARY", "libamdhip64.so",
+    "Kiln Mock GPU, gfx90a, 64 GiB",
+    "hipInit failed: hipErrorNoDevice (100): no ROCm-capable device is "
+    "detected",
+    "hsaco-gfx90a", "\x7f" "ELF gfx90a"};
 
 namespace {
 constexpr hipError_t kSuccess = 0, kInvalidValue = 1, kNotInitialized = 3,

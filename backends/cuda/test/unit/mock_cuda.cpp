@@ -1,7 +1,7 @@
 //===- mock_cuda.cpp - A libcuda stand-in for the cuda driver tests -------===//
 //
 // Exports the CUDA driver API entry points the cuda driver dlsyms, backed
-// by MockGpu.h. One device, "Kiln Mock GPU", compute capability 9.0, 80 GiB.
+// by test/unit/MockGpu.h. One device, "Kiln Mock GPU", compute capability 9.0, 80 GiB.
 // Calls that need a context fail unless one was made current on the calling
 // thread, as with the real library. KILN_MOCK_INIT_ERROR=1 makes cuInit fail
 // with CUDA_ERROR_NO_DEVICE.
@@ -23,6 +23,14 @@ using namespace kiln::mock;
 extern "C" {
 KILN_CUDA_SYMBOLS(KILN_SYMBOL_EXPORT)
 }
+
+// What the cuda driver should make of this library (test/unit/MockGpus.h).
+const KilnMockVendor kiln::mock::vendor = {
+    "cuda", "KILN_CUDA_LIBRARY", "libcuda.so.1",
+    "Kiln Mock GPU, sm_90, 80 GiB",
+    "cuInit failed: CUDA_ERROR_NO_DEVICE (100): no CUDA-capable device is "
+    "detected",
+    "cubin-sm_90", "\x7f" "ELF sm_90"};
 
 namespace {
 constexpr CUresult kSuccess = 0, kInvalidValue = 1, kNotInitialized = 3,

@@ -1,7 +1,7 @@
 //===- mock_levelzero.cpp - A libze_loader stand-in for the driver tests --===//
 //
 // Exports the Level Zero 1.0 entry points the levelzero driver dlsyms,
-// backed by MockGpu.h: one driver with one GPU, "Kiln Mock GPU", two memory
+// backed by test/unit/MockGpu.h: one driver with one GPU, "Kiln Mock GPU", two memory
 // regions of 8 GiB, a copy-only queue group before the compute one.
 // Command lists record commands; they run when the list is executed on a
 // queue, so a driver that never submits sees no results. A command that
@@ -26,6 +26,14 @@ using namespace kiln::mock;
 extern "C" {
 KILN_LEVEL_ZERO_SYMBOLS(KILN_SYMBOL_EXPORT)
 }
+
+// What the levelzero driver should make of this library
+// (test/unit/MockGpus.h).
+const KilnMockVendor kiln::mock::vendor = {
+    "levelzero", "KILN_LEVEL_ZERO_LIBRARY", "libze_loader.so.1",
+    "Kiln Mock GPU, 16 GiB",
+    "zeInit failed: ZE_RESULT_ERROR_UNINITIALIZED (0x78000001)",
+    "spirv", "\x03\x02\x23\x07 spirv"};
 
 namespace {
 constexpr ze_result_t kSuccess = 0, kUninitialized = 0x78000001,
