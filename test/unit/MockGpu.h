@@ -52,6 +52,16 @@ namespace kiln::mock {
 /// Defined by each mock: what its driver should make of it.
 extern const KilnMockVendor vendor;
 
+/// The one device every mock has.
+constexpr const char *kDeviceName = "Kiln Mock GPU";
+
+/// KILN_MOCK_INIT_ERROR=1: initialization fails, as on a machine with the
+/// vendor's driver but no GPU.
+inline bool initFails() {
+  const char *fail = std::getenv("KILN_MOCK_INIT_ERROR");
+  return fail && *fail == '1';
+}
+
 struct Alloc {
   char *base;
   size_t size;
@@ -139,6 +149,13 @@ inline void freeModule(Module *m) {
   delete m;
 }
 
+inline Kernel *findKernel(Module *m, const char *name) {
+  for (Kernel &k : m->kernels)
+    if (k.name == name)
+      return &k;
+  return nullptr;
+}
+
 /// Records and runs a launch; false if a pointer the kernel touches is not
 /// device memory (a GPU would fault).
 inline bool launch(const Kernel &k, const unsigned grid[3],
@@ -178,6 +195,39 @@ inline bool launch(const Kernel &k, const unsigned grid[3],
       if (i < static_cast<uint64_t>(n))
         out[i] = k.name == "vadd" ? a[i] + b[i] : a[i] * b[i];
     }
+  return true;
+}
+
+/// A launch in the form the CUDA driver API and HIP share: one pointer per
+/// parameter, no `extra`, at most 1024 threads a block. `invalid` for what
+/// those libraries refuse, `fault` where the GPU would fault.
+template <typename Result>
+Result launchPacked(const Kernel &k, const unsigned grid[3],
+                    const unsigned block[3], unsigned shared,
+                    const void *stream, void **params, void **extra,
+                    Result ok, Result invalid, Result fault) {
+  if (!stream || extra || !grid[0] || !grid[1] || !grid[2] || !block[0] ||
+      !block[1] || !block[2] || block[0] * block[1] * block[2] > 1024 ||
+      (k.params && !params))
+    return invalid;
+  uint64_t values[8] = {};
+  for (unsigned i = 0; i < k.params && i < 8; ++i)
+    std::memcpy(&values[i], params[i], 8);
+  return launch(k, grid, block, shared, values) ? ok : fault;
+}
+
+/// memset and memcpy where `device` (the destination or the source) must be
+/// device memory.
+inline bool fill(void *device, int value, size_t n) {
+  if (!inRange(device, n))
+    return false;
+  std::memset(device, value, n);
+  return true;
+}
+inline bool copy(void *dst, const void *src, size_t n, const void *device) {
+  if (!inRange(device, n))
+    return false;
+  std::memcpy(dst, src, n);
   return true;
 }
 

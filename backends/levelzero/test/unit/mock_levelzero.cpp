@@ -85,8 +85,7 @@ extern "C" {
 API ze_result_t zeInit(uint32_t flags) {
   if (flags != 1) // The driver asks for GPUs only.
     return kInvalidArgument;
-  const char *fail = std::getenv("KILN_MOCK_INIT_ERROR");
-  if (fail && *fail == '1')
+  if (initFails())
     return kUninitialized;
   initialized = true;
   return kSuccess;
@@ -119,7 +118,7 @@ API ze_result_t zeDeviceGetProperties(void *device, DeviceProperties *props) {
   std::memset(p + 16, 0, 368 - 16);
   uint32_t type = 1; // GPU
   std::memcpy(p + 16, &type, 4);
-  std::snprintf(p + 112, 256, "%s", "Kiln Mock GPU");
+  std::snprintf(p + 112, 256, "%s", kDeviceName);
   return kSuccess;
 }
 
@@ -388,12 +387,11 @@ API ze_result_t zeKernelCreate(void *module, const KernelDesc *desc,
   auto *d = reinterpret_cast<const Layout *>(desc);
   if (d->stype != 0x1d)
     return kInvalidArgument;
-  for (const Kernel &k : static_cast<Module *>(module)->kernels)
-    if (k.name == d->name) {
-      *kernel = new MockKernel{&k};
-      return kSuccess;
-    }
-  return kInvalidKernelName;
+  const Kernel *k = findKernel(static_cast<Module *>(module), d->name);
+  if (!k)
+    return kInvalidKernelName;
+  *kernel = new MockKernel{k};
+  return kSuccess;
 }
 
 API ze_result_t zeKernelDestroy(void *kernel) {
