@@ -8,9 +8,10 @@ suite's tolerance (rtol 1e-3, atol 1e-7; exact shape and dtype; NaN == NaN).
 
 Every test ends in one outcome: passed, unsupported op, compile error, wrong
 result, runtime error, crash (a signal or an LLVM fatal error) or timeout.
-Expected failures are listed per target in test/conformance/<target>.xfail,
-one `test_name  # outcome: reason` per line; the run fails when a test not in
-the list fails or a listed test passes.
+Expected failures are listed per target in the folder of the backend that
+registers it, backends/<name>/test/conformance/<target>.xfail, one
+`test_name  # outcome: reason` per line; the run fails when a test not in the
+list fails or a listed test passes.
 
 Standalone:
   python test/conformance/run.py --target cpu [--suite node] [-j N]
@@ -528,6 +529,22 @@ def resolve_ops(results):
                 r["op"] = base["op"]
 
 
+def xfail_lists():
+    """target -> path of its expected-failure list. Lists live with their
+    backend (backends/<name>/test/conformance/<target>.xfail), and a folder
+    may register more targets than its own name (levelzero-cpu's list is
+    levelzero's), so they are found rather than named."""
+    pattern = os.path.join(REPO, "backends", "*", "test", "conformance", "*.xfail")
+    return {os.path.basename(f)[:-len(".xfail")]: f for f in sorted(glob.glob(pattern))}
+
+
+def xfail_path(target):
+    """Where the list of `target` is, or goes when it has none yet: the
+    folder named after the target."""
+    return xfail_lists().get(target) or os.path.join(
+        REPO, "backends", target, "test", "conformance", target + ".xfail")
+
+
 def read_xfail(path):
     entries = collections.OrderedDict()
     if not path or not os.path.exists(path):
@@ -559,6 +576,7 @@ def write_xfail(path, target, entries, suite_of):
         lines.append("# --- %s ---" % suite)
         for n in names:
             lines.append("%s  # %s" % (n.ljust(width), entries[n]))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -639,16 +657,13 @@ def report(results, suites):
 COMPILE_ONLY_TARGETS = set(VALIDATORS)
 
 
-def write_ops_md(path, results, target, xfail_dir):
+def write_ops_md(path, results, target):
     """Per op: opsets and dtypes the node tests cover, pass counts per
     target. The running target's counts come from this run; other targets'
     from their xfail lists, which their own CI runs keep exact."""
     node = [r for r in results if r["suite"] == "node"]
-    others = {}
-    for f in sorted(os.listdir(xfail_dir)):
-        t = f[:-len(".xfail")] if f.endswith(".xfail") else None
-        if t and t != target:
-            others[t] = read_xfail(os.path.join(xfail_dir, f))
+    lists = xfail_lists()
+    others = {t: read_xfail(f) for t, f in lists.items() if t != target}
     targets = [target] + sorted(others)
     by_op = collections.defaultdict(list)
     for r in node:
@@ -676,10 +691,11 @@ def write_ops_md(path, results, target, xfail_dir):
                     "compiles the model for their values)" % late +
                     (", %d bind them at compile time (`--input-value`)" % bound
                      if bound else ""))
+        listed = os.path.relpath(lists[t], REPO)
         if t in COMPILE_ONLY_TARGETS:
             return (" — compiled and binaries validated, not run on a GPU: the cpu-"
-                    "passing tests minus `test/conformance/%s.xfail`" % t)
-        return " — from `test/conformance/%s.xfail`" % t
+                    "passing tests minus `%s`" % listed)
+        return " — from `%s`" % listed
 
     lines = [
         "# ONNX operator coverage",
@@ -745,8 +761,8 @@ def main(argv=None):
     p.add_argument("--filter", help="regex on test names")
     p.add_argument("--timeout", type=float, default=60,
                    help="seconds per test, compile and runs together")
-    p.add_argument("--xfail", help="expected-failure list "
-                   "(default test/conformance/<target>.xfail)")
+    p.add_argument("--xfail", help="expected-failure list (default: "
+                   "<target>.xfail in backends/*/test/conformance/)")
     p.add_argument("--no-xfail", action="store_true",
                    help="report only; treat every failure as unexpected")
     p.add_argument("--update-xfail", action="store_true",
@@ -788,8 +804,15 @@ def main(argv=None):
     for b in (compile_bin, run_bin):
         if not os.access(b, os.X_OK):
             p.error("%s not found; build first or pass --build-dir" % b)
-    xfail_path = args.xfail or os.path.join(HERE, args.target + ".xfail")
-    xfail = {} if args.no_xfail else read_xfail(xfail_path)
+    xfail_file = args.xfail or xfail_path(args.target)
+    # A new list starts in the folder named after its target; one that
+    # another folder registers (levelzero-cpu) needs its file made there.
+    if (args.update_xfail and not args.xfail and args.target not in xfail_lists()
+            and not os.path.isdir(os.path.join(REPO, "backends", args.target))):
+        p.error("no list for %s in backends/*/test/conformance/ and no folder "
+                "to start one in: create it in its backend's folder or pass "
+                "--xfail" % args.target)
+    xfail = {} if args.no_xfail else read_xfail(xfail_file)
 
     pattern = re.compile(args.filter) if args.filter else None
     tests = discover(suites, pattern)
@@ -798,7 +821,7 @@ def main(argv=None):
             p.error("--compile-only validates %s binaries only" %
                     ", ".join(VALIDATORS))
         # The bar for a GPU target is every test that passes on cpu.
-        cpu_fails = read_xfail(os.path.join(HERE, "cpu.xfail"))
+        cpu_fails = read_xfail(xfail_path("cpu"))
         tests = [t for t in tests if t[1] not in cpu_fails]
     if not tests:
         p.error("no tests match")
@@ -847,26 +870,26 @@ def main(argv=None):
                                     for r in slow))
     if unexpected_fail:
         print("\nUNEXPECTED FAILURES (%d; not in %s):" % (
-            len(unexpected_fail), os.path.relpath(xfail_path)))
+            len(unexpected_fail), os.path.relpath(xfail_file)))
         for r in unexpected_fail:
             print("  %s  # %s: %s" % (r["name"], r["outcome"], r["reason"]))
     if unexpected_pass:
         print("\nUNEXPECTED PASSES (%d; listed in %s, remove them):" % (
-            len(unexpected_pass), os.path.relpath(xfail_path)))
+            len(unexpected_pass), os.path.relpath(xfail_file)))
         for r in unexpected_pass:
             print("  " + r["name"])
 
     if args.update_xfail:
         suite_of = all_test_suites()
         entries = collections.OrderedDict(
-            (n, c) for n, c in read_xfail(xfail_path).items() if n not in ran)
+            (n, c) for n, c in read_xfail(xfail_file).items() if n not in ran)
         for r in failed:
             entries[r["name"]] = "%s: %s" % (r["outcome"], r["reason"])
-        write_xfail(xfail_path, args.target, entries, suite_of)
-        print("\nwrote %s (%d entries)" % (os.path.relpath(xfail_path),
+        write_xfail(xfail_file, args.target, entries, suite_of)
+        print("\nwrote %s (%d entries)" % (os.path.relpath(xfail_file),
                                           len(entries)))
     if args.ops_md:
-        write_ops_md(args.ops_md, results, args.target, HERE)
+        write_ops_md(args.ops_md, results, args.target)
         print("wrote %s" % args.ops_md)
     if args.json:
         with open(args.json, "w") as f:

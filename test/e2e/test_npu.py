@@ -146,8 +146,8 @@ def test_npu_asm(tmp_path):
 
 
 # Kernels that are one plain large matmul take the hand-tuned GEMM schedule
-# (backends/npu/gemm, as backends/npu/tools/kiln-npu-gemm); --npu-gemm-schedule=false
-# keeps the generic lowering.
+# (the npu backend's gemm/ generator, which kiln-npu-gemm also drives;
+# docs/npu.md); --npu-gemm-schedule=false keeps the generic lowering.
 @pytest.mark.parametrize("op,shapes,out,attrs", [
     ("MatMul", [[512, 1024], [1024, 512]], [512, 512], {}),
     ("Gemm", [[768, 512], [1024, 768]], [512, 1024], {"transA": 1, "transB": 1}),

@@ -1,14 +1,14 @@
 //===- DriverConformanceTest.cpp - The contract every driver keeps --------===//
 //
-// One suite, run by every driver built in: cpu, levelzero-cpu (the cpu
-// driver with kernels shaped as that target emits them), npu, and cuda, hip
-// and levelzero against their mock vendor libraries (MockGpu.h). It checks
-// what runtime/include/kiln/driver.h promises, through the vtables: devices
-// and their bounds, zero-filled buffers and offset copies, loading and
-// dispatching a kernel that adds two vectors, empty grids, and the errors
-// for formats, entries and dispatches a driver cannot take. What is
-// particular to one driver (formats by architecture, profiles) stays in its
-// own tests.
+// One suite, run by every driver built in (DriverConformance.h): the cpu,
+// each GPU driver against its mock vendor library (MockGpus.h), and the cases
+// backends add from their folders (levelzero-cpu: the cpu driver with kernels
+// shaped as that target emits them; the simulated npu). It checks what
+// runtime/include/kiln/driver.h promises, through the vtables: devices and
+// their bounds, zero-filled buffers and offset copies, loading and
+// dispatching a kernel that adds two vectors, empty grids, and the errors for
+// formats, entries and dispatches a driver cannot take. What is particular
+// to one driver (formats by architecture, profiles) stays in its own tests.
 //
 // The driver objects are linked in directly (DirectDriver.h).
 //
@@ -16,16 +16,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "DirectDriver.h"
+#include "DriverConformance.h"
+#include "MockGpus.h"
 #include "kiln/driver.h"
-
-#ifdef KILN_CONFORMANCE_NPU
-#include "isa/Isa.h"
-#endif
 
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -33,42 +29,39 @@
 using kiln::test::driverError;
 using ::testing::HasSubstr;
 
-#define KILN_DECLARE_DRIVER(name)                                             \
-  extern "C" const kiln_driver *kiln_driver_##name##_entry(void);
-KILN_DECLARE_DRIVER(cpu)
-KILN_DECLARE_DRIVER(npu)
-KILN_DECLARE_DRIVER(cuda)
-KILN_DECLARE_DRIVER(hip)
-KILN_DECLARE_DRIVER(levelzero)
+namespace kiln::test {
+
+const char *cpuFormat() {
+#if defined(__aarch64__)
+  return "elf-aarch64-so";
+#else
+  return "elf-x86_64-so";
+#endif
+}
+
+std::vector<uint8_t> cpuTestKernels() {
+  std::ifstream f(KILN_TEST_KERNELS, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+namespace {
+std::vector<DriverCase (*)()> &registered() {
+  static std::vector<DriverCase (*)()> makers;
+  return makers;
+}
+} // namespace
+
+ConformanceCase::ConformanceCase(DriverCase (*make)()) {
+  registered().push_back(make);
+}
+
+} // namespace kiln::test
 
 namespace {
 
-/// Elements the kernels add: 128 x 4, one npu tile.
-constexpr int64_t kCount = 512;
-
-#if defined(__aarch64__)
-constexpr const char *kCpuFormat = "elf-aarch64-so";
-#else
-constexpr const char *kCpuFormat = "elf-x86_64-so";
-#endif
-
-/// A driver and the vector-add kernel it runs: out[i] = a[i] + b[i] for
-/// i < n, with bindings (a, b, out, n) and n an i64 at byte 8 of its buffer.
-struct Case {
-  const char *name;
-  const kiln_driver *(*entry)(void);
-  std::string format;
-  std::vector<uint8_t> image;
-  kiln_driver_entry kernel;
-  uint32_t grid[3];
-};
-
-std::ostream &operator<<(std::ostream &os, const Case &c) { return os << c.name; }
-
-std::vector<uint8_t> readFile(const char *path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+using kiln::test::DriverCase;
+using kiln::test::kConformanceCount;
+constexpr int64_t kCount = kConformanceCount;
 
 /// A MockGpu image whose first line is `target`.
 std::vector<uint8_t> mockImage(const std::string &target) {
@@ -76,63 +69,28 @@ std::vector<uint8_t> mockImage(const std::string &target) {
   return {s.begin(), s.end() + 1}; // With the NUL.
 }
 
-#ifdef KILN_CONFORMANCE_NPU
-/// The npu's vadd: a and b into SBUF as 128 partitions of 4, added on the
-/// Vector engine, out back to HBM; n is not read (the tile is the vector).
-std::vector<uint8_t> npuImage() {
-  using namespace kiln::npu;
-  using Ap = AccessPattern;
-  ProgramBuilder b("vadd");
-  uint32_t s = b.semaphore();
-  auto a = Ap::sbuf(0, 128, 0, DType::F32, {{1, 4}});
-  auto c = Ap::sbuf(0, 128, 16, DType::F32, {{1, 4}});
-  auto hbm = [](uint32_t t) { return Ap::hbm(t, 0, DType::F32, {{4, 128}, {1, 4}}); };
-  b.on(dmaQueue(0)).dmaCopy(a, hbm(0)).signal(s);
-  b.on(dmaQueue(1)).dmaCopy(c, hbm(1)).signal(s);
-  b.on(Engine::Vector).wait(s, 2).tensorTensor(a, a, c, AluOp::Add).signal(s);
-  b.on(dmaQueue(0)).wait(s, 3).dmaCopy(hbm(2), a);
-  Module m;
-  m.kernels = {b.take()};
-  return encodeModule(m);
-}
-#endif
-
-std::vector<Case> cases() {
+std::vector<DriverCase> cases() {
+  using namespace kiln::test;
   constexpr uint32_t groups = kCount / 16;
-  std::vector<Case> v;
-#ifdef KILN_CONFORMANCE_CPU
-  std::vector<uint8_t> so = readFile(KILN_TEST_KERNELS);
-  v.push_back({"cpu", kiln_driver_cpu_entry, kCpuFormat, so,
-               {"vadd", {1, 1, 1}, ""}, {groups, 1, 1}});
-  v.push_back({"levelzero_cpu", kiln_driver_cpu_entry, kCpuFormat, so,
-               {"vadd_wg16", {1, 1, 1}, ""}, {groups, 1, 1}});
-#endif
-#ifdef KILN_CONFORMANCE_NPU
-  v.push_back({"npu", kiln_driver_npu_entry, kiln::npu::kBinaryFormat,
-               npuImage(), {"vadd", {1, 1, 1}, ""}, {1, 1, 1}});
-#endif
-#ifdef KILN_MOCK_CUDA
-  v.push_back({"cuda", kiln_driver_cuda_entry, "cubin-sm_90",
-               mockImage("\x7f" "ELF sm_90"), {"vadd", {16, 1, 1}, ""},
-               {groups, 1, 1}});
-#endif
-#ifdef KILN_MOCK_HIP
-  v.push_back({"hip", kiln_driver_hip_entry, "hsaco-gfx90a",
-               mockImage("\x7f" "ELF gfx90a"), {"vadd", {16, 1, 1}, ""},
-               {groups, 1, 1}});
-#endif
-#ifdef KILN_MOCK_LEVELZERO
-  v.push_back({"levelzero", kiln_driver_levelzero_entry, "spirv",
-               mockImage(std::string("\x03\x02\x23\x07 spirv", 10)),
-               {"vadd", {16, 1, 1}, ""}, {groups, 1, 1}});
-#endif
+  std::vector<DriverCase> v;
+  if (const kiln_driver *cpu = directDriver("cpu"))
+    v.push_back({"cpu", cpu, cpuFormat(), cpuTestKernels(),
+                 {"vadd", {1, 1, 1}, ""}, {groups, 1, 1}});
+  for (auto make : registered())
+    if (DriverCase c = make(); c.driver)
+      v.push_back(std::move(c));
+  for (const Mock &m : mockGpus())
+    v.push_back({m.name(), directDriver(m.name()), m.vendor.format,
+                 mockImage(m.vendor.image), {"vadd", {16, 1, 1}, ""},
+                 {groups, 1, 1}});
   return v;
 }
 
-class Driver : public ::testing::TestWithParam<Case> {
+class Driver : public ::testing::TestWithParam<DriverCase> {
 protected:
   void SetUp() override {
-    d = GetParam().entry();
+    d = GetParam().driver;
+    ASSERT_NE(d, nullptr) << "no " << GetParam().name << " driver linked in";
     ASSERT_EQ(d->device_open(0, nullptr, &dev), KILN_OK) << driverError;
   }
   void TearDown() override {
@@ -155,7 +113,7 @@ protected:
   }
   kiln_status load(const char *format, const kiln_driver_entry *entries,
                    uint32_t count, void **exe) {
-    const Case &c = GetParam();
+    const DriverCase &c = GetParam();
     return d->executable_load(dev, format, c.image.data(), c.image.size(),
                               entries, count, exe);
   }
@@ -208,7 +166,7 @@ TEST_P(Driver, BuffersStartZeroedAndCopiesHonorOffsets) {
 
 TEST_P(Driver, RunsAKernelOverItsGrid) {
   void *exe = nullptr;
-  const Case &c = GetParam();
+  const DriverCase &c = GetParam();
   ASSERT_EQ(load(c.format.c_str(), &c.kernel, 1, &exe), KILN_OK) << driverError;
   void *out = nullptr;
   std::vector<kiln_driver_binding> bindings = vaddBindings(out);
@@ -244,7 +202,7 @@ TEST_P(Driver, RunsAKernelOverItsGrid) {
 
 TEST_P(Driver, RefusesWhatItCannotLoad) {
   void *exe = nullptr;
-  const Case &c = GetParam();
+  const DriverCase &c = GetParam();
   EXPECT_EQ(load("no-such-format", &c.kernel, 1, &exe), KILN_ERROR_UNAVAILABLE);
   EXPECT_THAT(driverError, HasSubstr("'no-such-format'"));
   kiln_driver_entry missing[] = {c.kernel, {"nope", {1, 1, 1}, ""}};

@@ -5,8 +5,10 @@
 // KILN_MOCK_INIT_ERROR=1, so loading works and initialization fails the way
 // it does on a machine with the vendor driver but no GPU. Either way each
 // driver lists one unavailable device saying why, and sessions on it fail.
+// The drivers are those with a mock (MockGpus.h), which also says why.
 //
 //===----------------------------------------------------------------------===//
+#include "MockGpus.h"
 #include "TestUtil.h"
 
 #include "kiln/runtime.h"
@@ -22,42 +24,29 @@ namespace {
 #define MISSING_DIR "/nonexistent-kiln-test/"
 
 struct Case {
-  const char *driver;
-  const char *env;
-  const char *library; // What KILN_*_LIBRARY is set to.
-  const char *reason;  // The device description.
+  std::string driver;
+  std::string env;
+  std::string library; // What KILN_*_LIBRARY is set to.
+  std::string reason;  // The device description.
 };
+
+std::ostream &operator<<(std::ostream &os, const Case &c) {
+  return os << c.driver;
+}
 
 std::vector<Case> cases() {
   std::vector<Case> v;
+  for (const Mock &m : mockGpus()) {
 #ifdef KILN_GPU_TEST_MISSING
-  v.push_back({"cuda", "KILN_CUDA_LIBRARY", MISSING_DIR "libcuda.so.1",
-               "unavailable: " MISSING_DIR
-               "libcuda.so.1 not found (from KILN_CUDA_LIBRARY)"});
-  v.push_back({"hip", "KILN_HIP_LIBRARY", MISSING_DIR "libamdhip64.so",
-               "unavailable: " MISSING_DIR
-               "libamdhip64.so not found (from KILN_HIP_LIBRARY)"});
-  v.push_back({"levelzero", "KILN_LEVEL_ZERO_LIBRARY",
-               MISSING_DIR "libze_loader.so.1",
-               "unavailable: " MISSING_DIR
-               "libze_loader.so.1 not found (from KILN_LEVEL_ZERO_LIBRARY)"});
+    std::string missing = std::string(MISSING_DIR) + m.vendor.library;
+    v.push_back({m.name(), m.vendor.env, missing,
+                 "unavailable: " + missing + " not found (from " +
+                     m.vendor.env + ")"});
 #else
-#ifdef KILN_MOCK_CUDA
-  v.push_back({"cuda", "KILN_CUDA_LIBRARY", KILN_MOCK_CUDA,
-               "unavailable: cuInit failed: CUDA_ERROR_NO_DEVICE (100): no "
-               "CUDA-capable device is detected"});
+    v.push_back({m.name(), m.vendor.env, m.path,
+                 std::string("unavailable: ") + m.vendor.noDevice});
 #endif
-#ifdef KILN_MOCK_HIP
-  v.push_back({"hip", "KILN_HIP_LIBRARY", KILN_MOCK_HIP,
-               "unavailable: hipInit failed: hipErrorNoDevice (100): no "
-               "ROCm-capable device is detected"});
-#endif
-#ifdef KILN_MOCK_LEVELZERO
-  v.push_back({"levelzero", "KILN_LEVEL_ZERO_LIBRARY", KILN_MOCK_LEVELZERO,
-               "unavailable: zeInit failed: ZE_RESULT_ERROR_UNINITIALIZED "
-               "(0x78000001)"});
-#endif
-#endif
+  }
   return v;
 }
 
@@ -75,9 +64,9 @@ TEST_P(Unavailable, ListsOneDeviceSayingWhy) {
   const Case &c = GetParam();
   const kiln_device_info *info = find(std::string(c.driver) + ":0");
   ASSERT_NE(info, nullptr) << c.driver << " lists no device";
-  EXPECT_STREQ(info->driver, c.driver);
+  EXPECT_EQ(info->driver, c.driver);
   EXPECT_EQ(info->available, 0);
-  EXPECT_STREQ(info->description, c.reason);
+  EXPECT_EQ(info->description, c.reason);
   EXPECT_EQ(find(std::string(c.driver) + ":1"), nullptr);
 }
 
@@ -92,12 +81,12 @@ TEST_P(Unavailable, SessionsFailWithTheReason) {
   kiln_artifact *a = nullptr;
   ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
   kiln_session *s = nullptr;
-  EXPECT_EQ(kiln_session_create(a, c.driver, nullptr, &s),
+  EXPECT_EQ(kiln_session_create(a, c.driver.c_str(), nullptr, &s),
             KILN_ERROR_UNAVAILABLE);
   EXPECT_EQ(s, nullptr);
   EXPECT_EQ(std::string(kiln_last_error()),
             std::string("device '") + c.driver + ":0': " + c.reason);
-  std::string byName = std::string(c.driver) + ":0";
+  std::string byName = c.driver + ":0";
   EXPECT_EQ(kiln_session_create(a, byName.c_str(), nullptr, &s),
             KILN_ERROR_UNAVAILABLE);
   // Without a device named, the runtime skips the GPU and uses the cpu
@@ -114,16 +103,24 @@ INSTANTIATE_TEST_SUITE_P(Gpu, Unavailable, ::testing::ValuesIn(cases()),
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Unavailable);
 
 TEST(Unavailable, CpuIsStillTheLastDevice) {
-  // Only the simulated npu, which needs no library, may follow the cpu.
-  size_t n = kiln_device_count();
+  // The GPUs' devices, one each, come first. Only devices that need no
+  // library (the simulated npu) may follow the cpu, and they stay available.
+  std::vector<Case> gpus = cases();
+  size_t n = kiln_device_count(), cpu = 0;
   kiln_device_info info;
-  while (n && kiln_device_info_get(n - 1, &info) == KILN_OK &&
-         std::string(info.driver) == "npu")
-    --n;
-  ASSERT_EQ(n, cases().size() + 1);
-  ASSERT_EQ(kiln_device_info_get(n - 1, &info), KILN_OK);
+  while (cpu < n && kiln_device_info_get(cpu, &info) == KILN_OK &&
+         std::string(info.name) != "cpu:0")
+    ++cpu;
+  ASSERT_EQ(cpu, gpus.size());
+  ASSERT_EQ(kiln_device_info_get(cpu, &info), KILN_OK);
   EXPECT_STREQ(info.name, "cpu:0");
   EXPECT_TRUE(info.available);
+  for (size_t i = cpu + 1; i < n; ++i) {
+    ASSERT_EQ(kiln_device_info_get(i, &info), KILN_OK);
+    EXPECT_TRUE(info.available) << info.name;
+    for (const Case &c : gpus)
+      EXPECT_NE(info.driver, c.driver) << info.name << " after the cpu";
+  }
 }
 
 } // namespace
@@ -131,7 +128,7 @@ TEST(Unavailable, CpuIsStillTheLastDevice) {
 int main(int argc, char **argv) {
   // Before the first device query: drivers look for their library once.
   for (const Case &c : cases())
-    ::setenv(c.env, c.library, 1);
+    ::setenv(c.env.c_str(), c.library.c_str(), 1);
   ::setenv("KILN_MOCK_INIT_ERROR", "1", 1);
   ::testing::InitGoogleMock(&argc, argv);
   return RUN_ALL_TESTS();

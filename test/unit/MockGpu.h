@@ -1,17 +1,20 @@
 //===- MockGpu.h - Host-memory "GPU" behind the mock vendor libraries -*- C++ -*-===//
 //
-// Each mock vendor library (mock_cuda.cpp, ...) includes this and gets its
-// own copy of the state. Device memory is host memory, filled with 0xAB on
-// allocation so a driver that forgets to zero it is caught. A module image
-// is text: a first line naming its target, then one ".entry NAME NPARAMS"
-// line per kernel. Launches are recorded, and kernels named vadd / vmul run
-// one element per thread (i = blockIdx.x * blockDim.x + threadIdx.x), with
-// parameters (a, b, out, &n) as the test kernels of the cpu tests.
+// Each mock vendor library (a GPU backend's test/unit/mock_<vendor>.cpp)
+// includes this and gets its own copy of the state. Device memory is host
+// memory, filled with 0xAB on allocation so a driver that forgets to zero it
+// is caught. A module image is text: a first line naming its target, then
+// one ".entry NAME NPARAMS" line per kernel. Launches are recorded, and
+// kernels named vadd / vmul run one element per thread (i = blockIdx.x *
+// blockDim.x + threadIdx.x), with parameters (a, b, out, &n) as the test
+// kernels of the cpu tests.
 //
 // Each mock declares its vendor's entry points from the driver's symbol list
 // (KILN_<VENDOR>_SYMBOLS with KILN_SYMBOL_EXPORT), so a definition that
 // disagrees with what the driver calls does not compile. The tests read the
-// record back through the kiln_mock_* functions.
+// record back through the kiln_mock_* functions, and from kiln_mock_vendor
+// what the mock's driver should make of it, so the suites in test/unit name
+// no vendor (MockGpus.h).
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_TEST_UNIT_MOCKGPU_H
@@ -32,9 +35,32 @@ struct KilnMockLaunch {
   uint32_t param_count;
   uint64_t params[8];
 };
+
+struct KilnMockVendor {
+  const char *driver;   // The kiln driver that dlopens this library,
+  const char *env;      // the variable that points it here,
+  const char *library;  // and what it loads without that variable.
+  const char *device;   // The driver's description of the one device,
+  const char *noDevice; // and why it is unavailable when init fails.
+  const char *format;   // An executable format the device loads, and the
+  const char *image;    // first line of an image in that format.
+};
 }
 
 namespace kiln::mock {
+
+/// Defined by each mock: what its driver should make of it.
+extern const KilnMockVendor vendor;
+
+/// The one device every mock has.
+constexpr const char *kDeviceName = "Kiln Mock GPU";
+
+/// KILN_MOCK_INIT_ERROR=1: initialization fails, as on a machine with the
+/// vendor's driver but no GPU.
+inline bool initFails() {
+  const char *fail = std::getenv("KILN_MOCK_INIT_ERROR");
+  return fail && *fail == '1';
+}
 
 struct Alloc {
   char *base;
@@ -123,6 +149,13 @@ inline void freeModule(Module *m) {
   delete m;
 }
 
+inline Kernel *findKernel(Module *m, const char *name) {
+  for (Kernel &k : m->kernels)
+    if (k.name == name)
+      return &k;
+  return nullptr;
+}
+
 /// Records and runs a launch; false if a pointer the kernel touches is not
 /// device memory (a GPU would fault).
 inline bool launch(const Kernel &k, const unsigned grid[3],
@@ -165,6 +198,39 @@ inline bool launch(const Kernel &k, const unsigned grid[3],
   return true;
 }
 
+/// A launch in the form the CUDA driver API and HIP share: one pointer per
+/// parameter, no `extra`, at most 1024 threads a block. `invalid` for what
+/// those libraries refuse, `fault` where the GPU would fault.
+template <typename Result>
+Result launchPacked(const Kernel &k, const unsigned grid[3],
+                    const unsigned block[3], unsigned shared,
+                    const void *stream, void **params, void **extra,
+                    Result ok, Result invalid, Result fault) {
+  if (!stream || extra || !grid[0] || !grid[1] || !grid[2] || !block[0] ||
+      !block[1] || !block[2] || block[0] * block[1] * block[2] > 1024 ||
+      (k.params && !params))
+    return invalid;
+  uint64_t values[8] = {};
+  for (unsigned i = 0; i < k.params && i < 8; ++i)
+    std::memcpy(&values[i], params[i], 8);
+  return launch(k, grid, block, shared, values) ? ok : fault;
+}
+
+/// memset and memcpy where `device` (the destination or the source) must be
+/// device memory.
+inline bool fill(void *device, int value, size_t n) {
+  if (!inRange(device, n))
+    return false;
+  std::memset(device, value, n);
+  return true;
+}
+inline bool copy(void *dst, const void *src, size_t n, const void *device) {
+  if (!inRange(device, n))
+    return false;
+  std::memcpy(dst, src, n);
+  return true;
+}
+
 /// Mock objects travel as the vendor's opaque handle types.
 template <typename Handle, typename T> Handle toHandle(T *p) {
   return reinterpret_cast<Handle>(p);
@@ -184,6 +250,10 @@ inline void sync() {
 // with KILN_MOCK_DEFINE_RECORD.
 #ifdef KILN_MOCK_DEFINE_RECORD
 extern "C" {
+__attribute__((visibility("default"))) const KilnMockVendor *
+kiln_mock_vendor(void) {
+  return &kiln::mock::vendor;
+}
 __attribute__((visibility("default"))) int kiln_mock_launch_count(void) {
   std::lock_guard<std::mutex> lock(kiln::mock::state().mutex);
   return static_cast<int>(kiln::mock::state().launches.size());

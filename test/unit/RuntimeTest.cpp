@@ -3,6 +3,8 @@
 
 #include "kiln/runtime.h"
 
+#include <algorithm>
+#include <sstream>
 #include <thread>
 
 using namespace kiln;
@@ -55,21 +57,27 @@ void runAndCheck(kiln_session *s, const VaddModule &m, float seed) {
 TEST(Runtime, ListsCpuDevice) {
   ASSERT_GE(kiln_device_count(), 1u);
   kiln_device_info info;
-  // The cpu comes after every GPU driver's devices; only the simulated npu
-  // follows it.
   size_t i = 0;
   while (i < kiln_device_count() &&
          (kiln_device_info_get(i, &info) != KILN_OK ||
           std::string(info.driver) != "cpu"))
     ++i;
   ASSERT_LT(i, kiln_device_count());
+  // Drivers list their devices in the build's backend order, the device
+  // preference order (KILN_BACKENDS: the GPUs, the cpu, the simulated npu).
+  std::vector<std::string> order;
+  std::stringstream backends(KILN_BACKEND_ORDER);
+  for (std::string b; std::getline(backends, b, ',');)
+    order.push_back(b);
+  size_t last = 0;
   for (size_t j = 0; j < kiln_device_count(); ++j) {
     kiln_device_info other;
     ASSERT_EQ(kiln_device_info_get(j, &other), KILN_OK);
-    if (j < i)
-      EXPECT_THAT(std::string("cuda hip levelzero"), HasSubstr(other.driver));
-    else if (j > i)
-      EXPECT_STREQ(other.driver, "npu");
+    size_t at = std::find(order.begin(), order.end(), other.driver) - order.begin();
+    ASSERT_LT(at, order.size()) << other.driver << " is not a backend: "
+                                << KILN_BACKEND_ORDER;
+    EXPECT_GE(at, last) << other.name << " is out of the backends' order";
+    last = at;
   }
   ASSERT_EQ(kiln_device_info_get(i, &info), KILN_OK);
   EXPECT_STREQ(info.name, "cpu:0");

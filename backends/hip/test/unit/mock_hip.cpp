@@ -1,6 +1,7 @@
 //===- mock_hip.cpp - A libamdhip64 stand-in for the hip driver tests -----===//
 //
-// Exports the HIP entry points the hip driver dlsyms, backed by MockGpu.h.
+// Exports the HIP entry points the hip driver dlsyms, backed by
+// test/unit/MockGpu.h.
 // One device, "Kiln Mock GPU", gcnArchName "gfx90a:sramecc+:xnack-", 64 GiB,
 // reporting properties in the ROCm 6 layout (hipGetDevicePropertiesR0600).
 // Calls fail until hipSetDevice picked the device on the calling thread.
@@ -20,6 +21,14 @@ using namespace kiln::mock;
 extern "C" {
 KILN_HIP_SYMBOLS(KILN_SYMBOL_EXPORT)
 }
+
+// What the hip driver should make of this library (test/unit/MockGpus.h).
+const KilnMockVendor kiln::mock::vendor = {
+    "hip", "KILN_HIP_LIBRARY", "libamdhip64.so",
+    "Kiln Mock GPU, gfx90a, 64 GiB",
+    "hipInit failed: hipErrorNoDevice (100): no ROCm-capable device is "
+    "detected",
+    "hsaco-gfx90a", "\x7f" "ELF gfx90a"};
 
 namespace {
 constexpr hipError_t kSuccess = 0, kInvalidValue = 1, kNotInitialized = 3,
@@ -42,8 +51,7 @@ extern "C" {
 API hipError_t hipInit(unsigned flags) {
   if (flags)
     return kInvalidValue;
-  const char *fail = std::getenv("KILN_MOCK_INIT_ERROR");
-  if (fail && *fail == '1')
+  if (initFails())
     return kNoDevice;
   initialized = true;
   return kSuccess;
@@ -76,7 +84,7 @@ API hipError_t hipGetDeviceCount(int *count) {
 API hipError_t hipDeviceGetName(char *name, int len, hipDevice_t device) {
   if (device != 0 || len < 1)
     return kInvalidValue;
-  std::snprintf(name, len, "%s", "Kiln Mock GPU");
+  std::snprintf(name, len, "%s", kDeviceName);
   return kSuccess;
 }
 
@@ -93,7 +101,7 @@ API hipError_t hipGetDevicePropertiesR0600(void *props, int device) {
   // Fields the driver does not read get junk, as a real device's would
   // differ; the name field is at 0, gcnArchName at 1160 in this layout.
   std::memset(props, 'x', 1472);
-  std::snprintf(static_cast<char *>(props), 256, "%s", "Kiln Mock GPU");
+  std::snprintf(static_cast<char *>(props), 256, "%s", kDeviceName);
   std::snprintf(static_cast<char *>(props) + 1160, 256, "%s",
                 "gfx90a:sramecc+:xnack-");
   return kSuccess;
@@ -151,30 +159,21 @@ API hipError_t hipFree(void *p) {
 API hipError_t hipMemsetAsync(void *p, int v, size_t n, hipStream_t) {
   if (hipError_t r = ready())
     return r;
-  if (!inRange(p, n))
-    return kInvalidValue;
-  std::memset(p, v, n);
-  return kSuccess;
+  return fill(p, v, n) ? kSuccess : kInvalidValue;
 }
 
 API hipError_t hipMemcpyHtoDAsync(void *dst, void *src, size_t n,
                               hipStream_t) {
   if (hipError_t r = ready())
     return r;
-  if (!inRange(dst, n))
-    return kInvalidValue;
-  std::memcpy(dst, src, n);
-  return kSuccess;
+  return copy(dst, src, n, dst) ? kSuccess : kInvalidValue;
 }
 
 API hipError_t hipMemcpyDtoHAsync(void *dst, void *src, size_t n,
                               hipStream_t) {
   if (hipError_t r = ready())
     return r;
-  if (!inRange(src, n))
-    return kInvalidValue;
-  std::memcpy(dst, src, n);
-  return kSuccess;
+  return copy(dst, src, n, src) ? kSuccess : kInvalidValue;
 }
 
 API hipError_t hipModuleLoadData(hipModule_t *module, const void *image) {
@@ -194,12 +193,11 @@ API hipError_t hipModuleGetFunction(hipFunction_t *fn, hipModule_t module,
                                     const char *name) {
   if (hipError_t r = ready())
     return r;
-  for (Kernel &k : fromHandle<Module>(module)->kernels)
-    if (k.name == name) {
-      *fn = toHandle<hipFunction_t>(&k);
-      return kSuccess;
-    }
-  return kNotFound;
+  Kernel *k = findKernel(fromHandle<Module>(module), name);
+  if (!k)
+    return kNotFound;
+  *fn = toHandle<hipFunction_t>(k);
+  return kSuccess;
 }
 
 API hipError_t hipModuleUnload(hipModule_t module) {
@@ -216,14 +214,8 @@ API hipError_t hipModuleLaunchKernel(hipFunction_t fn, unsigned gx, unsigned gy,
                                      void **extra) {
   if (hipError_t r = ready())
     return r;
-  auto *k = fromHandle<Kernel>(fn);
-  if (!stream || extra || !gx || !gy || !gz || !bx || !by || !bz ||
-      bx * by * bz > 1024 || (k->params && !params))
-    return kInvalidValue;
-  uint64_t values[8] = {};
-  for (unsigned i = 0; i < k->params && i < 8; ++i)
-    std::memcpy(&values[i], params[i], 8);
   unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
-  return launch(*k, grid, block, shared, values) ? kSuccess : kIllegalAddress;
+  return launchPacked(*fromHandle<Kernel>(fn), grid, block, shared, stream,
+                      params, extra, kSuccess, kInvalidValue, kIllegalAddress);
 }
 }

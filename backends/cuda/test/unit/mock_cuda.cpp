@@ -1,7 +1,7 @@
 //===- mock_cuda.cpp - A libcuda stand-in for the cuda driver tests -------===//
 //
 // Exports the CUDA driver API entry points the cuda driver dlsyms, backed
-// by MockGpu.h. One device, "Kiln Mock GPU", compute capability 9.0, 80 GiB.
+// by test/unit/MockGpu.h. One device, "Kiln Mock GPU", compute capability 9.0, 80 GiB.
 // Calls that need a context fail unless one was made current on the calling
 // thread, as with the real library. KILN_MOCK_INIT_ERROR=1 makes cuInit fail
 // with CUDA_ERROR_NO_DEVICE.
@@ -23,6 +23,14 @@ using namespace kiln::mock;
 extern "C" {
 KILN_CUDA_SYMBOLS(KILN_SYMBOL_EXPORT)
 }
+
+// What the cuda driver should make of this library (test/unit/MockGpus.h).
+const KilnMockVendor kiln::mock::vendor = {
+    "cuda", "KILN_CUDA_LIBRARY", "libcuda.so.1",
+    "Kiln Mock GPU, sm_90, 80 GiB",
+    "cuInit failed: CUDA_ERROR_NO_DEVICE (100): no CUDA-capable device is "
+    "detected",
+    "cubin-sm_90", "\x7f" "ELF sm_90"};
 
 namespace {
 constexpr CUresult kSuccess = 0, kInvalidValue = 1, kNotInitialized = 3,
@@ -67,8 +75,7 @@ extern "C" {
 API CUresult cuInit(unsigned flags) {
   if (flags)
     return kInvalidValue;
-  const char *fail = std::getenv("KILN_MOCK_INIT_ERROR");
-  if (fail && *fail == '1')
+  if (initFails())
     return kNoDevice;
   initialized = true;
   return kSuccess;
@@ -115,7 +122,7 @@ API CUresult cuDeviceGet(int *device, int ordinal) {
 API CUresult cuDeviceGetName(char *name, int len, CUdevice device) {
   if (device != 0 || len < 1)
     return kInvalidValue;
-  std::snprintf(name, len, "%s", "Kiln Mock GPU");
+  std::snprintf(name, len, "%s", kDeviceName);
   return kSuccess;
 }
 
@@ -204,30 +211,23 @@ API CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n,
                              CUstream) {
   if (CUresult r = ready())
     return r;
-  if (!inRange(reinterpret_cast<void *>(p), n))
-    return kInvalidValue;
-  std::memset(reinterpret_cast<void *>(p), v, n);
-  return kSuccess;
+  return fill(reinterpret_cast<void *>(p), v, n) ? kSuccess : kInvalidValue;
 }
 
 API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src,
                                   size_t n, CUstream) {
   if (CUresult r = ready())
     return r;
-  if (!inRange(reinterpret_cast<void *>(dst), n))
-    return kInvalidValue;
-  std::memcpy(reinterpret_cast<void *>(dst), src, n);
-  return kSuccess;
+  auto *device = reinterpret_cast<void *>(dst);
+  return copy(device, src, n, device) ? kSuccess : kInvalidValue;
 }
 
 API CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n,
                                   CUstream) {
   if (CUresult r = ready())
     return r;
-  if (!inRange(reinterpret_cast<void *>(src), n))
-    return kInvalidValue;
-  std::memcpy(dst, reinterpret_cast<void *>(src), n);
-  return kSuccess;
+  auto *device = reinterpret_cast<const void *>(src);
+  return copy(dst, device, n, device) ? kSuccess : kInvalidValue;
 }
 
 API CUresult cuModuleLoadData(CUmodule *module, const void *image) {
@@ -264,12 +264,11 @@ API CUresult cuModuleGetFunction(CUfunction *fn, CUmodule module,
                                 const char *name) {
   if (CUresult r = ready())
     return r;
-  for (Kernel &k : fromHandle<Module>(module)->kernels)
-    if (k.name == name) {
-      *fn = toHandle<CUfunction>(&k);
-      return kSuccess;
-    }
-  return kNotFound;
+  Kernel *k = findKernel(fromHandle<Module>(module), name);
+  if (!k)
+    return kNotFound;
+  *fn = toHandle<CUfunction>(k);
+  return kSuccess;
 }
 
 API CUresult cuModuleUnload(CUmodule module) {
@@ -285,14 +284,8 @@ API CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy,
                             void **extra) {
   if (CUresult r = ready())
     return r;
-  auto *k = fromHandle<Kernel>(fn);
-  if (!stream || extra || !gx || !gy || !gz || !bx || !by || !bz ||
-      bx * by * bz > 1024 || (k->params && !params))
-    return kInvalidValue;
-  uint64_t values[8] = {};
-  for (unsigned i = 0; i < k->params && i < 8; ++i)
-    std::memcpy(&values[i], params[i], 8);
   unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
-  return launch(*k, grid, block, shared, values) ? kSuccess : kIllegalAddress;
+  return launchPacked(*fromHandle<Kernel>(fn), grid, block, shared, stream,
+                      params, extra, kSuccess, kInvalidValue, kIllegalAddress);
 }
 }

@@ -1,7 +1,7 @@
 //===- mock_levelzero.cpp - A libze_loader stand-in for the driver tests --===//
 //
 // Exports the Level Zero 1.0 entry points the levelzero driver dlsyms,
-// backed by MockGpu.h: one driver with one GPU, "Kiln Mock GPU", two memory
+// backed by test/unit/MockGpu.h: one driver with one GPU, "Kiln Mock GPU", two memory
 // regions of 8 GiB, a copy-only queue group before the compute one.
 // Command lists record commands; they run when the list is executed on a
 // queue, so a driver that never submits sees no results. A command that
@@ -26,6 +26,14 @@ using namespace kiln::mock;
 extern "C" {
 KILN_LEVEL_ZERO_SYMBOLS(KILN_SYMBOL_EXPORT)
 }
+
+// What the levelzero driver should make of this library
+// (test/unit/MockGpus.h).
+const KilnMockVendor kiln::mock::vendor = {
+    "levelzero", "KILN_LEVEL_ZERO_LIBRARY", "libze_loader.so.1",
+    "Kiln Mock GPU, 16 GiB",
+    "zeInit failed: ZE_RESULT_ERROR_UNINITIALIZED (0x78000001)",
+    "spirv", "\x03\x02\x23\x07 spirv"};
 
 namespace {
 constexpr ze_result_t kSuccess = 0, kUninitialized = 0x78000001,
@@ -77,8 +85,7 @@ extern "C" {
 API ze_result_t zeInit(uint32_t flags) {
   if (flags != 1) // The driver asks for GPUs only.
     return kInvalidArgument;
-  const char *fail = std::getenv("KILN_MOCK_INIT_ERROR");
-  if (fail && *fail == '1')
+  if (initFails())
     return kUninitialized;
   initialized = true;
   return kSuccess;
@@ -111,7 +118,7 @@ API ze_result_t zeDeviceGetProperties(void *device, DeviceProperties *props) {
   std::memset(p + 16, 0, 368 - 16);
   uint32_t type = 1; // GPU
   std::memcpy(p + 16, &type, 4);
-  std::snprintf(p + 112, 256, "%s", "Kiln Mock GPU");
+  std::snprintf(p + 112, 256, "%s", kDeviceName);
   return kSuccess;
 }
 
@@ -380,12 +387,11 @@ API ze_result_t zeKernelCreate(void *module, const KernelDesc *desc,
   auto *d = reinterpret_cast<const Layout *>(desc);
   if (d->stype != 0x1d)
     return kInvalidArgument;
-  for (const Kernel &k : static_cast<Module *>(module)->kernels)
-    if (k.name == d->name) {
-      *kernel = new MockKernel{&k};
-      return kSuccess;
-    }
-  return kInvalidKernelName;
+  const Kernel *k = findKernel(static_cast<Module *>(module), d->name);
+  if (!k)
+    return kInvalidKernelName;
+  *kernel = new MockKernel{k};
+  return kSuccess;
 }
 
 API ze_result_t zeKernelDestroy(void *kernel) {
