@@ -26,10 +26,10 @@ void kiln::registerKilnCompiler(DialectRegistry &registry) {
   });
 }
 
-void kiln::buildLinalgPipeline(OpPassManager &pm) {
+void kiln::buildLinalgPipeline(OpPassManager &pm, bool padInConsumerKernels) {
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
-  pm.addPass(kiln::createFuseElementwise());
+  pm.addPass(kiln::createFuseElementwise({padInConsumerKernels}));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }

@@ -171,11 +171,13 @@ struct ElementwiseInContractionShape : OpRewritePattern<linalg::GenericOp> {
 };
 
 struct FuseElementwisePass : kiln::impl::FuseElementwiseBase<FuseElementwisePass> {
+  using FuseElementwiseBase::FuseElementwiseBase;
+
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
     // Upstream's rule (a producer with one use); into a contraction only
     // cheap producers that are not transposes.
-    linalg::ControlFusionFn control = [](OpOperand *fused) {
+    linalg::ControlFusionFn control = [pools = poolsReadPadding.getValue()](OpOperand *fused) {
       Operation *producer = fused->get().getDefiningOp();
       if (!producer || !producer->hasOneUse())
         return false;
@@ -187,8 +189,10 @@ struct FuseElementwisePass : kiln::impl::FuseElementwiseBase<FuseElementwisePass
       if ((isa<tensor::CollapseShapeOp>(producer) && isEpilogue(consumer)) ||
           (isa<tensor::ExpandShapeOp>(fused->getOwner()) && isEpilogue(producer)))
         return false;
-      // Contractions only: a pooling window keeps its bounds-checked reads.
-      if (!consumer || consumer.getNumReductionLoops() == 0 || !multiplies(consumer))
+      // Contractions only: a pooling window keeps its bounds-checked reads,
+      // unless the target pads in the pool's kernel (then the pool is a
+      // register-tiled reduction over a plain view, like a convolution).
+      if (!consumer || consumer.getNumReductionLoops() == 0 || (!multiplies(consumer) && !pools))
         return true;
       return !isTranspose(producer) && isCheap(producer);
     };

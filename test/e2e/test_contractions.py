@@ -125,6 +125,18 @@ CASES = {
                                         group=12),
     "conv_depthwise_stride2": lambda rng: _conv(rng, [1, 12, 15, 17], [12, 1, 3, 3],
                                                 pads=[1, 1, 1, 1], strides=[2, 2], group=12),
+    # Pools whose padding joins their kernel run as register-tiled
+    # reductions (max or sum per accumulator) over rows loaded at stride 2.
+    "maxpool3x3_stride2_pad": lambda rng: (
+        _model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                                 pads=[1, 1, 1, 1])],
+               [("x", F, [1, 5, 35, 37])], [("y", F, [1, 5, 18, 19])]),
+        {"x": _rand(rng, 1, 5, 35, 37)}),
+    "averagepool3x3_pad": lambda rng: (
+        _model([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3],
+                                 pads=[1, 1, 1, 1])],
+               [("x", F, [2, 3, 9, 11])], [("y", F, [2, 3, 9, 11])]),
+        {"x": _rand(rng, 2, 3, 9, 11)}),
     "conv_grouped": lambda rng: _conv(rng, [1, 8, 10, 9], [12, 4, 3, 3], group=2),
     "conv1d": lambda rng: _conv(rng, [2, 5, 50], [6, 5, 4], pads=[2, 1]),
 }

@@ -362,16 +362,17 @@ int main(int argc, char **argv) {
     build(pm);
     return succeeded(pm.run(op));
   };
+  // Dispatches are formed once for every target of the artifact.
+  bool fusePadding = llvm::all_of(backends, [](const kiln::TargetBackend *b) {
+    return b->fusesPaddingIntoConsumers();
+  });
   if (!runStage(module, "linalg: canonicalize and fuse elementwise ops",
-                [](mlir::OpPassManager &pm) { kiln::buildLinalgPipeline(pm); }))
+                [&](mlir::OpPassManager &pm) { kiln::buildLinalgPipeline(pm, fusePadding); }))
     return fail("the linalg stage failed (see the diagnostics above)");
   if (emit == Linalg)
     return printModule(module);
   if (!runStage(module, "dispatch: form dispatches",
                 [&](mlir::OpPassManager &pm) {
-                  bool fusePadding = llvm::all_of(backends, [](const kiln::TargetBackend *b) {
-                    return b->fusesPaddingIntoConsumers();
-                  });
                   int64_t panel = backends.empty() ? 0 : backends[0]->constantPanelWidth(targetOptions);
                   for (const kiln::TargetBackend *b : backends)
                     if (b->constantPanelWidth(targetOptions) != panel)

@@ -16,7 +16,9 @@ namespace kiln {
 void registerKilnCompiler(mlir::DialectRegistry &registry);
 
 /// Imported IR -> fused linalg on tensors.
-void buildLinalgPipeline(mlir::OpPassManager &pm);
+/// `padInConsumerKernels` as for buildDispatchPipeline's `fusePadding`:
+/// padding stays out of pools too.
+void buildLinalgPipeline(mlir::OpPassManager &pm, bool padInConsumerKernels = false);
 /// Fused linalg -> host function of kiln.dispatch + executable module of
 /// kernels on tensors. The schedule is built from this, one for every target
 /// of an artifact: `fusePadding` only when all of them can

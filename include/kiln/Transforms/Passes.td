@@ -20,6 +20,11 @@ def FuseElementwise : Pass<"kiln-fuse-elementwise", "mlir::ModuleOp"> {
     convolution computed as a matmul over pixels, viewed back as an image)
     runs in the contraction's shape instead, so it becomes its epilogue.
   }];
+  let options = [
+    Option<"poolsReadPadding", "pools-read-padding", "bool", "false",
+           "Keep padding out of pools too, as out of contractions (for targets "
+           "that compute it in the pool's kernel, kiln-form-dispatches' fuse-padding)">,
+  ];
   let dependentDialects = ["mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect",
                            "mlir::affine::AffineDialect", "mlir::arith::ArithDialect"];
 }
