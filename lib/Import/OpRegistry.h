@@ -19,6 +19,8 @@
 #ifndef KILN_LIB_IMPORT_OPREGISTRY_H
 #define KILN_LIB_IMPORT_OPREGISTRY_H
 
+#include "kiln/Import/OnnxImporter.h"
+
 #include "mlir/Support/LLVM.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringMap.h"
@@ -45,6 +47,8 @@ public:
   Handler lookup(StringRef domain, StringRef name, int64_t version) const;
   /// The first opset `name` of `domain` is registered for, if it is.
   std::optional<int64_t> firstVersion(StringRef domain, StringRef name) const;
+  /// Every registration, by domain, name and version.
+  std::vector<ImportedOp> list() const;
   /// The default domain's canonical name ("").
   static StringRef canonicalDomain(StringRef domain);
 
