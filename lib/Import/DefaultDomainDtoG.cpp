@@ -1039,10 +1039,10 @@ static LogicalResult handleDet(OpContext &im) {
 
 void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
   r.onOp("", "DFT", 1, handleDFT);
-  r.onOp("", "DeformConv", 1, handleDeformConv);
+  r.onOp("", "DeformConv", 19, handleDeformConv);
   r.onOp("", "DepthToSpace", 1, [](OpContext &im) { return handleDepthSpace(im, true); });
-  r.onOp("", "DequantizeLinear", 1, handleDequantizeLinear);
-  r.onOp("", "Det", 1, handleDet);
+  r.onOp("", "DequantizeLinear", 10, handleDequantizeLinear);
+  r.onOp("", "Det", 11, handleDet);
   r.onOp("", "Div", 1, [](OpContext &im) { return binary(im, im.anyUnsigned() ? divUOp : divOp); });
   // Inference only: the output is the input and the mask all true;
   // training mode (random masks) is rejected.
@@ -1065,8 +1065,8 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
       im.setOutput(1, im.fill(im.shapeOf(im.input(0)), im.b.getBoolAttr(true)));
     return handleIdentity(im);
   });
-  r.onOp("", "DynamicQuantizeLinear", 1, handleDynamicQuantizeLinear);
-  r.onOp("", "Einsum", 1, handleEinsum);
+  r.onOp("", "DynamicQuantizeLinear", 11, handleDynamicQuantizeLinear);
+  r.onOp("", "Einsum", 12, handleEinsum);
   r.onOp("", "Elu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -1078,17 +1078,17 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
     });
   });
   r.onOp("", "Equal", 1, [](OpContext &im) { return binary(im, eqOp, true); });
-  r.onOp("", "Erf", 1, [](OpContext &im) { return mathUnary<math::ErfOp>(im); });
+  r.onOp("", "Erf", 9, [](OpContext &im) { return mathUnary<math::ErfOp>(im); });
   r.onOp("", "Exp", 1, [](OpContext &im) { return mathUnary<math::ExpOp>(im); });
-  r.onOp("", "Expand", 1, handleExpand);
-  r.onOp("", "EyeLike", 1, handleEyeLike);
+  r.onOp("", "Expand", 8, handleExpand);
+  r.onOp("", "EyeLike", 9, handleEyeLike);
   r.onOp("", "Flatten", 1, handleFlatten);
   r.onOp("", "Floor", 1, [](OpContext &im) { return mathUnary<math::FloorOp>(im); });
   r.onOp("", "GRU", 1, [](OpContext &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); });
   r.onOp("", "Gather", 1, handleGather);
-  r.onOp("", "GatherElements", 1, handleGatherElements);
-  r.onOp("", "GatherND", 1, handleGatherND);
-  r.onOp("", "Gelu", 1, [](OpContext &im) {
+  r.onOp("", "GatherElements", 11, handleGatherElements);
+  r.onOp("", "GatherND", 11, handleGatherND);
+  r.onOp("", "Gelu", 20, [](OpContext &im) {
     bool tanhApprox = im.attrString("approximate", "none") == "tanh";
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) {
       return tanhApprox ? geluTanh(im, ob, l, v[0]) : geluErf(im, ob, l, v[0]);
@@ -1098,9 +1098,9 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
   r.onOp("", "GlobalAveragePool", 1, [](OpContext &im) { return handleGlobalPool(im, false); });
   r.onOp("", "GlobalMaxPool", 1, [](OpContext &im) { return handleGlobalPool(im, true); });
   r.onOp("", "Greater", 1, [](OpContext &im) { return binary(im, im.anyUnsigned() ? gtUOp : gtOp, true); });
-  r.onOp("", "GreaterOrEqual", 1, [](OpContext &im) {
+  r.onOp("", "GreaterOrEqual", 12, [](OpContext &im) {
     return binary(im, im.anyUnsigned() ? geUOp : geOp, true);
   });
   r.onOp("", "GridSample", 1, handleGridSample);
-  r.onOp("", "GroupNormalization", 1, handleGroupNorm);
+  r.onOp("", "GroupNormalization", 18, handleGroupNorm);
 }

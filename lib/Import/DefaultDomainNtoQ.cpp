@@ -805,23 +805,23 @@ void kiln::detail::registerDefaultDomainNtoQ(OpRegistry &r) {
                                                     : subOp(ob, l, zeroOf(ob, l, v[0].getType()), v[0])),
                  false);
   });
-  r.onOp("", "NegativeLogLikelihoodLoss", 1, handleNLLLoss);
-  r.onOp("", "NonMaxSuppression", 1, handleNonMaxSuppression);
-  r.onOp("", "NonZero", 1, handleNonZero);
+  r.onOp("", "NegativeLogLikelihoodLoss", 12, handleNLLLoss);
+  r.onOp("", "NonMaxSuppression", 10, handleNonMaxSuppression);
+  r.onOp("", "NonZero", 9, handleNonZero);
   r.onOp("", "Not", 1, [](OpContext &im) {
     return unary(im, F_BODY(arith::XOrIOp::create(ob, l, v[0],
                                                   arith::ConstantOp::create(ob, l, ob.getBoolAttr(true)))),
                  false);
   });
-  r.onOp("", "OneHot", 1, handleOneHot);
-  r.onOp("", "Optional", 1, handleOptional);
-  r.onOp("", "OptionalGetElement", 1, handleOptionalGetElement);
-  r.onOp("", "OptionalHasElement", 1, handleOptionalHasElement);
+  r.onOp("", "OneHot", 9, handleOneHot);
+  r.onOp("", "Optional", 15, handleOptional);
+  r.onOp("", "OptionalGetElement", 15, handleOptionalGetElement);
+  r.onOp("", "OptionalHasElement", 15, handleOptionalHasElement);
   r.onOp("", "Or", 1, [](OpContext &im) { return binary(im, orOp); });
   r.onOp("", "PRelu", 1, handlePRelu);
   r.onOp("", "Pad", 1, handlePad);
   r.onOp("", "Pow", 1, handlePow);
-  r.onOp("", "QLinearConv", 1, handleQLinearConv);
-  r.onOp("", "QLinearMatMul", 1, handleQLinearMatMul);
-  r.onOp("", "QuantizeLinear", 1, handleQuantizeLinear);
+  r.onOp("", "QLinearConv", 10, handleQLinearConv);
+  r.onOp("", "QLinearMatMul", 10, handleQLinearMatMul);
+  r.onOp("", "QuantizeLinear", 10, handleQuantizeLinear);
 }

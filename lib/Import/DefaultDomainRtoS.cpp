@@ -1323,7 +1323,7 @@ static void onReduce(OpRegistry &r, StringRef name, int64_t inputSince) {
 }
 
 void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
-  r.onOp("", "RMSNormalization", 1, handleRMSNorm);
+  r.onOp("", "RMSNormalization", 23, handleRMSNorm);
   r.onOp("", "RNN", 1, [](OpContext &im) { return handleRecurrent(im, {1, {"Tanh"}}); });
   r.onOp("", "Reciprocal", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -1345,16 +1345,16 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   });
   r.onOp("", "Reshape", 1, handleReshape);
   r.onOp("", "Resize", 1, [](OpContext &im) { return handleResize(im, false); });
-  r.onOp("", "ReverseSequence", 1, handleReverseSequence);
+  r.onOp("", "ReverseSequence", 10, handleReverseSequence);
   r.onOp("", "RoiAlign", 1, handleRoiAlign);
-  r.onOp("", "RotaryEmbedding", 1, handleRotaryEmbedding);
+  r.onOp("", "RotaryEmbedding", 23, handleRotaryEmbedding);
   // ONNX rounds halves to even, like numpy.
-  r.onOp("", "Round", 1, [](OpContext &im) { return mathUnary<math::RoundEvenOp>(im); });
-  r.onOp("", "STFT", 1, handleSTFT);
+  r.onOp("", "Round", 11, [](OpContext &im) { return mathUnary<math::RoundEvenOp>(im); });
+  r.onOp("", "STFT", 17, handleSTFT);
   r.onOp("", "Scan", 1, handleScan);
-  r.onOp("", "Scatter", 1, handleScatterElements);
-  r.onOp("", "ScatterElements", 1, handleScatterElements);
-  r.onOp("", "ScatterND", 1, handleScatterND);
+  r.onOp("", "Scatter", 9, handleScatterElements);
+  r.onOp("", "ScatterElements", 11, handleScatterElements);
+  r.onOp("", "ScatterND", 11, handleScatterND);
   r.onOp("", "Selu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.67326319217681884765625f);
     double gamma = im.attrFloat("gamma", 1.05070102214813232421875f);
@@ -1369,27 +1369,27 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
       return arith::MulFOp::create(ob, l, y, cst(im, ob, l, v[0], gamma));
     });
   });
-  r.onOp("", "SequenceAt", 1, handleSequenceAt);
-  r.onOp("", "SequenceConstruct", 1, handleSequenceConstruct);
-  r.onOp("", "SequenceEmpty", 1, [](OpContext &ctx) {
+  r.onOp("", "SequenceAt", 11, handleSequenceAt);
+  r.onOp("", "SequenceConstruct", 11, handleSequenceConstruct);
+  r.onOp("", "SequenceEmpty", 11, [](OpContext &ctx) {
     setSequence(ctx.importer(), 0, {});
     return success();
   });
-  r.onOp("", "SequenceErase", 1, handleSequenceErase);
-  r.onOp("", "SequenceInsert", 1, handleSequenceInsert);
-  r.onOp("", "SequenceLength", 1, handleSequenceLength);
-  r.onOp("", "SequenceMap", 1, handleSequenceMap);
-  r.onOp("", "Shrink", 1, handleShrink);
+  r.onOp("", "SequenceErase", 11, handleSequenceErase);
+  r.onOp("", "SequenceInsert", 11, handleSequenceInsert);
+  r.onOp("", "SequenceLength", 11, handleSequenceLength);
+  r.onOp("", "SequenceMap", 17, handleSequenceMap);
+  r.onOp("", "Shrink", 9, handleShrink);
   r.onOp("", "Sigmoid", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) { return sigmoid(im, ob, l, v[0]); });
   });
-  r.onOp("", "Sign", 1, handleSign);
-  r.onOp("", "Sin", 1, [](OpContext &im) { return mathUnary<math::SinOp>(im); });
-  r.onOp("", "Sinh", 1, [](OpContext &im) { return mathUnary<math::SinhOp>(im); });
+  r.onOp("", "Sign", 9, handleSign);
+  r.onOp("", "Sin", 7, [](OpContext &im) { return mathUnary<math::SinOp>(im); });
+  r.onOp("", "Sinh", 9, [](OpContext &im) { return mathUnary<math::SinhOp>(im); });
   r.onOp("", "Slice", 1, handleSlice);
   r.onOp("", "Softmax", 1, [](OpContext &im) { return handleSoftmax(im, false, /*coerce2D=*/true); });
   r.onOp("", "Softmax", 13, [](OpContext &im) { return handleSoftmax(im, false, /*coerce2D=*/false); });
-  r.onOp("", "SoftmaxCrossEntropyLoss", 1, handleSCELoss);
+  r.onOp("", "SoftmaxCrossEntropyLoss", 12, handleSCELoss);
   r.onOp("", "Softplus", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
       return math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, v[0]));
@@ -1404,13 +1404,13 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   });
   r.onOp("", "SpaceToDepth", 1, [](OpContext &im) { return handleDepthSpace(im, false); });
   r.onOp("", "Split", 1, handleSplit);
-  r.onOp("", "SplitToSequence", 1, handleSplitToSequence);
+  r.onOp("", "SplitToSequence", 11, handleSplitToSequence);
   r.onOp("", "Sqrt", 1, [](OpContext &im) { return mathUnary<math::SqrtOp>(im); });
   r.onOp("", "Squeeze", 1, [](OpContext &im) { return handleSqueeze(im, /*axesInput=*/false); });
   r.onOp("", "Squeeze", 13, [](OpContext &im) { return handleSqueeze(im, /*axesInput=*/true); });
   r.onOp("", "Sub", 1, [](OpContext &im) { return binary(im, subOp); });
   r.onOp("", "Sum", 1, [](OpContext &im) { return variadic(im, addOp); });
-  r.onOp("", "Swish", 1, [](OpContext &im) {
+  r.onOp("", "Swish", 24, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value ax = arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha));

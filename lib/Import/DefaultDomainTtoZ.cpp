@@ -598,11 +598,11 @@ static LogicalResult handleTfIdfVectorizer(OpContext &im) {
 //===----------------------------------------------------------------------===//
 
 void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
-  r.onOp("", "Tan", 1, [](OpContext &im) { return mathUnary<math::TanOp>(im); });
+  r.onOp("", "Tan", 7, [](OpContext &im) { return mathUnary<math::TanOp>(im); });
   r.onOp("", "Tanh", 1, [](OpContext &im) { return mathUnary<math::TanhOp>(im); });
-  r.onOp("", "TensorScatter", 1, handleTensorScatter);
-  r.onOp("", "TfIdfVectorizer", 1, handleTfIdfVectorizer);
-  r.onOp("", "ThresholdedRelu", 1, [](OpContext &im) {
+  r.onOp("", "TensorScatter", 24, handleTensorScatter);
+  r.onOp("", "TfIdfVectorizer", 9, handleTfIdfVectorizer);
+  r.onOp("", "ThresholdedRelu", 10, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value gt = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, v[0],
@@ -613,11 +613,11 @@ void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
   r.onOp("", "Tile", 1, handleTile);
   r.onOp("", "TopK", 1, handleTopK);
   r.onOp("", "Transpose", 1, handleTranspose);
-  r.onOp("", "Trilu", 1, handleTrilu);
-  r.onOp("", "Unique", 1, handleUnique);
+  r.onOp("", "Trilu", 14, handleTrilu);
+  r.onOp("", "Unique", 11, handleUnique);
   r.onOp("", "Unsqueeze", 1, [](OpContext &im) { return handleUnsqueeze(im, /*axesInput=*/false); });
   r.onOp("", "Unsqueeze", 13, [](OpContext &im) { return handleUnsqueeze(im, /*axesInput=*/true); });
   r.onOp("", "Upsample", 1, [](OpContext &im) { return handleResize(im, true); });
-  r.onOp("", "Where", 1, handleWhere);
+  r.onOp("", "Where", 9, handleWhere);
   r.onOp("", "Xor", 1, [](OpContext &im) { return binary(im, xorOp); });
 }
