@@ -209,13 +209,16 @@ static LogicalResult handleBatchNormTraining(OpContext &im) {
   return success();
 }
 
-static LogicalResult handleBatchNorm(OpContext &im) {
+/// BatchNormalization; `trainingMode` (opset 14) reads the training_mode
+/// attribute. Before it, training was chosen by the number of outputs,
+/// which Kiln does not support (the extra outputs fail as unsupported).
+static LogicalResult handleBatchNorm(OpContext &im, bool trainingMode) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   if (rank < 2)
     return im.fail("input must have rank >= 2");
   if (im.attrInt("training_mode", 0)) {
-    if (im.opset < 14)
+    if (!trainingMode)
       return im.fail("training_mode is an opset-14 attribute");
     return handleBatchNormTraining(im);
   }
@@ -1246,7 +1249,10 @@ void kiln::detail::registerDefaultDomainAtoC(OpRegistry &r) {
   r.onOp("", "Atanh", 9, [](OpContext &im) { return mathUnary<math::AtanhOp>(im); });
   r.onOp("", "Attention", 23, handleAttention);
   r.onOp("", "AveragePool", 1, [](OpContext &im) { return handlePool(im, false); });
-  r.onOp("", "BatchNormalization", 1, handleBatchNorm);
+  r.onOp("", "BatchNormalization", 1,
+         [](OpContext &im) { return handleBatchNorm(im, /*trainingMode=*/false); });
+  r.onOp("", "BatchNormalization", 14,
+         [](OpContext &im) { return handleBatchNorm(im, /*trainingMode=*/true); });
   r.onOp("", "BitCast", 26, handleBitCast);
   r.onOp("", "BitShift", 11, handleBitShift);
   r.onOp("", "BitwiseAnd", 18, [](OpContext &im) { return binary(im, andOp); });

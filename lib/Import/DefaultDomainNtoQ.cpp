@@ -118,15 +118,16 @@ static LogicalResult integerPow(OpContext &im) {
   return success();
 }
 
-static LogicalResult handlePRelu(OpContext &im) {
+/// PRelu; `perChannel` (before opset 7, which brought numpy broadcasting):
+/// a 1-D slope the size of dim 1 is per channel, not broadcast from the
+/// right (how PyTorch's exporter relied on it).
+static LogicalResult handlePRelu(OpContext &im, bool perChannel) {
   Value x = im.input(0), slope = im.input(1);
   Type et = im.elementType(x);
   if (et != im.elementType(slope))
     return im.fail("inputs have different element types");
-  // Before opset 7 a 1-D slope the size of dim 1 is per channel, not
-  // broadcast from the right (how PyTorch's exporter relied on it).
   ArrayRef<int64_t> xs = im.shapeOf(x), ss = im.shapeOf(slope);
-  if (im.opset < 7 && ss.size() == 1 && xs.size() > 2 && ss[0] == xs[1] && ss[0] != 1) {
+  if (perChannel && ss.size() == 1 && xs.size() > 2 && ss[0] == xs[1] && ss[0] != 1) {
     SmallVector<int64_t> perChannel(xs.size() - 1, 1);
     perChannel[0] = ss[0];
     slope = im.reshape(slope, perChannel);
@@ -818,7 +819,8 @@ void kiln::detail::registerDefaultDomainNtoQ(OpRegistry &r) {
   r.onOp("", "OptionalGetElement", 15, handleOptionalGetElement);
   r.onOp("", "OptionalHasElement", 15, handleOptionalHasElement);
   r.onOp("", "Or", 1, [](OpContext &im) { return binary(im, orOp); });
-  r.onOp("", "PRelu", 1, handlePRelu);
+  r.onOp("", "PRelu", 1, [](OpContext &im) { return handlePRelu(im, /*perChannel=*/true); });
+  r.onOp("", "PRelu", 7, [](OpContext &im) { return handlePRelu(im, /*perChannel=*/false); });
   r.onOp("", "Pad", 1, handlePad);
   r.onOp("", "Pow", 1, handlePow);
   r.onOp("", "QLinearConv", 10, handleQLinearConv);

@@ -617,7 +617,9 @@ static LogicalResult handleScatterND(OpContext &im) {
 /// RoiAlign with a fixed sampling grid per bin: the bins' sample points
 /// are the reduction loops, each sample bilinearly interpolated in f64 the
 /// way ONNX's reference computes them, then averaged or maxed.
-static LogicalResult handleRoiAlign(OpContext &im) {
+/// `defaultCtm`: output_half_pixel at opset 10, where it was the only
+/// mode; opset 16 added the attribute with half_pixel as its default.
+static LogicalResult handleRoiAlign(OpContext &im, StringRef defaultCtm) {
   Value x = im.input(0), rois = im.input(1), batch = im.input(2);
   ArrayRef<int64_t> xs = im.shapeOf(x), rs = im.shapeOf(rois);
   Type et = im.elementType(x);
@@ -629,8 +631,7 @@ static LogicalResult handleRoiAlign(OpContext &im) {
   std::string mode = im.attrString("mode", "avg");
   if (mode != "avg" && mode != "max")
     return im.fail("unknown mode '" + mode + "'");
-  std::string ctm = im.attrString("coordinate_transformation_mode",
-                                  im.opset >= 16 ? "half_pixel" : "output_half_pixel");
+  std::string ctm = im.attrString("coordinate_transformation_mode", defaultCtm);
   if (ctm != "half_pixel" && ctm != "output_half_pixel")
     return im.fail("unknown coordinate_transformation_mode '" + ctm + "'");
   int64_t oh = im.attrInt("output_height", 1), ow = im.attrInt("output_width", 1);
@@ -1346,7 +1347,8 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   r.onOp("", "Reshape", 1, handleReshape);
   r.onOp("", "Resize", 1, [](OpContext &im) { return handleResize(im, false); });
   r.onOp("", "ReverseSequence", 10, handleReverseSequence);
-  r.onOp("", "RoiAlign", 1, handleRoiAlign);
+  r.onOp("", "RoiAlign", 10, [](OpContext &im) { return handleRoiAlign(im, "output_half_pixel"); });
+  r.onOp("", "RoiAlign", 16, [](OpContext &im) { return handleRoiAlign(im, "half_pixel"); });
   r.onOp("", "RotaryEmbedding", 23, handleRotaryEmbedding);
   // ONNX rounds halves to even, like numpy.
   r.onOp("", "Round", 11, [](OpContext &im) { return mathUnary<math::RoundEvenOp>(im); });

@@ -125,7 +125,7 @@ static LogicalResult handleTrilu(OpContext &im) {
 /// before x_i} (ties: lower index first), an O(n^2) reduction per row; then
 /// output slot r takes the element whose rank is r, an O(n k) reduction.
 /// Fine for small axes; a sort would be needed for long ones.
-static LogicalResult handleTopK(OpContext &im) {
+static LogicalResult handleTopK(OpContext &im, bool kInput) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   SmallVector<int64_t> shape(im.shapeOf(x));
@@ -134,7 +134,7 @@ static LogicalResult handleTopK(OpContext &im) {
   if (failed(axis))
     return failure();
   int64_t ax = *axis, n = shape[ax], k;
-  if (im.opset < 10) {
+  if (!kInput) {
     k = im.attrInt("k", -1);
   } else {
     auto kv = im.constInts(1, "K");
@@ -611,7 +611,9 @@ void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
     });
   });
   r.onOp("", "Tile", 1, handleTile);
-  r.onOp("", "TopK", 1, handleTopK);
+  // K became input 1 at opset 10.
+  r.onOp("", "TopK", 1, [](OpContext &im) { return handleTopK(im, /*kInput=*/false); });
+  r.onOp("", "TopK", 10, [](OpContext &im) { return handleTopK(im, /*kInput=*/true); });
   r.onOp("", "Transpose", 1, handleTranspose);
   r.onOp("", "Trilu", 14, handleTrilu);
   r.onOp("", "Unique", 11, handleUnique);
