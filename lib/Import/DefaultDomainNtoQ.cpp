@@ -145,7 +145,12 @@ static LogicalResult handlePRelu(OpContext &im, bool perChannel) {
   return success();
 }
 
-static LogicalResult handlePad(OpContext &im) {
+/// How a version of Pad takes its pads: attribute `paddings` (opset 1),
+/// attribute `pads` (2), inputs pads and constant_value (11), and an axes
+/// input the pads apply to (18).
+enum class PadForm { PaddingsAttr, PadsAttr, Inputs, InputsWithAxes };
+
+static LogicalResult handlePad(OpContext &im, PadForm form) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   std::string mode = im.attrString("mode", "constant");
@@ -153,8 +158,9 @@ static LogicalResult handlePad(OpContext &im) {
     return im.fail("unknown pad mode '" + mode + "'");
   SmallVector<int64_t> pads;
   double value = 0.0;
-  if (im.opset < 11) {
-    pads = im.attrInts("pads").value_or(SmallVector<int64_t>{});
+  if (form == PadForm::PaddingsAttr || form == PadForm::PadsAttr) {
+    pads = im.attrInts(form == PadForm::PaddingsAttr ? "paddings" : "pads")
+               .value_or(SmallVector<int64_t>{});
     value = im.attrFloat("value", 0.0f);
   } else {
     auto p = im.constInts(1, "pads");
@@ -172,7 +178,7 @@ static LogicalResult handlePad(OpContext &im) {
     }
   }
   SmallVector<int64_t> lo(rank, 0), hi(rank, 0);
-  if (im.opset >= 18 && im.hasInput(3)) {
+  if (form == PadForm::InputsWithAxes && im.hasInput(3)) {
     auto axes = im.constInts(3, "axes");
     if (failed(axes))
       return failure();
@@ -821,7 +827,10 @@ void kiln::detail::registerDefaultDomainNtoQ(OpRegistry &r) {
   r.onOp("", "Or", 1, [](OpContext &im) { return binary(im, orOp); });
   r.onOp("", "PRelu", 1, [](OpContext &im) { return handlePRelu(im, /*perChannel=*/true); });
   r.onOp("", "PRelu", 7, [](OpContext &im) { return handlePRelu(im, /*perChannel=*/false); });
-  r.onOp("", "Pad", 1, handlePad);
+  r.onOp("", "Pad", 1, [](OpContext &im) { return handlePad(im, PadForm::PaddingsAttr); });
+  r.onOp("", "Pad", 2, [](OpContext &im) { return handlePad(im, PadForm::PadsAttr); });
+  r.onOp("", "Pad", 11, [](OpContext &im) { return handlePad(im, PadForm::Inputs); });
+  r.onOp("", "Pad", 18, [](OpContext &im) { return handlePad(im, PadForm::InputsWithAxes); });
   r.onOp("", "Pow", 1, handlePow);
   r.onOp("", "QLinearConv", 10, handleQLinearConv);
   r.onOp("", "QLinearMatMul", 10, handleQLinearMatMul);
