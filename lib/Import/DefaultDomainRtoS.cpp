@@ -294,12 +294,14 @@ static Value strided(OpContext &im, Value x, ArrayRef<int64_t> starts, ArrayRef<
       .getResult(0);
 }
 
-static LogicalResult handleSlice(OpContext &im) {
+/// Slice; starts, ends and axes are attributes until opset 10, then
+/// inputs (with steps) when `inputs`.
+static LogicalResult handleSlice(OpContext &im, bool inputs) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   int64_t rank = in.size();
   SmallVector<int64_t> starts, ends, axes, steps;
-  if (im.opset < 10) {
+  if (!inputs) {
     starts = im.attrInts("starts").value_or(SmallVector<int64_t>{});
     ends = im.attrInts("ends").value_or(SmallVector<int64_t>{});
     axes = im.attrInts("axes").value_or(SmallVector<int64_t>{});
@@ -346,23 +348,43 @@ static LogicalResult handleSlice(OpContext &im) {
   return success();
 }
 
-static LogicalResult handleSplit(OpContext &im) {
+/// Where a version of Split finds its sizes: input 1 or the `split`
+/// attribute (opset 1), the attribute (2), input 1 (13), input 1 or
+/// `num_outputs` equal parts (18). Without them: equal parts, one per
+/// output.
+enum class SplitForm { InputOrAttr, Attr, Input, InputOrNumOutputs };
+
+static LogicalResult handleSplit(OpContext &im, SplitForm form) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   auto axis = im.normalizeAxis(im.attrInt("axis", 0), in.size());
   if (failed(axis))
     return failure();
+  std::optional<SmallVector<int64_t>> attr;
+  if (form == SplitForm::InputOrAttr || form == SplitForm::Attr)
+    attr = im.attrInts("split");
   SmallVector<int64_t> sizes;
-  if (im.opset >= 13 && im.hasInput(1)) {
+  if (form == SplitForm::InputOrAttr && im.hasInput(1)) {
+    // Split-1 types the sizes like the data (floating point).
+    auto c = im.requireConst(1, "split");
+    if (failed(c))
+      return failure();
+    auto h = HostTensor::fromAttr(*c);
+    if (!h)
+      return im.fail("input 'split' has an unsupported element type");
+    for (int64_t k = 0; k < h->numel(); ++k)
+      sizes.push_back((int64_t)h->get(k));
+  } else if (form != SplitForm::Attr && im.hasInput(1)) {
     auto c = im.constInts(1, "split");
     if (failed(c))
       return failure();
     sizes = *c;
-  } else if (auto s = im.attrInts("split")) {
-    sizes = *s;
+  } else if (attr) {
+    sizes = *attr;
   } else {
-    int64_t n = im.opset >= 18 && im.attr("num_outputs") ? im.attrInt("num_outputs", 1)
-                                                         : (int64_t)im.numOutputs();
+    int64_t n = form == SplitForm::InputOrNumOutputs && im.attr("num_outputs")
+                    ? im.attrInt("num_outputs", 1)
+                    : (int64_t)im.numOutputs();
     int64_t chunk = (in[*axis] + n - 1) / n;
     for (int64_t i = 0, left = in[*axis]; i < n; ++i, left -= chunk)
       sizes.push_back(std::min(chunk, left));
@@ -1388,7 +1410,8 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   r.onOp("", "Sign", 9, handleSign);
   r.onOp("", "Sin", 7, [](OpContext &im) { return mathUnary<math::SinOp>(im); });
   r.onOp("", "Sinh", 9, [](OpContext &im) { return mathUnary<math::SinhOp>(im); });
-  r.onOp("", "Slice", 1, handleSlice);
+  r.onOp("", "Slice", 1, [](OpContext &im) { return handleSlice(im, /*inputs=*/false); });
+  r.onOp("", "Slice", 10, [](OpContext &im) { return handleSlice(im, /*inputs=*/true); });
   r.onOp("", "Softmax", 1, [](OpContext &im) { return handleSoftmax(im, false, /*coerce2D=*/true); });
   r.onOp("", "Softmax", 13, [](OpContext &im) { return handleSoftmax(im, false, /*coerce2D=*/false); });
   r.onOp("", "SoftmaxCrossEntropyLoss", 12, handleSCELoss);
@@ -1405,7 +1428,11 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
     });
   });
   r.onOp("", "SpaceToDepth", 1, [](OpContext &im) { return handleDepthSpace(im, false); });
-  r.onOp("", "Split", 1, handleSplit);
+  r.onOp("", "Split", 1, [](OpContext &im) { return handleSplit(im, SplitForm::InputOrAttr); });
+  r.onOp("", "Split", 2, [](OpContext &im) { return handleSplit(im, SplitForm::Attr); });
+  r.onOp("", "Split", 13, [](OpContext &im) { return handleSplit(im, SplitForm::Input); });
+  r.onOp("", "Split", 18,
+         [](OpContext &im) { return handleSplit(im, SplitForm::InputOrNumOutputs); });
   r.onOp("", "SplitToSequence", 11, handleSplitToSequence);
   r.onOp("", "Sqrt", 1, [](OpContext &im) { return mathUnary<math::SqrtOp>(im); });
   r.onOp("", "Squeeze", 1, [](OpContext &im) { return handleSqueeze(im, /*axesInput=*/false); });
