@@ -1367,7 +1367,8 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
     return unary(im, F_BODY(maxOp(ob, l, v[0], zeroOf(ob, l, v[0].getType()))), false);
   });
   r.onOp("", "Reshape", 1, handleReshape);
-  r.onOp("", "Resize", 1, [](OpContext &im) { return handleResize(im, false); });
+  r.onOp("", "Resize", 10, [](OpContext &im) { return handleResize(im, ResizeForm::Resize10); });
+  r.onOp("", "Resize", 11, [](OpContext &im) { return handleResize(im, ResizeForm::Resize11); });
   r.onOp("", "ReverseSequence", 10, handleReverseSequence);
   r.onOp("", "RoiAlign", 10, [](OpContext &im) { return handleRoiAlign(im, "output_half_pixel"); });
   r.onOp("", "RoiAlign", 16, [](OpContext &im) { return handleRoiAlign(im, "half_pixel"); });

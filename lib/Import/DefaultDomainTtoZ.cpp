@@ -619,7 +619,11 @@ void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
   r.onOp("", "Unique", 11, handleUnique);
   r.onOp("", "Unsqueeze", 1, [](OpContext &im) { return handleUnsqueeze(im, /*axesInput=*/false); });
   r.onOp("", "Unsqueeze", 13, [](OpContext &im) { return handleUnsqueeze(im, /*axesInput=*/true); });
-  r.onOp("", "Upsample", 1, [](OpContext &im) { return handleResize(im, true); });
+  // Upsample-1 (height_scale and width_scale) is not supported.
+  r.onOp("", "Upsample", 7,
+         [](OpContext &im) { return handleResize(im, ResizeForm::UpsampleScalesAttr); });
+  r.onOp("", "Upsample", 9,
+         [](OpContext &im) { return handleResize(im, ResizeForm::UpsampleScalesInput); });
   r.onOp("", "Where", 9, handleWhere);
   r.onOp("", "Xor", 1, [](OpContext &im) { return binary(im, xorOp); });
 }
