@@ -1061,55 +1061,77 @@ static FailureOr<SmallVector<int64_t>> listAttr(OpContext &im, StringRef name, i
   return v;
 }
 
-static LogicalResult handleScan(OpContext &ctx) {
-  Importer &im = ctx.importer();
-  const onnx::GraphProto *body = graphAttr(im, "body");
-  if (!body)
+/// What both forms of Scan read first: the body, and the state and scan
+/// input names that follow the node's first `first` inputs.
+namespace {
+struct ScanOperands {
+  const onnx::GraphProto *body;
+  int64_t nIns, nStates, nOuts;
+  SmallVector<std::string> states, ins;
+};
+} // namespace
+
+static FailureOr<ScanOperands> scanOperands(Importer &im, int64_t first) {
+  ScanOperands ops;
+  ops.body = graphAttr(im, "body");
+  if (!ops.body)
     return failure();
   const onnx::AttributeProto *m = im.attr("num_scan_inputs");
   if (!m)
     return im.fail("missing attribute 'num_scan_inputs'");
-  int64_t nIns = m->i();
-  // Opset 8 has a leading optional sequence_lens input and a batch axis 0.
-  int64_t first = im.opset < 9 ? 1 : 0;
-  int64_t nStates = im.node->input_size() - first - nIns;
-  if (nIns <= 0 || nStates < 0)
-    return im.fail("num_scan_inputs " + Twine(nIns) + " does not fit the node's inputs");
-  int64_t nOuts = body->output_size() - nStates;
-  if (nOuts < 0 || (int64_t)im.numOutputs() > nStates + nOuts)
+  ops.nIns = m->i();
+  ops.nStates = im.node->input_size() - first - ops.nIns;
+  if (ops.nIns <= 0 || ops.nStates < 0)
+    return im.fail("num_scan_inputs " + Twine(ops.nIns) + " does not fit the node's inputs");
+  ops.nOuts = ops.body->output_size() - ops.nStates;
+  if (ops.nOuts < 0 || (int64_t)im.numOutputs() > ops.nStates + ops.nOuts)
     return im.fail("the node's outputs do not match the body's");
-  SmallVector<std::string> states, ins;
-  for (int64_t i = 0; i < nStates + nIns; ++i) {
+  for (int64_t i = 0; i < ops.nStates + ops.nIns; ++i) {
     if (!im.hasInput(first + i))
       return im.fail("input " + Twine(first + i) + " is missing");
-    (i < nStates ? states : ins).push_back(im.node->input(first + i));
+    (i < ops.nStates ? ops.states : ops.ins).push_back(im.node->input(first + i));
   }
+  return ops;
+}
 
-  ScanSpec spec;
-  if (im.opset >= 9) {
-    auto inAxes = listAttr(im, "scan_input_axes", nIns, false);
-    auto inDirs = listAttr(im, "scan_input_directions", nIns, true);
-    auto outAxes = listAttr(im, "scan_output_axes", nOuts, false);
-    auto outDirs = listAttr(im, "scan_output_directions", nOuts, true);
-    if (failed(inAxes) || failed(inDirs) || failed(outAxes) || failed(outDirs))
-      return failure();
-    spec = {*inAxes, *inDirs, *outAxes, *outDirs};
-    SmallVector<std::string> outs;
-    if (failed(unrollScan(im, *body, states, ins, spec, outs)))
-      return failure();
-    states.append(outs.begin(), outs.end());
-    setOutputs(im, states);
-    return success();
-  }
+/// Scan from opset 9: per-input and per-output axes and directions.
+static LogicalResult handleScan9(OpContext &ctx) {
+  Importer &im = ctx.importer();
+  auto ops = scanOperands(im, 0);
+  if (failed(ops))
+    return failure();
+  auto inAxes = listAttr(im, "scan_input_axes", ops->nIns, false);
+  auto inDirs = listAttr(im, "scan_input_directions", ops->nIns, true);
+  auto outAxes = listAttr(im, "scan_output_axes", ops->nOuts, false);
+  auto outDirs = listAttr(im, "scan_output_directions", ops->nOuts, true);
+  if (failed(inAxes) || failed(inDirs) || failed(outAxes) || failed(outDirs))
+    return failure();
+  ScanSpec spec = {*inAxes, *inDirs, *outAxes, *outDirs};
+  SmallVector<std::string> states = ops->states, outs;
+  if (failed(unrollScan(im, *ops->body, states, ops->ins, spec, outs)))
+    return failure();
+  states.append(outs.begin(), outs.end());
+  setOutputs(im, states);
+  return success();
+}
 
-  // Opset 8: scan every batch entry (axis 0) along its axis 1, then stack.
+/// Scan at opset 8: a leading optional sequence_lens input, and every input
+/// has a batch axis 0. Scans every batch entry along its axis 1, then
+/// stacks.
+static LogicalResult handleScan8(OpContext &ctx) {
+  Importer &im = ctx.importer();
+  auto ops = scanOperands(im, 1);
+  if (failed(ops))
+    return failure();
+  int64_t nIns = ops->nIns, nStates = ops->nStates, nOuts = ops->nOuts;
+  SmallVector<std::string> &states = ops->states, &ins = ops->ins;
   auto dirs = listAttr(im, "directions", nIns, true);
   if (failed(dirs))
     return failure();
   if (llvm::is_contained(*dirs, 1))
     return im.fail("reverse directions of opset-8 Scan are not supported");
-  spec = {SmallVector<int64_t>(nIns, 0), *dirs, SmallVector<int64_t>(nOuts, 0),
-          SmallVector<int64_t>(nOuts, 0)};
+  ScanSpec spec = {SmallVector<int64_t>(nIns, 0), *dirs, SmallVector<int64_t>(nOuts, 0),
+                   SmallVector<int64_t>(nOuts, 0)};
   for (StringRef name : llvm::concat<std::string>(states, ins))
     if (!isTensor(im, name) || tensorType(im, name).getRank() < 1)
       return im.fail("opset-8 Scan inputs must be tensors with a batch axis");
@@ -1139,7 +1161,7 @@ static LogicalResult handleScan(OpContext &ctx) {
         return failure();
       in.push_back(*t);
     }
-    if (failed(unrollScan(im, *body, st, in, spec, outs)))
+    if (failed(unrollScan(im, *ops->body, st, in, spec, outs)))
       return failure();
     st.append(outs.begin(), outs.end());
     for (auto [k, name] : llvm::enumerate(st))
@@ -1376,7 +1398,8 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   // ONNX rounds halves to even, like numpy.
   r.onOp("", "Round", 11, [](OpContext &im) { return mathUnary<math::RoundEvenOp>(im); });
   r.onOp("", "STFT", 17, handleSTFT);
-  r.onOp("", "Scan", 1, handleScan);
+  r.onOp("", "Scan", 8, handleScan8);
+  r.onOp("", "Scan", 9, handleScan9);
   r.onOp("", "Scatter", 9, handleScatterElements);
   r.onOp("", "ScatterElements", 11, handleScatterElements);
   r.onOp("", "ScatterND", 11, handleScatterND);
