@@ -298,9 +298,10 @@ struct RecurrentSpec {
   SmallVector<StringRef, 3> defaultActs;
 };
 
-/// RNN, LSTM and GRU, unrolled over the static sequence length: per step and
-/// direction one contraction with R and elementwise gate maps that read the
-/// precomputed input projection X*W^T + biases through affine maps.
+/// RNN, LSTM and GRU (opset 7 on), unrolled over the static sequence
+/// length: per step and direction one contraction with R and elementwise
+/// gate maps that read the precomputed input projection X*W^T + biases
+/// through affine maps.
 LogicalResult handleRecurrent(OpContext &im, const RecurrentSpec &spec);
 
 // --- Subgraphs.cpp -----------------------------------------------------------

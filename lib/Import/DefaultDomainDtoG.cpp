@@ -1089,7 +1089,7 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
   r.onOp("", "EyeLike", 9, handleEyeLike);
   r.onOp("", "Flatten", 1, handleFlatten);
   r.onOp("", "Floor", 1, [](OpContext &im) { return mathUnary<math::FloorOp>(im); });
-  r.onOp("", "GRU", 1, [](OpContext &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); });
+  r.onOp("", "GRU", 7, [](OpContext &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); });
   r.onOp("", "Gather", 1, handleGather);
   r.onOp("", "GatherElements", 11, handleGatherElements);
   r.onOp("", "GatherND", 11, handleGatherND);

@@ -879,7 +879,7 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
                                                ob, l, arith::CmpFPredicate::UNO, v[0], v[0])));
   });
   r.onOp("", "LRN", 1, handleLRN);
-  r.onOp("", "LSTM", 1, [](OpContext &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); });
+  r.onOp("", "LSTM", 7, [](OpContext &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); });
   r.onOp("", "LayerNormalization", 17, handleLayerNorm);
   r.onOp("", "LeakyRelu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 0.01f);

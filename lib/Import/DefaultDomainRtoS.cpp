@@ -1369,7 +1369,7 @@ static void onReduce(OpRegistry &r, StringRef name, int64_t inputSince) {
 
 void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
   r.onOp("", "RMSNormalization", 23, handleRMSNorm);
-  r.onOp("", "RNN", 1, [](OpContext &im) { return handleRecurrent(im, {1, {"Tanh"}}); });
+  r.onOp("", "RNN", 7, [](OpContext &im) { return handleRecurrent(im, {1, {"Tanh"}}); });
   r.onOp("", "Reciprocal", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
       return arith::DivFOp::create(ob, l, cst(im, ob, l, v[0], 1.0), v[0]);

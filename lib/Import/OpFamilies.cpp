@@ -1018,8 +1018,6 @@ LogicalResult kiln::detail::handleRecurrent(OpContext &im, const RecurrentSpec &
   if (failed(requireInputs(im, 3)))
     return failure();
   StringRef op = im.node->op_type();
-  if (im.opset < 7)
-    return im.fail(op + " before opset 7 is not supported");
   bool lstm = op == "LSTM", gru = op == "GRU";
   int64_t G = spec.gates;
   Value x = im.input(0), w = im.input(1), r = im.input(2);
