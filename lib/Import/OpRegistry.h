@@ -7,7 +7,9 @@
 // gets the registration with the greatest sinceVersion <= that opset. A
 // handler registered since 1 covers every version up to the newest one Kiln
 // supports; an op whose inputs or attributes changed at some opset has one
-// registration per form.
+// registration per form, so handlers never read the opset. Every
+// sinceVersion is one of the op's since_versions in ONNX's schemas
+// (`kiln-compile --list-ops`, checked by test/Import/op-versions.test).
 //
 // Files: DefaultDomainAtoC.cpp ... DefaultDomainTtoZ.cpp hold the default
 // (ai.onnx) domain by the op's first letter; MlDomain.cpp, PreviewDomain.cpp
