@@ -224,7 +224,15 @@ LogicalResult handleIdentity(OpContext &im);
 /// weights of the counted elements).
 FailureOr<Value> nllLoss(OpContext &im, Value logp, Value target, Value weight);
 
-LogicalResult handleResize(OpContext &im, bool upsample);
+/// The forms of Upsample and Resize, by where the scales come from and which
+/// coordinate mapping they use.
+enum class ResizeForm {
+  UpsampleScalesAttr,  // Upsample-7: the `scales` attribute
+  UpsampleScalesInput, // Upsample-9 (and deprecated 10): input 1
+  Resize10,            // scales input 1, asymmetric coordinates, floor
+  Resize11,            // inputs roi, scales, sizes and the mode attributes
+};
+LogicalResult handleResize(OpContext &im, ResizeForm form);
 
 LogicalResult handleDepthSpace(OpContext &im, bool toSpace);
 
@@ -290,9 +298,10 @@ struct RecurrentSpec {
   SmallVector<StringRef, 3> defaultActs;
 };
 
-/// RNN, LSTM and GRU, unrolled over the static sequence length: per step and
-/// direction one contraction with R and elementwise gate maps that read the
-/// precomputed input projection X*W^T + biases through affine maps.
+/// RNN, LSTM and GRU (opset 7 on), unrolled over the static sequence
+/// length: per step and direction one contraction with R and elementwise
+/// gate maps that read the precomputed input projection X*W^T + biases
+/// through affine maps.
 LogicalResult handleRecurrent(OpContext &im, const RecurrentSpec &spec);
 
 // --- Subgraphs.cpp -----------------------------------------------------------

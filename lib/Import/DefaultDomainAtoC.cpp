@@ -209,13 +209,16 @@ static LogicalResult handleBatchNormTraining(OpContext &im) {
   return success();
 }
 
-static LogicalResult handleBatchNorm(OpContext &im) {
+/// BatchNormalization; `trainingMode` (opset 14) reads the training_mode
+/// attribute. Before it, training was chosen by the number of outputs,
+/// which Kiln does not support (the extra outputs fail as unsupported).
+static LogicalResult handleBatchNorm(OpContext &im, bool trainingMode) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   if (rank < 2)
     return im.fail("input must have rank >= 2");
   if (im.attrInt("training_mode", 0)) {
-    if (im.opset < 14)
+    if (!trainingMode)
       return im.fail("training_mode is an opset-14 attribute");
     return handleBatchNormTraining(im);
   }
@@ -1233,37 +1236,40 @@ void kiln::detail::registerDefaultDomainAtoC(OpRegistry &r) {
                                                     : (Value)math::AbsIOp::create(ob, l, v[0])),
                  false);
   });
-  r.onOp("", "Acos", 1, [](OpContext &im) { return mathUnary<math::AcosOp>(im); });
-  r.onOp("", "Acosh", 1, [](OpContext &im) { return mathUnary<math::AcoshOp>(im); });
+  r.onOp("", "Acos", 7, [](OpContext &im) { return mathUnary<math::AcosOp>(im); });
+  r.onOp("", "Acosh", 9, [](OpContext &im) { return mathUnary<math::AcoshOp>(im); });
   r.onOp("", "Add", 1, [](OpContext &im) { return binary(im, addOp); });
-  r.onOp("", "AffineGrid", 1, handleAffineGrid);
+  r.onOp("", "AffineGrid", 20, handleAffineGrid);
   r.onOp("", "And", 1, [](OpContext &im) { return binary(im, andOp); });
   r.onOp("", "ArgMax", 1, [](OpContext &im) { return handleArgExtreme(im, true); });
   r.onOp("", "ArgMin", 1, [](OpContext &im) { return handleArgExtreme(im, false); });
-  r.onOp("", "Asin", 1, [](OpContext &im) { return mathUnary<math::AsinOp>(im); });
-  r.onOp("", "Asinh", 1, [](OpContext &im) { return mathUnary<math::AsinhOp>(im); });
-  r.onOp("", "Atan", 1, [](OpContext &im) { return mathUnary<math::AtanOp>(im); });
-  r.onOp("", "Atanh", 1, [](OpContext &im) { return mathUnary<math::AtanhOp>(im); });
-  r.onOp("", "Attention", 1, handleAttention);
+  r.onOp("", "Asin", 7, [](OpContext &im) { return mathUnary<math::AsinOp>(im); });
+  r.onOp("", "Asinh", 9, [](OpContext &im) { return mathUnary<math::AsinhOp>(im); });
+  r.onOp("", "Atan", 7, [](OpContext &im) { return mathUnary<math::AtanOp>(im); });
+  r.onOp("", "Atanh", 9, [](OpContext &im) { return mathUnary<math::AtanhOp>(im); });
+  r.onOp("", "Attention", 23, handleAttention);
   r.onOp("", "AveragePool", 1, [](OpContext &im) { return handlePool(im, false); });
-  r.onOp("", "BatchNormalization", 1, handleBatchNorm);
-  r.onOp("", "BitCast", 1, handleBitCast);
-  r.onOp("", "BitShift", 1, handleBitShift);
-  r.onOp("", "BitwiseAnd", 1, [](OpContext &im) { return binary(im, andOp); });
-  r.onOp("", "BitwiseNot", 1, [](OpContext &im) {
+  r.onOp("", "BatchNormalization", 1,
+         [](OpContext &im) { return handleBatchNorm(im, /*trainingMode=*/false); });
+  r.onOp("", "BatchNormalization", 14,
+         [](OpContext &im) { return handleBatchNorm(im, /*trainingMode=*/true); });
+  r.onOp("", "BitCast", 26, handleBitCast);
+  r.onOp("", "BitShift", 11, handleBitShift);
+  r.onOp("", "BitwiseAnd", 18, [](OpContext &im) { return binary(im, andOp); });
+  r.onOp("", "BitwiseNot", 18, [](OpContext &im) {
     return unary(im, F_BODY(arith::XOrIOp::create(
                          ob, l, v[0], arith::ConstantOp::create(
                                           ob, l, ob.getIntegerAttr(v[0].getType(), -1)))),
                  false);
   });
-  r.onOp("", "BitwiseOr", 1, [](OpContext &im) { return binary(im, orOp); });
-  r.onOp("", "BitwiseXor", 1, [](OpContext &im) { return binary(im, xorOp); });
-  r.onOp("", "BlackmanWindow", 1, [](OpContext &im) { return handleWindow(im, 0.42, 0.5, 0.08); });
+  r.onOp("", "BitwiseOr", 18, [](OpContext &im) { return binary(im, orOp); });
+  r.onOp("", "BitwiseXor", 18, [](OpContext &im) { return binary(im, xorOp); });
+  r.onOp("", "BlackmanWindow", 17, [](OpContext &im) { return handleWindow(im, 0.42, 0.5, 0.08); });
   r.onOp("", "Cast", 1, handleCast);
-  r.onOp("", "CastLike", 1, handleCastLike);
-  r.onOp("", "CausalConvWithState", 1, handleCausalConvWithState);
+  r.onOp("", "CastLike", 15, handleCastLike);
+  r.onOp("", "CausalConvWithState", 27, handleCausalConvWithState);
   r.onOp("", "Ceil", 1, [](OpContext &im) { return mathUnary<math::CeilOp>(im); });
-  r.onOp("", "Celu", 1, [](OpContext &im) {
+  r.onOp("", "Celu", 12, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       // max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
@@ -1276,18 +1282,18 @@ void kiln::detail::registerDefaultDomainAtoC(OpRegistry &r) {
           ob, l, arith::MaximumFOp::create(ob, l, v[0], zeroOf(ob, l, v[0].getType())), neg);
     });
   });
-  r.onOp("", "CenterCropPad", 1, handleCenterCropPad);
+  r.onOp("", "CenterCropPad", 18, handleCenterCropPad);
   r.onOp("", "Clip", 1, [](OpContext &im) { return handleClip(im, /*boundInputs=*/false); });
   r.onOp("", "Clip", 11, [](OpContext &im) { return handleClip(im, /*boundInputs=*/true); });
-  r.onOp("", "Col2Im", 1, handleCol2Im);
-  r.onOp("", "Compress", 1, handleCompress);
+  r.onOp("", "Col2Im", 18, handleCol2Im);
+  r.onOp("", "Compress", 9, handleCompress);
   r.onOp("", "Concat", 1, handleConcat);
-  r.onOp("", "ConcatFromSequence", 1, handleConcatFromSequence);
+  r.onOp("", "ConcatFromSequence", 11, handleConcatFromSequence);
   r.onOp("", "Conv", 1, handleConv);
-  r.onOp("", "ConvInteger", 1, handleConvInteger);
+  r.onOp("", "ConvInteger", 10, handleConvInteger);
   r.onOp("", "ConvTranspose", 1, handleConvTranspose);
-  r.onOp("", "Cos", 1, [](OpContext &im) { return mathUnary<math::CosOp>(im); });
-  r.onOp("", "Cosh", 1, [](OpContext &im) { return mathUnary<math::CoshOp>(im); });
-  r.onOp("", "CumProd", 1, [](OpContext &im) { return handleCumulative(im, true); });
-  r.onOp("", "CumSum", 1, [](OpContext &im) { return handleCumulative(im, false); });
+  r.onOp("", "Cos", 7, [](OpContext &im) { return mathUnary<math::CosOp>(im); });
+  r.onOp("", "Cosh", 9, [](OpContext &im) { return mathUnary<math::CoshOp>(im); });
+  r.onOp("", "CumProd", 26, [](OpContext &im) { return handleCumulative(im, true); });
+  r.onOp("", "CumSum", 11, [](OpContext &im) { return handleCumulative(im, false); });
 }

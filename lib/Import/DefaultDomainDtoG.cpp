@@ -426,7 +426,9 @@ static SmallVector<Value, 4> cubicWeights(OpBuilder &ob, Location l, Value t) {
   return {outer(add(t, one)), inner(t), inner(sub(one, t)), outer(sub(f(2.0), t))};
 }
 
-static LogicalResult handleGridSample(OpContext &im) {
+/// GridSample; `defaultMode` is "bilinear" at opset 16, "linear" from 20,
+/// where the modes were renamed for N-D grids (both spellings are read).
+static LogicalResult handleGridSample(OpContext &im, StringRef defaultMode) {
   Value x = im.input(0), grid = im.input(1);
   ArrayRef<int64_t> xs = im.shapeOf(x), gs = im.shapeOf(grid);
   int64_t r = (int64_t)xs.size() - 2;
@@ -436,7 +438,7 @@ static LogicalResult handleGridSample(OpContext &im) {
   Type et = im.elementType(x), gridType = im.elementType(grid);
   if (!isa<FloatType>(et) || !isa<FloatType>(gridType))
     return im.fail("supported for floating-point X and grid only");
-  std::string mode = im.attrString("mode", im.opset >= 20 ? "linear" : "bilinear");
+  std::string mode = im.attrString("mode", defaultMode);
   std::string padding = im.attrString("padding_mode", "zeros");
   bool align = im.attrInt("align_corners", 0);
   enum { Nearest, Linear, Cubic } kind;
@@ -713,7 +715,9 @@ static LogicalResult handleDeformConv(OpContext &im) {
   return success();
 }
 
-static LogicalResult handleDFT(OpContext &im) {
+/// DFT; the axis is an attribute (default 1) until opset 20, then optional
+/// input 2 (default -2) with `axisInput`.
+static LogicalResult handleDFT(OpContext &im, bool axisInput) {
   Value x = im.input(0);
   ArrayRef<int64_t> xs = im.shapeOf(x);
   Type et = im.elementType(x);
@@ -723,8 +727,8 @@ static LogicalResult handleDFT(OpContext &im) {
   if (rank < 2 || (xs.back() != 1 && xs.back() != 2))
     return im.fail("input " + shapeStr(xs) + " must end in a dimension of 1 (real) or 2 "
                    "(complex)");
-  int64_t axisRaw = im.opset >= 20 ? -2 : im.attrInt("axis", 1);
-  if (im.opset >= 20 && im.hasInput(2)) {
+  int64_t axisRaw = axisInput ? -2 : im.attrInt("axis", 1);
+  if (axisInput && im.hasInput(2)) {
     auto a = im.constInts(2, "axis");
     if (failed(a))
       return failure();
@@ -1038,11 +1042,12 @@ static LogicalResult handleDet(OpContext &im) {
 //===----------------------------------------------------------------------===//
 
 void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
-  r.onOp("", "DFT", 1, handleDFT);
-  r.onOp("", "DeformConv", 1, handleDeformConv);
+  r.onOp("", "DFT", 17, [](OpContext &im) { return handleDFT(im, /*axisInput=*/false); });
+  r.onOp("", "DFT", 20, [](OpContext &im) { return handleDFT(im, /*axisInput=*/true); });
+  r.onOp("", "DeformConv", 19, handleDeformConv);
   r.onOp("", "DepthToSpace", 1, [](OpContext &im) { return handleDepthSpace(im, true); });
-  r.onOp("", "DequantizeLinear", 1, handleDequantizeLinear);
-  r.onOp("", "Det", 1, handleDet);
+  r.onOp("", "DequantizeLinear", 10, handleDequantizeLinear);
+  r.onOp("", "Det", 11, handleDet);
   r.onOp("", "Div", 1, [](OpContext &im) { return binary(im, im.anyUnsigned() ? divUOp : divOp); });
   // Inference only: the output is the input and the mask all true;
   // training mode (random masks) is rejected.
@@ -1065,8 +1070,8 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
       im.setOutput(1, im.fill(im.shapeOf(im.input(0)), im.b.getBoolAttr(true)));
     return handleIdentity(im);
   });
-  r.onOp("", "DynamicQuantizeLinear", 1, handleDynamicQuantizeLinear);
-  r.onOp("", "Einsum", 1, handleEinsum);
+  r.onOp("", "DynamicQuantizeLinear", 11, handleDynamicQuantizeLinear);
+  r.onOp("", "Einsum", 12, handleEinsum);
   r.onOp("", "Elu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -1078,17 +1083,17 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
     });
   });
   r.onOp("", "Equal", 1, [](OpContext &im) { return binary(im, eqOp, true); });
-  r.onOp("", "Erf", 1, [](OpContext &im) { return mathUnary<math::ErfOp>(im); });
+  r.onOp("", "Erf", 9, [](OpContext &im) { return mathUnary<math::ErfOp>(im); });
   r.onOp("", "Exp", 1, [](OpContext &im) { return mathUnary<math::ExpOp>(im); });
-  r.onOp("", "Expand", 1, handleExpand);
-  r.onOp("", "EyeLike", 1, handleEyeLike);
+  r.onOp("", "Expand", 8, handleExpand);
+  r.onOp("", "EyeLike", 9, handleEyeLike);
   r.onOp("", "Flatten", 1, handleFlatten);
   r.onOp("", "Floor", 1, [](OpContext &im) { return mathUnary<math::FloorOp>(im); });
-  r.onOp("", "GRU", 1, [](OpContext &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); });
+  r.onOp("", "GRU", 7, [](OpContext &im) { return handleRecurrent(im, {3, {"Sigmoid", "Tanh"}}); });
   r.onOp("", "Gather", 1, handleGather);
-  r.onOp("", "GatherElements", 1, handleGatherElements);
-  r.onOp("", "GatherND", 1, handleGatherND);
-  r.onOp("", "Gelu", 1, [](OpContext &im) {
+  r.onOp("", "GatherElements", 11, handleGatherElements);
+  r.onOp("", "GatherND", 11, handleGatherND);
+  r.onOp("", "Gelu", 20, [](OpContext &im) {
     bool tanhApprox = im.attrString("approximate", "none") == "tanh";
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) {
       return tanhApprox ? geluTanh(im, ob, l, v[0]) : geluErf(im, ob, l, v[0]);
@@ -1098,9 +1103,10 @@ void kiln::detail::registerDefaultDomainDtoG(OpRegistry &r) {
   r.onOp("", "GlobalAveragePool", 1, [](OpContext &im) { return handleGlobalPool(im, false); });
   r.onOp("", "GlobalMaxPool", 1, [](OpContext &im) { return handleGlobalPool(im, true); });
   r.onOp("", "Greater", 1, [](OpContext &im) { return binary(im, im.anyUnsigned() ? gtUOp : gtOp, true); });
-  r.onOp("", "GreaterOrEqual", 1, [](OpContext &im) {
+  r.onOp("", "GreaterOrEqual", 12, [](OpContext &im) {
     return binary(im, im.anyUnsigned() ? geUOp : geOp, true);
   });
-  r.onOp("", "GridSample", 1, handleGridSample);
-  r.onOp("", "GroupNormalization", 1, handleGroupNorm);
+  r.onOp("", "GridSample", 16, [](OpContext &im) { return handleGridSample(im, "bilinear"); });
+  r.onOp("", "GridSample", 20, [](OpContext &im) { return handleGridSample(im, "linear"); });
+  r.onOp("", "GroupNormalization", 18, handleGroupNorm);
 }

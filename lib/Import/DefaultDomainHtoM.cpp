@@ -842,10 +842,10 @@ static LogicalResult handleLoop(OpContext &ctx) {
 //===----------------------------------------------------------------------===//
 
 void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
-  r.onOp("", "HammingWindow", 1, [](OpContext &im) {
+  r.onOp("", "HammingWindow", 17, [](OpContext &im) {
     return handleWindow(im, 25.0 / 46.0, 1.0 - 25.0 / 46.0, 0.0);
   });
-  r.onOp("", "HannWindow", 1, [](OpContext &im) { return handleWindow(im, 0.5, 0.5, 0.0); });
+  r.onOp("", "HannWindow", 17, [](OpContext &im) { return handleWindow(im, 0.5, 0.5, 0.0); });
   r.onOp("", "HardSigmoid", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 0.2f), beta = im.attrFloat("beta", 0.5f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -856,7 +856,7 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
       return arith::MinimumFOp::create(ob, l, y, cst(im, ob, l, v[0], 1.0));
     });
   });
-  r.onOp("", "HardSwish", 1, [](OpContext &im) {
+  r.onOp("", "HardSwish", 14, [](OpContext &im) {
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value h = arith::AddFOp::create(
           ob, l, arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], 1.0 / 6.0)),
@@ -871,16 +871,16 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
   r.onOp("", "Identity", 1, handleIdentity);
   r.onOp("", "If", 1, handleIf);
   r.onOp("", "InstanceNormalization", 1, handleInstanceNorm);
-  r.onOp("", "IsInf", 1, handleIsInf);
-  r.onOp("", "IsNaN", 1, [](OpContext &im) {
+  r.onOp("", "IsInf", 10, handleIsInf);
+  r.onOp("", "IsNaN", 9, [](OpContext &im) {
     if (!isFloat(im.elementType(im.input(0))))
       return im.fail("IsNaN needs a floating-point input");
     return mapInputs(im, im.b.getI1Type(), F_BODY(arith::CmpFOp::create(
                                                ob, l, arith::CmpFPredicate::UNO, v[0], v[0])));
   });
   r.onOp("", "LRN", 1, handleLRN);
-  r.onOp("", "LSTM", 1, [](OpContext &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); });
-  r.onOp("", "LayerNormalization", 1, handleLayerNorm);
+  r.onOp("", "LSTM", 7, [](OpContext &im) { return handleRecurrent(im, {4, {"Sigmoid", "Tanh", "Tanh"}}); });
+  r.onOp("", "LayerNormalization", 17, handleLayerNorm);
   r.onOp("", "LeakyRelu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 0.01f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
@@ -891,10 +891,10 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
     });
   });
   r.onOp("", "Less", 1, [](OpContext &im) { return binary(im, im.anyUnsigned() ? ltUOp : ltOp, true); });
-  r.onOp("", "LessOrEqual", 1, [](OpContext &im) {
+  r.onOp("", "LessOrEqual", 12, [](OpContext &im) {
     return binary(im, im.anyUnsigned() ? leUOp : leOp, true);
   });
-  r.onOp("", "LinearAttention", 1, handleLinearAttention);
+  r.onOp("", "LinearAttention", 27, handleLinearAttention);
   r.onOp("", "Log", 1, [](OpContext &im) { return mathUnary<math::LogOp>(im); });
   r.onOp("", "LogSoftmax", 1, [](OpContext &im) { return handleSoftmax(im, true, /*coerce2D=*/true); });
   r.onOp("", "LogSoftmax", 13,
@@ -908,20 +908,20 @@ void kiln::detail::registerDefaultDomainHtoM(OpRegistry &r) {
     return handlePool(im, false, p);
   });
   r.onOp("", "MatMul", 1, handleMatMul);
-  r.onOp("", "MatMulInteger", 1, handleMatMulInteger);
+  r.onOp("", "MatMulInteger", 10, handleMatMulInteger);
   r.onOp("", "Max", 1, [](OpContext &im) { return variadic(im, im.anyUnsigned() ? maxUOp : maxOp); });
   r.onOp("", "MaxPool", 1, [](OpContext &im) { return handlePool(im, true); });
-  r.onOp("", "MaxUnpool", 1, handleMaxUnpool);
+  r.onOp("", "MaxUnpool", 9, handleMaxUnpool);
   r.onOp("", "Mean", 1, [](OpContext &im) { return variadic(im, addOp, true); });
-  r.onOp("", "MeanVarianceNormalization", 1, handleMeanVarianceNormalization);
-  r.onOp("", "MelWeightMatrix", 1, handleMelWeightMatrix);
+  r.onOp("", "MeanVarianceNormalization", 9, handleMeanVarianceNormalization);
+  r.onOp("", "MelWeightMatrix", 17, handleMelWeightMatrix);
   r.onOp("", "Min", 1, [](OpContext &im) { return variadic(im, im.anyUnsigned() ? minUOp : minOp); });
-  r.onOp("", "Mish", 1, [](OpContext &im) {
+  r.onOp("", "Mish", 18, [](OpContext &im) {
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value sp = math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, v[0]));
       return arith::MulFOp::create(ob, l, v[0], math::TanhOp::create(ob, l, sp));
     });
   });
-  r.onOp("", "Mod", 1, handleMod);
+  r.onOp("", "Mod", 10, handleMod);
   r.onOp("", "Mul", 1, [](OpContext &im) { return binary(im, mulOp); });
 }

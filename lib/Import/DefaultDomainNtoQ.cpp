@@ -118,15 +118,16 @@ static LogicalResult integerPow(OpContext &im) {
   return success();
 }
 
-static LogicalResult handlePRelu(OpContext &im) {
+/// PRelu; `perChannel` (before opset 7, which brought numpy broadcasting):
+/// a 1-D slope the size of dim 1 is per channel, not broadcast from the
+/// right (how PyTorch's exporter relied on it).
+static LogicalResult handlePRelu(OpContext &im, bool perChannel) {
   Value x = im.input(0), slope = im.input(1);
   Type et = im.elementType(x);
   if (et != im.elementType(slope))
     return im.fail("inputs have different element types");
-  // Before opset 7 a 1-D slope the size of dim 1 is per channel, not
-  // broadcast from the right (how PyTorch's exporter relied on it).
   ArrayRef<int64_t> xs = im.shapeOf(x), ss = im.shapeOf(slope);
-  if (im.opset < 7 && ss.size() == 1 && xs.size() > 2 && ss[0] == xs[1] && ss[0] != 1) {
+  if (perChannel && ss.size() == 1 && xs.size() > 2 && ss[0] == xs[1] && ss[0] != 1) {
     SmallVector<int64_t> perChannel(xs.size() - 1, 1);
     perChannel[0] = ss[0];
     slope = im.reshape(slope, perChannel);
@@ -144,7 +145,12 @@ static LogicalResult handlePRelu(OpContext &im) {
   return success();
 }
 
-static LogicalResult handlePad(OpContext &im) {
+/// How a version of Pad takes its pads: attribute `paddings` (opset 1),
+/// attribute `pads` (2), inputs pads and constant_value (11), and an axes
+/// input the pads apply to (18).
+enum class PadForm { PaddingsAttr, PadsAttr, Inputs, InputsWithAxes };
+
+static LogicalResult handlePad(OpContext &im, PadForm form) {
   Value x = im.input(0);
   int64_t rank = im.shapeOf(x).size();
   std::string mode = im.attrString("mode", "constant");
@@ -152,8 +158,9 @@ static LogicalResult handlePad(OpContext &im) {
     return im.fail("unknown pad mode '" + mode + "'");
   SmallVector<int64_t> pads;
   double value = 0.0;
-  if (im.opset < 11) {
-    pads = im.attrInts("pads").value_or(SmallVector<int64_t>{});
+  if (form == PadForm::PaddingsAttr || form == PadForm::PadsAttr) {
+    pads = im.attrInts(form == PadForm::PaddingsAttr ? "paddings" : "pads")
+               .value_or(SmallVector<int64_t>{});
     value = im.attrFloat("value", 0.0f);
   } else {
     auto p = im.constInts(1, "pads");
@@ -171,7 +178,7 @@ static LogicalResult handlePad(OpContext &im) {
     }
   }
   SmallVector<int64_t> lo(rank, 0), hi(rank, 0);
-  if (im.opset >= 18 && im.hasInput(3)) {
+  if (form == PadForm::InputsWithAxes && im.hasInput(3)) {
     auto axes = im.constInts(3, "axes");
     if (failed(axes))
       return failure();
@@ -805,23 +812,27 @@ void kiln::detail::registerDefaultDomainNtoQ(OpRegistry &r) {
                                                     : subOp(ob, l, zeroOf(ob, l, v[0].getType()), v[0])),
                  false);
   });
-  r.onOp("", "NegativeLogLikelihoodLoss", 1, handleNLLLoss);
-  r.onOp("", "NonMaxSuppression", 1, handleNonMaxSuppression);
-  r.onOp("", "NonZero", 1, handleNonZero);
+  r.onOp("", "NegativeLogLikelihoodLoss", 12, handleNLLLoss);
+  r.onOp("", "NonMaxSuppression", 10, handleNonMaxSuppression);
+  r.onOp("", "NonZero", 9, handleNonZero);
   r.onOp("", "Not", 1, [](OpContext &im) {
     return unary(im, F_BODY(arith::XOrIOp::create(ob, l, v[0],
                                                   arith::ConstantOp::create(ob, l, ob.getBoolAttr(true)))),
                  false);
   });
-  r.onOp("", "OneHot", 1, handleOneHot);
-  r.onOp("", "Optional", 1, handleOptional);
-  r.onOp("", "OptionalGetElement", 1, handleOptionalGetElement);
-  r.onOp("", "OptionalHasElement", 1, handleOptionalHasElement);
+  r.onOp("", "OneHot", 9, handleOneHot);
+  r.onOp("", "Optional", 15, handleOptional);
+  r.onOp("", "OptionalGetElement", 15, handleOptionalGetElement);
+  r.onOp("", "OptionalHasElement", 15, handleOptionalHasElement);
   r.onOp("", "Or", 1, [](OpContext &im) { return binary(im, orOp); });
-  r.onOp("", "PRelu", 1, handlePRelu);
-  r.onOp("", "Pad", 1, handlePad);
+  r.onOp("", "PRelu", 1, [](OpContext &im) { return handlePRelu(im, /*perChannel=*/true); });
+  r.onOp("", "PRelu", 7, [](OpContext &im) { return handlePRelu(im, /*perChannel=*/false); });
+  r.onOp("", "Pad", 1, [](OpContext &im) { return handlePad(im, PadForm::PaddingsAttr); });
+  r.onOp("", "Pad", 2, [](OpContext &im) { return handlePad(im, PadForm::PadsAttr); });
+  r.onOp("", "Pad", 11, [](OpContext &im) { return handlePad(im, PadForm::Inputs); });
+  r.onOp("", "Pad", 18, [](OpContext &im) { return handlePad(im, PadForm::InputsWithAxes); });
   r.onOp("", "Pow", 1, handlePow);
-  r.onOp("", "QLinearConv", 1, handleQLinearConv);
-  r.onOp("", "QLinearMatMul", 1, handleQLinearMatMul);
-  r.onOp("", "QuantizeLinear", 1, handleQuantizeLinear);
+  r.onOp("", "QLinearConv", 10, handleQLinearConv);
+  r.onOp("", "QLinearMatMul", 10, handleQLinearMatMul);
+  r.onOp("", "QuantizeLinear", 10, handleQuantizeLinear);
 }

@@ -294,12 +294,14 @@ static Value strided(OpContext &im, Value x, ArrayRef<int64_t> starts, ArrayRef<
       .getResult(0);
 }
 
-static LogicalResult handleSlice(OpContext &im) {
+/// Slice; starts, ends and axes are attributes until opset 10, then
+/// inputs (with steps) when `inputs`.
+static LogicalResult handleSlice(OpContext &im, bool inputs) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   int64_t rank = in.size();
   SmallVector<int64_t> starts, ends, axes, steps;
-  if (im.opset < 10) {
+  if (!inputs) {
     starts = im.attrInts("starts").value_or(SmallVector<int64_t>{});
     ends = im.attrInts("ends").value_or(SmallVector<int64_t>{});
     axes = im.attrInts("axes").value_or(SmallVector<int64_t>{});
@@ -346,23 +348,43 @@ static LogicalResult handleSlice(OpContext &im) {
   return success();
 }
 
-static LogicalResult handleSplit(OpContext &im) {
+/// Where a version of Split finds its sizes: input 1 or the `split`
+/// attribute (opset 1), the attribute (2), input 1 (13), input 1 or
+/// `num_outputs` equal parts (18). Without them: equal parts, one per
+/// output.
+enum class SplitForm { InputOrAttr, Attr, Input, InputOrNumOutputs };
+
+static LogicalResult handleSplit(OpContext &im, SplitForm form) {
   Value x = im.input(0);
   ArrayRef<int64_t> in = im.shapeOf(x);
   auto axis = im.normalizeAxis(im.attrInt("axis", 0), in.size());
   if (failed(axis))
     return failure();
+  std::optional<SmallVector<int64_t>> attr;
+  if (form == SplitForm::InputOrAttr || form == SplitForm::Attr)
+    attr = im.attrInts("split");
   SmallVector<int64_t> sizes;
-  if (im.opset >= 13 && im.hasInput(1)) {
+  if (form == SplitForm::InputOrAttr && im.hasInput(1)) {
+    // Split-1 types the sizes like the data (floating point).
+    auto c = im.requireConst(1, "split");
+    if (failed(c))
+      return failure();
+    auto h = HostTensor::fromAttr(*c);
+    if (!h)
+      return im.fail("input 'split' has an unsupported element type");
+    for (int64_t k = 0; k < h->numel(); ++k)
+      sizes.push_back((int64_t)h->get(k));
+  } else if (form != SplitForm::Attr && im.hasInput(1)) {
     auto c = im.constInts(1, "split");
     if (failed(c))
       return failure();
     sizes = *c;
-  } else if (auto s = im.attrInts("split")) {
-    sizes = *s;
+  } else if (attr) {
+    sizes = *attr;
   } else {
-    int64_t n = im.opset >= 18 && im.attr("num_outputs") ? im.attrInt("num_outputs", 1)
-                                                         : (int64_t)im.numOutputs();
+    int64_t n = form == SplitForm::InputOrNumOutputs && im.attr("num_outputs")
+                    ? im.attrInt("num_outputs", 1)
+                    : (int64_t)im.numOutputs();
     int64_t chunk = (in[*axis] + n - 1) / n;
     for (int64_t i = 0, left = in[*axis]; i < n; ++i, left -= chunk)
       sizes.push_back(std::min(chunk, left));
@@ -617,7 +639,9 @@ static LogicalResult handleScatterND(OpContext &im) {
 /// RoiAlign with a fixed sampling grid per bin: the bins' sample points
 /// are the reduction loops, each sample bilinearly interpolated in f64 the
 /// way ONNX's reference computes them, then averaged or maxed.
-static LogicalResult handleRoiAlign(OpContext &im) {
+/// `defaultCtm`: output_half_pixel at opset 10, where it was the only
+/// mode; opset 16 added the attribute with half_pixel as its default.
+static LogicalResult handleRoiAlign(OpContext &im, StringRef defaultCtm) {
   Value x = im.input(0), rois = im.input(1), batch = im.input(2);
   ArrayRef<int64_t> xs = im.shapeOf(x), rs = im.shapeOf(rois);
   Type et = im.elementType(x);
@@ -629,8 +653,7 @@ static LogicalResult handleRoiAlign(OpContext &im) {
   std::string mode = im.attrString("mode", "avg");
   if (mode != "avg" && mode != "max")
     return im.fail("unknown mode '" + mode + "'");
-  std::string ctm = im.attrString("coordinate_transformation_mode",
-                                  im.opset >= 16 ? "half_pixel" : "output_half_pixel");
+  std::string ctm = im.attrString("coordinate_transformation_mode", defaultCtm);
   if (ctm != "half_pixel" && ctm != "output_half_pixel")
     return im.fail("unknown coordinate_transformation_mode '" + ctm + "'");
   int64_t oh = im.attrInt("output_height", 1), ow = im.attrInt("output_width", 1);
@@ -1038,55 +1061,77 @@ static FailureOr<SmallVector<int64_t>> listAttr(OpContext &im, StringRef name, i
   return v;
 }
 
-static LogicalResult handleScan(OpContext &ctx) {
-  Importer &im = ctx.importer();
-  const onnx::GraphProto *body = graphAttr(im, "body");
-  if (!body)
+/// What both forms of Scan read first: the body, and the state and scan
+/// input names that follow the node's first `first` inputs.
+namespace {
+struct ScanOperands {
+  const onnx::GraphProto *body;
+  int64_t nIns, nStates, nOuts;
+  SmallVector<std::string> states, ins;
+};
+} // namespace
+
+static FailureOr<ScanOperands> scanOperands(Importer &im, int64_t first) {
+  ScanOperands ops;
+  ops.body = graphAttr(im, "body");
+  if (!ops.body)
     return failure();
   const onnx::AttributeProto *m = im.attr("num_scan_inputs");
   if (!m)
     return im.fail("missing attribute 'num_scan_inputs'");
-  int64_t nIns = m->i();
-  // Opset 8 has a leading optional sequence_lens input and a batch axis 0.
-  int64_t first = im.opset < 9 ? 1 : 0;
-  int64_t nStates = im.node->input_size() - first - nIns;
-  if (nIns <= 0 || nStates < 0)
-    return im.fail("num_scan_inputs " + Twine(nIns) + " does not fit the node's inputs");
-  int64_t nOuts = body->output_size() - nStates;
-  if (nOuts < 0 || (int64_t)im.numOutputs() > nStates + nOuts)
+  ops.nIns = m->i();
+  ops.nStates = im.node->input_size() - first - ops.nIns;
+  if (ops.nIns <= 0 || ops.nStates < 0)
+    return im.fail("num_scan_inputs " + Twine(ops.nIns) + " does not fit the node's inputs");
+  ops.nOuts = ops.body->output_size() - ops.nStates;
+  if (ops.nOuts < 0 || (int64_t)im.numOutputs() > ops.nStates + ops.nOuts)
     return im.fail("the node's outputs do not match the body's");
-  SmallVector<std::string> states, ins;
-  for (int64_t i = 0; i < nStates + nIns; ++i) {
+  for (int64_t i = 0; i < ops.nStates + ops.nIns; ++i) {
     if (!im.hasInput(first + i))
       return im.fail("input " + Twine(first + i) + " is missing");
-    (i < nStates ? states : ins).push_back(im.node->input(first + i));
+    (i < ops.nStates ? ops.states : ops.ins).push_back(im.node->input(first + i));
   }
+  return ops;
+}
 
-  ScanSpec spec;
-  if (im.opset >= 9) {
-    auto inAxes = listAttr(im, "scan_input_axes", nIns, false);
-    auto inDirs = listAttr(im, "scan_input_directions", nIns, true);
-    auto outAxes = listAttr(im, "scan_output_axes", nOuts, false);
-    auto outDirs = listAttr(im, "scan_output_directions", nOuts, true);
-    if (failed(inAxes) || failed(inDirs) || failed(outAxes) || failed(outDirs))
-      return failure();
-    spec = {*inAxes, *inDirs, *outAxes, *outDirs};
-    SmallVector<std::string> outs;
-    if (failed(unrollScan(im, *body, states, ins, spec, outs)))
-      return failure();
-    states.append(outs.begin(), outs.end());
-    setOutputs(im, states);
-    return success();
-  }
+/// Scan from opset 9: per-input and per-output axes and directions.
+static LogicalResult handleScan9(OpContext &ctx) {
+  Importer &im = ctx.importer();
+  auto ops = scanOperands(im, 0);
+  if (failed(ops))
+    return failure();
+  auto inAxes = listAttr(im, "scan_input_axes", ops->nIns, false);
+  auto inDirs = listAttr(im, "scan_input_directions", ops->nIns, true);
+  auto outAxes = listAttr(im, "scan_output_axes", ops->nOuts, false);
+  auto outDirs = listAttr(im, "scan_output_directions", ops->nOuts, true);
+  if (failed(inAxes) || failed(inDirs) || failed(outAxes) || failed(outDirs))
+    return failure();
+  ScanSpec spec = {*inAxes, *inDirs, *outAxes, *outDirs};
+  SmallVector<std::string> states = ops->states, outs;
+  if (failed(unrollScan(im, *ops->body, states, ops->ins, spec, outs)))
+    return failure();
+  states.append(outs.begin(), outs.end());
+  setOutputs(im, states);
+  return success();
+}
 
-  // Opset 8: scan every batch entry (axis 0) along its axis 1, then stack.
+/// Scan at opset 8: a leading optional sequence_lens input, and every input
+/// has a batch axis 0. Scans every batch entry along its axis 1, then
+/// stacks.
+static LogicalResult handleScan8(OpContext &ctx) {
+  Importer &im = ctx.importer();
+  auto ops = scanOperands(im, 1);
+  if (failed(ops))
+    return failure();
+  int64_t nIns = ops->nIns, nStates = ops->nStates, nOuts = ops->nOuts;
+  SmallVector<std::string> &states = ops->states, &ins = ops->ins;
   auto dirs = listAttr(im, "directions", nIns, true);
   if (failed(dirs))
     return failure();
   if (llvm::is_contained(*dirs, 1))
     return im.fail("reverse directions of opset-8 Scan are not supported");
-  spec = {SmallVector<int64_t>(nIns, 0), *dirs, SmallVector<int64_t>(nOuts, 0),
-          SmallVector<int64_t>(nOuts, 0)};
+  ScanSpec spec = {SmallVector<int64_t>(nIns, 0), *dirs, SmallVector<int64_t>(nOuts, 0),
+                   SmallVector<int64_t>(nOuts, 0)};
   for (StringRef name : llvm::concat<std::string>(states, ins))
     if (!isTensor(im, name) || tensorType(im, name).getRank() < 1)
       return im.fail("opset-8 Scan inputs must be tensors with a batch axis");
@@ -1116,7 +1161,7 @@ static LogicalResult handleScan(OpContext &ctx) {
         return failure();
       in.push_back(*t);
     }
-    if (failed(unrollScan(im, *body, st, in, spec, outs)))
+    if (failed(unrollScan(im, *ops->body, st, in, spec, outs)))
       return failure();
     st.append(outs.begin(), outs.end());
     for (auto [k, name] : llvm::enumerate(st))
@@ -1323,8 +1368,8 @@ static void onReduce(OpRegistry &r, StringRef name, int64_t inputSince) {
 }
 
 void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
-  r.onOp("", "RMSNormalization", 1, handleRMSNorm);
-  r.onOp("", "RNN", 1, [](OpContext &im) { return handleRecurrent(im, {1, {"Tanh"}}); });
+  r.onOp("", "RMSNormalization", 23, handleRMSNorm);
+  r.onOp("", "RNN", 7, [](OpContext &im) { return handleRecurrent(im, {1, {"Tanh"}}); });
   r.onOp("", "Reciprocal", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
       return arith::DivFOp::create(ob, l, cst(im, ob, l, v[0], 1.0), v[0]);
@@ -1344,17 +1389,20 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
     return unary(im, F_BODY(maxOp(ob, l, v[0], zeroOf(ob, l, v[0].getType()))), false);
   });
   r.onOp("", "Reshape", 1, handleReshape);
-  r.onOp("", "Resize", 1, [](OpContext &im) { return handleResize(im, false); });
-  r.onOp("", "ReverseSequence", 1, handleReverseSequence);
-  r.onOp("", "RoiAlign", 1, handleRoiAlign);
-  r.onOp("", "RotaryEmbedding", 1, handleRotaryEmbedding);
+  r.onOp("", "Resize", 10, [](OpContext &im) { return handleResize(im, ResizeForm::Resize10); });
+  r.onOp("", "Resize", 11, [](OpContext &im) { return handleResize(im, ResizeForm::Resize11); });
+  r.onOp("", "ReverseSequence", 10, handleReverseSequence);
+  r.onOp("", "RoiAlign", 10, [](OpContext &im) { return handleRoiAlign(im, "output_half_pixel"); });
+  r.onOp("", "RoiAlign", 16, [](OpContext &im) { return handleRoiAlign(im, "half_pixel"); });
+  r.onOp("", "RotaryEmbedding", 23, handleRotaryEmbedding);
   // ONNX rounds halves to even, like numpy.
-  r.onOp("", "Round", 1, [](OpContext &im) { return mathUnary<math::RoundEvenOp>(im); });
-  r.onOp("", "STFT", 1, handleSTFT);
-  r.onOp("", "Scan", 1, handleScan);
-  r.onOp("", "Scatter", 1, handleScatterElements);
-  r.onOp("", "ScatterElements", 1, handleScatterElements);
-  r.onOp("", "ScatterND", 1, handleScatterND);
+  r.onOp("", "Round", 11, [](OpContext &im) { return mathUnary<math::RoundEvenOp>(im); });
+  r.onOp("", "STFT", 17, handleSTFT);
+  r.onOp("", "Scan", 8, handleScan8);
+  r.onOp("", "Scan", 9, handleScan9);
+  r.onOp("", "Scatter", 9, handleScatterElements);
+  r.onOp("", "ScatterElements", 11, handleScatterElements);
+  r.onOp("", "ScatterND", 11, handleScatterND);
   r.onOp("", "Selu", 1, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.67326319217681884765625f);
     double gamma = im.attrFloat("gamma", 1.05070102214813232421875f);
@@ -1369,27 +1417,28 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
       return arith::MulFOp::create(ob, l, y, cst(im, ob, l, v[0], gamma));
     });
   });
-  r.onOp("", "SequenceAt", 1, handleSequenceAt);
-  r.onOp("", "SequenceConstruct", 1, handleSequenceConstruct);
-  r.onOp("", "SequenceEmpty", 1, [](OpContext &ctx) {
+  r.onOp("", "SequenceAt", 11, handleSequenceAt);
+  r.onOp("", "SequenceConstruct", 11, handleSequenceConstruct);
+  r.onOp("", "SequenceEmpty", 11, [](OpContext &ctx) {
     setSequence(ctx.importer(), 0, {});
     return success();
   });
-  r.onOp("", "SequenceErase", 1, handleSequenceErase);
-  r.onOp("", "SequenceInsert", 1, handleSequenceInsert);
-  r.onOp("", "SequenceLength", 1, handleSequenceLength);
-  r.onOp("", "SequenceMap", 1, handleSequenceMap);
-  r.onOp("", "Shrink", 1, handleShrink);
+  r.onOp("", "SequenceErase", 11, handleSequenceErase);
+  r.onOp("", "SequenceInsert", 11, handleSequenceInsert);
+  r.onOp("", "SequenceLength", 11, handleSequenceLength);
+  r.onOp("", "SequenceMap", 17, handleSequenceMap);
+  r.onOp("", "Shrink", 9, handleShrink);
   r.onOp("", "Sigmoid", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) { return sigmoid(im, ob, l, v[0]); });
   });
-  r.onOp("", "Sign", 1, handleSign);
-  r.onOp("", "Sin", 1, [](OpContext &im) { return mathUnary<math::SinOp>(im); });
-  r.onOp("", "Sinh", 1, [](OpContext &im) { return mathUnary<math::SinhOp>(im); });
-  r.onOp("", "Slice", 1, handleSlice);
+  r.onOp("", "Sign", 9, handleSign);
+  r.onOp("", "Sin", 7, [](OpContext &im) { return mathUnary<math::SinOp>(im); });
+  r.onOp("", "Sinh", 9, [](OpContext &im) { return mathUnary<math::SinhOp>(im); });
+  r.onOp("", "Slice", 1, [](OpContext &im) { return handleSlice(im, /*inputs=*/false); });
+  r.onOp("", "Slice", 10, [](OpContext &im) { return handleSlice(im, /*inputs=*/true); });
   r.onOp("", "Softmax", 1, [](OpContext &im) { return handleSoftmax(im, false, /*coerce2D=*/true); });
   r.onOp("", "Softmax", 13, [](OpContext &im) { return handleSoftmax(im, false, /*coerce2D=*/false); });
-  r.onOp("", "SoftmaxCrossEntropyLoss", 1, handleSCELoss);
+  r.onOp("", "SoftmaxCrossEntropyLoss", 12, handleSCELoss);
   r.onOp("", "Softplus", 1, [](OpContext &im) {
     return unary(im, [&im](OpBuilder &ob, Location l, ValueRange v) -> Value {
       return math::Log1pOp::create(ob, l, math::ExpOp::create(ob, l, v[0]));
@@ -1403,14 +1452,18 @@ void kiln::detail::registerDefaultDomainRtoS(OpRegistry &r) {
     });
   });
   r.onOp("", "SpaceToDepth", 1, [](OpContext &im) { return handleDepthSpace(im, false); });
-  r.onOp("", "Split", 1, handleSplit);
-  r.onOp("", "SplitToSequence", 1, handleSplitToSequence);
+  r.onOp("", "Split", 1, [](OpContext &im) { return handleSplit(im, SplitForm::InputOrAttr); });
+  r.onOp("", "Split", 2, [](OpContext &im) { return handleSplit(im, SplitForm::Attr); });
+  r.onOp("", "Split", 13, [](OpContext &im) { return handleSplit(im, SplitForm::Input); });
+  r.onOp("", "Split", 18,
+         [](OpContext &im) { return handleSplit(im, SplitForm::InputOrNumOutputs); });
+  r.onOp("", "SplitToSequence", 11, handleSplitToSequence);
   r.onOp("", "Sqrt", 1, [](OpContext &im) { return mathUnary<math::SqrtOp>(im); });
   r.onOp("", "Squeeze", 1, [](OpContext &im) { return handleSqueeze(im, /*axesInput=*/false); });
   r.onOp("", "Squeeze", 13, [](OpContext &im) { return handleSqueeze(im, /*axesInput=*/true); });
   r.onOp("", "Sub", 1, [](OpContext &im) { return binary(im, subOp); });
   r.onOp("", "Sum", 1, [](OpContext &im) { return variadic(im, addOp); });
-  r.onOp("", "Swish", 1, [](OpContext &im) {
+  r.onOp("", "Swish", 24, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value ax = arith::MulFOp::create(ob, l, v[0], cst(im, ob, l, v[0], alpha));

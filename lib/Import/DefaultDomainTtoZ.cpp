@@ -125,7 +125,7 @@ static LogicalResult handleTrilu(OpContext &im) {
 /// before x_i} (ties: lower index first), an O(n^2) reduction per row; then
 /// output slot r takes the element whose rank is r, an O(n k) reduction.
 /// Fine for small axes; a sort would be needed for long ones.
-static LogicalResult handleTopK(OpContext &im) {
+static LogicalResult handleTopK(OpContext &im, bool kInput) {
   Value x = im.input(0);
   Type et = im.elementType(x);
   SmallVector<int64_t> shape(im.shapeOf(x));
@@ -134,7 +134,7 @@ static LogicalResult handleTopK(OpContext &im) {
   if (failed(axis))
     return failure();
   int64_t ax = *axis, n = shape[ax], k;
-  if (im.opset < 10) {
+  if (!kInput) {
     k = im.attrInt("k", -1);
   } else {
     auto kv = im.constInts(1, "K");
@@ -598,11 +598,11 @@ static LogicalResult handleTfIdfVectorizer(OpContext &im) {
 //===----------------------------------------------------------------------===//
 
 void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
-  r.onOp("", "Tan", 1, [](OpContext &im) { return mathUnary<math::TanOp>(im); });
+  r.onOp("", "Tan", 7, [](OpContext &im) { return mathUnary<math::TanOp>(im); });
   r.onOp("", "Tanh", 1, [](OpContext &im) { return mathUnary<math::TanhOp>(im); });
-  r.onOp("", "TensorScatter", 1, handleTensorScatter);
-  r.onOp("", "TfIdfVectorizer", 1, handleTfIdfVectorizer);
-  r.onOp("", "ThresholdedRelu", 1, [](OpContext &im) {
+  r.onOp("", "TensorScatter", 24, handleTensorScatter);
+  r.onOp("", "TfIdfVectorizer", 9, handleTfIdfVectorizer);
+  r.onOp("", "ThresholdedRelu", 10, [](OpContext &im) {
     double alpha = im.attrFloat("alpha", 1.0f);
     return unary(im, [&](OpBuilder &ob, Location l, ValueRange v) -> Value {
       Value gt = arith::CmpFOp::create(ob, l, arith::CmpFPredicate::OGT, v[0],
@@ -611,13 +611,19 @@ void kiln::detail::registerDefaultDomainTtoZ(OpRegistry &r) {
     });
   });
   r.onOp("", "Tile", 1, handleTile);
-  r.onOp("", "TopK", 1, handleTopK);
+  // K became input 1 at opset 10.
+  r.onOp("", "TopK", 1, [](OpContext &im) { return handleTopK(im, /*kInput=*/false); });
+  r.onOp("", "TopK", 10, [](OpContext &im) { return handleTopK(im, /*kInput=*/true); });
   r.onOp("", "Transpose", 1, handleTranspose);
-  r.onOp("", "Trilu", 1, handleTrilu);
-  r.onOp("", "Unique", 1, handleUnique);
+  r.onOp("", "Trilu", 14, handleTrilu);
+  r.onOp("", "Unique", 11, handleUnique);
   r.onOp("", "Unsqueeze", 1, [](OpContext &im) { return handleUnsqueeze(im, /*axesInput=*/false); });
   r.onOp("", "Unsqueeze", 13, [](OpContext &im) { return handleUnsqueeze(im, /*axesInput=*/true); });
-  r.onOp("", "Upsample", 1, [](OpContext &im) { return handleResize(im, true); });
-  r.onOp("", "Where", 1, handleWhere);
+  // Upsample-1 (height_scale and width_scale) is not supported.
+  r.onOp("", "Upsample", 7,
+         [](OpContext &im) { return handleResize(im, ResizeForm::UpsampleScalesAttr); });
+  r.onOp("", "Upsample", 9,
+         [](OpContext &im) { return handleResize(im, ResizeForm::UpsampleScalesInput); });
+  r.onOp("", "Where", 9, handleWhere);
   r.onOp("", "Xor", 1, [](OpContext &im) { return binary(im, xorOp); });
 }

@@ -62,9 +62,6 @@ public:
   OpBuilder b;
   Location loc;
   const onnx::NodeProto *node = nullptr;
-  /// The model's opset of the default domain (13 inside nodes the importer
-  /// makes up, see Importer::emitNode).
-  int64_t opset = 0;
 
   LogicalResult fail(const Twine &message);
 
@@ -136,6 +133,11 @@ public:
 protected:
   OpContext(MLIRContext &context, StringRef path);
 
+  /// The model's opset of the default domain (13 inside nodes the importer
+  /// makes up, see Importer::emitNode). Handlers do not see it: the
+  /// registry picks the registration for it, one per form of the op.
+  int64_t opset = 0;
+
   std::string path;
   ModuleOp module;
   llvm::StringMap<Value> values;
@@ -160,8 +162,6 @@ public:
   Importer(MLIRContext &context, StringRef path, const ImportOptions &options);
   llvm::Expected<OwningOpRef<ModuleOp>> run();
 
-  /// The opset a node of `domain` ("" is the default domain) is imported at.
-  int64_t domainOpset(StringRef domain) const;
   FailureOr<DenseElementsAttr> tensorToAttr(const onnx::TensorProto &t);
 
   // --- subgraphs, sequences and optionals (Subgraphs.cpp) ------------------
@@ -218,6 +218,9 @@ public:
   Value valueOf(StringRef name) { return materialize(name); }
 
 private:
+  /// The opset a node of `domain` ("" is the default domain) is imported at.
+  int64_t domainOpset(StringRef domain) const;
+
   std::string modelDir;
   const ImportOptions &options;
   onnx::ModelProto model;

@@ -257,5 +257,5 @@ static LogicalResult handleArrayFeatureExtractor(OpContext &im) {
 void kiln::detail::registerMlDomain(OpRegistry &r) {
   r.onOp("ai.onnx.ml", "ArrayFeatureExtractor", 1, handleArrayFeatureExtractor);
   r.onOp("ai.onnx.ml", "Binarizer", 1, handleBinarizer);
-  r.onOp("ai.onnx.ml", "TreeEnsemble", 1, handleTreeEnsemble);
+  r.onOp("ai.onnx.ml", "TreeEnsemble", 5, handleTreeEnsemble);
 }

@@ -379,13 +379,16 @@ FailureOr<bool> kiln::detail::foldNode(Importer &im,
     if (failed(axis))
       return failure();
     int64_t dim = data.shape[*axis], parts = n.output_size();
+    // Every version's sources of the sizes, in the handler's order: a
+    // valid node has only those of its own version (see SplitForm).
     SmallVector<int64_t> sizes;
-    if (im.opset >= 13 && ins.size() > 1)
-      sizes.assign(ins[1].ints.begin(), ins[1].ints.end());
-    else if (auto a = im.attrInts("split"))
+    if (ins.size() > 1 && ins[1].elemType) {
+      for (int64_t k = 0; k < ins[1].numel(); ++k) // Split-1's are floats
+        sizes.push_back((int64_t)ins[1].get(k));
+    } else if (auto a = im.attrInts("split")) {
       sizes = *a;
-    else {
-      if (im.opset >= 18 && im.attr("num_outputs"))
+    } else {
+      if (im.attr("num_outputs"))
         parts = im.attrInt("num_outputs", parts);
       int64_t chunk = parts > 0 ? (dim + parts - 1) / parts : 0;
       for (int64_t i = 0, left = dim; i < parts; ++i, left -= chunk)
@@ -430,7 +433,7 @@ FailureOr<bool> kiln::detail::foldNode(Importer &im,
       at.append(idx.begin() + *axis + ir, idx.end());
       return rowMajorOffset(data.shape, at);
     });
-  } else if (op == "Slice" && im.opset >= 10 && ins.size() >= 3) {
+  } else if (op == "Slice" && ins.size() >= 3) { // the input form, Slice-10 on
     const HostTensor &data = ins[0];
     int64_t rank = data.shape.size();
     SmallVector<int64_t> starts(ins[1].ints.begin(), ins[1].ints.end()),

@@ -561,7 +561,7 @@ static FailureOr<Value> resizeAxis(OpContext &im, Value x, int64_t ax, int64_t o
   }, ins, maps);
 }
 
-LogicalResult kiln::detail::handleResize(OpContext &im, bool upsample) {
+LogicalResult kiln::detail::handleResize(OpContext &im, ResizeForm form) {
   Value x = im.input(0);
   SmallVector<int64_t> inShape(im.shapeOf(x));
   int64_t rank = inShape.size();
@@ -572,7 +572,7 @@ LogicalResult kiln::detail::handleResize(OpContext &im, bool upsample) {
     return im.fail("unknown mode '" + m.mode + "'");
   if (m.mode == "bilinear" || m.mode == "trilinear")
     m.mode = "linear";
-  bool legacy = upsample || im.opset < 11;
+  bool legacy = form != ResizeForm::Resize11;
   m.coord = legacy ? "asymmetric" : im.attrString("coordinate_transformation_mode", "half_pixel");
   m.nearest = legacy ? "floor" : im.attrString("nearest_mode", "round_prefer_floor");
   if (m.nearest != "round_prefer_floor" && m.nearest != "round_prefer_ceil" &&
@@ -611,34 +611,33 @@ LogicalResult kiln::detail::handleResize(OpContext &im, bool upsample) {
   };
   SmallVector<double> scales, roi;
   SmallVector<int64_t> sizes;
-  if (upsample) {
-    if (im.opset < 9) {
-      auto a = im.attr("scales");
-      if (!a)
-        return im.fail("Upsample needs the 'scales' attribute");
-      for (float f : a->floats())
-        scales.push_back(f);
-    } else {
-      auto s = floatsOf(1, "scales");
-      if (failed(s))
-        return failure();
-      scales = *s;
-    }
+  if (form == ResizeForm::UpsampleScalesAttr) {
+    auto a = im.attr("scales");
+    if (!a)
+      return im.fail("Upsample needs the 'scales' attribute");
+    for (float f : a->floats())
+      scales.push_back(f);
+  } else if (form != ResizeForm::Resize11) {
+    if (!im.hasInput(1))
+      return im.fail("input 'scales' is missing");
+    auto s = floatsOf(1, "scales");
+    if (failed(s))
+      return failure();
+    scales = *s;
   } else {
-    unsigned scalesIdx = im.opset < 11 ? 1 : 2;
-    if (im.opset >= 11 && im.hasInput(1) && m.coord == "tf_crop_and_resize") {
+    if (im.hasInput(1) && m.coord == "tf_crop_and_resize") {
       auto r = floatsOf(1, "roi");
       if (failed(r))
         return failure();
       roi = *r;
     }
-    if (im.hasInput(scalesIdx)) {
-      auto s = floatsOf(scalesIdx, "scales");
+    if (im.hasInput(2)) {
+      auto s = floatsOf(2, "scales");
       if (failed(s))
         return failure();
       scales = *s;
     }
-    if (scales.empty() && im.opset >= 11 && im.hasInput(3)) {
+    if (scales.empty() && im.hasInput(3)) {
       auto s = im.constInts(3, "sizes");
       if (failed(s))
         return failure();
@@ -1019,8 +1018,6 @@ LogicalResult kiln::detail::handleRecurrent(OpContext &im, const RecurrentSpec &
   if (failed(requireInputs(im, 3)))
     return failure();
   StringRef op = im.node->op_type();
-  if (im.opset < 7)
-    return im.fail(op + " before opset 7 is not supported");
   bool lstm = op == "LSTM", gru = op == "GRU";
   int64_t G = spec.gates;
   Value x = im.input(0), w = im.input(1), r = im.input(2);

@@ -9,6 +9,8 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/ErrorHandling.h"
 
+#include <tuple>
+
 using namespace kiln::detail;
 
 StringRef OpRegistry::canonicalDomain(StringRef domain) {
@@ -46,6 +48,21 @@ std::optional<int64_t> OpRegistry::firstVersion(StringRef domain, StringRef name
     return std::nullopt;
   return it->second.front().since;
 }
+
+std::vector<kiln::ImportedOp> OpRegistry::list() const {
+  std::vector<ImportedOp> all;
+  for (const auto &kv : ops) {
+    auto [domain, name] = kv.first().split("::");
+    for (const Entry &e : kv.second)
+      all.push_back({domain.empty() ? "ai.onnx" : domain.str(), name.str(), e.since});
+  }
+  llvm::sort(all, [](const ImportedOp &a, const ImportedOp &b) {
+    return std::tie(a.domain, a.name, a.sinceVersion) < std::tie(b.domain, b.name, b.sinceVersion);
+  });
+  return all;
+}
+
+std::vector<kiln::ImportedOp> kiln::importedOps() { return opRegistry().list(); }
 
 const OpRegistry &kiln::detail::opRegistry() {
   static const OpRegistry registry = [] {

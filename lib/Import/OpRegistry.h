@@ -7,7 +7,9 @@
 // gets the registration with the greatest sinceVersion <= that opset. A
 // handler registered since 1 covers every version up to the newest one Kiln
 // supports; an op whose inputs or attributes changed at some opset has one
-// registration per form.
+// registration per form, so handlers never read the opset. Every
+// sinceVersion is one of the op's since_versions in ONNX's schemas
+// (`kiln-compile --list-ops`, checked by test/Import/op-versions.test).
 //
 // Files: DefaultDomainAtoC.cpp ... DefaultDomainTtoZ.cpp hold the default
 // (ai.onnx) domain by the op's first letter; MlDomain.cpp, PreviewDomain.cpp
@@ -18,6 +20,8 @@
 //===----------------------------------------------------------------------===//
 #ifndef KILN_LIB_IMPORT_OPREGISTRY_H
 #define KILN_LIB_IMPORT_OPREGISTRY_H
+
+#include "kiln/Import/OnnxImporter.h"
 
 #include "mlir/Support/LLVM.h"
 #include "llvm/ADT/SmallVector.h"
@@ -45,6 +49,8 @@ public:
   Handler lookup(StringRef domain, StringRef name, int64_t version) const;
   /// The first opset `name` of `domain` is registered for, if it is.
   std::optional<int64_t> firstVersion(StringRef domain, StringRef name) const;
+  /// Every registration, by domain, name and version.
+  std::vector<ImportedOp> list() const;
   /// The default domain's canonical name ("").
   static StringRef canonicalDomain(StringRef domain);
 

@@ -33,6 +33,12 @@ static cl::list<std::string> targets("target",
                                      cl::cat(category));
 static cl::opt<bool> listTargets("list-targets", cl::desc("List the compiled-in targets and exit"),
                                  cl::cat(category));
+static cl::opt<bool> listOps("list-ops",
+                             cl::desc("List the importer's op handlers, one 'domain op "
+                                      "sinceVersion' line per registration, and exit "
+                                      "(Constant, Shape, Size, ConstantOfShape and Range "
+                                      "are evaluated at compile time instead)"),
+                             cl::cat(category));
 // The stages every target has, in pipeline order. Backends add their own
 // (kiln::TargetBackend::emitStages) from BackendStage on; --help lists them
 // between "asm" and "artifact" (addBackendStages).
@@ -236,13 +242,21 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   kiln::registerKilnCompiler(registry);
   addBackendStages();
-  // --list-targets needs no model: let it through before required checks.
-  for (int i = 1; i < argc; ++i)
-    if (StringRef(argv[i]) == "--list-targets" || StringRef(argv[i]) == "-list-targets") {
+  // --list-targets and --list-ops need no model: answer them before the
+  // required-argument checks.
+  for (int i = 1; i < argc; ++i) {
+    StringRef arg = argv[i];
+    if (arg == "--list-targets" || arg == "-list-targets") {
       for (const auto &t : kiln::registeredTargetNames())
         outs() << t << ": " << kiln::lookupTargetBackend(t)->description() << "\n";
       return 0;
     }
+    if (arg == "--list-ops" || arg == "-list-ops") {
+      for (const kiln::ImportedOp &op : kiln::importedOps())
+        outs() << op.domain << " " << op.name << " " << op.sinceVersion << "\n";
+      return 0;
+    }
+  }
   cl::ParseCommandLineOptions(
       argc, argv,
       "kiln-compile: compile an ONNX model into a .kiln artifact\n\n"

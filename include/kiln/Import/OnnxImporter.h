@@ -17,6 +17,9 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 
+#include <string>
+#include <vector>
+
 namespace kiln {
 
 struct ImportOptions {
@@ -81,6 +84,17 @@ public:
 llvm::Expected<mlir::OwningOpRef<mlir::ModuleOp>>
 importOnnxFile(mlir::MLIRContext &context, llvm::StringRef path,
                const ImportOptions &options);
+
+/// One registration of an op importer: ONNX op `name` of `domain` (the
+/// default domain is spelled "ai.onnx") imported from opset `sinceVersion`
+/// until the op's next registration, if any.
+struct ImportedOp {
+  std::string domain, name;
+  int64_t sinceVersion;
+};
+
+/// Every op registration, by domain, name and version.
+std::vector<ImportedOp> importedOps();
 
 /// Dialects the imported IR uses; load them before importing.
 void registerImportDialects(mlir::DialectRegistry &registry);
