@@ -177,7 +177,7 @@ public:
     // Written as text so the stage list reads top to bottom.
     std::string pipeline = llvm::formatv(
         "func.func(kiln-cpu-vectorize-contractions{{vector-bits={0} rows={1} vectors={2}},"
-        "kiln-cpu-reassociate-reductions, convert-linalg-to-loops, kiln-cpu-guard-padded-reads,"
+        "kiln-cpu-reassociate-reductions, convert-linalg-to-loops, kiln-cpu-guard-padded-reads{{vector-bits={0}},"
         "kiln-cpu-approximate-math,"
         "canonicalize, cse),"
         "kiln-cpu-lower-abi,"
