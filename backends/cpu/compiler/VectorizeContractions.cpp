@@ -7,9 +7,12 @@
 // reduction loops in registers. Per reduction step a tile loads NV vectors of
 // `rhs`, broadcasts Mr scalars of `lhs` and applies the op's own body to
 // Mr x NV vectors; mulf and addf are marked `contract`, so LLVM emits FMAs.
-// The kernel's elementwise epilogue, if any, runs on the accumulators before
-// the only store (`matchEpilogue`), and a wide `rhs` shared by many row tiles
-// is first copied into a contiguous panel (`makePanel`).
+// The accumulators start from the op that initialised the result (a fill, a
+// bias broadcast: `matchInit`), and the kernel's elementwise epilogue, if
+// any, runs on them before the only store (`matchEpilogue`). A wide `rhs`
+// shared by many row tiles is first copied into a contiguous panel
+// (`makePanel`) unless it is already stored in panels (a packed constant),
+// and reductions past kBlockedSteps run in blocks across the row tiles.
 //
 // Shapes that do not divide the tile: columns past the last whole tile are
 // masked vector loads and stores; rows left over are one smaller tile when the
@@ -136,9 +139,6 @@ private:
     body(loop.getInductionVar());
   }
 
-  /// Tiles of mr rows over the m loop (the remainder in a smaller tile) for
-  /// columns n0.., `vectors` vectors wide, the last `count` columns valid
-  /// when `count` is set.
   /// A range of the outermost reduction loop that the tiles of one column
   /// strip run before the next: the first starts the accumulators from the
   /// result's initial value, the last applies the epilogue, the others load
@@ -148,6 +148,8 @@ private:
     bool first = true, last = true;
   };
 
+  /// The tiles of columns n0.., `vectors` vectors wide, the last `count`
+  /// columns valid when `count` is set: every row tile per reduction block.
   void rows(Value n0, int64_t vectors, Value count) {
     if (!t.m)
       return reductionBlocks([&](const KBlock &k) { tile(Value(), 1, n0, vectors, count, k); });
@@ -156,6 +158,7 @@ private:
     reductionBlocks([&](const KBlock &k) { rowTiles(n0, vectors, count, k); });
   }
 
+  /// Tiles of mr rows over the m loop (the remainder in a smaller tile).
   void rowTiles(Value n0, int64_t vectors, Value count, const KBlock &k) {
     if (auto m = staticSize(*t.m)) {
       int64_t full = *m / mr * mr;
@@ -170,7 +173,6 @@ private:
     forRange(idx(0), full, mr, [&](Value m0) { tile(m0, mr, n0, vectors, count, k); });
     forRange(full, m, 1, [&](Value m0) { tile(m0, 1, n0, vectors, count, k); });
   }
-
 
   /// Past kBlockedSteps reduction steps, the strips of `rhs` (and `lhs`'s
   /// rows) a tile streams outgrow L2 before the next row tile reads them
