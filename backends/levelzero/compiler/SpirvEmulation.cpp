@@ -42,6 +42,7 @@
 // produces; those are converted here to LLVM intrinsics or libm calls.
 //
 //===----------------------------------------------------------------------===//
+#include "Passes.h"
 #include "kiln/Target/GpuTarget.h"
 #include "kiln/Target/HostCodegen.h"
 
@@ -60,6 +61,11 @@
 
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_LEVELZEROSPIRVTOHOST
+#include "backends/levelzero/compiler/Passes.h.inc"
+} // namespace kiln
 
 using namespace mlir;
 using kiln::gpu::makeError;
@@ -531,15 +537,7 @@ LogicalResult WrapperBuilder::buildThreaded(LLVM::LLVMFuncOp wrapper) {
 
 /// Lowers the executable's spirv.module to LLVM-dialect functions in the cpu
 /// ABI, one wrapper per SPIR-V kernel.
-struct SpirvToHostPass : PassWrapper<SpirvToHostPass, OperationPass<ModuleOp>> {
-  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(SpirvToHostPass)
-  StringRef getArgument() const final { return "kiln-spirv-to-host"; }
-  StringRef getDescription() const final {
-    return "Lower levelzero's spirv.module to LLVM and wrap its kernels in the cpu ABI";
-  }
-  void getDependentDialects(DialectRegistry &registry) const override {
-    registry.insert<LLVM::LLVMDialect>();
-  }
+struct SpirvToHostPass : kiln::impl::LevelZeroSpirvToHostBase<SpirvToHostPass> {
 
   void runOnOperation() override {
     ModuleOp executable = getOperation();
@@ -931,6 +929,6 @@ public:
 } // namespace
 
 void registerLevelZeroCpuTarget() {
-  static PassRegistration<SpirvToHostPass> pass;
+  kiln::registerLevelZeroSpirvToHost();
   kiln::registerTargetBackend(std::make_unique<LevelZeroCpuTarget>());
 }
