@@ -12,6 +12,7 @@
 // elements.
 //
 //===----------------------------------------------------------------------===//
+#include "Passes.h"
 #include "kiln/Transforms/PaddingReads.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -21,6 +22,11 @@
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/Pass/Pass.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_CPUGUARDPADDEDREADS
+#include "backends/cpu/compiler/Passes.h.inc"
+} // namespace kiln
 
 using namespace mlir;
 
@@ -76,15 +82,7 @@ void guard(arith::SelectOp sel) {
   load.erase();
 }
 
-struct GuardPaddedReadsPass : PassWrapper<GuardPaddedReadsPass, OperationPass<func::FuncOp>> {
-  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(GuardPaddedReadsPass)
-  StringRef getArgument() const final { return "kiln-cpu-guard-padded-reads"; }
-  StringRef getDescription() const final {
-    return "Turn bounds-checked clamped loads into conditional loads LLVM can vectorize";
-  }
-  void getDependentDialects(DialectRegistry &registry) const override {
-    registry.insert<scf::SCFDialect>();
-  }
+struct GuardPaddedReadsPass : kiln::impl::CpuGuardPaddedReadsBase<GuardPaddedReadsPass> {
 
   void runOnOperation() override {
     SmallVector<arith::SelectOp> selects;
@@ -95,5 +93,3 @@ struct GuardPaddedReadsPass : PassWrapper<GuardPaddedReadsPass, OperationPass<fu
 };
 
 } // namespace
-
-void registerCpuGuardPaddedReads() { static PassRegistration<GuardPaddedReadsPass> p; }
