@@ -166,6 +166,25 @@ std::string readTensorFile(const std::string &path, npy::Array &a) {
   return tensor_proto::read(path, a);
 }
 
+std::string writeTensorFile(const std::string &path, const npy::Array &a,
+                            const std::string &name) {
+  return tensor_proto::hasTensorProtoExtension(path) ? tensor_proto::write(path, a, name)
+                                                     : npy::write(path, a);
+}
+
+std::string randomInputsRefusal(const std::vector<std::string> &specializing) {
+  if (specializing.empty())
+    return "";
+  std::string names;
+  for (const std::string &n : specializing)
+    names += (names.empty() ? "'" : ", '") + n + "'";
+  bool many = specializing.size() > 1;
+  return (many ? "inputs " + names + " decide" : "input " + names + " decides") +
+         " what is compiled (by value, or by a shape with symbolic dims), so the model "
+         "cannot run on random inputs: give every input with --input (or bind or pin " +
+         (many ? "those" : "it") + " with kiln-compile --input-value / --input-shape)";
+}
+
 npy::Array randomTensor(const kiln_tensor_info &info, Rng &rng) {
   npy::Array a;
   a.dtype = info.dtype;

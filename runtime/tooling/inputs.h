@@ -57,6 +57,15 @@ std::string literalTensor(const InputSpec &spec, const std::string &name,
 /// else (or a .pb name) is decoded as one. "" or why not.
 std::string readTensorFile(const std::string &path, npy::Array &a);
 
+/// Writes `a` as an ONNX TensorProto named `name` when `path` ends in .pb
+/// (the only form for bf16), else as a .npy file. "" or why not.
+std::string writeTensorFile(const std::string &path, const npy::Array &a,
+                            const std::string &name);
+
+/// Why a model whose inputs `specializing` decide what is compiled cannot
+/// run on random inputs; "" when there are none.
+std::string randomInputsRefusal(const std::vector<std::string> &specializing);
+
 /// SplitMix64: tiny, and identical on every platform (unlike std::
 /// distributions), so a seed names the same inputs everywhere.
 struct Rng {

@@ -139,4 +139,34 @@ std::string engineUtilization(const std::string &text, std::string &error) {
   return out;
 }
 
+
+std::string latencySummary(std::vector<double> timesMs) {
+  if (timesMs.empty())
+    return "";
+  std::sort(timesMs.begin(), timesMs.end());
+  size_t n = timesMs.size();
+  double median = n % 2 ? timesMs[n / 2] : (timesMs[n / 2 - 1] + timesMs[n / 2]) / 2;
+  std::string out;
+  append(out, "latency over %zu runs: min=%.4g ms median=%.4g ms\n", n, timesMs.front(),
+         median);
+  return out;
+}
+
+std::string deviceList(std::string &error) {
+  size_t n = kiln_device_count();
+  if (!n)
+    return "no devices (the runtime was built without drivers)\n";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    kiln_device_info d;
+    if (kiln_device_info_get(i, &d) != KILN_OK) {
+      error = kiln_last_error();
+      return out;
+    }
+    // Unavailable devices' descriptions start with "unavailable: <why>".
+    append(out, "%-12s %s%s\n", d.name, d.available ? "available: " : "", d.description);
+  }
+  return out;
+}
+
 } // namespace kiln::tooling

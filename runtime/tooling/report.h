@@ -1,8 +1,9 @@
 //===- report.h - What tools print about outputs and profiles ---*- C++ -*-===//
 //
-// The text kiln-run prints: a summary of each output, the slowest
-// dispatches of a profiled run and the npu's engine utilization. Returned
-// as strings so tests can read them.
+// The text kiln-run prints: a summary of each output, the latency of
+// repeated runs, the slowest dispatches of a profiled run, the npu's engine
+// utilization and the device list. Returned as strings so tests can read
+// them.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_RUNTIME_TOOLING_REPORT_H
@@ -23,6 +24,14 @@ std::string formatValue(kiln_dtype t, double v);
 /// the first 16 values (every value with `all`).
 std::string summarizeOutput(const kiln_tensor_info &info,
                             const std::vector<uint8_t> &data, bool all);
+
+/// "latency over N runs: min=... ms median=... ms" for run times in ms.
+std::string latencySummary(std::vector<double> timesMs);
+
+/// One line per device of the built-in drivers ("cpu:0        available:
+/// host CPU..."; an unavailable one's description says why), or that there
+/// are none. `error` says when a device's info cannot be read.
+std::string deviceList(std::string &error);
 
 /// The `shown` dispatches of `infos` (one run's, in launch order) that
 /// took longest, with their share of the run: from the start of its first

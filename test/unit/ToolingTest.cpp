@@ -1,11 +1,14 @@
-//===- ToolingTest.cpp - runtime/tooling: codecs, --input forms, reports --===//
+//===- ToolingTest.cpp - runtime/tooling: codecs, inputs, reports, kiln-run ===//
 #include "TestUtil.h"
 
 #include "element.h"
 #include "half.h"
 #include "inputs.h"
+#include "profile.h"
 #include "report.h"
+#include "run_args.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -183,6 +186,38 @@ TEST(Inputs, ReadsNpyAndTensorProtoFilesAndSaysWhyNot) {
   EXPECT_EQ(a.shape, x.shape);
 }
 
+TEST(Inputs, WritesNpyOrTensorProtoByExtension) {
+  npy::Array x;
+  x.dtype = KILN_DTYPE_I32;
+  x.shape = {3};
+  x.data = {1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0};
+  for (const char *ext : {".npy", ".pb"}) {
+    std::string path = kiln::test::tempPath(ext);
+    ASSERT_EQ(writeTensorFile(path, x, "y"), "") << ext;
+    std::vector<uint8_t> bytes = kiln::test::readFile(path);
+    bool npyMagic = bytes.size() > 6 && std::memcmp(bytes.data(), "\x93NUMPY", 6) == 0;
+    EXPECT_EQ(npyMagic, std::string(ext) == ".npy") << ext;
+    npy::Array a;
+    ASSERT_EQ(readTensorFile(path, a), "") << ext;
+    EXPECT_EQ(a.dtype, x.dtype);
+    EXPECT_EQ(a.shape, x.shape);
+    EXPECT_EQ(a.data, x.data);
+  }
+  std::string bad = ::testing::TempDir() + "kiln_no_such_dir/y.npy";
+  EXPECT_THAT(writeTensorFile(bad, x, "y"), HasSubstr("kiln_no_such_dir"));
+}
+
+TEST(Inputs, RandomInputsRefusalNamesTheInputs) {
+  EXPECT_EQ(randomInputsRefusal({}), "");
+  EXPECT_EQ(randomInputsRefusal({"n"}),
+            "input 'n' decides what is compiled (by value, or by a shape with symbolic "
+            "dims), so the model cannot run on random inputs: give every input with --input "
+            "(or bind or pin it with kiln-compile --input-value / --input-shape)");
+  std::string two = randomInputsRefusal({"a", "b"});
+  EXPECT_THAT(two, HasSubstr("inputs 'a', 'b' decide what is compiled"));
+  EXPECT_THAT(two, HasSubstr("(or bind or pin those with"));
+}
+
 TEST(Inputs, RandomTensorsAreSeededAndInRange) {
   int64_t dims[] = {64};
   kiln_tensor_info f{"x", KILN_DTYPE_F32, 1, dims};
@@ -245,6 +280,167 @@ TEST(Report, SlowestDispatchesAndEngineUtilization) {
   EXPECT_THAT(text, HasSubstr("  tensor   50.00% busy       1.000 us  3 instructions\n"));
   EXPECT_EQ(engineUtilization("{}", err), "");
   EXPECT_EQ(err, "malformed stats: {}");
+}
+
+//===--- kiln-run's command line -------------------------------------------===//
+
+std::string parse(std::vector<const char *> args, RunOptions &o) {
+  args.insert(args.begin(), "kiln-run");
+  return parseRunArgs(static_cast<int>(args.size()), args.data(), o);
+}
+
+TEST(RunArgs, ParsesEveryOption) {
+  RunOptions o;
+  ASSERT_EQ(parse({"m.kiln", "--device=cpu:0", "--threads=3", "--input=x=2xf32=1,2",
+                   "--input=@b.npy", "--output=@y.npy", "--output=@z.pb", "--seed=7",
+                   "--repeat=5", "--print-all", "--profile=t.json", "--stats=s.json"},
+                  o),
+            "");
+  EXPECT_EQ(o.model, "m.kiln");
+  EXPECT_EQ(o.device, "cpu:0");
+  EXPECT_EQ(o.threads, 3u);
+  ASSERT_EQ(o.inputs.size(), 2u);
+  EXPECT_EQ(o.inputs[0].name, "x");
+  EXPECT_EQ(o.inputs[1].file, "b.npy");
+  EXPECT_EQ(o.outputs, (std::vector<std::string>{"y.npy", "z.pb"}));
+  EXPECT_EQ(o.seed, 7u);
+  EXPECT_EQ(o.repeat, 5);
+  EXPECT_TRUE(o.printAll);
+  EXPECT_EQ(o.profile, "t.json");
+  EXPECT_EQ(o.stats, "s.json");
+  EXPECT_FALSE(o.help);
+  EXPECT_FALSE(o.listDevices);
+
+  RunOptions d;
+  ASSERT_EQ(parse({"m.kiln"}, d), "");
+  EXPECT_EQ(d.threads, 0u);
+  EXPECT_EQ(d.seed, 0u);
+  EXPECT_EQ(d.repeat, 0) << "not requested";
+  RunOptions l;
+  EXPECT_EQ(parse({"--list-devices"}, l), "") << "needs no model";
+  EXPECT_TRUE(l.listDevices);
+}
+
+TEST(RunArgs, HelpStopsParsing) {
+  for (const char *flag : {"--help", "-h"}) {
+    RunOptions o;
+    EXPECT_EQ(parse({"--seed=1", flag, "--bogus", "a", "b"}, o), "") << flag;
+    EXPECT_TRUE(o.help);
+    EXPECT_EQ(o.seed, 1u);
+  }
+  RunOptions o;
+  EXPECT_EQ(parse({"--bogus", "--help"}, o), "unknown option '--bogus'")
+      << "arguments before --help are still checked";
+  std::string help = kRunHelp;
+  EXPECT_EQ(help.rfind("usage: kiln-run MODEL.kiln [options]\n", 0), 0u);
+  for (const char *flag : {"--device=", "--threads=", "--input=", "--output=", "--seed=",
+                           "--repeat=", "--print-all", "--profile=", "--stats=",
+                           "--list-devices"})
+    EXPECT_THAT(help, HasSubstr(flag));
+}
+
+TEST(RunArgs, SaysWhatIsWrong) {
+  auto err = [](std::vector<const char *> args) {
+    RunOptions o;
+    return parse(std::move(args), o);
+  };
+  EXPECT_EQ(err({}), "no model given");
+  EXPECT_EQ(err({"a", "b"}), "more than one model given ('a', 'b')");
+  EXPECT_EQ(err({"m", "--bogus"}), "unknown option '--bogus'");
+  EXPECT_EQ(err({"m", "--seed"}), "--seed needs a value: --seed=...");
+  EXPECT_EQ(err({"m", "--devicex"}), "--device needs a value: --device=...");
+  EXPECT_EQ(err({"m", "--threads=0"}), "--threads must be an integer in [1, 4096], got '0'");
+  EXPECT_EQ(err({"m", "--threads=4097"}),
+            "--threads must be an integer in [1, 4096], got '4097'");
+  EXPECT_EQ(err({"m", "--seed=-1"}), "--seed must be a non-negative integer, got '-1'");
+  EXPECT_EQ(err({"m", "--repeat=0"}), "--repeat must be a positive integer, got '0'");
+  EXPECT_EQ(err({"m", "--output=y.npy"}), "--output expects @FILE.npy or @FILE.pb, got 'y.npy'");
+  EXPECT_EQ(err({"m", "--output=@"}), "--output expects @FILE.npy or @FILE.pb, got '@'");
+  RunOptions o;
+  EXPECT_NE(parse({"m", "--input=2xq9=1"}, o), "") << "the --input parser's message";
+  RunOptions dash;
+  EXPECT_EQ(parse({"-"}, dash), "") << "'-' is a model name";
+  EXPECT_EQ(dash.model, "-");
+}
+
+//===--- --profile / --stats ----------------------------------------------===//
+
+TEST(Profile, PrepareRemovesStaleFilesAndPicksATemporaryStatsFile) {
+  std::string trace = kiln::test::tempPath(".trace.json");
+  std::string stats = kiln::test::tempPath(".stats.json");
+  kiln::test::writeFile(trace, {'x'});
+  kiln::test::writeFile(stats, {'x'});
+  ProfileFiles both = ProfileFiles::prepare(trace, stats);
+  EXPECT_EQ(both.trace, trace);
+  EXPECT_EQ(both.stats, stats);
+  EXPECT_FALSE(both.tempStats);
+  EXPECT_EQ(readText(trace), "") << "stale trace removed";
+  EXPECT_EQ(readText(stats), "") << "stale stats removed";
+  EXPECT_EQ(both.takeStats(), "");
+  kiln::test::writeFile(stats, {'{', '}'});
+  EXPECT_EQ(both.takeStats(), "{}");
+  EXPECT_EQ(readText(stats), "{}") << "--stats files are kept";
+
+  ProfileFiles traceOnly = ProfileFiles::prepare(trace, "");
+  EXPECT_TRUE(traceOnly.tempStats);
+  EXPECT_EQ(traceOnly.stats, tempStatsPath());
+  kiln::test::writeFile(traceOnly.stats, {'{', '}'});
+  EXPECT_EQ(traceOnly.takeStats(), "{}");
+  EXPECT_EQ(readText(traceOnly.stats), "") << "the temporary file is removed";
+
+  ProfileFiles none = ProfileFiles::prepare("", "");
+  EXPECT_TRUE(none.trace.empty());
+  EXPECT_TRUE(none.stats.empty());
+  EXPECT_EQ(none.takeStats(), "");
+}
+
+TEST(Profile, ReportSaysWhatTheDeviceRecorded) {
+  std::string err;
+  EXPECT_EQ(profileReport("cuda:0", {}, "", err), "device cuda:0 records no profile\n");
+  EXPECT_EQ(err, "");
+  std::vector<kiln_dispatch_info> timed = {{"k0", "Relu(r)", {1, 1, 1}, 0, 2e6}};
+  EXPECT_EQ(profileReport("cpu:0", timed, "{\"dispatches\": []}", err),
+            slowestDispatches("cpu:0", timed));
+  std::vector<kiln_dispatch_info> untimed = {{"k0", "", {1, 1, 1}, -1, -1}};
+  EXPECT_EQ(profileReport("cpu:0", untimed, "{}", err), "") << "no times, no table";
+  std::string npu =
+      R"({"total_ns": 1000, "engines": {"tensor": {"busy_ns": 1000, "instructions": 1}, )"
+      R"("vector": {"busy_ns": 0, "instructions": 0}, "scalar": {"busy_ns": 0, "instructions": 0}, )"
+      R"("gpsimd": {"busy_ns": 0, "instructions": 0}, "dma": {"busy_ns": 0, "instructions": 0}}})";
+  std::string text = profileReport("npu:0", timed, npu, err);
+  EXPECT_EQ(err, "");
+  EXPECT_EQ(text.rfind(slowestDispatches("npu:0", timed), 0), 0u) << "the table comes first";
+  EXPECT_THAT(text, HasSubstr("  tensor  100.00% busy"));
+  EXPECT_EQ(profileReport("npu:0", untimed, "{\"engines\": 1}", err), "");
+  EXPECT_EQ(err, "malformed stats: {\"engines\": 1}");
+}
+
+TEST(Report, LatencySummary) {
+  EXPECT_EQ(latencySummary({3.0, 1.0, 2.0}),
+            "latency over 3 runs: min=1 ms median=2 ms\n");
+  EXPECT_EQ(latencySummary({4.0, 1.0, 2.0, 8.0}),
+            "latency over 4 runs: min=1 ms median=3 ms\n");
+  EXPECT_EQ(latencySummary({0.123456}),
+            "latency over 1 runs: min=0.1235 ms median=0.1235 ms\n");
+}
+
+TEST(Report, DeviceListHasALinePerDevice) {
+  std::string err;
+  std::string text = deviceList(err);
+  EXPECT_EQ(err, "");
+  size_t n = kiln_device_count();
+  if (!n) {
+    EXPECT_EQ(text, "no devices (the runtime was built without drivers)\n");
+    return;
+  }
+  EXPECT_EQ(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')), n);
+  kiln_device_info d;
+  ASSERT_EQ(kiln_device_info_get(0, &d), KILN_OK);
+  std::string name = d.name;
+  name.resize(std::max<size_t>(name.size(), 12), ' ');
+  std::string first =
+      name + " " + (d.available ? "available: " : "") + d.description + "\n";
+  EXPECT_EQ(text.substr(0, first.size()), first);
 }
 
 } // namespace

@@ -12,6 +12,8 @@
 // which becomes multiplications or a square root.
 //
 //===----------------------------------------------------------------------===//
+#include "Passes.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -22,6 +24,11 @@
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <cmath>
+
+namespace kiln {
+#define GEN_PASS_DEF_CPUAPPROXIMATEMATH
+#include "backends/cpu/compiler/Passes.h.inc"
+} // namespace kiln
 
 using namespace mlir;
 
@@ -66,15 +73,7 @@ struct PowByConstant : OpRewritePattern<math::PowFOp> {
   }
 };
 
-struct ApproximateMathPass : PassWrapper<ApproximateMathPass, OperationPass<func::FuncOp>> {
-  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ApproximateMathPass)
-  StringRef getArgument() const final { return "kiln-cpu-approximate-math"; }
-  StringRef getDescription() const final {
-    return "Replace exp/tanh/erf/log by vectorizable polynomial approximations";
-  }
-  void getDependentDialects(DialectRegistry &registry) const override {
-    registry.insert<arith::ArithDialect, math::MathDialect, vector::VectorDialect>();
-  }
+struct ApproximateMathPass : kiln::impl::CpuApproximateMathBase<ApproximateMathPass> {
 
   void runOnOperation() override {
     auto approximated = [](StringRef name) {
@@ -96,5 +95,3 @@ struct ApproximateMathPass : PassWrapper<ApproximateMathPass, OperationPass<func
 };
 
 } // namespace
-
-void registerCpuApproximateMath() { static PassRegistration<ApproximateMathPass> p; }

@@ -12,6 +12,7 @@
 // elements.
 //
 //===----------------------------------------------------------------------===//
+#include "Passes.h"
 #include "kiln/Transforms/PaddingReads.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -24,6 +25,11 @@
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/Pass/Pass.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_CPUGUARDPADDEDREADS
+#include "backends/cpu/compiler/Passes.h.inc"
+} // namespace kiln
 
 using namespace mlir;
 
@@ -242,21 +248,8 @@ void vectorizeRow(scf::ForOp loop, int64_t lanes) {
   loop.erase();
 }
 
-struct GuardPaddedReadsPass : PassWrapper<GuardPaddedReadsPass, OperationPass<func::FuncOp>> {
-  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(GuardPaddedReadsPass)
-  GuardPaddedReadsPass() = default;
-  GuardPaddedReadsPass(const GuardPaddedReadsPass &other) : PassWrapper(other) {}
-  StringRef getArgument() const final { return "kiln-cpu-guard-padded-reads"; }
-  StringRef getDescription() const final {
-    return "Turn bounds-checked clamped loads into conditional loads LLVM can vectorize";
-  }
-  void getDependentDialects(DialectRegistry &registry) const override {
-    registry.insert<scf::SCFDialect, vector::VectorDialect>();
-  }
-
-  Option<int64_t> vectorBits{*this, "vector-bits",
-                             llvm::cl::desc("Vector register width for padding rows (0: none)"),
-                             llvm::cl::init(0)};
+struct GuardPaddedReadsPass : kiln::impl::CpuGuardPaddedReadsBase<GuardPaddedReadsPass> {
+  using CpuGuardPaddedReadsBase::CpuGuardPaddedReadsBase;
 
   void runOnOperation() override {
     SmallVector<arith::SelectOp> selects;
@@ -277,5 +270,3 @@ struct GuardPaddedReadsPass : PassWrapper<GuardPaddedReadsPass, OperationPass<fu
 };
 
 } // namespace
-
-void registerCpuGuardPaddedReads() { static PassRegistration<GuardPaddedReadsPass> p; }

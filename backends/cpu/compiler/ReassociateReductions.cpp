@@ -10,23 +10,24 @@
 // register-tiled contractions are already vectors by then and unaffected.
 //
 //===----------------------------------------------------------------------===//
+#include "Passes.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Pass/Pass.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_CPUREASSOCIATEREDUCTIONS
+#include "backends/cpu/compiler/Passes.h.inc"
+} // namespace kiln
 
 using namespace mlir;
 
 namespace {
 
 struct ReassociateReductionsPass
-    : PassWrapper<ReassociateReductionsPass, OperationPass<func::FuncOp>> {
-  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ReassociateReductionsPass)
-  StringRef getArgument() const final { return "kiln-cpu-reassociate-reductions"; }
-  StringRef getDescription() const final {
-    return "Mark the combining op of float reductions reassoc so loops vectorize";
-  }
-
+    : kiln::impl::CpuReassociateReductionsBase<ReassociateReductionsPass> {
   void runOnOperation() override {
     getOperation().walk([](linalg::GenericOp op) {
       if (op.getNumReductionLoops() == 0)
@@ -48,7 +49,3 @@ struct ReassociateReductionsPass
 };
 
 } // namespace
-
-void registerCpuReassociateReductions() {
-  static PassRegistration<ReassociateReductionsPass> p;
-}

@@ -21,6 +21,7 @@
 // or the stride check refuses.
 //
 //===----------------------------------------------------------------------===//
+#include "Passes.h"
 #include "kiln/Transforms/RegisterTile.h"
 
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
@@ -31,6 +32,11 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/Pass/Pass.h"
+
+namespace kiln {
+#define GEN_PASS_DEF_CPUVECTORIZECONTRACTIONS
+#include "backends/cpu/compiler/Passes.h.inc"
+} // namespace kiln
 
 using namespace mlir;
 
@@ -648,26 +654,8 @@ linalg::LinalgOp matchInit(linalg::GenericOp op) {
 }
 
 struct VectorizeContractionsPass
-    : PassWrapper<VectorizeContractionsPass, OperationPass<func::FuncOp>> {
-  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(VectorizeContractionsPass)
-  VectorizeContractionsPass() = default;
-  VectorizeContractionsPass(const VectorizeContractionsPass &other) : PassWrapper(other) {}
-  StringRef getArgument() const final { return "kiln-cpu-vectorize-contractions"; }
-  StringRef getDescription() const final {
-    return "Compute contractions in register tiles of vector accumulators";
-  }
-  void getDependentDialects(DialectRegistry &registry) const override {
-    registry.insert<affine::AffineDialect, arith::ArithDialect, memref::MemRefDialect,
-                    scf::SCFDialect, vector::VectorDialect>();
-  }
-
-  Option<int64_t> vectorBits{*this, "vector-bits", llvm::cl::desc("Vector register width"),
-                             llvm::cl::init(256)};
-  Option<int64_t> rows{*this, "rows", llvm::cl::desc("Rows (Mr) of a register tile"),
-                       llvm::cl::init(6)};
-  Option<int64_t> vectors{*this, "vectors",
-                          llvm::cl::desc("Vectors per row (Nr / VL) of a register tile"),
-                          llvm::cl::init(2)};
+    : kiln::impl::CpuVectorizeContractionsBase<VectorizeContractionsPass> {
+  using Base::Base;
 
   void runOnOperation() override {
     SmallVector<std::pair<linalg::GenericOp, kiln::ContractionTiling>> work;
@@ -709,5 +697,3 @@ struct VectorizeContractionsPass
 };
 
 } // namespace
-
-void registerCpuVectorizeContractions() { static PassRegistration<VectorizeContractionsPass> p; }
