@@ -474,6 +474,14 @@ FailureOr<Value> kiln::detail::contraction(OpContext &im, Value a, Value bm, boo
   });
 }
 
+FailureOr<SmallVector<int64_t>> kiln::detail::axesOperand(OpContext &im, bool axesInput) {
+  if (!axesInput)
+    return im.attrInts("axes").value_or(SmallVector<int64_t>{});
+  if (!im.hasInput(1))
+    return SmallVector<int64_t>{};
+  return im.constInts(1, "axes");
+}
+
 FailureOr<WindowGeometry> kiln::detail::windowGeometry(OpContext &im, ArrayRef<int64_t> in,
                                                 ArrayRef<int64_t> kernel, bool ceilMode) {
   size_t s = in.size();

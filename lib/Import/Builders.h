@@ -111,6 +111,11 @@ struct WindowGeometry {
   SmallVector<int64_t> kernel, strides, dilations, padLo, padHi, out;
 };
 
+/// The `axes` of Reduce* and Squeeze: the attribute, or the
+/// (optional, constant) input 1 in the versions with `axesInput`; empty when
+/// neither is given.
+FailureOr<SmallVector<int64_t>> axesOperand(OpContext &im, bool axesInput);
+
 /// Resolves kernel/strides/dilations/pads/auto_pad for `in` spatial sizes.
 FailureOr<WindowGeometry> windowGeometry(OpContext &im, ArrayRef<int64_t> in,
                                                 ArrayRef<int64_t> kernel, bool ceilMode);

@@ -58,17 +58,10 @@ static LogicalResult handleShrink(OpContext &im) {
 /// Axes of a Reduce* node: an attribute, or input 1 with `axesInput`
 /// (opset 13 for ReduceSum, 18 for the others).
 static FailureOr<SmallVector<int64_t>> reduceAxes(OpContext &im, int64_t rank, bool axesInput) {
-  SmallVector<int64_t> axes;
-  if (axesInput) {
-    if (im.hasInput(1)) {
-      auto c = im.constInts(1, "axes");
-      if (failed(c))
-        return failure();
-      axes = *c;
-    }
-  } else if (auto a = im.attrInts("axes")) {
-    axes = *a;
-  }
+  auto given = axesOperand(im, axesInput);
+  if (failed(given))
+    return failure();
+  SmallVector<int64_t> axes = *given;
   if (axes.empty()) {
     if (axesInput && im.attrInt("noop_with_empty_axes", 0))
       return axes;
@@ -206,17 +199,10 @@ static LogicalResult handleReshape(OpContext &im) {
 
 /// Squeeze's axes: an attribute, or input 1 with `axesInput` (opset 13).
 static FailureOr<SmallVector<int64_t>> squeezeAxes(OpContext &im, int64_t rank, bool axesInput) {
-  SmallVector<int64_t> axes;
-  if (axesInput) {
-    if (im.hasInput(1)) {
-      auto c = im.constInts(1, "axes");
-      if (failed(c))
-        return failure();
-      axes = *c;
-    }
-  } else if (auto a = im.attrInts("axes")) {
-    axes = *a;
-  }
+  auto given = axesOperand(im, axesInput);
+  if (failed(given))
+    return failure();
+  SmallVector<int64_t> axes = *given;
   for (int64_t &a : axes) {
     auto n = im.normalizeAxis(a, rank);
     if (failed(n))
