@@ -8,7 +8,8 @@ process, per model and thread count, the three runtimes get the same inputs and 
 blocks in turn (warm-up, N runs of kiln, N of onnxruntime, N of IREE): median latencies, ratios,
 output differences against onnxruntime, the issue's targets. Then this CPU's measured FMA peak
 and kiln's and onnxruntime's GFLOP/s on single-MatMul models, and each model's contraction
-dispatches' GFLOP/s as a fraction of that peak; with --memory, peak RSS.
+dispatches' GFLOP/s as a fraction of that peak; a tiny model's per-run overhead; with --memory,
+peak RSS.
 
 Dependencies: bash scripts/setup-bench.sh (torch, torchvision, transformers, IREE into .venv).
 
@@ -324,6 +325,51 @@ def report_models(rows, diff, comp, notes, args):
         print(f"- threads={T}: kiln faster than IREE on every model: {verdict(not slower)}"
               + (f"; slower on {', '.join(slower)}" if slower else "")
               + (f"; no IREE number for {', '.join(no_iree)}" if no_iree else ""))
+    report_scaling(rows, args)
+
+
+def report_scaling(rows, args):
+    """Speed-up of the largest thread count over 1 thread, per model and runtime."""
+    hi = max(args.threads)
+    if 1 not in args.threads or hi == 1:
+        return
+    t = {(r["model"], r["threads"], k): r[k] for r in rows for k in RUNTIMES if isinstance(r[k], float)}
+    up = lambda name, k: t[name, 1, k] / t[name, hi, k] if (name, 1, k) in t and (name, hi, k) in t else "-"  # noqa: E731
+    print(f"\n| model | kiln {hi}T/1T speed-up | ort | iree |\n|---|---|---|---|")
+    for name in args.models:
+        print(f"| {name} | {' | '.join(fmt(up(name, k), '.2f') for k in ('kiln', 'ort', 'iree'))} |")
+    if hi == 2 and "resnet50" in args.models:
+        s = up("resnet50", "kiln")
+        print(f"\nTarget: kiln at 2 threads >= 1.8x 1 thread on resnet50: {fmt(s, '.2f')}, "
+              + ("holds" if isinstance(s, float) and s >= 1.8 else "does NOT hold"))
+
+
+def tiny_model():
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def bench_overhead(args, wd):
+    """What a run costs beyond its kernels: one Relu over 16 floats, called
+    from Python with fresh inputs and fresh output arrays, as in the models."""
+    path, feeds = wd / "tiny.onnx", {"x": np.random.default_rng(3).standard_normal((1, 16), dtype=np.float32)}
+    onnx.save(tiny_model(), path)
+    runners = {"kiln": kiln_session(kiln_compile(path, wd, "tiny")[0], 1), "ort": ort_session(path, 1)}
+    if args.iree == "ok":
+        try:
+            runners["iree"] = iree_session(iree_compile(path, wd, "tiny")[0], 1)
+        except RuntimeError as e:
+            log(f"tiny: IREE fails: {e}")
+    log("tiny threads=1: timing")
+    med = time_blocks(runners, feeds, args)
+    print("\n## Per-run overhead\n\nOne Relu over a [1, 16] float tensor at 1 thread, through each runtime's "
+          "Python API (inputs bound and outputs returned every run): median microseconds per run.\n")
+    print("| kiln us | ort us | iree us |\n|---|---|---|")
+    print("| " + " | ".join(f"{med[k] * 1e6:.2f}" if k in med else "-" for k in ("kiln", "ort", "iree")) + " |")
+    print(f"\nTarget: a tiny model's per-run overhead below onnxruntime's: kiln {med['kiln'] * 1e6:.2f} us, "
+          f"ort {med['ort'] * 1e6:.2f} us, " + ("holds" if med["kiln"] < med["ort"] else "does NOT hold"))
 
 
 FMA_C = r"""
@@ -555,6 +601,7 @@ def main(argv=None):
     ap.add_argument("--no-iree", action="store_true", help="leave IREE out")
     ap.add_argument("--no-models", action="store_true", help="skip the model section")
     ap.add_argument("--no-gemm", action="store_true", help="skip the FMA peak and GEMM section")
+    ap.add_argument("--no-overhead", action="store_true", help="skip the per-run overhead section (a tiny model)")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS per model and runtime")
     ap.add_argument("-v", "--verbose", action="store_true", help="progress with timings on stderr")
     ap.add_argument("--_export", nargs=2, help=argparse.SUPPRESS)
@@ -591,6 +638,8 @@ def main(argv=None):
         bench_gemms(args, wd, peak, isa)
     if not args.no_models:
         bench_dispatches(args, wd, peak[1])
+    if not args.no_overhead:
+        bench_overhead(args, wd)
     if args.memory:
         bench_memory(args, wd)
     log(f"done in {time.perf_counter() - T0:.0f}s")

@@ -500,4 +500,14 @@ kiln_status kiln_artifact_output_info(const kiln_artifact *a, size_t index,
   return tensorInfo(a->outputs, index, info, "output");
 }
 
+int kiln_artifact_is_static(const kiln_artifact *a) {
+  if (!a || !a->specializeOn.empty())
+    return 0;
+  auto fixed = [](const Tensor &t) {
+    return t.dynamicDims.empty() && std::find(t.dims.begin(), t.dims.end(), -1) == t.dims.end();
+  };
+  return std::all_of(a->inputs.begin(), a->inputs.end(), fixed) &&
+         std::all_of(a->outputs.begin(), a->outputs.end(), fixed);
+}
+
 } // extern "C"

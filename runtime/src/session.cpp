@@ -604,6 +604,40 @@ kiln_status kiln_session_run(kiln_session *session) {
   return KILN_OK;
 }
 
+kiln_status kiln_session_run_io(kiln_session *session, const void *const *inputs,
+                                size_t num_inputs, void *const *outputs,
+                                size_t num_outputs) {
+  if (!session)
+    return setError(KILN_ERROR_INVALID_ARGUMENT, "session is NULL");
+  const kiln_artifact &a = *session->artifact;
+  if (!kiln_artifact_is_static(&a))
+    return setError(KILN_ERROR_INVALID_ARGUMENT,
+                    "kiln_session_run_io needs an artifact whose shapes are all fixed; "
+                    "use kiln_session_set_input, kiln_session_run and kiln_session_output_read");
+  if (num_inputs != a.inputs.size() || num_outputs != a.outputs.size() ||
+      (num_inputs && !inputs) || (num_outputs && !outputs))
+    return setError(KILN_ERROR_INVALID_ARGUMENT,
+                    "kiln_session_run_io: the artifact has " + std::to_string(a.inputs.size()) +
+                        " inputs and " + std::to_string(a.outputs.size()) + " outputs, got " +
+                        std::to_string(inputs ? num_inputs : 0) + " and " +
+                        std::to_string(outputs ? num_outputs : 0));
+  for (size_t i = 0; i < num_inputs; ++i) {
+    const Tensor &t = a.inputs[i];
+    if (kiln_status st = kiln_session_set_input(session, t.name.c_str(), t.dtype,
+                                                static_cast<uint32_t>(t.dims.size()),
+                                                t.dims.data(), inputs[i], t.bytes);
+        st != KILN_OK)
+      return st;
+  }
+  if (kiln_status st = kiln_session_run(session); st != KILN_OK)
+    return st;
+  for (size_t i = 0; i < num_outputs; ++i)
+    if (kiln_status st = kiln_session_output_read(session, i, outputs[i], a.outputs[i].bytes);
+        st != KILN_OK)
+      return st;
+  return KILN_OK;
+}
+
 size_t kiln_session_output_count(const kiln_session *session) {
   if (session && session->specializes())
     return session->active ? kiln_session_output_count(session->active) : 0;

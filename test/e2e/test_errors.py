@@ -538,3 +538,22 @@ def test_python_errors(mlp_files):
         assert y.shape == (8, 10)
     with pytest.raises(kiln.RuntimeError, match="gpu:9"):
         kiln.Session(mlp_files[1], device="gpu:9")
+
+
+def test_python_run_paths_agree(mlp_files):
+    """run() takes one C call for exact, contiguous arrays and the
+    set_input path for anything else: both give the same answer."""
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    wide = np.zeros((8, 128), np.float32)
+    wide[:, ::2] = x  # a strided view of x's values
+    with kiln.Session(mlp_files[1], threads=1) as s:
+        assert s._io is not None  # the mlp's shapes are fixed
+        (want,) = s.run({"x": x})
+        for given in (frozen, wide[:, ::2], np.asfortranarray(x)):
+            (got,) = s.run({"x": given})
+            np.testing.assert_array_equal(got, want)
+        # Fresh arrays every run, never a view of the last one.
+        (a,), (b,) = s.run({"x": x}), s.run({"x": x})
+        assert a is not b and not np.shares_memory(a, b)

@@ -251,6 +251,45 @@ TEST(Runtime, DataDependentOutputValidation) {
               HasSubstr("invalid module: output 'y': the extent of dim 0 is outside the buffers"));
 }
 
+TEST(Runtime, RunIoInOneCall) {
+  VaddModule m(8);
+  Fixture f(m.module, 1);
+  kiln_session *s = f.session;
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(kiln_artifact_is_static(f.artifact), 1);
+  std::vector<float> a(8), b(8, 2.0f), y(8, -1.0f);
+  for (int i = 0; i < 8; ++i)
+    a[i] = static_cast<float>(i);
+  const void *ins[] = {a.data(), b.data()};
+  void *outs[] = {y.data()};
+  ASSERT_EQ(kiln_session_run_io(s, ins, 2, outs, 1), KILN_OK) << kiln_last_error();
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(y[i], (a[i] + b[i]) * m.c[i]) << "at " << i;
+  // The inputs stay bound, as with kiln_session_set_input.
+  std::fill(y.begin(), y.end(), -1.0f);
+  ASSERT_EQ(kiln_session_run(s), KILN_OK);
+  ASSERT_EQ(kiln_session_output_read(s, 0, y.data(), 32), KILN_OK);
+  EXPECT_EQ(y[3], (a[3] + b[3]) * m.c[3]);
+
+  EXPECT_EQ(kiln_session_run_io(s, ins, 1, outs, 1), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(),
+               "kiln_session_run_io: the artifact has 2 inputs and 1 outputs, got 1 and 1");
+  EXPECT_EQ(kiln_session_run_io(s, nullptr, 2, outs, 1), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(kiln_session_run_io(nullptr, ins, 2, outs, 1), KILN_ERROR_INVALID_ARGUMENT);
+}
+
+TEST(Runtime, RunIoRefusesDataDependentShapes) {
+  Fixture f(boxModule(), 1);
+  EXPECT_EQ(kiln_artifact_is_static(f.artifact), 0);
+  int64_t e[] = {2, 3};
+  int32_t y[12];
+  const void *ins[] = {e};
+  void *outs[] = {y};
+  EXPECT_EQ(kiln_session_run_io(f.session, ins, 1, outs, 1), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("needs an artifact whose shapes are all fixed"));
+  EXPECT_EQ(kiln_artifact_is_static(nullptr), 0);
+}
+
 /// Creates a session for `module` on `device`, expecting failure.
 void expectCreateError(const artifact::Module &module, const char *device,
                        kiln_status status, const std::string &text) {

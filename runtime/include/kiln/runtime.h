@@ -172,6 +172,10 @@ KILN_API int kiln_artifact_input_specializes(const kiln_artifact *artifact,
 KILN_API kiln_status kiln_artifact_output_info(const kiln_artifact *artifact,
                                                size_t index,
                                                kiln_tensor_info *info);
+/* 1 when every input and output shape is fixed at compile time (no -1 dims,
+ * no input it specializes on, no data-dependent output dims): its sessions
+ * can use kiln_session_run_io. 0 otherwise or for NULL. */
+KILN_API int kiln_artifact_is_static(const kiln_artifact *artifact);
 
 /*--- Devices ----------------------------------------------------------------*/
 
@@ -209,6 +213,18 @@ KILN_API kiln_status kiln_session_set_input(kiln_session *session,
  * their values unless done before (see kiln_artifact_input_specializes); a
  * failed compile is the error, naming the inputs and their values. */
 KILN_API kiln_status kiln_session_run(kiln_session *session);
+/* kiln_session_set_input for every input, kiln_session_run and
+ * kiln_session_output_read for every output, in one call: what a binding
+ * whose every call costs (Python's ctypes) uses to keep a small model's run
+ * cheap. Only for a static artifact (kiln_artifact_is_static). inputs[i]
+ * holds input i in its declared dtype and shape, outputs[i] receives output
+ * i, sized likewise; num_inputs and num_outputs must equal the artifact's
+ * counts. */
+KILN_API kiln_status kiln_session_run_io(kiln_session *session,
+                                         const void *const *inputs,
+                                         size_t num_inputs,
+                                         void *const *outputs,
+                                         size_t num_outputs);
 /* Outputs of the last run's artifact (0 before the first run when the
  * artifact specializes on inputs). */
 KILN_API size_t kiln_session_output_count(const kiln_session *session);
