@@ -1,7 +1,9 @@
 """Kiln from Python: compile ONNX models with kiln-compile and run the
 resulting .kiln artifacts through libkiln_runtime (ctypes).
 
-The build tree is found through $KILN_BUILD_DIR (default: <repo>/build).
+Installed with `pip install <checkout>`, the package holds kiln-compile,
+kiln-run and the runtime library; from a checkout, the build tree is
+$KILN_BUILD_DIR (default: <repo>/build), which also wins over an install.
 """
 import os
 import subprocess

@@ -1,12 +1,18 @@
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+PACKAGE = Path(__file__).resolve().parent
+REPO = PACKAGE.parents[1]
 
 
 def build_dir():
-    """KILN_BUILD_DIR if set, else <repo>/build."""
-    return Path(os.environ.get("KILN_BUILD_DIR") or REPO / "build")
+    """Where bin/kiln-compile and lib/libkiln_runtime.so are: $KILN_BUILD_DIR
+    if set, else the installed package itself (pip install), else <repo>/build."""
+    if os.environ.get("KILN_BUILD_DIR"):
+        return Path(os.environ["KILN_BUILD_DIR"])
+    if (PACKAGE / "lib" / "libkiln_runtime.so").exists():
+        return PACKAGE
+    return REPO / "build"
 
 
 def tool(name):
