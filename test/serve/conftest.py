@@ -19,6 +19,11 @@ if str(REPO / "python") not in sys.path:
 import kiln  # noqa: E402
 
 
+def pytest_configure(config):
+    # Ray Serve's pydantic models warn on import; nothing for Kiln to act on.
+    config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:ray\..*")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _require_build():
     lib = kiln.build_dir() / "lib" / "libkiln_runtime.so"
