@@ -19,6 +19,8 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from starlette.responses import Response
 from . import _paths
 from ._batching import Batcher, RequestError, item_weight
 from ._payload import JSON, PayloadError, decode, encode, error_body, response_type
-from .runtime import Session
+from .runtime import Artifact, Session
+from .runtime import RuntimeError as KilnError
 
 log = logging.getLogger("kiln.serve")
 
@@ -44,12 +47,16 @@ class KilnDeployment:
         self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self._replica = serve.get_replica_context().replica_tag
 
-        def infos(ts):
+        def infos(ts, batch=False):
+            # Outputs of an artifact compiled per shape have the shapes of
+            # the last (warm-up) run: their batch dim is the inputs' one.
             return [{"name": t.name, "dtype": t.dtype.name if t.dtype else t.dtype_name,
-                     "shape": list(t.shape)} for t in ts]
+                     "shape": [None if batch and i == 0 else d for i, d in enumerate(t.shape)]}
+                    for t in ts]
+        symbolic_rows = self._batcher.mode == "rows" and session.inputs[0].shape[0] is None
         self._info = json.dumps({"artifact": os.fspath(artifact), "device": session.device,
                                  "threads": threads, "inputs": infos(session.inputs),
-                                 "outputs": infos(session.outputs),
+                                 "outputs": infos(session.outputs, symbolic_rows),
                                  **self._batcher.describe()}).encode()
 
     async def __call__(self, request):
@@ -107,16 +114,20 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m kiln.serve",
                                 description="Serve a .kiln artifact over HTTP with Ray Serve.")
     p.add_argument("artifact", help=".kiln file (the same path on every node of a cluster)")
-    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--replicas", type=int, default=1, help="Kiln sessions, one per Ray actor")
     p.add_argument("--threads", type=int, default=1, help="Kiln threads per replica")
     p.add_argument("--device", help="Kiln device (default: the first present)")
-    p.add_argument("--batching", choices=("auto", "rows", "each"), default="auto")
+    p.add_argument("--batching", choices=("auto", "rows", "each"), default="auto",
+                   help="rows: stack requests along dim 0; each: run them one by one; "
+                        "auto: rows where dim 0 is symbolic (docs/serving.md)")
     p.add_argument("--max-batch-size", type=int, default=8,
                    help="rows per run (rows batching), requests per batch (each)")
-    p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument("--batch-wait-ms", type=float, default=2.0,
+                   help="how long a batch waits for more requests after its first")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to take requests from others")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--route-prefix", default="/")
+    p.add_argument("--name", default="kiln", help="Ray Serve application name")
     p.add_argument("--address", help="Ray cluster to join ('auto': the one started on this "
                                      "node by `ray start`); default: start a local one")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster")
@@ -126,19 +137,30 @@ def main(argv=None):
     if args.address:
         ray.init(address=args.address)
     else:
+        # Replicas would only fail, retry and fail again with the same message.
+        try:
+            Artifact(args.artifact).close()
+        except KilnError as e:
+            p.error(str(e))
         ray.init(num_cpus=args.num_cpus)
-    serve.start(http_options={"host": args.host, "port": args.port})
-    serve.run(app(args.artifact, args.replicas, args.threads, args.device, args.batching,
-                  args.max_batch_size, args.batch_wait_ms),
-              name="kiln", route_prefix=args.route_prefix)
-    print(f"kiln.serve: {args.artifact} on http://{args.host}:{args.port}{args.route_prefix} "
-          f"({args.replicas} replica{'s' if args.replicas != 1 else ''}); Ctrl-C stops",
-          flush=True)
+    # SIGTERM (a service manager, `kill`) stops it as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(app(args.artifact, args.replicas, args.threads, args.device, args.batching,
+                      args.max_batch_size, args.batch_wait_ms),
+                  name=args.name, route_prefix=args.route_prefix)
+        print(f"kiln.serve: {args.artifact} on http://{args.host}:{args.port}"
+              f"{args.route_prefix} ({args.replicas} replica{'s' if args.replicas != 1 else ''});"
+              " Ctrl-C stops", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        serve.shutdown()
+        pass
+    finally:
+        # Only this application: on a shared cluster Serve may run others.
+        serve.delete(args.name)
+        ray.shutdown()
 
 
 if __name__ == "__main__":
