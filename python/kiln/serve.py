@@ -16,6 +16,7 @@ Kiln's own message where Kiln is the one that refused them.
 """
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -108,6 +109,23 @@ def app(artifact, replicas=1, threads=1, device=None, batching="auto", max_batch
                            "runtime_env": {"env_vars": env}},
     ).bind(os.path.abspath(artifact), threads, device, batching, max_batch_size,
            batch_wait_ms / 1000.0)
+
+
+_ARG_TYPES = {"replicas": int, "threads": int, "max_batch_size": int, "batch_wait_ms": float,
+              "num_cpus": float, "max_ongoing_requests": int}
+
+
+def build_app(args):
+    """app() as a Ray Serve application builder, for
+    `serve run kiln.serve:build_app artifact=/shared/model.kiln replicas=4`
+    and the import_path of a `serve deploy` config: `args` holds app()'s
+    keywords, strings from the command line or typed values from a config."""
+    unknown = sorted(set(args) - set(inspect.signature(app).parameters))
+    if unknown or "artifact" not in args:
+        raise ValueError(f"kiln.serve:build_app takes artifact=PATH and optionally "
+                         f"{', '.join(list(inspect.signature(app).parameters)[1:])}"
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return app(**{k: _ARG_TYPES.get(k, str)(v) for k, v in args.items()})
 
 
 def main(argv=None):

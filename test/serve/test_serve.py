@@ -190,3 +190,15 @@ def test_load(server):
     # The replicas survived the bad requests and the load.
     status, _, body = request(server, body=npy(pool[0]), ctype="application/x-npy")
     assert status == 200 and close(np.load(io.BytesIO(body)), want[0])
+
+
+def test_build_app_for_serve_configs():
+    """kiln.serve:build_app, the import path of `serve run` and `serve deploy`."""
+    application = kiln.serve.build_app({"artifact": "m.kiln", "replicas": "3", "threads": "2"})
+    assert isinstance(application, serve.Application)
+    with pytest.raises(ValueError, match="takes artifact=PATH .*; unknown: replica"):
+        kiln.serve.build_app({"artifact": "m.kiln", "replica": "3"})
+    with pytest.raises(ValueError, match="takes artifact=PATH"):
+        kiln.serve.build_app({"replicas": "3"})
+    with pytest.raises(ValueError, match="invalid literal for int"):
+        kiln.serve.build_app({"artifact": "m.kiln", "replicas": "three"})
