@@ -1,5 +1,4 @@
 """How kiln.serve batches requests on a Session, without Ray."""
-import logging
 
 import numpy as np
 import pytest
@@ -47,7 +46,8 @@ def test_bad_requests_fail_alone_with_kilns_message(compiled):
     good = {"x": x(2), "z": x(2)}
     bad = [({"x": x(2)}, 400, "missing input 'z' (inputs: x, z)"),
            ({"x": x(2), "z": x(2), "w": x(2)}, 400, "no input named 'w'"),
-           ({"x": x(2, np.float64), "z": x(2)}, 400, "input 'x': expected f32[-1,16], got f64[2,16]"),
+           ({"x": x(2, np.float64), "z": x(2)}, 400,
+            "input 'x': expected f32[-1,16], got f64[2,16]"),
            ({"x": x(2, cols=5), "z": x(2, cols=5)}, 400, "expected f32[-1,16], got f32[2,5]"),
            ({"x": x(2), "z": x(3)}, 400, None)]
     items = [b.item(good)] + [b.item(f) for f, _, _ in bad] + [b.item(good)]

@@ -180,7 +180,8 @@ def test_load(server):
     print(f"  {len(latencies)} ok, {len(failures)} failed in {wall:.2f} s: "
           f"{len(latencies) / wall:.0f} requests/s")
     if len(lat):
-        print(f"  latency p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
+        print(f"  latency p50 {np.percentile(lat, 50):.1f} ms, "
+              f"p99 {np.percentile(lat, 99):.1f} ms, "
               f"max {lat.max():.1f} ms; mean requests per batch {np.mean(batches):.2f}; "
               f"replicas answering: {len(replicas)}")
     assert not failures, failures[:5]
