@@ -13,7 +13,7 @@ APT_PACKAGES=(
   libamdhip64-dev libze-dev libze1 rocm-device-libs spirv-tools
 )
 # scalesim: the reference for benchmarks/npu_gemm.py.
-PIP_PACKAGES=(onnx==1.22.0 onnxruntime==1.22.1 numpy==2.2.6 pytest==8.4.2 scalesim==3.0.0)
+PIP_PACKAGES=(onnx==1.22.0 onnxruntime==1.22.1 numpy==2.2.6 pytest==8.4.2 scalesim==3.0.0 "ray[serve]==2.60.0")
 
 sudo_=""
 [ "$(id -u)" -eq 0 ] || sudo_="sudo"

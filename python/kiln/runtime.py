@@ -243,7 +243,17 @@ class Session:
 
     @property
     def outputs(self):
-        return self.artifact.outputs
+        """The artifact's outputs; for one that specializes on its inputs
+        (it lists none until compiled), those of the last run."""
+        count = self._lib.kiln_session_output_count(self._handle)
+        if self.artifact.outputs or not count:
+            return self.artifact.outputs
+        infos = []
+        for i in range(count):
+            raw = _TensorInfo()
+            _check(self._lib.kiln_session_output_info(self._handle, i, ctypes.byref(raw)))
+            infos.append(TensorInfo(raw))
+        return infos
 
     @property
     def device(self):
