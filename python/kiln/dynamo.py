@@ -106,7 +106,6 @@ class _Graph:
         self.baked = None  # [(tensor, _version)] the cached sessions were built from
         self.sessions = collections.OrderedDict()
         self.eager = False
-        self.tmp = tempfile.TemporaryDirectory(prefix="kiln-dynamo-")
 
     def __call__(self, *args):
         if self.eager:
@@ -146,13 +145,17 @@ class _Graph:
                                                              torch.Tensor) for n in outs):
             raise _Fallback("the graph returns something other than tensors")
         model, dynamic = self._export(args)
-        art = os.path.join(self.tmp.name, f"g{len(os.listdir(self.tmp.name))}.kiln")
+        fd, art = tempfile.mkstemp(suffix=".kiln", prefix="kiln-dynamo-")
+        os.close(fd)
         try:
-            kiln_compile(model, art, target=self.opts.get("target", "cpu"))
-        except CompileError as e:
-            raise _Fallback(_describe_compile_error(str(e))) from None
-        session = Session(art, device=self.opts.get("device"),
-                          threads=self.opts.get("threads", 0))
+            try:
+                kiln_compile(model, art, target=self.opts.get("target", "cpu"))
+            except CompileError as e:
+                raise _Fallback(_describe_compile_error(str(e))) from None
+            session = Session(art, device=self.opts.get("device"),
+                              threads=self.opts.get("threads", 0))
+        finally:  # the session maps the whole artifact: the file can go (weights make it large)
+            os.unlink(art)
         if len(session.outputs) != len(outs):
             raise _Fallback(f"the ONNX export has {len(session.outputs)} outputs where the "
                             f"graph has {len(outs)}")
