@@ -31,10 +31,12 @@ input that requires grad runs eagerly (Dynamo guards on both, so this holds
 for every call that reaches it).
 """
 import collections
+import contextlib
 import importlib.metadata
 import io
 import os
 import re
+import sys
 import tempfile
 import warnings
 
@@ -103,6 +105,7 @@ class _Graph:
         self.opts = opts
         self.static = [i for i, x in enumerate(example_inputs)
                        if isinstance(x, torch.Tensor) and get_static_address_type(x) is not None]
+        self.others = [i for i in range(len(example_inputs)) if i not in self.static]
         self.baked = None  # [(tensor, _version)] the cached sessions were built from
         self.sessions = collections.OrderedDict()
         self.eager = False
@@ -124,7 +127,7 @@ class _Graph:
             self.sessions.clear()
         self.baked = [(args[i], args[i]._version) for i in self.static]
         key = tuple((tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x
-                    for i, x in enumerate(args) if i not in self.static)
+                    for x in map(args.__getitem__, self.others))
         run = self.sessions.get(key)
         if run is None:
             run = self._build(args)
@@ -141,8 +144,8 @@ class _Graph:
                 raise _Fallback(f"an input has dtype {x.dtype}, which Kiln's Python binding "
                                 "cannot pass")
         outs = self.gm.graph.output_node().args[0]
-        if not all(isinstance(n, torch.fx.Node) and isinstance(n.meta.get("example_value"),
-                                                             torch.Tensor) for n in outs):
+        if not all(isinstance(n, torch.fx.Node) and isinstance(
+                n.meta.get("example_value", torch.empty(0)), torch.Tensor) for n in outs):
             raise _Fallback("the graph returns something other than tensors")
         model, dynamic = self._export(args)
         fd, art = tempfile.mkstemp(suffix=".kiln", prefix="kiln-dynamo-")
@@ -177,12 +180,11 @@ class _Graph:
         an input (a version counter moves) ONNX cannot express."""
         clones = [x.detach().clone() if isinstance(x, torch.Tensor) else x for x in args]
         versions = [x._version if isinstance(x, torch.Tensor) else None for x in clones]
-        dynamic = [i for i, x in enumerate(args)
-                   if isinstance(x, torch.Tensor) and i not in self.static]
+        dynamic = [i for i in self.others if isinstance(args[i], torch.Tensor)]
         module = _Bound(self.gm, clones, self.static, dynamic)
         buf = io.BytesIO()
         try:
-            with warnings.catch_warnings(), torch.no_grad():
+            with warnings.catch_warnings(), torch.no_grad(), _stdout_silenced():
                 warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
                 torch.onnx.export(module, tuple(clones[i] for i in dynamic), buf, dynamo=False,
                                   opset_version=_OPSET,
@@ -217,6 +219,21 @@ class _Bound(torch.nn.Module):
         for i, t in zip(self.dynamic, tensors):
             args[i] = t
         return tuple(self.gm(*args))
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """On a failed export torch's C++ prints both graphs to stdout (file
+    descriptor 1, past sys.stdout); the warning already says what failed."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _to_numpy(x):

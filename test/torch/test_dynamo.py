@@ -104,6 +104,17 @@ def test_unsupported_op_falls_back_with_one_warning():
     close(second, want)
 
 
+def test_unexportable_op_falls_back(capfd):
+    # aten::pdist has no ONNX export: the warning names it, and the exporter's
+    # graph dumps stay off stdout.
+    compiled = torch.compile(torch.nn.functional.pdist, backend="kiln")
+    x = torch.rand(4, 3)
+    with pytest.warns(KilnFallbackWarning, match="aten::pdist"):
+        got = compiled(x)
+    close(got, torch.nn.functional.pdist(x))
+    assert "graph" not in capfd.readouterr().out
+
+
 def test_input_mutation_falls_back():
     def bump(x):
         x.add_(1)
