@@ -15,7 +15,12 @@ A Dynamo graph is already a straight line of torch calls on real example
 inputs, which is exactly what tracing records; the torch.export-based exporter
 would trace it a second time (about 8x slower on a small BERT), needs
 onnxscript on top of torch, and turns ops such as torchvision's roi_pool into
-conversion errors instead of ONNX nodes.
+conversion errors instead of ONNX nodes. The TorchScript exporter has been
+deprecated since torch 2.9 (still whole in 2.15): _export is the one place
+to change when it goes.
+
+Tensors cross as numpy arrays on the CPU; outputs are fresh tensors, never
+views of the inputs as eager's may be.
 
 Shapes: each call is served by an artifact compiled for its exact input shapes
 (and the values of any SymInt inputs), cached per graph, so dynamic=True and
