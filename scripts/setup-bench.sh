@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
-# Installs what benchmarks/models.py needs beyond the test suite (torch, torchvision, transformers
-# for the exports; IREE's compiler and runtime as a competitor) into the .venv that
-# scripts/setup.sh makes. The tests and CI do not need any of it. Idempotent.
+# Installs what benchmarks/models.py needs beyond the test suite (IREE's compiler and runtime as a
+# competitor) into the .venv that scripts/setup.sh makes; torch, torchvision and transformers for
+# the exports come from scripts/setup-torch.sh, as for the tests. Idempotent.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-# PyPI's Linux torch wheels are the CUDA builds: with their nvidia-* dependencies about 5 GB in
-# .venv. They run on the CPU as they are; the CPU-only wheels live on another index.
-PIP_PACKAGES=(torch==2.15.0 torchvision==0.29.2 transformers==5.25.0
-              iree-base-compiler==3.13.0 iree-base-runtime==3.13.0)
+PIP_PACKAGES=(iree-base-compiler==3.13.0 iree-base-runtime==3.13.0)
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup-bench: no .venv; run bash scripts/setup.sh first" >&2
   exit 1
 fi
+bash scripts/setup-torch.sh
 stamp=.venv/.kiln-bench-pins
 want=$(printf '%s\n' "${PIP_PACKAGES[@]}")
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
