@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what test/torch (torch.compile(backend="kiln"), python/kiln/dynamo.py) needs into the
-# .venv that scripts/setup.sh makes; setup.sh runs it, and so does setup-bench.sh, whose model
+# .venv that scripts/setup.sh makes; scripts/test.sh runs it, and so does setup-bench.sh, whose model
 # exports use the same packages. Idempotent: a stamp skips pip when the pins are unchanged.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

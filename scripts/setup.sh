@@ -42,9 +42,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   printf '%s\n' "$want" >"$stamp"
 fi
 
-# torch, torchvision, transformers for test/torch (a pin list of its own: scripts/setup-torch.sh).
-bash scripts/setup-torch.sh
-
 if [ ! -f build/build.ninja ]; then
   echo "== kiln setup: configuring build/"
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$root/.venv/bin/python"

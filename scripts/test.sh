@@ -5,5 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/setup.sh"
+# torch, torchvision, transformers for test/torch only (the demo does without them).
+bash "$root/scripts/setup-torch.sh"
 cd "$root"
 ctest --test-dir build --output-on-failure -j2 "$@"

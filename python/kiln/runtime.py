@@ -106,6 +106,8 @@ def _load():
         "kiln_session_run": ([vp], st),
         "kiln_artifact_is_static": ([vp], ctypes.c_int),
         "kiln_session_run_io": ([vp, ctypes.POINTER(vp), sz, ctypes.POINTER(vp), sz], st),
+        "kiln_session_bind_input": ([vp, ctypes.c_char_p, st, ctypes.c_uint32,
+                                     ctypes.POINTER(ctypes.c_int64), vp, sz], st),
         "kiln_session_output_count": ([vp], sz),
         "kiln_artifact_input_specializes": ([vp, sz], ctypes.c_int),
         "kiln_session_output_info": ([vp, sz, ctypes.POINTER(_TensorInfo)], st),
@@ -221,6 +223,7 @@ class Session:
         self.artifact = Artifact(artifact_path)
         opts = _SessionOptions(int(threads), str(profile).encode() if profile else None,
                                str(stats).encode() if stats else None)
+        self._bound = {}  # inputs read in place: kept alive while bound
         h = ctypes.c_void_p()
         _check(self._lib.kiln_session_create(
             self.artifact._handle, device.encode() if device else None,
@@ -260,27 +263,55 @@ class Session:
         return self._lib.kiln_session_device(self._handle).decode()
 
     def set_input(self, name, value):
-        """Binds one input. Arrays are passed as given (dtype and shape must
-        match the artifact; the runtime reports mismatches)."""
-        arr = np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        """Binds one input by copying it. Values are numpy arrays, anything
+        numpy converts, or DLPack tensors on the cpu (torch...); dtype and
+        shape must match the artifact (the runtime reports mismatches)."""
+        arr = np.asarray(_as_array(value, name), order="C")
+        self._bound.pop(name, None)
         kdt = _kiln_dtype_of(arr.dtype)
         dims = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
         _check(self._lib.kiln_session_set_input(
             self._handle, name.encode(), kdt, arr.ndim, dims,
             arr.ctypes.data_as(ctypes.c_void_p), arr.nbytes))
 
-    def run(self, inputs=None):
-        """Binds `inputs` (name -> array), runs, returns the outputs in
-        graph-output order as fresh numpy arrays."""
-        if self._io is not None and inputs is not None:
+    def bind_input(self, name, value):
+        """Binds one input without copying where the device reads host
+        memory in place (cpu: a C-contiguous array of the exact dtype and
+        shape, 64-byte aligned, as torch allocates): runs then read it as it
+        is at run time, and the session holds a reference until the input is
+        set or bound again. Anything else is copied, as set_input does."""
+        arr = _as_array(value, name)
+        if arr.flags.c_contiguous and arr.nbytes and arr.dtype in _DTYPES.values():
+            dims = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
+            st = self._lib.kiln_session_bind_input(
+                self._handle, name.encode(), _kiln_dtype_of(arr.dtype), arr.ndim, dims,
+                arr.ctypes.data_as(ctypes.c_void_p), arr.nbytes)
+            if st == 0:
+                self._bound[name] = arr
+                return
+            if _load().kiln_status_name(st) != b"KILN_ERROR_UNAVAILABLE":
+                _check(st)
+        self.set_input(name, arr)
+
+    def run(self, inputs=None, out=None):
+        """Binds `inputs` (name -> array or DLPack tensor; large ones without
+        a copy where bind_input can), runs, and returns the outputs in
+        graph-output order: fresh numpy arrays (DLPack-capable:
+        torch.from_dlpack takes them without a copy), or the arrays of `out`
+        (a sequence in output order, C-contiguous and writable, each the
+        output's dtype and shape), written in place."""
+        if self._io is not None and inputs is not None and out is None:
             results = self._run_io(inputs)
             if results is not None:
                 return results
         for name, value in (inputs or {}).items():
-            self.set_input(name, value)
+            self.bind_input(name, value)
         _check(self._lib.kiln_session_run(self._handle))
+        count = self._lib.kiln_session_output_count(self._handle)
+        if out is not None and len(out) != count:
+            raise ValueError(f"out: {len(out)} arrays for {count} outputs")
         results = []
-        for i in range(self._lib.kiln_session_output_count(self._handle)):
+        for i in range(count):
             # The run's shape: data-dependent dims are known only now.
             raw = _TensorInfo()
             _check(self._lib.kiln_session_output_info(self._handle, i, ctypes.byref(raw)))
@@ -288,10 +319,18 @@ class Session:
             if info.dtype is None:
                 raise RuntimeError(f"output '{info.name}' has dtype {info.dtype_name}, "
                                    "which numpy cannot represent")
-            out = np.empty(info.shape, dtype=info.dtype)
+            if out is None:
+                dst = np.empty(info.shape, dtype=info.dtype)
+            else:
+                dst = _as_array(out[i], info.name)
+                if (dst.dtype != info.dtype or dst.shape != info.shape or not dst.flags.c_contiguous
+                        or not dst.flags.writeable):
+                    raise ValueError(f"out[{i}] for output '{info.name}': expected a writable C-contiguous "
+                                     f"{info.dtype}{list(info.shape)}, got {'' if dst.flags.writeable else 'read-only '}"
+                                     f"{dst.dtype}{list(dst.shape)}")
             _check(self._lib.kiln_session_output_read(
-                self._handle, i, out.ctypes.data_as(ctypes.c_void_p), out.nbytes))
-            results.append(out)
+                self._handle, i, dst.ctypes.data_as(ctypes.c_void_p), dst.nbytes))
+            results.append(dst if out is None else out[i])
         return results
 
     def _run_io(self, inputs):
@@ -301,10 +340,16 @@ class Session:
         specs, out_specs, in_ptrs, out_ptrs = self._io
         if len(inputs) != len(specs):
             return None
+        nbytes = 0
         for i, (name, dtype, shape) in enumerate(specs):
             arr = inputs.get(name)
             if (type(arr) is not np.ndarray or arr.dtype != dtype or arr.shape != shape
                     or not arr.flags.c_contiguous):
+                return None
+            # Copying small inputs costs less than a call per input; large
+            # ones are bound in place instead.
+            nbytes += arr.nbytes
+            if nbytes > _COPY_LIMIT:
                 return None
             in_ptrs[i] = _address(arr)
         results = [np.empty(shape, dtype) for dtype, shape in out_specs]
@@ -312,6 +357,7 @@ class Session:
             out_ptrs[i] = _address(out)
         _check(self._lib.kiln_session_run_io(self._handle, in_ptrs, len(specs),
                                              out_ptrs, len(out_specs)))
+        self._bound.clear()  # every input was copied
         return results
 
     def dispatches(self):
@@ -342,6 +388,23 @@ class Session:
 
     def __del__(self):
         self.close()
+
+
+_COPY_LIMIT = 64 << 10  # bytes of input that run() copies in one call rather than binds
+
+
+def _as_array(value, name):
+    """A numpy view of an array, a DLPack tensor on the cpu, or a value
+    numpy converts."""
+    if type(value) is np.ndarray:
+        return value
+    if hasattr(value, "__dlpack__"):
+        try:
+            return np.from_dlpack(value)
+        except (BufferError, RuntimeError, TypeError, ValueError) as e:
+            raise RuntimeError(f"'{name}': numpy cannot view this tensor in place ({e}); "
+                               "move it to the cpu first") from e
+    return np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
 
 
 def _address(arr):

@@ -20,13 +20,13 @@
 
 /// The vtable of a driver whose functions are named after the fields they
 /// fill (deviceCount for device_count, ...), for `const kiln_driver x =
-/// KILN_DRIVER_VTABLE("cpu", dispatchTimes);`; `dispatchTimes` may be
-/// nullptr.
-#define KILN_DRIVER_VTABLE(name, dispatchTimes)                               \
+/// KILN_DRIVER_VTABLE("cpu", dispatchTimes, bufferImport);`; `dispatchTimes`
+/// and `bufferImport` may be nullptr.
+#define KILN_DRIVER_VTABLE(name, dispatchTimes, bufferImport)                 \
   {KILN_DRIVER_ABI_VERSION, name,         deviceCount,      deviceDescribe,   \
    deviceOpen,              deviceClose,  bufferAlloc,      bufferFree,       \
    bufferWrite,             bufferRead,   executableLoad,   executableUnload, \
-   dispatch,                synchronize,  dispatchTimes}
+   dispatch,                synchronize,  dispatchTimes,    bufferImport}
 
 namespace kiln::driver {
 

@@ -241,6 +241,7 @@ template <typename V> struct StreamDriver {
         dispatch,
         synchronize,
         nullptr, // dispatch_times: no profiling.
+        nullptr, // buffer_import: device memory is not host memory.
     };
   }
 };

@@ -198,6 +198,17 @@ struct kiln_session {
 
   bool specializes() const { return !artifact->specializeOn.empty(); }
 
+  /// Buffers that kiln_session_bind_input pointed at caller memory, with
+  /// the session's own handle to put back.
+  std::map<uint32_t, void *> ownBuffer;
+  void unbind(uint32_t buffer) {
+    auto it = ownBuffer.find(buffer);
+    if (it == ownBuffer.end())
+      return;
+    buffers[buffer] = it->second;
+    ownBuffer.erase(it);
+  }
+
   ~kiln_session() {
     for (auto &kv : specialized)
       delete kv.second;
@@ -205,6 +216,8 @@ struct kiln_session {
       const kiln_driver *d = device->driver;
       if (executable)
         d->executable_unload(handle, executable);
+      while (!ownBuffer.empty())
+        unbind(ownBuffer.begin()->first);
       for (void *b : buffers)
         if (b)
           d->buffer_free(handle, b);
@@ -402,10 +415,13 @@ const char *kiln_session_device(const kiln_session *session) {
   return session ? session->device->name.c_str() : "";
 }
 
-kiln_status kiln_session_set_input(kiln_session *session, const char *name,
-                                   kiln_dtype dtype, uint32_t rank,
-                                   const int64_t *dims, const void *data,
-                                   size_t bytes) {
+namespace {
+
+/// What kiln_session_set_input and kiln_session_bind_input check: the
+/// input's index in *index, or the error.
+kiln_status checkInput(kiln_session *session, const char *name, kiln_dtype dtype,
+                       uint32_t rank, const int64_t *dims, const void *data, size_t bytes,
+                       size_t *index_) {
   if (!session || !name)
     return setError(KILN_ERROR_INVALID_ARGUMENT, "session or name is NULL");
   if (rank && !dims)
@@ -460,6 +476,22 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
                             (highBits == 0xf0 ? "4" : "2") +
                             " (one element per byte, in the low bits, the "
                             "rest zero)");
+  *index_ = index;
+  return KILN_OK;
+}
+
+} // namespace
+
+kiln_status kiln_session_set_input(kiln_session *session, const char *name,
+                                   kiln_dtype dtype, uint32_t rank,
+                                   const int64_t *dims, const void *data,
+                                   size_t bytes) {
+  size_t index = 0;
+  if (kiln_status st = checkInput(session, name, dtype, rank, dims, data, bytes, &index);
+      st != KILN_OK)
+    return st;
+  const Tensor &t = session->artifact->inputs[index];
+  session->unbind(t.buffer);
   session->inputSet[index] = true;
   session->haveOutputs = false;
   if (session->specializes()) {
@@ -476,6 +508,34 @@ kiln_status kiln_session_set_input(kiln_session *session, const char *name,
                                          bytes);
         st != KILN_OK)
       return setError(st, "input '" + t.name + "': " + lastError);
+  return KILN_OK;
+}
+
+kiln_status kiln_session_bind_input(kiln_session *session, const char *name,
+                                    kiln_dtype dtype, uint32_t rank, const int64_t *dims,
+                                    const void *data, size_t bytes) {
+  size_t index = 0;
+  if (kiln_status st = checkInput(session, name, dtype, rank, dims, data, bytes, &index);
+      st != KILN_OK)
+    return st;
+  const kiln_artifact &a = *session->artifact;
+  const Tensor &t = a.inputs[index];
+  const kiln_driver *d = session->device->driver;
+  // The buffer must be exactly the tensor (kernels may read all of it), and
+  // a zero-size one has no address to import.
+  if (session->specializes() || !d->buffer_import || !bytes || a.buffers[t.buffer].size != bytes)
+    return setError(KILN_ERROR_UNAVAILABLE,
+                    "input '" + t.name + "': device '" + session->device->name +
+                        "' cannot read it in place; use kiln_session_set_input");
+  void *imported = nullptr;
+  if (kiln_status st = d->buffer_import(session->handle, const_cast<void *>(data), bytes, &imported);
+      st != KILN_OK)
+    return setError(st, "input '" + t.name + "': " + lastError);
+  if (!session->ownBuffer.count(t.buffer))
+    session->ownBuffer[t.buffer] = session->buffers[t.buffer];
+  session->buffers[t.buffer] = imported;
+  session->inputSet[index] = true;
+  session->haveOutputs = false;
   return KILN_OK;
 }
 

@@ -278,6 +278,43 @@ TEST(Runtime, RunIoInOneCall) {
   EXPECT_EQ(kiln_session_run_io(nullptr, ins, 2, outs, 1), KILN_ERROR_INVALID_ARGUMENT);
 }
 
+TEST(Runtime, BindInputReadsInPlace) {
+  VaddModule m(32);
+  Fixture f(m.module, 1);
+  kiln_session *s = f.session;
+  ASSERT_NE(s, nullptr);
+  alignas(64) float a[33], b[32];
+  std::vector<float> y(32);
+  for (int i = 0; i < 32; ++i)
+    a[i] = static_cast<float>(i), b[i] = 1.0f;
+  int64_t dims[] = {32};
+  ASSERT_EQ(kiln_session_bind_input(s, "a", KILN_DTYPE_F32, 1, dims, a, 128), KILN_OK)
+      << kiln_last_error();
+  ASSERT_EQ(kiln_session_bind_input(s, "b", KILN_DTYPE_F32, 1, dims, b, 128), KILN_OK);
+  ASSERT_EQ(kiln_session_run(s), KILN_OK) << kiln_last_error();
+  ASSERT_EQ(kiln_session_output_read(s, 0, y.data(), 128), KILN_OK);
+  EXPECT_EQ(y[5], (5.0f + 1.0f) * m.c[5]);
+  // No copy: the next run sees what the caller wrote since.
+  a[5] = 100.0f;
+  ASSERT_EQ(kiln_session_run(s), KILN_OK);
+  ASSERT_EQ(kiln_session_output_read(s, 0, y.data(), 128), KILN_OK);
+  EXPECT_EQ(y[5], (100.0f + 1.0f) * m.c[5]);
+  // set_input copies again, into the session's own buffer.
+  ASSERT_EQ(kiln_session_set_input(s, "a", KILN_DTYPE_F32, 1, dims, a, 128), KILN_OK);
+  a[5] = -7.0f;
+  ASSERT_EQ(kiln_session_run(s), KILN_OK);
+  ASSERT_EQ(kiln_session_output_read(s, 0, y.data(), 128), KILN_OK);
+  EXPECT_EQ(y[5], (100.0f + 1.0f) * m.c[5]);
+
+  // Memory the cpu kernels cannot assume aligned is refused, not copied.
+  EXPECT_EQ(kiln_session_bind_input(s, "a", KILN_DTYPE_F32, 1, dims, a + 1, 128),
+            KILN_ERROR_UNAVAILABLE);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("not 64-byte aligned"));
+  EXPECT_EQ(kiln_session_bind_input(s, "a", KILN_DTYPE_F32, 1, dims, a, 64),
+            KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(), "input 'a': expected 128 bytes of data, got 64");
+}
+
 TEST(Runtime, RunIoRefusesDataDependentShapes) {
   Fixture f(boxModule(), 1);
   EXPECT_EQ(kiln_artifact_is_static(f.artifact), 0);

@@ -258,6 +258,15 @@ kiln_status bufferAlloc(void *, uint64_t size, void **buffer) {
 
 void bufferFree(void *, void *buffer) { std::free(buffer); }
 
+// A buffer handle is the host address itself. Kernels may rely on the
+// alignment bufferAlloc gives.
+kiln_status bufferImport(void *, void *host, uint64_t, void **buffer) {
+  if (reinterpret_cast<uintptr_t>(host) % 64)
+    return kiln_driver_error(KILN_ERROR_UNAVAILABLE, "%p is not 64-byte aligned", host);
+  *buffer = host;
+  return KILN_OK;
+}
+
 kiln_status bufferWrite(void *, void *buffer, uint64_t offset, const void *src,
                         uint64_t size) {
   std::memcpy(static_cast<char *>(buffer) + offset, src, size);
@@ -468,7 +477,7 @@ uint32_t dispatchTimes(void *device, kiln_driver_dispatch_time *times, uint32_t 
   return static_cast<uint32_t>(w.size());
 }
 
-const kiln_driver cpuDriver = KILN_DRIVER_VTABLE("cpu", dispatchTimes);
+const kiln_driver cpuDriver = KILN_DRIVER_VTABLE("cpu", dispatchTimes, bufferImport);
 
 } // namespace
 

@@ -444,7 +444,7 @@ kiln_status synchronize(void *device) {
 }
 
 // No profiling: no dispatch_times.
-const kiln_driver levelZeroDriver = KILN_DRIVER_VTABLE("levelzero", nullptr);
+const kiln_driver levelZeroDriver = KILN_DRIVER_VTABLE("levelzero", nullptr, nullptr);
 
 } // namespace
 

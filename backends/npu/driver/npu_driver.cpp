@@ -209,7 +209,7 @@ uint32_t dispatchTimes(void *device, kiln_driver_dispatch_time *times, uint32_t 
   return static_cast<uint32_t>(dev->lastTimes.size());
 }
 
-const kiln_driver npuDriver = KILN_DRIVER_VTABLE("npu", dispatchTimes);
+const kiln_driver npuDriver = KILN_DRIVER_VTABLE("npu", dispatchTimes, nullptr);
 
 } // namespace
 

@@ -27,8 +27,9 @@
 extern "C" {
 #endif
 
-/* 3: entries carry `ops`; drivers may report dispatch_times. */
-#define KILN_DRIVER_ABI_VERSION 3u
+/* 3: entries carry `ops`; drivers may report dispatch_times.
+ * 4: drivers may import host memory as a buffer (buffer_import). */
+#define KILN_DRIVER_ABI_VERSION 4u
 
 /* Strings are static (or live as long as the process). */
 typedef struct kiln_driver_device_desc {
@@ -118,6 +119,13 @@ typedef struct kiln_driver {
    * not profile). */
   uint32_t (*dispatch_times)(void *device, kiln_driver_dispatch_time *times,
                              uint32_t count);
+
+  /* Optional (NULL: no zero-copy inputs). A buffer handle over `size` bytes
+   * of caller memory at `host`, which kernels then read in place; the
+   * runtime never frees it (an import must not allocate). Returns
+   * KILN_ERROR_UNAVAILABLE where this device cannot use that memory as is
+   * (alignment, address space). */
+  kiln_status (*buffer_import)(void *device, void *host, uint64_t size, void **buffer);
 } kiln_driver;
 
 typedef const kiln_driver *(*kiln_driver_entry_fn)(void);

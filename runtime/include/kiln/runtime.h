@@ -208,6 +208,16 @@ KILN_API kiln_status kiln_session_set_input(kiln_session *session,
                                             const char *name, kiln_dtype dtype,
                                             uint32_t rank, const int64_t *dims,
                                             const void *data, size_t bytes);
+/* kiln_session_set_input without the copy: runs read the input from `data`
+ * in place until it is set or bound again, so `data` must stay valid and
+ * unchanged until then. Same checks as kiln_session_set_input; where the
+ * device cannot read that memory as is (a GPU, an address not 64-byte
+ * aligned on the cpu, an artifact compiled per input value) it returns
+ * KILN_ERROR_UNAVAILABLE and binds nothing: copy with set_input instead. */
+KILN_API kiln_status kiln_session_bind_input(kiln_session *session,
+                                             const char *name, kiln_dtype dtype,
+                                             uint32_t rank, const int64_t *dims,
+                                             const void *data, size_t bytes);
 /* Runs every dispatch and waits for completion. Fails if an input was never
  * set. For an artifact that specializes on inputs, first compiles it for
  * their values unless done before (see kiln_artifact_input_specializes); a
