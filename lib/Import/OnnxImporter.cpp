@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Importer.h"
+#include "NodeSchema.h"
 #include "OpRegistry.h"
 #include "kiln/Import/NodeLocation.h"
 
@@ -593,6 +594,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   if (!domain.empty() && domain != "ai.onnx.preview" &&
       !registry.firstVersion(domain, n.op_type()))
     return fail("operator domain '" + n.domain() + "' is not supported");
+  if (std::string why = checkNodeSchema(n, domain, domainOpset(domain)); !why.empty())
+    return fail(why);
   for (int i = 0; i < n.input_size(); ++i)
     if (auto it = dynamicShapes.find(n.input(i)); it != dynamicShapes.end())
       return fail("input '" + n.input(i) + "' has a data-dependent shape (computed by " +
