@@ -8,24 +8,8 @@ cd "$root"
 
 PIP_PACKAGES=(iree-base-compiler==3.13.0 iree-base-runtime==3.13.0)
 
-if [ ! -x .venv/bin/python ]; then
-  echo "setup-bench: no .venv; run bash scripts/setup.sh first" >&2
-  exit 1
-fi
 bash scripts/setup-torch.sh
-stamp=.venv/.kiln-bench-pins
-want=$(printf '%s\n' "${PIP_PACKAGES[@]}")
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "== kiln setup-bench: pip install ${PIP_PACKAGES[*]}"
-  # Hold what setup.sh pinned (and what onnx/onnxruntime build on): pip fails rather than
-  # moving them.
-  constraints=$(mktemp)
-  trap 'rm -f "$constraints"' EXIT
-  .venv/bin/python -m pip freeze --disable-pip-version-check |
-    grep -iE '^(numpy|onnx|onnxruntime|protobuf|ml[-_]dtypes)==' >"$constraints" || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c "$constraints" "${PIP_PACKAGES[@]}"
-  printf '%s\n' "$want" >"$stamp"
-fi
+bash scripts/pip-pins.sh bench "${PIP_PACKAGES[@]}"
 command -v clang-22 >/dev/null || [ -x /usr/lib/llvm-22/bin/clang ] ||
   echo "setup-bench: clang-22 missing (scripts/setup.sh installs it); the FMA peak needs it" >&2
 echo "== kiln setup-bench: done; run .venv/bin/python benchmarks/models.py -v"

@@ -11,20 +11,4 @@ cd "$root"
 # the CPU as they are.
 TORCH_PINS=(torch==2.15.0 torchvision==0.29.2 transformers==5.25.0)
 
-if [ ! -x .venv/bin/python ]; then
-  echo "setup-torch: no .venv; run bash scripts/setup.sh first" >&2
-  exit 1
-fi
-stamp=.venv/.kiln-torch-pins
-want=$(printf '%s\n' "${TORCH_PINS[@]}")
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "== kiln setup-torch: pip install ${TORCH_PINS[*]}"
-  # Hold what setup.sh pinned (and what onnx/onnxruntime build on): pip fails rather than
-  # moving them.
-  constraints=$(mktemp)
-  trap 'rm -f "$constraints"' EXIT
-  .venv/bin/python -m pip freeze --disable-pip-version-check |
-    grep -iE '^(numpy|onnx|onnxruntime|protobuf|ml[-_]dtypes)==' >"$constraints" || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c "$constraints" "${TORCH_PINS[@]}"
-  printf '%s\n' "$want" >"$stamp"
-fi
+bash scripts/pip-pins.sh torch "${TORCH_PINS[@]}"
