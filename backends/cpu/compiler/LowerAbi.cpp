@@ -13,10 +13,12 @@
 //===----------------------------------------------------------------------===//
 #include "Passes.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Builders.h"
 
 namespace kiln {
@@ -73,6 +75,21 @@ struct LowerCpuAbiPass : kiln::impl::CpuLowerAbiBase<LowerCpuAbiPass> {
         kernel->setAttr(attr.getName(), attr.getValue());
     Block *abi = kernel.addEntryBlock();
     b.setInsertionPointToStart(abi);
+    // The runtime takes the grid from the artifact; the kernel trusts only
+    // the one it was compiled for.
+    if (auto grid = body->getAttrOfType<DenseI64ArrayAttr>("kiln.workgroups")) {
+      Value inside;
+      for (auto [d, n] : llvm::enumerate(grid.asArrayRef().take_front(3))) {
+        Value bound = arith::ConstantIndexOp::create(b, loc, n);
+        Value lt = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                         abi->getArgument(1 + d), bound);
+        inside = inside ? arith::AndIOp::create(b, loc, inside, lt).getResult() : lt;
+      }
+      if (inside) {
+        auto guard = scf::IfOp::create(b, loc, inside, /*withElseRegion=*/false);
+        b.setInsertionPoint(guard.thenBlock()->getTerminator());
+      }
+    }
     Value bindings = abi->getArgument(0);
     SmallVector<Value> operands;
     for (unsigned i = 0; i < numBuffers; ++i) {
@@ -106,6 +123,7 @@ struct LowerCpuAbiPass : kiln::impl::CpuLowerAbiBase<LowerCpuAbiPass> {
     }
     operands.append(abi->getArguments().begin() + 1, abi->getArguments().end());
     func::CallOp::create(b, loc, body, operands);
+    b.setInsertionPointToEnd(abi);
     func::ReturnOp::create(b, loc);
   }
 };

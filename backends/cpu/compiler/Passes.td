@@ -73,9 +73,12 @@ def CpuLowerAbi : Pass<"kiln-cpu-lower-abi", "mlir::ModuleOp"> {
   let description = [{
     Buffers come as an array of base pointers, the workgroup id as three
     integers; the kernel's body moves to an internal, always-inlined
-    `<name>.body` whose buffer arguments are `llvm.noalias`.
+    `<name>.body` whose buffer arguments are `llvm.noalias`. Workgroup ids
+    outside the grid the kernel was compiled for (`kiln.workgroups`) return
+    at once, so that a damaged artifact's grid cannot index past a buffer.
   }];
-  let dependentDialects = ["mlir::LLVM::LLVMDialect"];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect", "mlir::arith::ArithDialect",
+                           "mlir::scf::SCFDialect"];
 }
 
 #endif // KILN_CPU_PASSES

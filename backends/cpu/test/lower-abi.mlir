@@ -13,10 +13,20 @@
 // CHECK-LABEL: func.func @k(
 // CHECK-SAME: %[[B:.+]]: !llvm.ptr, %[[WX:.+]]: index, %[[WY:.+]]: index, %[[WZ:.+]]: index)
 // CHECK-SAME: kiln.workgroups = array<i64: 8, 1, 1>
+// A grid past the compiled one (a damaged artifact) does nothing.
+// CHECK: %[[C8:.+]] = arith.constant 8 : index
+// CHECK: %[[INX:.+]] = arith.cmpi ult, %[[WX]], %[[C8]] : index
+// CHECK: %[[INY:.+]] = arith.cmpi ult, %[[WY]], %{{.+}} : index
+// CHECK: %[[XY:.+]] = arith.andi %[[INX]], %[[INY]] : i1
+// CHECK: %[[INZ:.+]] = arith.cmpi ult, %[[WZ]], %{{.+}} : index
+// CHECK: %[[ALL:.+]] = arith.andi %[[XY]], %[[INZ]] : i1
+// CHECK: scf.if %[[ALL]] {
 // CHECK: %[[SLOT1:.+]] = llvm.getelementptr %[[B]][1] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr
 // CHECK: llvm.load %[[SLOT1]] : !llvm.ptr -> !llvm.ptr
 // CHECK: %[[M1:.+]] = builtin.unrealized_conversion_cast %{{.+}} : !llvm.struct<(ptr, ptr, i64, array<1 x i64>, array<1 x i64>)> to memref<8xf32>
 // CHECK: call @k.body(%{{.+}}, %[[M1]], %[[WX]], %[[WY]], %[[WZ]])
+// CHECK-NEXT: }
+// CHECK-NEXT: return
 func.func @k(%in: memref<8xf32>, %out: memref<8xf32>) attributes {kiln.workgroups = array<i64: 8, 1, 1>} {
   %i = gpu.block_id x
   %v = memref.load %in[%i] : memref<8xf32>
