@@ -127,12 +127,26 @@ std::string validate(const Module &m) {
   if (!m.kernelOps.empty() && m.kernelOps.size() != kernels)
     return std::to_string(m.kernelOps.size()) + " kernel descriptions for " +
            std::to_string(kernels) + " kernels";
+  if (!m.kernelExtents.empty() && m.kernelExtents.size() != kernels)
+    return std::to_string(m.kernelExtents.size()) + " kernel extent lists for " +
+           std::to_string(kernels) + " kernels";
   for (size_t i = 0; i < m.dispatches.size(); ++i) {
     const Dispatch &d = m.dispatches[i];
     std::string where = "dispatch " + std::to_string(i);
     if (d.kernel >= kernels)
       return where + " uses kernel " + std::to_string(d.kernel) + " of " +
              std::to_string(kernels);
+    if (!m.kernelExtents.empty()) {
+      const std::vector<uint64_t> &ext = m.kernelExtents[d.kernel];
+      if (ext.size() != d.bindings.size())
+        return where + " has " + std::to_string(d.bindings.size()) + " bindings but its kernel " +
+               std::to_string(ext.size());
+      for (size_t j = 0; j < ext.size(); ++j)
+        if (d.bindings[j].buffer < m.buffers.size() &&
+            d.bindings[j].offset + ext[j] > m.buffers[d.bindings[j].buffer].sizeBytes)
+          return where + " binding " + std::to_string(j) + " needs " + std::to_string(ext[j]) +
+                 " bytes past its buffer's end";
+    }
     for (const Binding &b : d.bindings) {
       if (b.buffer >= m.buffers.size())
         return where + " binds buffer " + std::to_string(b.buffer) + " of " +
@@ -264,6 +278,13 @@ std::string writeArtifact(const Module &module, const std::string &path) {
   meta.u32(static_cast<uint32_t>(module.kernelOps.size()));
   for (const std::string &ops : module.kernelOps)
     meta.str(ops);
+  // 3.3: the bytes each kernel reaches through each binding.
+  meta.u32(static_cast<uint32_t>(module.kernelExtents.size()));
+  for (const std::vector<uint64_t> &ext : module.kernelExtents) {
+    meta.u32(static_cast<uint32_t>(ext.size()));
+    for (uint64_t e : ext)
+      meta.u64(e);
+  }
 
   std::vector<Section> sections;
   sections.push_back({KILN_ART_SECTION_META, meta.bytes.data(), meta.bytes.size()});

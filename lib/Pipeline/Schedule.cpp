@@ -168,6 +168,9 @@ llvm::Expected<Schedule> kiln::buildSchedule(ModuleOp module) {
         if (auto fn = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(d, d.getKernel()))
           ops = fn->getAttrOfType<StringAttr>(kOnnxOpsAttr);
         m.kernelOps.push_back(ops ? ops.str() : "");
+        std::vector<uint64_t> &ext = m.kernelExtents.emplace_back();
+        for (Value v : llvm::concat<Value>(d.getInputs(), d.getResults()))
+          ext.push_back(byteSize(cast<RankedTensorType>(v.getType())));
       }
       m.dispatches.push_back(std::move(dispatch));
       continue;

@@ -147,6 +147,44 @@ void readTensors(MetaReader &r, const std::vector<Buffer> &buffers,
   }
 }
 
+/// With the kernels' extents (3.3), every binding must lie inside its
+/// buffer, and every buffer other than a constant must be exactly as large
+/// as its largest use: a damaged size can neither reach past a buffer nor
+/// make the session allocate more than the model needs.
+std::string checkExtents(const kiln_artifact &a) {
+  if (a.kernelExtents.empty())
+    return "";
+  std::vector<uint64_t> need(a.buffers.size(), 0);
+  for (size_t i = 0; i < a.dispatches.size(); ++i) {
+    const Dispatch &d = a.dispatches[i];
+    const std::vector<uint64_t> &ext = a.kernelExtents[d.kernel];
+    std::string where = "dispatch " + std::to_string(i);
+    if (ext.size() != d.bindingBuffers.size())
+      return where + " has " + std::to_string(d.bindingBuffers.size()) +
+             " bindings but its kernel takes " + std::to_string(ext.size());
+    for (size_t j = 0; j < ext.size(); ++j) {
+      uint32_t b = d.bindingBuffers[j];
+      uint64_t size = a.buffers[b].size, offset = d.bindingOffsets[j];
+      if (ext[j] > size - offset) // offset <= size was checked
+        return where + " binding " + std::to_string(j) + " reaches " + std::to_string(ext[j]) +
+               " bytes from offset " + std::to_string(offset) + " of buffer " + std::to_string(b) +
+               ", which has " + std::to_string(size);
+      need[b] = std::max(need[b], offset + ext[j]);
+    }
+  }
+  for (const std::vector<Tensor> *ts : {&a.inputs, &a.outputs})
+    for (const Tensor &t : *ts) {
+      need[t.buffer] = std::max(need[t.buffer], t.bytes);
+      for (const DynamicDim &dd : t.dynamicDims)
+        need[dd.buffer] = std::max(need[dd.buffer], dd.offset + 8);
+    }
+  for (size_t b = 0; b < a.buffers.size(); ++b)
+    if (a.buffers[b].kind != KILN_ART_BUFFER_CONSTANT && a.buffers[b].size != need[b])
+      return "buffer " + std::to_string(b) + " has " + std::to_string(a.buffers[b].size) +
+             " bytes but its uses need " + std::to_string(need[b]);
+  return "";
+}
+
 std::string parseMeta(kiln_artifact &a, SectionView meta,
                       const std::map<std::string, SectionView> &sections) {
   MetaReader r(meta.data, meta.size);
@@ -293,8 +331,20 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
            " kernels";
   for (uint32_t i = 0; i < nOps && r.ok(); ++i)
     a.kernelOps.push_back(r.str("kernel description"));
+  // Format 3.3: the bytes each kernel reaches through each binding.
+  uint32_t nExtents = r.ok() && !r.atEnd() ? r.count("kernel extent list", 4) : 0;
+  if (nExtents && nExtents != kernels)
+    return std::to_string(nExtents) + " kernel extent lists for " + std::to_string(kernels) +
+           " kernels";
+  for (uint32_t i = 0; i < nExtents && r.ok(); ++i) {
+    std::vector<uint64_t> &ext = a.kernelExtents.emplace_back(r.count("kernel extent", 8));
+    for (uint64_t &e : ext)
+      e = r.u64("kernel extent");
+  }
   if (!r.ok())
     return r.error;
+  if (std::string why = checkExtents(a); !why.empty())
+    return why;
   a.kernelOps.resize(kernels);
   // Pointers into `entries` and `kernelOps` are taken only once the vectors
   // stop moving.

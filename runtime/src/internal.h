@@ -78,6 +78,8 @@ struct kiln_artifact {
   /// Per kernel, the ONNX nodes it computes ("Conv(c1) + Relu(r1)"; format
   /// 3.2, else ""). Drivers get them with the entries, for profiles.
   std::vector<std::string> kernelOps;
+  /// Format 3.3: per kernel, the bytes each binding reaches (empty before).
+  std::vector<std::vector<uint64_t>> kernelExtents;
   /// Inputs whose values or shapes (dims of -1) decide the code: such an
   /// artifact holds no code but the model and how to compile it, and
   /// sessions compile it for each run's (specialize.cpp).

@@ -84,7 +84,7 @@ TEST(Artifact, LayoutFollowsSpec) {
   kiln_art_header h = header(bytes);
   EXPECT_EQ(std::memcmp(h.magic, "KILNART\0", 8), 0);
   EXPECT_EQ(h.version_major, 3u);
-  EXPECT_EQ(h.version_minor, 2u);
+  EXPECT_EQ(h.version_minor, 3u);
   EXPECT_EQ(h.file_size, bytes.size());
   EXPECT_EQ(h.section_table_offset, 64u);
   ASSERT_EQ(h.section_count, 3u);
@@ -203,10 +203,12 @@ uint32_t metaTail(const std::string &path, uint64_t back) {
 TEST(Artifact, Version30WithoutSpecializeRecordAccepted) {
   std::string path = writeVadd();
   // 3.0 files end the meta section before the specializing-input count, 3.1
-  // before the kernel descriptions: both counts are 0 here.
+  // before the kernel descriptions, 3.2 before the kernel extents: all three
+  // counts are 0 here.
+  ASSERT_EQ(metaTail(path, 12), 0u);
   ASSERT_EQ(metaTail(path, 8), 0u);
   ASSERT_EQ(metaTail(path, 4), 0u);
-  downgrade(path, 0, 8);
+  downgrade(path, 0, 12);
   kiln_artifact *a = nullptr;
   ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
   EXPECT_FALSE(kiln_artifact_input_specializes(a, 0));
@@ -238,8 +240,9 @@ TEST(Artifact, Version31WithoutKernelDescriptionsAccepted) {
   m.module.kernelOps = {"Add(a)", "Mul(m)"};
   std::string path = tempPath(".kiln");
   ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
-  // The record: count 2, then "Add(a)" and "Mul(m)" with their lengths.
-  uint64_t record = 4 + (4 + 6) + (4 + 6);
+  // The record: count 2, then "Add(a)" and "Mul(m)" with their lengths;
+  // after it, 3.3's kernel extent count (0).
+  uint64_t record = 4 + (4 + 6) + (4 + 6) + 4;
   ASSERT_EQ(metaTail(path, record), 2u);
   downgrade(path, 1, record);
   kiln_artifact *a = nullptr;
@@ -266,10 +269,69 @@ TEST(Artifact, KernelDescriptionCountMustMatch) {
   std::vector<uint8_t> bytes = readFile(path);
   kiln_art_section meta = metaSection(bytes);
   uint32_t one = 1;
-  std::memcpy(bytes.data() + meta.offset + meta.size - (4 + 10 + 10), &one, 4);
+  std::memcpy(bytes.data() + meta.offset + meta.size - (4 + 10 + 10 + 4), &one, 4);
   rechecksum(bytes);
   writeFile(path, bytes);
   expectOpenError(path, KILN_ERROR_CORRUPT, "1 kernel descriptions for 2 kernels");
+}
+
+/// VaddModule with its kernels' extents (format 3.3): a, b, the sum and n
+/// (8 bytes of buffer 4 from offset 8).
+VaddModule withExtents(int64_t n) {
+  VaddModule m(n);
+  uint64_t bytes = static_cast<uint64_t>(n) * 4;
+  m.module.kernelExtents = {{bytes, bytes, bytes, 8}, {bytes, bytes, bytes, 8}};
+  return m;
+}
+
+/// Rewrites the size of buffer `index` of a VaddModule file.
+void setBufferSize(const std::string &path, uint32_t index, uint64_t size) {
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_section meta = metaSection(bytes);
+  // producer "kiln-tests" and name "vadd_mul" with their lengths, the buffer
+  // count, then 24-byte records: kind, reserved, size, constant offset.
+  uint64_t at = meta.offset + (4 + 10) + (4 + 8) + 4 + 24 * index + 8;
+  std::memcpy(bytes.data() + at, &size, 8);
+  rechecksum(bytes);
+  writeFile(path, bytes);
+}
+
+TEST(Artifact, KernelExtentsBoundEveryBuffer) {
+  VaddModule m = withExtents(16);
+  std::string path = tempPath(".kiln");
+  ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_artifact_release(a);
+
+  // A damaged size that the checksum does not catch (it is resealed): too
+  // small reaches past the buffer, too large allocates what nothing uses.
+  setBufferSize(path, 5, 32);
+  expectOpenError(path, KILN_ERROR_CORRUPT,
+                  "dispatch 0 binding 2 reaches 64 bytes from offset 0 of buffer 5, which has 32");
+  setBufferSize(path, 5, uint64_t(1) << 40);
+  expectOpenError(path, KILN_ERROR_CORRUPT, "buffer 5 has 1099511627776 bytes but its uses need 64");
+
+  m.module.kernelExtents[1][3] = 9;
+  EXPECT_THAT(artifact::writeArtifact(m.module, path),
+              HasSubstr("dispatch 1 binding 3 needs 9 bytes past its buffer's end"));
+  m.module.kernelExtents[1].pop_back();
+  EXPECT_THAT(artifact::writeArtifact(m.module, path),
+              HasSubstr("dispatch 1 has 4 bindings but its kernel 3"));
+}
+
+TEST(Artifact, Version32WithoutKernelExtentsAccepted) {
+  VaddModule m = withExtents(16);
+  std::string path = tempPath(".kiln");
+  ASSERT_EQ(artifact::writeArtifact(m.module, path), "");
+  uint64_t record = 4 + 2 * (4 + 4 * 8);
+  ASSERT_EQ(metaTail(path, record), 2u);
+  downgrade(path, 2, record);
+  // Without the extents nothing checks sizes against uses.
+  setBufferSize(path, 5, 128);
+  kiln_artifact *a = nullptr;
+  ASSERT_EQ(kiln_artifact_open(path.c_str(), &a), KILN_OK) << kiln_last_error();
+  kiln_artifact_release(a);
 }
 
 TEST(Artifact, CorruptMetaIsBoundsChecked) {

@@ -105,6 +105,10 @@ struct Module {
   /// computes, e.g. "Conv(conv1) + Relu(relu1)"; "" where unknown. Empty, or
   /// one per kernel (format 3.2).
   std::vector<std::string> kernelOps;
+  /// Per kernel, the bytes it reads or writes through each binding, from
+  /// the binding's offset (format 3.3): the runtime checks every dispatch
+  /// and buffer size against them. Empty, or one per kernel.
+  std::vector<std::vector<uint64_t>> kernelExtents;
   /// Inputs whose values (they feed shapes) or shapes (dims of -1 in
   /// `inputs`) decide what gets compiled. A module with any holds no code,
   /// only its inputs and `source`: the runtime compiles it for each run's.
