@@ -22,8 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"
 import kiln.backend  # noqa: E402
 from xfail import read_xfail, xfail_path  # noqa: E402
 
-# run.py's suites. The "real" ones download models, and BackendTest makes
-# the expected outputs of the "light" ones with onnx's slow reference.
+# run.py's suites; BackendTest's "real" one downloads its models.
 SUITES = ("Node", "Simple", "PyTorchConverted", "PyTorchOperator")
 
 XFAIL = read_xfail(xfail_path("cpu"))
