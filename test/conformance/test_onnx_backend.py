@@ -13,8 +13,10 @@ import os
 import re
 import sys
 
+import numpy as np
 import onnx.backend.test
 import pytest
+from onnx.backend.test.runner import Runner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
@@ -27,6 +29,21 @@ SUITES = ("Node", "Simple", "PyTorchConverted", "PyTorchOperator")
 
 XFAIL = read_xfail(xfail_path("cpu"))
 ONLY = re.compile(os.environ.get("KILN_BACKEND_TESTS", ""))
+
+# BackendTest compares a sequence output by recursing into its elements as if
+# each were a list of outputs, taking len() of it: a 0-d element (a sequence
+# of scalars, test_loop16_seq_none) raises TypeError whatever the backend
+# returned. Such an element is compared as a list of one.
+_compare = Runner.assert_similar_outputs.__func__
+
+
+def _assert_similar_outputs(cls, ref_outputs, outputs, rtol, atol, model_dir=None):
+    if isinstance(outputs, np.ndarray) and outputs.ndim == 0:
+        ref_outputs, outputs = [ref_outputs], [outputs]
+    _compare(cls, ref_outputs, outputs, rtol, atol, model_dir)
+
+
+Runner.assert_similar_outputs = classmethod(_assert_similar_outputs)
 
 
 def _test_cases():
