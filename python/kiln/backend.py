@@ -71,8 +71,8 @@ def _regroup(name, type_proto, outs):
     if kind == "sequence_type":
         elems, i = [], 0
         elem_type = type_proto.sequence_type.elem_type
-        while f"{name}[{i}]" in outs or _kind(elem_type) != "tensor_type" and any(
-                k.startswith(f"{name}[{i}][") for k in outs):
+        while f"{name}[{i}]" in outs or (_kind(elem_type) != "tensor_type" and any(
+                k.startswith(f"{name}[{i}][") for k in outs)):
             elems.append(_regroup(f"{name}[{i}]", elem_type, outs))
             i += 1
         return elems
