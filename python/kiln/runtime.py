@@ -27,7 +27,9 @@ _DTYPES = {
 }
 # The types numpy lacks, where ml_dtypes (which onnx depends on) is
 # installed: its arrays hold one element per byte like Kiln's buffers, the
-# bits in the low bits of the byte (docs/artifact-format.md).
+# bits in the low bits of the byte (docs/artifact-format.md; ml_dtypes 0.7
+# keeps int4 -1 as 0x0f). An int4 or int2 byte with higher bits set is
+# refused by the runtime, not misread.
 try:
     import ml_dtypes as _ml
     _DTYPES.update({
