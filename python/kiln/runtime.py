@@ -25,19 +25,20 @@ _DTYPES = {
     7: np.dtype(np.int64), 9: np.dtype(np.bool_), 10: np.dtype(np.float16),
     11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
 }
-_BF16 = 16
-
-# The one-byte floats, where ml_dtypes (which onnx depends on) is installed:
-# its arrays hold one element per byte like Kiln's buffers (float4 in the low
-# bits, the rest zero). The 4- and 2-bit integers are left out: ml_dtypes
-# keeps int4 -1 as 0xff where Kiln's buffers need 0x0f
-# (docs/artifact-format.md).
+# The types numpy lacks, where ml_dtypes (which onnx depends on) is
+# installed: its arrays hold one element per byte like Kiln's buffers, the
+# bits in the low bits of the byte (docs/artifact-format.md; ml_dtypes 0.7
+# keeps int4 -1 as 0x0f). An int4 or int2 byte with higher bits set is
+# refused by the runtime, not misread.
 try:
     import ml_dtypes as _ml
     _DTYPES.update({
+        16: np.dtype(_ml.bfloat16),
         17: np.dtype(_ml.float8_e4m3fn), 18: np.dtype(_ml.float8_e4m3fnuz),
         19: np.dtype(_ml.float8_e5m2), 20: np.dtype(_ml.float8_e5m2fnuz),
+        21: np.dtype(_ml.uint4), 22: np.dtype(_ml.int4),
         23: np.dtype(_ml.float4_e2m1fn), 24: np.dtype(_ml.float8_e8m0fnu),
+        25: np.dtype(_ml.uint2), 26: np.dtype(_ml.int2),
     })
 except ImportError:
     pass
@@ -332,6 +333,18 @@ class Session:
                 self._handle, i, dst.ctypes.data_as(ctypes.c_void_p), dst.nbytes))
             results.append(dst if out is None else out[i])
         return results
+
+    def output_names(self):
+        """Names of the last run's outputs, in the order run() returned them
+        (an artifact compiled per run knows them only after a run)."""
+        if self._io is not None:
+            return [t.name for t in self.artifact.outputs]
+        names = []
+        for i in range(self._lib.kiln_session_output_count(self._handle)):
+            raw = _TensorInfo()
+            _check(self._lib.kiln_session_output_info(self._handle, i, ctypes.byref(raw)))
+            names.append(raw.name.decode("utf-8"))
+        return names
 
     def _run_io(self, inputs):
         """run() in one C call when `inputs` gives every input as a

@@ -41,6 +41,7 @@ from onnx import numpy_helper
 
 from checks import (COMPILE_ERROR, CRASH, OUTCOMES, PASSED, RUNTIME_ERROR, TIMEOUT,
                     UNSUPPORTED, WRONG, Failed, one_line)
+from xfail import read_xfail, xfail_lists, xfail_path
 
 SUITES = ("node", "simple", "pytorch-converted", "pytorch-operator")
 RTOL, ATOL = 1e-3, 1e-7
@@ -527,35 +528,6 @@ def resolve_ops(results):
                     r["op"] = main_ops(m)[0]
             else:
                 r["op"] = base["op"]
-
-
-def xfail_lists():
-    """target -> path of its expected-failure list. Lists live with their
-    backend (backends/<name>/test/conformance/<target>.xfail), and a folder
-    may register more targets than its own name (levelzero-cpu's list is
-    levelzero's), so they are found rather than named."""
-    pattern = os.path.join(REPO, "backends", "*", "test", "conformance", "*.xfail")
-    return {os.path.basename(f)[:-len(".xfail")]: f for f in sorted(glob.glob(pattern))}
-
-
-def xfail_path(target):
-    """Where the list of `target` is, or goes when it has none yet: the
-    folder named after the target."""
-    return xfail_lists().get(target) or os.path.join(
-        REPO, "backends", target, "test", "conformance", target + ".xfail")
-
-
-def read_xfail(path):
-    entries = collections.OrderedDict()
-    if not path or not os.path.exists(path):
-        return entries
-    with open(path) as f:
-        for line in f:
-            body, _, comment = line.partition("#")
-            name = body.strip()
-            if name:
-                entries[name] = comment.strip()
-    return entries
 
 
 def write_xfail(path, target, entries, suite_of):
