@@ -178,7 +178,11 @@ def test_unresolvable_control_flow(tmp_path, case, needles):
 
 def _sequence_op_model(op, inputs, attrs, opset, domains=()):
     f = onnx.TensorProto.FLOAT
-    n = helper.make_node(op, [i[0] for i in inputs], ["y"], name="seq_op", **attrs)
+    # As many outputs as the schema requires (the importer checks it first).
+    need = onnx.defs.get_schema(op, domains[0][1] if domains else opset,
+                                domains[0][0] if domains else "").min_output
+    n = helper.make_node(op, [i[0] for i in inputs], ["y"] + [f"y{k}" for k in range(1, need)],
+                         name="seq_op", **attrs)
     if domains:
         n.domain = domains[0][0]
     g = helper.make_graph([n], "g", [helper.make_tensor_value_info(i, f, s) for i, s in inputs],
@@ -459,11 +463,14 @@ def test_missing_artifact(tmp_path):
 
 
 def _structural_offsets(data):
-    """File offsets of the section table and of the meta-section fields whose
-    corruption the runtime can detect: everything before the dispatch list
-    except buffer sizes and kernel entry names (changing those yields a
-    well-formed but different program, which only the checksum protects)."""
+    """File offsets of the section table and of every meta-section field the
+    runtime must not trust: counts, kinds, sizes, dims, grids, dispatches,
+    bindings and the kernels' extents. Left out: strings (an entry name
+    changed into another kernel's is a different program, as changed code
+    would be) and the records after the extents. The workgroup counts' offsets
+    come back apart: a count made huge takes long to run, not to fail."""
     table, count = struct.unpack_from("<QI", data, 24)
+    grids = []
     offsets = list(range(table, table + 48 * count))
     sections = {}
     for i in range(count):
@@ -487,7 +494,7 @@ def _structural_offsets(data):
 
     string(), string()
     for _ in range(u32()):  # buffers: kind, reserved, size, constant offset
-        take(8), take(8, keep=False), take(8)
+        take(8), take(8), take(8)
     for _ in range(2):  # inputs, outputs
         for _ in range(u32()):
             string(), take(8)
@@ -495,17 +502,26 @@ def _structural_offsets(data):
     for _ in range(u32()):  # executables
         string(), string(), string()
         for _ in range(u32()):  # entries: name, workgroup count and size
-            string(keep=False), take(24, keep=False)
-    offsets.extend(range(pos, pos + 4))  # dispatch count
-    return offsets
+            string(keep=False)
+            grids.append(pos)
+            take(12, keep=False), take(12)
+    for _ in range(u32()):  # dispatches: kernel, bindings (buffer, reserved, offset)
+        take(4), take(16 * u32())
+    take(24 * u32())  # dynamic dims
+    take(8 * u32())  # specializing inputs
+    for _ in range(u32()):  # kernel descriptions
+        string(keep=False)
+    for _ in range(u32()):  # 3.3: kernel extents
+        take(8 * u32())
+    return offsets, grids
 
 
 def test_corrupt_metadata_with_valid_checksum(mlp_files, tmp_path):
     """Structural corruption that the checksum does not catch (it is resealed)
     is reported by validation, or harmless: never a crash or a hang."""
     data = mlp_files[1].read_bytes()
-    offsets = _structural_offsets(data)
-    assert len(offsets) > 300
+    offsets, grids = _structural_offsets(data)
+    assert len(offsets) > 600
     p = tmp_path / "c.kiln"
     codes = {0: 0, 1: 0}
     for off in offsets:
@@ -519,6 +535,16 @@ def test_corrupt_metadata_with_valid_checksum(mlp_files, tmp_path):
                 assert r.stderr.startswith("kiln-run: error: "), (off, new, r.stderr)
             codes[r.returncode] += 1
     assert codes[1] > len(offsets) // 2, codes  # most of these must be rejected
+    # A grid past the one a kernel was compiled for: the extra workgroups
+    # return at once (the kernel checks its ids), nothing is reached.
+    for at in grids:
+        for dim in range(3):
+            d = bytearray(data)
+            n = struct.unpack_from("<I", d, at + 4 * dim)[0]
+            struct.pack_into("<I", d, at + 4 * dim, n * 4 + 3)
+            p.write_bytes(_reseal(d))
+            r = run_tool("kiln-run", p, "--threads=2", timeout=30)
+            assert r.returncode == 0, (at, dim, r.returncode, r.stderr)
 
 
 # --- Python binding ---------------------------------------------------------------
