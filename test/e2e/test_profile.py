@@ -125,21 +125,25 @@ def _fnv1a(data):
 
 
 def _downgrade_to_31(path, kernel_ops):
-    """Rewrites a 3.2 artifact as 3.1: without the kernel descriptions that
-    end its meta section (u32 count, then each as u32 length + bytes)."""
+    """Rewrites a 3.3 artifact as 3.1: without the kernel descriptions (u32
+    count, then each as u32 length + bytes) and the kernel extents after
+    them, which end its meta section."""
     data = bytearray(path.read_bytes())
     major, minor = struct.unpack_from("<II", data, 8)
-    assert (major, minor) == (3, 2)
+    assert (major, minor) == (3, 3)
     table, count = struct.unpack_from("<QI", data, 24)
     for i in range(count):
         at = table + 48 * i
         name, offset, size = struct.unpack_from("<32sQQ", data, at)
         if name.rstrip(b"\0") == b"meta":
             break
-    record = 4 + sum(4 + len(o.encode()) for o in kernel_ops)
-    assert struct.unpack_from("<I", data, offset + size - record)[0] == len(kernel_ops)
-    data[offset + size - record:offset + size] = bytes(record)
-    struct.pack_into("<32sQQ", data, at, name, offset, size - record)
+    record = struct.pack("<I", len(kernel_ops)) + b"".join(
+        struct.pack("<I", len(o.encode())) + o.encode() for o in kernel_ops)
+    start = bytes(data[offset:offset + size]).rfind(record)
+    assert start > 0
+    cut = size - start
+    data[offset + start:offset + size] = bytes(cut)
+    struct.pack_into("<32sQQ", data, at, name, offset, start)
     struct.pack_into("<I", data, 12, 1)
     struct.pack_into("<Q", data, 40, _fnv1a(data[64:]))
     path.write_bytes(bytes(data))
