@@ -65,13 +65,9 @@ def _test_cases():
 @pytest.fixture(scope="module", autouse=True)
 def _run_time_compile_cache(tmp_path_factory):
     # Artifacts the runtime compiles per shape or value go here, not ~/.cache.
-    old = os.environ.get("KILN_CACHE_DIR")
-    os.environ["KILN_CACHE_DIR"] = str(tmp_path_factory.mktemp("kiln-cache"))
-    yield
-    if old is None:
-        del os.environ["KILN_CACHE_DIR"]
-    else:
-        os.environ["KILN_CACHE_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KILN_CACHE_DIR", str(tmp_path_factory.mktemp("kiln-cache")))
+        yield
 
 
 globals().update(_test_cases())

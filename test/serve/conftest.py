@@ -38,14 +38,9 @@ def _require_build():
 def _cache_dir(tmp_path_factory):
     # Symbolic-batch artifacts compile per row count into $KILN_CACHE_DIR:
     # keep that out of the user's ~/.cache (Ray replicas inherit it).
-    import os
-    old = os.environ.get("KILN_CACHE_DIR")
-    os.environ["KILN_CACHE_DIR"] = str(tmp_path_factory.mktemp("kiln-cache"))
-    yield
-    if old is None:
-        os.environ.pop("KILN_CACHE_DIR", None)
-    else:
-        os.environ["KILN_CACHE_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KILN_CACHE_DIR", str(tmp_path_factory.mktemp("kiln-cache")))
+        yield
 
 
 def mlp(batch="batch", two_inputs=False):
