@@ -249,11 +249,12 @@ class Session:
     def outputs(self):
         """The artifact's outputs; for one that specializes on its inputs
         (it lists none until compiled), those of the last run."""
-        count = self._lib.kiln_session_output_count(self._handle)
-        if self.artifact.outputs or not count:
-            return self.artifact.outputs
+        return self.artifact.outputs or self._run_outputs()
+
+    def _run_outputs(self):
+        """The session's outputs: after a run, with the shapes it produced."""
         infos = []
-        for i in range(count):
+        for i in range(self._lib.kiln_session_output_count(self._handle)):
             raw = _TensorInfo()
             _check(self._lib.kiln_session_output_info(self._handle, i, ctypes.byref(raw)))
             infos.append(TensorInfo(raw))
@@ -290,7 +291,7 @@ class Session:
             if st == 0:
                 self._bound[name] = arr
                 return
-            if _load().kiln_status_name(st) != b"KILN_ERROR_UNAVAILABLE":
+            if self._lib.kiln_status_name(st) != b"KILN_ERROR_UNAVAILABLE":
                 _check(st)
         self.set_input(name, arr)
 
@@ -306,17 +307,15 @@ class Session:
             if results is not None:
                 return results
         for name, value in (inputs or {}).items():
-            self.bind_input(name, value)
+            arr = _as_array(value, name)
+            # A small input costs less to copy than a bind that may be refused.
+            (self.bind_input if arr.nbytes > _COPY_LIMIT else self.set_input)(name, arr)
         _check(self._lib.kiln_session_run(self._handle))
-        count = self._lib.kiln_session_output_count(self._handle)
-        if out is not None and len(out) != count:
-            raise ValueError(f"out: {len(out)} arrays for {count} outputs")
+        infos = self._run_outputs()  # data-dependent dims are known only now
+        if out is not None and len(out) != len(infos):
+            raise ValueError(f"out: {len(out)} arrays for {len(infos)} outputs")
         results = []
-        for i in range(count):
-            # The run's shape: data-dependent dims are known only now.
-            raw = _TensorInfo()
-            _check(self._lib.kiln_session_output_info(self._handle, i, ctypes.byref(raw)))
-            info = TensorInfo(raw)
+        for i, info in enumerate(infos):
             if info.dtype is None:
                 raise RuntimeError(f"output '{info.name}' has dtype {info.dtype_name}, "
                                    "which numpy cannot represent")
@@ -337,14 +336,7 @@ class Session:
     def output_names(self):
         """Names of the last run's outputs, in the order run() returned them
         (an artifact compiled per run knows them only after a run)."""
-        if self._io is not None:
-            return [t.name for t in self.artifact.outputs]
-        names = []
-        for i in range(self._lib.kiln_session_output_count(self._handle)):
-            raw = _TensorInfo()
-            _check(self._lib.kiln_session_output_info(self._handle, i, ctypes.byref(raw)))
-            names.append(raw.name.decode("utf-8"))
-        return names
+        return [t.name for t in (self.artifact.outputs if self._io is not None else self._run_outputs())]
 
     def _run_io(self, inputs):
         """run() in one C call when `inputs` gives every input as a
@@ -403,7 +395,7 @@ class Session:
         self.close()
 
 
-_COPY_LIMIT = 64 << 10  # bytes of input that run() copies in one call rather than binds
+_COPY_LIMIT = 64 << 10  # bytes of input that run() copies rather than binds
 
 
 def _as_array(value, name):
