@@ -7,11 +7,7 @@
 
 using namespace mlir;
 
-namespace {
-
-/// Coefficient of dim `d` in `e` when `e` is a sum of dims times constants
-/// (plus a constant); nullopt for anything else (mod, floordiv, products of dims).
-std::optional<int64_t> linearCoefficient(AffineExpr e, unsigned d) {
+std::optional<int64_t> kiln::linearCoefficient(AffineExpr e, unsigned d) {
   if (auto dim = dyn_cast<AffineDimExpr>(e))
     return dim.getPosition() == d ? 1 : 0;
   if (isa<AffineConstantExpr>(e))
@@ -36,8 +32,6 @@ std::optional<int64_t> linearCoefficient(AffineExpr e, unsigned d) {
   }
   return std::nullopt;
 }
-
-} // namespace
 
 bool kiln::isVectorizableBody(Block &body) {
   for (Operation &op : body.without_terminator()) {

@@ -125,6 +125,10 @@ CASES = {
                                         group=12),
     "conv_depthwise_stride2": lambda rng: _conv(rng, [1, 12, 15, 17], [12, 1, 3, 3],
                                                 pads=[1, 1, 1, 1], strides=[2, 2], group=12),
+    # Filter rows unrolled in the tile (each input row loaded once for the
+    # output rows it serves): 5x5, two filters per channel, 19 rows.
+    "conv_depthwise5x5_multiplier": lambda rng: _conv(rng, [1, 6, 19, 23], [12, 1, 5, 5],
+                                                      pads=[2, 2, 2, 2], group=6),
     # Pools whose padding joins their kernel run as register-tiled
     # reductions (max or sum per accumulator) over rows loaded at stride 2.
     "maxpool3x3_stride2_pad": lambda rng: (

@@ -80,6 +80,51 @@ func.func @conv(%x: memref<4x10x10xf32>, %w: memref<8x4x3x3xf32>, %y: memref<8x8
   return
 }
 
+// A depthwise convolution (c, kh, kw, oh, ow): the tile's rows are output
+// rows, and x row oh + kh serves every output row it overlaps. kh is unrolled
+// inside the kw loop, each of the tile's 6 + 3 - 1 x rows is loaded once (not
+// 3 x 6 times), and the 3 weights of a kw step are loaded before them.
+// CHECK-LABEL: func.func @depthwise
+// CHECK: scf.for %[[KW:.+]] = %c0 to %c3 step %c1 iter_args
+// CHECK-COUNT-3: memref.load %arg1[%{{.+}}, %{{.+}}, %[[KW]]]
+// CHECK-COUNT-8: vector.load %arg0[%{{.+}}, %{{.+}}, %[[KW]]]
+// CHECK-NOT: vector.load %arg0
+// CHECK: scf.yield
+func.func @depthwise(%x: memref<2x8x10xf32>, %w: memref<2x3x3xf32>, %y: memref<2x6x8xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(c, kh, kw, oh, ow) -> (c, oh + kh, ow + kw)>,
+                                   affine_map<(c, kh, kw, oh, ow) -> (c, kh, kw)>,
+                                   affine_map<(c, kh, kw, oh, ow) -> (c, oh, ow)>],
+                  iterator_types = ["parallel", "reduction", "reduction", "parallel", "parallel"]}
+      ins(%x, %w : memref<2x8x10xf32>, memref<2x3x3xf32>) outs(%y : memref<2x6x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// Stride 2 along the rows: x row 2 * oh + kh; rows 0..12 each loaded once
+// (18 loads before), the last output row's accumulator gets x row 12.
+// CHECK-LABEL: func.func @depthwise_stride2
+// CHECK: scf.for %[[KW:.+]] = %c0 to %c3 step %c1 iter_args
+// CHECK-COUNT-13: vector.load %arg0[%{{.+}}, %{{.+}}, %[[KW]]]
+// CHECK-NOT: vector.load %arg0
+// CHECK: scf.yield
+func.func @depthwise_stride2(%x: memref<2x13x10xf32>, %w: memref<2x3x3xf32>, %y: memref<2x6x8xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(c, kh, kw, oh, ow) -> (c, 2 * oh + kh, ow + kw)>,
+                                   affine_map<(c, kh, kw, oh, ow) -> (c, kh, kw)>,
+                                   affine_map<(c, kh, kw, oh, ow) -> (c, oh, ow)>],
+                  iterator_types = ["parallel", "reduction", "reduction", "parallel", "parallel"]}
+      ins(%x, %w : memref<2x13x10xf32>, memref<2x3x3xf32>) outs(%y : memref<2x6x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
 // Stride 2 along the vector dim: two masked loads (the second stops one
 // element short, so the row's last element is never passed) and the even lanes.
 // CHECK-LABEL: func.func @stride2

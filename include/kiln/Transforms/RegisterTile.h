@@ -44,6 +44,10 @@ struct ContractionTiling {
 /// also checks that the output's and `rhs`'s last strides are 1.
 std::optional<ContractionTiling> matchRegisterTileContraction(mlir::linalg::LinalgOp op);
 
+/// Coefficient of dim `d` in `e` when `e` is a sum of dims times constants
+/// (plus a constant); nullopt for anything else (mod, floordiv, products of dims).
+std::optional<int64_t> linearCoefficient(mlir::AffineExpr e, unsigned d);
+
 /// The body only computes with elementwise arith/math ops on its arguments
 /// and values from above: cloning it with vector types vectorizes it.
 bool isVectorizableBody(mlir::Block &body);
