@@ -113,6 +113,7 @@ def _load():
         "kiln_artifact_input_specializes": ([vp, sz], ctypes.c_int),
         "kiln_session_output_info": ([vp, sz, ctypes.POINTER(_TensorInfo)], st),
         "kiln_session_output_read": ([vp, sz, vp, sz], st),
+        "kiln_session_bind_output": ([vp, sz, vp, sz], st),
         "kiln_session_dispatch_count": ([vp], sz),
         "kiln_session_dispatch_info": ([vp, sz, ctypes.POINTER(_DispatchInfo)], st),
     }
@@ -301,7 +302,9 @@ class Session:
         graph-output order: fresh numpy arrays (DLPack-capable:
         torch.from_dlpack takes them without a copy), or the arrays of `out`
         (a sequence in output order, C-contiguous and writable, each the
-        output's dtype and shape), written in place."""
+        output's dtype and shape), written in place. Large outputs are
+        written by the kernels straight into the array returned or given
+        where the device allows (cpu: 64-byte aligned), else copied once."""
         if self._io is not None and inputs is not None and out is None:
             results = self._run_io(inputs)
             if results is not None:
@@ -310,28 +313,72 @@ class Session:
             arr = _as_array(value, name)
             # A small input costs less to copy than a bind that may be refused.
             (self.bind_input if arr.nbytes > _COPY_LIMIT else self.set_input)(name, arr)
-        _check(self._lib.kiln_session_run(self._handle))
-        infos = self._run_outputs()  # data-dependent dims are known only now
-        if out is not None and len(out) != len(infos):
-            raise ValueError(f"out: {len(out)} arrays for {len(infos)} outputs")
-        results = []
-        for i, info in enumerate(infos):
-            if info.dtype is None:
-                raise RuntimeError(f"output '{info.name}' has dtype {info.dtype_name}, "
-                                   "which numpy cannot represent")
+        if out is not None and self.artifact.outputs and len(out) != len(self.artifact.outputs):
+            raise ValueError(f"out: {len(out)} arrays for {len(self.artifact.outputs)} outputs")
+        bound = self._bind_outputs(out)
+        try:
+            _check(self._lib.kiln_session_run(self._handle))
+            infos = self._run_outputs()  # data-dependent dims are known only now
+            if out is not None and len(out) != len(infos):
+                raise ValueError(f"out: {len(out)} arrays for {len(infos)} outputs")
+            results = []
+            for i, info in enumerate(infos):
+                if i in bound:
+                    results.append(out[i] if out is not None else bound[i])
+                    continue
+                dst = self._destination(i, info, out)
+                _check(self._lib.kiln_session_output_read(
+                    self._handle, i, dst.ctypes.data_as(ctypes.c_void_p), dst.nbytes))
+                results.append(dst if out is None else out[i])
+        finally:
+            # The caller's arrays are never written after run() returns
+            # (unbinding also ends the run's outputs: read them first).
+            for i in bound:
+                _check(self._lib.kiln_session_bind_output(self._handle, i, None, 0))
+        return results
+
+    def _bind_outputs(self, out):
+        """Points the outputs larger than _COPY_LIMIT at their destination
+        (out[i], else a new 64-byte aligned array) where the device writes
+        them in place: {index: array} of those it took. An out array that
+        does not match is left to the check after the run."""
+        bound = {}
+        for i, info in enumerate(self.artifact.outputs):  # none if compiled per run
+            if (info.dtype is None or None in info.shape
+                    or np.prod(info.shape) * np.dtype(info.dtype).itemsize <= _COPY_LIMIT):
+                continue
             if out is None:
-                dst = np.empty(info.shape, dtype=info.dtype)
+                dst = _aligned_empty(info.shape, info.dtype)
             else:
                 dst = _as_array(out[i], info.name)
-                if (dst.dtype != info.dtype or dst.shape != info.shape or not dst.flags.c_contiguous
-                        or not dst.flags.writeable):
-                    raise ValueError(f"out[{i}] for output '{info.name}': expected a writable C-contiguous "
-                                     f"{info.dtype}{list(info.shape)}, got {'' if dst.flags.writeable else 'read-only '}"
-                                     f"{dst.dtype}{list(dst.shape)}")
-            _check(self._lib.kiln_session_output_read(
-                self._handle, i, dst.ctypes.data_as(ctypes.c_void_p), dst.nbytes))
-            results.append(dst if out is None else out[i])
-        return results
+                if (dst.dtype != info.dtype or dst.shape != info.shape
+                        or not dst.flags.c_contiguous or not dst.flags.writeable):
+                    continue
+            st = self._lib.kiln_session_bind_output(self._handle, i, dst.ctypes.data_as(ctypes.c_void_p),
+                                                    dst.nbytes)
+            if st == 0:
+                bound[i] = dst
+            elif self._lib.kiln_status_name(st) != b"KILN_ERROR_UNAVAILABLE":
+                for j in bound:
+                    self._lib.kiln_session_bind_output(self._handle, j, None, 0)
+                _check(st)
+        return bound
+
+    def _destination(self, i, info, out):
+        """Where output i goes: the caller's array (checked), else a new
+        64-byte aligned one the kernels can write in place."""
+        if info.dtype is None:
+            raise RuntimeError(f"output '{info.name}' has dtype {info.dtype_name}, "
+                               "which numpy cannot represent")
+        if out is None:
+            return _aligned_empty(info.shape, info.dtype)
+        dst = _as_array(out[i], info.name)
+        if (dst.dtype != info.dtype or dst.shape != info.shape or not dst.flags.c_contiguous
+                or not dst.flags.writeable):
+            raise ValueError(f"out[{i}] for output '{info.name}': expected a writable C-contiguous "
+                             f"{info.dtype}{list(info.shape)}, got {'' if dst.flags.writeable else 'read-only '}"
+                             f"{dst.dtype}{list(dst.shape)}")
+        return dst
 
     def output_names(self):
         """Names of the last run's outputs, in the order run() returned them
@@ -410,6 +457,18 @@ def _as_array(value, name):
             raise RuntimeError(f"'{name}': numpy cannot view this tensor in place ({e}); "
                                "move it to the cpu first") from e
     return np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+
+
+def _aligned_empty(shape, dtype):
+    """np.empty whose data starts on a 64-byte boundary (numpy's own
+    allocations are 16-byte aligned): the cpu can bind it in place."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes <= _COPY_LIMIT:
+        return np.empty(shape, dtype)
+    raw = np.empty(nbytes + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def _address(arr):

@@ -539,6 +539,52 @@ kiln_status kiln_session_bind_input(kiln_session *session, const char *name,
   return KILN_OK;
 }
 
+kiln_status kiln_session_bind_output(kiln_session *session, size_t index, void *data,
+                                     size_t bytes) {
+  if (!session)
+    return setError(KILN_ERROR_INVALID_ARGUMENT, "session is NULL");
+  const kiln_artifact &a = *session->artifact;
+  if (session->specializes())
+    return setError(KILN_ERROR_UNAVAILABLE,
+                    "the outputs of an artifact compiled per input value cannot be bound; "
+                    "use kiln_session_output_read");
+  if (index >= a.outputs.size())
+    return setError(KILN_ERROR_INVALID_ARGUMENT,
+                    "output index " + std::to_string(index) + " out of range (" +
+                        std::to_string(a.outputs.size()) + " outputs)");
+  const Tensor &t = a.outputs[index];
+  // Another input or output in the same buffer would follow it to `data`.
+  bool own = a.buffers[t.buffer].kind == KILN_ART_BUFFER_OUTPUT && t.dynamicDims.empty();
+  for (size_t i = 0; i < a.outputs.size(); ++i)
+    own &= i == index || a.outputs[i].buffer != t.buffer;
+  for (const Tensor &in : a.inputs)
+    own &= in.buffer != t.buffer;
+  if (!data) {
+    if (own && session->ownBuffer.count(t.buffer)) {
+      session->unbind(t.buffer);
+      session->haveOutputs = false;
+    }
+    return KILN_OK;
+  }
+  if (bytes != t.bytes)
+    return setError(KILN_ERROR_INVALID_ARGUMENT,
+                    "output '" + t.name + "': expected a " + std::to_string(t.bytes) +
+                        "-byte destination, got " + std::to_string(bytes));
+  const kiln_driver *d = session->device->driver;
+  if (!own || !d->buffer_import || !bytes || a.buffers[t.buffer].size != bytes)
+    return setError(KILN_ERROR_UNAVAILABLE,
+                    "output '" + t.name + "': device '" + session->device->name +
+                        "' cannot write it in place; use kiln_session_output_read");
+  void *imported = nullptr;
+  if (kiln_status st = d->buffer_import(session->handle, data, bytes, &imported); st != KILN_OK)
+    return setError(st, "output '" + t.name + "': " + lastError);
+  if (!session->ownBuffer.count(t.buffer))
+    session->ownBuffer[t.buffer] = session->buffers[t.buffer];
+  session->buffers[t.buffer] = imported;
+  session->haveOutputs = false;
+  return KILN_OK;
+}
+
 namespace {
 
 /// Runs a session over an artifact that specializes on inputs: finds or

@@ -1,5 +1,6 @@
 """Session I/O without copies: inputs read in place (bind_input, and run()
-for large inputs), DLPack producers as inputs, outputs into caller arrays."""
+for large inputs), DLPack producers as inputs, outputs into caller arrays,
+large outputs written by the kernels where run() returns or puts them."""
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
@@ -104,3 +105,31 @@ def test_outputs_into_caller_arrays(relu_plus):
         (fresh,) = s.run()
     # Results are DLPack producers themselves: a consumer views them without a copy.
     assert np.shares_memory(np.from_dlpack(fresh), fresh)
+
+
+def test_large_outputs_are_written_in_place(relu_plus, monkeypatch):
+    rng = np.random.default_rng(3)
+    x, b = rng.standard_normal(SHAPE).astype(np.float32), rng.standard_normal(SHAPE[1:]).astype(np.float32)
+    with kiln.Session(relu_plus, threads=1) as s:
+        dest = aligned(SHAPE)
+        with monkeypatch.context() as m:
+            # No copy out of the session: its read is never called.
+            def no_copy(*args):
+                raise AssertionError("output copied")
+            m.setattr(s._lib, "kiln_session_output_read", no_copy)
+            (y,) = s.run({"x": x, "b": b}, out=[dest])
+            assert y is dest
+            np.testing.assert_allclose(dest, want(x, b), rtol=1e-6)
+            (fresh,) = s.run({"x": -x, "b": b})
+            assert fresh.ctypes.data % 64 == 0 and fresh.flags.writeable
+            np.testing.assert_allclose(fresh, want(-x, b), rtol=1e-6)
+        # The arrays are unbound when run() returns: later runs leave them alone.
+        kept = dest.copy()
+        s.run({"x": 2 * x, "b": b})
+        np.testing.assert_array_equal(dest, kept)
+        np.testing.assert_allclose(fresh, want(-x, b), rtol=1e-6)
+        # An array the cpu cannot write in place gets a copy, as before.
+        odd = aligned(SHAPE, offset=16)
+        (y,) = s.run({"x": x, "b": b}, out=[odd])
+        assert y is odd
+        np.testing.assert_allclose(odd, want(x, b), rtol=1e-6)

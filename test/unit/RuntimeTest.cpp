@@ -315,6 +315,43 @@ TEST(Runtime, BindInputReadsInPlace) {
   EXPECT_STREQ(kiln_last_error(), "input 'a': expected 128 bytes of data, got 64");
 }
 
+TEST(Runtime, BindOutputWritesInPlace) {
+  VaddModule m(32);
+  Fixture f(m.module, 1);
+  kiln_session *s = f.session;
+  ASSERT_NE(s, nullptr);
+  alignas(64) float a[32], b[32], y[33];
+  for (int i = 0; i < 32; ++i)
+    a[i] = static_cast<float>(i), b[i] = 2.0f;
+  int64_t dims[] = {32};
+  ASSERT_EQ(kiln_session_set_input(s, "a", KILN_DTYPE_F32, 1, dims, a, 128), KILN_OK);
+  ASSERT_EQ(kiln_session_set_input(s, "b", KILN_DTYPE_F32, 1, dims, b, 128), KILN_OK);
+  ASSERT_EQ(kiln_session_bind_output(s, 0, y, 128), KILN_OK) << kiln_last_error();
+  y[5] = -1.0f;
+  ASSERT_EQ(kiln_session_run(s), KILN_OK) << kiln_last_error();
+  // The kernels wrote the caller's memory; output_read still copies it out.
+  EXPECT_EQ(y[5], (5.0f + 2.0f) * m.c[5]);
+  float copy[32];
+  ASSERT_EQ(kiln_session_output_read(s, 0, copy, 128), KILN_OK);
+  EXPECT_EQ(copy[5], y[5]);
+
+  // Unbound, the output is the session's again and the last run's is gone.
+  ASSERT_EQ(kiln_session_bind_output(s, 0, nullptr, 0), KILN_OK);
+  EXPECT_EQ(kiln_session_output_read(s, 0, copy, 128), KILN_ERROR_INVALID_ARGUMENT);
+  y[5] = -1.0f;
+  ASSERT_EQ(kiln_session_run(s), KILN_OK);
+  EXPECT_EQ(y[5], -1.0f);
+  ASSERT_EQ(kiln_session_output_read(s, 0, copy, 128), KILN_OK);
+  EXPECT_EQ(copy[5], (5.0f + 2.0f) * m.c[5]);
+
+  EXPECT_EQ(kiln_session_bind_output(s, 0, y + 1, 128), KILN_ERROR_UNAVAILABLE);
+  EXPECT_THAT(kiln_last_error(), HasSubstr("not 64-byte aligned"));
+  EXPECT_EQ(kiln_session_bind_output(s, 0, y, 64), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(), "output 'y': expected a 128-byte destination, got 64");
+  EXPECT_EQ(kiln_session_bind_output(s, 1, y, 128), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(kiln_last_error(), "output index 1 out of range (1 outputs)");
+}
+
 TEST(Runtime, RunIoRefusesDataDependentShapes) {
   Fixture f(boxModule(), 1);
   EXPECT_EQ(kiln_artifact_is_static(f.artifact), 0);

@@ -218,6 +218,18 @@ KILN_API kiln_status kiln_session_bind_input(kiln_session *session,
                                              const char *name, kiln_dtype dtype,
                                              uint32_t rank, const int64_t *dims,
                                              const void *data, size_t bytes);
+/* Makes runs write output `index` straight into caller memory `data` of
+ * `bytes` bytes (the output's size) until it is bound again; NULL `data`
+ * gives the output back its own buffer. `data` must stay valid until then,
+ * and each run leaves the output there (kiln_session_output_read still
+ * copies it out). Binding invalidates the last run's outputs. Where that
+ * cannot be done as is (a GPU, an address not 64-byte aligned on the cpu,
+ * an output with data-dependent dims or sharing its buffer with an input or
+ * another output, an artifact compiled per input value) it returns
+ * KILN_ERROR_UNAVAILABLE and binds nothing: read with output_read instead. */
+KILN_API kiln_status kiln_session_bind_output(kiln_session *session,
+                                              size_t index, void *data,
+                                              size_t bytes);
 /* Runs every dispatch and waits for completion. Fails if an input was never
  * set. For an artifact that specializes on inputs, first compiles it for
  * their values unless done before (see kiln_artifact_input_specializes); a
