@@ -39,12 +39,19 @@ func.func @matmul(%A: memref<13x5xf32>, %B: memref<5x37xf32>, %C: memref<13x37xf
 }
 
 // A workgroup's partial tile has dynamic extents: whole tiles, then one-row
-// tiles, and a masked column tile under an scf.if.
+// tiles, and the masked last columns under an scf.if, in one vector when
+// they fit in one (6 accumulators), else in two (12).
 // CHECK-LABEL: func.func @dynamic
 // CHECK: arith.divui
 // CHECK: scf.for
+// CHECK: %[[REST:.+]] = arith.subi
 // CHECK: scf.if
+// CHECK: %[[ONE:.+]] = arith.cmpi sle, %[[REST]], %c8
+// CHECK: scf.if %[[ONE]]
 // CHECK: vector.create_mask
+// CHECK: scf.for {{.+}} -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// CHECK: } else {
+// CHECK: scf.for {{.+}} -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
 // CHECK-NOT: linalg.generic
 func.func @dynamic(%A: memref<?x5xf32>, %B: memref<5x?xf32>, %C: memref<?x?xf32>) {
   linalg.generic {indexing_maps = [#a, #b, #c], iterator_types = ["parallel", "parallel", "reduction"]}
