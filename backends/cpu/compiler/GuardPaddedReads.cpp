@@ -15,6 +15,7 @@
 #include "Passes.h"
 #include "kiln/Transforms/PaddingReads.h"
 
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -85,34 +86,58 @@ void guard(arith::SelectOp sel) {
   load.erase();
 }
 
-/// `v` as `iv + offset` (`iv - offset` when `negated`) with the offset
-/// defined outside `loop` (none: `v` is the iv).
+/// `v` as the iv plus or minus values defined outside `loop` (none: `v` is
+/// the iv), as the importer writes a window's index: `(ow + kw) - pad`.
 struct IvOffset {
-  Value offset;
-  bool negated = false;
+  SmallVector<std::pair<Value, bool>> terms; // (value, subtracted)
 };
 std::optional<IvOffset> offsetFromIv(Value v, scf::ForOp loop) {
-  Value iv = loop.getInductionVar();
-  if (v == iv)
+  if (v == loop.getInductionVar())
     return IvOffset{};
   auto outside = [&](Value x) { return !loop->isAncestor(x.getParentBlock()->getParentOp()); };
+  auto plus = [&](Value inner, Value term, bool subtracted) -> std::optional<IvOffset> {
+    if (!outside(term))
+      return std::nullopt;
+    std::optional<IvOffset> o = offsetFromIv(inner, loop);
+    if (o)
+      o->terms.push_back({term, subtracted});
+    return o;
+  };
   if (auto add = v.getDefiningOp<arith::AddIOp>()) {
-    if (add.getLhs() == iv && outside(add.getRhs()))
-      return IvOffset{add.getRhs()};
-    if (add.getRhs() == iv && outside(add.getLhs()))
-      return IvOffset{add.getLhs()};
+    if (std::optional<IvOffset> o = plus(add.getLhs(), add.getRhs(), false))
+      return o;
+    return plus(add.getRhs(), add.getLhs(), false);
   }
-  if (auto sub = v.getDefiningOp<arith::SubIOp>(); sub && sub.getLhs() == iv && outside(sub.getRhs()))
-    return IvOffset{sub.getRhs(), true};
+  if (auto sub = v.getDefiningOp<arith::SubIOp>())
+    return plus(sub.getLhs(), sub.getRhs(), true);
+  // `affine.apply (a + b)`, a and b dims or symbols: a window's ow + kw.
+  if (auto apply = v.getDefiningOp<affine::AffineApplyOp>()) {
+    auto sum = dyn_cast<AffineBinaryOpExpr>(apply.getAffineMap().getResult(0));
+    if (!sum || sum.getKind() != AffineExprKind::Add)
+      return std::nullopt;
+    auto operand = [&](AffineExpr e) -> Value {
+      if (auto d = dyn_cast<AffineDimExpr>(e))
+        return apply.getMapOperands()[d.getPosition()];
+      if (auto sym = dyn_cast<AffineSymbolExpr>(e))
+        return apply.getMapOperands()[apply.getAffineMap().getNumDims() + sym.getPosition()];
+      return Value();
+    };
+    Value a = operand(sum.getLHS()), b = operand(sum.getRHS());
+    if (!a || !b)
+      return std::nullopt;
+    if (std::optional<IvOffset> o = plus(a, b, false))
+      return o;
+    return plus(b, a, false);
+  }
   return std::nullopt;
 }
 
 /// `j` moved by `o`.
 Value atOffset(OpBuilder &b, Location loc, Value j, const IvOffset &o) {
-  if (!o.offset)
-    return j;
-  return o.negated ? arith::SubIOp::create(b, loc, j, o.offset).getResult()
-                   : arith::AddIOp::create(b, loc, j, o.offset).getResult();
+  for (auto [term, subtracted] : o.terms)
+    j = subtracted ? arith::SubIOp::create(b, loc, j, term).getResult()
+                   : arith::AddIOp::create(b, loc, j, term).getResult();
+  return j;
 }
 
 /// Rows up to this long are vectorized here (`vectorizeRow`).

@@ -45,6 +45,37 @@ func.func @short_row(%x: memref<4x28xf32>, %out: memref<30xf32>, %r: index) {
   return
 }
 
+// An im2col row: the source column is the window's (ow + kw) - 1, the
+// affine.apply of the importer's index map, with kw from an outer loop.
+// CHECK-LABEL: func.func @window_row
+// CHECK-SAME: (%[[X:.+]]: memref<30xf32>, %[[OUT:.+]]: memref<30xf32>, %[[KW:.+]]: index)
+// CHECK: scf.for %[[J:.+]] = %c0 to %c30 step %c16
+// CHECK:   %[[W:.+]] = arith.addi %[[J]], %[[KW]]
+// CHECK:   %[[S:.+]] = arith.subi %[[W]], %c1
+// CHECK:   vector.maskedload %[[X]][%[[S]]]
+// CHECK:   vector.maskedstore %[[OUT]][%[[J]]]
+// CHECK-NOT: memref.store
+func.func @window_row(%x: memref<30xf32>, %out: memref<30xf32>, %kw: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c29 = arith.constant 29 : index
+  %c30 = arith.constant 30 : index
+  %zero = arith.constant 0.0 : f32
+  scf.for %j = %c0 to %c30 step %c1 {
+    %w = affine.apply affine_map<()[s0, s1] -> (s0 + s1)>()[%kw, %j]
+    %s = arith.subi %w, %c1 : index
+    %ge = arith.cmpi sge, %s, %c0 : index
+    %lt = arith.cmpi slt, %s, %c30 : index
+    %ok = arith.andi %ge, %lt : i1
+    %lo = arith.maxsi %s, %c0 : index
+    %i = arith.minsi %lo, %c29 : index
+    %v = memref.load %x[%i] : memref<30xf32>
+    %p = arith.select %ok, %v, %zero : f32
+    memref.store %p, %out[%j] : memref<30xf32>
+  }
+  return
+}
+
 // A row longer than 64 stays a loop of conditional loads: LLVM's loop
 // vectorizer does better on it (an unmasked body between the ends).
 // CHECK-LABEL: func.func @long_row
