@@ -311,10 +311,6 @@ LogicalResult handleRecurrent(OpContext &im, const RecurrentSpec &spec);
 
 // --- Subgraphs.cpp -----------------------------------------------------------
 
-/// Unrolling trades code size for loop support; past this many iterations
-/// the model needs real loops, which Kiln does not have.
-inline constexpr int64_t kMaxUnroll = 4096;
-
 void setIntAttr(onnx::NodeProto &n, StringRef name, int64_t v);
 
 DenseElementsAttr i64Attr(OpContext &im, ArrayRef<int64_t> shape,

@@ -790,11 +790,13 @@ static LogicalResult handleLoop(OpContext &ctx) {
   }
 
   SmallVector<SmallVector<std::string>> scans(nScan);
+  int64_t maxIterations = im.importOptions().maxLoopIterations;
   for (int64_t it = 0; it < trip && cond; ++it) {
     // Without a condition the trip count is exact: fail before unrolling.
-    if (it == kMaxUnroll || (it == 0 && !im.hasInput(1) && trip > kMaxUnroll))
-      return im.fail("the loop runs more than " + Twine(kMaxUnroll) +
-                     " iterations; Kiln unrolls loops at compile time and stops there");
+    if (it == maxIterations || (it == 0 && !im.hasInput(1) && trip > maxIterations))
+      return im.fail("the loop runs more than " + Twine(maxIterations) +
+                     " iterations; Kiln unrolls loops at compile time and stops there "
+                     "(--max-loop-iterations)");
     SmallVector<std::string> args = {im.defineConst(i64Attr(im, {}, {it})),
                                      im.defineConst(boolAttr(im, true))};
     args.append(carried.begin(), carried.end());

@@ -995,9 +995,9 @@ static LogicalResult unrollScan(Importer &im, const onnx::GraphProto &body,
   }
   if (length == 0)
     return im.fail("the scan inputs are empty, so the scan outputs have no known shape");
-  if (length > kMaxUnroll)
+  if (int64_t limit = im.importOptions().maxLoopIterations; length > limit)
     return im.fail("the scan runs " + Twine(length) + " iterations; Kiln unrolls scans at "
-                   "compile time and stops at " + Twine(kMaxUnroll));
+                   "compile time and stops at " + Twine(limit) + " (--max-loop-iterations)");
 
   SmallVector<SmallVector<std::string>> perStep(nOuts);
   for (int64_t t = 0; t < length; ++t) {

@@ -234,6 +234,14 @@ private:
   bool needsShapes = false; // the import stopped for symbolicInputs alone
   Location fileLoc;
   unsigned freshCount = 0;
+  /// Nodes imported so far, unrolled bodies once per iteration (maxNodes).
+  int64_t nodesImported = 0;
+
+  /// Fails when `type` (of `what`, for the message) has a static shape of
+  /// more than ImportOptions::maxTensorBytes.
+  LogicalResult checkTensorBytes(const Twine &what, Type type);
+  /// checkTensorBytes on every output of the node just imported.
+  LogicalResult checkOutputBytes();
 
   /// Records which outputs of the node just imported hold unsigned data.
   void markUnsignedOutputs();

@@ -581,6 +581,41 @@ LogicalResult Importer::importNodes(const onnx::GraphProto &g) {
   return success();
 }
 
+LogicalResult Importer::checkTensorBytes(const Twine &what, Type type) {
+  auto shaped = dyn_cast<RankedTensorType>(type);
+  if (!shaped || !shaped.hasStaticShape() || !shaped.getElementType().isIntOrFloat())
+    return success();
+  uint64_t bytes = (shaped.getElementTypeBitWidth() + 7) / 8;
+  bool overflow = false;
+  for (int64_t d : shaped.getShape())
+    overflow |= __builtin_mul_overflow(bytes, uint64_t(d), &bytes);
+  if (!overflow && bytes <= options.maxTensorBytes)
+    return success();
+  std::string dims;
+  for (int64_t d : shaped.getShape())
+    dims += (dims.empty() ? "" : "x") + std::to_string(d);
+  std::string elem;
+  llvm::raw_string_ostream(elem) << shaped.getElementType();
+  return fail(what + " is " + elem + "[" + dims + "] (" +
+              (overflow ? std::string("more than 2^64") : std::to_string(bytes)) +
+              " bytes), more than the " + Twine(options.maxTensorBytes) +
+              " one tensor may hold (--max-tensor-bytes)");
+}
+
+LogicalResult Importer::checkOutputBytes() {
+  for (const std::string &name : node->output()) {
+    // A folded splat (ConstantOfShape) costs nothing until it is a buffer.
+    Type t;
+    if (auto v = values.find(name); v != values.end())
+      t = v->second.getType();
+    else if (auto c = consts.find(name); c != consts.end())
+      t = c->second.getType();
+    if (t && failed(checkTensorBytes("output '" + name + "'", t)))
+      return failure();
+  }
+  return success();
+}
+
 LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   const OpRegistry &registry = opRegistry();
   node = &n;
@@ -588,6 +623,10 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   std::string locName = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type())
                                          : n.name();
   loc = onnxNodeLoc(b.getStringAttr(locName), b.getStringAttr(n.op_type()), fileLoc);
+  if (++nodesImported > options.maxNodes)
+    return fail("the model imports more than " + Twine(options.maxNodes) +
+                " nodes (Loop and Scan bodies count once per unrolled iteration; "
+                "--max-nodes)");
   // The preview domain holds ops that may still change; its handlers
   // implement the version the installed onnx defines (1).
   StringRef domain = OpRegistry::canonicalDomain(n.domain());
@@ -631,7 +670,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
       return failure();
     if (*folded) {
       markUnsignedOutputs();
-      return success();
+      return checkOutputBytes();
     }
   }
   int64_t version = domainOpset(domain);
@@ -663,10 +702,13 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
       values.erase(n.output(0));
     }
   }
-  for (int i = 0; i < n.output_size(); ++i)
+  for (int i = 0; i < n.output_size(); ++i) {
     if (!n.output(i).empty() && !isDefined(n.output(i)))
       return fail("output '" + n.output(i) + "' is not supported by Kiln's " +
                   n.op_type() + " importer");
+  }
+  if (failed(checkOutputBytes()))
+    return failure();
   if (!anyContainer)
     markUnsignedOutputs();
   return success();
@@ -744,6 +786,8 @@ LogicalResult Importer::importGraph() {
                   "', which is not an element of a sequence input of the graph");
   SmallVector<Type> argTypes;
   for (const FlatValue &arg : args) {
+    if (failed(checkTensorBytes("graph input '" + arg.external + "'", arg.mlirType)))
+      return failure();
     argTypes.push_back(arg.mlirType);
     auto type = cast<RankedTensorType>(arg.mlirType);
     SmallVector<int64_t> shape;
@@ -1046,6 +1090,19 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
 //===----------------------------------------------------------------------===//
 
 char kiln::SpecializationNeeded::ID = 0;
+
+llvm::Expected<uint64_t> kiln::parseByteCount(StringRef text) {
+  StringRef digits = text.rtrim("KMGTkmgt");
+  unsigned shift = 0;
+  if (digits.size() + 1 == text.size())
+    shift = 10 * (1 + StringRef("KMGT").find(llvm::toUpper(text.back())));
+  uint64_t n = 0;
+  if (digits.empty() || digits.size() + 1 < text.size() || digits.getAsInteger(10, n) ||
+      (shift && n > (UINT64_MAX >> shift)))
+    return llvm::createStringError("'" + text + "' is not a byte count (a number, optionally "
+                                   "followed by K, M, G or T)");
+  return n << shift;
+}
 
 llvm::Error kiln::parseInputShape(StringRef spec, ImportOptions &options) {
   auto [name, dims] = spec.rsplit('=');

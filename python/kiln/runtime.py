@@ -57,7 +57,8 @@ class _DeviceInfo(ctypes.Structure):
 class _SessionOptions(ctypes.Structure):
     _fields_ = [("num_threads", ctypes.c_uint32),
                 ("profile_path", ctypes.c_char_p),
-                ("stats_path", ctypes.c_char_p)]
+                ("stats_path", ctypes.c_char_p),
+                ("max_memory_bytes", ctypes.c_uint64)]
 
 
 class _DispatchInfo(ctypes.Structure):
@@ -216,15 +217,17 @@ class Session:
 
     With `profile` and/or `stats` paths, every run writes a Chrome/Perfetto
     trace and JSON statistics there (cpu, npu), and `dispatches()` says how
-    long each dispatch of the last run took.
+    long each dispatch of the last run took. `max_memory` (bytes) refuses a
+    model whose buffers need more, before allocating any.
     """
 
-    def __init__(self, artifact_path, device=None, threads=0, profile=None, stats=None):
+    def __init__(self, artifact_path, device=None, threads=0, profile=None, stats=None,
+                 max_memory=None):
         self._lib = _load()
         self._handle = None
         self.artifact = Artifact(artifact_path)
         opts = _SessionOptions(int(threads), str(profile).encode() if profile else None,
-                               str(stats).encode() if stats else None)
+                               str(stats).encode() if stats else None, int(max_memory or 0))
         self._bound = {}  # inputs read in place: kept alive while bound
         h = ctypes.c_void_p()
         _check(self._lib.kiln_session_create(

@@ -261,6 +261,7 @@ const char *kiln_status_name(kiln_status status) {
   case KILN_ERROR_VERSION: return "KILN_ERROR_VERSION";
   case KILN_ERROR_IO: return "KILN_ERROR_IO";
   case KILN_ERROR_INTERNAL: return "KILN_ERROR_INTERNAL";
+  case KILN_ERROR_RESOURCE_EXHAUSTED: return "KILN_ERROR_RESOURCE_EXHAUSTED";
   }
   return "KILN_ERROR_UNKNOWN";
 }
@@ -349,6 +350,26 @@ kiln_status kiln_session_create(kiln_artifact *artifact, const char *device,
     delete s;
     return setError(st, msg);
   };
+  if (options && options->max_memory_bytes) {
+    // Allocating first could succeed (overcommit) and be killed on first touch.
+    uint64_t total = 0;
+    size_t largest = 0;
+    for (size_t i = 0; i < a.buffers.size(); ++i) {
+      total = a.buffers[i].size > UINT64_MAX - total ? UINT64_MAX : total + a.buffers[i].size;
+      if (a.buffers[i].size > a.buffers[largest].size)
+        largest = i;
+    }
+    if (total > options->max_memory_bytes) {
+      delete s;
+      return setError(KILN_ERROR_RESOURCE_EXHAUSTED,
+                      "the session needs " + std::to_string(total) +
+                          " bytes of buffers (the largest, buffer " + std::to_string(largest) +
+                          ", " + std::to_string(a.buffers[largest].size) +
+                          " bytes), more than its limit of " +
+                          std::to_string(options->max_memory_bytes) +
+                          " (max_memory_bytes; kiln-run --max-memory)");
+    }
+  }
   kiln_driver_device_options opts{};
   if (options) {
     opts.num_threads = options->num_threads;

@@ -1,8 +1,10 @@
 //===- run_args.cpp - kiln-run's command line -----------------------------===//
 #include "run_args.h"
 
+#include <cctype>
 #include <cstring>
 #include <optional>
+#include <unistd.h>
 
 namespace kiln::tooling {
 
@@ -43,6 +45,9 @@ options:
                      form for bf16, which .npy cannot hold)
   --seed=N           seed for random inputs (default 0)
   --repeat=N         run N times and print min/median latency
+  --max-memory=BYTES refuse a model whose buffers need more memory than this
+                     (K, M, G, T suffixes; default: the machine's physical
+                     memory), before allocating any
   --print-all        print every output value, not just the first 16
   --profile=FILE     write a Chrome/Perfetto trace of the last run to FILE
                      (open in ui.perfetto.dev): on cpu each dispatch's wall
@@ -58,7 +63,26 @@ options:
 exit status: 0 on success, 1 on errors, 2 on command-line misuse.
 )";
 
+std::optional<uint64_t> parseBytes(const std::string &text) {
+  size_t digits = text.find_first_not_of("0123456789");
+  if (digits == 0 || (digits != std::string::npos && digits + 1 != text.size()))
+    return std::nullopt;
+  unsigned shift = 0;
+  if (digits != std::string::npos) {
+    const char *units = "KMGT", *u = std::strchr(units, std::toupper(text.back()));
+    if (!u || !*u)
+      return std::nullopt;
+    shift = 10 * static_cast<unsigned>(u - units + 1);
+  }
+  auto n = parseInt(text.substr(0, digits), 0, INT64_MAX);
+  if (!n || static_cast<uint64_t>(*n) > (UINT64_MAX >> shift))
+    return std::nullopt;
+  return static_cast<uint64_t>(*n) << shift;
+}
+
 std::string parseRunArgs(int argc, const char *const *argv, RunOptions &o) {
+  o.maxMemory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string err;
@@ -104,6 +128,12 @@ std::string parseRunArgs(int argc, const char *const *argv, RunOptions &o) {
       if (!n)
         return "--seed must be a non-negative integer, got '" + *v + "'";
       o.seed = static_cast<uint64_t>(*n);
+    } else if (auto v = value("--max-memory")) {
+      auto n = parseBytes(*v);
+      if (!n || !*n)
+        return "--max-memory must be a positive byte count (K, M, G, T suffixes), got '" +
+               *v + "'";
+      o.maxMemory = *n;
     } else if (auto v = value("--repeat")) {
       auto n = parseInt(*v, 1, 1000000000);
       if (!n)

@@ -11,6 +11,7 @@
 #include "inputs.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,11 +28,16 @@ struct RunOptions {
   std::vector<std::string> outputs; // --output=@FILE, '@' dropped.
   uint64_t seed = 0;
   int64_t repeat = 0; // 0: not requested.
+  uint64_t maxMemory; // --max-memory; the machine's physical memory by default.
   bool printAll = false;
   bool listDevices = false;
   bool help = false; // --help or -h: nothing after it was read.
   std::string profile, stats;
 };
+
+/// `text` as a byte count with an optional K, M, G or T suffix (powers of
+/// 1024); nothing when it is not one.
+std::optional<uint64_t> parseBytes(const std::string &text);
 
 /// Parses kiln-run's arguments (argv[0] is the program) into `o`; "" or
 /// what is wrong, for the first argument that is. --help stops parsing.

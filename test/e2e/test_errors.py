@@ -176,6 +176,79 @@ def test_unresolvable_control_flow(tmp_path, case, needles):
                  "kiln-compile", *needles)
 
 
+def _limit_model(case):
+    """Models that would exhaust memory or time if Kiln did not stop them."""
+    T, f = onnx.TensorProto, onnx.TensorProto.FLOAT
+    big = numpy_helper.from_array(np.array([100000, 100000, 100], np.int64), "s")
+    out = [helper.make_tensor_value_info("y", f, None)]
+    if case == "huge-input":
+        return _relu_model([1000000, 1000000])
+    if case == "constant-of-shape":  # a folded splat: nothing allocated until a buffer
+        nodes, ins, inits = [helper.make_node("ConstantOfShape", ["s"], ["y"], name="fill",
+                                              value=numpy_helper.from_array(np.ones(1, np.float32)))], [], [big]
+    elif case == "tile":
+        nodes = [helper.make_node("Tile", ["x", "r"], ["y"], name="tile")]
+        ins = [helper.make_tensor_value_info("x", f, [1000, 1000])]
+        inits = [numpy_helper.from_array(np.array([100000, 1000], np.int64), "r")]
+    else:  # nested-loops: 300 x 300 unrolled Adds
+        def body(inner):
+            nodes = [helper.make_node("Identity", ["c"], ["co"])]
+            nodes.append(helper.make_node("Add", ["a", "one"], ["a2"]) if inner is None else
+                         helper.make_node("Loop", ["m", "", "a"], ["a2"], body=inner))
+            return helper.make_graph(nodes, "body", [helper.make_tensor_value_info("i", T.INT64, []),
+                                                     helper.make_tensor_value_info("c", T.BOOL, []),
+                                                     helper.make_tensor_value_info("a", f, [2])],
+                                     [helper.make_tensor_value_info("co", T.BOOL, []),
+                                      helper.make_tensor_value_info("a2", f, [2])])
+        nodes = [helper.make_node("Loop", ["m", "", "x"], ["y"], body=body(body(None)), name="outer")]
+        ins = [helper.make_tensor_value_info("x", f, [2])]
+        inits = [numpy_helper.from_array(np.array(300, np.int64), "m"),
+                 numpy_helper.from_array(np.ones(2, np.float32), "one")]
+    m = helper.make_model(helper.make_graph(nodes, "g", ins, out, inits),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("case,flags,needles", [
+    ("huge-input", [], ["graph input 'x' is f32[1000000x1000000] (4000000000000 bytes)",
+                        "more than the 17179869184 one tensor may hold (--max-tensor-bytes)"]),
+    ("constant-of-shape", [], ["fill", "ConstantOfShape", "output 'y' is f32[100000x100000x100]"]),
+    ("tile", [], ["tile", "Tile", "output 'y' is f32[100000000x1000000]"]),
+    ("tile", ["--max-tensor-bytes=1K"], ["graph input 'x' is f32[1000x1000] (4000000 bytes)",
+                                         "more than the 1024"]),
+    ("nested-loops", ["--max-nodes=5000"], ["Add", "more than 5000 nodes",
+                                            "once per unrolled iteration; --max-nodes"]),
+    ("nested-loops", ["--max-loop-iterations=100"], ["outer", "more than 100 iterations",
+                                                     "--max-loop-iterations"]),
+    ("tile", ["--max-tensor-bytes=12Q"], ["'12Q' is not a byte count"]),
+])
+def test_resource_limits(tmp_path, case, flags, needles):
+    """A model past a limit fails fast with the limit's flag named, and
+    nothing is written."""
+    p = _save(_limit_model(case), tmp_path / f"{case}.onnx")
+    r = run_tool("kiln-compile", p, *flags, "-o", tmp_path / "o.kiln")
+    assert_error(r, "kiln-compile", *needles)
+    assert not (tmp_path / "o.kiln").exists()
+
+
+def test_session_memory_limit(tmp_path):
+    p = _save(_relu_model([256, 256]), tmp_path / "relu.onnx")
+    art = tmp_path / "relu.kiln"
+    assert run_tool("kiln-compile", p, "-o", art).returncode == 0
+    assert_error(run_tool("kiln-run", art, "--max-memory=100K"), "kiln-run",
+                 "the session needs 524288 bytes of buffers", "262144 bytes",
+                 "more than its limit of 102400", "--max-memory")
+    assert run_tool("kiln-run", art, "--max-memory=1M").returncode == 0
+    r = run_tool("kiln-run", art, "--max-memory=1X")
+    assert r.returncode == 2 and "--max-memory must be a positive byte count" in r.stderr
+    with pytest.raises(kiln.RuntimeError, match="needs 524288 bytes") as e:
+        kiln.Session(art, max_memory=100 << 10)
+    assert e.value.status == "KILN_ERROR_RESOURCE_EXHAUSTED"
+    with kiln.Session(art, max_memory=1 << 20) as s:
+        s.run({"x": np.ones((256, 256), np.float32)})
+
+
 def _sequence_op_model(op, inputs, attrs, opset, domains=()):
     f = onnx.TensorProto.FLOAT
     # As many outputs as the schema requires (the importer checks it first).

@@ -92,6 +92,21 @@ static cl::opt<bool> specializeAtRun(
              "that the runtime compiles for the values and shapes of each run (default: true; "
              "false makes it an error)"),
     cl::init(true), cl::cat(category));
+static cl::opt<std::string> maxTensorBytes(
+    "max-tensor-bytes",
+    cl::desc("Refuse a model in which one tensor of static shape would hold more bytes than "
+             "this (K, M, G, T suffixes; default 16G)"),
+    cl::value_desc("BYTES"), cl::init("16G"), cl::cat(category));
+static cl::opt<int64_t> maxLoopIterations(
+    "max-loop-iterations",
+    cl::desc("Refuse a Loop or Scan that runs more iterations than this (they are unrolled; "
+             "default 4096)"),
+    cl::init(4096), cl::cat(category));
+static cl::opt<int64_t> maxNodes(
+    "max-nodes",
+    cl::desc("Refuse a model that imports more nodes than this, unrolled bodies counting once "
+             "per iteration (default 200000, about 45 s of import)"),
+    cl::init(200000), cl::cat(category));
 static cl::opt<bool> verbose("v", cl::desc("Print each stage as it runs, with timings"),
                              cl::cat(category));
 
@@ -297,6 +312,14 @@ int main(int argc, char **argv) {
       return fail(toString(std::move(e)));
   for (const auto &name : absentInputs)
     importOptions.absentInputs[name] = true;
+  Expected<uint64_t> tensorBytes = kiln::parseByteCount(maxTensorBytes);
+  if (!tensorBytes)
+    return fail("--max-tensor-bytes: " + toString(tensorBytes.takeError()));
+  if (maxLoopIterations < 1 || maxNodes < 1)
+    return fail("--max-loop-iterations and --max-nodes must be at least 1");
+  importOptions.maxTensorBytes = *tensorBytes;
+  importOptions.maxLoopIterations = maxLoopIterations;
+  importOptions.maxNodes = maxNodes;
   // Backends read their own options (targetOptionCategory) themselves.
   kiln::TargetOptions targetOptions;
   targetOptions.cpu = cpu;

@@ -93,7 +93,7 @@ void run(const RunOptions &o) {
 
   ProfileFiles files = ProfileFiles::prepare(o.profile, o.stats);
   kiln_session_options opts{o.threads, files.trace.empty() ? nullptr : files.trace.c_str(),
-                            files.stats.empty() ? nullptr : files.stats.c_str()};
+                            files.stats.empty() ? nullptr : files.stats.c_str(), o.maxMemory};
   check(kiln_session_create(h.artifact, o.device.empty() ? nullptr : o.device.c_str(),
                             &opts, &h.session));
 

@@ -39,7 +39,18 @@ struct ImportOptions {
   /// Optional inputs that are empty; a present optional input is passed as
   /// its contents, under its own name.
   llvm::StringMap<bool> absentInputs;
+  /// Limits that stop a hostile or mistaken model with a clear error before
+  /// it exhausts memory or time (kiln-compile's --max-* flags): the bytes of
+  /// any one tensor with a static shape, the iterations of one unrolled Loop
+  /// or Scan, and the nodes imported in all (an unrolled body counts once
+  /// per iteration, so nested loops cannot multiply past it).
+  uint64_t maxTensorBytes = uint64_t(16) << 30;
+  int64_t maxLoopIterations = 4096;
+  int64_t maxNodes = 200000;
 };
+
+/// Parses a byte count with an optional K, M, G or T suffix (powers of 1024).
+llvm::Expected<uint64_t> parseByteCount(llvm::StringRef text);
 
 /// Parses "name=N" (a sequence input's length) into `options`.
 llvm::Error parseInputSequenceLength(llvm::StringRef spec, ImportOptions &options);

@@ -37,7 +37,8 @@ typedef enum kiln_status {
   KILN_ERROR_CORRUPT,          /* Artifact fails validation. */
   KILN_ERROR_VERSION,          /* Artifact has an unsupported major version. */
   KILN_ERROR_IO,               /* open/read/mmap failed. */
-  KILN_ERROR_INTERNAL          /* Driver or runtime failure. */
+  KILN_ERROR_INTERNAL,         /* Driver or runtime failure. */
+  KILN_ERROR_RESOURCE_EXHAUSTED /* Over a limit the caller set. */
 } kiln_status;
 
 /* Element types, numbered as ONNX TensorProto.DataType (as in the file). */
@@ -100,6 +101,12 @@ typedef struct kiln_session_options {
    * is timed. */
   const char *profile_path;
   const char *stats_path;
+  /* 0, or the most bytes of buffers (inputs, outputs, constants and
+   * intermediates) the session may allocate: kiln_session_create fails with
+   * KILN_ERROR_RESOURCE_EXHAUSTED, naming the largest buffer, before it
+   * allocates any (kiln-run --max-memory). A model the runtime compiles per
+   * run checks it per compiled artifact. */
+  uint64_t max_memory_bytes;
 } kiln_session_options;
 
 /* One kernel launch of a session's run. Strings are owned by the artifact. */
