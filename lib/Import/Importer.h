@@ -262,6 +262,10 @@ private:
 
 /// Element type for an ONNX TensorProto.DataType, or null if unsupported.
 Type onnxElementType(MLIRContext &ctx, int dataType);
+/// The TensorProto data type of element type `t` (unsigned data is signless
+/// in MLIR: `isUnsigned` says which), for the types onnxElementType maps to
+/// one of 8 bits or more; nothing for the others.
+std::optional<int> onnxDataType(Type t, bool isUnsigned);
 std::string onnxTypeName(int dataType);
 /// True for ONNX's uint8/16/32/64 (imported as signless iN).
 bool isUnsignedDataType(int dataType);

@@ -1,7 +1,9 @@
 //===- NodeSchema.cpp - Nodes checked against onnx's op schemas -----------===//
 #include "NodeSchema.h"
 
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/Twine.h"
 
@@ -16,13 +18,13 @@ namespace {
 struct Schema {
   const char *domain, *op;
   int since, minInputs, maxInputs, minOutputs, maxOutputs;
-  const char *inputs, *outputs, *attributes;
+  const char *inputs, *outputs, *attributes, *types;
 };
 
 // Sorted by domain, op and version, as the generator writes them.
 const Schema kSchemas[] = {
-#define KILN_ONNX_SCHEMA(d, o, v, minI, maxI, minO, maxO, ins, outs, attrs)                    \
-  {d, o, v, minI, maxI, minO, maxO, ins, outs, attrs},
+#define KILN_ONNX_SCHEMA(d, o, v, minI, maxI, minO, maxO, ins, outs, attrs, types)             \
+  {d, o, v, minI, maxI, minO, maxO, ins, outs, attrs, types},
 #include "OnnxSchemas.inc"
 #undef KILN_ONNX_SCHEMA
 };
@@ -33,6 +35,60 @@ const char *typeName(int type) {
                                 "STRINGS",   "TENSORS", "GRAPHS",        "SPARSE_TENSOR",
                                 "SPARSE_TENSORS", "TYPE_PROTO", "TYPE_PROTOS"};
   return type >= 0 && type < static_cast<int>(std::size(names)) ? names[type] : "?";
+}
+
+std::string dataTypeName(int t) {
+  return onnx::TensorProto::DataType_IsValid(t)
+             ? onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(t))
+             : "data type " + std::to_string(t);
+}
+
+/// Why the inputs' element types do not fit `s`: each against the tensor
+/// types of its type parameter (or the one type its formal names), and the
+/// inputs of one parameter against each other.
+std::string checkInputTypes(const onnx::NodeProto &n, const Schema &s, ArrayRef<StringRef> formal,
+                            function_ref<std::optional<int>(unsigned)> typeOf,
+                            const std::string &at) {
+  SmallVector<StringRef> params;
+  StringRef(s.types).split(params, ';', -1, /*KeepEmpty=*/false);
+  StringMap<std::pair<int, int>> bound; // parameter -> (type, first input)
+  for (int i = 0; i < n.input_size() && !formal.empty(); ++i) {
+    StringRef f = formal[std::min<size_t>(i, formal.size() - 1)];
+    if (n.input(i).empty() || (i >= static_cast<int>(formal.size()) && !f.starts_with("*")))
+      continue;
+    auto [name, key] = f.ltrim("?*").split(':');
+    bool heterogeneous = key.consume_back("~");
+    std::optional<int> t = typeOf(i);
+    if (key.empty() || !t)
+      continue;
+    StringRef codes = key.starts_with("=") ? key.drop_front() : StringRef();
+    for (StringRef p : params)
+      if (p.split('=').first == key)
+        codes = p.split('=').second;
+    SmallVector<StringRef> allowed;
+    codes.split(allowed, '/', -1, /*KeepEmpty=*/false);
+    if (allowed.empty())
+      continue;
+    if (llvm::none_of(allowed, [&](StringRef c) { return c == std::to_string(*t); })) {
+      std::string names;
+      for (StringRef c : allowed)
+        names += (names.empty() ? "" : ", ") + dataTypeName(std::stoi(c.str()));
+      return "input " + std::to_string(i) + " ('" + name.str() + "') is " + dataTypeName(*t) +
+             ", which the op does not take" + at + "; it takes " +
+             (key.starts_with("=") ? "" : key.str() + " in ") + "{" + names + "}";
+    }
+    if (key.starts_with("=") || heterogeneous)
+      continue;
+    auto [first, inserted] = bound.try_emplace(key, *t, i);
+    if (!inserted && first->second.first != *t) {
+      int j = first->second.second;
+      StringRef other = formal[std::min<size_t>(j, formal.size() - 1)].ltrim("?*").split(':').first;
+      return "inputs " + std::to_string(j) + " ('" + other.str() + "') and " + std::to_string(i) +
+             " ('" + name.str() + "') are both of type " + key.str() + at + ", but are " +
+             dataTypeName(first->second.first) + " and " + dataTypeName(*t);
+    }
+  }
+  return "";
 }
 
 std::string count(int n, StringRef what) {
@@ -49,7 +105,8 @@ std::string range(int lo, int hi, StringRef what) {
 
 } // namespace
 
-std::string checkNodeSchema(const onnx::NodeProto &n, StringRef domain, int64_t opset) {
+std::string checkNodeSchema(const onnx::NodeProto &n, StringRef domain, int64_t opset,
+                            function_ref<std::optional<int>(unsigned)> typeOf) {
   auto key = [](const Schema &s) { return std::make_tuple(StringRef(s.domain), StringRef(s.op), s.since); };
   auto after = std::upper_bound(std::begin(kSchemas), std::end(kSchemas),
                                 std::make_tuple(domain, StringRef(n.op_type()), opset),
@@ -72,8 +129,10 @@ std::string checkNodeSchema(const onnx::NodeProto &n, StringRef domain, int64_t 
   for (auto [i, f] : llvm::enumerate(formal))
     if (!f.starts_with("?") && !f.starts_with("*") && static_cast<int>(i) < n.input_size() &&
         n.input(i).empty())
-      return "input " + std::to_string(i) + " ('" + f.str() + "') is required" + at +
-             " but left empty";
+      return "input " + std::to_string(i) + " ('" + f.split(':').first.str() + "') is required" +
+             at + " but left empty";
+  if (std::string why = checkInputTypes(n, s, formal, typeOf, at); !why.empty())
+    return why;
 
   SmallVector<StringRef> attrs;
   StringRef(s.attributes).split(attrs, ',', -1, /*KeepEmpty=*/false);

@@ -64,6 +64,28 @@ Type kiln::detail::onnxElementType(MLIRContext &ctx, int dataType) {
   }
 }
 
+std::optional<int> kiln::detail::onnxDataType(Type t, bool isUnsigned) {
+  if (!t)
+    return std::nullopt;
+  if (t.isF32())
+    return onnx::TensorProto::FLOAT;
+  if (t.isF64())
+    return onnx::TensorProto::DOUBLE;
+  if (t.isF16())
+    return onnx::TensorProto::FLOAT16;
+  if (t.isBF16())
+    return onnx::TensorProto::BFLOAT16;
+  // Narrower types (int4, float8...) pass through OnnxSmallTypes' own checks.
+  switch (t.isSignlessInteger() ? t.getIntOrFloatBitWidth() : 0) {
+  case 1: return onnx::TensorProto::BOOL;
+  case 8: return isUnsigned ? onnx::TensorProto::UINT8 : onnx::TensorProto::INT8;
+  case 16: return isUnsigned ? onnx::TensorProto::UINT16 : onnx::TensorProto::INT16;
+  case 32: return isUnsigned ? onnx::TensorProto::UINT32 : onnx::TensorProto::INT32;
+  case 64: return isUnsigned ? onnx::TensorProto::UINT64 : onnx::TensorProto::INT64;
+  default: return std::nullopt;
+  }
+}
+
 bool kiln::detail::isUnsignedDataType(int dataType) {
   return dataType == onnx::TensorProto::UINT8 || dataType == onnx::TensorProto::UINT16 ||
          dataType == onnx::TensorProto::UINT32 || dataType == onnx::TensorProto::UINT64 ||
@@ -633,7 +655,17 @@ LogicalResult Importer::importNode(const onnx::NodeProto &n) {
   if (!domain.empty() && domain != "ai.onnx.preview" &&
       !registry.firstVersion(domain, n.op_type()))
     return fail("operator domain '" + n.domain() + "' is not supported");
-  if (std::string why = checkNodeSchema(n, domain, domainOpset(domain)); !why.empty())
+  auto typeOf = [&](unsigned i) -> std::optional<int> {
+    if (!hasInput(i) || isSequence(i) || isOptional(i))
+      return std::nullopt;
+    Type t;
+    if (auto c = consts.find(n.input(i)); c != consts.end())
+      t = c->second.getElementType();
+    else if (auto v = values.find(n.input(i)); v != values.end())
+      t = getElementTypeOrSelf(v->second.getType());
+    return onnxDataType(t, isUnsigned(i));
+  };
+  if (std::string why = checkNodeSchema(n, domain, domainOpset(domain), typeOf); !why.empty())
     return fail(why);
   for (int i = 0; i < n.input_size(); ++i)
     if (auto it = dynamicShapes.find(n.input(i)); it != dynamicShapes.end())

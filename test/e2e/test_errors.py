@@ -309,12 +309,14 @@ def test_sequence_op_errors(tmp_path, model, needles):
 
 
 def _one_node(op, inputs, opset, **attrs):
-    """`inputs`: (name, float32 shape) graph inputs, or (name, int64 array)
-    initializers."""
+    """`inputs`: (name, float32 shape) graph inputs, (name, (shape, TensorProto
+    type)) graph inputs of another type, or (name, int64 array) initializers."""
     ins, inits = [], []
     for name, v in inputs:
         if isinstance(v, np.ndarray):
             inits.append(numpy_helper.from_array(v, name))
+        elif isinstance(v, tuple):
+            ins.append(helper.make_tensor_value_info(name, v[1], v[0]))
         else:
             ins.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, v))
     n = helper.make_node(op, [name for name, _ in inputs], ["y"], name="node_" + op.lower(), **attrs)
@@ -331,7 +333,8 @@ def _one_node(op, inputs, opset, **attrs):
      ["cubic mode supports 4-D input only"]),
     (_one_node("DeformConv", [("x", [1, 1, 4, 4, 4]), ("w", [1, 1, 2, 2, 2]), ("o", [1, 24, 3, 3, 3])], 19),
      ["only 2-D DeformConv"]),
-    (_one_node("DFT", [("x", [1, 8, 1]), ("n", [])], 17), ["dft_length", "must be known at compile time"]),
+    (_one_node("DFT", [("x", [1, 8, 1]), ("n", ([], onnx.TensorProto.INT64))], 17),
+     ["dft_length", "must be known at compile time"]),
     (_one_node("ConvTranspose", [("x", [1, 2, 3, 3]), ("w", [2, 1, 3, 3])], 17, kernel_shape=[2, 2]),
      ["kernel_shape [2,2] does not match W [2,1,3,3]"]),
 ], ids=["roialign-adaptive", "gridsample-cubic-3d", "deformconv-3d", "dft-runtime-length",
