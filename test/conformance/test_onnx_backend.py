@@ -8,6 +8,7 @@ for all the suites run here, as run.py does.
 
   KILN_BUILD_DIR=build .venv/bin/python -m pytest -q test/conformance/test_onnx_backend.py
   KILN_BACKEND_TESTS=REGEX ... runs only the tests whose name matches.
+  KILN_TEST_INSTALLED=1 ... uses the kiln on sys.path, not the checkout's (test/package).
 """
 import os
 import re
@@ -19,7 +20,8 @@ import pytest
 from onnx.backend.test.runner import Runner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
+if not os.environ.get("KILN_TEST_INSTALLED"):  # test/package runs it on an installed kiln
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
 
 import kiln.backend  # noqa: E402
 from xfail import read_xfail, xfail_path  # noqa: E402

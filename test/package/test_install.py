@@ -1,7 +1,12 @@
 """`pip install <checkout>` into a clean venv gives a working package: from
-another directory, `import kiln`, kiln-compile and kiln-run on PATH, and the
+another directory, `import kiln`, kiln-compile and kiln-run on PATH, the
 runtime finding the compiler beside it, with no build tree and no
-environment variable.
+environment variable; and the installed kiln passes ONNX's backend node
+tests (kiln.backend, against the conformance runner's cpu.xfail) and the
+torch.compile and DLPack suites, its dynamo backend found through the
+package's entry point. Those suites take onnx, pytest and torch from the
+venv running this test (a .pth file after the clean venv's own
+site-packages), not from a second download.
 
 pip reuses the test build tree ($KILN_BUILD_DIR, -C build-dir) so that CI
 does not compile everything a second time: CMake reconfigures it, finds
@@ -14,6 +19,7 @@ and the whole tree rebuilds under the other tests.
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -66,6 +72,16 @@ for art, n in (("static.kiln", 2), ("dynamic.kiln", 5)):
 """
 
 
+ENTRY_POINT = r"""
+import sys, torch
+model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
+x = torch.randn(2, 4)
+with torch.no_grad():
+    torch.testing.assert_close(torch.compile(model, backend="kiln")(x), model(x))
+assert "kiln.dynamo" in sys.modules, "the kiln backend did not run"
+"""
+
+
 def test_pip_install_clean_venv(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -91,3 +107,19 @@ def test_pip_install_clean_venv(tmp_path):
     print(run([py, "-c", CHECK], work, env).stdout)
     # The symbolic batch made the installed runtime start the installed compiler.
     assert any((tmp_path / "cache").rglob("*.kiln")), list((tmp_path / "cache").rglob("*"))
+
+    # The suites, on the installed kiln (KILN_TEST_INSTALLED: no checkout on sys.path).
+    site = run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], work,
+               env).stdout.strip()
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site) / "zz-test-deps.pth").write_text("\n".join(sorted(deps)) + "\n")
+    env["KILN_TEST_INSTALLED"] = "1"
+    where = run([py, "-c", "import kiln, kiln.backend; print(kiln.__file__)"], work, env).stdout
+    assert where.startswith(site), where
+    # backend="kiln" with no import of kiln: torch finds it by the entry point.
+    run([py, "-c", ENTRY_POINT], work, env)
+    for suite, args in (("conformance/test_onnx_backend.py", ["-k", "OnnxBackendNodeModelTest"]),
+                        ("torch", [])):
+        out = run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "test" / suite),
+                   *args], work, env, timeout=1800).stdout
+        print(suite, "on the installed kiln:", out.strip().splitlines()[-1])

@@ -13,7 +13,8 @@ import torch
 import torchvision
 import transformers
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+if not os.environ.get("KILN_TEST_INSTALLED"):  # test/package runs it on an installed kiln
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 import kiln.dynamo  # noqa: E402  (registers backend="kiln")
 from kiln.dynamo import KilnFallbackWarning  # noqa: E402
 
