@@ -17,6 +17,7 @@ c++): the build's own compilers are passed, or every command line changes
 and the whole tree rebuilds under the other tests.
 """
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -122,4 +123,5 @@ def test_pip_install_clean_venv(tmp_path):
                         ("torch", [])):
         out = run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "test" / suite),
                    *args], work, env, timeout=1800).stdout
-        print(suite, "on the installed kiln:", out.strip().splitlines()[-1])
+        summary = [line for line in out.splitlines() if re.match(r"\d+ passed", line)]
+        print(suite, "on the installed kiln:", summary[-1] if summary else out[-500:])
