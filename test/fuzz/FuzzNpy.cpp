@@ -12,15 +12,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   kiln::npy::Array array;
   if (!kiln::npy::read(file.path, array).empty())
     return 0;
-  uint64_t bytes = kiln_dtype_size(array.dtype);
-  for (int64_t d : array.shape) {
-    if (d < 0)
-      std::abort();
-    bytes *= static_cast<uint64_t>(d);
-  }
-  if (bytes == 0 && kiln_dtype_size(array.dtype) == 0)
-    std::abort(); // an unknown dtype was accepted
-  if (array.data.size() != bytes)
-    std::abort();
+  kiln::fuzz::checkArray(array);
   return 0;
 }

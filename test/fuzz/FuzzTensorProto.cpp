@@ -5,6 +5,7 @@
 // and decoding it again must give it back.
 //
 //===----------------------------------------------------------------------===//
+#include "FuzzUtil.h"
 #include "tensor_proto.h"
 
 #include <cstdlib>
@@ -14,14 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   std::string name;
   if (!kiln::tensor_proto::decode(data, size, array, name).empty())
     return 0;
-  uint64_t bytes = kiln_dtype_size(array.dtype);
-  for (int64_t d : array.shape) {
-    if (d < 0)
-      std::abort();
-    bytes *= static_cast<uint64_t>(d);
-  }
-  if (kiln_dtype_size(array.dtype) == 0 || array.data.size() != bytes)
-    std::abort();
+  kiln::fuzz::checkArray(array);
   std::vector<uint8_t> again = kiln::tensor_proto::encode(array, name);
   kiln::npy::Array back;
   std::string backName;

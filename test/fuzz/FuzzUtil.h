@@ -2,6 +2,8 @@
 #ifndef KILN_TEST_FUZZ_FUZZUTIL_H
 #define KILN_TEST_FUZZ_FUZZUTIL_H
 
+#include "npy.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -32,6 +34,21 @@ struct MemFile {
   MemFile(const MemFile &) = delete;
   MemFile &operator=(const MemFile &) = delete;
 };
+
+/// Aborts unless `array` is a known dtype with non-negative dims and exactly
+/// as many bytes of data as they say: what every reader promises.
+inline void checkArray(const npy::Array &array) {
+  uint64_t bytes = kiln_dtype_size(array.dtype);
+  if (bytes == 0)
+    std::abort();
+  for (int64_t d : array.shape) {
+    if (d < 0)
+      std::abort();
+    bytes *= static_cast<uint64_t>(d);
+  }
+  if (array.data.size() != bytes)
+    std::abort();
+}
 
 } // namespace kiln::fuzz
 
