@@ -4,7 +4,8 @@ usage: seeds.py <out-dir> [<kiln-compile>]
 
 <out-dir>/npy: .npy files of every dtype the reader takes, versions 1 to 3,
 scalars, empty and Fortran-order arrays. <out-dir>/tensor-proto: a sample of
-onnx's own backend test tensors (input_N.pb, output_N.pb). With kiln-compile,
+onnx's own backend test tensors (input_N.pb, output_N.pb). <out-dir>/import:
+test/e2e's models and a sample of onnx's backend test models. With kiln-compile,
 <out-dir>/kernels: test/e2e's models compiled for the cpu (the artifacts the
 artifact target may run, $KILN_FUZZ_KERNELS), also its seeds.
 """
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
 import models  # noqa: E402
 
 out = sys.argv[1]
-for sub in ("npy", "tensor-proto", "kernels"):
+for sub in ("npy", "tensor-proto", "import", "kernels"):
     os.makedirs(os.path.join(out, sub), exist_ok=True)
 
 rng = np.random.default_rng(0)
@@ -43,11 +44,18 @@ for name in tests[:: max(1, len(tests) // 300)]:
     sets = os.path.join(data, name, "test_data_set_0")
     if not os.path.isdir(sets):
         continue
+    model = os.path.join(data, name, "model.onnx")
+    if os.path.getsize(model) <= 65536:
+        with open(model, "rb") as f, open(os.path.join(out, "import", name + ".onnx"), "wb") as g:
+            g.write(f.read())
     for pb in sorted(os.listdir(sets)):
         src = os.path.join(sets, pb)
         if os.path.getsize(src) <= 65536:
             with open(src, "rb") as f, open(os.path.join(out, "tensor-proto", f"{name}.{pb}"), "wb") as g:
                 g.write(f.read())
+
+for name in models.MODELS:
+    onnx.save(models.build(name), os.path.join(out, "import", name + ".onnx"))
 
 if len(sys.argv) > 2:
     with tempfile.TemporaryDirectory() as tmp:
