@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine (idempotent), builds, and runs every test suite:
 # lit (importer, passes, pipeline), GoogleTest (runtime) and pytest (end to
-# end against onnxruntime), all through ctest. Exits non-zero on any failure.
+# end against onnxruntime), all through ctest; then the runtime's unit tests
+# under TSan and ASan+UBSan (scripts/test-sanitizers.sh). Exits non-zero on
+# any failure.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/setup.sh"
@@ -9,3 +11,4 @@ bash "$root/scripts/setup.sh"
 bash "$root/scripts/setup-torch.sh"
 cd "$root"
 ctest --test-dir build --output-on-failure -j2 "$@"
+bash "$root/scripts/test-sanitizers.sh"

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #include "internal.h"
 #include "kiln/artifact_format.h"
+#include "npy.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -108,7 +109,7 @@ void readTensors(MetaReader &r, const std::vector<Buffer> &buffers,
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     Tensor t;
     t.name = r.str("tensor name");
-    t.dtype = static_cast<kiln_dtype>(r.u32("tensor dtype"));
+    uint32_t dtype = r.u32("tensor dtype");
     t.buffer = r.u32("tensor buffer");
     uint32_t rank = r.count("tensor rank", 8);
     for (uint32_t d = 0; d < rank; ++d)
@@ -116,10 +117,10 @@ void readTensors(MetaReader &r, const std::vector<Buffer> &buffers,
     if (!r.ok())
       return;
     std::string where = std::string(what) + " '" + t.name + "'";
+    if (!kiln::npy::isKilnDtype(dtype))
+      return r.fail(where + " has unknown dtype " + std::to_string(dtype));
+    t.dtype = static_cast<kiln_dtype>(dtype);
     size_t elem = kiln_dtype_size(t.dtype);
-    if (!elem)
-      return r.fail(where + " has unknown dtype " +
-                    std::to_string(static_cast<uint32_t>(t.dtype)));
     if (t.buffer >= buffers.size())
       return r.fail(where + " uses buffer " + std::to_string(t.buffer) +
                     " but there are " + std::to_string(buffers.size()));

@@ -145,6 +145,22 @@ bool writeAll(int fd, const void *p, size_t n) {
 
 } // namespace
 
+bool isKilnDtype(int64_t t) {
+  switch (t) {
+  case KILN_DTYPE_F32: case KILN_DTYPE_U8: case KILN_DTYPE_I8:
+  case KILN_DTYPE_U16: case KILN_DTYPE_I16: case KILN_DTYPE_I32:
+  case KILN_DTYPE_I64: case KILN_DTYPE_BOOL: case KILN_DTYPE_F16:
+  case KILN_DTYPE_F64: case KILN_DTYPE_U32: case KILN_DTYPE_U64:
+  case KILN_DTYPE_BF16: case KILN_DTYPE_F8E4M3FN: case KILN_DTYPE_F8E4M3FNUZ:
+  case KILN_DTYPE_F8E5M2: case KILN_DTYPE_F8E5M2FNUZ: case KILN_DTYPE_U4:
+  case KILN_DTYPE_I4: case KILN_DTYPE_F4E2M1: case KILN_DTYPE_F8E8M0:
+  case KILN_DTYPE_U2: case KILN_DTYPE_I2:
+    return true;
+  default:
+    return false;
+  }
+}
+
 std::string readFile(const std::string &path, std::vector<uint8_t> &bytes) {
   FILE *f = std::fopen(path.c_str(), "rb");
   if (!f)

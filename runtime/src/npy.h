@@ -23,6 +23,11 @@ struct Array {
   std::vector<uint8_t> data;
 };
 
+/// Whether `t` numbers an element type the runtime has (a kiln_dtype, as
+/// ONNX numbers them). Check before storing a number read from a file as a
+/// kiln_dtype: any other value is undefined behaviour in C++.
+bool isKilnDtype(int64_t t);
+
 /// Whole-file helpers shared by the tensor file codecs (.npy, ONNX .pb).
 /// Both return "" or an error naming `path`.
 std::string readFile(const std::string &path, std::vector<uint8_t> &bytes);

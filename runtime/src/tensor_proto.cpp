@@ -57,22 +57,6 @@ const char *onnxTypeName(int64_t t) {
   return nullptr;
 }
 
-bool isKilnDtype(int64_t t) {
-  switch (t) {
-  case KILN_DTYPE_F32: case KILN_DTYPE_U8: case KILN_DTYPE_I8:
-  case KILN_DTYPE_U16: case KILN_DTYPE_I16: case KILN_DTYPE_I32:
-  case KILN_DTYPE_I64: case KILN_DTYPE_BOOL: case KILN_DTYPE_F16:
-  case KILN_DTYPE_F64: case KILN_DTYPE_U32: case KILN_DTYPE_U64:
-  case KILN_DTYPE_BF16: case KILN_DTYPE_F8E4M3FN: case KILN_DTYPE_F8E4M3FNUZ:
-  case KILN_DTYPE_F8E5M2: case KILN_DTYPE_F8E5M2FNUZ: case KILN_DTYPE_U4:
-  case KILN_DTYPE_I4: case KILN_DTYPE_F4E2M1: case KILN_DTYPE_F8E8M0:
-  case KILN_DTYPE_U2: case KILN_DTYPE_I2:
-    return true;
-  default:
-    return false;
-  }
-}
-
 /// Bits per element of the types ONNX packs several to a byte (low bits
 /// first), 0 for the others.
 unsigned packedBits(kiln_dtype t) {
@@ -331,7 +315,7 @@ std::string decode(const uint8_t *bytes, size_t size, npy::Array &out,
                : "data type " + std::to_string(dataType);
   if (dataType == kOnnxString || haveStrings)
     return "string tensors are not supported";
-  if (!isKilnDtype(dataType))
+  if (!npy::isKilnDtype(dataType))
     return "element type " + typeDesc + " is not supported by the runtime";
   if (external)
     return "tensors with external data are not supported; save the data "

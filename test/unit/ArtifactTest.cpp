@@ -346,6 +346,27 @@ TEST(Artifact, CorruptMetaIsBoundsChecked) {
                   "bad meta section: meta section truncated reading producer");
 }
 
+// Found by kiln-fuzz-artifact: the loader stored any u32 as a kiln_dtype
+// before checking it, which UBSan reports (a value outside the enum's range).
+TEST(Artifact, UnknownDtypeIsRefused) {
+  std::string path = writeVadd();
+  std::vector<uint8_t> bytes = readFile(path);
+  kiln_art_section meta = metaSection(bytes);
+  // producer "kiln-tests", name "vadd_mul", 6 buffers of 24 bytes, the input
+  // count, then input "a": its name, then its dtype.
+  uint64_t at = meta.offset + (4 + 10) + (4 + 8) + 4 + 6 * 24 + 4 + (4 + 1);
+  uint32_t dtype;
+  std::memcpy(&dtype, bytes.data() + at, 4);
+  ASSERT_EQ(dtype, static_cast<uint32_t>(KILN_DTYPE_F32));
+  for (uint32_t bad : {390070273u, 8u, 0u, 0xffffffffu}) {
+    std::memcpy(bytes.data() + at, &bad, 4);
+    rechecksum(bytes);
+    writeFile(path, bytes);
+    expectOpenError(path, KILN_ERROR_CORRUPT,
+                    "input 'a' has unknown dtype " + std::to_string(bad));
+  }
+}
+
 TEST(Artifact, SectionOutOfBounds) {
   std::string path = writeVadd();
   std::vector<uint8_t> bytes = readFile(path);

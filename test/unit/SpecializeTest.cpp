@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <sys/stat.h>
+#include <thread>
 
 using namespace kiln;
 using namespace kiln::test;
@@ -168,6 +169,53 @@ TEST_F(Fixture, CompilerFailureNamesTheValue) {
   int64_t five = 5;
   EXPECT_EQ(kiln_session_set_input(s, "a", KILN_DTYPE_F32, 1, &five, a.data(), 20), KILN_OK);
   kiln_session_release(s);
+  kiln_artifact_release(art);
+}
+
+// Sessions in 4 threads compile the same two values at once: each gets its
+// own run's result, and the cache ends with one artifact per value and no
+// partial file (compiles write under names of their own, then rename).
+TEST_F(Fixture, SessionsCompileConcurrently) {
+  kiln_artifact *art = nullptr;
+  ASSERT_EQ(kiln_artifact_open(writeSpecializing(dir + "/m.kiln").c_str(), &art), KILN_OK)
+      << kiln_last_error();
+  VaddModule ref(kN);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      kiln_session *s = nullptr;
+      if (kiln_session_create(art, nullptr, nullptr, &s) != KILN_OK) {
+        errors[t] = kiln_last_error();
+        return;
+      }
+      std::vector<float> a(kN), b(kN, static_cast<float>(t)), y(kN);
+      for (int it = 0; it < 4 && errors[t].empty(); ++it) {
+        for (int64_t i = 0; i < kN; ++i)
+          a[i] = static_cast<float>(i * (it + 1));
+        if (setAll(s, a, b, {1 + (t + it) % 2, 2}) != KILN_OK ||
+            kiln_session_run(s) != KILN_OK ||
+            kiln_session_output_read(s, 0, y.data(), y.size() * 4) != KILN_OK)
+          errors[t] = kiln_last_error();
+        for (int64_t i = 0; i < kN && errors[t].empty(); ++i)
+          if (y[i] != (a[i] + b[i]) * ref.c[i])
+            errors[t] = "wrong output at " + std::to_string(i);
+      }
+      kiln_session_release(s);
+    });
+  for (std::thread &th : threads)
+    th.join();
+  for (int t = 0; t < 4; ++t)
+    EXPECT_EQ(errors[t], "") << "thread " << t;
+  int artifacts = 0;
+  for (const auto &e : std::filesystem::directory_iterator(cache)) {
+    std::string name = e.path().filename().string();
+    EXPECT_EQ(name.find(".tmp"), std::string::npos) << name;
+    EXPECT_EQ(name.find(".log"), std::string::npos) << name;
+    artifacts += e.path().extension() == ".kiln";
+  }
+  EXPECT_EQ(artifacts, 2);
+  EXPECT_GE(calls(), 2);
   kiln_artifact_release(art);
 }
 

@@ -9,8 +9,15 @@
  *    thread.
  *  - Strings and arrays returned through info structs are owned by the object
  *    they were read from and stay valid until it is released.
- *  - An artifact may be shared by several sessions; a session is used by one
- *    thread at a time, distinct sessions may run concurrently.
+ *  - Threads. An artifact may be shared by sessions in any threads: its
+ *    getters may be called concurrently, and sessions may be created from it
+ *    in several threads at once (each caller holding a reference, its own or
+ *    that of a session it keeps). Distinct sessions run concurrently, each on
+ *    its own worker threads. A session is NOT thread-safe: no two calls on
+ *    one session may overlap (two runs, a run and a set_input, ...). It may
+ *    move between threads, one at a time, when the callers order their calls
+ *    themselves (a mutex); the runtime takes no lock of its own per call.
+ *    test/unit/ConcurrencyTest.cpp checks these promises.
  *
  *===----------------------------------------------------------------------===*/
 #ifndef KILN_RUNTIME_H
