@@ -1077,9 +1077,16 @@ static LogicalResult handleCompress(OpContext &im) {
     im.setOutput(0, tensor::EmptyOp::create(im.b, im.loc, outShape, et));
     return success();
   }
-  if (len != m)
-    cond = mapGeneric(im, {m}, im.elementType(cond), {cond}, {{getAffineDimExpr(0, &im.ctx)}},
-                      [](OpBuilder &, Location, ValueRange v) { return v[0]; });
+  if (len != m) {
+    // Its first m entries (a generic reading all of it into m would not
+    // verify: the extents of its operands would disagree).
+    Value whole = cond;
+    cond = mapGeneric(im, {m}, im.elementType(cond), {}, {},
+                      [&](OpBuilder &ob, Location l, ValueRange) -> Value {
+                        Value i = linalg::IndexOp::create(ob, l, 0);
+                        return tensor::ExtractOp::create(ob, l, whole, ValueRange{i});
+                      });
+  }
   Value prefix = prefixCount(im, cond, nonZero);
   Value y = mapGeneric(im, outShape, et, {}, {}, [&](OpBuilder &ob, Location l, ValueRange) -> Value {
     SmallVector<Value> at;

@@ -282,6 +282,10 @@ FailureOr<Value> kiln::detail::nllLoss(OpContext &im, Value logp, Value target, 
       return im.fail("input " + shapeStr(xs) + " and target " + shapeStr(ts) + " do not fit");
   if (isa<FloatType>(im.elementType(target)))
     return im.fail("target must be an integer tensor");
+  // One weight per class: any other shape would be indexed out of its rank.
+  if (weight && (im.shapeOf(weight).size() != 1 || im.shapeOf(weight)[0] != xs[1]))
+    return im.fail("weight " + shapeStr(im.shapeOf(weight)) + " must be [C], here [" +
+                   std::to_string(xs[1]) + "] (input " + shapeStr(xs) + ")");
   std::string reduction = im.attrString("reduction", "mean");
   if (reduction != "none" && reduction != "sum" && reduction != "mean")
     return im.fail("reduction '" + reduction + "' is not none, sum or mean");
