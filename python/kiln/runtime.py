@@ -354,8 +354,7 @@ class Session:
                 dst = _aligned_empty(info.shape, info.dtype)
             else:
                 dst = _as_array(out[i], info.name)
-                if (dst.dtype != info.dtype or dst.shape != info.shape
-                        or not dst.flags.c_contiguous or not dst.flags.writeable):
+                if not _fits(dst, info):
                     continue
             st = self._lib.kiln_session_bind_output(self._handle, i, dst.ctypes.data_as(ctypes.c_void_p),
                                                     dst.nbytes)
@@ -376,8 +375,7 @@ class Session:
         if out is None:
             return _aligned_empty(info.shape, info.dtype)
         dst = _as_array(out[i], info.name)
-        if (dst.dtype != info.dtype or dst.shape != info.shape or not dst.flags.c_contiguous
-                or not dst.flags.writeable):
+        if not _fits(dst, info):
             raise ValueError(f"out[{i}] for output '{info.name}': expected a writable C-contiguous "
                              f"{info.dtype}{list(info.shape)}, got {'' if dst.flags.writeable else 'read-only '}"
                              f"{dst.dtype}{list(dst.shape)}")
@@ -460,6 +458,13 @@ def _as_array(value, name):
             raise RuntimeError(f"'{name}': numpy cannot view this tensor in place ({e}); "
                                "move it to the cpu first") from e
     return np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+
+
+def _fits(dst, info):
+    """Whether `dst` can receive output `info` in place: its dtype and shape,
+    C-contiguous and writable."""
+    return (dst.dtype == info.dtype and dst.shape == info.shape and dst.flags.c_contiguous
+            and dst.flags.writeable)
 
 
 def _aligned_empty(shape, dtype):
