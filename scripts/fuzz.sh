@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (KILN_FUZZ=ON: clang-22, ASan+UBSan, no
-# compiler, the cpu backend only) in build-fuzz/ and runs each for SECONDS
-# seconds (default 60): kiln-fuzz-artifact, kiln-fuzz-npy and
-# kiln-fuzz-tensor-proto. Named alone, "import" builds the importer's target
-# in build-fuzz-import/ instead, with the compiler (the importer and MLIR
-# only: about 20 minutes on 2 cores). Seeds come from test/fuzz/seeds.py.
+# Builds the libFuzzer targets (KILN_FUZZ=ON: clang-22, ASan+UBSan, the cpu
+# backend only) in build-fuzz/ and runs each for SECONDS seconds (default
+# 60), $KILN_FUZZ_JOBS at a time (default: the number of CPUs):
+# kiln-fuzz-artifact, -npy, -tensor-proto, -literal and -import (this one
+# builds the importer and links MLIR). Seeds come from test/fuzz/seeds.py.
 # With build/bin/kiln-compile (or $KILN_COMPILE), test/e2e's models compiled
 # for the cpu seed the artifact target and are the kernels it may run; so do
 # the artifacts kiln-runtime-tests leaves in $TMPDIR. Corpora grow in
-# <build>/corpus/<target>, crashes land in <build>/crashes/.
+# build-fuzz/corpus/<target>, crashes land in build-fuzz/crashes/, each
+# run's log in build-fuzz/logs/. Exits non-zero when any target finds a
+# crash, a leak or a timeout. scripts/test.sh runs it for 45 s per target.
 # docs/reliability.md, "Fuzzing".
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
@@ -17,14 +18,14 @@ cd "$root"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(artifact npy tensor-proto)
+[ ${#targets[@]} -gt 0 ] || targets=(import artifact npy tensor-proto literal)
+jobs=${KILN_FUZZ_JOBS:-$(nproc)}
 llvm=/usr/lib/llvm-22/bin
-build=build-fuzz compiler=OFF
-if [ "${targets[*]}" = import ]; then build=build-fuzz-import compiler=ON; fi
+build=build-fuzz
 if [ ! -f $build/build.ninja ]; then
   cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_C_COMPILER=$llvm/clang -DCMAKE_CXX_COMPILER=$llvm/clang++ \
-    -DKILN_BUILD_COMPILER=$compiler -DKILN_BACKENDS=cpu -DKILN_BUILD_TESTS=OFF -DKILN_FUZZ=ON
+    -DKILN_BACKENDS=cpu -DKILN_BUILD_TESTS=OFF -DKILN_FUZZ=ON
 fi
 cmake --build $build --target "${targets[@]/#/kiln-fuzz-}"
 seeds=$build/seeds
@@ -32,12 +33,14 @@ compile=()
 kiln_compile=${KILN_COMPILE:-build/bin/kiln-compile}
 if [ -x "$kiln_compile" ]; then compile=("$kiln_compile"); fi
 "${PYTHON:-.venv/bin/python}" test/fuzz/seeds.py "$seeds" "${compile[@]}"
-mkdir -p $build/crashes
+mkdir -p $build/crashes $build/logs
 # Buffers an artifact declares are allocated as it says: past 1 GiB the
 # allocation fails (an error, as where memory runs out), rather than the run.
 export ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=1024
 export KILN_FUZZ_KERNELS=$root/$seeds/kernels
-for t in "${targets[@]}"; do
+
+run() {
+  local t=$1 extra
   mkdir -p "$build/corpus/$t"
   if [ "$t" = artifact ]; then
     # Also the artifacts kiln-runtime-tests leaves in $TMPDIR, if it ran:
@@ -48,8 +51,35 @@ for t in "${targets[@]}"; do
   else
     extra=("$seeds/$t")
   fi
-  echo "== kiln fuzz: $t for ${seconds}s"
   "$build/bin/kiln-fuzz-$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
     -artifact_prefix="$build/crashes/$t-" -print_final_stats=1 \
-    "$build/corpus/$t" "${extra[@]}"
+    "$build/corpus/$t" "${extra[@]}" > "$build/logs/$t.log" 2>&1
+}
+
+# Each target in the background, at most $jobs at once; then one line each.
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  echo "== kiln fuzz: $t for ${seconds}s"
+  { status=0; run "$t" || status=$?; echo $status > "$build/logs/$t.status"; } &
 done
+wait
+failed=()
+for t in "${targets[@]}"; do
+  status=$(cat "$build/logs/$t.status")
+  log=$build/logs/$t.log
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
+  corpus=$(find "$build/corpus/$t" -type f | wc -l)
+  if [ "$status" -eq 0 ]; then
+    echo "kiln fuzz: $t: ${runs:-?} runs in ${seconds}s, ${cov:-cov: ?}, corpus $corpus files, no crash"
+  else
+    echo "kiln fuzz: $t: FAILED (exit $status); the end of $log:"
+    tail -40 "$log"
+    failed+=("$t")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "kiln fuzz: ${#failed[@]} of ${#targets[@]} targets failed: ${failed[*]} (inputs in $build/crashes/)"
+  exit 1
+fi
+echo "kiln fuzz: ${#targets[@]} of ${#targets[@]} targets ran ${seconds}s each without a crash"

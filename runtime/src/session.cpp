@@ -285,10 +285,11 @@ kiln_status kiln_dtype_from_name(const char *name, kiln_dtype *dtype) {
       *dtype = d.dtype;
       return KILN_OK;
     }
+  std::string known;
+  for (const DType &d : dtypes)
+    known += (known.empty() ? "" : " ") + std::string(d.name);
   return setError(KILN_ERROR_INVALID_ARGUMENT,
-                  std::string("unknown dtype '") + name +
-                      "' (known: f16 f32 f64 bf16 i8 i16 i32 i64 u8 u16 u32 "
-                      "u64 i1)");
+                  std::string("unknown dtype '") + name + "' (known: " + known + ", bool)");
 }
 
 size_t kiln_dtype_size(kiln_dtype dtype) {
