@@ -355,6 +355,12 @@ std::string parseMeta(kiln_artifact &a, SectionView meta,
       d.name = e.entries[k].name.c_str();
       std::copy(e.entries[k].workgroupSize, e.entries[k].workgroupSize + 3, d.workgroup_size);
       d.ops = a.kernelOps[k].c_str();
+      d.binding_count = 0;
+      d.binding_extents = nullptr;
+      if (!a.kernelExtents.empty()) {
+        d.binding_count = static_cast<uint32_t>(a.kernelExtents[k].size());
+        d.binding_extents = a.kernelExtents[k].data();
+      }
       e.driverEntries.push_back(d);
     }
   for (size_t i = 0; i < a.inputs.size(); ++i)

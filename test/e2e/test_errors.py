@@ -1,6 +1,7 @@
 """Bad input gives a clear `tool: error: ...` message and exit status 1, never
 a crash, at compile time and at run time."""
 import os
+import re
 import struct
 
 import numpy as np
@@ -541,10 +542,9 @@ def test_missing_artifact(tmp_path):
 def _structural_offsets(data):
     """File offsets of the section table and of every meta-section field the
     runtime must not trust: counts, kinds, sizes, dims, grids, dispatches,
-    bindings and the kernels' extents. Left out: strings (an entry name
-    changed into another kernel's is a different program, as changed code
-    would be) and the records after the extents. The workgroup counts' offsets
-    come back apart: a count made huge takes long to run, not to fail."""
+    bindings, entry names and the kernels' extents. Left out: other strings
+    and the records after the extents. The workgroup counts' offsets come
+    back apart: a count made huge takes long to run, not to fail."""
     table, count = struct.unpack_from("<QI", data, 24)
     grids = []
     offsets = list(range(table, table + 48 * count))
@@ -578,7 +578,7 @@ def _structural_offsets(data):
     for _ in range(u32()):  # executables
         string(), string(), string()
         for _ in range(u32()):  # entries: name, workgroup count and size
-            string(keep=False)
+            string()
             grids.append(pos)
             take(12, keep=False), take(12)
     for _ in range(u32()):  # dispatches: kernel, bindings (buffer, reserved, offset)
@@ -621,6 +621,38 @@ def test_corrupt_metadata_with_valid_checksum(mlp_files, tmp_path):
             p.write_bytes(_reseal(d))
             r = run_tool("kiln-run", p, "--threads=2", timeout=30)
             assert r.returncode == 0, (at, dim, r.returncode, r.stderr)
+
+
+def test_entry_named_as_another_kernel_is_refused(tmp_path):
+    """An entry renamed to another kernel of the same image (what
+    kiln-fuzz-artifact found: main_dispatch_22 became main_dispatch_32, and
+    the kernel wrote past a buffer) is refused before anything runs: the
+    cpu kernels carry what they reach through each binding, and the driver
+    holds it against the artifact's extents. A renaming between kernels that
+    reach the same bytes is harmless and runs."""
+    onnx_path = _save(models.build("transformer"), tmp_path / "t.onnx")
+    art = tmp_path / "t.kiln"
+    r = run_tool("kiln-compile", onnx_path, "--target=cpu", "-o", art)
+    assert r.returncode == 0, r.stderr
+    data = art.read_bytes()
+    names = sorted(set(re.findall(rb"main_dispatch_\d+", data)))
+    assert len(names) > 10
+    p = tmp_path / "bad.kiln"
+    refused = 0
+    for a, b in zip(names, names[1:] + names[:1]):
+        if len(a) != len(b):
+            continue
+        d = bytearray(data)
+        i = d.index(struct.pack("<I", len(a)) + a) + 4  # the meta's entry name
+        d[i:i + len(a)] = b
+        p.write_bytes(_reseal(d))
+        r = run_tool("kiln-run", p, "--threads=1", timeout=30)
+        assert r.returncode in (0, 1), (a, b, r.returncode, r.stderr)
+        if r.returncode == 1:
+            assert f"entry '{b.decode()}' reaches [" in r.stderr, r.stderr
+            assert "but the artifact says [" in r.stderr, r.stderr
+            refused += 1
+    assert refused > 5, refused
 
 
 # --- Python binding ---------------------------------------------------------------

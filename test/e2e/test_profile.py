@@ -124,13 +124,19 @@ def _fnv1a(data):
     return h
 
 
-def _downgrade_to_31(path, kernel_ops):
-    """Rewrites a 3.3 artifact as 3.1: without the kernel descriptions (u32
+def _downgrade_to_31(path, kernel_ops, hide_marker=True):
+    """Rewrites a 3.4 artifact as 3.1: without the kernel descriptions (u32
     count, then each as u32 length + bytes) and the kernel extents after
-    them, which end its meta section."""
+    them, which end its meta section; and its cpu image as one written before
+    kernels described their bindings (its marker symbol renamed), which a 3.1
+    artifact without extents runs as it always did."""
     data = bytearray(path.read_bytes())
     major, minor = struct.unpack_from("<II", data, 8)
-    assert (major, minor) == (3, 3)
+    assert (major, minor) == (3, 4)
+    marker = b"\0kiln_kernel_extents\0"
+    assert marker in data
+    if hide_marker:
+        data = bytearray(bytes(data).replace(marker, b"\0kiln_kernel_extentX\0"))
     table, count = struct.unpack_from("<QI", data, 24)
     for i in range(count):
         at = table + 48 * i
@@ -164,6 +170,21 @@ def test_version_31_artifact_loads_and_profiles_by_kernel(tmp_path):
         assert d["args"]["ops"] == "" and d["name"] == d["args"]["kernel"]
         assert d["name"].startswith("main_dispatch_")
     assert "(main_dispatch_" in stdout  # The table falls back to kernel names.
+
+
+def test_described_kernels_need_the_artifacts_extents(tmp_path):
+    """Cutting the extents off the meta section (and calling the file 3.1)
+    would skip the loader's binding checks; kernels that describe their
+    bindings refuse to run without them."""
+    art = _compile(tmp_path)
+    _, stats, _, _ = _profile(tmp_path, art, "new")
+    kernel_ops = {}
+    for d in sorted(stats["dispatches"], key=lambda d: d["index"]):
+        kernel_ops.setdefault(d["kernel"], d["ops"])
+    _downgrade_to_31(art, list(kernel_ops.values()), hide_marker=False)
+    r = run_tool("kiln-run", art, "--threads=1")
+    assert r.returncode == 1, r.stderr
+    assert "the artifact does not say what the kernel's bindings reach" in r.stderr, r.stderr
 
 
 def test_python_session_reports_dispatch_times(tmp_path):

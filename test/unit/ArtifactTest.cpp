@@ -84,7 +84,7 @@ TEST(Artifact, LayoutFollowsSpec) {
   kiln_art_header h = header(bytes);
   EXPECT_EQ(std::memcmp(h.magic, "KILNART\0", 8), 0);
   EXPECT_EQ(h.version_major, 3u);
-  EXPECT_EQ(h.version_minor, 3u);
+  EXPECT_EQ(h.version_minor, 4u);
   EXPECT_EQ(h.file_size, bytes.size());
   EXPECT_EQ(h.section_table_offset, 64u);
   ASSERT_EQ(h.section_count, 3u);

@@ -10,6 +10,13 @@
 // the schedule copies such outputs), and LLVM keeps `noalias` as scoped alias
 // metadata when it inlines the body.
 //
+// Each kernel also exports `kiln_extents_<name>`, i64 {binding count, bytes
+// reached through each binding}, and the module `kiln_kernel_extents`, i32
+// (the number of kernels), which says that it does. The runtime checks bindings against the
+// extents the artifact's meta section states; the cpu driver holds those
+// against the code's own, so that an edited entry name or extent cannot send
+// a kernel past its buffers (docs/artifact-format.md).
+//
 //===----------------------------------------------------------------------===//
 #include "Passes.h"
 
@@ -38,6 +45,14 @@ struct LowerCpuAbiPass : kiln::impl::CpuLowerAbiBase<LowerCpuAbiPass> {
         kernels.push_back(kernel);
     for (func::FuncOp kernel : kernels)
       lower(kernel);
+    // Says that the image's kernels describe their bindings, so that the
+    // driver refuses an entry name without a description.
+    if (!kernels.empty()) {
+      auto b = OpBuilder::atBlockEnd(getOperation().getBody());
+      LLVM::GlobalOp::create(b, getOperation().getLoc(), b.getI32Type(), /*isConstant=*/true,
+                             LLVM::Linkage::External, "kiln_kernel_extents",
+                             b.getI32IntegerAttr(kernels.size()));
+    }
   }
 
   void lower(func::FuncOp body) {
@@ -125,6 +140,19 @@ struct LowerCpuAbiPass : kiln::impl::CpuLowerAbiBase<LowerCpuAbiPass> {
     func::CallOp::create(b, loc, body, operands);
     b.setInsertionPointToEnd(abi);
     func::ReturnOp::create(b, loc);
+
+    // Bytes as the schedule counts them: elements narrower than a byte take one.
+    SmallVector<int64_t> extents = {numBuffers};
+    for (unsigned i = 0; i < numBuffers; ++i) {
+      auto type = cast<MemRefType>(entry.getArgument(i).getType());
+      extents.push_back((type.getElementTypeBitWidth() + 7) / 8 * type.getNumElements());
+    }
+    b.setInsertionPointAfter(kernel);
+    auto extentsTy = RankedTensorType::get({(int64_t)extents.size()}, i64);
+    LLVM::GlobalOp::create(b, loc, LLVM::LLVMArrayType::get(i64, extents.size()),
+                           /*isConstant=*/true, LLVM::Linkage::External,
+                           "kiln_extents_" + name,
+                           DenseElementsAttr::get(extentsTy, ArrayRef<int64_t>(extents)));
   }
 };
 

@@ -374,6 +374,34 @@ void executableUnload(void *, void *executable) {
   delete exe;
 }
 
+/// The artifact's word for what an entry reaches through its bindings
+/// against the code's own (`kiln_extents_<name>`, kiln-cpu-lower-abi). The
+/// runtime checked the dispatches' bindings against the former, so a
+/// changed entry name or extent must not reach a kernel that reaches
+/// further. "" or why the entry is refused.
+std::string checkExtents(void *handle, const kiln_driver_entry &entry) {
+  std::string name = entry.name;
+  std::string symbol = "kiln_extents_" + name;
+  const auto *own = static_cast<const uint64_t *>(::dlsym(handle, symbol.c_str()));
+  if (!own)
+    return "entry '" + name + "' is not a kernel of this image (it has no " + symbol + ")";
+  if (!entry.binding_extents)
+    return "entry '" + name + "': the artifact does not say what the kernel's bindings "
+           "reach (format 3.3 and later do)";
+  auto list = [](uint64_t n, const uint64_t *e) {
+    std::string s;
+    for (uint64_t i = 0; i < n; ++i)
+      s += (i ? ", " : "") + std::to_string(e[i]);
+    return "[" + s + "]";
+  };
+  if (own[0] != entry.binding_count ||
+      !std::equal(own + 1, own + 1 + own[0], entry.binding_extents))
+    return "entry '" + name + "' reaches " + list(own[0], own + 1) +
+           " bytes through its bindings, but the artifact says " +
+           list(entry.binding_count, entry.binding_extents);
+  return "";
+}
+
 kiln_status executableLoad(void *, const char *format, const void *image,
                            uint64_t size, const kiln_driver_entry *entries,
                            uint32_t entryCount, void **executable) {
@@ -401,12 +429,20 @@ kiln_status executableLoad(void *, const char *format, const void *image,
     delete exe;
     return s;
   }
+  // Images kiln-compile writes describe their kernels; test kernels and
+  // images from before the descriptions do not, and are run as they were.
+  bool described = ::dlsym(exe->handle, "kiln_kernel_extents") != nullptr;
   for (uint32_t i = 0; i < entryCount; ++i) {
     void *sym = ::dlsym(exe->handle, entries[i].name);
     if (!sym) {
       executableUnload(nullptr, exe);
       return kiln_driver_error(KILN_ERROR_NOT_FOUND,
                                "executable has no entry point '%s'", entries[i].name);
+    }
+    if (std::string why = described ? checkExtents(exe->handle, entries[i]) : "";
+        !why.empty()) {
+      executableUnload(nullptr, exe);
+      return kiln_driver_error(KILN_ERROR_CORRUPT, "%s", why.c_str());
     }
     exe->entries.push_back(reinterpret_cast<KernelFn>(sym));
     exe->names.push_back(entries[i].name);

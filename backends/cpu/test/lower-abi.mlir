@@ -27,9 +27,20 @@
 // CHECK: call @k.body(%{{.+}}, %[[M1]], %[[WX]], %[[WY]], %[[WZ]])
 // CHECK-NEXT: }
 // CHECK-NEXT: return
+// What each binding reaches, in bytes, for the driver to hold against the
+// artifact; i1 and i4 elements take a byte each, as buffers hold them.
+// CHECK: llvm.mlir.global external constant @kiln_extents_k(dense<[2, 32, 32]> : tensor<3xi64>)
+// CHECK-LABEL: func.func @small(
+// CHECK: llvm.mlir.global external constant @kiln_extents_small(dense<[3, 6, 12, 0]> : tensor<4xi64>)
+// The image says that its kernels describe themselves.
+// CHECK: llvm.mlir.global external constant @kiln_kernel_extents(2 : i32)
 func.func @k(%in: memref<8xf32>, %out: memref<8xf32>) attributes {kiln.workgroups = array<i64: 8, 1, 1>} {
   %i = gpu.block_id x
   %v = memref.load %in[%i] : memref<8xf32>
   memref.store %v, %out[%i] : memref<8xf32>
+  return
+}
+
+func.func @small(%a: memref<2x3xi1>, %b: memref<12xi4>, %c: memref<0xf32>) {
   return
 }

@@ -19,7 +19,7 @@ extern "C" {
 #define KILN_ART_MAGIC "KILNART" /* 7 chars + NUL fill the 8-byte field. */
 #define KILN_ART_MAGIC_SIZE 8
 #define KILN_ART_VERSION_MAJOR 3u
-#define KILN_ART_VERSION_MINOR 3u
+#define KILN_ART_VERSION_MINOR 4u
 /* Header size, section alignment and constant alignment: one cache line, and
  * enough for any vector load the kernels might do on mapped constants. */
 #define KILN_ART_ALIGN 64u

@@ -28,8 +28,9 @@ extern "C" {
 #endif
 
 /* 3: entries carry `ops`; drivers may report dispatch_times.
- * 4: drivers may import host memory as a buffer (buffer_import). */
-#define KILN_DRIVER_ABI_VERSION 4u
+ * 4: drivers may import host memory as a buffer (buffer_import).
+ * 5: entries carry the bytes each binding reaches (binding_extents). */
+#define KILN_DRIVER_ABI_VERSION 5u
 
 /* Strings are static (or live as long as the process). */
 typedef struct kiln_driver_device_desc {
@@ -58,6 +59,14 @@ typedef struct kiln_driver_entry {
    * naming it in profiles; "" when the artifact does not say. Lives as long
    * as the executable. */
   const char *ops;
+  /* The bytes the kernel reaches through each of its binding_count bindings,
+   * as the artifact states them and as the runtime checks every dispatch's
+   * bindings against; NULL (count 0) when the artifact does not say (format
+   * 3.2 and older). A driver whose images describe their kernels (cpu:
+   * `kiln_extents_<name>`) must refuse an entry whose code disagrees. Lives
+   * as long as the executable. */
+  uint32_t binding_count;
+  const uint64_t *binding_extents;
 } kiln_driver_entry;
 
 /* A buffer handle plus a byte offset into it. */
