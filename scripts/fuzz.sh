@@ -60,6 +60,7 @@ run() {
 for t in "${targets[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
   echo "== kiln fuzz: $t for ${seconds}s"
+  rm -f "$build/logs/$t.status"
   { status=0; run "$t" || status=$?; echo $status > "$build/logs/$t.status"; } &
 done
 wait
