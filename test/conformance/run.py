@@ -269,6 +269,22 @@ def flatten_value(name, type_proto, msg):
     return [(name, msg)], []
 
 
+def data_facts(name, flags, tensors):
+    """What flatten_value's flags and pinned shapes tell kiln-compile about
+    input `name` that the model leaves open, for the report."""
+    facts = set()
+    for flag in flags:
+        m = re.match(r"--input-(sequence-length|absent)=(.*?)(?:=(\d+))?$", flag)
+        if m and m.group(1) == "absent":
+            facts.add("'%s' is absent" % m.group(2))
+        elif m:
+            facts.add("'%s' has %s element%s" % (m.group(2), m.group(3),
+                                                  "" if m.group(3) == "1" else "s"))
+    if tensors:
+        facts.add("the shapes of '%s'" % name)
+    return facts
+
+
 def load_pb(path):
     t = onnx.TensorProto()
     with open(path, "rb") as f:
@@ -349,7 +365,7 @@ def run_test(task):
     deadline = start + cfg["timeout"]
     info = {"suite": suite, "name": name, "op": None, "ops": [],
             "opset": None, "dtypes": [], "outcome": PASSED, "reason": "",
-            "bound": [], "specialized": [], "shaped": []}
+            "bound": [], "specialized": [], "shaped": [], "facts": []}
     tmp = tempfile.mkdtemp(prefix="kiln-conf-", dir=cfg["tmp_root"])
     try:
         model_path = os.path.join(path, "model.onnx")
@@ -393,6 +409,8 @@ def run_test(task):
                     pins += flags + ["--input-shape=%s=%s" % (
                         n, "x".join(map(str, t.dims)) if t.dims else "scalar")
                         for n, t in tensors]
+                    # What the compiler learns from this data set, not the model.
+                    info["facts"] = sorted(set(info["facts"]) | data_facts(vi.name, flags, tensors))
                     continue
                 if tensor_dims(vi) is not None or not os.path.exists(f):
                     continue
@@ -603,6 +621,11 @@ def report(results, suites):
         if shaped:
             lines.append("of the passing tests, %d have symbolic input dims, compiled "
                          "for the run's shapes by the runtime" % len(shaped))
+        told = [r for r in rs if r["outcome"] == PASSED and r.get("facts")]
+        if told:
+            lines.append("of the passing tests, %d were compiled with facts the runner "
+                         "read from their test data (sequence lengths, absent optionals, "
+                         "element shapes; docs/ops.md lists them)" % len(told))
 
         lines.append("")
         lines.append("=== suite %s: by op type ===" % suite)
@@ -659,10 +682,13 @@ def write_ops_md(path, results, target):
         if t == target:
             bound = sum(r["outcome"] == PASSED and bool(r.get("bound")) for r in node)
             late = sum(r["outcome"] == PASSED and bool(r.get("specialized")) for r in node)
+            told = sum(r["outcome"] == PASSED and bool(r.get("facts")) for r in node)
             return (" — %d of them feed shape-deciding inputs at run time (the runtime "
                     "compiles the model for their values)" % late +
                     (", %d bind them at compile time (`--input-value`)" % bound
-                     if bound else ""))
+                     if bound else "") +
+                    (", %d are compiled with facts read from their test data (listed "
+                     "at the end)" % told if told else ""))
         listed = os.path.relpath(lists[t], REPO)
         if t in COMPILE_ONLY_TARGETS:
             return (" — compiled and binaries validated, not run on a GPU: the cpu-"
@@ -710,6 +736,24 @@ def write_ops_md(path, results, target):
                 "%d/%d" % (passes(t, plain), len(plain)) if plain else "",
                 "%d/%d" % (passes(t, exp), len(exp)) if exp else "")
         lines.append(row)
+    told = sorted((r["name"], r["facts"]) for r in node
+                  if r["outcome"] == PASSED and r.get("facts"))
+    if told:
+        lines += [
+            "",
+            "## Tests that pass with facts from their data",
+            "",
+            "Kiln compiles sequences and optionals as plain tensors, so for these %d "
+            "passing tests the runner tells kiln-compile what the model leaves open, "
+            "read from the test's own data: a sequence's length "
+            "(`--input-sequence-length`), an absent optional (`--input-absent`) and the "
+            "shapes of the elements (`--input-shape`). A user compiling such a model "
+            "gives the same flags." % len(told),
+            "",
+            "| test | given |",
+            "|---|---|",
+        ]
+        lines += ["| %s | %s |" % (n, "; ".join(f)) for n, f in told]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
