@@ -5,7 +5,8 @@
 // per workgroup over 64-element slices of x.
 module attributes {gpu.container_module, kiln.executable, kiln.gpu_launches = {
     reverse = [array<i32: 64, 1, 1>, array<i32: 8, 1, 1>],
-    tree_sum = [array<i32: 64, 1, 1>, array<i32: 8, 1, 1>]}} {
+    tree_sum = [array<i32: 64, 1, 1>, array<i32: 8, 1, 1>],
+    broadcast_racy = [array<i32: 64, 1, 1>, array<i32: 8, 1, 1>]}} {
   gpu.module @kiln_kernels {
     // y[64 g + t] = x[64 g + 63 - t]
     gpu.func @reverse(%x: memref<512xf32>, %y: memref<512xf32>) kernel
@@ -59,6 +60,28 @@ module attributes {gpu.container_module, kiln.executable, kiln.gpu_launches = {
         %total = memref.load %sh[%c0] : memref<64xf32, #gpu.address_space<workgroup>>
         memref.store %total, %sum[%g] : memref<8xf32>
       }
+      gpu.return
+    }
+
+    // A bug on purpose: y[64 g + t] = x[64 g] through workgroup memory that
+    // invocation 0 writes, with no barrier before the others read it. A
+    // GPU may or may not give x[64 g]; the emulation must not hide the race.
+    gpu.func @broadcast_racy(%x: memref<512xf32>, %y: memref<512xf32>) kernel
+        attributes {known_block_size = array<i32: 64, 1, 1>} {
+      %c0 = arith.constant 0 : index
+      %c64 = arith.constant 64 : index
+      %sh = memref.alloc() : memref<1xf32, #gpu.address_space<workgroup>>
+      %t = gpu.thread_id x
+      %g = gpu.block_id x
+      %base = arith.muli %g, %c64 : index
+      %first = arith.cmpi eq, %t, %c0 : index
+      scf.if %first {
+        %v = memref.load %x[%base] : memref<512xf32>
+        memref.store %v, %sh[%c0] : memref<1xf32, #gpu.address_space<workgroup>>
+      }
+      %w = memref.load %sh[%c0] : memref<1xf32, #gpu.address_space<workgroup>>
+      %i = arith.addi %base, %t : index
+      memref.store %w, %y[%i] : memref<512xf32>
       gpu.return
     }
   }

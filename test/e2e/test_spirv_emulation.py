@@ -7,7 +7,8 @@
   `spirv-val --target-env opencl1.2`.
 
 - test_barrier_*: hand-written kernels that share workgroup memory across a
-  barrier (spirv_barrier_kernels.mlir) run exactly, several workgroups at once.
+  barrier (spirv_barrier_kernels.mlir) run exactly, several workgroups at once;
+  test_missing_barrier_shows: one that lacks its barrier gives a wrong result.
 
 The cases are those of test_models.py (models.MODELS) and test_ops.py (CASES).
 Cases known to fail are listed in XFAIL with the reason (strict: a fix shows up
@@ -195,3 +196,16 @@ def test_barrier_tree_sum(barrier_kernels, attempt):
     sums = np.full(8, np.nan, np.float32)
     _launch(barrier_kernels, "tree_sum", [_X, sums], workgroups=8)
     np.testing.assert_array_equal(sums, _X.reshape(8, 64).sum(axis=1))
+
+
+def test_missing_barrier_shows(barrier_kernels):
+    """broadcast_racy has no barrier, so its invocations run one after another
+    in the wrapper's scrambled order: those before invocation 0 read workgroup
+    memory it has not written yet. In index order every reader would come
+    after the writer and the missing barrier would pass unseen."""
+    x = np.arange(1, 513, dtype=np.float32)  # every workgroup's value distinct
+    y = np.full(512, np.nan, np.float32)
+    _launch(barrier_kernels, "broadcast_racy", [x, y], workgroups=8, threads=1)
+    want = np.repeat(x[::64], 64)
+    wrong = (y != want).reshape(8, 64).sum(axis=1)
+    assert (wrong >= 16).all(), wrong

@@ -26,7 +26,10 @@
 // barriers takes a pthread_barrier_t of the wrapper as its last argument.
 //
 // A kernel without barriers runs its invocations one after another in a
-// loop, which is exact because no invocation waits for another. A kernel
+// loop, which is exact because no invocation waits for another. The loop
+// takes them in a scrambled order (below), so that one invocation reading
+// what another writes with no barrier between them, a race on a GPU, reads
+// it unwritten for many pairs and gives a wrong result. A kernel
 // with barriers needs every invocation to reach a barrier before any goes
 // on: the wrapper then runs each invocation on a thread of its own and every
 // spirv.ControlBarrier becomes a pthread_barrier_wait (a full memory fence,
@@ -61,6 +64,8 @@
 
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
+
+#include <numeric>
 
 namespace kiln {
 #define GEN_PASS_DEF_LEVELZEROSPIRVTOHOST
@@ -374,6 +379,19 @@ void WrapperBuilder::callKernel(SmallVector<Value> args, ArrayRef<Value> group, 
   LLVM::CallOp::create(b, loc, lowered, args);
 }
 
+/// The serial wrapper runs invocation (i * stride + n - 1) mod n at step i:
+/// a stride coprime to n and near n/2 makes that a permutation that is
+/// neither increasing nor decreasing, and invocation 0 runs about halfway.
+/// In index order, a value invocation 0 publishes (a broadcast) would be
+/// there for every later reader, and in reverse order a value invocation
+/// t - 1 publishes for invocation t: with no barrier, both bugs would pass.
+static int64_t scrambleStride(int64_t n) {
+  for (int64_t p = n / 2 + 1; p < n; ++p)
+    if (std::gcd(p, n) == 1)
+      return p;
+  return 1;
+}
+
 void WrapperBuilder::buildSerial(LLVM::LLVMFuncOp wrapper) {
   Block *entry = wrapper.addEntryBlock(b);
   Block *header = b.createBlock(&wrapper.getBody(), {}, {i64}, {loc});
@@ -394,7 +412,12 @@ void WrapperBuilder::buildSerial(LLVM::LLVMFuncOp wrapper) {
 
   b.setInsertionPointToStart(body);
   Value group[3] = {entry->getArgument(1), entry->getArgument(2), entry->getArgument(3)};
-  callKernel(buffers, group, i, memory);
+  Value scrambled = LLVM::URemOp::create(
+      b, loc,
+      LLVM::AddOp::create(b, loc, LLVM::MulOp::create(b, loc, i, constant(scrambleStride(total))),
+                          constant(total - 1)),
+      constant(total));
+  callKernel(buffers, group, scrambled, memory);
   Value next = LLVM::AddOp::create(b, loc, i, constant(1));
   LLVM::BrOp::create(b, loc, ValueRange{next}, header);
 
