@@ -223,6 +223,9 @@ def _limit_model(case):
     ("nested-loops", ["--max-loop-iterations=100"], ["outer", "more than 100 iterations",
                                                      "--max-loop-iterations"]),
     ("tile", ["--max-tensor-bytes=12Q"], ["'12Q' is not a byte count"]),
+    # 90000 unrolled Adds take about 18 s to import; the watchdog stops it at 1 s.
+    ("nested-loops", ["--max-seconds=1"], ["compiling took longer than 1 s (--max-seconds)",
+                                           "nothing was written"]),
 ])
 def test_resource_limits(tmp_path, case, flags, needles):
     """A model past a limit fails fast with the limit's flag named, and

@@ -16,7 +16,10 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <thread>
 
 using namespace llvm;
 
@@ -107,8 +110,43 @@ static cl::opt<int64_t> maxNodes(
     cl::desc("Refuse a model that imports more nodes than this, unrolled bodies counting once "
              "per iteration (default 200000, about 45 s of import)"),
     cl::init(200000), cl::cat(category));
+static cl::opt<unsigned> maxSeconds(
+    "max-seconds",
+    cl::desc("Stop with an error, writing nothing, when compiling has taken longer than this "
+             "many seconds (default 0: no limit)"),
+    cl::value_desc("SECONDS"), cl::init(0), cl::cat(category));
 static cl::opt<bool> verbose("v", cl::desc("Print each stage as it runs, with timings"),
                              cl::cat(category));
+
+/// Set by whichever comes first: --max-seconds running out, or output
+/// starting. Once anything is being written the limit no longer applies: a
+/// file cut off half way is worse than a late one, and writing is quick.
+static std::atomic<bool> settled{false};
+
+/// Called before anything is written. If the time limit ran out first, the
+/// watchdog is ending the process: wait for it.
+static void startOutput() {
+  if (settled.exchange(true))
+    for (;;)
+      std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+/// --max-seconds: a detached thread that ends the process unless output has
+/// started by then. The pipeline has no point at which to stop it sooner,
+/// and nothing has been written that would need cleaning up.
+static void startWatchdog() {
+  if (maxSeconds == 0)
+    return;
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(maxSeconds));
+    if (settled.exchange(true))
+      return;
+    errs() << "kiln-compile: error: " << inputPath << ": compiling took longer than "
+           << maxSeconds << " s (--max-seconds); nothing was written\n";
+    errs().flush();
+    std::_Exit(1);
+  }).detach();
+}
 
 static int fail(const Twine &msg) {
   errs() << "kiln-compile: error: " << msg << "\n";
@@ -226,6 +264,7 @@ static int writeSpecializable(const kiln::SpecializationNeeded &needed,
   m.source.targets.assign(targetNames.begin(), targetNames.end());
   m.source.modelName = inputPath;
   m.source.args = std::move(args);
+  startOutput();
   std::string err = kiln::artifact::writeArtifact(m, outPath);
   if (!err.empty())
     return fail(err);
@@ -326,6 +365,7 @@ int main(int argc, char **argv) {
   targetOptions.triple = triple;
   targetOptions.maxWorkgroups = maxWorkgroups;
 
+  startWatchdog();
   auto start = std::chrono::steady_clock::now();
   auto step = [&](StringRef what) {
     if (!verbose)
@@ -378,6 +418,7 @@ int main(int argc, char **argv) {
   if (failed(mlir::verify(module)))
     return fail("internal error: imported IR does not verify");
   auto printModule = [&](mlir::Operation *op) -> int {
+    startOutput();
     std::error_code ec;
     ToolOutputFile out(outPath, ec, sys::fs::OF_Text);
     if (ec)
@@ -427,6 +468,9 @@ int main(int argc, char **argv) {
         Twine(schedule->module.buffers.size()) + " buffers")
            .str());
 
+  // Binaries are written target by target, as each is compiled.
+  if (binaries)
+    startOutput();
   if (binaries && sys::fs::create_directories(outPath))
     return fail("cannot create the folder '" + outPath + "'");
   if (schedule->module.dispatches.empty()) {
@@ -469,6 +513,7 @@ int main(int argc, char **argv) {
       auto text = backend->emitText(executable, stage, targetOptions);
       if (!text)
         return fail(toString(text.takeError()));
+      startOutput();
       std::error_code ec;
       ToolOutputFile out(outPath, ec, sys::fs::OF_Text);
       if (ec)
@@ -507,6 +552,7 @@ int main(int argc, char **argv) {
   if (binaries)
     return 0;
   step("write " + outPath);
+  startOutput();
   std::string err = kiln::artifact::writeArtifact(schedule->module, outPath);
   if (!err.empty())
     return fail(err);
